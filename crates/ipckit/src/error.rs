@@ -1,0 +1,235 @@
+//! The one error type of ipckit.
+//!
+//! Operations that name an endpoint (`bind`, `connect`, `accept`) return
+//! [`Error`]: it says what was attempted on which address, keeps the operating
+//! system's error as its [`source`](std::error::Error::source) with
+//! [`raw_os_error`](Error::raw_os_error) intact, and says whether retrying can help
+//! ([`is_timeout`](Error::is_timeout), [`is_temporary`](Error::is_temporary)).
+//!
+//! Byte-level I/O (`Read`/`Write`) returns plain [`io::Error`]s straight from the
+//! operating system, as std does.
+
+use std::fmt;
+use std::io;
+
+/// A specialized `Result` for ipckit operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The text does not name a valid endpoint (empty, NUL, too long, unknown scheme).
+    InvalidAddress,
+    /// The address is valid, but this operating system (or transport) cannot serve it.
+    Unsupported,
+    /// An option value breaks a rule (for example a zero buffer size).
+    InvalidOption,
+    /// The operation did not finish before its timeout or deadline.
+    TimedOut,
+    /// The address is already served by a live listener.
+    AddrInUse,
+    /// Nobody serves the address.
+    NotFound,
+    /// Every instance of the endpoint is busy.
+    Busy,
+    /// The peer is gone.
+    Disconnected,
+    /// The operating system refused access.
+    PermissionDenied,
+    /// Any other failure reported by the operating system.
+    Os,
+}
+
+impl ErrorKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidAddress => "invalid address",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::InvalidOption => "invalid option",
+            ErrorKind::TimedOut => "timed out",
+            ErrorKind::AddrInUse => "address in use",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Disconnected => "disconnected",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::Os => "operating system error",
+        }
+    }
+
+    fn from_io(err: &io::Error) -> ErrorKind {
+        if let Some(kind) = err.raw_os_error().and_then(crate::sys::os_error_kind) {
+            return kind;
+        }
+        match err.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::TimedOut,
+            io::ErrorKind::AddrInUse => ErrorKind::AddrInUse,
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ErrorKind::NotFound,
+            io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            io::ErrorKind::ResourceBusy => ErrorKind::Busy,
+            io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof => ErrorKind::Disconnected,
+            io::ErrorKind::Unsupported => ErrorKind::Unsupported,
+            io::ErrorKind::InvalidInput => ErrorKind::InvalidOption,
+            _ => ErrorKind::Os,
+        }
+    }
+
+    fn to_io(self) -> io::ErrorKind {
+        match self {
+            ErrorKind::InvalidAddress | ErrorKind::InvalidOption => io::ErrorKind::InvalidInput,
+            ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+            ErrorKind::TimedOut => io::ErrorKind::TimedOut,
+            ErrorKind::AddrInUse => io::ErrorKind::AddrInUse,
+            ErrorKind::NotFound => io::ErrorKind::NotFound,
+            ErrorKind::Busy => io::ErrorKind::ResourceBusy,
+            ErrorKind::Disconnected => io::ErrorKind::BrokenPipe,
+            ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+            ErrorKind::Os => io::ErrorKind::Other,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An ipckit error: what was attempted, on which address, and why it failed.
+///
+/// # Examples
+///
+/// ```
+/// let err = "".parse::<ipckit::Address>().unwrap_err();
+/// assert_eq!(err.kind(), ipckit::ErrorKind::InvalidAddress);
+/// assert!(err.to_string().contains("empty"));
+/// ```
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<io::Error>,
+}
+
+impl Error {
+    /// A domain error of `kind` with a full message (what broke which rule).
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Wraps an operating-system error with what was being attempted, e.g.
+    /// `"connect to pipe:app"`. The kind is derived from the OS error.
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error {
+            kind: ErrorKind::from_io(&source),
+            message: context.into(),
+            source: Some(source),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The operating system's error code, if this error came from the OS.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.source.as_ref().and_then(io::Error::raw_os_error)
+    }
+
+    /// The operating system's error, if this error came from the OS.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+
+    /// True when a timeout or deadline expired; the same call may succeed later.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == ErrorKind::TimedOut
+    }
+
+    /// True when retrying the same call can help: timeouts, busy endpoints,
+    /// interrupted calls, and an endpoint that is not (yet) there.
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::TimedOut | ErrorKind::Busy | ErrorKind::NotFound
+        ) || self
+            .source
+            .as_ref()
+            .is_some_and(|e| e.kind() == io::ErrorKind::Interrupted)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Converts into an [`io::Error`] whose kind matches and whose inner error is this
+/// [`Error`] (reach it with [`io::Error::get_ref`] and `downcast_ref`).
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        io::Error::new(err.kind.to_io(), err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_keep_their_code_and_context() {
+        let err = Error::io("connect to pipe:x", io::Error::from_raw_os_error(2));
+        assert_eq!(err.raw_os_error(), Some(2));
+        assert!(err.to_string().starts_with("connect to pipe:x: "));
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn timeouts_are_temporary_and_convert_to_io_timed_out() {
+        let err = Error::io("read", io::Error::from(io::ErrorKind::TimedOut));
+        assert!(err.is_timeout());
+        assert!(err.is_temporary());
+        let io_err = io::Error::from(err);
+        assert_eq!(io_err.kind(), io::ErrorKind::TimedOut);
+        let inner = io_err.get_ref().unwrap().downcast_ref::<Error>().unwrap();
+        assert!(inner.is_timeout());
+    }
+
+    #[test]
+    fn domain_errors_are_not_temporary() {
+        let err = Error::new(ErrorKind::InvalidAddress, "bad");
+        assert!(!err.is_temporary());
+        assert!(!err.is_timeout());
+        assert_eq!(io::Error::from(err).kind(), io::ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,52 @@
+//! # ipckit
+//!
+//! Local inter-process communication with one std-like API on Windows and Unix.
+//!
+//! A [`Listener`] and a [`Stream`] carry bytes between processes on one machine
+//! over the native mechanism of each OS — named pipes on Windows, Unix domain
+//! sockets on Unix — or over TCP when the peers outgrow one machine. Every endpoint
+//! is named by one text form, an [`Address`].
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//!
+//! let listener = ipckit::Listener::bind("pipe:hello")?;
+//! std::thread::spawn(move || -> std::io::Result<()> {
+//!     let mut s = listener.accept()?;
+//!     let mut buf = [0; 5];
+//!     s.read_exact(&mut buf)?;
+//!     s.write_all(&buf)
+//! });
+//! let mut client = ipckit::Stream::connect("pipe:hello")?;
+//! client.write_all(b"hello")?;
+//! let mut back = [0; 5];
+//! client.read_exact(&mut back)?;
+//! assert_eq!(&back, b"hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Which transport?
+//!
+//! | you want | address | Windows | Unix |
+//! |---|---|---|---|
+//! | a local byte stream with a portable name | `pipe:NAME` | named pipe `\\.\pipe\NAME` | socket file in a private per-user directory |
+//! | a specific socket file | `unix:/path` | — | Unix socket |
+//! | a name that leaves no file behind | `@NAME` | — | Linux abstract socket |
+//! | to reach another machine | `tcp:HOST:PORT` | TCP | TCP |
+//!
+//! Message channels, mailslots, shared memory, child-process channels and RPC are
+//! on the roadmap (see the README).
+
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub)]
+
+mod address;
+mod error;
+pub mod platform;
+pub mod stream;
+mod sys;
+
+pub use address::{Address, ToAddress};
+pub use error::{Error, ErrorKind, Result};
+pub use stream::{ConnectOptions, Incoming, Listener, ListenerOptions, Stream};

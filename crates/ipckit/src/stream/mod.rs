@@ -1,0 +1,422 @@
+//! Byte streams: [`Listener`] and [`Stream`] over named pipes (Windows), Unix
+//! sockets (Unix) and TCP (everywhere), with timeouts and Go-style deadlines.
+
+mod options;
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+pub use options::{ConnectOptions, ListenerOptions};
+
+use crate::address::{Address, Endpoint, ToAddress};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
+
+enum ListenerKind {
+    Local(sys::Listener),
+    Tcp(TcpListener),
+}
+
+/// A server endpoint that accepts byte-stream connections.
+///
+/// This corresponds to a named pipe server (`CreateNamedPipeW` +
+/// `ConnectNamedPipe`) on Windows, a listening `SOCK_STREAM` Unix socket on Unix,
+/// and a `TcpListener` for `tcp:` addresses.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::io::{Read, Write};
+/// let listener = ipckit::Listener::bind("pipe:echo")?;
+/// for stream in listener.incoming() {
+///     let mut stream = stream?;
+///     let mut buf = [0; 1024];
+///     let n = stream.read(&mut buf)?;
+///     stream.write_all(&buf[..n])?;
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Platform-specific behavior
+///
+/// ### Unix
+///
+/// A portable name becomes a socket file `NAME.sock` (mode 0600) in a private
+/// directory (mode 0700). A stale file that nobody listens on is replaced; a live
+/// listener's file makes `bind` fail with [`ErrorKind::AddrInUse`]. Dropping the
+/// listener removes the file if it is still its own.
+///
+/// ### Windows
+///
+/// The server always keeps one pipe instance waiting, including between two calls
+/// to `accept`, so a client never finds the name missing while the server runs.
+#[doc(alias = "CreateNamedPipeW")]
+pub struct Listener {
+    inner: ListenerKind,
+    addr: Address,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn resolve(addr: &Address) -> Result<Endpoint> {
+    addr.stream_endpoint(&sys::env())
+}
+
+impl Listener {
+    /// Binds a listener at `addr` with the default [`ListenerOptions`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidAddress`] or [`ErrorKind::Unsupported`] for an address
+    /// this OS cannot serve; [`ErrorKind::AddrInUse`] when a live listener already
+    /// serves it; otherwise the OS error with the address in the message.
+    pub fn bind(addr: impl ToAddress) -> Result<Listener> {
+        ListenerOptions::new().bind(addr)
+    }
+
+    pub(crate) fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
+        let context = || format!("bind {addr}");
+        let inner = match resolve(&addr)? {
+            Endpoint::Tcp { host, port } => ListenerKind::Tcp(
+                TcpListener::bind((host.as_str(), port)).map_err(|e| Error::io(context(), e))?,
+            ),
+            ep => ListenerKind::Local(
+                sys::Listener::bind(&ep, opts).map_err(|e| Error::io(context(), e))?,
+            ),
+        };
+        let addr = match &inner {
+            ListenerKind::Tcp(l) => match l.local_addr() {
+                Ok(sa) => Address::Tcp {
+                    host: sa.ip().to_string(),
+                    port: sa.port(),
+                },
+                Err(_) => addr,
+            },
+            ListenerKind::Local(_) => addr,
+        };
+        Ok(Listener { inner, addr })
+    }
+
+    /// Waits for the next client and returns the connected stream.
+    ///
+    /// # Errors
+    ///
+    /// The OS error, with the address in the message.
+    pub fn accept(&self) -> Result<Stream> {
+        let kind = match &self.inner {
+            ListenerKind::Local(l) => l.accept().map(StreamKind::Local),
+            ListenerKind::Tcp(l) => l.accept().map(|(s, _)| StreamKind::Tcp(s)),
+        }
+        .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
+        Ok(Stream::new(kind, self.addr.clone()))
+    }
+
+    /// An endless iterator over incoming connections, like std's `incoming`.
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// The address this listener serves; for `tcp:` with port 0, the port the OS
+    /// chose.
+    pub fn local_addr(&self) -> &Address {
+        &self.addr
+    }
+}
+
+/// The iterator returned by [`Listener::incoming`].
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a Listener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = Result<Stream>;
+
+    fn next(&mut self) -> Option<Result<Stream>> {
+        Some(self.listener.accept())
+    }
+}
+
+enum StreamKind {
+    Local(sys::Stream),
+    Tcp(TcpStream),
+}
+
+/// The time limits of one direction: a per-call timeout and an absolute deadline.
+#[derive(Debug, Clone, Copy, Default)]
+struct Limits {
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+}
+
+impl Limits {
+    /// When the next call must give up: the earlier of now + timeout and the deadline.
+    fn until(&self) -> Option<Instant> {
+        let by_timeout = self.timeout.map(|t| Instant::now() + t);
+        match (by_timeout, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A connected byte stream.
+///
+/// `Read` and `Write` are implemented for `Stream` and `&Stream`. Reads and writes
+/// can be bounded by a per-call timeout ([`set_read_timeout`](Stream::set_read_timeout))
+/// or an absolute deadline ([`set_read_deadline`](Stream::set_read_deadline), Go's
+/// `SetReadDeadline`); a call that runs out of time fails with
+/// [`io::ErrorKind::TimedOut`], loses no data, and the stream stays usable: move the
+/// deadline and call again.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// let mut stream = ipckit::Stream::connect("pipe:echo")?;
+/// stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+/// stream.write_all(b"hello")?;
+/// let mut buf = [0; 5];
+/// stream.read_exact(&mut buf)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Platform-specific behavior
+///
+/// Timeouts and deadlines are kept by this handle: a [`try_clone`](Stream::try_clone)
+/// starts with the same limits and then keeps its own. A deadline bounds calls that
+/// start after it is set; it does not interrupt a call already blocked in another
+/// thread.
+pub struct Stream {
+    inner: StreamKind,
+    peer: Address,
+    read: Limits,
+    write: Limits,
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream")
+            .field("peer", &self.peer)
+            .field("read", &self.read)
+            .field("write", &self.write)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_timeout(timeout: Option<Duration>, what: &str) -> Result<()> {
+    if timeout == Some(Duration::ZERO) {
+        return Err(Error::new(
+            ErrorKind::InvalidOption,
+            format!("a {what} timeout of zero is not allowed (use None for no timeout)"),
+        ));
+    }
+    Ok(())
+}
+
+fn connect_tcp(host: &str, port: u16, opts: &ConnectOptions) -> io::Result<TcpStream> {
+    let mut last = None;
+    for sa in (host, port).to_socket_addrs()? {
+        let tried = match opts.timeout {
+            Some(t) => TcpStream::connect_timeout(&sa, t),
+            None => TcpStream::connect(sa),
+        };
+        match tried {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "the host name resolved to no address",
+        )
+    }))
+}
+
+impl Stream {
+    fn new(inner: StreamKind, peer: Address) -> Stream {
+        Stream {
+            inner,
+            peer,
+            read: Limits::default(),
+            write: Limits::default(),
+        }
+    }
+
+    /// Connects to `addr` with the default [`ConnectOptions`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] when nobody listens at the address,
+    /// [`ErrorKind::Busy`] when every pipe instance stays busy (Windows),
+    /// [`ErrorKind::TimedOut`] when the connect timeout passes, and the address
+    /// errors of [`Listener::bind`].
+    pub fn connect(addr: impl ToAddress) -> Result<Stream> {
+        ConnectOptions::new().connect(addr)
+    }
+
+    pub(crate) fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<Stream> {
+        let inner = match resolve(&addr)? {
+            Endpoint::Tcp { host, port } => connect_tcp(&host, port, opts).map(StreamKind::Tcp),
+            ep => sys::Stream::connect(&ep, opts).map(StreamKind::Local),
+        }
+        .map_err(|e| Error::io(format!("connect to {addr}"), e))?;
+        Ok(Stream::new(inner, addr))
+    }
+
+    /// The address this stream was connected to, or accepted on.
+    pub fn peer_addr(&self) -> &Address {
+        &self.peer
+    }
+
+    /// Bounds every later read to `timeout` (None: no bound), as std's
+    /// `set_read_timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] for a zero duration.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        check_timeout(timeout, "read")?;
+        self.read.timeout = timeout;
+        Ok(())
+    }
+
+    /// Bounds every later write to `timeout` (None: no bound).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] for a zero duration.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        check_timeout(timeout, "write")?;
+        self.write.timeout = timeout;
+        Ok(())
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read.timeout
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write.timeout
+    }
+
+    /// Sets both the read and the write deadline (Go's `SetDeadline`).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.read.deadline = deadline;
+        self.write.deadline = deadline;
+    }
+
+    /// An absolute time after which reads fail with `TimedOut` until the deadline
+    /// is moved (Go's `SetReadDeadline`). A deadline in the past fails reads at once.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.read.deadline = deadline;
+    }
+
+    /// An absolute time after which writes fail with `TimedOut` (Go's
+    /// `SetWriteDeadline`). A write cut short by the deadline may have written part
+    /// of the buffer; `write` reports how much.
+    pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
+        self.write.deadline = deadline;
+    }
+
+    /// A second handle to the same connection, for reading in one thread while
+    /// writing in another.
+    ///
+    /// # Errors
+    ///
+    /// The OS error from duplicating the handle.
+    pub fn try_clone(&self) -> Result<Stream> {
+        let inner = match &self.inner {
+            StreamKind::Local(s) => s.try_clone().map(StreamKind::Local),
+            StreamKind::Tcp(s) => s.try_clone().map(StreamKind::Tcp),
+        }
+        .map_err(|e| Error::io(format!("clone the stream to {}", self.peer), e))?;
+        Ok(Stream {
+            inner,
+            peer: self.peer.clone(),
+            read: self.read,
+            write: self.write,
+        })
+    }
+
+    /// Shuts down the read half, the write half, or both.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] on Windows named pipes, which have no half-close:
+    /// drop every handle to the stream to close it.
+    pub fn shutdown(&self, how: Shutdown) -> Result<()> {
+        match &self.inner {
+            StreamKind::Local(s) => s.shutdown(how),
+            StreamKind::Tcp(s) => s.shutdown(how),
+        }
+        .map_err(|e| Error::io(format!("shut down the stream to {}", self.peer), e))
+    }
+
+    fn do_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let limit = self.read.until();
+        match &self.inner {
+            StreamKind::Local(s) => s.read(buf, limit),
+            StreamKind::Tcp(s) => sys::tcp_read(s, buf, limit),
+        }
+    }
+
+    fn do_write(&self, buf: &[u8]) -> io::Result<usize> {
+        let limit = self.write.until();
+        match &self.inner {
+            StreamKind::Local(s) => s.write(buf, limit),
+            StreamKind::Tcp(s) => sys::tcp_write(s, buf, limit),
+        }
+    }
+
+    fn do_flush(&self) -> io::Result<()> {
+        match &self.inner {
+            StreamKind::Local(s) => s.flush(),
+            StreamKind::Tcp(s) => (&*s).flush(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.do_read(buf)
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.do_read(buf)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.do_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.do_flush()
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.do_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.do_flush()
+    }
+}

@@ -1,0 +1,150 @@
+//! Builders for listeners and client connections.
+
+use std::time::Duration;
+
+use super::{Listener, Stream};
+use crate::address::ToAddress;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Options for [`Listener::bind`], like tokio's `ServerOptions`: set once, bind many.
+///
+/// The defaults are the safe ones: owner-only access, a stale Unix socket file is
+/// replaced while a live one is an error, and on Windows unlimited pipe instances
+/// with 64 KiB buffers.
+///
+/// # Examples
+///
+/// ```no_run
+/// let mut opts = ipckit::ListenerOptions::new();
+/// opts.max_instances(16).buffer_sizes(1 << 16, 1 << 16);
+/// let listener = opts.bind("pipe:app")?;
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ListenerOptions {
+    pub(crate) max_instances: Option<u8>,
+    pub(crate) in_buffer: u32,
+    pub(crate) out_buffer: u32,
+    pub(crate) replace_stale: bool,
+    pub(crate) backlog: i32,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        ListenerOptions {
+            max_instances: None,
+            in_buffer: 64 * 1024,
+            out_buffer: 64 * 1024,
+            replace_stale: true,
+            backlog: 1024,
+        }
+    }
+}
+
+impl ListenerOptions {
+    /// The default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The most pipe instances (connected clients plus the one waiting) the server
+    /// allows, 1 to 254; unlimited by default.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows only (`nMaxInstances` of `CreateNamedPipeW`); Unix sockets and TCP
+    /// have no such limit and ignore it.
+    pub fn max_instances(&mut self, n: u8) -> &mut Self {
+        self.max_instances = Some(n);
+        self
+    }
+
+    /// The sizes the OS reserves for each instance's input and output buffers.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows only (`nInBufferSize`/`nOutBufferSize`); elsewhere ignored.
+    pub fn buffer_sizes(&mut self, input: u32, output: u32) -> &mut Self {
+        self.in_buffer = input;
+        self.out_buffer = output;
+        self
+    }
+
+    /// Whether `bind` replaces a Unix socket file that nobody listens on (default
+    /// true). A file a live listener serves is never replaced.
+    pub fn replace_stale(&mut self, yes: bool) -> &mut Self {
+        self.replace_stale = yes;
+        self
+    }
+
+    /// The listen backlog for Unix sockets (default 1024, capped by the kernel).
+    pub fn backlog(&mut self, n: i32) -> &mut Self {
+        self.backlog = n;
+        self
+    }
+
+    /// Binds a listener at `addr` with these options.
+    ///
+    /// # Errors
+    ///
+    /// See [`Listener::bind`]; also [`ErrorKind::InvalidOption`] for a
+    /// `max_instances` of 0 or 255.
+    pub fn bind(&self, addr: impl ToAddress) -> Result<Listener> {
+        if let Some(n) = self.max_instances {
+            if n == 0 || n == 255 {
+                return Err(Error::new(
+                    ErrorKind::InvalidOption,
+                    format!("max_instances must be from 1 to 254, not {n}"),
+                ));
+            }
+        }
+        Listener::bind_with(addr.to_address()?, self)
+    }
+}
+
+/// Options for [`Stream::connect`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let mut opts = ipckit::ConnectOptions::new();
+/// opts.timeout(Duration::from_secs(2)).retry_not_found(true);
+/// let stream = opts.connect("pipe:app")?;
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retry_not_found: bool,
+}
+
+impl ConnectOptions {
+    /// The default options: no timeout, no retry when nobody listens.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The longest `connect` may take, retries included. On Windows this bounds
+    /// the wait for a free instance of a busy pipe.
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Keep trying while nobody listens at the address yet (until the timeout, or
+    /// for ever without one), instead of failing at once with `NotFound`.
+    pub fn retry_not_found(&mut self, yes: bool) -> &mut Self {
+        self.retry_not_found = yes;
+        self
+    }
+
+    /// Connects to `addr` with these options.
+    ///
+    /// # Errors
+    ///
+    /// See [`Stream::connect`].
+    pub fn connect(&self, addr: impl ToAddress) -> Result<Stream> {
+        Stream::connect_with(addr.to_address()?, self)
+    }
+}

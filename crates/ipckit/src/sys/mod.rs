@@ -1,0 +1,25 @@
+//! Platform layer: everything that talks to the operating system.
+//!
+//! All FFI and every `unsafe` block of ipckit live below this module; the portable
+//! modules above it wrap the types re-exported here and carry no `#[cfg]`.
+//!
+//! Each platform provides:
+//!
+//! - `OS`: which [`Os`](crate::address::Os) mapping applies, and `env()`, the
+//!   directories the address resolver needs.
+//! - `Listener` / `Stream`: local byte streams. Unix: `SOCK_STREAM` Unix sockets
+//!   (path and, on Linux, abstract names). Windows: named pipes in byte mode with
+//!   overlapped I/O, always one instance waiting.
+//! - `tcp_read` / `tcp_write`: TCP reads and writes bounded by a deadline.
+//! - `wine_version()`: the Wine version when running under Wine (Windows only; `None`
+//!   elsewhere).
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub(crate) use unix::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;

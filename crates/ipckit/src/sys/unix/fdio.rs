@@ -1,0 +1,75 @@
+//! Reads and writes on a socket bounded by an absolute deadline.
+//!
+//! The socket stays in blocking mode (clones share it); a bounded operation tries a
+//! non-blocking `recv`/`send` first and, when the kernel has nothing, waits in
+//! `poll` for the time that is left. Nothing is lost: a byte is either returned by
+//! `recv` or still in the kernel's buffer.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags, recv, send};
+
+pub(super) fn timed_out(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{what} did not finish before its deadline"),
+    )
+}
+
+/// Waits until `fd` is ready for `flags` or `limit` passes.
+fn wait(fd: BorrowedFd<'_>, flags: PollFlags, limit: Instant, what: &str) -> io::Result<()> {
+    loop {
+        let left = limit.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out(what));
+        }
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        let mut fds = [PollFd::new(&fd, flags)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => continue, // loop re-checks the clock
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A deadline that has passed fails the call before it touches the socket (Go's
+/// semantics), so no byte is consumed by a call that reports a timeout.
+fn check(limit: Instant, what: &str) -> io::Result<()> {
+    if limit <= Instant::now() {
+        return Err(timed_out(what));
+    }
+    Ok(())
+}
+
+pub(super) fn read_until(fd: BorrowedFd<'_>, buf: &mut [u8], limit: Instant) -> io::Result<usize> {
+    check(limit, "read")?;
+    loop {
+        match recv(fd, &mut *buf, RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return Ok(n),
+            Err(Errno::AGAIN) => wait(fd, PollFlags::IN, limit, "read")?,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+pub(super) fn write_until(fd: BorrowedFd<'_>, buf: &[u8], limit: Instant) -> io::Result<usize> {
+    check(limit, "write")?;
+    loop {
+        match send(fd, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+            Ok(n) => return Ok(n),
+            Err(Errno::AGAIN) => wait(fd, PollFlags::OUT, limit, "write")?,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Unix: Unix domain sockets (path and Linux abstract names) and poll-based deadlines.
+
+mod fdio;
+mod runtime_dir;
+mod stream;
+
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::address::{Env, Os};
+
+pub(crate) use stream::{Listener, Stream};
+
+#[cfg(target_os = "linux")]
+pub(crate) const OS: Os = Os::Linux;
+#[cfg(not(target_os = "linux"))]
+pub(crate) const OS: Os = Os::OtherUnix;
+
+/// The directories the address resolver needs on this machine.
+pub(crate) fn env() -> Env {
+    Env {
+        os: OS,
+        runtime_dir: runtime_dir::path(),
+        temp_dir: dotnet_temp_dir(),
+    }
+}
+
+/// What .NET's `Path.GetTempPath()` returns on Unix: `$TMPDIR`, else `/tmp/`.
+fn dotnet_temp_dir() -> PathBuf {
+    match std::env::var_os("TMPDIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from("/tmp"),
+    }
+}
+
+/// Reads from a TCP stream, giving up with `TimedOut` at `limit`.
+pub(crate) fn tcp_read(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    limit: Option<Instant>,
+) -> io::Result<usize> {
+    match limit {
+        None => io::Read::read(&mut &*stream, buf),
+        Some(limit) => fdio::read_until(stream.as_fd(), buf, limit),
+    }
+}
+
+/// Writes to a TCP stream, giving up with `TimedOut` at `limit`.
+pub(crate) fn tcp_write(
+    stream: &TcpStream,
+    buf: &[u8],
+    limit: Option<Instant>,
+) -> io::Result<usize> {
+    match limit {
+        None => io::Write::write(&mut &*stream, buf),
+        Some(limit) => fdio::write_until(stream.as_fd(), buf, limit),
+    }
+}
+
+/// Never under Wine on Unix.
+pub(crate) fn wine_version() -> Option<String> {
+    None
+}
+
+/// Error codes whose `io::ErrorKind` does not say enough; none on Unix.
+pub(crate) fn os_error_kind(_code: i32) -> Option<crate::ErrorKind> {
+    None
+}

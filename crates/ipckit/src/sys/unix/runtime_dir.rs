@@ -1,0 +1,62 @@
+//! ipckit's private per-user directory for portable names on Unix:
+//! `$XDG_RUNTIME_DIR/ipckit/`, else `/tmp/ipckit-UID/`, mode 0700.
+
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where portable names live for the current user.
+pub(super) fn path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir).join("ipckit"),
+        _ => PathBuf::from(format!(
+            "/tmp/ipckit-{}",
+            rustix::process::getuid().as_raw()
+        )),
+    }
+}
+
+/// Creates `dir` (mode 0700) if needed and checks that it is a directory owned by
+/// the current user that no one else can write to or list.
+pub(super) fn ensure(dir: &Path) -> io::Result<()> {
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot create ipckit's runtime directory {}: {e}",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    let meta = fs::symlink_metadata(dir)?;
+    let uid = rustix::process::getuid().as_raw();
+    let refuse = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing ipckit's runtime directory {}: {why}",
+                dir.display()
+            ),
+        ))
+    };
+    if !meta.is_dir() {
+        return refuse("it is not a directory".into());
+    }
+    if meta.uid() != uid {
+        return refuse(format!(
+            "it is owned by uid {}, not by uid {uid}",
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        // Our own directory with loose bits (an old umask, a user's chmod): tighten it.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}

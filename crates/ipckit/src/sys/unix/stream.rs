@@ -1,0 +1,239 @@
+//! Byte streams over `SOCK_STREAM` Unix sockets.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
+
+use super::{fdio, runtime_dir};
+use crate::address::Endpoint;
+use crate::stream::{ConnectOptions, ListenerOptions};
+
+/// How long a client waits between tries when `retry_not_found` is set.
+const RETRY_PAUSE: Duration = Duration::from_millis(5);
+
+fn socket_addr(ep: &Endpoint) -> io::Result<SocketAddrUnix> {
+    match ep {
+        Endpoint::UnixPath { path, .. } => Ok(SocketAddrUnix::new(path.as_path())?),
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        Endpoint::Abstract(name) => Ok(SocketAddrUnix::new_abstract_name(name)?),
+        _ => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "not a Unix socket endpoint",
+        )),
+    }
+}
+
+fn new_socket() -> io::Result<OwnedFd> {
+    Ok(rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// The identity of the socket file a listener created, so that drop removes only
+/// its own file and never a newer listener's.
+#[derive(Debug)]
+struct OwnFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+/// A listening Unix socket.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    sock: UnixListener,
+    file: Option<OwnFile>,
+}
+
+impl Listener {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<Listener> {
+        if let Endpoint::UnixPath {
+            path,
+            private: true,
+        } = ep
+        {
+            if let Some(dir) = path.parent() {
+                runtime_dir::ensure(dir)?;
+            }
+        }
+        let addr = socket_addr(ep)?;
+        let fd = new_socket()?;
+        match rustix::net::bind(&fd, &addr) {
+            Ok(()) => {}
+            Err(Errno::ADDRINUSE) => match ep {
+                Endpoint::UnixPath { path, .. } if opts.replace_stale => {
+                    replace_stale(path)?;
+                    rustix::net::bind(&fd, &addr)?;
+                }
+                _ => return Err(in_use()),
+            },
+            Err(e) => return Err(e.into()),
+        }
+        let file = match ep {
+            Endpoint::UnixPath { path, .. } => {
+                fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+                let meta = fs::symlink_metadata(path)?;
+                Some(OwnFile {
+                    path: path.clone(),
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                })
+            }
+            _ => None,
+        };
+        // From here on `file` is ours: build the listener first so a failing
+        // `listen` still removes it through drop.
+        let listener = Listener {
+            sock: UnixListener::from(fd),
+            file,
+        };
+        rustix::net::listen(&listener.sock, opts.backlog)?;
+        Ok(listener)
+    }
+
+    pub(crate) fn accept(&self) -> io::Result<Stream> {
+        let (sock, _) = self.sock.accept()?;
+        Ok(Stream { sock })
+    }
+}
+
+fn in_use() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "a live listener already serves it",
+    )
+}
+
+/// The socket file exists: remove it if nobody listens on it (a crashed server's
+/// leftover); refuse if somebody does, or if it is not a socket at all.
+fn replace_stale(path: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "{} exists and is not a socket; it was left alone",
+                path.display()
+            ),
+        ));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(in_use()),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(own) = &self.file {
+            let still_ours = fs::symlink_metadata(&own.path)
+                .is_ok_and(|m| m.dev() == own.dev && m.ino() == own.ino);
+            if still_ours {
+                let _ = fs::remove_file(&own.path);
+            }
+        }
+    }
+}
+
+/// A connected Unix stream socket.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    sock: UnixStream,
+}
+
+impl Stream {
+    pub(crate) fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<Stream> {
+        let addr = socket_addr(ep)?;
+        let limit = opts.timeout.map(|t| Instant::now() + t);
+        loop {
+            match connect_once(&addr, limit) {
+                Err(e) if opts.retry_not_found && is_absent(&e) => {
+                    let left = limit.map(|l| l.saturating_duration_since(Instant::now()));
+                    if left.is_some_and(|left| left <= RETRY_PAUSE) {
+                        return Err(fdio::timed_out("connect (nobody listening yet)"));
+                    }
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    pub(crate) fn read(&self, buf: &mut [u8], limit: Option<Instant>) -> io::Result<usize> {
+        match limit {
+            None => (&self.sock).read(buf),
+            Some(limit) => fdio::read_until(self.sock.as_fd(), buf, limit),
+        }
+    }
+
+    pub(crate) fn write(&self, buf: &[u8], limit: Option<Instant>) -> io::Result<usize> {
+        match limit {
+            None => (&self.sock).write(buf),
+            Some(limit) => fdio::write_until(self.sock.as_fd(), buf, limit),
+        }
+    }
+
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub(crate) fn try_clone(&self) -> io::Result<Stream> {
+        Ok(Stream {
+            sock: self.sock.try_clone()?,
+        })
+    }
+
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.sock.shutdown(how)
+    }
+
+    #[allow(dead_code)] // used by the message and credential layers to come
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+fn is_absent(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// One connection attempt. A connect to a listener whose backlog is full blocks in
+/// the kernel; `SO_SNDTIMEO` bounds that wait on Linux.
+fn connect_once(addr: &SocketAddrUnix, limit: Option<Instant>) -> io::Result<Stream> {
+    let fd = new_socket()?;
+    if let Some(limit) = limit {
+        let left = limit.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(fdio::timed_out("connect"));
+        }
+        sockopt::set_socket_timeout(&fd, sockopt::Timeout::Send, Some(left))?;
+    }
+    match rustix::net::connect(&fd, addr) {
+        Ok(()) => {}
+        Err(Errno::AGAIN | Errno::INPROGRESS) if limit.is_some() => {
+            return Err(fdio::timed_out("connect (listener backlog full)"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if limit.is_some() {
+        sockopt::set_socket_timeout(&fd, sockopt::Timeout::Send, None)?;
+    }
+    Ok(Stream {
+        sock: UnixStream::from(fd),
+    })
+}

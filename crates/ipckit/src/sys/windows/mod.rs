@@ -1,0 +1,85 @@
+//! Windows: named pipes with overlapped I/O, and Wine detection.
+#![allow(unsafe_code)]
+
+mod handle;
+mod overlapped;
+mod pipe;
+mod wine;
+
+use std::io;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use windows_sys::Win32::Foundation::{ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_NOT_CONNECTED};
+
+use crate::ErrorKind;
+use crate::address::{Env, Os};
+
+pub(crate) use pipe::{Listener, Stream};
+pub(crate) use wine::wine_version;
+
+pub(crate) const OS: Os = Os::Windows;
+
+/// The directories the address resolver needs (only .NET's temp dir matters here).
+pub(crate) fn env() -> Env {
+    Env {
+        os: OS,
+        runtime_dir: PathBuf::new(),
+        temp_dir: std::env::temp_dir(),
+    }
+}
+
+/// Win32 error codes whose `io::ErrorKind` does not say enough.
+pub(crate) fn os_error_kind(code: i32) -> Option<ErrorKind> {
+    match u32::try_from(code).ok()? {
+        ERROR_PIPE_BUSY => Some(ErrorKind::Busy),
+        ERROR_NO_DATA | ERROR_PIPE_NOT_CONNECTED => Some(ErrorKind::Disconnected),
+        _ => None,
+    }
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{what} did not finish before its deadline"),
+    )
+}
+
+/// The time left until `limit`, or a `TimedOut` error when none is left.
+fn time_left(limit: Instant, what: &str) -> io::Result<std::time::Duration> {
+    let left = limit.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(timed_out(what))
+    } else {
+        Ok(left)
+    }
+}
+
+/// Reads from a TCP stream, giving up with `TimedOut` at `limit` (via `SO_RCVTIMEO`).
+pub(crate) fn tcp_read(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    limit: Option<Instant>,
+) -> io::Result<usize> {
+    let left = limit.map(|l| time_left(l, "read")).transpose()?;
+    stream.set_read_timeout(left)?;
+    match io::Read::read(&mut &*stream, buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(timed_out("read")),
+        other => other,
+    }
+}
+
+/// Writes to a TCP stream, giving up with `TimedOut` at `limit` (via `SO_SNDTIMEO`).
+pub(crate) fn tcp_write(
+    stream: &TcpStream,
+    buf: &[u8],
+    limit: Option<Instant>,
+) -> io::Result<usize> {
+    let left = limit.map(|l| time_left(l, "write")).transpose()?;
+    stream.set_write_timeout(left)?;
+    match io::Write::write(&mut &*stream, buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(timed_out("write")),
+        other => other,
+    }
+}

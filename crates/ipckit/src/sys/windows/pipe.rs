@@ -1,0 +1,279 @@
+//! Byte streams over named pipes, all I/O overlapped.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
+use std::ptr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use windows_sys::Win32::Foundation::{
+    ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED,
+    ERROR_SEM_TIMEOUT, GENERIC_READ, GENERIC_WRITE,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileW, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, OPEN_EXISTING,
+    PIPE_ACCESS_DUPLEX, ReadFile, SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT, WriteFile,
+};
+use windows_sys::Win32::System::Pipes::{
+    ConnectNamedPipe, CreateNamedPipeW, NMPWAIT_WAIT_FOREVER, PIPE_READMODE_BYTE,
+    PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
+    WaitNamedPipeW,
+};
+
+use super::handle::{Event, owned, wide};
+use super::{overlapped, timed_out};
+use crate::address::Endpoint;
+use crate::stream::{ConnectOptions, ListenerOptions};
+
+/// How long a client waits between tries when `retry_not_found` is set.
+const RETRY_PAUSE: Duration = Duration::from_millis(5);
+
+fn pipe_path(ep: &Endpoint) -> io::Result<Vec<u16>> {
+    match ep {
+        Endpoint::Pipe(path) => Ok(wide(path)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "not a named-pipe endpoint",
+        )),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A named-pipe server that always keeps one instance waiting for a client.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    path: Vec<u16>,
+    max_instances: u32,
+    in_buffer: u32,
+    out_buffer: u32,
+    /// The instance clients connect to next; `None` only after creating the next
+    /// instance failed (for example at the instance limit).
+    waiting: Mutex<Option<OwnedHandle>>,
+    event: Event,
+}
+
+impl Listener {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<Listener> {
+        let mut listener = Listener {
+            path: pipe_path(ep)?,
+            max_instances: opts
+                .max_instances
+                .map_or(PIPE_UNLIMITED_INSTANCES, u32::from),
+            in_buffer: opts.in_buffer,
+            out_buffer: opts.out_buffer,
+            waiting: Mutex::new(None),
+            event: Event::new()?,
+        };
+        let first = listener.create_instance(true).map_err(|e| {
+            if e.raw_os_error() == Some(windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED as i32) {
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another server already owns this pipe name (FILE_FLAG_FIRST_PIPE_INSTANCE refused)",
+                )
+            } else {
+                e
+            }
+        })?;
+        *listener
+            .waiting
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner()) = Some(first);
+        Ok(listener)
+    }
+
+    fn create_instance(&self, first: bool) -> io::Result<OwnedHandle> {
+        let mut open = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED;
+        if first {
+            open |= FILE_FLAG_FIRST_PIPE_INSTANCE;
+        }
+        let mode = PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS;
+        // SAFETY: `self.path` is NUL-terminated and outlives the call; null
+        // security attributes select the default descriptor. The result is checked
+        // by `owned`.
+        let raw = unsafe {
+            CreateNamedPipeW(
+                self.path.as_ptr(),
+                open,
+                mode,
+                self.max_instances,
+                self.out_buffer,
+                self.in_buffer,
+                0,
+                ptr::null(),
+            )
+        };
+        owned(raw)
+    }
+
+    pub(crate) fn accept(&self) -> io::Result<Stream> {
+        let mut waiting = lock(&self.waiting);
+        let instance = match waiting.take() {
+            Some(h) => h,
+            None => self.create_instance(false)?,
+        };
+        let connected = overlapped::run(
+            instance.as_handle(),
+            &self.event,
+            None,
+            "accept",
+            &[ERROR_PIPE_CONNECTED, ERROR_NO_DATA],
+            |ov| {
+                // SAFETY: `instance` is a live pipe server handle opened with
+                // FILE_FLAG_OVERLAPPED; `ov` stays in place until `run` has waited
+                // for the operation to finish.
+                unsafe { ConnectNamedPipe(instance.as_raw_handle(), ov) }
+            },
+        );
+        if let Err(e) = connected {
+            *waiting = Some(instance);
+            return Err(e);
+        }
+        // Put the next instance in place before handing this one out, so the name
+        // never disappears between accepts. At the instance limit there is none
+        // to create yet; the next accept creates it.
+        *waiting = self.create_instance(false).ok();
+        drop(waiting);
+        Stream::new(instance)
+    }
+}
+
+/// A connected named-pipe handle (either end).
+#[derive(Debug)]
+pub(crate) struct Stream {
+    handle: OwnedHandle,
+    read_event: Mutex<Event>,
+    write_event: Mutex<Event>,
+}
+
+impl Stream {
+    fn new(handle: OwnedHandle) -> io::Result<Stream> {
+        Ok(Stream {
+            handle,
+            read_event: Mutex::new(Event::new()?),
+            write_event: Mutex::new(Event::new()?),
+        })
+    }
+
+    pub(crate) fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<Stream> {
+        let path = pipe_path(ep)?;
+        let limit = opts.timeout.map(|t| Instant::now() + t);
+        loop {
+            let err = match open_client(&path) {
+                Ok(h) => return Stream::new(h),
+                Err(e) => e,
+            };
+            match err.raw_os_error().map(|c| c as u32) {
+                Some(ERROR_PIPE_BUSY) => wait_for_instance(&path, limit)?,
+                Some(ERROR_FILE_NOT_FOUND) if opts.retry_not_found => {
+                    if let Some(limit) = limit {
+                        if limit.saturating_duration_since(Instant::now()) <= RETRY_PAUSE {
+                            return Err(timed_out("connect (no server yet)"));
+                        }
+                    }
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+
+    pub(crate) fn read(&self, buf: &mut [u8], limit: Option<Instant>) -> io::Result<usize> {
+        let event = lock(&self.read_event);
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let raw = self.handle.as_raw_handle();
+        let res = overlapped::run(self.handle.as_handle(), &event, limit, "read", &[], |ov| {
+            // SAFETY: `raw` is our live overlapped pipe handle; `buf` is valid for
+            // `len` bytes and, like `ov`, outlives the operation because `run`
+            // waits for it to finish.
+            unsafe { ReadFile(raw, buf.as_mut_ptr(), len, ptr::null_mut(), ov) }
+        });
+        match res {
+            Err(e) if e.raw_os_error() == Some(ERROR_BROKEN_PIPE as i32) => Ok(0),
+            other => other.map(|n| n as usize),
+        }
+    }
+
+    pub(crate) fn write(&self, buf: &[u8], limit: Option<Instant>) -> io::Result<usize> {
+        let event = lock(&self.write_event);
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let raw = self.handle.as_raw_handle();
+        overlapped::run(self.handle.as_handle(), &event, limit, "write", &[], |ov| {
+            // SAFETY: `raw` is our live overlapped pipe handle; `buf` is valid for
+            // `len` bytes and, like `ov`, outlives the operation because `run`
+            // waits for it to finish.
+            unsafe { WriteFile(raw, buf.as_ptr(), len, ptr::null_mut(), ov) }
+        })
+        .map(|n| n as usize)
+    }
+
+    /// Writes are handed to the pipe as they are made; there is nothing to flush.
+    /// (`FlushFileBuffers` would instead block until the peer has read everything.)
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub(crate) fn try_clone(&self) -> io::Result<Stream> {
+        Stream::new(self.handle.try_clone()?)
+    }
+
+    pub(crate) fn shutdown(&self, _how: Shutdown) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "named pipes have no half-close; drop every handle to the stream to close it",
+        ))
+    }
+}
+
+fn open_client(path: &[u16]) -> io::Result<OwnedHandle> {
+    // SQOS + identification: the server may learn who we are but cannot act as us.
+    let flags = FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION;
+    // SAFETY: `path` is NUL-terminated and outlives the call; null security
+    // attributes and template handle are allowed. The result is checked by `owned`.
+    let raw = unsafe {
+        CreateFileW(
+            path.as_ptr(),
+            GENERIC_READ | GENERIC_WRITE,
+            0,
+            ptr::null(),
+            OPEN_EXISTING,
+            flags,
+            ptr::null_mut(),
+        )
+    };
+    owned(raw)
+}
+
+/// Waits (bounded by `limit`) until an instance of a busy pipe is free.
+fn wait_for_instance(path: &[u16], limit: Option<Instant>) -> io::Result<()> {
+    let ms = match limit {
+        None => NMPWAIT_WAIT_FOREVER,
+        Some(limit) => {
+            let left = limit.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "every pipe instance stayed busy until the connect timeout",
+                ));
+            }
+            u32::try_from(left.as_millis().max(1)).unwrap_or(NMPWAIT_WAIT_FOREVER - 1)
+        }
+    };
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    if unsafe { WaitNamedPipeW(path.as_ptr(), ms) } != 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error().map(|c| c as u32) {
+        Some(ERROR_SEM_TIMEOUT) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "every pipe instance stayed busy until the connect timeout",
+        )),
+        // The server went away or is between instances: let the caller retry.
+        Some(ERROR_FILE_NOT_FOUND) => Ok(()),
+        _ => Err(err),
+    }
+}

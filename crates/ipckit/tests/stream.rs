@@ -1,0 +1,294 @@
+//! Byte streams through the public API and the platform layer: named pipes on
+//! Windows, Unix sockets on Unix, TCP everywhere.
+
+mod util;
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ipckit::{ConnectOptions, ErrorKind, Listener, Stream};
+use util::{skip_under_wine, slow_factor, unique_name, watchdog};
+
+fn limit(secs: u64) -> Duration {
+    Duration::from_secs(secs * u64::from(slow_factor()))
+}
+
+/// Serves one client: echoes every byte back until the client closes.
+fn echo_once(listener: Listener) -> thread::JoinHandle<io::Result<u64>> {
+    thread::spawn(move || {
+        let stream = listener.accept()?;
+        let mut reader = stream.try_clone()?;
+        let mut writer = &stream;
+        io::copy(&mut reader, &mut writer)
+    })
+}
+
+fn round_trip(addr: &str) {
+    let listener = Listener::bind(addr).unwrap();
+    let server = echo_once(listener);
+    let mut client = Stream::connect(addr).unwrap();
+    for size in [1usize, 100, 4096, 65_536] {
+        let msg: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
+        client.write_all(&msg).unwrap();
+        let mut back = vec![0; size];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg, "echo of {size} bytes over {addr}");
+    }
+    drop(client);
+    let echoed = server.join().unwrap().unwrap();
+    assert_eq!(echoed, 1 + 100 + 4096 + 65_536);
+}
+
+#[test]
+fn echo_over_a_portable_name() {
+    watchdog(limit(20), || {
+        round_trip(&format!("pipe:{}", unique_name("echo")))
+    });
+}
+
+#[test]
+fn echo_over_tcp_loopback() {
+    watchdog(limit(20), || {
+        let listener = Listener::bind("tcp:127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().to_string();
+        assert!(!addr.ends_with(":0"), "the OS chose a port: {addr}");
+        let server = echo_once(listener);
+        let mut client = Stream::connect(addr.as_str()).unwrap();
+        client.write_all(b"over tcp").unwrap();
+        let mut back = [0; 8];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"over tcp");
+        drop(client);
+        assert_eq!(server.join().unwrap().unwrap(), 8);
+    });
+}
+
+#[test]
+fn read_timeout_fires_and_the_stream_stays_usable() {
+    watchdog(limit(30), || {
+        let addr = format!("pipe:{}", unique_name("rto"));
+        let listener = Listener::bind(addr.as_str()).unwrap();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let server = thread::spawn(move || {
+            let mut s = listener.accept().unwrap();
+            go_rx.recv().unwrap();
+            s.write_all(b"late").unwrap();
+            let mut end = [0; 1];
+            s.read(&mut end).unwrap()
+        });
+        let mut client = Stream::connect(addr.as_str()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let start = Instant::now();
+        let err = client.read(&mut [0; 4]).unwrap_err();
+        let took = start.elapsed();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(took >= Duration::from_millis(250), "fired early: {took:?}");
+        assert!(took < limit(10), "fired late: {took:?}");
+
+        // Nothing was lost and the stream still works once time allows.
+        go_tx.send(()).unwrap();
+        client.set_read_timeout(None).unwrap();
+        client.set_read_deadline(Some(Instant::now() + limit(10)));
+        let mut got = [0; 4];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"late");
+        drop(client);
+        assert_eq!(server.join().unwrap(), 0, "server sees EOF");
+    });
+}
+
+#[test]
+fn a_past_deadline_fails_at_once_and_can_be_moved() {
+    watchdog(limit(20), || {
+        let addr = format!("pipe:{}", unique_name("dl"));
+        let listener = Listener::bind(addr.as_str()).unwrap();
+        let server = echo_once(listener);
+        let mut client = Stream::connect(addr.as_str()).unwrap();
+        client.set_deadline(Some(Instant::now() - Duration::from_millis(1)));
+        let start = Instant::now();
+        assert_eq!(
+            client.write(b"x").unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+        assert_eq!(
+            client.read(&mut [0; 1]).unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+        assert!(start.elapsed() < limit(2), "a past deadline must not wait");
+        client.set_deadline(None);
+        client.write_all(b"ok").unwrap();
+        let mut back = [0; 2];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ok");
+        drop(client);
+        server.join().unwrap().unwrap();
+    });
+}
+
+#[test]
+fn zero_timeout_is_refused() {
+    watchdog(limit(20), || {
+        let addr = format!("pipe:{}", unique_name("zero"));
+        let listener = Listener::bind(addr.as_str()).unwrap();
+        let server = echo_once(listener);
+        let mut client = Stream::connect(addr.as_str()).unwrap();
+        let err = client.set_read_timeout(Some(Duration::ZERO)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidOption);
+        assert!(err.to_string().contains("zero"), "{err}");
+        drop(client);
+        server.join().unwrap().unwrap();
+    });
+}
+
+#[test]
+fn connecting_to_a_missing_name_says_not_found() {
+    watchdog(limit(20), || {
+        let addr = format!("pipe:{}", unique_name("missing"));
+        let err = Stream::connect(addr.as_str()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err:?}");
+        assert!(err.is_temporary());
+        assert!(err.raw_os_error().is_some(), "OS code kept: {err:?}");
+        assert!(err.to_string().contains(&addr), "names the address: {err}");
+    });
+}
+
+#[test]
+fn retry_not_found_gives_up_at_the_connect_timeout() {
+    watchdog(limit(20), || {
+        let addr = format!("pipe:{}", unique_name("retry"));
+        let mut opts = ConnectOptions::new();
+        opts.timeout(Duration::from_millis(300))
+            .retry_not_found(true);
+        let start = Instant::now();
+        let err = opts.connect(addr.as_str()).unwrap_err();
+        let took = start.elapsed();
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(took >= Duration::from_millis(250), "{took:?}");
+        assert!(took < limit(5), "{took:?}");
+    });
+}
+
+#[test]
+fn retry_not_found_connects_once_the_server_appears() {
+    watchdog(limit(20), || {
+        let addr = format!("pipe:{}", unique_name("late"));
+        let server_addr = addr.clone();
+        let server = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            let listener = Listener::bind(server_addr.as_str()).unwrap();
+            let mut s = listener.accept().unwrap();
+            s.write_all(b"hi").unwrap();
+        });
+        let mut opts = ConnectOptions::new();
+        opts.timeout(limit(10)).retry_not_found(true);
+        let mut client = opts.connect(addr.as_str()).unwrap();
+        let mut got = [0; 2];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hi");
+        server.join().unwrap();
+    });
+}
+
+#[test]
+fn shutdown_write_gives_the_peer_eof_or_says_unsupported() {
+    watchdog(limit(20), || {
+        let addr = format!("pipe:{}", unique_name("shut"));
+        let listener = Listener::bind(addr.as_str()).unwrap();
+        let server = thread::spawn(move || {
+            let mut s = listener.accept().unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            all
+        });
+        let mut client = Stream::connect(addr.as_str()).unwrap();
+        client.write_all(b"bye").unwrap();
+        let windows = cfg!(windows);
+        match client.shutdown(Shutdown::Write) {
+            Ok(()) => assert!(!windows, "pipes have no half-close"),
+            Err(e) => {
+                assert!(windows, "Unix sockets have half-close: {e}");
+                assert_eq!(e.kind(), ErrorKind::Unsupported);
+                assert!(e.to_string().contains("half-close"), "{e}");
+                drop(client);
+            }
+        }
+        assert_eq!(server.join().unwrap(), b"bye");
+    });
+}
+
+#[test]
+fn many_concurrent_clients_each_checksummed() {
+    let clients = 50;
+    let per_client = 256 * 1024;
+    watchdog(limit(60), move || {
+        let addr = format!("pipe:{}", unique_name("many"));
+        let listener = Listener::bind(addr.as_str()).unwrap();
+        let acceptor = thread::spawn(move || {
+            let mut servers = Vec::new();
+            for _ in 0..clients {
+                let s = listener.accept().unwrap();
+                servers.push(thread::spawn(move || {
+                    let mut reader = s.try_clone().unwrap();
+                    io::copy(&mut reader, &mut &s).unwrap()
+                }));
+            }
+            servers.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+        });
+        let workers: Vec<_> = (0..clients)
+            .map(|c| {
+                let addr = addr.clone();
+                thread::spawn(move || {
+                    let mut opts = ConnectOptions::new();
+                    opts.timeout(limit(20));
+                    let s = opts.connect(addr.as_str()).unwrap();
+                    let data: Vec<u8> = (0..per_client).map(|i| (i * 31 + c * 17) as u8).collect();
+                    let mut writer = s.try_clone().unwrap();
+                    let sent = data.clone();
+                    let w = thread::spawn(move || writer.write_all(&sent).unwrap());
+                    let mut back = vec![0; per_client];
+                    (&s).read_exact(&mut back).unwrap();
+                    w.join().unwrap();
+                    assert!(back == data, "client {c} got different bytes back");
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(acceptor.join().unwrap(), (clients * per_client) as u64);
+    });
+}
+
+#[test]
+fn a_second_bind_to_a_live_name_is_refused() {
+    watchdog(limit(20), || {
+        let addr = format!("pipe:{}", unique_name("dup"));
+        let _first = Listener::bind(addr.as_str()).unwrap();
+        let second = Listener::bind(addr.as_str());
+        if skip_under_wine(
+            "second bind refused",
+            "Wine does not implement FILE_FLAG_FIRST_PIPE_INSTANCE",
+        ) {
+            return;
+        }
+        let err = second.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err:?}");
+        assert!(err.to_string().contains(&addr), "{err}");
+    });
+}
+
+#[test]
+fn the_other_os_forms_are_refused_with_a_reason() {
+    let foreign = if cfg!(windows) {
+        "unix:/tmp/x.sock"
+    } else {
+        r"\\.\pipe\x"
+    };
+    let err = Listener::bind(foreign).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("pipe:NAME"), "{err}");
+}

@@ -1,0 +1,65 @@
+//! Shared test helpers: unique endpoint names and a watchdog.
+//!
+//! Include from an integration test with `mod util;` (or, from another crate,
+//! `#[path = "../../ipckit/tests/util/mod.rs"] mod util;`).
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A name no other test, process or earlier run uses: tag, pid, a counter and the
+/// clock's nanoseconds.
+pub(crate) fn unique_name(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("ipckit-t-{tag}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+/// Runs `f` on its own thread and fails the test if it has not finished within
+/// `limit`, so a hang fails fast instead of stalling CI. A panic in `f` is passed
+/// on as the test's own panic.
+pub(crate) fn watchdog<T, F>(limit: Duration, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    let worker = std::thread::Builder::new()
+        .name("watched".into())
+        .spawn(move || {
+            let out = f();
+            let _ = tx.send(());
+            out
+        })
+        .expect("spawn the watched thread");
+    match rx.recv_timeout(limit) {
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: the test did not finish within {limit:?} (hung?)")
+        }
+    }
+}
+
+/// Wine is roughly ten to a hundred times slower at IPC than Linux: scale limits.
+pub(crate) fn slow_factor() -> u32 {
+    if ipckit::platform::is_wine() { 10 } else { 1 }
+}
+
+/// Prints why an assertion is skipped under Wine, and returns whether to skip it.
+pub(crate) fn skip_under_wine(what: &str, why: &str) -> bool {
+    match ipckit::platform::wine_version() {
+        Some(version) => {
+            eprintln!("SKIPPED under Wine {version}: {what}: {why}");
+            true
+        }
+        None => false,
+    }
+}
