@@ -222,9 +222,9 @@ fn shutdown_write_gives_the_peer_eof_or_says_unsupported() {
 
 #[test]
 fn many_concurrent_clients_each_checksummed() {
-    let clients = 50;
-    let per_client = 256 * 1024;
-    watchdog(limit(60), move || {
+    let clients = 200;
+    let per_client = 1024 * 1024;
+    watchdog(limit(120), move || {
         let addr = format!("pipe:{}", unique_name("many"));
         let listener = Listener::bind(addr.as_str()).unwrap();
         let acceptor = thread::spawn(move || {
@@ -291,4 +291,87 @@ fn the_other_os_forms_are_refused_with_a_reason() {
     let err = Listener::bind(foreign).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.to_string().contains("pipe:NAME"), "{err}");
+}
+
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+#[test]
+fn write_timeout_fires_and_every_written_byte_arrives() {
+    watchdog(limit(60), || {
+        let addr = format!("pipe:{}", unique_name("wto"));
+        let listener = Listener::bind(addr.as_str()).unwrap();
+        let (total_tx, total_rx) = std::sync::mpsc::channel::<usize>();
+        let server = thread::spawn(move || {
+            let mut s = listener.accept().unwrap();
+            let total = total_rx.recv().unwrap(); // nobody reads until the writer timed out
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            (total, got)
+        });
+        let mut client = Stream::connect(addr.as_str()).unwrap();
+        client
+            .set_write_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let chunk = 65_536;
+        let mut written = 0usize;
+        let start = Instant::now();
+        let err = loop {
+            let data: Vec<u8> = (written..written + chunk).map(pattern).collect();
+            match client.write(&data) {
+                Ok(n) => written += n,
+                Err(e) => break e,
+            }
+            assert!(start.elapsed() < limit(20), "the pipe never filled up");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(written > 0, "some bytes fit before the buffer filled");
+        total_tx.send(written).unwrap();
+        drop(client);
+        let (total, got) = server.join().unwrap();
+        assert_eq!(
+            got.len(),
+            total,
+            "exactly the bytes write() reported arrived"
+        );
+        assert!(
+            got.iter().enumerate().all(|(i, &b)| b == pattern(i)),
+            "in order, unchanged"
+        );
+    });
+}
+
+#[test]
+fn a_64_mib_transfer_arrives_whole() {
+    const LEN: usize = 64 << 20;
+    watchdog(limit(120), || {
+        let addr = format!("pipe:{}", unique_name("big"));
+        let listener = Listener::bind(addr.as_str()).unwrap();
+        let server = thread::spawn(move || {
+            let mut s = listener.accept().unwrap();
+            let mut got = Vec::with_capacity(LEN);
+            s.read_to_end(&mut got).unwrap();
+            got
+        });
+        let data: Vec<u8> = (0..LEN).map(pattern).collect();
+        let mut client = Stream::connect(addr.as_str()).unwrap();
+        client.write_all(&data).unwrap();
+        drop(client);
+        let got = server.join().unwrap();
+        assert_eq!(got.len(), LEN);
+        assert!(got == data, "the bytes arrived unchanged and in order");
+    });
+}
+
+#[test]
+fn max_instances_out_of_range_is_refused() {
+    for n in [0u8, 255] {
+        let err = ipckit::ListenerOptions::new()
+            .max_instances(n)
+            .bind(format!("pipe:{}", unique_name("max")))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidOption);
+        assert!(err.to_string().contains("1 to 254"), "{err}");
+    }
 }

@@ -78,6 +78,11 @@ pub(super) fn run(
     }
     let err = io::Error::last_os_error();
     match err.raw_os_error().map(|c| c as u32) {
+        // A cancelled transfer may have moved part of the buffer first (a large
+        // write into a full pipe): report that part, so no byte goes unaccounted.
+        Some(ERROR_OPERATION_ABORTED) if cancelled && ov.InternalHigh > 0 => {
+            Ok(u32::try_from(ov.InternalHigh).unwrap_or(u32::MAX))
+        }
         Some(ERROR_OPERATION_ABORTED) if cancelled => Err(super::timed_out(what)),
         Some(code) if ok_errors.contains(&code) => Ok(0),
         _ => Err(err),

@@ -1,0 +1,79 @@
+//! Windows-only named-pipe behaviour: busy instances and the waiting instance.
+#![cfg(windows)]
+
+mod util;
+
+use std::io::{Read, Write};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ipckit::{ConnectOptions, ListenerOptions, Stream};
+use util::{slow_factor, unique_name, watchdog};
+
+fn limit(secs: u64) -> Duration {
+    Duration::from_secs(secs * u64::from(slow_factor()))
+}
+
+#[test]
+fn a_busy_pipe_times_out_then_connects_when_an_instance_frees() {
+    watchdog(limit(30), || {
+        let addr = format!("pipe:{}", unique_name("busy"));
+        let listener = ListenerOptions::new()
+            .max_instances(1)
+            .bind(addr.as_str())
+            .unwrap();
+        let first = Stream::connect(addr.as_str()).unwrap();
+        let served = listener.accept().unwrap();
+
+        // The only instance is taken: a second client waits, then gives up.
+        let mut opts = ConnectOptions::new();
+        opts.timeout(Duration::from_millis(300));
+        let start = Instant::now();
+        let err = opts.connect(addr.as_str()).unwrap_err();
+        let took = start.elapsed();
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(err.is_temporary());
+        assert!(took >= Duration::from_millis(250), "{took:?}");
+        assert!(took < limit(10), "{took:?}");
+
+        // Free the instance: a waiting client gets in once the server accepts again.
+        drop(served);
+        drop(first);
+        let t = thread::spawn(move || {
+            let mut s = listener.accept().unwrap();
+            s.write_all(b"next").unwrap();
+        });
+        let mut opts = ConnectOptions::new();
+        opts.timeout(limit(10)).retry_not_found(true);
+        let mut second = opts.connect(addr.as_str()).unwrap();
+        let mut got = [0; 4];
+        second.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"next");
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn the_name_never_disappears_between_accepts() {
+    // Clients connect as fast as they can while the server accepts one at a time,
+    // with a pause between accepts; none may see "not found" or "busy".
+    watchdog(limit(60), || {
+        let addr = format!("pipe:{}", unique_name("gap"));
+        let listener = ipckit::Listener::bind(addr.as_str()).unwrap();
+        let n = 50;
+        let server = thread::spawn(move || {
+            for _ in 0..n {
+                let mut s = listener.accept().unwrap();
+                thread::sleep(Duration::from_millis(2));
+                s.write_all(b"k").unwrap();
+            }
+        });
+        for i in 0..n {
+            let mut s = Stream::connect(addr.as_str())
+                .unwrap_or_else(|e| panic!("client {i}: {e} ({:?})", e.kind()));
+            let mut b = [0; 1];
+            s.read_exact(&mut b).unwrap();
+        }
+        server.join().unwrap();
+    });
+}
