@@ -37,6 +37,10 @@ pub enum ErrorKind {
     Disconnected,
     /// The operating system refused access.
     PermissionDenied,
+    /// An incoming message is larger than the receiver's maximum message size.
+    FrameTooLarge,
+    /// The peer broke the wire protocol (a malformed or truncated frame).
+    Protocol,
     /// Any other failure reported by the operating system.
     Os,
 }
@@ -53,6 +57,8 @@ impl ErrorKind {
             ErrorKind::Busy => "busy",
             ErrorKind::Disconnected => "disconnected",
             ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::FrameTooLarge => "message too large",
+            ErrorKind::Protocol => "protocol error",
             ErrorKind::Os => "operating system error",
         }
     }
@@ -87,6 +93,7 @@ impl ErrorKind {
             ErrorKind::Busy => io::ErrorKind::ResourceBusy,
             ErrorKind::Disconnected => io::ErrorKind::BrokenPipe,
             ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+            ErrorKind::FrameTooLarge | ErrorKind::Protocol => io::ErrorKind::InvalidData,
             ErrorKind::Os => io::ErrorKind::Other,
         }
     }

@@ -1,0 +1,3 @@
+//! Message channels: whole messages, boundaries kept.
+
+pub(crate) mod frame;
