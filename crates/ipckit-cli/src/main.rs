@@ -1,0 +1,261 @@
+//! `ipckit`: listen on, connect to and demonstrate local IPC endpoints.
+//!
+//! The shape is `main -> run -> ExitCode`: `run` returns an `anyhow::Error`, and
+//! `main` prints it as one line on stderr (`ipckit: what failed: why`) and exits
+//! with 1. Usage errors are clap's and exit with 2. A reader that closes our stdout
+//! early (`ipckit connect ... | head -c 10`) is not an error: we stop and exit 0.
+
+#![forbid(unsafe_code)]
+
+mod demo;
+mod duration;
+mod relay;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use ipckit::Address;
+
+const ADDRESS_HELP: &str = "\
+Addresses:
+  NAME, pipe:NAME   portable local name (a named pipe on Windows, a socket file in a
+                    private per-user directory on Unix)
+  unix:/path        a Unix socket file (any text with a '/' also works)
+  @NAME             a Linux abstract socket
+  tcp:HOST:PORT     TCP; port 0 lets the OS choose (see it with --verbose)";
+
+/// Local IPC from the command line: named pipes, Unix sockets and TCP behind one
+/// address syntax.
+#[derive(Debug, Parser)]
+#[command(name = "ipckit", version, after_help = ADDRESS_HELP)]
+struct Cli {
+    /// Report progress (the bound address, accepted clients) on stderr.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Wait for a client and relay stdin/stdout to it, or run an echo server.
+    ///
+    /// Without --echo, like `nc -l`: accept one client, copy stdin to it and its
+    /// bytes to stdout, and exit 0 when the client closes its end of the stream.
+    /// At the end of stdin the write half is shut down so the client sees the end
+    /// of the stream (Windows named pipes have no half-close: there the client
+    /// must close first).
+    ///
+    /// With --echo, serve any number of concurrent clients, sending every byte back,
+    /// until killed.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ipckit listen pipe:chat                 # talk to one client\n",
+        "  ipckit listen --echo -v tcp:127.0.0.1:0 # echo server on a free port\n",
+        "  ipckit listen unix:/tmp/in.sock > received.bin\n\n",
+    ))]
+    Listen {
+        /// Echo every client's bytes back, serving clients concurrently, until killed.
+        #[arg(long)]
+        echo: bool,
+
+        /// Where to listen.
+        #[arg(value_name = "ADDR", value_parser = parse_address)]
+        addr: Address,
+    },
+
+    /// Connect to a listener and relay stdin/stdout to it.
+    ///
+    /// Like `nc`: copy stdin to the stream and the stream to stdout. At the end of
+    /// stdin the write half is shut down (where the transport allows) and the
+    /// command keeps reading until the server closes, then exits 0.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  echo hello | ipckit connect pipe:echo\n",
+        "  ipckit connect --retry --timeout 5s unix:/tmp/app.sock < request.json\n",
+        "  ipckit connect --timeout 1.5s tcp:127.0.0.1:7000\n\n",
+    ))]
+    Connect {
+        /// Give up connecting after this long: 500ms, 2s, 1.5s, 1m.
+        #[arg(long, value_name = "DUR", value_parser = duration::parse)]
+        timeout: Option<Duration>,
+
+        /// Keep trying while nobody listens at the address yet (until --timeout).
+        #[arg(long)]
+        retry: bool,
+
+        /// Where to connect.
+        #[arg(value_name = "ADDR", value_parser = parse_address)]
+        addr: Address,
+    },
+
+    /// Measure real inter-process round trips and throughput on every transport.
+    ///
+    /// For each stream transport this OS has, this process binds a listener and
+    /// echoes, and a child process (this same binary) connects, times round trips,
+    /// sends a bulk transfer and checks every byte that comes back; the server
+    /// checks a checksum of everything it received. Exits 0 only if every
+    /// transport passed.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ipckit demo\n",
+        "  ipckit demo --rounds 5000 --size 1024 --bulk-mib 64\n\n",
+    ))]
+    Demo {
+        /// Round trips per transport [default: 1000; 200 under Wine].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rounds: Option<u32>,
+
+        /// Bytes per round trip, at most 64 KiB: a round trip writes all of them
+        /// before reading the echo, so they must fit in the transport's buffers.
+        #[arg(long, value_name = "BYTES", default_value_t = 64,
+              value_parser = clap::value_parser!(u32).range(1..=64 * 1024))]
+        size: u32,
+
+        /// MiB echoed in the bulk transfer.
+        #[arg(long, value_name = "MIB", default_value_t = 4,
+              value_parser = clap::value_parser!(u32).range(1..=4096))]
+        bulk_mib: u32,
+    },
+
+    /// The client half of `ipckit demo` (run by the demo as a child process).
+    #[command(name = "__demo-peer", hide = true)]
+    DemoPeer {
+        #[arg(value_parser = parse_address)]
+        addr: Address,
+        rounds: u32,
+        size: u32,
+        bulk: u64,
+    },
+}
+
+fn parse_address(text: &str) -> Result<Address, ipckit::Error> {
+    text.parse()
+}
+
+/// Stdout was closed by its reader. Not a failure: the reader has what it wanted.
+#[derive(Debug)]
+pub(crate) struct StdoutClosed;
+
+impl fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Maps a failed write to stdout: a closed pipe becomes [`StdoutClosed`].
+pub(crate) fn stdout_error(err: io::Error) -> anyhow::Error {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(err).context("write to stdout")
+    }
+}
+
+/// The error and its causes on one line, joined by ": ". A cause whose text the
+/// line already ends with is not repeated (ipckit's errors show their OS error in
+/// their own message and also return it as their source).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        if text.is_empty() || line.ends_with(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line.replace(['\r', '\n'], " ")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Listen { echo, addr } => relay::listen(&addr, echo, cli.verbose),
+        Command::Connect {
+            timeout,
+            retry,
+            addr,
+        } => relay::connect(&addr, timeout, retry, cli.verbose),
+        Command::Demo {
+            rounds,
+            size,
+            bulk_mib,
+        } => demo::run(demo::Settings {
+            rounds: rounds.unwrap_or_else(demo::default_rounds),
+            size,
+            bulk: u64::from(bulk_mib) << 20,
+        }),
+        Command::DemoPeer {
+            addr,
+            rounds,
+            size,
+            bulk,
+        } => demo::peer(&addr, rounds, size, bulk),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // --help and --version land here too, with exit code 0. If stdout is
+            // closed under them there is nothing left to do.
+            let _ = err.print();
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is::<StdoutClosed>() => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "ipckit: {}", one_line(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn one_line_joins_causes_without_repeating_them() {
+        let os = io::Error::new(io::ErrorKind::NotFound, "no such file");
+        let err = anyhow::Error::new(os).context("connect to pipe:x");
+        assert_eq!(one_line(&err), "connect to pipe:x: no such file");
+
+        // ipckit's Error shows its source in its own text: not shown twice.
+        let lib = ipckit::Stream::connect("unix:/nonexistent/ipckit-cli-test.sock").unwrap_err();
+        let err = anyhow::Error::new(lib);
+        let line = one_line(&err);
+        assert!(line.contains("unix:/nonexistent/"), "{line}");
+        if let Some(source) = err.chain().nth(1) {
+            assert_eq!(line.matches(&source.to_string()).count(), 1, "{line}");
+        }
+    }
+
+    #[test]
+    fn one_line_flattens_newlines() {
+        let err = Err::<(), _>(anyhow::anyhow!("first\nsecond"))
+            .context("outer")
+            .unwrap_err();
+        assert_eq!(one_line(&err), "outer: first second");
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

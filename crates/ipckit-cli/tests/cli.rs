@@ -1,0 +1,600 @@
+//! The `ipckit` binary, run for real: listen/connect relays, the echo server, the
+//! demo, error reporting and exit codes, and Python as a foreign peer (Unix).
+//!
+//! Every test that can block runs under a watchdog, and every child process is
+//! owned by a [`Children`] guard on the test's own thread, so it is killed on every
+//! path, including when the watchdog gives up on a hung test.
+
+#[path = "../../ipckit/tests/util/mod.rs"]
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use util::{unique_name, watchdog};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ipckit");
+
+/// How long one test may take (Wine is much slower than Linux).
+fn limit() -> Duration {
+    Duration::from_secs(30) * util::slow_factor()
+}
+
+/// Whether the transport of `addr` can half-close: Windows named pipes cannot, so
+/// there a relay whose stdin ends keeps waiting for the peer to close.
+fn half_close(addr: &str) -> bool {
+    !cfg!(windows) || addr.starts_with("tcp:")
+}
+
+type Shared = Arc<Mutex<Vec<Child>>>;
+
+/// The child processes of one test. Dropping it kills and reaps every one of them,
+/// then removes any socket file a killed listener left behind.
+struct Children {
+    all: Shared,
+    addrs: Mutex<Vec<String>>,
+}
+
+impl Children {
+    fn new() -> Children {
+        Children {
+            all: Arc::new(Mutex::new(Vec::new())),
+            addrs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts `ipckit ARGS...` with every stdio piped.
+    fn ipckit(&self, args: &[&str]) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        self.spawn(cmd).expect("start ipckit")
+    }
+
+    fn spawn(&self, mut cmd: Command) -> std::io::Result<Proc> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(BufReader::new);
+        let stderr = child.stderr.take().map(BufReader::new);
+        let mut all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        all.push(child);
+        Ok(Proc {
+            all: Arc::clone(&self.all),
+            index: all.len() - 1,
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// After the children are killed, remove the socket file `addr` may have left.
+    fn clean_up(&self, addr: &str) {
+        self.addrs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(addr.to_owned());
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        let mut all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        for child in all.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // A killed listener cannot remove its Unix socket file. Binding the same
+        // address replaces the stale file, and dropping the listener removes it.
+        for addr in self
+            .addrs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = ipckit::Listener::bind(addr.as_str());
+        }
+    }
+}
+
+/// One child process; its pipes are ours, the process itself stays in [`Children`].
+struct Proc {
+    all: Shared,
+    index: usize,
+    stdin: Option<ChildStdin>,
+    stdout: Option<BufReader<ChildStdout>>,
+    stderr: Option<BufReader<ChildStderr>>,
+}
+
+impl Proc {
+    fn with_child<T>(&self, f: impl FnOnce(&mut Child) -> T) -> T {
+        let mut all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut all[self.index])
+    }
+
+    /// Waits for the exit, at most `within`.
+    #[track_caller]
+    fn wait(&self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.with_child(|c| c.try_wait().expect("try_wait")) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the child did not exit within {within:?}"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn kill(&self) {
+        self.with_child(|c| {
+            let _ = c.kill();
+            let _ = c.wait();
+        });
+    }
+
+    fn write_stdin(&mut self, data: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin is still open");
+        stdin.write_all(data).expect("write to the child's stdin");
+        stdin.flush().expect("flush the child's stdin");
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Writes `data` to stdin on a thread, then closes stdin, so that a child that
+    /// echoes can be read from at the same time without a deadlock.
+    fn feed_stdin(&mut self, data: Vec<u8>) -> thread::JoinHandle<()> {
+        let mut stdin = self.stdin.take().expect("stdin is still open");
+        thread::spawn(move || {
+            // The child may rightly stop reading early; the test checks its output.
+            let _ = stdin.write_all(&data);
+        })
+    }
+
+    fn stdout_line(&mut self) -> String {
+        let mut line = String::new();
+        let stdout = self.stdout.as_mut().expect("stdout is still open");
+        stdout
+            .read_line(&mut line)
+            .expect("read the child's stdout");
+        line
+    }
+
+    fn stdout_exact(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = vec![0; len];
+        let stdout = self.stdout.as_mut().expect("stdout is still open");
+        stdout
+            .read_exact(&mut buf)
+            .expect("read the child's stdout");
+        buf
+    }
+
+    fn stdout_to_end(&mut self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let stdout = self.stdout.as_mut().expect("stdout is still open");
+        stdout
+            .read_to_end(&mut buf)
+            .expect("read the child's stdout");
+        buf
+    }
+
+    fn stderr_to_end(&mut self) -> String {
+        let mut text = String::new();
+        let stderr = self.stderr.as_mut().expect("stderr is still open");
+        stderr
+            .read_to_string(&mut text)
+            .expect("read the child's stderr");
+        text
+    }
+
+    /// For `ipckit -v listen ...`: waits for "listening on ADDR" and returns ADDR
+    /// (with the real port for tcp:HOST:0). The rest of stderr is drained on a
+    /// thread so the server never blocks on it.
+    fn listening_on(&mut self) -> String {
+        let mut stderr = self.stderr.take().expect("stderr is still open");
+        let mut line = String::new();
+        stderr
+            .read_line(&mut line)
+            .expect("read the server's stderr");
+        let addr = line
+            .trim_end()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("expected 'listening on ADDR', got {line:?}"))
+            .to_owned();
+        thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        addr
+    }
+}
+
+/// Runs `ipckit ARGS` to the end with empty stdin; returns (status, stdout, stderr).
+fn run(args: &[&str]) -> (ExitStatus, String, String) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let kids = Children::new();
+    let mut proc = kids.ipckit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    watchdog(limit(), move || {
+        proc.close_stdin();
+        let stdout = String::from_utf8(proc.stdout_to_end()).expect("UTF-8 stdout");
+        let stderr = proc.stderr_to_end();
+        (proc.wait(limit()), stdout, stderr)
+    })
+}
+
+#[track_caller]
+fn assert_one_line_error(stderr: &str, needles: &[&str]) {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "the error must be one line: {stderr:?}");
+    assert!(lines[0].starts_with("ipckit: "), "{stderr:?}");
+    for needle in needles {
+        assert!(lines[0].contains(needle), "{stderr:?} lacks {needle:?}");
+    }
+}
+
+/// Bytes that are not all alike, so a shifted or lost byte shows.
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[test]
+fn demo_reports_every_transport_ok() {
+    let (status, stdout, stderr) = run(&["demo"]);
+    assert!(
+        status.success(),
+        "demo failed: {status}\n{stdout}\n{stderr}"
+    );
+    let mut expected = vec!["pipe"];
+    if cfg!(unix) {
+        expected.push("unix");
+    }
+    if cfg!(target_os = "linux") {
+        expected.push("abstract");
+    }
+    expected.push("tcp");
+    for transport in &expected {
+        let row = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(transport))
+            .unwrap_or_else(|| panic!("no row for {transport}:\n{stdout}"));
+        assert!(row.trim_end().ends_with(" ok"), "{transport} not ok: {row}");
+        // The figures are numbers: round trips, median and p99 µs, MiB/s.
+        let figures: Vec<f64> = row
+            .split_whitespace()
+            .skip(3)
+            .take(4)
+            .map(|f| f.parse().unwrap_or_else(|_| panic!("{f:?} in {row:?}")))
+            .collect();
+        assert!(
+            figures[0] >= 1.0 && figures[1] > 0.0 && figures[3] > 0.0,
+            "{row}"
+        );
+        assert!(figures[1] <= figures[2], "median above p99: {row}");
+        // Nothing left behind: the unix transport's socket file is gone.
+        if let Some(path) = row
+            .split_whitespace()
+            .nth(1)
+            .and_then(|a| a.strip_prefix("unix:"))
+        {
+            assert!(
+                std::fs::symlink_metadata(path).is_err(),
+                "{path} was left behind"
+            );
+        }
+    }
+    let summary = format!("all {} transports ok", expected.len());
+    assert!(stdout.contains(&summary), "{stdout}");
+}
+
+/// `listen --echo` + `connect` with piped stdin: the bytes come back unchanged.
+fn echo_round_trip(addr: &str) {
+    let kids = Children::new();
+    kids.clean_up(addr);
+    let mut server = kids.ipckit(&["-v", "listen", "--echo", addr]);
+    let addr = watchdog(limit(), move || server.listening_on());
+    let mut client = kids.ipckit(&["connect", &addr]);
+    let data = payload(300 * 1024);
+    let check = half_close(&addr);
+    watchdog(limit(), move || {
+        let feeder = client.feed_stdin(data.clone());
+        if check {
+            // stdin's end shuts down the write half; the server's close ends the run.
+            let back = client.stdout_to_end();
+            assert!(
+                back == data,
+                "got {} bytes back, sent {}",
+                back.len(),
+                data.len()
+            );
+            let status = client.wait(limit());
+            assert!(
+                status.success(),
+                "connect: {status}: {}",
+                client.stderr_to_end()
+            );
+        } else {
+            // A Windows pipe cannot half-close: the echo is checked, then we hang up.
+            let back = client.stdout_exact(data.len());
+            assert!(back == data, "the echo differs");
+            client.kill();
+        }
+        feeder.join().expect("feeder");
+    });
+}
+
+#[test]
+fn echo_round_trip_over_a_portable_name() {
+    echo_round_trip(&format!("pipe:{}", unique_name("cli-echo")));
+}
+
+#[test]
+fn echo_round_trip_over_tcp_with_an_os_chosen_port() {
+    echo_round_trip("tcp:127.0.0.1:0");
+}
+
+#[test]
+fn echo_serves_clients_concurrently() {
+    let addr = format!("pipe:{}", unique_name("cli-many"));
+    let kids = Children::new();
+    kids.clean_up(&addr);
+    let mut server = kids.ipckit(&["-v", "listen", "--echo", &addr]);
+    let addr = watchdog(limit(), move || server.listening_on());
+    let clients: Vec<Proc> = (0..3).map(|_| kids.ipckit(&["connect", &addr])).collect();
+    let check = half_close(&addr);
+    watchdog(limit(), move || {
+        let mut clients = clients;
+        // Every client is connected and gets its echo while the others stay open.
+        for (i, client) in clients.iter_mut().enumerate() {
+            client.write_stdin(format!("hello from client {i}\n").as_bytes());
+        }
+        for (i, client) in clients.iter_mut().enumerate() {
+            assert_eq!(client.stdout_line(), format!("hello from client {i}\n"));
+        }
+        for client in &mut clients {
+            client.close_stdin();
+            if check {
+                assert!(client.wait(limit()).success());
+                assert!(client.stdout_to_end().is_empty());
+            } else {
+                client.kill();
+            }
+        }
+    });
+}
+
+/// Netcat-style `listen` and `connect`: each side's stdin reaches the other's
+/// stdout. When one side's stdin ends, it shuts down its write half; the other side
+/// sees the end of the stream and exits 0, and that close ends the first side too,
+/// whatever is still open on the second side's stdin.
+fn exchange_both_ways(addr: &str, client_ends: bool) {
+    let kids = Children::new();
+    kids.clean_up(addr);
+    let server = kids.ipckit(&["-v", "listen", addr]);
+    let (addr, mut server) = watchdog(limit(), move || {
+        let mut server = server;
+        (server.listening_on(), server)
+    });
+    let mut client = kids.ipckit(&["connect", &addr]);
+    let check = half_close(&addr);
+    watchdog(limit(), move || {
+        server.write_stdin(b"from the server\n");
+        client.write_stdin(b"from the client\n");
+        assert_eq!(client.stdout_line(), "from the server\n");
+        assert_eq!(server.stdout_line(), "from the client\n");
+        // And again: the relay keeps going both ways.
+        client.write_stdin(b"client again\n");
+        assert_eq!(server.stdout_line(), "client again\n");
+        server.write_stdin(b"server again\n");
+        assert_eq!(client.stdout_line(), "server again\n");
+        if !check {
+            // A Windows pipe cannot half-close: ending stdin ends nothing.
+            client.kill();
+            server.kill();
+            return;
+        }
+        let (ender, other) = if client_ends {
+            (&mut client, &mut server)
+        } else {
+            (&mut server, &mut client)
+        };
+        ender.close_stdin();
+        for proc in [other, ender] {
+            assert!(proc.stdout_to_end().is_empty());
+            let status = proc.wait(limit());
+            assert!(status.success(), "{status}: {}", proc.stderr_to_end());
+        }
+    });
+}
+
+#[test]
+fn netcat_exchange_both_ways_over_a_portable_name() {
+    exchange_both_ways(&format!("pipe:{}", unique_name("cli-nc")), true);
+}
+
+#[test]
+fn netcat_exchange_both_ways_over_tcp() {
+    exchange_both_ways("tcp:127.0.0.1:0", false);
+}
+
+#[test]
+fn connect_retry_waits_for_a_late_listener() {
+    let addr = format!("pipe:{}", unique_name("cli-late"));
+    let kids = Children::new();
+    kids.clean_up(&addr);
+    let mut client = kids.ipckit(&["connect", "--retry", "--timeout", "20s", &addr]);
+    thread::sleep(Duration::from_millis(200));
+    let _server = kids.ipckit(&["listen", "--echo", &addr]);
+    let check = half_close(&addr);
+    watchdog(limit(), move || {
+        client.write_stdin(b"late but there\n");
+        assert_eq!(client.stdout_line(), "late but there\n");
+        client.close_stdin();
+        if check {
+            assert!(client.wait(limit()).success());
+        }
+    });
+}
+
+#[test]
+fn connect_to_nobody_fails_fast_naming_the_address() {
+    let addr = format!("pipe:{}", unique_name("cli-nobody"));
+    let fast = Duration::from_secs(5) * util::slow_factor();
+
+    let start = Instant::now();
+    let (status, stdout, stderr) = run(&["connect", "--timeout", "300ms", &addr]);
+    assert!(start.elapsed() < fast, "took {:?}", start.elapsed());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line_error(&stderr, &[&addr]);
+
+    // With --retry it keeps trying until the timeout, then fails the same way.
+    let start = Instant::now();
+    let (status, _, stderr) = run(&["connect", "--retry", "--timeout", "300ms", &addr]);
+    let took = start.elapsed();
+    // (The library stops retrying when less than one retry pause is left, so it
+    // may give up a few milliseconds before the 300 ms.)
+    assert!(
+        took >= Duration::from_millis(250) && took < fast,
+        "took {took:?}"
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_one_line_error(&stderr, &[&addr]);
+}
+
+#[test]
+fn a_bad_address_names_the_rule_it_broke() {
+    for sub in ["listen", "connect"] {
+        let (status, _, stderr) = run(&[sub, "ftp:x"]);
+        assert_eq!(status.code(), Some(2), "{sub}: {stderr}");
+        assert!(stderr.contains("ftp:x"), "{stderr}");
+        assert!(stderr.contains("unknown scheme \"ftp\""), "{stderr}");
+        assert!(stderr.contains("known schemes are"), "{stderr}");
+    }
+    // Valid text, but not a stream endpoint: a runtime error, exit 1, one line.
+    let (status, _, stderr) = run(&["listen", "shm:region"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_one_line_error(&stderr, &["shm:region", "not a stream endpoint"]);
+}
+
+#[test]
+fn a_bad_duration_is_a_usage_error() {
+    for bad in ["5x", "5", "0s", "-1s"] {
+        let option = format!("--timeout={bad}");
+        let (status, _, stderr) = run(&["connect", &option, "pipe:whatever"]);
+        assert_eq!(status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains(&format!("{bad:?}")), "{stderr}");
+    }
+    let (_, _, stderr) = run(&["connect", "--timeout", "5x", "pipe:whatever"]);
+    assert!(stderr.contains("500ms, 2s, 1.5s or 1m"), "{stderr}");
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    for sub in ["listen", "connect", "demo"] {
+        let (status, stdout, _) = run(&[sub, "--help"]);
+        assert!(status.success());
+        assert!(stdout.contains("Examples:"), "{sub}: {stdout}");
+        assert!(stdout.contains(&format!("ipckit {sub}")), "{sub}: {stdout}");
+    }
+    let (status, stdout, _) = run(&["--help"]);
+    assert!(status.success());
+    assert!(stdout.contains("tcp:HOST:PORT"), "{stdout}");
+    assert!(
+        !stdout.contains("__demo-peer"),
+        "the demo's peer is hidden: {stdout}"
+    );
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let addr = format!("pipe:{}", unique_name("cli-head"));
+    let kids = Children::new();
+    kids.clean_up(&addr);
+    let mut server = kids.ipckit(&["-v", "listen", "--echo", &addr]);
+    let addr = watchdog(limit(), move || server.listening_on());
+    let mut client = kids.ipckit(&["connect", &addr]);
+    watchdog(limit(), move || {
+        // Like `ipckit connect ... | head -c 0`: the reader is gone before any data.
+        drop(client.stdout.take());
+        let feeder = client.feed_stdin(payload(1 << 20));
+        let status = client.wait(limit());
+        let stderr = client.stderr_to_end();
+        assert!(status.success(), "{status}: {stderr}");
+        assert!(stderr.is_empty(), "{stderr}");
+        feeder.join().expect("feeder");
+    });
+}
+
+#[cfg(unix)]
+#[test]
+fn python_socket_is_a_real_peer_of_the_echo_server() {
+    const CLIENTS: &str = r#"
+import socket, sys, threading
+
+path = sys.argv[1]
+results = {}
+
+def client(i):
+    data = bytes((j * 7 + i) % 251 for j in range(256 * 1024))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    def send():
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+    sender = threading.Thread(target=send)
+    sender.start()
+    got = bytearray()
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    sender.join()
+    s.close()
+    results[i] = bytes(got) == data
+
+threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("ok" if results == {0: True, 1: True, 2: True} else "FAILED %r" % results)
+"#;
+    let path = std::env::temp_dir().join(format!("{}.sock", unique_name("cli-py")));
+    let addr = format!("unix:{}", path.display());
+    let kids = Children::new();
+    kids.clean_up(&addr);
+    let mut server = kids.ipckit(&["-v", "listen", "--echo", &addr]);
+    let _ = watchdog(limit(), move || server.listening_on());
+    let mut python = Command::new("python3");
+    python.arg("-c").arg(CLIENTS).arg(&path);
+    let mut python = match kids.spawn(python) {
+        Ok(proc) => proc,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("SKIPPED: python3 is not installed");
+            return;
+        }
+        Err(e) => panic!("start python3: {e}"),
+    };
+    watchdog(limit(), move || {
+        python.close_stdin();
+        let out = String::from_utf8(python.stdout_to_end()).expect("UTF-8");
+        let err = python.stderr_to_end();
+        let status = python.wait(limit());
+        assert!(status.success(), "python3: {status}: {err}");
+        assert_eq!(out.trim(), "ok", "{err}");
+    });
+    drop(kids);
+    assert!(
+        std::fs::symlink_metadata(&path).is_err(),
+        "{} was left behind",
+        path.display()
+    );
+}
