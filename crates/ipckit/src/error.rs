@@ -1,10 +1,14 @@
 //! The one error type of ipckit.
 //!
 //! Operations that name an endpoint (`bind`, `connect`, `accept`) return
-//! [`Error`]: it says what was attempted on which address, keeps the operating
-//! system's error as its [`source`](std::error::Error::source) with
-//! [`raw_os_error`](Error::raw_os_error) intact, and says whether retrying can help
+//! [`Error`]: it says what was attempted on which address and why it failed,
+//! keeps the operating system's error ([`io_error`](Error::io_error),
+//! [`raw_os_error`](Error::raw_os_error)), and says whether retrying can help
 //! ([`is_timeout`](Error::is_timeout), [`is_temporary`](Error::is_temporary)).
+//!
+//! The message is complete on its own (`connect to pipe:app: ...: No such file or
+//! directory (os error 2)`), so [`source`](std::error::Error::source) does not
+//! return the OS error again: reporters that walk the chain print it once.
 //!
 //! Byte-level I/O (`Read`/`Write`) returns plain [`io::Error`]s straight from the
 //! operating system, as std does.
@@ -193,13 +197,9 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
+/// `source()` is `None`: the OS error's text is already part of this error's
+/// message; reach the OS error itself with [`Error::io_error`].
+impl std::error::Error for Error {}
 
 /// Converts into an [`io::Error`] whose kind matches and whose inner error is this
 /// [`Error`] (reach it with [`io::Error::get_ref`] and `downcast_ref`).
@@ -218,7 +218,10 @@ mod tests {
         let err = Error::io("connect to pipe:x", io::Error::from_raw_os_error(2));
         assert_eq!(err.raw_os_error(), Some(2));
         assert!(err.to_string().starts_with("connect to pipe:x: "));
-        assert!(std::error::Error::source(&err).is_some());
+        assert!(err.to_string().contains("os error 2"), "{err}");
+        // Reporters that walk the chain must not print the OS error twice.
+        assert!(std::error::Error::source(&err).is_none());
+        assert_eq!(err.io_error().unwrap().raw_os_error(), Some(2));
     }
 
     #[test]
