@@ -34,6 +34,12 @@
 //! | a name that leaves no file behind | `@NAME` | — | Linux abstract socket |
 //! | to reach another machine | `tcp:HOST:PORT` | TCP | TCP |
 //!
+//! ## Async
+//!
+//! With the `tokio` feature, `ipckit::tokio::{Listener, Stream}` give the same
+//! endpoints, timeouts and deadlines on tokio's own named-pipe, Unix-socket and
+//! TCP types.
+//!
 //! Message channels, mailslots, shared memory, child-process channels and RPC are
 //! on the roadmap (see the README).
 
@@ -43,9 +49,13 @@
 
 mod address;
 mod error;
+#[allow(dead_code)] // the message channel types that use the codec are being built
+mod message;
 pub mod platform;
 pub mod stream;
 mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use address::{Address, ToAddress};
 pub use error::{Error, ErrorKind, Result};

@@ -8,7 +8,7 @@ mod util;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -42,6 +42,11 @@ fn node(args: &[&std::ffi::OsStr]) -> Reaper {
         // Wine reports Windows 7 by default; Node 20 refuses to start on it unless
         // told to skip the check. It runs correctly under Wine 8 all the same.
         .env("NODE_SKIP_PLATFORM_CHECK", "1")
+        // Node under Wine fails with EBADF when its stdio is a pipe (as under
+        // cargo and CI); the scripts report through files instead.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| {
             panic!("cannot start Node ({exe:?}): {e}; set IPCKIT_NODE_EXE to a node.exe")

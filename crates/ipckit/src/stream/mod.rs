@@ -213,7 +213,7 @@ impl fmt::Debug for Stream {
     }
 }
 
-fn check_timeout(timeout: Option<Duration>, what: &str) -> Result<()> {
+pub(crate) fn check_timeout(timeout: Option<Duration>, what: &str) -> Result<()> {
     if timeout == Some(Duration::ZERO) {
         return Err(Error::new(
             ErrorKind::InvalidOption,

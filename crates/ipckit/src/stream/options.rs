@@ -90,6 +90,12 @@ impl ListenerOptions {
     /// See [`Listener::bind`]; also [`ErrorKind::InvalidOption`] for a
     /// `max_instances` of 0 or 255.
     pub fn bind(&self, addr: impl ToAddress) -> Result<Listener> {
+        self.check()?;
+        Listener::bind_with(addr.to_address()?, self)
+    }
+
+    /// Refuses option values no listener can use.
+    pub(crate) fn check(&self) -> Result<()> {
         if let Some(n) = self.max_instances {
             if n == 0 || n == 255 {
                 return Err(Error::new(
@@ -98,7 +104,7 @@ impl ListenerOptions {
                 ));
             }
         }
-        Listener::bind_with(addr.to_address()?, self)
+        Ok(())
     }
 }
 

@@ -11,6 +11,10 @@
 //!   (path and, on Linux, abstract names). Windows: named pipes in byte mode with
 //!   overlapped I/O, always one instance waiting.
 //! - `tcp_read` / `tcp_write`: TCP reads and writes bounded by a deadline.
+//! - `tokio` (feature `tokio`): the async `Listener`, `Stream` and its halves,
+//!   built on tokio's own types. Unix: `UnixListener`/`UnixStream` adopted from
+//!   the blocking layer's sockets. Windows: `NamedPipeServer`/`NamedPipeClient`,
+//!   always one instance waiting.
 //! - `wine_version()`: the Wine version when running under Wine (Windows only; `None`
 //!   elsewhere).
 

@@ -3,6 +3,8 @@
 mod fdio;
 mod runtime_dir;
 mod stream;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio;
 
 use std::io;
 use std::net::TcpStream;

@@ -17,9 +17,9 @@ use crate::address::Endpoint;
 use crate::stream::{ConnectOptions, ListenerOptions};
 
 /// How long a client waits between tries when `retry_not_found` is set.
-const RETRY_PAUSE: Duration = Duration::from_millis(5);
+pub(super) const RETRY_PAUSE: Duration = Duration::from_millis(5);
 
-fn socket_addr(ep: &Endpoint) -> io::Result<SocketAddrUnix> {
+pub(super) fn socket_addr(ep: &Endpoint) -> io::Result<SocketAddrUnix> {
     match ep {
         Endpoint::UnixPath { path, .. } => Ok(SocketAddrUnix::new(path.as_path())?),
         #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -31,29 +31,42 @@ fn socket_addr(ep: &Endpoint) -> io::Result<SocketAddrUnix> {
     }
 }
 
-fn new_socket() -> io::Result<OwnedFd> {
+/// A new `SOCK_STREAM` Unix socket, close-on-exec, with `extra` flags (the async
+/// layer adds `NONBLOCK`).
+pub(super) fn new_socket(extra: SocketFlags) -> io::Result<OwnedFd> {
     Ok(rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::STREAM,
-        SocketFlags::CLOEXEC,
+        SocketFlags::CLOEXEC | extra,
         None,
     )?)
 }
 
-/// The identity of the socket file a listener created, so that drop removes only
-/// its own file and never a newer listener's.
+/// The socket file a listener created. Dropping it removes the file if it is
+/// still the same file (device and inode), never a newer listener's.
 #[derive(Debug)]
-struct OwnFile {
+pub(super) struct OwnFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
 }
 
+impl Drop for OwnFile {
+    fn drop(&mut self) {
+        let still_ours = fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino);
+        if still_ours {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// A listening Unix socket.
 #[derive(Debug)]
 pub(crate) struct Listener {
-    sock: UnixListener,
+    // Declared first, so the file is removed before the socket closes.
     file: Option<OwnFile>,
+    sock: UnixListener,
 }
 
 impl Listener {
@@ -68,7 +81,7 @@ impl Listener {
             }
         }
         let addr = socket_addr(ep)?;
-        let fd = new_socket()?;
+        let fd = new_socket(SocketFlags::empty())?;
         match rustix::net::bind(&fd, &addr) {
             Ok(()) => {}
             Err(Errno::ADDRINUSE) => match ep {
@@ -106,6 +119,13 @@ impl Listener {
         let (sock, _) = self.sock.accept()?;
         Ok(Stream { sock })
     }
+
+    /// The listening socket (blocking) and the guard that removes its file, for
+    /// the async layer to adopt.
+    #[cfg(feature = "tokio")]
+    pub(super) fn into_parts(self) -> (UnixListener, Option<OwnFile>) {
+        (self.sock, self.file)
+    }
 }
 
 fn in_use() -> io::Error {
@@ -132,18 +152,6 @@ fn replace_stale(path: &Path) -> io::Result<()> {
         Ok(_) => Err(in_use()),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => fs::remove_file(path),
         Err(e) => Err(e),
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(own) = &self.file {
-            let still_ours = fs::symlink_metadata(&own.path)
-                .is_ok_and(|m| m.dev() == own.dev && m.ino() == own.ino);
-            if still_ours {
-                let _ = fs::remove_file(&own.path);
-            }
-        }
     }
 }
 
@@ -205,7 +213,7 @@ impl Stream {
     }
 }
 
-fn is_absent(e: &io::Error) -> bool {
+pub(super) fn is_absent(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
@@ -215,7 +223,7 @@ fn is_absent(e: &io::Error) -> bool {
 /// One connection attempt. A connect to a listener whose backlog is full blocks in
 /// the kernel; `SO_SNDTIMEO` bounds that wait on Linux.
 fn connect_once(addr: &SocketAddrUnix, limit: Option<Instant>) -> io::Result<Stream> {
-    let fd = new_socket()?;
+    let fd = new_socket(SocketFlags::empty())?;
     if let Some(limit) = limit {
         let left = limit.saturating_duration_since(Instant::now());
         if left.is_zero() {

@@ -4,6 +4,8 @@
 mod handle;
 mod overlapped;
 mod pipe;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio;
 mod wine;
 
 use std::io;

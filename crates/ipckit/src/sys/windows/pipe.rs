@@ -39,6 +39,18 @@ fn pipe_path(ep: &Endpoint) -> io::Result<Vec<u16>> {
     }
 }
 
+/// What a refused first instance means: another server owns the name.
+pub(super) fn first_instance_error(e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED as i32) {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another server already owns this pipe name (FILE_FLAG_FIRST_PIPE_INSTANCE refused)",
+        )
+    } else {
+        e
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -68,16 +80,9 @@ impl Listener {
             waiting: Mutex::new(None),
             event: Event::new()?,
         };
-        let first = listener.create_instance(true).map_err(|e| {
-            if e.raw_os_error() == Some(windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED as i32) {
-                io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "another server already owns this pipe name (FILE_FLAG_FIRST_PIPE_INSTANCE refused)",
-                )
-            } else {
-                e
-            }
-        })?;
+        let first = listener
+            .create_instance(true)
+            .map_err(first_instance_error)?;
         *listener
             .waiting
             .get_mut()

@@ -1,0 +1,108 @@
+//! Async Unix sockets on tokio's `UnixListener` and `UnixStream`.
+//!
+//! Nothing about binding is done twice: a listener is bound by the blocking layer
+//! (runtime directory 0700, socket file 0600, stale-file replacement, abstract
+//! names) and its socket is then handed to tokio, together with the guard that
+//! removes the file on drop. Clients build their socket the same way (so abstract
+//! names work), non-blocking, and wait in the runtime rather than in the kernel.
+
+use std::io;
+use std::os::unix::net as std_net;
+
+use ::tokio::net::{UnixListener, UnixStream};
+use ::tokio::time::{Instant, sleep, timeout_at};
+use rustix::io::Errno;
+use rustix::net::{SocketAddrUnix, SocketFlags};
+
+use super::fdio::timed_out;
+use super::stream::{self, OwnFile, RETRY_PAUSE, is_absent, new_socket, socket_addr};
+use crate::address::Endpoint;
+use crate::stream::{ConnectOptions, ListenerOptions};
+
+/// A connected stream: tokio's own type.
+pub(crate) type Stream = UnixStream;
+/// The read half of [`Stream::into_split`].
+pub(crate) type ReadHalf = ::tokio::net::unix::OwnedReadHalf;
+/// The write half of [`Stream::into_split`]; dropping it shuts down writing.
+pub(crate) type WriteHalf = ::tokio::net::unix::OwnedWriteHalf;
+
+/// A listening Unix socket registered with the tokio reactor.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    // Declared first, so the file is removed before the socket closes (as the
+    // blocking listener does).
+    _file: Option<OwnFile>,
+    sock: UnixListener,
+}
+
+impl Listener {
+    /// Binds through the blocking layer, then adopts the socket.
+    ///
+    /// Panics outside a tokio runtime (`UnixListener::from_std`).
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<Listener> {
+        let (sock, file) = stream::Listener::bind(ep, opts)?.into_parts();
+        // Should adoption fail, `file` is dropped here and removes the socket file.
+        sock.set_nonblocking(true)?;
+        let sock = UnixListener::from_std(sock)?;
+        Ok(Listener { _file: file, sock })
+    }
+
+    /// Cancel safe: tokio's `UnixListener::accept` takes a connection off the
+    /// backlog only in the poll that returns it.
+    pub(crate) async fn accept(&self) -> io::Result<Stream> {
+        let (sock, _) = self.sock.accept().await?;
+        Ok(sock)
+    }
+}
+
+/// Connects to a Unix socket, retrying while nobody listens (with
+/// `retry_not_found`) and while the listener's backlog is full, until the connect
+/// timeout.
+pub(crate) async fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<Stream> {
+    let addr = socket_addr(ep)?;
+    let limit = opts.timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let tried = match limit {
+            None => connect_once(&addr).await,
+            Some(limit) => timeout_at(limit, connect_once(&addr))
+                .await
+                .unwrap_or_else(|_| Err(timed_out("connect"))),
+        };
+        let why = match tried {
+            Err(e) if opts.retry_not_found && is_absent(&e) => "connect (nobody listening yet)",
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => "connect (listener backlog full)",
+            other => return other,
+        };
+        if let Some(limit) = limit {
+            if limit.saturating_duration_since(Instant::now()) <= RETRY_PAUSE {
+                return Err(timed_out(why));
+            }
+        }
+        sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// One non-blocking connection attempt. A full backlog is `WouldBlock` (Linux
+/// refuses at once with `EAGAIN` rather than queueing a non-blocking connect).
+async fn connect_once(addr: &SocketAddrUnix) -> io::Result<Stream> {
+    let fd = new_socket(SocketFlags::NONBLOCK)?;
+    let in_progress = match rustix::net::connect(&fd, addr) {
+        Ok(()) => false,
+        Err(Errno::INPROGRESS | Errno::INTR) => true,
+        Err(Errno::AGAIN) => {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the listener's backlog is full",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let stream = UnixStream::from_std(std_net::UnixStream::from(fd))?;
+    if in_progress {
+        stream.writable().await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+    }
+    Ok(stream)
+}

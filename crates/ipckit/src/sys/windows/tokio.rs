@@ -1,0 +1,291 @@
+//! Async named pipes on tokio's `NamedPipeServer` and `NamedPipeClient`.
+//!
+//! The server mirrors the blocking one: the first instance is created with
+//! `FILE_FLAG_FIRST_PIPE_INSTANCE`, remote clients are rejected, and one instance
+//! always waits for the next client — the next one is created before a connected
+//! one is handed out. Clients retry a busy pipe (`ERROR_PIPE_BUSY`) with short
+//! sleeps in the runtime instead of the blocking `WaitNamedPipeW`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use ::tokio::net::windows::named_pipe::{
+    ClientOptions, NamedPipeClient, NamedPipeServer, ServerOptions,
+};
+use ::tokio::sync::Mutex;
+use ::tokio::time::{Instant, sleep};
+use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY};
+
+use super::pipe::first_instance_error;
+use crate::address::Endpoint;
+use crate::stream::{ConnectOptions, ListenerOptions};
+
+/// The first pause of a client that finds every instance busy; it doubles on
+/// each try up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(1);
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+
+fn pipe_path(ep: &Endpoint) -> io::Result<&str> {
+    match ep {
+        Endpoint::Pipe(path) => Ok(path),
+        _ => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "not a named-pipe endpoint",
+        )),
+    }
+}
+
+/// A named-pipe server that always keeps one instance waiting for a client.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    path: String,
+    /// The options of every instance after the first.
+    options: ServerOptions,
+    /// The instance clients connect to next; `None` only after creating the next
+    /// instance failed (for example at the instance limit). An async mutex, held
+    /// across the wait for a client, so one accept at a time drives the instance.
+    waiting: Mutex<Option<NamedPipeServer>>,
+}
+
+impl Listener {
+    /// Creates the first instance. Panics outside a tokio runtime (registering the
+    /// handle with the reactor).
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<Listener> {
+        let path = pipe_path(ep)?.to_owned();
+        let mut options = ServerOptions::new();
+        options
+            .reject_remote_clients(true)
+            .in_buffer_size(opts.in_buffer)
+            .out_buffer_size(opts.out_buffer);
+        if let Some(n) = opts.max_instances {
+            // `ListenerOptions` refuses 0 and 255; tokio panics above 254.
+            options.max_instances(usize::from(n.min(254)));
+        }
+        let first = options
+            .clone()
+            .first_pipe_instance(true)
+            .create(&path)
+            .map_err(first_instance_error)?;
+        Ok(Listener {
+            path,
+            options,
+            waiting: Mutex::new(Some(first)),
+        })
+    }
+
+    /// Waits for a client on the waiting instance.
+    ///
+    /// Cancel safe: the instance stays in `waiting` while its `ConnectNamedPipe`
+    /// is pending, and tokio's `connect` is itself cancel safe, so a client that
+    /// connects while no accept is running is returned by the next one.
+    pub(crate) async fn accept(&self) -> io::Result<Stream> {
+        let mut waiting = self.waiting.lock().await;
+        let server = match waiting.take() {
+            Some(server) => server,
+            None => self.options.create(&self.path)?,
+        };
+        // Back in its place before the first await: dropping this future leaves
+        // the instance (and a client that connects to it) for the next accept.
+        let server = waiting.insert(server);
+        if let Err(e) = server.connect().await {
+            // This instance is of no more use; put a fresh one in its place.
+            *waiting = self.options.create(&self.path).ok();
+            return Err(e);
+        }
+        // Put the next instance in place before handing this one out, so the name
+        // never disappears between accepts. At the instance limit there is none
+        // to create yet; the next accept creates it.
+        let next = self.options.create(&self.path).ok();
+        match std::mem::replace(&mut *waiting, next) {
+            Some(connected) => Ok(Stream::new(Pipe::Server(connected))),
+            None => unreachable!("the lock is held and the slot was filled above"),
+        }
+    }
+}
+
+/// Connects to a pipe, retrying while every instance is busy (and, with
+/// `retry_not_found`, while there is no server) until the connect timeout.
+pub(crate) async fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<Stream> {
+    let path = pipe_path(ep)?;
+    let limit = opts.timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let err = match ClientOptions::new().open(path) {
+            Ok(client) => return Ok(Stream::new(Pipe::Client(client))),
+            Err(e) => e,
+        };
+        let why = match err.raw_os_error().map(|c| c as u32) {
+            Some(ERROR_PIPE_BUSY) => "every pipe instance stayed busy until the connect timeout",
+            Some(ERROR_FILE_NOT_FOUND) if opts.retry_not_found => {
+                "connect (no server yet) did not finish before its deadline"
+            }
+            _ => return Err(err),
+        };
+        if let Some(limit) = limit {
+            let left = limit.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+            }
+            pause = pause.min(left);
+        }
+        sleep(pause).await;
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// Either end of a named pipe.
+#[derive(Debug)]
+enum Pipe {
+    Server(NamedPipeServer),
+    Client(NamedPipeClient),
+}
+
+impl Pipe {
+    /// Reads through `&self` (readiness, then `try_read_buf`), so that both
+    /// halves of a split stream can share the pipe without a lock.
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            let ready = match self {
+                Pipe::Server(p) => p.poll_read_ready(cx),
+                Pipe::Client(p) => p.poll_read_ready(cx),
+            };
+            ready!(ready)?;
+            let tried = match self {
+                Pipe::Server(p) => p.try_read_buf(buf),
+                Pipe::Client(p) => p.try_read_buf(buf),
+            };
+            match tried {
+                Ok(_) => return Poll::Ready(Ok(())),
+                // Readiness was stale and is now cleared: wait again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            let ready = match self {
+                Pipe::Server(p) => p.poll_write_ready(cx),
+                Pipe::Client(p) => p.poll_write_ready(cx),
+            };
+            ready!(ready)?;
+            let tried = match self {
+                Pipe::Server(p) => p.try_write(buf),
+                Pipe::Client(p) => p.try_write(buf),
+            };
+            match tried {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+}
+
+/// Named pipes have no half-close.
+fn no_half_close() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "named pipes have no half-close; drop the stream (every half) to close it",
+    )
+}
+
+/// A connected named pipe.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pipe: Arc<Pipe>,
+}
+
+impl Stream {
+    fn new(pipe: Pipe) -> Stream {
+        Stream {
+            pipe: Arc::new(pipe),
+        }
+    }
+
+    /// Two halves sharing the pipe; it closes when both are dropped.
+    pub(crate) fn into_split(self) -> (ReadHalf, WriteHalf) {
+        (
+            ReadHalf {
+                pipe: Arc::clone(&self.pipe),
+            },
+            WriteHalf { pipe: self.pipe },
+        )
+    }
+}
+
+/// The read half of [`Stream::into_split`].
+#[derive(Debug)]
+pub(crate) struct ReadHalf {
+    pipe: Arc<Pipe>,
+}
+
+/// The write half of [`Stream::into_split`].
+#[derive(Debug)]
+pub(crate) struct WriteHalf {
+    pipe: Arc<Pipe>,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.pipe.poll_read(cx, buf)
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.pipe.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.pipe.poll_write(cx, buf)
+    }
+
+    /// Writes are handed to the pipe as they are made; there is nothing to flush.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(no_half_close()))
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.pipe.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(no_half_close()))
+    }
+}

