@@ -167,7 +167,39 @@ fn retry_not_found_gives_up_at_the_connect_timeout() {
         let err = opts.connect(addr.as_str()).unwrap_err();
         let took = start.elapsed();
         assert!(err.is_timeout(), "{err:?}");
-        assert!(took >= Duration::from_millis(250), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(300),
+            "gave up early: {took:?}"
+        );
+        assert!(took < limit(5), "{took:?}");
+    });
+}
+
+#[test]
+fn tcp_retry_not_found_waits_for_the_full_timeout() {
+    watchdog(limit(20), || {
+        // A port that was just free: nobody listens on it now.
+        let port = {
+            let l = Listener::bind("tcp:127.0.0.1:0").unwrap();
+            match l.local_addr() {
+                ipckit::Address::Tcp { port, .. } => *port,
+                other => panic!("{other}"),
+            }
+        };
+        let addr = format!("tcp:127.0.0.1:{port}");
+        let err = Stream::connect(addr.as_str()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "refused at once: {err:?}");
+        let mut opts = ConnectOptions::new();
+        opts.timeout(Duration::from_millis(300))
+            .retry_not_found(true);
+        let start = Instant::now();
+        let err = opts.connect(addr.as_str()).unwrap_err();
+        let took = start.elapsed();
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(
+            took >= Duration::from_millis(300),
+            "gave up early: {took:?}"
+        );
         assert!(took < limit(5), "{took:?}");
     });
 }

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+pub(crate) use options::retry_pause;
 pub use options::{ConnectOptions, ListenerOptions};
 
 use crate::address::{Address, Endpoint, ToAddress};
@@ -224,10 +225,40 @@ pub(crate) fn check_timeout(timeout: Option<Duration>, what: &str) -> Result<()>
 }
 
 fn connect_tcp(host: &str, port: u16, opts: &ConnectOptions) -> io::Result<TcpStream> {
+    let limit = opts.timeout.map(|t| Instant::now() + t);
+    loop {
+        match connect_tcp_once(host, port, limit) {
+            Err(e) if opts.retry_not_found && e.kind() == io::ErrorKind::ConnectionRefused => {
+                match retry_pause(limit) {
+                    Some(pause) => std::thread::sleep(pause),
+                    None => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connect did not succeed before its timeout (nobody listening yet)",
+                        ));
+                    }
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One try at every address the host resolves to, within one overall limit.
+fn connect_tcp_once(host: &str, port: u16, limit: Option<Instant>) -> io::Result<TcpStream> {
     let mut last = None;
     for sa in (host, port).to_socket_addrs()? {
-        let tried = match opts.timeout {
-            Some(t) => TcpStream::connect_timeout(&sa, t),
+        let tried = match limit {
+            Some(limit) => {
+                let left = limit.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connect did not succeed before its timeout",
+                    ));
+                }
+                TcpStream::connect_timeout(&sa, left)
+            }
             None => TcpStream::connect(sa),
         };
         match tried {

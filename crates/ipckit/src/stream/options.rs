@@ -1,6 +1,6 @@
 //! Builders for listeners and client connections.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Listener, Stream};
 use crate::address::ToAddress;
@@ -152,5 +152,21 @@ impl ConnectOptions {
     /// See [`Stream::connect`].
     pub fn connect(&self, addr: impl ToAddress) -> Result<Stream> {
         Stream::connect_with(addr.to_address()?, self)
+    }
+}
+
+/// How long a client waits between tries while nobody listens yet.
+const RETRY_PAUSE: Duration = Duration::from_millis(5);
+
+/// The pause before the next connect attempt with `retry_not_found`: at most
+/// `RETRY_PAUSE`, never past `limit`; `None` once no time is left, so a timeout
+/// never fires before its full duration.
+pub(crate) fn retry_pause(limit: Option<Instant>) -> Option<Duration> {
+    match limit {
+        None => Some(RETRY_PAUSE),
+        Some(limit) => {
+            let left = limit.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| left.min(RETRY_PAUSE))
+        }
     }
 }

@@ -7,17 +7,14 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
 
 use super::{fdio, runtime_dir};
 use crate::address::Endpoint;
-use crate::stream::{ConnectOptions, ListenerOptions};
-
-/// How long a client waits between tries when `retry_not_found` is set.
-pub(super) const RETRY_PAUSE: Duration = Duration::from_millis(5);
+use crate::stream::{ConnectOptions, ListenerOptions, retry_pause};
 
 pub(super) fn socket_addr(ep: &Endpoint) -> io::Result<SocketAddrUnix> {
     match ep {
@@ -167,13 +164,10 @@ impl Stream {
         let limit = opts.timeout.map(|t| Instant::now() + t);
         loop {
             match connect_once(&addr, limit) {
-                Err(e) if opts.retry_not_found && is_absent(&e) => {
-                    let left = limit.map(|l| l.saturating_duration_since(Instant::now()));
-                    if left.is_some_and(|left| left <= RETRY_PAUSE) {
-                        return Err(fdio::timed_out("connect (nobody listening yet)"));
-                    }
-                    std::thread::sleep(RETRY_PAUSE);
-                }
+                Err(e) if opts.retry_not_found && is_absent(&e) => match retry_pause(limit) {
+                    Some(pause) => std::thread::sleep(pause),
+                    None => return Err(fdio::timed_out("connect (nobody listening yet)")),
+                },
                 other => return other,
             }
         }

@@ -15,8 +15,9 @@ use rustix::io::Errno;
 use rustix::net::{SocketAddrUnix, SocketFlags};
 
 use super::fdio::timed_out;
-use super::stream::{self, OwnFile, RETRY_PAUSE, is_absent, new_socket, socket_addr};
+use super::stream::{self, OwnFile, is_absent, new_socket, socket_addr};
 use crate::address::Endpoint;
+use crate::stream::retry_pause;
 use crate::stream::{ConnectOptions, ListenerOptions};
 
 /// A connected stream: tokio's own type.
@@ -73,12 +74,10 @@ pub(crate) async fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => "connect (listener backlog full)",
             other => return other,
         };
-        if let Some(limit) = limit {
-            if limit.saturating_duration_since(Instant::now()) <= RETRY_PAUSE {
-                return Err(timed_out(why));
-            }
+        match retry_pause(limit.map(Instant::into_std)) {
+            Some(pause) => sleep(pause).await,
+            None => return Err(timed_out(why)),
         }
-        sleep(RETRY_PAUSE).await;
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::Shutdown;
 use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
 use std::ptr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use windows_sys::Win32::Foundation::{
     ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED,
@@ -24,10 +24,7 @@ use windows_sys::Win32::System::Pipes::{
 use super::handle::{Event, owned, wide};
 use super::{overlapped, timed_out};
 use crate::address::Endpoint;
-use crate::stream::{ConnectOptions, ListenerOptions};
-
-/// How long a client waits between tries when `retry_not_found` is set.
-const RETRY_PAUSE: Duration = Duration::from_millis(5);
+use crate::stream::{ConnectOptions, ListenerOptions, retry_pause};
 
 fn pipe_path(ep: &Endpoint) -> io::Result<Vec<u16>> {
     match ep {
@@ -173,14 +170,10 @@ impl Stream {
             };
             match err.raw_os_error().map(|c| c as u32) {
                 Some(ERROR_PIPE_BUSY) => wait_for_instance(&path, limit)?,
-                Some(ERROR_FILE_NOT_FOUND) if opts.retry_not_found => {
-                    if let Some(limit) = limit {
-                        if limit.saturating_duration_since(Instant::now()) <= RETRY_PAUSE {
-                            return Err(timed_out("connect (no server yet)"));
-                        }
-                    }
-                    std::thread::sleep(RETRY_PAUSE);
-                }
+                Some(ERROR_FILE_NOT_FOUND) if opts.retry_not_found => match retry_pause(limit) {
+                    Some(pause) => std::thread::sleep(pause),
+                    None => return Err(timed_out("connect (no server yet)")),
+                },
                 _ => return Err(err),
             }
         }
