@@ -201,6 +201,15 @@ impl fmt::Display for Error {
 /// message; reach the OS error itself with [`Error::io_error`].
 impl std::error::Error for Error {}
 
+/// The error every bounded operation returns when its timeout or deadline has
+/// passed: `io::ErrorKind::TimedOut`, naming the operation.
+pub(crate) fn timed_out(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{what} did not finish before its deadline"),
+    )
+}
+
 /// Converts into an [`io::Error`] whose kind matches and whose inner error is this
 /// [`Error`] (reach it with [`io::Error::get_ref`] and `downcast_ref`).
 impl From<Error> for io::Error {

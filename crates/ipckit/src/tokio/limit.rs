@@ -15,6 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+pub(super) use crate::error::timed_out;
 use ::tokio::time::{Instant, Sleep, sleep_until};
 
 /// Where the operation in progress stands.
@@ -55,13 +56,6 @@ impl Default for Limit {
             sleep: None,
         }
     }
-}
-
-pub(super) fn timed_out(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!("{what} did not finish before its deadline"),
-    )
 }
 
 impl Limit {

@@ -9,16 +9,10 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::time::Instant;
 
+pub(super) use crate::error::timed_out;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags, recv, send};
-
-pub(super) fn timed_out(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!("{what} did not finish before its deadline"),
-    )
-}
 
 /// Waits until `fd` is ready for `flags` or `limit` passes.
 fn wait(fd: BorrowedFd<'_>, flags: PollFlags, limit: Instant, what: &str) -> io::Result<()> {

@@ -17,6 +17,7 @@ use windows_sys::Win32::Foundation::{ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_
 
 use crate::ErrorKind;
 use crate::address::{Env, Os};
+use crate::error::timed_out;
 
 pub(crate) use pipe::{Listener, Stream};
 pub(crate) use wine::wine_version;
@@ -39,13 +40,6 @@ pub(crate) fn os_error_kind(code: i32) -> Option<ErrorKind> {
         ERROR_NO_DATA | ERROR_PIPE_NOT_CONNECTED => Some(ErrorKind::Disconnected),
         _ => None,
     }
-}
-
-fn timed_out(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!("{what} did not finish before its deadline"),
-    )
 }
 
 /// The time left until `limit`, or a `TimedOut` error when none is left.
