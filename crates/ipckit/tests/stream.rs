@@ -407,3 +407,47 @@ fn max_instances_out_of_range_is_refused() {
         assert!(err.to_string().contains("1 to 254"), "{err}");
     }
 }
+
+#[test]
+fn a_client_connects_while_the_server_is_between_accepts() {
+    // Lock-step: each client connects after the server's accept has returned and
+    // before it calls accept again. On Windows that works only if an instance is
+    // already waiting (else: "not found", or "busy" until the timeout); on Unix
+    // the listening socket's backlog holds the client.
+    watchdog(limit(60), || {
+        let addr = format!("pipe:{}", unique_name("gap"));
+        let listener = Listener::bind(addr.as_str()).unwrap();
+        let (accepted_tx, accepted_rx) = std::sync::mpsc::channel::<()>();
+        let (connected_tx, connected_rx) = std::sync::mpsc::channel::<()>();
+        let rounds = 20;
+        let server = thread::spawn(move || {
+            let mut held = Vec::new();
+            for _ in 0..rounds {
+                connected_rx.recv().unwrap();
+                let mut s = listener.accept().unwrap();
+                s.write_all(b"k").unwrap();
+                held.push(s); // stays connected: the next client needs a new instance
+                accepted_tx.send(()).unwrap();
+            }
+            held.len()
+        });
+        let mut opts = ConnectOptions::new();
+        opts.timeout(limit(5));
+        let mut clients = Vec::new();
+        for i in 0..rounds {
+            let s = opts.connect(addr.as_str()).unwrap_or_else(|e| {
+                panic!("client {i} found no waiting instance: {e} ({:?})", e.kind())
+            });
+            connected_tx.send(()).unwrap();
+            accepted_rx.recv().unwrap(); // the server is now outside accept
+            clients.push(s);
+        }
+        for (i, mut c) in clients.into_iter().enumerate() {
+            let mut b = [0; 1];
+            c.read_exact(&mut b)
+                .unwrap_or_else(|e| panic!("client {i}: {e}"));
+            assert_eq!(&b, b"k");
+        }
+        assert_eq!(server.join().unwrap(), rounds);
+    });
+}
