@@ -405,6 +405,31 @@ impl Address {
     }
 }
 
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Pipe(path) => f.write_str(path),
+            Endpoint::UnixPath { path, .. } => write!(f, "socket file {}", path.display()),
+            Endpoint::Abstract(name) => {
+                write!(f, "abstract socket @{}", String::from_utf8_lossy(name))
+            }
+            Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+impl Address {
+    /// The address as error messages show it: its text, and, for a name whose
+    /// place on this OS the text does not show, that place too, e.g.
+    /// `pipe:app (socket file /run/user/1000/ipckit/app.sock)`.
+    pub(crate) fn describe(&self, ep: &Endpoint) -> String {
+        match self {
+            Address::Name(_) | Address::DotNet(_) => format!("{self} ({ep})"),
+            _ => self.to_string(),
+        }
+    }
+}
+
 fn check_sun_path(addr: &Address, path: &Path, os: Os) -> Result<()> {
     let len = path.as_os_str().len();
     let max = os.sun_path_len() - 1;
@@ -559,6 +584,21 @@ mod tests {
             parse("@a").stream_endpoint(&env(Os::Linux)).unwrap(),
             Endpoint::Abstract(b"a".to_vec())
         );
+    }
+
+    #[test]
+    fn descriptions_show_where_a_name_lives() {
+        let name = parse("app");
+        let ep = name.stream_endpoint(&env(Os::Linux)).unwrap();
+        assert_eq!(
+            name.describe(&ep),
+            "pipe:app (socket file /run/user/1000/ipckit/app.sock)"
+        );
+        let ep = name.stream_endpoint(&env(Os::Windows)).unwrap();
+        assert_eq!(name.describe(&ep), r"pipe:app (\\.\pipe\app)");
+        let path = parse("unix:/x.sock");
+        let ep = path.stream_endpoint(&env(Os::Linux)).unwrap();
+        assert_eq!(path.describe(&ep), "unix:/x.sock");
     }
 
     #[test]

@@ -16,6 +16,8 @@
 use std::fmt;
 use std::io;
 
+use crate::address::{Address, Endpoint};
+
 /// A specialized `Result` for ipckit operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -142,6 +144,24 @@ impl Error {
             message: context.into(),
             source: Some(source),
         }
+    }
+
+    /// A failed `bind` of `addr`, which lives at `ep` on this OS.
+    pub(crate) fn bind(addr: &Address, ep: &Endpoint, source: io::Error) -> Error {
+        Error::io(format!("bind {}", addr.describe(ep)), source)
+    }
+
+    /// A failed `connect` to `addr`, which lives at `ep` on this OS; says so
+    /// plainly when nobody listens there.
+    pub(crate) fn connect(addr: &Address, ep: &Endpoint, source: io::Error) -> Error {
+        let mut context = format!("connect to {}", addr.describe(ep));
+        if matches!(
+            source.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+        ) {
+            context.push_str(": nobody listens there");
+        }
+        Error::io(context, source)
     }
 
     /// What kind of failure this is.

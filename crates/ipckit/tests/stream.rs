@@ -153,6 +153,7 @@ fn connecting_to_a_missing_name_says_not_found() {
         assert!(err.is_temporary());
         assert!(err.raw_os_error().is_some(), "OS code kept: {err:?}");
         assert!(err.to_string().contains(&addr), "names the address: {err}");
+        assert!(err.to_string().contains("nobody listens there"), "{err}");
     });
 }
 

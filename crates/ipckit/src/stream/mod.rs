@@ -84,15 +84,14 @@ impl Listener {
     }
 
     pub(crate) fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
-        let context = || format!("bind {addr}");
-        let inner = match resolve(&addr)? {
-            Endpoint::Tcp { host, port } => ListenerKind::Tcp(
-                TcpListener::bind((host.as_str(), port)).map_err(|e| Error::io(context(), e))?,
-            ),
-            ep => ListenerKind::Local(
-                sys::Listener::bind(&ep, opts).map_err(|e| Error::io(context(), e))?,
-            ),
-        };
+        let ep = resolve(&addr)?;
+        let inner = match &ep {
+            Endpoint::Tcp { host, port } => {
+                TcpListener::bind((host.as_str(), *port)).map(ListenerKind::Tcp)
+            }
+            ep => sys::Listener::bind(ep, opts).map(ListenerKind::Local),
+        }
+        .map_err(|e| Error::bind(&addr, &ep, e))?;
         let addr = match &inner {
             ListenerKind::Tcp(l) => match l.local_addr() {
                 Ok(sa) => Address::Tcp {
@@ -297,11 +296,12 @@ impl Stream {
     }
 
     pub(crate) fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<Stream> {
-        let inner = match resolve(&addr)? {
-            Endpoint::Tcp { host, port } => connect_tcp(&host, port, opts).map(StreamKind::Tcp),
-            ep => sys::Stream::connect(&ep, opts).map(StreamKind::Local),
+        let ep = resolve(&addr)?;
+        let inner = match &ep {
+            Endpoint::Tcp { host, port } => connect_tcp(host, *port, opts).map(StreamKind::Tcp),
+            ep => sys::Stream::connect(ep, opts).map(StreamKind::Local),
         }
-        .map_err(|e| Error::io(format!("connect to {addr}"), e))?;
+        .map_err(|e| Error::connect(&addr, &ep, e))?;
         Ok(Stream::new(inner, addr))
     }
 

@@ -179,16 +179,13 @@ impl Listener {
     }
 
     fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
-        let context = || format!("bind {addr}");
-        in_runtime(context())?;
-        let inner = match addr.stream_endpoint(&sys::env())? {
-            Endpoint::Tcp { host, port } => {
-                ListenerKind::Tcp(bind_tcp(&host, port).map_err(|e| Error::io(context(), e))?)
-            }
-            ep => ListenerKind::Local(
-                sys::tokio::Listener::bind(&ep, opts).map_err(|e| Error::io(context(), e))?,
-            ),
-        };
+        in_runtime(format!("bind {addr}"))?;
+        let ep = addr.stream_endpoint(&sys::env())?;
+        let inner = match &ep {
+            Endpoint::Tcp { host, port } => bind_tcp(host, *port).map(ListenerKind::Tcp),
+            ep => sys::tokio::Listener::bind(ep, opts).map(ListenerKind::Local),
+        }
+        .map_err(|e| Error::bind(&addr, &ep, e))?;
         let addr = match &inner {
             ListenerKind::Tcp(l) => match l.local_addr() {
                 Ok(sa) => Address::Tcp {
@@ -290,11 +287,12 @@ impl ConnectOptions {
     pub async fn connect_tokio(&self, addr: impl ToAddress) -> Result<Stream> {
         let addr = addr.to_address()?;
         in_runtime(format!("connect to {addr}"))?;
-        let io = match addr.stream_endpoint(&sys::env())? {
-            Endpoint::Tcp { host, port } => connect_tcp(&host, port, self).await.map(StreamIo::Tcp),
-            ep => sys::tokio::connect(&ep, self).await.map(StreamIo::Local),
+        let ep = addr.stream_endpoint(&sys::env())?;
+        let io = match &ep {
+            Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(StreamIo::Tcp),
+            ep => sys::tokio::connect(ep, self).await.map(StreamIo::Local),
         }
-        .map_err(|e| Error::io(format!("connect to {addr}"), e))?;
+        .map_err(|e| Error::connect(&addr, &ep, e))?;
         Ok(Stream::new(io, addr))
     }
 }

@@ -61,7 +61,9 @@ impl Drop for OwnFile {
 /// A listening Unix socket.
 #[derive(Debug)]
 pub(crate) struct Listener {
-    // Declared first, so the file is removed before the socket closes.
+    // Declared first, so the file is removed before the socket closes. Held for
+    // its `Drop`; only the tokio layer reads it (`into_parts`).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     file: Option<OwnFile>,
     sock: UnixListener,
 }
