@@ -70,6 +70,10 @@ impl ErrorKind {
     }
 
     fn from_io(err: &io::Error) -> ErrorKind {
+        // An ipckit error that travelled through an `io::Error` keeps its kind.
+        if let Some(inner) = err.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+            return inner.kind;
+        }
         if let Some(kind) = err.raw_os_error().and_then(crate::sys::os_error_kind) {
             return kind;
         }
@@ -232,6 +236,18 @@ pub(crate) fn timed_out(what: &str) -> io::Error {
 
 /// Converts into an [`io::Error`] whose kind matches and whose inner error is this
 /// [`Error`] (reach it with [`io::Error::get_ref`] and `downcast_ref`).
+/// The error for an incoming message over the receiver's limit; it names both
+/// sizes. The message is never delivered in part.
+pub(crate) fn too_large(len: u64, max: usize) -> io::Error {
+    Error::new(
+        ErrorKind::FrameTooLarge,
+        format!(
+            "an incoming message of {len} bytes exceeds the maximum message size of {max} bytes"
+        ),
+    )
+    .into()
+}
+
 impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         io::Error::new(err.kind.to_io(), err)

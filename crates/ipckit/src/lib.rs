@@ -49,8 +49,7 @@
 
 mod address;
 mod error;
-#[allow(dead_code)] // the message channel types that use the codec are being built
-mod message;
+pub mod message;
 pub mod platform;
 pub mod stream;
 mod sys;
@@ -59,4 +58,5 @@ pub mod tokio;
 
 pub use address::{Address, ToAddress};
 pub use error::{Error, ErrorKind, Result};
+pub use message::{Framed, MessageListener, MessageStream};
 pub use stream::{ConnectOptions, Incoming, Listener, ListenerOptions, Stream};

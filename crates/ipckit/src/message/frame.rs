@@ -10,7 +10,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, too_large};
 
 /// The largest length the 4-byte form carries.
 const SHORT_MAX: u64 = 0x7fff_ffff;
@@ -118,13 +118,7 @@ impl FrameReader {
             u64::from_be_bytes(self.head[4..12].try_into().unwrap_or_default())
         };
         if len > max as u64 {
-            return Err(Error::new(
-                ErrorKind::FrameTooLarge,
-                format!(
-                    "an incoming message of {len} bytes exceeds the maximum message size of {max} bytes"
-                ),
-            )
-            .into());
+            return Err(too_large(len, max));
         }
         let len = len as usize;
         self.body.clear();

@@ -8,8 +8,8 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-pub(crate) use options::retry_pause;
 pub use options::{ConnectOptions, ListenerOptions};
+pub(crate) use options::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size, retry_pause};
 
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
@@ -152,14 +152,14 @@ enum StreamKind {
 
 /// The time limits of one direction: a per-call timeout and an absolute deadline.
 #[derive(Debug, Clone, Copy, Default)]
-struct Limits {
-    timeout: Option<Duration>,
-    deadline: Option<Instant>,
+pub(crate) struct Limits {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl Limits {
     /// When the next call must give up: the earlier of now + timeout and the deadline.
-    fn until(&self) -> Option<Instant> {
+    pub(crate) fn until(&self) -> Option<Instant> {
         let by_timeout = self.timeout.map(|t| Instant::now() + t);
         match (by_timeout, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -397,7 +397,11 @@ impl Stream {
     }
 
     fn do_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let limit = self.read.until();
+        self.read_limited(buf, self.read.until())
+    }
+
+    /// One read that gives up at `limit`, whatever this handle's own limits are.
+    pub(crate) fn read_limited(&self, buf: &mut [u8], limit: Option<Instant>) -> io::Result<usize> {
         match &self.inner {
             StreamKind::Local(s) => s.read(buf, limit),
             StreamKind::Tcp(s) => sys::tcp_read(s, buf, limit),
@@ -405,7 +409,11 @@ impl Stream {
     }
 
     fn do_write(&self, buf: &[u8]) -> io::Result<usize> {
-        let limit = self.write.until();
+        self.write_limited(buf, self.write.until())
+    }
+
+    /// One write that gives up at `limit`, whatever this handle's own limits are.
+    pub(crate) fn write_limited(&self, buf: &[u8], limit: Option<Instant>) -> io::Result<usize> {
         match &self.inner {
             StreamKind::Local(s) => s.write(buf, limit),
             StreamKind::Tcp(s) => sys::tcp_write(s, buf, limit),

@@ -27,6 +27,7 @@ pub struct ListenerOptions {
     pub(crate) out_buffer: u32,
     pub(crate) replace_stale: bool,
     pub(crate) backlog: i32,
+    pub(crate) max_message_size: usize,
 }
 
 impl Default for ListenerOptions {
@@ -37,6 +38,7 @@ impl Default for ListenerOptions {
             out_buffer: 64 * 1024,
             replace_stale: true,
             backlog: 1024,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }
@@ -83,6 +85,14 @@ impl ListenerOptions {
         self
     }
 
+    /// The largest message a [`MessageListener`](crate::MessageListener)'s
+    /// streams accept (default 64 MiB); byte streams ignore it. See
+    /// [`MessageStream::set_max_message_size`](crate::MessageStream::set_max_message_size).
+    pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_message_size = bytes;
+        self
+    }
+
     /// Binds a listener at `addr` with these options.
     ///
     /// # Errors
@@ -96,6 +106,7 @@ impl ListenerOptions {
 
     /// Refuses option values no listener can use.
     pub(crate) fn check(&self) -> Result<()> {
+        check_max_message_size(self.max_message_size)?;
         if let Some(n) = self.max_instances {
             if n == 0 || n == 255 {
                 return Err(Error::new(
@@ -119,10 +130,36 @@ impl ListenerOptions {
 /// let stream = opts.connect("pipe:app")?;
 /// # Ok::<(), ipckit::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConnectOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry_not_found: bool,
+    pub(crate) max_message_size: usize,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            timeout: None,
+            retry_not_found: false,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// The largest incoming message a message stream accepts unless told otherwise.
+pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+
+/// Refuses a maximum message size of zero, which admits only empty messages and
+/// is surely a mistake.
+pub(crate) fn check_max_message_size(bytes: usize) -> Result<()> {
+    if bytes == 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidOption,
+            "a maximum message size of 0 bytes is not allowed (it would admit only empty messages)",
+        ));
+    }
+    Ok(())
 }
 
 impl ConnectOptions {
@@ -142,6 +179,13 @@ impl ConnectOptions {
     /// for ever without one), instead of failing at once with `NotFound`.
     pub fn retry_not_found(&mut self, yes: bool) -> &mut Self {
         self.retry_not_found = yes;
+        self
+    }
+
+    /// The largest message a [`MessageStream`](crate::MessageStream) connected
+    /// with these options accepts (default 64 MiB); byte streams ignore it.
+    pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_message_size = bytes;
         self
     }
 

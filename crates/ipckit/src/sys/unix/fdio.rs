@@ -15,7 +15,12 @@ use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags, recv, send};
 
 /// Waits until `fd` is ready for `flags` or `limit` passes.
-fn wait(fd: BorrowedFd<'_>, flags: PollFlags, limit: Instant, what: &str) -> io::Result<()> {
+pub(super) fn wait(
+    fd: BorrowedFd<'_>,
+    flags: PollFlags,
+    limit: Instant,
+    what: &str,
+) -> io::Result<()> {
     loop {
         let left = limit.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -37,7 +42,7 @@ fn wait(fd: BorrowedFd<'_>, flags: PollFlags, limit: Instant, what: &str) -> io:
 
 /// A deadline that has passed fails the call before it touches the socket (Go's
 /// semantics), so no byte is consumed by a call that reports a timeout.
-fn check(limit: Instant, what: &str) -> io::Result<()> {
+pub(super) fn check(limit: Instant, what: &str) -> io::Result<()> {
     if limit <= Instant::now() {
         return Err(timed_out(what));
     }
@@ -62,6 +67,24 @@ pub(super) fn write_until(fd: BorrowedFd<'_>, buf: &[u8], limit: Instant) -> io:
         match send(fd, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
             Ok(n) => return Ok(n),
             Err(Errno::AGAIN) => wait(fd, PollFlags::OUT, limit, "write")?,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether the peer has closed its end (or shut down writing): the socket
+/// reports `RDHUP` (Linux) or `HUP` without waiting.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let hup = PollFlags::RDHUP | PollFlags::HUP;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let hup = PollFlags::HUP;
+    let mut fds = [PollFd::new(&fd, hup)];
+    loop {
+        match poll(&mut fds, Some(&Timespec::default())) {
+            Ok(_) => return Ok(fds[0].revents().intersects(hup)),
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }

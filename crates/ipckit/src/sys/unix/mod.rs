@@ -1,7 +1,9 @@
-//! Unix: Unix domain sockets (path and Linux abstract names) and poll-based deadlines.
+//! Unix: Unix domain sockets (path and Linux abstract names), byte streams and
+//! `SOCK_SEQPACKET` message channels, with poll-based deadlines.
 
 mod fdio;
 mod runtime_dir;
+mod seqpacket;
 mod stream;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
@@ -14,6 +16,7 @@ use std::time::Instant;
 
 use crate::address::{Env, Os};
 
+pub(crate) use seqpacket::{MsgListener, MsgStream};
 pub(crate) use stream::{Listener, Stream};
 
 #[cfg(target_os = "linux")]

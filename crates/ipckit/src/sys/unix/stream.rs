@@ -3,7 +3,7 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -28,12 +28,12 @@ pub(super) fn socket_addr(ep: &Endpoint) -> io::Result<SocketAddrUnix> {
     }
 }
 
-/// A new `SOCK_STREAM` Unix socket, close-on-exec, with `extra` flags (the async
+/// A new Unix socket of type `ty`, close-on-exec, with `extra` flags (the async
 /// layer adds `NONBLOCK`).
-pub(super) fn new_socket(extra: SocketFlags) -> io::Result<OwnedFd> {
+pub(super) fn new_socket_of(ty: SocketType, extra: SocketFlags) -> io::Result<OwnedFd> {
     Ok(rustix::net::socket_with(
         AddressFamily::UNIX,
-        SocketType::STREAM,
+        ty,
         SocketFlags::CLOEXEC | extra,
         None,
     )?)
@@ -70,48 +70,11 @@ pub(crate) struct Listener {
 
 impl Listener {
     pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<Listener> {
-        if let Endpoint::UnixPath {
-            path,
-            private: true,
-        } = ep
-        {
-            if let Some(dir) = path.parent() {
-                runtime_dir::ensure(dir)?;
-            }
-        }
-        let addr = socket_addr(ep)?;
-        let fd = new_socket(SocketFlags::empty())?;
-        match rustix::net::bind(&fd, &addr) {
-            Ok(()) => {}
-            Err(Errno::ADDRINUSE) => match ep {
-                Endpoint::UnixPath { path, .. } if opts.replace_stale => {
-                    replace_stale(path)?;
-                    rustix::net::bind(&fd, &addr)?;
-                }
-                _ => return Err(in_use()),
-            },
-            Err(e) => return Err(e.into()),
-        }
-        let file = match ep {
-            Endpoint::UnixPath { path, .. } => {
-                fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
-                let meta = fs::symlink_metadata(path)?;
-                Some(OwnFile {
-                    path: path.clone(),
-                    dev: meta.dev(),
-                    ino: meta.ino(),
-                })
-            }
-            _ => None,
-        };
-        // From here on `file` is ours: build the listener first so a failing
-        // `listen` still removes it through drop.
-        let listener = Listener {
+        let (fd, file) = bind_socket(ep, opts, SocketType::STREAM)?;
+        Ok(Listener {
             sock: UnixListener::from(fd),
             file,
-        };
-        rustix::net::listen(&listener.sock, opts.backlog)?;
-        Ok(listener)
+        })
     }
 
     pub(crate) fn accept(&self) -> io::Result<Stream> {
@@ -125,6 +88,56 @@ impl Listener {
     pub(super) fn into_parts(self) -> (UnixListener, Option<OwnFile>) {
         (self.sock, self.file)
     }
+}
+
+/// Creates, binds and listens on a Unix socket of type `ty` at `ep`: the private
+/// directory is checked, a stale file replaced, and the file made 0600. The guard
+/// removes the file again if anything after `bind` fails, or when dropped.
+pub(super) fn bind_socket(
+    ep: &Endpoint,
+    opts: &ListenerOptions,
+    ty: SocketType,
+) -> io::Result<(OwnedFd, Option<OwnFile>)> {
+    if let Endpoint::UnixPath {
+        path,
+        private: true,
+    } = ep
+    {
+        if let Some(dir) = path.parent() {
+            runtime_dir::ensure(dir)?;
+        }
+    }
+    let addr = socket_addr(ep)?;
+    let fd = new_socket_of(ty, SocketFlags::empty())?;
+    prepare(&fd, ty)?;
+    match rustix::net::bind(&fd, &addr) {
+        Ok(()) => {}
+        Err(Errno::ADDRINUSE) => match ep {
+            Endpoint::UnixPath { path, .. } if opts.replace_stale => {
+                replace_stale(path)?;
+                rustix::net::bind(&fd, &addr)?;
+            }
+            _ => return Err(in_use()),
+        },
+        Err(e) => return Err(e.into()),
+    }
+    let file = match ep {
+        Endpoint::UnixPath { path, .. } => {
+            // The file is ours from here on; the guard removes it should
+            // anything below fail.
+            let meta = fs::symlink_metadata(path)?;
+            let file = OwnFile {
+                path: path.clone(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+            Some(file)
+        }
+        _ => None,
+    };
+    rustix::net::listen(&fd, opts.backlog)?;
+    Ok((fd, file))
 }
 
 fn in_use() -> io::Error {
@@ -150,6 +163,8 @@ fn replace_stale(path: &Path) -> io::Result<()> {
     match UnixStream::connect(path) {
         Ok(_) => Err(in_use()),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => fs::remove_file(path),
+        // A live listener of the other kind (message channel vs byte stream).
+        Err(e) if e.raw_os_error() == Some(Errno::PROTOTYPE.raw_os_error()) => Err(in_use()),
         Err(e) => Err(e),
     }
 }
@@ -162,17 +177,10 @@ pub(crate) struct Stream {
 
 impl Stream {
     pub(crate) fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<Stream> {
-        let addr = socket_addr(ep)?;
-        let limit = opts.timeout.map(|t| Instant::now() + t);
-        loop {
-            match connect_once(&addr, limit) {
-                Err(e) if opts.retry_not_found && is_absent(&e) => match retry_pause(limit) {
-                    Some(pause) => std::thread::sleep(pause),
-                    None => return Err(fdio::timed_out("connect (nobody listening yet)")),
-                },
-                other => return other,
-            }
-        }
+        let fd = connect_socket(ep, opts, SocketType::STREAM)?;
+        Ok(Stream {
+            sock: UnixStream::from(fd),
+        })
     }
 
     pub(crate) fn read(&self, buf: &mut [u8], limit: Option<Instant>) -> io::Result<usize> {
@@ -202,11 +210,57 @@ impl Stream {
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.sock.shutdown(how)
     }
+}
 
-    #[allow(dead_code)] // used by the message and credential layers to come
-    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
+/// Connects a Unix socket of type `ty` to `ep`, retrying while nobody listens
+/// (with `retry_not_found`) until the connect timeout.
+pub(super) fn connect_socket(
+    ep: &Endpoint,
+    opts: &ConnectOptions,
+    ty: SocketType,
+) -> io::Result<OwnedFd> {
+    let addr = socket_addr(ep)?;
+    let limit = opts.timeout.map(|t| Instant::now() + t);
+    loop {
+        match connect_once(&addr, ty, limit) {
+            Err(e) if opts.retry_not_found && is_absent(&e) => match retry_pause(limit) {
+                Some(pause) => std::thread::sleep(pause),
+                None => return Err(fdio::timed_out("connect (nobody listening yet)")),
+            },
+            Err(e) if e.raw_os_error() == Some(Errno::PROTOTYPE.raw_os_error()) => {
+                return Err(wrong_kind(ty));
+            }
+            other => return other,
+        }
     }
+}
+
+/// Sets up a new socket before `bind` or `connect`. A message socket gets
+/// `SO_PASSCRED` (Linux): then every record arrives with credentials attached,
+/// which tells an empty message from the end of the channel (both read as 0
+/// bytes). Set before `connect`, and on the listener (accepted sockets inherit
+/// it), so no record can arrive before it is in force.
+pub(super) fn prepare(fd: &OwnedFd, ty: SocketType) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if ty == SocketType::SEQPACKET {
+        sockopt::set_socket_passcred(fd, true)?;
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (fd, ty);
+    Ok(())
+}
+
+/// The listener found serves the other kind of channel.
+pub(super) fn wrong_kind(ty: SocketType) -> io::Error {
+    let (wanted, found) = if ty == SocketType::STREAM {
+        ("a byte stream", "message channels (SOCK_SEQPACKET)")
+    } else {
+        ("a message channel", "byte streams (SOCK_STREAM)")
+    };
+    io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        format!("cannot open {wanted} there: the listener serves {found}"),
+    )
 }
 
 pub(super) fn is_absent(e: &io::Error) -> bool {
@@ -218,8 +272,13 @@ pub(super) fn is_absent(e: &io::Error) -> bool {
 
 /// One connection attempt. A connect to a listener whose backlog is full blocks in
 /// the kernel; `SO_SNDTIMEO` bounds that wait on Linux.
-fn connect_once(addr: &SocketAddrUnix, limit: Option<Instant>) -> io::Result<Stream> {
-    let fd = new_socket(SocketFlags::empty())?;
+fn connect_once(
+    addr: &SocketAddrUnix,
+    ty: SocketType,
+    limit: Option<Instant>,
+) -> io::Result<OwnedFd> {
+    let fd = new_socket_of(ty, SocketFlags::empty())?;
+    prepare(&fd, ty)?;
     if let Some(limit) = limit {
         let left = limit.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -237,7 +296,5 @@ fn connect_once(addr: &SocketAddrUnix, limit: Option<Instant>) -> io::Result<Str
     if limit.is_some() {
         sockopt::set_socket_timeout(&fd, sockopt::Timeout::Send, None)?;
     }
-    Ok(Stream {
-        sock: UnixStream::from(fd),
-    })
+    Ok(fd)
 }

@@ -12,10 +12,10 @@ use std::os::unix::net as std_net;
 use ::tokio::net::{UnixListener, UnixStream};
 use ::tokio::time::{Instant, sleep, timeout_at};
 use rustix::io::Errno;
-use rustix::net::{SocketAddrUnix, SocketFlags};
+use rustix::net::{SocketAddrUnix, SocketFlags, SocketType};
 
 use super::fdio::timed_out;
-use super::stream::{self, OwnFile, is_absent, new_socket, socket_addr};
+use super::stream::{self, OwnFile, is_absent, new_socket_of, socket_addr, wrong_kind};
 use crate::address::Endpoint;
 use crate::stream::retry_pause;
 use crate::stream::{ConnectOptions, ListenerOptions};
@@ -84,10 +84,11 @@ pub(crate) async fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<
 /// One non-blocking connection attempt. A full backlog is `WouldBlock` (Linux
 /// refuses at once with `EAGAIN` rather than queueing a non-blocking connect).
 async fn connect_once(addr: &SocketAddrUnix) -> io::Result<Stream> {
-    let fd = new_socket(SocketFlags::NONBLOCK)?;
+    let fd = new_socket_of(SocketType::STREAM, SocketFlags::NONBLOCK)?;
     let in_progress = match rustix::net::connect(&fd, addr) {
         Ok(()) => false,
         Err(Errno::INPROGRESS | Errno::INTR) => true,
+        Err(Errno::PROTOTYPE) => return Err(wrong_kind(SocketType::STREAM)),
         Err(Errno::AGAIN) => {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,

@@ -1,0 +1,159 @@
+//! [`Framed`]: message framing on any byte stream.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use super::frame::{FrameReader, FrameWriter};
+use crate::error::{Error, ErrorKind};
+use crate::stream::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
+
+/// Whole messages over any byte stream you hand in (`Read + Write`), in the
+/// length-prefixed frames of Python's `multiprocessing.connection`.
+///
+/// A Python `Connection.send_bytes(b)` arrives as one [`recv`](Framed::recv), and
+/// a [`send`](Framed::send) is read by `Connection.recv_bytes()`. Messages over
+/// 2^31 − 1 bytes use the extended header (−1, then an 8-byte length), as Python
+/// 3.8+ writes and reads it.
+///
+/// # Examples
+///
+/// ```no_run
+/// let stream = std::net::TcpStream::connect("127.0.0.1:6000")?;
+/// let mut framed = ipckit::Framed::new(stream);
+/// framed.send(b"hello")?;
+/// let reply = framed.recv()?; // None when the peer closed the stream
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors and timeouts
+///
+/// An error from the stream (a timeout the stream was set up with, say) in the
+/// middle of a frame loses nothing: the part read is kept and the next `recv`
+/// goes on from there; the part of a frame not yet written is kept and written
+/// first by the next `send`. An incoming message over the maximum message size
+/// (default 64 MiB) is an [`ErrorKind::FrameTooLarge`] error; its body stays
+/// unread, so the stream is out of step and this `Framed` refuses any further
+/// use with [`ErrorKind::Disconnected`].
+pub struct Framed<S> {
+    inner: S,
+    reader: FrameReader,
+    writer: FrameWriter,
+    max: usize,
+    broken: Option<String>,
+}
+
+impl<S> fmt::Debug for Framed<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Framed")
+            .field("max_message_size", &self.max)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Framed<S> {
+    /// Frames messages on `inner`, with the default maximum message size (64 MiB).
+    pub fn new(inner: S) -> Framed<S> {
+        Framed {
+            inner,
+            reader: FrameReader::default(),
+            writer: FrameWriter::default(),
+            max: DEFAULT_MAX_MESSAGE_SIZE,
+            broken: None,
+        }
+    }
+
+    /// The largest incoming message accepted.
+    pub fn max_message_size(&self) -> usize {
+        self.max
+    }
+
+    /// Sets the largest incoming message accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] for 0.
+    pub fn set_max_message_size(&mut self, bytes: usize) -> crate::Result<()> {
+        check_max_message_size(bytes)?;
+        self.max = bytes;
+        Ok(())
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The stream, mutably (set its timeouts, say). Reading or writing it
+    /// directly puts the framing out of step.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The stream back. A frame that was half read or half written is dropped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn check(&self) -> io::Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some(why) => Err(Error::new(
+                ErrorKind::Disconnected,
+                format!("the framed stream is out of step and was closed: {why}"),
+            )
+            .into()),
+        }
+    }
+}
+
+impl<S: Read + Write> Framed<S> {
+    /// Sends `msg` as one frame.
+    ///
+    /// # Errors
+    ///
+    /// The stream's error; see the type's docs for what a failed send leaves.
+    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.check()?;
+        self.writer.write_to(&mut self.inner, msg)?;
+        self.inner.flush()
+    }
+
+    /// Receives the next message; `None` when the stream ended cleanly between
+    /// two frames.
+    ///
+    /// # Errors
+    ///
+    /// The stream's error (nothing is lost), [`ErrorKind::FrameTooLarge`] (after
+    /// which this `Framed` is closed), or [`ErrorKind::Protocol`] for a negative
+    /// length or a stream that ends in the middle of a frame.
+    pub fn recv(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut msg = Vec::new();
+        Ok(self.recv_into(&mut msg)?.then_some(msg))
+    }
+
+    /// Receives the next message into `buf`, replacing its contents; `false` at
+    /// the end of the stream.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv`](Framed::recv); on an error `buf` is left empty.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        buf.clear();
+        self.check()?;
+        match self.reader.read_from(&mut self.inner, self.max, buf) {
+            Ok(more) => Ok(more),
+            Err(e) => {
+                buf.clear();
+                let kind = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<Error>())
+                    .map(Error::kind);
+                if matches!(kind, Some(ErrorKind::FrameTooLarge | ErrorKind::Protocol)) {
+                    self.broken = Some(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+}
