@@ -248,6 +248,17 @@ pub(crate) fn too_large(len: u64, max: usize) -> io::Error {
     .into()
 }
 
+/// Whether a receive error leaves the channel out of step with its peer (an
+/// oversized message, broken framing), so it must be closed rather than used on.
+pub(crate) fn breaks_channel(e: &io::Error) -> bool {
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<Error>())
+            .map(Error::kind),
+        Some(ErrorKind::FrameTooLarge | ErrorKind::Protocol)
+    )
+}
+
 impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         io::Error::new(err.kind.to_io(), err)

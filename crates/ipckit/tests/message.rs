@@ -375,3 +375,32 @@ fn a_byte_listener_and_a_message_listener_cannot_share_a_name() {
     let err = Listener::bind(addr.as_str()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err}");
 }
+
+#[test]
+fn a_peer_that_closes_with_messages_unread_still_delivers_its_own() {
+    watchdog(limit(30), || {
+        // Not over TCP: a TCP socket closed with unread data resets the
+        // connection, and the peer's kernel may drop what it had received.
+        for addr in addrs("unread")
+            .into_iter()
+            .filter(|a| !a.starts_with("tcp:"))
+        {
+            let listener = MessageListener::bind(addr.as_str()).unwrap();
+            let addr = listener.local_addr().to_string();
+            let client = MessageStream::connect(addr.as_str()).unwrap();
+            let channel = listener.accept().unwrap();
+            // The client's messages stay unread when the server closes.
+            client.send(b"never read 1").unwrap();
+            client.send(b"never read 2").unwrap();
+            for seq in 0..3 {
+                channel.send(&pattern(seq, 5000)).unwrap();
+            }
+            drop(channel);
+            for seq in 0..3 {
+                let got = client.recv().unwrap();
+                assert!(got == Some(pattern(seq, 5000)), "{addr}: message {seq}");
+            }
+            assert_eq!(client.recv().unwrap(), None, "{addr}");
+        }
+    });
+}

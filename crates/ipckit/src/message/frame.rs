@@ -131,8 +131,9 @@ impl FrameReader {
 /// Writes frames; keeps the unsent part of a frame whose write timed out.
 #[derive(Debug, Default)]
 pub(crate) struct FrameWriter {
-    /// The rest of a frame a timed-out write left behind.
+    /// The rest of a frame a timed-out write left behind: `pending[sent..]`.
     pending: Vec<u8>,
+    sent: usize,
 }
 
 impl FrameWriter {
@@ -151,18 +152,28 @@ impl FrameWriter {
         }
     }
 
+    /// Puts a whole frame for `msg` behind whatever is pending, to be written
+    /// by [`finish_pending`](FrameWriter::finish_pending) (the async layer).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn queue(&mut self, msg: &[u8]) {
+        let (h, hlen) = header(msg.len() as u64);
+        self.pending.reserve(hlen + msg.len());
+        self.pending.extend_from_slice(&h[..hlen]);
+        self.pending.extend_from_slice(msg);
+    }
+
     /// Writes what a timed-out call left behind, if anything.
     pub(crate) fn finish_pending(&mut self, w: &mut impl Write) -> io::Result<()> {
-        while !self.pending.is_empty() {
-            match w.write(&self.pending) {
+        while self.sent < self.pending.len() {
+            match w.write(&self.pending[self.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.pending.drain(..n);
-                }
+                Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        self.pending.clear();
+        self.sent = 0;
         Ok(())
     }
 

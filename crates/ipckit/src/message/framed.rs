@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 use super::frame::{FrameReader, FrameWriter};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, breaks_channel};
 use crate::stream::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
 
 /// Whole messages over any byte stream you hand in (`Read + Write`), in the
@@ -145,11 +145,7 @@ impl<S: Read + Write> Framed<S> {
             Ok(more) => Ok(more),
             Err(e) => {
                 buf.clear();
-                let kind = e
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<Error>())
-                    .map(Error::kind);
-                if matches!(kind, Some(ErrorKind::FrameTooLarge | ErrorKind::Protocol)) {
+                if breaks_channel(&e) {
                     self.broken = Some(e.to_string());
                 }
                 Err(e)

@@ -62,7 +62,7 @@
 //! [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected), and the peer sees
 //! the end of the channel (on Windows, when the last handle is dropped).
 
-mod frame;
+pub(crate) mod frame;
 mod framed;
 
 use std::fmt;
@@ -75,7 +75,7 @@ pub use framed::Framed;
 
 use self::frame::{FrameReader, FrameWriter};
 use crate::address::{Address, Endpoint, ToAddress};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, breaks_channel};
 use crate::stream::{
     ConnectOptions, Limits, Listener, ListenerOptions, Stream, check_max_message_size,
     check_timeout,
@@ -443,9 +443,10 @@ impl MessageStream {
             Ok(more) => Ok(more),
             Err(e) => {
                 buf.clear();
+                let broken = breaks_channel(&e);
                 let err = Error::io(format!("receive a message from {}", self.peer), e);
                 // Out of step with the peer from here on: close, never go on.
-                if matches!(err.kind(), ErrorKind::FrameTooLarge | ErrorKind::Protocol) {
+                if broken {
                     self.shared.close(err.to_string());
                 }
                 Err(err)

@@ -61,7 +61,9 @@
 //! bounds the time without data, not each loop turn. Setting a timeout or a
 //! deadline restarts the clock.
 
+mod framed;
 mod limit;
+mod message;
 
 use std::fmt;
 use std::io;
@@ -77,6 +79,9 @@ use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
 use crate::stream::{ConnectOptions, ListenerOptions, check_timeout};
 use crate::sys;
+
+pub use framed::Framed;
+pub use message::{MessageListener, MessageStream};
 
 /// Refuses to go on outside a tokio runtime (where tokio's types would panic).
 fn in_runtime(what: impl fmt::Display) -> Result<()> {

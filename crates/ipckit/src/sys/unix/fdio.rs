@@ -90,3 +90,42 @@ pub(super) fn hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
         }
     }
 }
+
+/// How a socket call that would block goes on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Wait {
+    /// Blocks in the kernel (the socket is in blocking mode).
+    Block,
+    /// Waits in `poll` until this instant, then fails with `TimedOut`.
+    Until(Instant),
+    /// Fails at once with `WouldBlock` (the async layer waits in its reactor).
+    Never,
+}
+
+impl Wait {
+    pub(super) fn from_limit(limit: Option<Instant>) -> Wait {
+        limit.map_or(Wait::Block, Wait::Until)
+    }
+
+    /// Whether calls must not block in the kernel (`MSG_DONTWAIT`).
+    pub(super) fn dont_block(self) -> bool {
+        !matches!(self, Wait::Block)
+    }
+
+    /// Fails a call whose deadline has already passed, before it starts.
+    pub(super) fn check(self, what: &str) -> io::Result<()> {
+        match self {
+            Wait::Until(limit) => check(limit, what),
+            _ => Ok(()),
+        }
+    }
+
+    /// After `EAGAIN`: waits until `fd` is ready for `flags`, or gives up.
+    pub(super) fn again(self, fd: BorrowedFd<'_>, flags: PollFlags, what: &str) -> io::Result<()> {
+        match self {
+            Wait::Block => Ok(()),
+            Wait::Until(limit) => wait(fd, flags, limit, what),
+            Wait::Never => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}

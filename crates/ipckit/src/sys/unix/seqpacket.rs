@@ -14,6 +14,7 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use rustix::buffer::spare_capacity;
@@ -24,7 +25,7 @@ use rustix::net::{
     SocketType,
 };
 
-use super::fdio;
+use super::fdio::Wait;
 use super::stream::{OwnFile, bind_socket, connect_socket};
 use crate::address::Endpoint;
 use crate::error::{Error, ErrorKind, too_large};
@@ -49,14 +50,32 @@ impl MsgListener {
         Ok(MsgListener { _file: file, sock })
     }
 
+    /// Makes `accept` fail with `WouldBlock` instead of waiting (the async layer).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn set_nonblocking(&self) -> io::Result<()> {
+        Ok(rustix::io::ioctl_fionbio(&self.sock, true)?)
+    }
+
     pub(crate) fn accept(&self) -> io::Result<MsgStream> {
         loop {
             match rustix::net::accept_with(&self.sock, SocketFlags::CLOEXEC) {
-                Ok(sock) => return Ok(MsgStream { sock }),
+                Ok(sock) => return Ok(MsgStream::from_fd(sock)),
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+impl std::os::fd::AsRawFd for MsgListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.sock)
+    }
+}
+
+impl std::os::fd::AsRawFd for MsgStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.sock)
     }
 }
 
@@ -77,11 +96,13 @@ const CRED_SPACE: usize = 0;
 #[derive(Debug)]
 pub(crate) struct MsgStream {
     sock: OwnedFd,
+    /// Held from peek to read (see `recv_with`).
+    recv_turn: Mutex<()>,
 }
 
-/// `DONTWAIT` when the call is bounded (it then waits in `poll`), else nothing.
-fn recv_flags(limit: Option<Instant>) -> RecvFlags {
-    if limit.is_some() {
+/// `DONTWAIT` unless the call blocks in the kernel.
+fn recv_flags(wait: Wait) -> RecvFlags {
+    if wait.dont_block() {
         RecvFlags::DONTWAIT
     } else {
         RecvFlags::empty()
@@ -95,13 +116,15 @@ fn protocol(message: String) -> io::Error {
 impl MsgStream {
     pub(crate) fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<MsgStream> {
         let sock = connect_socket(ep, opts, SocketType::SEQPACKET)?;
-        Ok(MsgStream { sock })
+        Ok(MsgStream::from_fd(sock))
     }
 
-    /// Adopts a connected socket (the async layer and socket pairs).
-    #[allow(dead_code)]
+    /// Adopts a connected socket.
     pub(crate) fn from_fd(sock: OwnedFd) -> MsgStream {
-        MsgStream { sock }
+        MsgStream {
+            sock,
+            recv_turn: Mutex::new(()),
+        }
     }
 
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
@@ -109,27 +132,35 @@ impl MsgStream {
     }
 
     pub(crate) fn send(&self, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
-        match self.send_record(&[IoSlice::new(msg)], None, limit) {
+        self.send_with(msg, Wait::from_limit(limit))
+    }
+
+    /// Sends without blocking: `WouldBlock` when the socket has no room.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn try_send(&self, msg: &[u8]) -> io::Result<()> {
+        self.send_with(msg, Wait::Never)
+    }
+
+    fn send_with(&self, msg: &[u8], wait: Wait) -> io::Result<()> {
+        match self.send_record(&[IoSlice::new(msg)], None, wait) {
             Err(e) if e.raw_os_error() == Some(Errno::MSGSIZE.raw_os_error()) => {
-                self.send_large(msg, limit, e)
+                self.send_large(msg, wait, e)
             }
             other => other,
         }
     }
 
     /// Sends one record (with a descriptor attached, if given), waiting for room
-    /// until `limit`.
+    /// as `wait` says.
     fn send_record(
         &self,
         iov: &[IoSlice<'_>],
         fd: Option<BorrowedFd<'_>>,
-        limit: Option<Instant>,
+        wait: Wait,
     ) -> io::Result<()> {
-        if let Some(limit) = limit {
-            fdio::check(limit, "send")?;
-        }
+        wait.check("send")?;
         let mut flags = SendFlags::NOSIGNAL;
-        if limit.is_some() {
+        if wait.dont_block() {
             flags |= SendFlags::DONTWAIT;
         }
         let fds = fd.map(|fd| [fd]);
@@ -142,10 +173,7 @@ impl MsgStream {
             match rustix::net::sendmsg(&self.sock, iov, &mut control, flags) {
                 Ok(_) => return Ok(()),
                 Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => match limit {
-                    Some(limit) => fdio::wait(self.as_fd(), PollFlags::OUT, limit, "send")?,
-                    None => continue,
-                },
+                Err(Errno::AGAIN) => wait.again(self.as_fd(), PollFlags::OUT, "send")?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -154,7 +182,7 @@ impl MsgStream {
     /// A message too large for one record: written to a sealed memfd whose
     /// descriptor travels in a record of its own.
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn send_large(&self, msg: &[u8], limit: Option<Instant>, _: io::Error) -> io::Result<()> {
+    fn send_large(&self, msg: &[u8], wait: Wait, _: io::Error) -> io::Result<()> {
         use rustix::fs::{MemfdFlags, SealFlags};
         let file = rustix::fs::memfd_create(
             "ipckit-message",
@@ -176,12 +204,12 @@ impl MsgStream {
         self.send_record(
             &[IoSlice::new(LARGE_MAGIC), IoSlice::new(&len)],
             Some(file.as_fd()),
-            limit,
+            wait,
         )
     }
 
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    fn send_large(&self, msg: &[u8], _: Option<Instant>, e: io::Error) -> io::Result<()> {
+    fn send_large(&self, msg: &[u8], _: Wait, e: io::Error) -> io::Result<()> {
         Err(io::Error::new(
             e.kind(),
             format!(
@@ -197,10 +225,21 @@ impl MsgStream {
         max: usize,
         limit: Option<Instant>,
     ) -> io::Result<bool> {
-        if let Some(limit) = limit {
-            fdio::check(limit, "receive")?;
-        }
-        let next = self.peek(limit)?;
+        self.recv_with(out, max, Wait::from_limit(limit))
+    }
+
+    /// Receives without blocking: `WouldBlock` when no record is waiting.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn try_recv(&self, out: &mut Vec<u8>, max: usize) -> io::Result<bool> {
+        self.recv_with(out, max, Wait::Never)
+    }
+
+    /// Peeks the next record's size, then takes it: one receiver at a time, so
+    /// two cannot peek the same record and then take different ones.
+    fn recv_with(&self, out: &mut Vec<u8>, max: usize, wait: Wait) -> io::Result<bool> {
+        wait.check("receive")?;
+        let _turn = self.recv_turn.lock().unwrap_or_else(|p| p.into_inner());
+        let next = self.peek(wait)?;
         let (len, has_fds) = match next {
             Next::End => return Ok(false),
             Next::Record { len, has_fds } => (len, has_fds),
@@ -232,15 +271,15 @@ impl MsgStream {
     }
 
     /// The size of the next record, and whether it carries descriptors, waiting
-    /// for one until `limit`.
+    /// for one as `wait` says.
     ///
     /// The kernel reads an empty record and the end of the channel alike (0
     /// bytes). On Linux every record carries credentials (`SO_PASSCRED`, see
     /// `stream::prepare`) and the end carries none, which tells them apart.
     /// Elsewhere a 0-byte read is taken for an empty message while the peer is
     /// connected, and for the end once it has hung up.
-    fn peek(&self, limit: Option<Instant>) -> io::Result<Next> {
-        let flags = RecvFlags::PEEK | RecvFlags::TRUNC | recv_flags(limit);
+    fn peek(&self, wait: Wait) -> io::Result<Next> {
+        let flags = RecvFlags::PEEK | RecvFlags::TRUNC | recv_flags(wait);
         let mut space = [MaybeUninit::uninit(); CRED_SPACE];
         loop {
             let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -258,10 +297,11 @@ impl MsgStream {
                     });
                 }
                 Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => match limit {
-                    Some(limit) => fdio::wait(self.as_fd(), PollFlags::IN, limit, "receive")?,
-                    None => continue,
-                },
+                Err(Errno::AGAIN) => wait.again(self.as_fd(), PollFlags::IN, "receive")?,
+                // The peer closed with records of ours unread. Linux reports
+                // that once, ahead of the records the peer sent before closing:
+                // go on to those, then the end.
+                Err(Errno::CONNRESET) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -281,7 +321,7 @@ impl MsgStream {
     /// the end).
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     fn was_record(&self, _: &mut RecvAncillaryBuffer<'_>) -> io::Result<bool> {
-        Ok(!fdio::hung_up(self.as_fd())?)
+        Ok(!super::fdio::hung_up(self.as_fd())?)
     }
 
     /// Takes the empty record `peek` found.

@@ -9,12 +9,14 @@
 use std::io;
 use std::os::unix::net as std_net;
 
+use ::tokio::io::unix::AsyncFd;
 use ::tokio::net::{UnixListener, UnixStream};
 use ::tokio::time::{Instant, sleep, timeout_at};
 use rustix::io::Errno;
 use rustix::net::{SocketAddrUnix, SocketFlags, SocketType};
 
 use super::fdio::timed_out;
+use super::seqpacket;
 use super::stream::{self, OwnFile, is_absent, new_socket_of, socket_addr, wrong_kind};
 use crate::address::Endpoint;
 use crate::stream::retry_pause;
@@ -105,4 +107,89 @@ async fn connect_once(addr: &SocketAddrUnix) -> io::Result<Stream> {
         }
     }
     Ok(stream)
+}
+
+/// Registers a socket the blocking layer owns with the reactor.
+#[allow(unsafe_code)]
+fn watch<T: std::os::fd::AsRawFd>(sock: T) -> io::Result<AsyncFd<T>> {
+    // SAFETY: `T` is one of the blocking layer's socket types, which own their
+    // `OwnedFd` for their whole life and return that same descriptor from every
+    // `as_raw_fd` call; the `AsyncFd` owns `sock`, so the descriptor stays open
+    // until the registration is dropped.
+    unsafe { AsyncFd::register(sock) }.map_err(io::Error::from)
+}
+
+/// An async message channel: the blocking layer's `SOCK_SEQPACKET` socket,
+/// watched by the reactor. Every call on it is non-blocking (`MSG_DONTWAIT`), so
+/// the socket itself stays in blocking mode.
+#[derive(Debug)]
+pub(crate) struct MsgStream {
+    io: AsyncFd<seqpacket::MsgStream>,
+}
+
+impl MsgStream {
+    fn new(sock: seqpacket::MsgStream) -> io::Result<MsgStream> {
+        Ok(MsgStream { io: watch(sock)? })
+    }
+
+    /// Cancel safe: a record is taken only by the poll that returns it.
+    pub(crate) async fn recv(&self, out: &mut Vec<u8>, max: usize) -> io::Result<bool> {
+        loop {
+            let mut ready = self.io.readable().await?;
+            if let Ok(result) = ready.try_io(|s| s.get_ref().try_recv(out, max)) {
+                return result;
+            }
+        }
+    }
+
+    /// Cancel safe: a record goes out whole in the poll that returns, or not at
+    /// all.
+    pub(crate) async fn send(&self, msg: &[u8]) -> io::Result<()> {
+        loop {
+            let mut ready = self.io.writable().await?;
+            if let Ok(result) = ready.try_io(|s| s.get_ref().try_send(msg)) {
+                return result;
+            }
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.io.get_ref().close();
+    }
+}
+
+/// A listening `SOCK_SEQPACKET` socket, bound by the blocking layer.
+#[derive(Debug)]
+pub(crate) struct MsgListener {
+    io: AsyncFd<seqpacket::MsgListener>,
+}
+
+impl MsgListener {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<MsgListener> {
+        let sock = seqpacket::MsgListener::bind(ep, opts)?;
+        sock.set_nonblocking()?;
+        Ok(MsgListener { io: watch(sock)? })
+    }
+
+    /// Cancel safe: a connection leaves the backlog only in the poll that
+    /// returns it.
+    pub(crate) async fn accept(&self) -> io::Result<MsgStream> {
+        loop {
+            let mut ready = self.io.readable().await?;
+            if let Ok(result) = ready.try_io(|l| l.get_ref().accept()) {
+                return MsgStream::new(result?);
+            }
+        }
+    }
+}
+
+/// Connects a message channel. A Unix connect does not wait for the server to
+/// accept, so it runs on the blocking pool (where retries and the timeout work
+/// as in the blocking layer); dropping the future closes what it connected.
+pub(crate) async fn connect_message(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<MsgStream> {
+    let (ep, opts) = (ep.clone(), opts.clone());
+    let sock = ::tokio::task::spawn_blocking(move || seqpacket::MsgStream::connect(&ep, &opts))
+        .await
+        .map_err(io::Error::other)??;
+    MsgStream::new(sock)
 }

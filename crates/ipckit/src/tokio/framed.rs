@@ -1,0 +1,218 @@
+//! Length-prefixed frames on async byte streams: the frame codec of the
+//! blocking layer, driven by polls. A pending poll becomes a `WouldBlock` the
+//! codec keeps its place on, so a dropped future loses nothing.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::{Error, ErrorKind, breaks_channel};
+use crate::message::frame::{FrameReader, FrameWriter};
+use crate::stream::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
+
+/// A blocking-style reader over one poll: `Pending` reads as `WouldBlock`.
+struct PollRead<'a, 'b, R> {
+    io: Pin<&'a mut R>,
+    cx: &'a mut Context<'b>,
+}
+
+impl<R: AsyncRead> Read for PollRead<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut rb = ReadBuf::new(buf);
+        match self.io.as_mut().poll_read(self.cx, &mut rb) {
+            Poll::Ready(Ok(())) => Ok(rb.filled().len()),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+/// A blocking-style writer over one poll: `Pending` reads as `WouldBlock`.
+struct PollWrite<'a, 'b, W> {
+    io: Pin<&'a mut W>,
+    cx: &'a mut Context<'b>,
+}
+
+impl<W: AsyncWrite> Write for PollWrite<'_, '_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.io.as_mut().poll_write(self.cx, buf) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn pending_on_would_block<T>(result: io::Result<T>) -> Poll<io::Result<T>> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+        other => Poll::Ready(other),
+    }
+}
+
+/// Reads the next frame into `out`; `false` at a clean end of stream.
+/// Cancel safe: a partial frame stays in `reader`.
+pub(super) async fn read_frame<R: AsyncRead + Unpin>(
+    io: &mut R,
+    reader: &mut FrameReader,
+    max: usize,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    poll_fn(|cx| {
+        let mut shim = PollRead {
+            io: Pin::new(&mut *io),
+            cx,
+        };
+        pending_on_would_block(reader.read_from(&mut shim, max, out))
+    })
+    .await
+}
+
+/// Queues `msg` as one frame and writes until nothing is pending. A future
+/// dropped before it finishes leaves the rest of the frame queued: it goes out,
+/// whole, before the next frame.
+pub(super) async fn write_frame<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    writer: &mut FrameWriter,
+    msg: &[u8],
+) -> io::Result<()> {
+    writer.queue(msg);
+    poll_fn(|cx| {
+        let mut shim = PollWrite {
+            io: Pin::new(&mut *io),
+            cx,
+        };
+        pending_on_would_block(writer.finish_pending(&mut shim))
+    })
+    .await?;
+    poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
+}
+
+/// Whole messages over any async byte stream you hand in, in the
+/// length-prefixed frames of Python's `multiprocessing.connection`: the async
+/// form of [`crate::Framed`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> std::io::Result<()> {
+/// let stream = tokio::net::TcpStream::connect("127.0.0.1:6000").await?;
+/// let mut framed = ipckit::tokio::Framed::new(stream);
+/// framed.send(b"hello").await?;
+/// let reply = framed.recv().await?; // None when the peer closed the stream
+/// # Ok(()) }
+/// ```
+///
+/// # Cancel safety
+///
+/// `recv` is cancel safe: a dropped `recv` keeps the part of a frame it read,
+/// and the next `recv` goes on from there. A dropped `send` may still deliver its
+/// message: once queued, the frame is finished, whole, by the next `send`.
+///
+/// An incoming message over the maximum message size (default 64 MiB) is an
+/// [`ErrorKind::FrameTooLarge`] error, after which this `Framed` refuses any
+/// further use with [`ErrorKind::Disconnected`].
+pub struct Framed<S> {
+    io: S,
+    reader: FrameReader,
+    writer: FrameWriter,
+    max: usize,
+    broken: Option<String>,
+}
+
+impl<S> fmt::Debug for Framed<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Framed")
+            .field("max_message_size", &self.max)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
+    /// Frames messages on `io`, with the default maximum message size (64 MiB).
+    pub fn new(io: S) -> Framed<S> {
+        Framed {
+            io,
+            reader: FrameReader::default(),
+            writer: FrameWriter::default(),
+            max: DEFAULT_MAX_MESSAGE_SIZE,
+            broken: None,
+        }
+    }
+
+    /// Sets the largest incoming message accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] for 0.
+    pub fn set_max_message_size(&mut self, bytes: usize) -> crate::Result<()> {
+        check_max_message_size(bytes)?;
+        self.max = bytes;
+        Ok(())
+    }
+
+    /// The largest incoming message accepted.
+    pub fn max_message_size(&self) -> usize {
+        self.max
+    }
+
+    /// Sends `msg` as one frame.
+    ///
+    /// # Errors
+    ///
+    /// The stream's error.
+    pub async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.check()?;
+        write_frame(&mut self.io, &mut self.writer, msg).await
+    }
+
+    /// Receives the next message; `None` when the stream ended cleanly between
+    /// two frames.
+    ///
+    /// # Errors
+    ///
+    /// The stream's error, [`ErrorKind::FrameTooLarge`] or
+    /// [`ErrorKind::Protocol`] (after which this `Framed` is closed).
+    pub async fn recv(&mut self) -> io::Result<Option<Vec<u8>>> {
+        self.check()?;
+        let mut out = Vec::new();
+        match read_frame(&mut self.io, &mut self.reader, self.max, &mut out).await {
+            Ok(more) => Ok(more.then_some(out)),
+            Err(e) => {
+                if breaks_channel(&e) {
+                    self.broken = Some(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The stream back; a frame half read or half written is dropped.
+    pub fn into_inner(self) -> S {
+        self.io
+    }
+
+    fn check(&self) -> io::Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some(why) => Err(Error::new(
+                ErrorKind::Disconnected,
+                format!("the framed stream is out of step and was closed: {why}"),
+            )
+            .into()),
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! Async message channels: the async form of [`crate::MessageListener`] and
+//! [`crate::MessageStream`].
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ::tokio::net::TcpListener;
+use ::tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use ::tokio::sync::Mutex;
+
+use super::framed::{read_frame, write_frame};
+use super::{bind_tcp, connect_tcp, in_runtime};
+use crate::address::{Address, Endpoint, ToAddress};
+use crate::error::{Error, ErrorKind, Result, breaks_channel, timed_out};
+use crate::message::frame::{FrameReader, FrameWriter};
+use crate::stream::{
+    ConnectOptions, Limits, ListenerOptions, check_max_message_size, check_timeout,
+};
+use crate::sys;
+
+enum ListenerKind {
+    Local(sys::tokio::MsgListener),
+    Framed(TcpListener),
+}
+
+/// An async server endpoint that accepts message channels: the async form of
+/// [`crate::MessageListener`], with the same transports.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), ipckit::Error> {
+/// let listener = ipckit::tokio::MessageListener::bind("pipe:jobs")?;
+/// loop {
+///     let channel = listener.accept().await?;
+///     tokio::spawn(async move {
+///         while let Some(msg) = channel.recv().await? {
+///             channel.send(&msg).await?;
+///         }
+///         Ok::<_, ipckit::Error>(())
+///     });
+/// }
+/// # }
+/// ```
+pub struct MessageListener {
+    inner: ListenerKind,
+    addr: Address,
+    max: usize,
+}
+
+impl fmt::Debug for MessageListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageListener")
+            .field("addr", &self.addr)
+            .field("max_message_size", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageListener {
+    /// Binds an async message listener at `addr` with the default
+    /// [`ListenerOptions`]. It must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`crate::Listener::bind`], and [`ErrorKind::Unsupported`]
+    /// outside a tokio runtime.
+    pub fn bind(addr: impl ToAddress) -> Result<MessageListener> {
+        ListenerOptions::new().bind_message_tokio(addr)
+    }
+
+    fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<MessageListener> {
+        in_runtime(format!("bind {addr}"))?;
+        let ep = addr.stream_endpoint(&sys::env())?;
+        let inner = match &ep {
+            Endpoint::Tcp { host, port } => bind_tcp(host, *port).map(ListenerKind::Framed),
+            ep => sys::tokio::MsgListener::bind(ep, opts).map(ListenerKind::Local),
+        }
+        .map_err(|e| Error::bind(&addr, &ep, e))?;
+        let addr = match &inner {
+            ListenerKind::Framed(l) => match l.local_addr() {
+                Ok(sa) => Address::Tcp {
+                    host: sa.ip().to_string(),
+                    port: sa.port(),
+                },
+                Err(_) => addr,
+            },
+            ListenerKind::Local(_) => addr,
+        };
+        Ok(MessageListener {
+            inner,
+            addr,
+            max: opts.max_message_size,
+        })
+    }
+
+    /// Waits for the next client and returns its message channel.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a client that connects while no `accept` is running is
+    /// returned by the next one.
+    ///
+    /// # Errors
+    ///
+    /// The OS error, with the address in the message.
+    pub async fn accept(&self) -> Result<MessageStream> {
+        let conn = match &self.inner {
+            ListenerKind::Local(l) => l.accept().await.map(Conn::Local),
+            ListenerKind::Framed(l) => l.accept().await.map(|(s, _)| Conn::framed(s)),
+        }
+        .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
+        Ok(MessageStream::new(conn, self.addr.clone(), self.max))
+    }
+
+    /// The address this listener serves; for `tcp:` with port 0, the port the OS
+    /// chose.
+    pub fn local_addr(&self) -> &Address {
+        &self.addr
+    }
+}
+
+/// Each direction of a framed TCP stream, with the frame it is in the middle of.
+struct FramedConn {
+    reader: Mutex<(OwnedReadHalf, FrameReader)>,
+    writer: Mutex<(OwnedWriteHalf, FrameWriter)>,
+}
+
+enum Conn {
+    Local(sys::tokio::MsgStream),
+    Framed(Box<FramedConn>),
+}
+
+impl Conn {
+    fn framed(stream: ::tokio::net::TcpStream) -> Conn {
+        let (r, w) = stream.into_split();
+        Conn::Framed(Box::new(FramedConn {
+            reader: Mutex::new((r, FrameReader::default())),
+            writer: Mutex::new((w, FrameWriter::default())),
+        }))
+    }
+}
+
+struct Shared {
+    conn: Conn,
+    closed: OnceLock<String>,
+}
+
+/// A connected async message channel: the async form of [`crate::MessageStream`].
+///
+/// `send` and `recv` take `&self`: share the stream (`Arc`) or
+/// [`try_clone`](MessageStream::try_clone) it to receive in one task while
+/// sending in another.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// # #[tokio::main] async fn main() -> Result<(), ipckit::Error> {
+/// let mut channel = ipckit::tokio::MessageStream::connect("pipe:jobs").await?;
+/// channel.set_read_timeout(Some(Duration::from_secs(5)))?;
+/// channel.send(b"job 1").await?;
+/// let reply = channel.recv().await?; // None: the server closed the channel
+/// # Ok(()) }
+/// ```
+///
+/// # Cancel safety
+///
+/// - `recv` is cancel safe: a dropped `recv` (a lost `select!` branch, a
+///   timeout) loses no message; the next `recv` returns it.
+/// - A dropped `send` may still deliver its message, whole, but never a part of
+///   it: on a Unix socket a record goes out whole or not at all; on a framed
+///   stream a frame once queued is finished by the next `send`; on a Windows pipe
+///   the write runs on the blocking pool and completes.
+///
+/// # Timeouts
+///
+/// A read or write timeout or deadline bounds each `recv` or `send` as a whole;
+/// one that runs out fails with [`ErrorKind::TimedOut`] and, as above, loses
+/// nothing.
+pub struct MessageStream {
+    shared: Arc<Shared>,
+    peer: Address,
+    read: Limits,
+    write: Limits,
+    max: usize,
+}
+
+impl fmt::Debug for MessageStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageStream")
+            .field("peer", &self.peer)
+            .field("read", &self.read)
+            .field("write", &self.write)
+            .field("max_message_size", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `op` until `limit`, if any.
+async fn bounded<T>(
+    limit: Option<Instant>,
+    what: &str,
+    op: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match limit {
+        None => op.await,
+        Some(limit) => {
+            if limit <= Instant::now() {
+                return Err(timed_out(what));
+            }
+            ::tokio::time::timeout_at(limit.into(), op)
+                .await
+                .unwrap_or_else(|_| Err(timed_out(what)))
+        }
+    }
+}
+
+impl MessageStream {
+    fn new(conn: Conn, peer: Address, max: usize) -> MessageStream {
+        MessageStream {
+            shared: Arc::new(Shared {
+                conn,
+                closed: OnceLock::new(),
+            }),
+            peer,
+            read: Limits::default(),
+            write: Limits::default(),
+            max,
+        }
+    }
+
+    /// Connects an async message channel to `addr` with the default
+    /// [`ConnectOptions`].
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`crate::MessageStream::connect`], and
+    /// [`ErrorKind::Unsupported`] outside a tokio runtime.
+    pub async fn connect(addr: impl ToAddress) -> Result<MessageStream> {
+        ConnectOptions::new().connect_message_tokio(addr).await
+    }
+
+    /// Sends `msg` as one message.
+    ///
+    /// # Errors
+    ///
+    /// As for [`crate::MessageStream::send`].
+    pub async fn send(&self, msg: &[u8]) -> Result<()> {
+        self.check_open()?;
+        let op = async {
+            match &self.shared.conn {
+                Conn::Local(s) => s.send(msg).await,
+                Conn::Framed(f) => {
+                    let mut guard = f.writer.lock().await;
+                    let (io, writer) = &mut *guard;
+                    write_frame(io, writer, msg).await
+                }
+            }
+        };
+        bounded(self.write.until(), "send", op)
+            .await
+            .map_err(|e| Error::io(format!("send a message to {}", self.peer), e))
+    }
+
+    /// Receives the next message; `None` when the peer has closed the channel.
+    ///
+    /// # Errors
+    ///
+    /// As for [`crate::MessageStream::recv`]; after
+    /// [`ErrorKind::FrameTooLarge`] the channel is closed.
+    pub async fn recv(&self) -> Result<Option<Vec<u8>>> {
+        self.check_open()?;
+        let mut out = Vec::new();
+        let max = self.max;
+        let op = async {
+            match &self.shared.conn {
+                Conn::Local(s) => s.recv(&mut out, max).await,
+                Conn::Framed(f) => {
+                    let mut guard = f.reader.lock().await;
+                    let (io, reader) = &mut *guard;
+                    read_frame(io, reader, max, &mut out).await
+                }
+            }
+        };
+        match bounded(self.read.until(), "receive", op).await {
+            Ok(more) => Ok(more.then_some(out)),
+            Err(e) => {
+                let broken = breaks_channel(&e);
+                let err = Error::io(format!("receive a message from {}", self.peer), e);
+                if broken {
+                    let _ = self.shared.closed.set(err.to_string());
+                    self.close_io();
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn close_io(&self) {
+        match &self.shared.conn {
+            Conn::Local(s) => s.close(),
+            // The halves close when the last handle drops; nothing reads or
+            // writes them again meanwhile (`check_open`).
+            Conn::Framed(_) => {}
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        match self.shared.closed.get() {
+            None => Ok(()),
+            Some(why) => Err(Error::new(
+                ErrorKind::Disconnected,
+                format!("the message channel to {} is closed: {why}", self.peer),
+            )),
+        }
+    }
+
+    /// The address this channel was connected to, or accepted on.
+    pub fn peer_addr(&self) -> &Address {
+        &self.peer
+    }
+
+    /// The largest incoming message this handle accepts.
+    pub fn max_message_size(&self) -> usize {
+        self.max
+    }
+
+    /// Sets the largest incoming message this handle accepts.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] for 0.
+    pub fn set_max_message_size(&mut self, bytes: usize) -> Result<()> {
+        check_max_message_size(bytes)?;
+        self.max = bytes;
+        Ok(())
+    }
+
+    /// Bounds every later `recv` to `timeout` (None: no bound).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] for a zero duration.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        check_timeout(timeout, "read")?;
+        self.read.timeout = timeout;
+        Ok(())
+    }
+
+    /// Bounds every later `send` to `timeout` (None: no bound).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] for a zero duration.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        check_timeout(timeout, "write")?;
+        self.write.timeout = timeout;
+        Ok(())
+    }
+
+    /// Sets both the read and the write deadline (Go's `SetDeadline`).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.read.deadline = deadline;
+        self.write.deadline = deadline;
+    }
+
+    /// An absolute time after which `recv` fails with `TimedOut`.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.read.deadline = deadline;
+    }
+
+    /// An absolute time after which `send` fails with `TimedOut`.
+    pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
+        self.write.deadline = deadline;
+    }
+
+    /// Another handle to the same channel, with this one's limits to start with.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for transports that must duplicate
+    /// an OS handle.
+    pub fn try_clone(&self) -> Result<MessageStream> {
+        Ok(MessageStream {
+            shared: Arc::clone(&self.shared),
+            peer: self.peer.clone(),
+            read: self.read,
+            write: self.write,
+            max: self.max,
+        })
+    }
+}
+
+impl ListenerOptions {
+    /// Binds an async [`ipckit::tokio::MessageListener`](MessageListener) at
+    /// `addr` with these options (the `tokio` feature), inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// See [`ListenerOptions::bind_message`].
+    pub fn bind_message_tokio(&self, addr: impl ToAddress) -> Result<MessageListener> {
+        self.check()?;
+        MessageListener::bind_with(addr.to_address()?, self)
+    }
+}
+
+impl ConnectOptions {
+    /// Connects an async [`ipckit::tokio::MessageStream`](MessageStream) to
+    /// `addr` with these options (the `tokio` feature).
+    ///
+    /// # Errors
+    ///
+    /// See [`ConnectOptions::connect_message`].
+    pub async fn connect_message_tokio(&self, addr: impl ToAddress) -> Result<MessageStream> {
+        check_max_message_size(self.max_message_size)?;
+        let addr = addr.to_address()?;
+        in_runtime(format!("connect to {addr}"))?;
+        let ep = addr.stream_endpoint(&sys::env())?;
+        let conn = match &ep {
+            Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(Conn::framed),
+            ep => sys::tokio::connect_message(ep, self).await.map(Conn::Local),
+        }
+        .map_err(|e| Error::connect(&addr, &ep, e))?;
+        Ok(MessageStream::new(conn, addr, self.max_message_size))
+    }
+}
