@@ -34,14 +34,22 @@
 //! | a name that leaves no file behind | `@NAME` | — | Linux abstract socket |
 //! | to reach another machine | `tcp:HOST:PORT` | TCP | TCP |
 //!
+//! ## Messages
+//!
+//! A [`MessageListener`] and a [`MessageStream`] carry whole messages over the
+//! same addresses: named pipes in message mode on Windows, `SOCK_SEQPACKET` on
+//! Linux, length-prefixed frames over TCP. [`Framed`] puts the same frames on
+//! any byte stream. See [`message`].
+//!
 //! ## Async
 //!
 //! With the `tokio` feature, `ipckit::tokio::{Listener, Stream}` give the same
 //! endpoints, timeouts and deadlines on tokio's own named-pipe, Unix-socket and
-//! TCP types.
+//! TCP types, and `ipckit::tokio::{MessageListener, MessageStream}` the message
+//! channels.
 //!
-//! Message channels, mailslots, shared memory, child-process channels and RPC are
-//! on the roadmap (see the README).
+//! Mailslots, shared memory, child-process channels and RPC are on the roadmap
+//! (see the README).
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]

@@ -10,11 +10,16 @@
 //! - `Listener` / `Stream`: local byte streams. Unix: `SOCK_STREAM` Unix sockets
 //!   (path and, on Linux, abstract names). Windows: named pipes in byte mode with
 //!   overlapped I/O, always one instance waiting.
+//! - `MsgListener` / `MsgStream`: message channels (`send`, `recv` of whole
+//!   messages with a size limit, `close`). Unix: `SOCK_SEQPACKET` (large messages
+//!   as a `memfd` on Linux). Windows: named pipes in message mode,
+//!   `ERROR_MORE_DATA` reassembled.
 //! - `tcp_read` / `tcp_write`: TCP reads and writes bounded by a deadline.
 //! - `tokio` (feature `tokio`): the async `Listener`, `Stream` and its halves,
 //!   built on tokio's own types. Unix: `UnixListener`/`UnixStream` adopted from
 //!   the blocking layer's sockets. Windows: `NamedPipeServer`/`NamedPipeClient`,
-//!   always one instance waiting.
+//!   always one instance waiting. The async message channel (`MsgListener`,
+//!   `MsgStream`, `connect_message`) likewise.
 //! - `wine_version()`: the Wine version when running under Wine (Windows only; `None`
 //!   elsewhere).
 
