@@ -9,6 +9,7 @@
 
 mod demo;
 mod duration;
+mod message;
 mod relay;
 
 use std::fmt;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use ipckit::Address;
+use ipckit::{Address, ConnectOptions};
 
 const ADDRESS_HELP: &str = "\
 Addresses:
@@ -53,16 +54,32 @@ enum Command {
     ///
     /// With --echo, serve any number of concurrent clients, sending every byte back,
     /// until killed.
+    ///
+    /// With --message, serve a message channel instead of a byte stream, with the
+    /// rules of `ipckit connect --message`: a message per line of stdin, a line of
+    /// stdout per message. With --echo too, every message is sent back whole.
     #[command(after_help = concat!(
         "Examples:\n",
         "  ipckit listen pipe:chat                 # talk to one client\n",
         "  ipckit listen --echo -v tcp:127.0.0.1:0 # echo server on a free port\n",
-        "  ipckit listen unix:/tmp/in.sock > received.bin\n\n",
+        "  ipckit listen unix:/tmp/in.sock > received.bin\n",
+        "  ipckit listen --message --echo pipe:echo  # echo each message back whole\n",
+        "  ipckit listen -m --count 1 pipe:inbox < /dev/null  # print one message, exit\n\n",
     ))]
     Listen {
-        /// Echo every client's bytes back, serving clients concurrently, until killed.
+        /// Echo every client's bytes (or messages) back, serving clients
+        /// concurrently, until killed.
         #[arg(long)]
         echo: bool,
+
+        /// Carry messages, one per line (see `ipckit connect --help`).
+        #[arg(short, long)]
+        message: bool,
+
+        /// With --message: print N messages, then stop receiving; exit once stdin
+        /// has ended too. An error if the client closes first.
+        #[arg(long, value_name = "N", requires = "message", conflicts_with = "echo")]
+        count: Option<u64>,
 
         /// Where to listen.
         #[arg(value_name = "ADDR", value_parser = parse_address)]
@@ -74,11 +91,29 @@ enum Command {
     /// Like `nc`: copy stdin to the stream and the stream to stdout. At the end of
     /// stdin the write half is shut down (where the transport allows) and the
     /// command keeps reading until the server closes, then exits 0.
+    ///
+    /// With --message, open a message channel (a named pipe in message mode on
+    /// Windows, a SOCK_SEQPACKET socket on Linux, length-prefixed frames over tcp:)
+    /// and carry whole messages: each line of stdin, without its \n or \r\n, is
+    /// sent as one message, an empty line as an empty message; each message
+    /// received is printed, its bytes unchanged, followed by \n. A message that
+    /// itself holds a \n is printed as it is, so the lines no longer tell where
+    /// each message ends.
+    ///
+    /// A message channel cannot be half-closed, and an empty message is data, so
+    /// the peer cannot be told that stdin ended: sending stops there, and the
+    /// command keeps printing messages until the peer closes the channel, then
+    /// exits 0. With --count N it prints N messages, stops receiving, and exits 0
+    /// once stdin has ended too (--count 0: send stdin, then exit); the peer
+    /// closing before the N-th message is then an error. Two relays whose stdin
+    /// has ended wait for each other: give one of them --count.
     #[command(after_help = concat!(
         "Examples:\n",
         "  echo hello | ipckit connect pipe:echo\n",
         "  ipckit connect --retry --timeout 5s unix:/tmp/app.sock < request.json\n",
-        "  ipckit connect --timeout 1.5s tcp:127.0.0.1:7000\n\n",
+        "  ipckit connect --timeout 1.5s tcp:127.0.0.1:7000\n",
+        "  printf 'one\\n\\nthree\\n' | ipckit connect --message --count 3 pipe:echo\n",
+        "  ipckit connect -m --count 0 pipe:inbox < lines.txt  # send, don't wait\n\n",
     ))]
     Connect {
         /// Give up connecting after this long: 500ms, 2s, 1.5s, 1m.
@@ -88,6 +123,15 @@ enum Command {
         /// Keep trying while nobody listens at the address yet (until --timeout).
         #[arg(long)]
         retry: bool,
+
+        /// Carry messages, one per line of stdin and of stdout (see --help).
+        #[arg(short, long)]
+        message: bool,
+
+        /// With --message: print N messages, then stop receiving; exit once stdin
+        /// has ended too. An error if the peer closes first.
+        #[arg(long, value_name = "N", requires = "message")]
+        count: Option<u64>,
 
         /// Where to connect.
         #[arg(value_name = "ADDR", value_parser = parse_address)]
@@ -162,7 +206,7 @@ pub(crate) fn stdout_error(err: io::Error) -> anyhow::Error {
 /// The error and its causes on one line, joined by ": ". A cause whose text the
 /// line already ends with is not repeated (ipckit's errors show their OS error in
 /// their own message and also return it as their source).
-fn one_line(err: &anyhow::Error) -> String {
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause.to_string();
@@ -180,12 +224,36 @@ fn one_line(err: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Listen { echo, addr } => relay::listen(&addr, echo, cli.verbose),
+        Command::Listen {
+            echo,
+            message,
+            count,
+            addr,
+        } => {
+            if message {
+                message::listen(&addr, echo, count, cli.verbose)
+            } else {
+                relay::listen(&addr, echo, cli.verbose)
+            }
+        }
         Command::Connect {
             timeout,
             retry,
+            message,
+            count,
             addr,
-        } => relay::connect(&addr, timeout, retry, cli.verbose),
+        } => {
+            let mut opts = ConnectOptions::new();
+            opts.retry_not_found(retry);
+            if let Some(timeout) = timeout {
+                opts.timeout(timeout);
+            }
+            if message {
+                message::connect(&opts, &addr, count, cli.verbose)
+            } else {
+                relay::connect(&opts, &addr, cli.verbose)
+            }
+        }
         Command::Demo {
             rounds,
             size,

@@ -1,16 +1,16 @@
 //! `listen` and `connect`: relay stdin/stdout over one stream, netcat-style, and
-//! the echo server.
+//! the echo server; and the accept loop that both echo servers (bytes and
+//! messages) share.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ipckit::{Address, ConnectOptions, ErrorKind, Listener, Stream};
 
-use crate::stdout_error;
+use crate::{one_line, stdout_error};
 
 const BUF_SIZE: usize = 64 * 1024;
 
@@ -21,7 +21,11 @@ pub(crate) fn listen(addr: &Address, echo: bool, verbose: bool) -> Result<()> {
         eprintln!("listening on {}", listener.local_addr());
     }
     if echo {
-        return serve_echo(&listener, verbose);
+        return serve_clients(
+            || listener.accept(),
+            |stream| Ok(format!("closed after {} bytes", echo_bytes(stream)?)),
+            verbose,
+        );
     }
     let stream = listener.accept()?;
     // One client only, like `nc -l`: stop listening (on Unix this removes the
@@ -34,17 +38,7 @@ pub(crate) fn listen(addr: &Address, echo: bool, verbose: bool) -> Result<()> {
 }
 
 /// `ipckit connect [--timeout DUR] [--retry] ADDR`.
-pub(crate) fn connect(
-    addr: &Address,
-    timeout: Option<Duration>,
-    retry: bool,
-    verbose: bool,
-) -> Result<()> {
-    let mut opts = ConnectOptions::new();
-    opts.retry_not_found(retry);
-    if let Some(timeout) = timeout {
-        opts.timeout(timeout);
-    }
+pub(crate) fn connect(opts: &ConnectOptions, addr: &Address, verbose: bool) -> Result<()> {
     let stream = opts.connect(addr)?;
     if verbose {
         eprintln!("connected to {}", stream.peer_addr());
@@ -52,13 +46,19 @@ pub(crate) fn connect(
     relay(stream)
 }
 
-/// Echoes every client's bytes back, a thread per client, until the process is
-/// killed. A client's failure ends that client only.
-fn serve_echo(listener: &Listener, verbose: bool) -> Result<()> {
+/// Accepts clients with `accept` until the process is killed, and runs `serve` on
+/// each in a thread of its own; `serve` returns what to report (with --verbose)
+/// when its client is done. A client's failure ends that client only.
+pub(crate) fn serve_clients<C, A, S>(mut accept: A, serve: S, verbose: bool) -> Result<()>
+where
+    C: Send + 'static,
+    A: FnMut() -> ipckit::Result<C>,
+    S: Fn(&C) -> Result<String> + Copy + Send + 'static,
+{
     let mut clients = 0u64;
     loop {
-        let stream = match listener.accept() {
-            Ok(stream) => stream,
+        let conn = match accept() {
+            Ok(conn) => conn,
             // A client that gave up while queued, or a signal: not the server's fault.
             Err(err) if is_transient_accept_error(&err) => {
                 if verbose {
@@ -74,13 +74,13 @@ fn serve_echo(listener: &Listener, verbose: bool) -> Result<()> {
             eprintln!("client {client}: connected");
         }
         let spawned = thread::Builder::new()
-            .name(format!("echo-{client}"))
+            .name(format!("client-{client}"))
             .spawn(move || {
-                let result = echo(&stream);
+                let result = serve(&conn);
                 if verbose {
                     match result {
-                        Ok(bytes) => eprintln!("client {client}: closed after {bytes} bytes"),
-                        Err(err) => eprintln!("client {client}: {err}"),
+                        Ok(summary) => eprintln!("client {client}: {summary}"),
+                        Err(err) => eprintln!("client {client}: {}", one_line(&err)),
                     }
                 }
             });
@@ -103,7 +103,7 @@ fn is_transient_accept_error(err: &ipckit::Error) -> bool {
 }
 
 /// Sends back every byte until the client's end of stream; returns the count.
-fn echo(mut stream: &Stream) -> io::Result<u64> {
+fn echo_bytes(mut stream: &Stream) -> io::Result<u64> {
     let mut buf = vec![0; BUF_SIZE];
     let mut total = 0;
     loop {

@@ -35,10 +35,13 @@
 //!
 //! - **Named pipes (Windows)**: a zero-length write is a message of its own, and
 //!   ipckit delivers it. (go-winio reads one as EOF; .NET cannot send one.)
-//! - **`SOCK_SEQPACKET` (Linux)**: an empty record is delivered as an empty
-//!   message while the peer is connected. The kernel gives an empty record and the
-//!   end of the channel the same form (a 0-byte read), so an empty message that
-//!   the peer sends *just before it closes* may read as the end of the channel.
+//! - **`SOCK_SEQPACKET` (Linux)**: an empty record is an empty message, from any
+//!   peer. A read gives an empty record and the end of the channel the same form
+//!   (0 bytes), so ipckit turns on `SO_PASSCRED`: every record then arrives with
+//!   the sender's credentials attached, and the end with none. (On other Unix
+//!   systems a 0-byte read counts as an empty message while the peer is
+//!   connected, so an empty message sent just before the peer closes may read
+//!   as the end.)
 //! - **Frames (TCP, [`Framed`])**: a frame of length 0, as Python's
 //!   `send_bytes(b"")` writes it.
 //!

@@ -257,10 +257,11 @@ pub(super) fn wrong_kind(ty: SocketType) -> io::Error {
     } else {
         ("a message channel", "byte streams (SOCK_STREAM)")
     };
-    io::Error::new(
-        io::ErrorKind::ConnectionRefused,
+    crate::Error::new(
+        crate::ErrorKind::Protocol,
         format!("cannot open {wanted} there: the listener serves {found}"),
     )
+    .into()
 }
 
 pub(super) fn is_absent(e: &io::Error) -> bool {

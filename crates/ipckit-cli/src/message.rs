@@ -1,0 +1,193 @@
+//! `listen --message` and `connect --message`: one line of stdin per message, one
+//! line of stdout per message; and the message echo server.
+//!
+//! A message channel cannot be half-closed, and an empty message is data, so the
+//! end of stdin cannot be passed on to the peer. When stdin ends the relay stops
+//! sending and goes on printing until the peer closes the channel, or, with
+//! `--count N`, until it has printed N messages.
+
+use std::io::{self, BufRead, Write};
+use std::sync::mpsc;
+use std::thread;
+
+use anyhow::{Context, Result, bail};
+use ipckit::{Address, ConnectOptions, ErrorKind, MessageListener, MessageStream};
+
+use crate::relay::serve_clients;
+use crate::stdout_error;
+
+/// `ipckit listen --message [--echo | --count N] ADDR`.
+pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bool) -> Result<()> {
+    let listener = MessageListener::bind(addr)?;
+    if verbose {
+        eprintln!("listening on {}", listener.local_addr());
+    }
+    if echo {
+        return serve_clients(|| listener.accept(), echo_messages, verbose);
+    }
+    let channel = listener.accept()?;
+    // One client only, as for byte streams: later clients are refused.
+    drop(listener);
+    if verbose {
+        eprintln!("accepted a client on {}", channel.peer_addr());
+    }
+    relay(&channel, count)
+}
+
+/// `ipckit connect --message [--timeout DUR] [--retry] [--count N] ADDR`.
+pub(crate) fn connect(
+    opts: &ConnectOptions,
+    addr: &Address,
+    count: Option<u64>,
+    verbose: bool,
+) -> Result<()> {
+    let channel = opts.connect_message(addr)?;
+    if verbose {
+        eprintln!("connected to {}", channel.peer_addr());
+    }
+    relay(&channel, count)
+}
+
+/// Sends every message back whole until the client closes the channel.
+fn echo_messages(channel: &MessageStream) -> Result<String> {
+    let mut msg = Vec::new();
+    let mut messages = 0u64;
+    while channel.recv_into(&mut msg)? {
+        channel.send(&msg)?;
+        messages += 1;
+    }
+    Ok(format!("closed after {messages} messages"))
+}
+
+/// What one side of the relay reports when it is done.
+enum Event {
+    /// All of stdin was sent (or the peer stopped taking messages).
+    Stdin(Result<()>),
+    /// The receiving side stopped.
+    Stdout(Result<Received>),
+}
+
+/// Why the receiving side stopped.
+enum Received {
+    /// It printed `--count` messages.
+    Count,
+    /// The peer closed the channel after this many messages were printed.
+    Closed(u64),
+}
+
+/// Sends stdin line by line and prints what arrives, concurrently. Ends when the
+/// peer closes the channel (an error if that comes before `count` messages), or
+/// once stdin has ended and `count` messages were printed.
+fn relay(channel: &MessageStream, count: Option<u64>) -> Result<()> {
+    let (tx, rx) = mpsc::channel();
+    let sender = channel.try_clone()?;
+    let to_main = tx.clone();
+    // Detached: it may be blocked reading stdin when the relay ends, and then the
+    // process simply exits around it.
+    thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let _ = to_main.send(Event::Stdin(stdin_to_channel(&sender)));
+        })
+        .context("start the stdin thread")?;
+    let receiver = channel.try_clone()?;
+    thread::Builder::new()
+        .name("stdout".into())
+        .spawn(move || {
+            let _ = tx.send(Event::Stdout(channel_to_stdout(&receiver, count)));
+        })
+        .context("start the stdout thread")?;
+
+    let peer = channel.peer_addr();
+    let (mut stdin_done, mut count_reached) = (false, false);
+    loop {
+        match rx.recv() {
+            Ok(Event::Stdin(Ok(()))) => stdin_done = true,
+            Ok(Event::Stdout(Ok(Received::Count))) => count_reached = true,
+            Ok(Event::Stdin(Err(err)) | Event::Stdout(Err(err))) => return Err(err),
+            Ok(Event::Stdout(Ok(Received::Closed(printed)))) => match count {
+                Some(wanted) if printed < wanted => {
+                    bail!(
+                        "the peer on {peer} closed the channel after {printed} of {wanted} messages"
+                    )
+                }
+                _ => return Ok(()),
+            },
+            Err(mpsc::RecvError) => bail!("the relay to {peer} stopped unexpectedly"),
+        }
+        if stdin_done && count_reached {
+            return Ok(());
+        }
+    }
+}
+
+/// Sends each line of stdin, without its `\n` or `\r\n`, as one message. A last
+/// line without a line ending is sent too; an empty stdin sends nothing.
+fn stdin_to_channel(channel: &MessageStream) -> Result<()> {
+    let mut stdin = io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("read from stdin"),
+        }
+        let msg = strip_line_ending(&line);
+        match channel.send(msg) {
+            Ok(()) => {}
+            // The peer is gone: nothing more to send. The receiver sees the close.
+            Err(e) if e.kind() == ErrorKind::Disconnected => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn strip_line_ending(line: &[u8]) -> &[u8] {
+    match line.strip_suffix(b"\n") {
+        Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
+        None => line,
+    }
+}
+
+/// Prints each message, bytes unchanged, followed by `\n`, until `count` messages
+/// were printed or the peer closes the channel.
+fn channel_to_stdout(channel: &MessageStream, count: Option<u64>) -> Result<Received> {
+    let mut stdout = io::stdout().lock();
+    let mut msg = Vec::new();
+    let mut printed = 0u64;
+    loop {
+        if count.is_some_and(|wanted| printed >= wanted) {
+            return Ok(Received::Count);
+        }
+        if !channel.recv_into(&mut msg)? {
+            return Ok(Received::Closed(printed));
+        }
+        // Flush each message: an interactive reader sees it as it arrives.
+        stdout
+            .write_all(&msg)
+            .and_then(|()| stdout.write_all(b"\n"))
+            .and_then(|()| stdout.flush())
+            .map_err(stdout_error)?;
+        printed += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_line_ending;
+
+    #[test]
+    fn a_line_loses_its_line_ending_only() {
+        assert_eq!(strip_line_ending(b"abc\n"), b"abc");
+        assert_eq!(strip_line_ending(b"abc\r\n"), b"abc");
+        assert_eq!(strip_line_ending(b"\n"), b"");
+        assert_eq!(strip_line_ending(b"\r\n"), b"");
+        // The last line of stdin may have no line ending.
+        assert_eq!(strip_line_ending(b"abc"), b"abc");
+        // A \r is part of the line ending only before the \n.
+        assert_eq!(strip_line_ending(b"a\rb\r\r\n"), b"a\rb\r");
+        assert_eq!(strip_line_ending(b"abc\r"), b"abc\r");
+    }
+}
