@@ -59,11 +59,12 @@
 //!
 //! Each receiver has a limit ([`MessageStream::set_max_message_size`], default
 //! 64 MiB). An incoming message over it fails `recv` with
-//! [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge), naming both
+//! [`ErrorKind::FrameTooLarge`], naming both
 //! sizes; no part of it is delivered. The channel is then **closed**: every later
 //! `send` and `recv` on it (and on its clones) fails with
-//! [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected), and the peer sees
-//! the end of the channel (on Windows, when the last handle is dropped).
+//! [`ErrorKind::Disconnected`], and the peer sees
+//! the end of the channel (on Windows at once from a server end, which
+//! disconnects its client; from a client end when its last handle is dropped).
 
 pub(crate) mod frame;
 mod framed;
@@ -348,6 +349,13 @@ impl Shared {
 /// frame may already be out: then the message is committed, its rest goes out
 /// first on the next `send`, and the peer never sees a torn message.
 ///
+/// On Windows a message larger than the pipe's buffer is taken by the reader
+/// while the write is still pending. A send timeout that cancels such a write
+/// after the reader took its first part withdraws the rest: the reader's `recv`
+/// then fails with [`ErrorKind::Protocol`] and closes the channel rather than
+/// deliver a part (a message queued behind it of exactly the withdrawn size
+/// cannot be told from the rest). Give large sends generous timeouts.
+///
 /// See the [module documentation](self) for empty messages, large messages and
 /// the maximum message size.
 pub struct MessageStream {
@@ -388,9 +396,7 @@ impl MessageStream {
     /// # Errors
     ///
     /// The errors of [`Stream::connect`]. Connecting to a name that a byte
-    /// [`Listener`] serves fails (on Unix with the OS's "wrong protocol type"
-    /// error; on Windows the first `recv` sees byte-mode data as one message per
-    /// write).
+    /// [`Listener`] serves fails with [`ErrorKind::Protocol`], saying so.
     pub fn connect(addr: impl ToAddress) -> Result<MessageStream> {
         ConnectOptions::new().connect_message(addr)
     }

@@ -251,9 +251,10 @@ impl MessageStream {
     /// As for [`crate::MessageStream::send`].
     pub async fn send(&self, msg: &[u8]) -> Result<()> {
         self.check_open()?;
+        let limit = self.write.until();
         let op = async {
             match &self.shared.conn {
-                Conn::Local(s) => s.send(msg).await,
+                Conn::Local(s) => s.send(msg, limit).await,
                 Conn::Framed(f) => {
                     let mut guard = f.writer.lock().await;
                     let (io, writer) = &mut *guard;
@@ -261,7 +262,7 @@ impl MessageStream {
                 }
             }
         };
-        bounded(self.write.until(), "send", op)
+        bounded(limit, "send", op)
             .await
             .map_err(|e| Error::io(format!("send a message to {}", self.peer), e))
     }

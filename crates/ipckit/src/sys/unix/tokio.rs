@@ -143,8 +143,12 @@ impl MsgStream {
     }
 
     /// Cancel safe: a record goes out whole in the poll that returns, or not at
-    /// all.
-    pub(crate) async fn send(&self, msg: &[u8]) -> io::Result<()> {
+    /// all. The caller bounds the call; `_limit` is for the Windows layer.
+    pub(crate) async fn send(
+        &self,
+        msg: &[u8],
+        _limit: Option<std::time::Instant>,
+    ) -> io::Result<()> {
         loop {
             let mut ready = self.io.writable().await?;
             if let Ok(result) = ready.try_io(|s| s.get_ref().try_send(msg)) {

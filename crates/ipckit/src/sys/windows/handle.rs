@@ -4,8 +4,9 @@ use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::ptr;
 
+use windows_sys::Win32::Foundation::WAIT_OBJECT_0;
 use windows_sys::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE};
-use windows_sys::Win32::System::Threading::CreateEventW;
+use windows_sys::Win32::System::Threading::{CreateEventW, SetEvent, WaitForSingleObject};
 
 /// Takes ownership of a handle just returned by a Win32 call that reports failure
 /// as `INVALID_HANDLE_VALUE` or null; on failure returns the thread's last error.
@@ -37,5 +38,18 @@ impl Event {
 
     pub(super) fn raw(&self) -> HANDLE {
         self.0.as_raw_handle()
+    }
+
+    /// Signals the event; it stays signalled (manual reset).
+    pub(super) fn set(&self) {
+        // SAFETY: `self.0` is a live event handle. Failure is not possible for a
+        // valid event handle with the rights `CreateEventW` gives its creator.
+        unsafe { SetEvent(self.raw()) };
+    }
+
+    /// Whether the event is signalled, without waiting.
+    pub(super) fn is_set(&self) -> bool {
+        // SAFETY: `self.0` is a live event handle; a zero timeout only polls.
+        unsafe { WaitForSingleObject(self.raw(), 0) == WAIT_OBJECT_0 }
     }
 }

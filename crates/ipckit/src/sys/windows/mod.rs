@@ -1,11 +1,24 @@
 //! Windows: named pipes with overlapped I/O, and Wine detection.
+//!
+//! - `pipe`: byte streams (`Listener`, `Stream`), and the server that always keeps
+//!   one instance waiting and the client connect logic, both shared with:
+//! - `message`: message channels (`MsgListener`, `MsgStream`) on pipes in message
+//!   mode, messages larger than a read reassembled across `ERROR_MORE_DATA`.
+//! - `overlapped`: one overlapped operation bounded by a deadline.
+//! - `handle`: owned handles and events.
+//! - `tokio` (feature `tokio`): the async listener and streams, on tokio's named
+//!   pipes; `tokio_message`: the async message channels, on the blocking pool.
+//! - `wine`: Wine detection.
 #![allow(unsafe_code)]
 
 mod handle;
+mod message;
 mod overlapped;
 mod pipe;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
+#[cfg(feature = "tokio")]
+mod tokio_message;
 mod wine;
 
 use std::io;
@@ -19,6 +32,7 @@ use crate::ErrorKind;
 use crate::address::{Env, Os};
 use crate::error::timed_out;
 
+pub(crate) use message::{MsgListener, MsgStream};
 pub(crate) use pipe::{Listener, Stream};
 pub(crate) use wine::wine_version;
 

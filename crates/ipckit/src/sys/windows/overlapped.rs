@@ -5,14 +5,22 @@
 //! waits for the kernel to finish with the `OVERLAPPED` and the buffer before this
 //! returns. So no wait leaks, and bytes that arrived as the deadline fired are
 //! returned, not lost.
+//!
+//! A read of a message-mode pipe may end with `ERROR_MORE_DATA`: the buffer is
+//! full and the rest of the message waits in the pipe. [`run_message`] reports
+//! that as a flag next to the byte count; [`run`] keeps it an error.
 
 use std::io;
 use std::os::windows::io::{AsRawHandle, BorrowedHandle};
 use std::time::Instant;
 
-use windows_sys::Win32::Foundation::{ERROR_IO_PENDING, ERROR_OPERATION_ABORTED, WAIT_TIMEOUT};
+use windows_sys::Win32::Foundation::{
+    ERROR_IO_PENDING, ERROR_MORE_DATA, ERROR_OPERATION_ABORTED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+};
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
-use windows_sys::Win32::System::Threading::{INFINITE, WaitForSingleObject};
+use windows_sys::Win32::System::Threading::{
+    INFINITE, WaitForMultipleObjects, WaitForSingleObject,
+};
 use windows_sys::core::BOOL;
 
 use super::handle::Event;
@@ -43,25 +51,126 @@ pub(super) fn run(
     ok_errors: &[u32],
     start: impl FnOnce(*mut OVERLAPPED) -> BOOL,
 ) -> io::Result<u32> {
+    run_inner(handle, event, None, limit, what, ok_errors, false, start).map(|(n, _)| n)
+}
+
+/// [`run`], also given up when `stop` is signalled (the async layer signals it
+/// when the last handle to a channel or listener is dropped, so a blocking call
+/// on the blocking pool does not outlive it): the operation is cancelled and
+/// the call fails with `ConnectionAborted`.
+pub(super) fn run_stoppable(
+    handle: BorrowedHandle<'_>,
+    event: &Event,
+    stop: &Event,
+    limit: Option<Instant>,
+    what: &str,
+    ok_errors: &[u32],
+    start: impl FnOnce(*mut OVERLAPPED) -> BOOL,
+) -> io::Result<u32> {
+    run_inner(
+        handle,
+        event,
+        Some(stop),
+        limit,
+        what,
+        ok_errors,
+        false,
+        start,
+    )
+    .map(|(n, _)| n)
+}
+
+/// [`run`] for a read of a message-mode pipe: returns the bytes read and whether
+/// the message goes on past them (`ERROR_MORE_DATA`; the rest is still in the
+/// pipe and the next read continues it).
+/// It stops as [`run_stoppable`] does.
+pub(super) fn run_message(
+    handle: BorrowedHandle<'_>,
+    event: &Event,
+    stop: &Event,
+    limit: Option<Instant>,
+    what: &str,
+    start: impl FnOnce(*mut OVERLAPPED) -> BOOL,
+) -> io::Result<(u32, bool)> {
+    run_inner(handle, event, Some(stop), limit, what, &[], true, start)
+}
+
+/// The error of an operation given up because its channel is being closed.
+fn stopped(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        format!("{what} was given up: the channel is being closed"),
+    )
+}
+
+/// Waits for the operation's event, for `stop` (if any) and for `limit`;
+/// returns why the wait ended.
+fn wait(event: &Event, stop: Option<&Event>, limit: Option<Instant>) -> Waited {
+    let waited = match stop {
+        // SAFETY: `event` is a live event handle owned by the caller for this call.
+        None => unsafe { WaitForSingleObject(event.raw(), wait_ms(limit)) },
+        Some(stop) => {
+            let both = [event.raw(), stop.raw()];
+            // SAFETY: both handles are live events owned by the caller for this
+            // call; the array outlives it.
+            unsafe { WaitForMultipleObjects(2, both.as_ptr(), 0, wait_ms(limit)) }
+        }
+    };
+    match waited {
+        WAIT_TIMEOUT => Waited::TimedOut,
+        w if w == WAIT_OBJECT_0 + 1 => Waited::Stopped,
+        _ => Waited::Done,
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Waited {
+    Done,
+    TimedOut,
+    Stopped,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_inner(
+    handle: BorrowedHandle<'_>,
+    event: &Event,
+    stop: Option<&Event>,
+    limit: Option<Instant>,
+    what: &str,
+    ok_errors: &[u32],
+    more_data_ok: bool,
+    start: impl FnOnce(*mut OVERLAPPED) -> BOOL,
+) -> io::Result<(u32, bool)> {
     if limit.is_some_and(|l| l <= Instant::now()) {
         return Err(super::timed_out(what));
+    }
+    if stop.is_some_and(Event::is_set) {
+        return Err(stopped(what));
     }
     let raw = handle.as_raw_handle();
     let mut ov = OVERLAPPED {
         hEvent: event.raw(),
         ..OVERLAPPED::default()
     };
+    // Whether the operation may still be running; `false` once it has finished.
+    let mut pending = true;
     if start(&mut ov) == 0 {
         let err = io::Error::last_os_error();
         match err.raw_os_error().map(|c| c as u32) {
             Some(ERROR_IO_PENDING) => {}
-            Some(code) if ok_errors.contains(&code) => return Ok(0),
+            // The read finished at once with a full buffer; the OVERLAPPED holds
+            // its result, which `GetOverlappedResult` below reports.
+            Some(ERROR_MORE_DATA) if more_data_ok => pending = false,
+            Some(code) if ok_errors.contains(&code) => return Ok((0, false)),
             _ => return Err(err),
         }
     }
-    // SAFETY: `event` is a live event handle owned by the caller for this call.
-    let waited = unsafe { WaitForSingleObject(event.raw(), wait_ms(limit)) };
-    let cancelled = waited == WAIT_TIMEOUT;
+    let waited = if pending {
+        wait(event, stop, limit)
+    } else {
+        Waited::Done
+    };
+    let cancelled = waited != Waited::Done;
     if cancelled {
         // SAFETY: `raw` is the live handle the operation was issued on and `ov`
         // is that operation's OVERLAPPED, still in place. Failure (the operation
@@ -74,17 +183,21 @@ pub(super) fn run(
     // used after this function returns.
     let ok = unsafe { GetOverlappedResult(raw, &ov, &mut n, 1) };
     if ok != 0 {
-        return Ok(n);
+        return Ok((n, false));
     }
     let err = io::Error::last_os_error();
+    let transferred = u32::try_from(ov.InternalHigh).unwrap_or(u32::MAX);
     match err.raw_os_error().map(|c| c as u32) {
+        // The buffer is full and the message goes on. The count is read from the
+        // OVERLAPPED, which holds it whatever `GetOverlappedResult` did with `n`
+        // on failure.
+        Some(ERROR_MORE_DATA) if more_data_ok => Ok((transferred, true)),
         // A cancelled transfer may have moved part of the buffer first (a large
         // write into a full pipe): report that part, so no byte goes unaccounted.
-        Some(ERROR_OPERATION_ABORTED) if cancelled && ov.InternalHigh > 0 => {
-            Ok(u32::try_from(ov.InternalHigh).unwrap_or(u32::MAX))
-        }
+        Some(ERROR_OPERATION_ABORTED) if cancelled && transferred > 0 => Ok((transferred, false)),
+        Some(ERROR_OPERATION_ABORTED) if waited == Waited::Stopped => Err(stopped(what)),
         Some(ERROR_OPERATION_ABORTED) if cancelled => Err(super::timed_out(what)),
-        Some(code) if ok_errors.contains(&code) => Ok(0),
+        Some(code) if ok_errors.contains(&code) => Ok((0, false)),
         _ => Err(err),
     }
 }

@@ -1,4 +1,5 @@
-//! Byte streams over named pipes, all I/O overlapped.
+//! Byte streams over named pipes, all I/O overlapped, and the server and client
+//! plumbing that message channels (`message.rs`) share with them.
 
 use std::io;
 use std::net::Shutdown;
@@ -16,9 +17,9 @@ use windows_sys::Win32::Storage::FileSystem::{
     PIPE_ACCESS_DUPLEX, ReadFile, SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT, WriteFile,
 };
 use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, NMPWAIT_WAIT_FOREVER, PIPE_READMODE_BYTE,
-    PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
-    WaitNamedPipeW,
+    ConnectNamedPipe, CreateNamedPipeW, NAMED_PIPE_MODE, NMPWAIT_WAIT_FOREVER, PIPE_READMODE_BYTE,
+    PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_TYPE_MESSAGE,
+    PIPE_UNLIMITED_INSTANCES, PIPE_WAIT, WaitNamedPipeW,
 };
 
 use super::handle::{Event, owned, wide};
@@ -48,14 +49,33 @@ pub(super) fn first_instance_error(e: io::Error) -> io::Error {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What the instances of a pipe carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PipeKind {
+    /// A byte stream (`PIPE_TYPE_BYTE | PIPE_READMODE_BYTE`).
+    Bytes,
+    /// Whole messages (`PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE`).
+    Messages,
+}
+
+impl PipeKind {
+    fn mode(self) -> NAMED_PIPE_MODE {
+        match self {
+            PipeKind::Bytes => PIPE_TYPE_BYTE | PIPE_READMODE_BYTE,
+            PipeKind::Messages => PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE,
+        }
+    }
 }
 
 /// A named-pipe server that always keeps one instance waiting for a client.
 #[derive(Debug)]
 pub(crate) struct Listener {
     path: Vec<u16>,
+    kind: PipeKind,
     max_instances: u32,
     in_buffer: u32,
     out_buffer: u32,
@@ -63,12 +83,24 @@ pub(crate) struct Listener {
     /// instance failed (for example at the instance limit).
     waiting: Mutex<Option<OwnedHandle>>,
     event: Event,
+    /// Signalled to give up a waiting `accept` for good (see `abort`).
+    stop: Event,
 }
 
 impl Listener {
     pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<Listener> {
+        Listener::bind_kind(ep, opts, PipeKind::Bytes)
+    }
+
+    /// Creates the first instance of a pipe whose instances carry `kind`.
+    pub(super) fn bind_kind(
+        ep: &Endpoint,
+        opts: &ListenerOptions,
+        kind: PipeKind,
+    ) -> io::Result<Listener> {
         let mut listener = Listener {
             path: pipe_path(ep)?,
+            kind,
             max_instances: opts
                 .max_instances
                 .map_or(PIPE_UNLIMITED_INSTANCES, u32::from),
@@ -76,6 +108,7 @@ impl Listener {
             out_buffer: opts.out_buffer,
             waiting: Mutex::new(None),
             event: Event::new()?,
+            stop: Event::new()?,
         };
         let first = listener
             .create_instance(true)
@@ -92,7 +125,7 @@ impl Listener {
         if first {
             open |= FILE_FLAG_FIRST_PIPE_INSTANCE;
         }
-        let mode = PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS;
+        let mode = self.kind.mode() | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS;
         // SAFETY: `self.path` is NUL-terminated and outlives the call; null
         // security attributes select the default descriptor. The result is checked
         // by `owned`.
@@ -112,14 +145,20 @@ impl Listener {
     }
 
     pub(crate) fn accept(&self) -> io::Result<Stream> {
+        Stream::new(self.accept_handle()?)
+    }
+
+    /// Waits for the next client and returns the connected server instance.
+    pub(super) fn accept_handle(&self) -> io::Result<OwnedHandle> {
         let mut waiting = lock(&self.waiting);
         let instance = match waiting.take() {
             Some(h) => h,
             None => self.create_instance(false)?,
         };
-        let connected = overlapped::run(
+        let connected = overlapped::run_stoppable(
             instance.as_handle(),
             &self.event,
+            &self.stop,
             None,
             "accept",
             &[ERROR_PIPE_CONNECTED, ERROR_NO_DATA],
@@ -138,8 +177,14 @@ impl Listener {
         // never disappears between accepts. At the instance limit there is none
         // to create yet; the next accept creates it.
         *waiting = self.create_instance(false).ok();
-        drop(waiting);
-        Stream::new(instance)
+        Ok(instance)
+    }
+
+    /// Gives up the `accept` waiting now, if any, and every later one, with
+    /// `ConnectionAborted` (the async layer, when its listener is dropped).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(super) fn abort(&self) {
+        self.stop.set();
     }
 }
 
@@ -161,22 +206,7 @@ impl Stream {
     }
 
     pub(crate) fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<Stream> {
-        let path = pipe_path(ep)?;
-        let limit = opts.timeout.map(|t| Instant::now() + t);
-        loop {
-            let err = match open_client(&path) {
-                Ok(h) => return Stream::new(h),
-                Err(e) => e,
-            };
-            match err.raw_os_error().map(|c| c as u32) {
-                Some(ERROR_PIPE_BUSY) => wait_for_instance(&path, limit)?,
-                Some(ERROR_FILE_NOT_FOUND) if opts.retry_not_found => match retry_pause(limit) {
-                    Some(pause) => std::thread::sleep(pause),
-                    None => return Err(timed_out("connect (no server yet)")),
-                },
-                _ => return Err(err),
-            }
-        }
+        Stream::new(connect_handle(ep, opts)?)
     }
 
     pub(crate) fn read(&self, buf: &mut [u8], limit: Option<Instant>) -> io::Result<usize> {
@@ -223,6 +253,28 @@ impl Stream {
             io::ErrorKind::Unsupported,
             "named pipes have no half-close; drop every handle to the stream to close it",
         ))
+    }
+}
+
+/// Opens the client end of the pipe at `ep`: waits (within the connect timeout)
+/// while every instance is busy, and with `retry_not_found` while no server
+/// exists yet. The handle is overlapped and in byte read mode.
+pub(super) fn connect_handle(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<OwnedHandle> {
+    let path = pipe_path(ep)?;
+    let limit = opts.timeout.map(|t| Instant::now() + t);
+    loop {
+        let err = match open_client(&path) {
+            Ok(h) => return Ok(h),
+            Err(e) => e,
+        };
+        match err.raw_os_error().map(|c| c as u32) {
+            Some(ERROR_PIPE_BUSY) => wait_for_instance(&path, limit)?,
+            Some(ERROR_FILE_NOT_FOUND) if opts.retry_not_found => match retry_pause(limit) {
+                Some(pause) => std::thread::sleep(pause),
+                None => return Err(timed_out("connect (no server yet)")),
+            },
+            _ => return Err(err),
+        }
     }
 }
 
