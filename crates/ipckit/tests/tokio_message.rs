@@ -237,3 +237,49 @@ fn async_framed_talks_to_the_blocking_message_stream_over_tcp() {
         server.join().unwrap();
     });
 }
+
+#[test]
+fn dropping_a_channel_with_a_recv_in_flight_ends_it_for_the_peer() {
+    run(60, || async {
+        for addr in addrs("adropr") {
+            let listener = MessageListener::bind(addr.as_str()).unwrap();
+            let addr = listener.local_addr().to_string();
+            let client = MessageStream::connect(addr.as_str()).await.unwrap();
+            let server = listener.accept().await.unwrap();
+            // A recv that is still waiting when its future is dropped...
+            let waited = tokio::time::timeout(Duration::from_millis(30), client.recv()).await;
+            assert!(waited.is_err(), "{addr}: nothing was sent");
+            // ...must not keep the channel open once the stream is dropped.
+            drop(client);
+            let end = tokio::time::timeout(limit(10), server.recv()).await;
+            assert_eq!(
+                end.expect("the peer saw the end in time").unwrap(),
+                None,
+                "{addr}"
+            );
+        }
+    });
+}
+
+#[test]
+fn dropping_a_listener_with_an_accept_in_flight_leaves_nothing_running() {
+    watchdog(limit(60), || {
+        let addr = format!("pipe:{}", unique_name("adropl"));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("build a tokio runtime");
+        rt.block_on(async {
+            let listener = MessageListener::bind(addr.as_str()).unwrap();
+            let waited = tokio::time::timeout(Duration::from_millis(30), listener.accept()).await;
+            assert!(waited.is_err(), "no client connected");
+        });
+        // Dropping the runtime waits for its blocking threads: an accept left
+        // waiting there would hang it (the watchdog fails the test then).
+        drop(rt);
+        // And nobody serves the name any more.
+        let err = ipckit::MessageStream::connect(addr.as_str()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    });
+}
