@@ -325,6 +325,8 @@ pub(crate) enum Endpoint {
     Abstract(Vec<u8>),
     /// A TCP host and port.
     Tcp { host: String, port: u16 },
+    /// A full Windows mailslot path, `\\.\mailslot\NAME`.
+    Mailslot(String),
 }
 
 impl Address {
@@ -405,6 +407,42 @@ impl Address {
     }
 }
 
+impl Address {
+    /// Where a mailslot (datagram) address lives on this OS: `mailslot:NAME` is
+    /// `\\.\mailslot\NAME` on Windows and a datagram socket file `NAME.dgram`
+    /// in the private per-user directory on Unix; on Unix a socket file
+    /// (`unix:/path`) or an abstract name serves as well.
+    pub(crate) fn mailslot_endpoint(&self, env: &Env) -> Result<Endpoint> {
+        match (self, env.os) {
+            (Address::Mailslot(name), Os::Windows) => {
+                Ok(Endpoint::Mailslot(format!(r"\\.\mailslot\{name}")))
+            }
+            (Address::Mailslot(name), _) => {
+                let path = env.runtime_dir.join(format!("{name}.dgram"));
+                check_sun_path(self, &path, env.os)?;
+                Ok(Endpoint::UnixPath {
+                    path,
+                    private: true,
+                })
+            }
+            (Address::UnixPath(_) | Address::Abstract(_), os) if os != Os::Windows => {
+                self.stream_endpoint(env)
+            }
+            _ => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "address {self} cannot be used for datagrams: use mailslot:NAME{}",
+                    if env.os == Os::Windows {
+                        ""
+                    } else {
+                        ", unix:/path or @NAME"
+                    }
+                ),
+            )),
+        }
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -414,6 +452,7 @@ impl fmt::Display for Endpoint {
                 write!(f, "abstract socket @{}", String::from_utf8_lossy(name))
             }
             Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Endpoint::Mailslot(path) => f.write_str(path),
         }
     }
 }
@@ -424,7 +463,9 @@ impl Address {
     /// `pipe:app (socket file /run/user/1000/ipckit/app.sock)`.
     pub(crate) fn describe(&self, ep: &Endpoint) -> String {
         match self {
-            Address::Name(_) | Address::DotNet(_) => format!("{self} ({ep})"),
+            Address::Name(_) | Address::DotNet(_) | Address::Mailslot(_) => {
+                format!("{self} ({ep})")
+            }
             _ => self.to_string(),
         }
     }

@@ -48,8 +48,15 @@
 //! TCP types, and `ipckit::tokio::{MessageListener, MessageStream}` the message
 //! channels.
 //!
-//! Mailslots, shared memory, child-process channels and RPC are on the roadmap
-//! (see the README).
+//! ## Mailslots
+//!
+//! A [`MailslotReceiver`] takes one-way messages from any number of
+//! [`MailslotSender`]s (Windows mailslots, Unix datagram sockets), and
+//! [`MailslotSender::broadcast`] reaches every receiver of a group. See
+//! [`mailslot`].
+//!
+//! Shared memory, child-process channels and RPC are on the roadmap (see the
+//! README).
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -57,6 +64,7 @@
 
 mod address;
 mod error;
+pub mod mailslot;
 pub mod message;
 pub mod platform;
 pub mod stream;
@@ -66,5 +74,6 @@ pub mod tokio;
 
 pub use address::{Address, ToAddress};
 pub use error::{Error, ErrorKind, Result};
+pub use mailslot::{MailslotReceiver, MailslotSender};
 pub use message::{Framed, MessageListener, MessageStream};
 pub use stream::{ConnectOptions, Incoming, Listener, ListenerOptions, Stream};

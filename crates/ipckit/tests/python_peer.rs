@@ -182,3 +182,27 @@ fn framed_carries_pythons_frames_over_an_ipckit_unix_stream() {
         assert_eq!(python.finish(), vec!["served 7".to_owned()]);
     });
 }
+
+#[test]
+fn a_python_datagram_socket_sends_to_an_ipckit_mailslot() {
+    watchdog(Duration::from_secs(30), || {
+        let path = temp_path("pydgram");
+        let inbox = ipckit::MailslotReceiver::bind(format!("unix:{}", path.display())).unwrap();
+        let script = "import socket,sys\n\
+            s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\n\
+            for m in [b'', b'py', b'x'*60000]: s.sendto(m, sys.argv[1])\n";
+        let out = Command::new("python3")
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(inbox.recv().unwrap(), b"");
+        assert_eq!(inbox.recv().unwrap(), b"py");
+        assert_eq!(inbox.recv().unwrap(), vec![b'x'; 60000]);
+    });
+}

@@ -63,6 +63,7 @@
 
 mod framed;
 mod limit;
+mod mailslot;
 mod message;
 
 use std::fmt;
@@ -81,6 +82,7 @@ use crate::stream::{ConnectOptions, ListenerOptions, check_timeout};
 use crate::sys;
 
 pub use framed::Framed;
+pub use mailslot::MailslotReceiver;
 pub use message::{MessageListener, MessageStream};
 
 /// Refuses to go on outside a tokio runtime (where tokio's types would panic).

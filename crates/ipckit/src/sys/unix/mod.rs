@@ -1,6 +1,7 @@
 //! Unix: Unix domain sockets (path and Linux abstract names), byte streams and
 //! `SOCK_SEQPACKET` message channels, with poll-based deadlines.
 
+mod dgram;
 mod fdio;
 mod runtime_dir;
 mod seqpacket;
@@ -16,6 +17,7 @@ use std::time::Instant;
 
 use crate::address::{Env, Os};
 
+pub(crate) use dgram::{MailslotReceiver, MailslotSender, broadcast, join_group};
 pub(crate) use seqpacket::{MsgListener, MsgStream};
 pub(crate) use stream::{Listener, Stream};
 

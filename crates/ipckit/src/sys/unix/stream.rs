@@ -90,7 +90,8 @@ impl Listener {
     }
 }
 
-/// Creates, binds and listens on a Unix socket of type `ty` at `ep`: the private
+/// Creates, binds and (unless it is a datagram socket) listens on a Unix socket
+/// of type `ty` at `ep`: the private
 /// directory is checked, a stale file replaced, and the file made 0600. The guard
 /// removes the file again if anything after `bind` fails, or when dropped.
 pub(super) fn bind_socket(
@@ -136,7 +137,9 @@ pub(super) fn bind_socket(
         }
         _ => None,
     };
-    rustix::net::listen(&fd, opts.backlog)?;
+    if ty != SocketType::DGRAM {
+        rustix::net::listen(&fd, opts.backlog)?;
+    }
     Ok((fd, file))
 }
 

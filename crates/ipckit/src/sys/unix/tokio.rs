@@ -16,8 +16,8 @@ use rustix::io::Errno;
 use rustix::net::{SocketAddrUnix, SocketFlags, SocketType};
 
 use super::fdio::timed_out;
-use super::seqpacket;
 use super::stream::{self, OwnFile, is_absent, new_socket_of, socket_addr, wrong_kind};
+use super::{dgram, seqpacket};
 use crate::address::Endpoint;
 use crate::stream::retry_pause;
 use crate::stream::{ConnectOptions, ListenerOptions};
@@ -196,4 +196,31 @@ pub(crate) async fn connect_message(ep: &Endpoint, opts: &ConnectOptions) -> io:
         .await
         .map_err(io::Error::other)??;
     MsgStream::new(sock)
+}
+
+/// An async mailslot receiver: the blocking layer's datagram socket, watched by
+/// the reactor (every call on it is non-blocking).
+#[derive(Debug)]
+pub(crate) struct MailslotReceiver {
+    io: AsyncFd<dgram::MailslotReceiver>,
+}
+
+impl MailslotReceiver {
+    pub(crate) fn new(inner: dgram::MailslotReceiver) -> io::Result<MailslotReceiver> {
+        Ok(MailslotReceiver { io: watch(inner)? })
+    }
+
+    /// Cancel safe: a datagram is taken only by the poll that returns it.
+    pub(crate) async fn recv(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        loop {
+            let mut ready = self.io.readable().await?;
+            if let Ok(result) = ready.try_io(|r| r.get_ref().try_recv(out)) {
+                return result;
+            }
+        }
+    }
+
+    pub(crate) fn pending(&self) -> io::Result<(Option<usize>, Option<usize>)> {
+        self.io.get_ref().pending()
+    }
 }

@@ -1,0 +1,339 @@
+//! Mailslots: one-way messages from any number of writers to one receiver, and
+//! broadcast to every receiver of a group.
+//!
+//! | | Windows | Unix |
+//! |---|---|---|
+//! | `mailslot:NAME` | a mailslot, `\\.\mailslot\NAME` (`CreateMailslotW`) | a `SOCK_DGRAM` socket file `NAME.dgram` in the private per-user directory |
+//! | `unix:/path`, `@NAME` | — | a `SOCK_DGRAM` socket at that path or abstract name |
+//! | broadcast group `NAME` | a mailslot per receiver, registered in a per-user directory | a socket per receiver in the directory `NAME.group/` |
+//!
+//! ```no_run
+//! use ipckit::{MailslotReceiver, MailslotSender};
+//! use std::time::Duration;
+//!
+//! let inbox = MailslotReceiver::bind("mailslot:inbox")?;
+//! let writer = MailslotSender::connect("mailslot:inbox")?;
+//! writer.send(b"one")?;
+//! writer.send(b"")?; // empty messages are messages
+//! assert_eq!(inbox.recv()?, b"one");
+//! assert_eq!(inbox.recv_timeout(Duration::from_secs(1))?, b"");
+//! assert!(inbox.try_recv()?.is_none()); // nothing queued
+//! # Ok::<(), ipckit::Error>(())
+//! ```
+//!
+//! # Delivery
+//!
+//! Each `send` is one message, delivered whole or not at all, in order from each
+//! sender. On Unix a full receive queue makes senders wait, so nothing is lost
+//! while the receiver keeps reading. Windows mailslots queue messages in the
+//! receiver's process without a bound.
+//!
+//! # The maximum message size
+//!
+//! The receiver sets it (default 64 MiB; [`ListenerOptions::max_message_size`]
+//! then [`ListenerOptions::bind_mailslot`]). On Windows it is the mailslot's
+//! `nMaxMessageSize`, and a larger `send` fails at the sender. On Unix the
+//! sender cannot know it: the receiver drops a larger message whole and its
+//! `recv` fails with [`ErrorKind::FrameTooLarge`] (the next `recv` goes on with
+//! the next message). A Unix datagram is also bounded by the sending socket's
+//! buffer (about 208 KiB by default): a larger `send` fails at the sender.
+//!
+//! # Broadcast
+//!
+//! [`MailslotReceiver::join`] makes a receiver a member of a broadcast group;
+//! [`MailslotSender::broadcast`] sends one message to every live member on this
+//! machine and removes the registration of members that died without leaving.
+//! (Windows also has a domain-wide broadcast, writing to `\\*\mailslot\NAME`,
+//! which reaches the mailslot `NAME` of every machine in the domain over the
+//! network, in messages of at most 424 bytes. ipckit does not use it: groups are
+//! local to this machine.)
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::address::{Address, ToAddress};
+use crate::error::{Error, ErrorKind, Result};
+use crate::stream::ListenerOptions;
+use crate::sys;
+
+/// What is queued at a receiver ([`MailslotReceiver::pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pending {
+    /// The size of the next message, or `None` when none is queued.
+    pub next_size: Option<usize>,
+    /// How many messages are queued, when the OS tells: always on Windows
+    /// (`GetMailslotInfo`); on Unix only that none is (`Some(0)`), as Unix does
+    /// not count datagrams.
+    pub count: Option<usize>,
+}
+
+/// The outcome of [`MailslotSender::broadcast`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Broadcast {
+    /// How many receivers the message was delivered to.
+    pub delivered: usize,
+    /// How many dead members (receivers that exited without leaving) were found
+    /// and removed from the group.
+    pub dead: usize,
+}
+
+/// Checks a broadcast group name as a mailslot name.
+fn group_name(group: &str) -> Result<String> {
+    match format!("mailslot:{group}").parse::<Address>()? {
+        Address::Mailslot(name) if !name.contains(['/', '\\']) => Ok(name),
+        _ => Err(Error::new(
+            ErrorKind::InvalidAddress,
+            format!("invalid broadcast group name {group:?}: it cannot contain '/' or '\\'"),
+        )),
+    }
+}
+
+/// The receiving end of a mailslot: any number of senders, one receiver.
+///
+/// See the [module documentation](self) for delivery, size limits and
+/// broadcast.
+///
+/// # Examples
+///
+/// ```no_run
+/// let inbox = ipckit::ListenerOptions::new()
+///     .max_message_size(4096)
+///     .bind_mailslot("mailslot:logs")?;
+/// loop {
+///     let line = inbox.recv()?;
+///     println!("{}", String::from_utf8_lossy(&line));
+/// }
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+pub struct MailslotReceiver {
+    pub(crate) inner: sys::MailslotReceiver,
+    addr: Address,
+    max: usize,
+}
+
+impl fmt::Debug for MailslotReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailslotReceiver")
+            .field("addr", &self.addr)
+            .field("max_message_size", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailslotReceiver {
+    /// Creates the receiver of `addr` (`mailslot:NAME`; on Unix also
+    /// `unix:/path` or `@NAME`), accepting messages up to 64 MiB.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::AddrInUse`] when another receiver has the name,
+    /// [`ErrorKind::InvalidAddress`] or [`ErrorKind::Unsupported`] for an
+    /// address that is not a mailslot here, and the OS error otherwise.
+    pub fn bind(addr: impl ToAddress) -> Result<MailslotReceiver> {
+        ListenerOptions::new().bind_mailslot(addr)
+    }
+
+    /// Creates a receiver that is a member of broadcast group `group`, accepting
+    /// messages up to 64 MiB. It leaves the group when dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidAddress`] for a group name that is not a valid
+    /// mailslot name or holds `/` or `\`, and the OS error otherwise.
+    pub fn join(group: &str) -> Result<MailslotReceiver> {
+        ListenerOptions::new().join_mailslot_group(group)
+    }
+
+    /// Waits for the next message, for ever.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::FrameTooLarge`] for a message over the limit (Unix; it is
+    /// dropped), and the OS error otherwise.
+    pub fn recv(&self) -> Result<Vec<u8>> {
+        let mut msg = Vec::new();
+        self.recv_into(&mut msg, None)?;
+        Ok(msg)
+    }
+
+    /// Waits up to `timeout` for the next message; a zero timeout only looks.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TimedOut`] when none arrived in time, and the errors of
+    /// [`recv`](MailslotReceiver::recv).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        let mut msg = Vec::new();
+        self.recv_into(&mut msg, Some(timeout))?;
+        Ok(msg)
+    }
+
+    /// The next message if one is queued, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`recv`](MailslotReceiver::recv).
+    pub fn try_recv(&self) -> Result<Option<Vec<u8>>> {
+        match self.recv_timeout(Duration::ZERO) {
+            Ok(msg) => Ok(Some(msg)),
+            Err(e) if e.is_timeout() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Receives the next message into `buf` (replacing its contents), waiting as
+    /// `timeout` says: `None` for ever, zero not at all.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_timeout`](MailslotReceiver::recv_timeout); on an error `buf`
+    /// is left empty.
+    pub fn recv_into(&self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<()> {
+        buf.clear();
+        self.inner.recv(buf, timeout).map_err(|e| {
+            buf.clear();
+            Error::io(format!("receive on {}", self.addr), e)
+        })
+    }
+
+    /// What is queued: the next message's size and, where the OS counts them,
+    /// how many messages wait (`GetMailslotInfo`'s contract).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn pending(&self) -> Result<Pending> {
+        let (next_size, count) = self
+            .inner
+            .pending()
+            .map_err(|e| Error::io(format!("look at what is queued on {}", self.addr), e))?;
+        Ok(Pending { next_size, count })
+    }
+
+    /// The address this receiver serves (`mailslot:NAME`, or for a group member
+    /// the group's name as `mailslot:GROUP`).
+    pub fn local_addr(&self) -> &Address {
+        &self.addr
+    }
+
+    /// The largest message this receiver accepts.
+    pub fn max_message_size(&self) -> usize {
+        self.max
+    }
+
+    pub(crate) fn into_parts(self) -> (sys::MailslotReceiver, Address, usize) {
+        (self.inner, self.addr, self.max)
+    }
+}
+
+/// The sending end of a mailslot. Any number of senders may write to one
+/// receiver; each `send` arrives as one message.
+///
+/// # Examples
+///
+/// ```no_run
+/// let logs = ipckit::MailslotSender::connect("mailslot:logs")?;
+/// logs.send(b"service started")?;
+/// let reached = ipckit::MailslotSender::broadcast("workers", b"reload")?;
+/// println!("{} workers told", reached.delivered);
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+pub struct MailslotSender {
+    inner: sys::MailslotSender,
+    addr: Address,
+}
+
+impl fmt::Debug for MailslotSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailslotSender")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailslotSender {
+    /// Opens the mailslot at `addr` for sending.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] when no receiver has the name, and the address
+    /// errors of [`MailslotReceiver::bind`].
+    pub fn connect(addr: impl ToAddress) -> Result<MailslotSender> {
+        let addr = addr.to_address()?;
+        let ep = addr.mailslot_endpoint(&sys::env())?;
+        let inner = sys::MailslotSender::connect(&ep).map_err(|e| Error::connect(&addr, &ep, e))?;
+        Ok(MailslotSender { inner, addr })
+    }
+
+    /// Sends `msg` as one message.
+    ///
+    /// # Errors
+    ///
+    /// A message too large for the receiver (Windows) or for a datagram (Unix),
+    /// [`ErrorKind::NotFound`] or [`ErrorKind::Disconnected`] when the receiver
+    /// has gone, and the OS error otherwise.
+    pub fn send(&self, msg: &[u8]) -> Result<()> {
+        self.inner
+            .send(msg)
+            .map_err(|e| Error::io(format!("send {} bytes to {}", msg.len(), self.addr), e))
+    }
+
+    /// Sends `msg` to every live member of broadcast group `group` on this
+    /// machine (see [`MailslotReceiver::join`]). A group nobody has joined
+    /// reaches nobody; that is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidAddress`] for a bad group name, and the OS error of a
+    /// member that is alive but could not be written to.
+    pub fn broadcast(group: &str, msg: &[u8]) -> Result<Broadcast> {
+        let name = group_name(group)?;
+        let (delivered, dead) = sys::broadcast(&name, msg)
+            .map_err(|e| Error::io(format!("broadcast to group {name}"), e))?;
+        Ok(Broadcast { delivered, dead })
+    }
+
+    /// The address this sender writes to.
+    pub fn peer_addr(&self) -> &Address {
+        &self.addr
+    }
+}
+
+impl ListenerOptions {
+    /// Creates a [`MailslotReceiver`] at `addr` that accepts messages up to this
+    /// options' [`max_message_size`](ListenerOptions::max_message_size).
+    ///
+    /// # Errors
+    ///
+    /// See [`MailslotReceiver::bind`].
+    pub fn bind_mailslot(&self, addr: impl ToAddress) -> Result<MailslotReceiver> {
+        self.check()?;
+        let addr = addr.to_address()?;
+        let ep = addr.mailslot_endpoint(&sys::env())?;
+        let max = self.max_message_size;
+        let inner =
+            sys::MailslotReceiver::bind(&ep, max).map_err(|e| Error::bind(&addr, &ep, e))?;
+        Ok(MailslotReceiver { inner, addr, max })
+    }
+
+    /// Joins broadcast group `group` with a receiver that accepts messages up to
+    /// this options' maximum message size.
+    ///
+    /// # Errors
+    ///
+    /// See [`MailslotReceiver::join`].
+    pub fn join_mailslot_group(&self, group: &str) -> Result<MailslotReceiver> {
+        self.check()?;
+        let name = group_name(group)?;
+        let max = self.max_message_size;
+        let inner = sys::join_group(&name, max)
+            .map_err(|e| Error::io(format!("join broadcast group {name}"), e))?;
+        Ok(MailslotReceiver {
+            inner,
+            addr: Address::Mailslot(name),
+            max,
+        })
+    }
+}

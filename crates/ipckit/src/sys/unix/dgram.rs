@@ -1,0 +1,247 @@
+//! Mailslots on Unix: `SOCK_DGRAM` Unix sockets, one datagram per message.
+//!
+//! A receiver binds a socket file (`NAME.dgram` in the private per-user
+//! directory for `mailslot:NAME`); senders connect to it. A full receive queue
+//! makes senders wait (nothing is dropped). A broadcast group `NAME` is a
+//! directory `NAME.group/` of member sockets, one per receiver; a broadcast
+//! sends to each, and removes the file of a member nobody receives on any more.
+
+use std::fs;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::buffer::spare_capacity;
+use rustix::event::PollFlags;
+use rustix::io::Errno;
+use rustix::net::{
+    RecvAncillaryBuffer, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+
+use super::fdio::Wait;
+use super::runtime_dir;
+use super::stream::{OwnFile, bind_socket, new_socket_of, socket_addr};
+use crate::address::Endpoint;
+use crate::error::{timed_out, too_large};
+use crate::stream::ListenerOptions;
+
+/// A datagram socket that receives one mailslot's messages.
+#[derive(Debug)]
+pub(crate) struct MailslotReceiver {
+    // Declared first, so the file is removed before the socket closes.
+    _file: Option<OwnFile>,
+    sock: OwnedFd,
+    max: usize,
+    /// Held from peek to read, so two receivers cannot split one datagram.
+    turn: Mutex<()>,
+}
+
+impl MailslotReceiver {
+    pub(crate) fn bind(ep: &Endpoint, max: usize) -> io::Result<MailslotReceiver> {
+        let (sock, file) = bind_socket(ep, &ListenerOptions::new(), SocketType::DGRAM)?;
+        Ok(MailslotReceiver {
+            _file: file,
+            sock,
+            max,
+            turn: Mutex::new(()),
+        })
+    }
+
+    /// `timeout`: `Some(ZERO)` polls, `Some(d)` waits up to `d`, `None` forever.
+    pub(crate) fn recv(&self, out: &mut Vec<u8>, timeout: Option<Duration>) -> io::Result<()> {
+        let wait = match timeout {
+            None => Wait::Block,
+            Some(d) if d.is_zero() => Wait::Never,
+            Some(d) => Wait::Until(Instant::now() + d),
+        };
+        match self.recv_with(out, wait) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(timed_out("receive")),
+            other => other,
+        }
+    }
+
+    /// Receives without blocking: `WouldBlock` when nothing is queued.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn try_recv(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        self.recv_with(out, Wait::Never)
+    }
+
+    fn recv_with(&self, out: &mut Vec<u8>, wait: Wait) -> io::Result<()> {
+        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        let len = self.peek(wait)?;
+        if len > self.max {
+            // Refused whole: the datagram is dropped, the receiver goes on.
+            self.take(&mut Vec::new(), 0)?;
+            return Err(too_large(len as u64, self.max));
+        }
+        self.take(out, len)
+    }
+
+    /// The size of the next datagram, waiting for one as `wait` says.
+    fn peek(&self, wait: Wait) -> io::Result<usize> {
+        let mut flags = RecvFlags::PEEK | RecvFlags::TRUNC;
+        if wait.dont_block() {
+            flags |= RecvFlags::DONTWAIT;
+        }
+        wait.check("receive")?;
+        loop {
+            let mut none = RecvAncillaryBuffer::new(&mut [] as &mut [MaybeUninit<u8>]);
+            match rustix::net::recvmsg(&self.sock, &mut [], &mut none, flags) {
+                Ok(r) => return Ok(r.bytes),
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => wait.again(self.sock.as_fd(), PollFlags::IN, "receive")?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Takes the datagram `peek` found (`len` bytes) into `out`.
+    fn take(&self, out: &mut Vec<u8>, len: usize) -> io::Result<()> {
+        out.reserve_exact(len.max(1));
+        loop {
+            match rustix::net::recv(&self.sock, spare_capacity(out), RecvFlags::DONTWAIT) {
+                Ok(_) => return Ok(()),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The next datagram's size, and how many are queued: 0 when none is, and
+    /// unknown (`None`) otherwise, as Unix does not count datagrams.
+    pub(crate) fn pending(&self) -> io::Result<(Option<usize>, Option<usize>)> {
+        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        match self.peek(Wait::Never) {
+            Ok(len) => Ok((Some(len), None)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((None, Some(0))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl AsRawFd for MailslotReceiver {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+/// A datagram socket connected to one receiver.
+#[derive(Debug)]
+pub(crate) struct MailslotSender {
+    sock: OwnedFd,
+}
+
+impl MailslotSender {
+    pub(crate) fn connect(ep: &Endpoint) -> io::Result<MailslotSender> {
+        let addr = socket_addr(ep)?;
+        let sock = new_socket_of(SocketType::DGRAM, SocketFlags::empty())?;
+        rustix::net::connect(&sock, &addr)?;
+        Ok(MailslotSender { sock })
+    }
+
+    /// Sends one datagram; waits while the receiver's queue is full.
+    pub(crate) fn send(&self, msg: &[u8]) -> io::Result<()> {
+        send_to(&self.sock, None, msg)
+    }
+}
+
+/// One datagram on `sock` (to `to`, or where it is connected).
+fn send_to(sock: &OwnedFd, to: Option<&SocketAddrUnix>, msg: &[u8]) -> io::Result<()> {
+    loop {
+        let sent = match to {
+            None => rustix::net::send(sock, msg, SendFlags::NOSIGNAL),
+            Some(to) => rustix::net::sendto(sock, msg, SendFlags::NOSIGNAL, to),
+        };
+        match sent {
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(Errno::MSGSIZE) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "a message of {} bytes is more than a Unix datagram carries here \
+                         (the sending socket's SO_SNDBUF bounds it)",
+                        msg.len()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The directory of broadcast group `name`'s members.
+fn group_dir(name: &str) -> io::Result<PathBuf> {
+    if name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a broadcast group name cannot contain '/': {name:?}"),
+        ));
+    }
+    Ok(runtime_dir::path().join(format!("{name}.group")))
+}
+
+/// Joins broadcast group `name`: a receiver on a member socket of its own.
+pub(crate) fn join_group(name: &str, max: usize) -> io::Result<MailslotReceiver> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = group_dir(name)?;
+    if let Some(parent) = dir.parent() {
+        runtime_dir::ensure(parent)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let member = format!(
+        "{}-{}.dgram",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let ep = Endpoint::UnixPath {
+        path: dir.join(member),
+        private: false,
+    };
+    MailslotReceiver::bind(&ep, max)
+}
+
+/// Sends `msg` to every live member of group `name`; returns how many got it and
+/// how many dead members (sockets nobody receives on) were removed.
+pub(crate) fn broadcast(name: &str, msg: &[u8]) -> io::Result<(usize, usize)> {
+    let dir = group_dir(name)?;
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e),
+    };
+    let sock = new_socket_of(SocketType::DGRAM, SocketFlags::empty())?;
+    let (mut delivered, mut dead) = (0, 0);
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_socket() {
+            continue;
+        }
+        let path = entry.path();
+        let to = SocketAddrUnix::new(path.as_path())?;
+        match send_to(&sock, Some(&to), msg) {
+            Ok(()) => delivered += 1,
+            Err(e) if e.raw_os_error() == Some(Errno::CONNREFUSED.raw_os_error()) => {
+                // A member that died without removing its file.
+                match fs::remove_file(&path) {
+                    Ok(()) => dead += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // It left between the listing and the send.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((delivered, dead))
+}

@@ -1,0 +1,124 @@
+//! The async mailslot receiver.
+
+use std::fmt;
+
+use super::in_runtime;
+use crate::address::{Address, ToAddress};
+use crate::error::{Error, Result};
+use crate::mailslot::Pending;
+use crate::sys;
+
+/// The receiving end of a mailslot on tokio: the async form of
+/// [`crate::MailslotReceiver`] (senders need no async form: a send does not
+/// wait for the receiver, except on a full Unix queue).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let inbox = ipckit::tokio::MailslotReceiver::bind("mailslot:inbox")?;
+/// match tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await {
+///     Ok(msg) => println!("{} bytes", msg?.len()),
+///     Err(_) => println!("nothing for 5 s"),
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # Cancel safety
+///
+/// [`recv`](MailslotReceiver::recv) is cancel safe: a dropped `recv` (a lost
+/// `select!` branch, an expired `tokio::time::timeout`) loses no message.
+pub struct MailslotReceiver {
+    inner: sys::tokio::MailslotReceiver,
+    addr: Address,
+    max: usize,
+}
+
+impl fmt::Debug for MailslotReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailslotReceiver")
+            .field("addr", &self.addr)
+            .field("max_message_size", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailslotReceiver {
+    /// Creates the receiver of `addr`, inside a tokio runtime (see
+    /// [`crate::MailslotReceiver::bind`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`crate::MailslotReceiver::bind`], and [`crate::ErrorKind::Unsupported`]
+    /// outside a tokio runtime.
+    pub fn bind(addr: impl ToAddress) -> Result<MailslotReceiver> {
+        let addr = addr.to_address()?;
+        in_runtime(format!("bind {addr}"))?;
+        MailslotReceiver::new(crate::MailslotReceiver::bind(addr)?)
+    }
+
+    /// Joins broadcast group `group`, inside a tokio runtime (see
+    /// [`crate::MailslotReceiver::join`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`crate::MailslotReceiver::join`], and
+    /// [`crate::ErrorKind::Unsupported`] outside a tokio runtime.
+    pub fn join(group: &str) -> Result<MailslotReceiver> {
+        in_runtime(format!("join broadcast group {group}"))?;
+        MailslotReceiver::new(crate::MailslotReceiver::join(group)?)
+    }
+
+    /// Adopts a blocking receiver (made with options, say), inside a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Unsupported`] outside a tokio runtime, and the OS
+    /// error from registering with the reactor.
+    pub fn new(receiver: crate::MailslotReceiver) -> Result<MailslotReceiver> {
+        let (inner, addr, max) = receiver.into_parts();
+        in_runtime(format!("adopt the receiver of {addr}"))?;
+        let inner = sys::tokio::MailslotReceiver::new(inner)
+            .map_err(|e| Error::io(format!("register the receiver of {addr}"), e))?;
+        Ok(MailslotReceiver { inner, addr, max })
+    }
+
+    /// Waits for the next message.
+    ///
+    /// # Errors
+    ///
+    /// As for [`crate::MailslotReceiver::recv`].
+    pub async fn recv(&self) -> Result<Vec<u8>> {
+        let mut msg = Vec::new();
+        self.inner
+            .recv(&mut msg)
+            .await
+            .map_err(|e| Error::io(format!("receive on {}", self.addr), e))?;
+        Ok(msg)
+    }
+
+    /// What is queued (see [`crate::MailslotReceiver::pending`]).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn pending(&self) -> Result<Pending> {
+        let (next_size, count) = self
+            .inner
+            .pending()
+            .map_err(|e| Error::io(format!("look at what is queued on {}", self.addr), e))?;
+        Ok(Pending { next_size, count })
+    }
+
+    /// The address this receiver serves.
+    pub fn local_addr(&self) -> &Address {
+        &self.addr
+    }
+
+    /// The largest message this receiver accepts.
+    pub fn max_message_size(&self) -> usize {
+        self.max
+    }
+}
