@@ -1,4 +1,5 @@
-//! `ipckit`: listen on, connect to and demonstrate local IPC endpoints.
+//! `ipckit`: listen on, connect to and demonstrate local IPC endpoints, and send
+//! and receive mailslot messages.
 //!
 //! The shape is `main -> run -> ExitCode`: `run` returns an `anyhow::Error`, and
 //! `main` prints it as one line on stderr (`ipckit: what failed: why`) and exits
@@ -9,16 +10,18 @@
 
 mod demo;
 mod duration;
+mod mailslot;
 mod message;
 mod relay;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
 use ipckit::{Address, ConnectOptions};
 
 const ADDRESS_HELP: &str = "\
@@ -27,14 +30,18 @@ Addresses:
                     private per-user directory on Unix)
   unix:/path        a Unix socket file (any text with a '/' also works)
   @NAME             a Linux abstract socket
-  tcp:HOST:PORT     TCP; port 0 lets the OS choose (see it with --verbose)";
+  tcp:HOST:PORT     TCP; port 0 lets the OS choose (see it with --verbose)
+  mailslot:NAME     for send and recv: a mailslot on Windows, a datagram socket file
+                    in the private per-user directory on Unix (where recv and send
+                    also take unix:/path and @NAME)";
 
 /// Local IPC from the command line: named pipes, Unix sockets and TCP behind one
 /// address syntax.
 #[derive(Debug, Parser)]
 #[command(name = "ipckit", version, after_help = ADDRESS_HELP)]
 struct Cli {
-    /// Report progress (the bound address, accepted clients) on stderr.
+    /// Report progress (the bound address, accepted clients, broadcast deliveries)
+    /// on stderr.
     #[arg(short, long, global = true)]
     verbose: bool,
 
@@ -138,6 +145,99 @@ enum Command {
         addr: Address,
     },
 
+    /// Send messages to a mailslot, or broadcast them to a group.
+    ///
+    /// Sends MSG as one message or, without MSG, each line of stdin, without its
+    /// \n or \r\n, as one message: an empty line is an empty message, and an empty
+    /// stdin sends nothing. Nobody receiving at ADDR is an error (exit 1), found
+    /// before stdin is read. A message arrives whole or not at all; on Unix a
+    /// sender waits while the receiver's queue is full.
+    ///
+    /// With --broadcast GROUP, each message goes to every receiver on this machine
+    /// that joined the group (`ipckit recv --broadcast GROUP`), and the first
+    /// argument is MSG. A group nobody has joined reaches nobody, which is not an
+    /// error; --verbose reports on stderr, for each message, how many members got
+    /// it and how many dead members (receivers killed without leaving) were
+    /// removed from the group.
+    #[command(
+        override_usage = "ipckit send [OPTIONS] <ADDR> [MSG]\n       \
+                          ipckit send [OPTIONS] --broadcast <GROUP> [MSG]",
+        after_help = concat!(
+            "Examples:\n",
+            "  ipckit send mailslot:logs 'service started'\n",
+            "  tail -f app.log | ipckit send mailslot:logs  # a message per line\n",
+            "  ipckit send -v --broadcast workers reload    # tell every member\n\n",
+        ),
+    )]
+    Send {
+        /// Send to every member of this broadcast group instead of to ADDR.
+        #[arg(long, value_name = "GROUP")]
+        broadcast: Option<String>,
+
+        /// Where to send (with --broadcast: MSG).
+        #[arg(value_name = "ADDR", required_unless_present = "broadcast")]
+        addr: Option<OsString>,
+
+        /// The message; without it, each line of stdin is one. On Windows it is
+        /// sent as UTF-8.
+        #[arg(value_name = "MSG", conflicts_with = "broadcast")]
+        msg: Option<OsString>,
+    },
+
+    /// Receive messages on a mailslot, or as a member of a broadcast group, and
+    /// print them.
+    ///
+    /// Creates the receiver of ADDR, or with --broadcast GROUP joins the group
+    /// (and leaves it at exit), then prints each message, its bytes unchanged,
+    /// followed by \n. Without --count and --timeout it runs until killed.
+    ///
+    /// --count N: exit 0 after the N-th message.
+    ///
+    /// --timeout DUR: stop when no message came within DUR of the start or of the
+    /// previous message. Without --count that is the normal end: exit 0 (drain
+    /// until quiet). With --count, stopping before the N-th message is an error:
+    /// exit 1.
+    ///
+    /// A message larger than --max-size is dropped with a warning on stderr and
+    /// not counted (Unix; on Windows the sender's send fails instead).
+    ///
+    /// With --verbose, a line on stderr ("receiving on ADDR", "receiving
+    /// broadcasts to group GROUP") tells that the receiver exists and senders can
+    /// start.
+    #[command(
+        group(ArgGroup::new("from").required(true).args(["addr", "broadcast"])),
+        after_help = concat!(
+            "Examples:\n",
+            "  ipckit recv mailslot:logs                    # print messages until killed\n",
+            "  ipckit recv --count 1 --timeout 5s mailslot:reply  # one, or fail after 5s\n",
+            "  ipckit recv --timeout 500ms mailslot:inbox > drained.txt  # until quiet\n",
+            "  ipckit recv --broadcast workers              # join the group\n\n",
+        ),
+    )]
+    Recv {
+        /// Join this broadcast group instead of receiving on ADDR.
+        #[arg(long, value_name = "GROUP")]
+        broadcast: Option<String>,
+
+        /// Exit 0 after N messages.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+
+        /// Stop when no message came within DUR of the start or of the previous
+        /// message: 500ms, 2s, 1m (see above for the exit code).
+        #[arg(long, value_name = "DUR", value_parser = duration::parse)]
+        timeout: Option<Duration>,
+
+        /// The largest message accepted [default: 64 MiB].
+        #[arg(long, value_name = "BYTES",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        max_size: Option<u32>,
+
+        /// Where to receive: mailslot:NAME (on Unix also unix:/path or @NAME).
+        #[arg(value_name = "ADDR", value_parser = parse_address)]
+        addr: Option<Address>,
+    },
+
     /// Measure real inter-process round trips and throughput on every transport.
     ///
     /// For each stream transport this OS has, this process binds a listener and
@@ -180,6 +280,52 @@ enum Command {
 
 fn parse_address(text: &str) -> Result<Address, ipckit::Error> {
     text.parse()
+}
+
+/// Sorts out `send`'s arguments: with --broadcast its first argument is MSG.
+/// ADDR is checked here, not by clap, for that reason; a bad one is a usage error.
+fn send_args(
+    broadcast: Option<String>,
+    first: Option<OsString>,
+    second: Option<OsString>,
+) -> Result<(mailslot::Target, Option<OsString>), clap::Error> {
+    use clap::error::ErrorKind;
+    if let Some(group) = broadcast {
+        // clap refuses a second argument with --broadcast.
+        return Ok((mailslot::Target::Group(group), first));
+    }
+    let Some(text) = first else {
+        return Err(send_usage_error(
+            ErrorKind::MissingRequiredArgument,
+            "ADDR or --broadcast GROUP is required",
+        ));
+    };
+    let addr = text
+        .to_str()
+        .ok_or_else(|| {
+            send_usage_error(
+                ErrorKind::InvalidUtf8,
+                format!("invalid value {text:?} for '<ADDR>': it is not UTF-8"),
+            )
+        })?
+        .parse()
+        .map_err(|err| {
+            send_usage_error(
+                ErrorKind::ValueValidation,
+                format!("invalid value {text:?} for '<ADDR>': {err}"),
+            )
+        })?;
+    Ok((mailslot::Target::Addr(addr), second))
+}
+
+/// A usage error of `ipckit send`, shown with its usage like clap's own.
+fn send_usage_error(kind: clap::error::ErrorKind, message: impl fmt::Display) -> clap::Error {
+    let mut cli = Cli::command();
+    cli.build();
+    match cli.find_subcommand_mut("send") {
+        Some(send) => send.error(kind, message),
+        None => cli.error(kind, message),
+    }
 }
 
 /// Stdout was closed by its reader. Not a failure: the reader has what it wanted.
@@ -254,6 +400,35 @@ fn run(cli: Cli) -> Result<()> {
                 relay::connect(&opts, &addr, cli.verbose)
             }
         }
+        Command::Send {
+            broadcast,
+            addr,
+            msg,
+        } => {
+            let (to, msg) = send_args(broadcast, addr, msg)?;
+            let msg = msg.as_deref().map(std::ffi::OsStr::as_encoded_bytes);
+            mailslot::send(&to, msg, cli.verbose)
+        }
+        Command::Recv {
+            broadcast,
+            count,
+            timeout,
+            max_size,
+            addr,
+        } => {
+            let from = match (addr, broadcast) {
+                (Some(addr), _) => mailslot::Target::Addr(addr),
+                (None, Some(group)) => mailslot::Target::Group(group),
+                (None, None) => anyhow::bail!("recv needs ADDR or --broadcast GROUP"),
+            };
+            let args = mailslot::Recv {
+                from,
+                count,
+                timeout,
+                max_size: max_size.map(|n| n as usize),
+            };
+            mailslot::recv(&args, cli.verbose)
+        }
         Command::Demo {
             rounds,
             size,
@@ -285,10 +460,17 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is::<StdoutClosed>() => ExitCode::SUCCESS,
-        Err(err) => {
-            let _ = writeln!(io::stderr(), "ipckit: {}", one_line(&err));
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast_ref::<clap::Error>() {
+            // A usage error found after parsing (`send`'s ADDR): shown as clap's are.
+            Some(usage) => {
+                let _ = usage.print();
+                ExitCode::from(u8::try_from(usage.exit_code()).unwrap_or(2))
+            }
+            None => {
+                let _ = writeln!(io::stderr(), "ipckit: {}", one_line(&err));
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

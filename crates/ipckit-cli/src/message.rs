@@ -7,6 +7,7 @@
 //! `--count N`, until it has printed N messages.
 
 use std::io::{self, BufRead, Write};
+use std::ops::ControlFlow;
 use std::sync::mpsc;
 use std::thread;
 
@@ -121,9 +122,21 @@ fn relay(channel: &MessageStream, count: Option<u64>) -> Result<()> {
     }
 }
 
-/// Sends each line of stdin, without its `\n` or `\r\n`, as one message. A last
-/// line without a line ending is sent too; an empty stdin sends nothing.
+/// Sends each line of stdin as one message (see [`each_stdin_line`]) until stdin
+/// ends or the peer goes.
 fn stdin_to_channel(channel: &MessageStream) -> Result<()> {
+    each_stdin_line(|msg| match channel.send(msg) {
+        Ok(()) => Ok(ControlFlow::Continue(())),
+        // The peer is gone: nothing more to send. The receiver sees the close.
+        Err(e) if e.kind() == ErrorKind::Disconnected => Ok(ControlFlow::Break(())),
+        Err(e) => Err(e.into()),
+    })
+}
+
+/// Calls `f` with each line of stdin without its `\n` or `\r\n`, until stdin ends
+/// or `f` breaks. A last line without a line ending counts too; an empty stdin
+/// makes no call.
+pub(crate) fn each_stdin_line(mut f: impl FnMut(&[u8]) -> Result<ControlFlow<()>>) -> Result<()> {
     let mut stdin = io::stdin().lock();
     let mut line = Vec::new();
     loop {
@@ -134,12 +147,8 @@ fn stdin_to_channel(channel: &MessageStream) -> Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e).context("read from stdin"),
         }
-        let msg = strip_line_ending(&line);
-        match channel.send(msg) {
-            Ok(()) => {}
-            // The peer is gone: nothing more to send. The receiver sees the close.
-            Err(e) if e.kind() == ErrorKind::Disconnected => return Ok(()),
-            Err(e) => return Err(e.into()),
+        if f(strip_line_ending(&line))?.is_break() {
+            return Ok(());
         }
     }
 }
@@ -164,14 +173,19 @@ fn channel_to_stdout(channel: &MessageStream, count: Option<u64>) -> Result<Rece
         if !channel.recv_into(&mut msg)? {
             return Ok(Received::Closed(printed));
         }
-        // Flush each message: an interactive reader sees it as it arrives.
-        stdout
-            .write_all(&msg)
-            .and_then(|()| stdout.write_all(b"\n"))
-            .and_then(|()| stdout.flush())
-            .map_err(stdout_error)?;
+        print_message(&mut stdout, &msg)?;
         printed += 1;
     }
+}
+
+/// Writes `msg` and a `\n` to stdout, and flushes, so that an interactive reader
+/// sees each message as it arrives.
+pub(crate) fn print_message(stdout: &mut impl Write, msg: &[u8]) -> Result<()> {
+    stdout
+        .write_all(msg)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush())
+        .map_err(stdout_error)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The `ipckit` binary, run for real: listen/connect relays of bytes and of
-//! messages, the echo servers, the demo, error reporting and exit codes, and
-//! Python as a foreign peer (Unix).
+//! messages, the echo servers, send/recv over mailslots and broadcast groups, the
+//! demo, error reporting and exit codes, and Python as a foreign peer (Unix).
 //!
 //! Every test that can block runs under a watchdog, and every child process is
 //! owned by a [`Children`] guard on the test's own thread, so it is killed on every
@@ -33,17 +33,25 @@ fn half_close(addr: &str) -> bool {
 type Shared = Arc<Mutex<Vec<Child>>>;
 
 /// The child processes of one test. Dropping it kills and reaps every one of them,
-/// then removes any socket file a killed listener left behind.
+/// then removes any socket file a killed listener or receiver left behind.
 struct Children {
     all: Shared,
-    addrs: Mutex<Vec<String>>,
+    leftovers: Mutex<Vec<Leftover>>,
+}
+
+/// What a killed child may leave behind (on Unix).
+enum Leftover {
+    /// The socket file of a listener or mailslot receiver at this address.
+    Socket(String),
+    /// The socket file of a member of this broadcast group.
+    Member(String),
 }
 
 impl Children {
     fn new() -> Children {
         Children {
             all: Arc::new(Mutex::new(Vec::new())),
-            addrs: Mutex::new(Vec::new()),
+            leftovers: Mutex::new(Vec::new()),
         }
     }
 
@@ -76,10 +84,19 @@ impl Children {
 
     /// After the children are killed, remove the socket file `addr` may have left.
     fn clean_up(&self, addr: &str) {
-        self.addrs
+        self.leave(Leftover::Socket(addr.to_owned()));
+    }
+
+    /// After the children are killed, remove the members they left in `group`.
+    fn clean_up_group(&self, group: &str) {
+        self.leave(Leftover::Member(group.to_owned()));
+    }
+
+    fn leave(&self, leftover: Leftover) {
+        self.leftovers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(addr.to_owned());
+            .push(leftover);
     }
 }
 
@@ -90,15 +107,26 @@ impl Drop for Children {
             let _ = child.kill();
             let _ = child.wait();
         }
-        // A killed listener cannot remove its Unix socket file. Binding the same
-        // address replaces the stale file, and dropping the listener removes it.
-        for addr in self
-            .addrs
+        // A killed listener or receiver cannot remove its Unix socket file.
+        // Binding the same address replaces the stale file, and dropping the
+        // listener removes it; a broadcast removes the members nobody receives on.
+        for leftover in self
+            .leftovers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            let _ = ipckit::Listener::bind(addr.as_str());
+            match leftover {
+                Leftover::Socket(addr) if addr.starts_with("mailslot:") => {
+                    let _ = ipckit::MailslotReceiver::bind(addr.as_str());
+                }
+                Leftover::Socket(addr) => {
+                    let _ = ipckit::Listener::bind(addr.as_str());
+                }
+                Leftover::Member(group) => {
+                    let _ = ipckit::MailslotSender::broadcast(group, b"");
+                }
+            }
         }
     }
 }
@@ -214,17 +242,38 @@ impl Proc {
         thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         addr
     }
+
+    /// For `ipckit -v recv ...`: waits for the line that says the receiver exists
+    /// (or has joined its group). The rest of stderr is left to read.
+    fn receiving(&mut self) {
+        let mut line = String::new();
+        let stderr = self.stderr.as_mut().expect("stderr is still open");
+        stderr
+            .read_line(&mut line)
+            .expect("read the receiver's stderr");
+        assert!(
+            line.starts_with("receiving "),
+            "expected 'receiving ...', got {line:?}"
+        );
+    }
 }
 
 /// Runs `ipckit ARGS` to the end with empty stdin; returns (status, stdout, stderr).
 fn run(args: &[&str]) -> (ExitStatus, String, String) {
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    run_with_stdin(args, b"")
+}
+
+/// Runs `ipckit ARGS` to the end with `input` on stdin; returns (status, stdout,
+/// stderr).
+fn run_with_stdin(args: &[&str], input: &[u8]) -> (ExitStatus, String, String) {
     let kids = Children::new();
-    let mut proc = kids.ipckit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut proc = kids.ipckit(args);
+    let input = input.to_vec();
     watchdog(limit(), move || {
-        proc.close_stdin();
+        let feeder = proc.feed_stdin(input);
         let stdout = String::from_utf8(proc.stdout_to_end()).expect("UTF-8 stdout");
         let stderr = proc.stderr_to_end();
+        feeder.join().expect("feeder");
         (proc.wait(limit()), stdout, stderr)
     })
 }
@@ -571,6 +620,173 @@ fn message_flags_are_checked() {
     assert!(stderr.contains("--count"), "{stderr}");
 }
 
+/// `recv --count 4` on a mailslot: a message given as an argument, then the lines
+/// of a sender's stdin (an empty line is an empty message, the last line needs no
+/// line ending); every one is printed whole, in order, and recv exits 0.
+#[test]
+fn send_and_recv_over_a_mailslot() {
+    let addr = format!("mailslot:{}", unique_name("cli-slot"));
+    let kids = Children::new();
+    kids.clean_up(&addr);
+    let mut inbox = kids.ipckit(&["-v", "recv", "--count", "4", &addr]);
+    let mut inbox = watchdog(limit(), move || {
+        inbox.receiving();
+        inbox
+    });
+    let (status, _, stderr) = run(&["send", &addr, "from an argument"]);
+    assert!(status.success(), "{status}: {stderr}");
+    let (status, _, stderr) = run_with_stdin(&["-v", "send", &addr], b"one\n\r\nlast");
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("sent 3 messages"), "{stderr}");
+    watchdog(limit(), move || {
+        assert_eq!(inbox.stdout_to_end(), b"from an argument\none\n\nlast\n");
+        let status = inbox.wait(limit());
+        assert!(status.success(), "{status}: {}", inbox.stderr_to_end());
+    });
+}
+
+/// `recv --timeout`: without --count, quiet for that long is the normal end (exit
+/// 0, nothing printed); with --count, it is an error that names the mailslot and
+/// the shortfall. Either way it waits about the timeout, not much less or more.
+#[test]
+fn recv_timeout_ends_quietly_or_fails_with_count() {
+    let addr = format!("mailslot:{}", unique_name("cli-quiet"));
+    let started = Instant::now();
+    let (status, stdout, stderr) = run(&["recv", "--timeout", "300ms", &addr]);
+    let waited = started.elapsed();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stdout.is_empty() && stderr.is_empty(),
+        "{stdout:?} {stderr:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(300),
+        "ended after {waited:?}"
+    );
+
+    let (status, stdout, stderr) = run(&["recv", "--count", "2", "--timeout", "300ms", &addr]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout:?}");
+    assert_one_line_error(&stderr, &[&addr, "within", "received 0 of 2"]);
+}
+
+/// Nobody receiving is an error that names the address, before stdin is read; a
+/// second receiver of a name is refused; bad arguments are usage errors.
+#[test]
+fn mailslot_errors_are_clear() {
+    let addr = format!("mailslot:{}", unique_name("cli-nobody-slot"));
+    let (status, _, stderr) = run_with_stdin(&["send", &addr], b"never sent\n");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_one_line_error(&stderr, &[&addr]);
+
+    let kids = Children::new();
+    kids.clean_up(&addr);
+    let mut inbox = kids.ipckit(&["-v", "recv", &addr]);
+    watchdog(limit(), move || inbox.receiving());
+    let (status, _, stderr) = run(&["recv", "--timeout", "1s", &addr]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_one_line_error(&stderr, &[&addr, "already"]);
+
+    for (args, needle) in [
+        (&["send"][..], "ADDR"),
+        (&["send", "ftp:x", "hi"][..], "unknown scheme"),
+        (&["recv"][..], "--broadcast"),
+        (&["recv", "--count", "0", "mailslot:x"][..], "--count"),
+        (
+            &["send", "--broadcast", "g", "a", "b"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let (status, _, stderr) = run(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+/// A message over the receiver's --max-size never reaches its stdout: Windows
+/// refuses it to the sender, Unix drops it at the receiver with a warning (and
+/// under Wine, which does not refuse it to the sender, the receiver drops it
+/// too). The next message arrives intact and is the one counted.
+#[test]
+fn an_oversized_message_is_never_printed() {
+    let addr = format!("mailslot:{}", unique_name("cli-big"));
+    let kids = Children::new();
+    kids.clean_up(&addr);
+    let mut inbox = kids.ipckit(&["-v", "recv", "--max-size", "10", "--count", "1", &addr]);
+    let mut inbox = watchdog(limit(), move || {
+        inbox.receiving();
+        inbox
+    });
+    let (status, _, big_stderr) = run(&["send", &addr, "eleven bytes"]);
+    let refused_at_sender = !status.success();
+    if refused_at_sender {
+        if cfg!(unix) {
+            panic!("only Windows refuses it to the sender: {big_stderr}");
+        }
+        assert_one_line_error(&big_stderr, &[]);
+    }
+    let (status, _, stderr) = run(&["send", &addr, "ten bytes!"]);
+    assert!(status.success(), "{status}: {stderr}");
+    watchdog(limit(), move || {
+        assert_eq!(inbox.stdout_to_end(), b"ten bytes!\n");
+        let status = inbox.wait(limit());
+        let stderr = inbox.stderr_to_end();
+        assert!(status.success(), "{status}: {stderr}");
+        if !refused_at_sender {
+            assert!(stderr.contains("dropped"), "{stderr}");
+        }
+    });
+}
+
+/// `recv --broadcast GROUP` members, one of them killed (it cannot leave the group):
+/// `send --broadcast` reaches the three live members, removes the dead one and
+/// says so (-v); the next broadcast finds no dead member. Each live member prints
+/// both messages and exits after its --count.
+#[test]
+fn broadcast_reaches_live_members_and_removes_a_dead_one() {
+    let group = unique_name("cli-group");
+    let kids = Children::new();
+    kids.clean_up_group(&group);
+    let members: Vec<Proc> = (0..4)
+        .map(|_| kids.ipckit(&["-v", "recv", "--broadcast", &group, "--count", "2"]))
+        .collect();
+    let mut members = watchdog(limit(), move || {
+        let mut members = members;
+        for m in &mut members {
+            m.receiving();
+        }
+        members
+    });
+    members.pop().expect("four members").kill();
+
+    let (status, _, stderr) = run(&["-v", "send", "--broadcast", &group, "first"]);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("delivered to 3 members, 1 dead member removed"),
+        "{stderr}"
+    );
+    let (status, _, stderr) = run_with_stdin(&["-v", "send", "--broadcast", &group], b"second\n");
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("delivered to 3 members, 0 dead members removed"),
+        "{stderr}"
+    );
+    watchdog(limit(), move || {
+        for m in &mut members {
+            assert_eq!(m.stdout_to_end(), b"first\nsecond\n");
+            let status = m.wait(limit());
+            assert!(status.success(), "{status}: {}", m.stderr_to_end());
+        }
+    });
+    // Every member has left: the group reaches nobody.
+    let (status, _, stderr) = run(&["-v", "send", "--broadcast", &group, "anyone?"]);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("delivered to 0 members, 0 dead members removed"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn connect_retry_waits_for_a_late_listener() {
     let addr = format!("pipe:{}", unique_name("cli-late"));
@@ -645,12 +861,12 @@ fn a_bad_duration_is_a_usage_error() {
 
 #[test]
 fn every_subcommand_has_help_with_an_example() {
-    for sub in ["listen", "connect", "demo"] {
+    for sub in ["listen", "connect", "send", "recv", "demo"] {
         let (status, stdout, _) = run(&[sub, "--help"]);
         assert!(status.success());
         assert!(stdout.contains("Examples:"), "{sub}: {stdout}");
         assert!(stdout.contains(&format!("ipckit {sub}")), "{sub}: {stdout}");
-        if sub != "demo" {
+        if sub == "listen" || sub == "connect" {
             assert!(
                 stdout.contains(&format!("ipckit {sub} --message")),
                 "{stdout}"

@@ -223,6 +223,7 @@ impl MailslotReceiver {
         self.max
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn into_parts(self) -> (sys::MailslotReceiver, Address, usize) {
         (self.inner, self.addr, self.max)
     }

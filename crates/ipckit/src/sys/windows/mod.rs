@@ -4,19 +4,29 @@
 //!   one instance waiting and the client connect logic, both shared with:
 //! - `message`: message channels (`MsgListener`, `MsgStream`) on pipes in message
 //!   mode, messages larger than a read reassembled across `ERROR_MORE_DATA`.
+//! - `mailslot`: mailslots (`MailslotReceiver`, `MailslotSender`), overlapped
+//!   reads sized by `GetMailslotInfo`; `mailslot_group`: broadcast groups of
+//!   them (`join_group`, `broadcast`), registered by marker files.
 //! - `overlapped`: one overlapped operation bounded by a deadline.
 //! - `handle`: owned handles and events.
 //! - `tokio` (feature `tokio`): the async listener and streams, on tokio's named
-//!   pipes; `tokio_message`: the async message channels, on the blocking pool.
+//!   pipes; `tokio_message` and `tokio_mailslot`: the async message channels
+//!   and mailslot receivers, on the blocking pool (`tokio_blocking`).
 //! - `wine`: Wine detection.
 #![allow(unsafe_code)]
 
 mod handle;
+mod mailslot;
+mod mailslot_group;
 mod message;
 mod overlapped;
 mod pipe;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
+#[cfg(feature = "tokio")]
+mod tokio_blocking;
+#[cfg(feature = "tokio")]
+mod tokio_mailslot;
 #[cfg(feature = "tokio")]
 mod tokio_message;
 mod wine;
@@ -32,6 +42,8 @@ use crate::ErrorKind;
 use crate::address::{Env, Os};
 use crate::error::timed_out;
 
+pub(crate) use mailslot::{MailslotReceiver, MailslotSender};
+pub(crate) use mailslot_group::{broadcast, join_group};
 pub(crate) use message::{MsgListener, MsgStream};
 pub(crate) use pipe::{Listener, Stream};
 pub(crate) use wine::wine_version;

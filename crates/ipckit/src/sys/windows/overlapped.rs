@@ -96,7 +96,7 @@ pub(super) fn run_message(
 }
 
 /// The error of an operation given up because its channel is being closed.
-fn stopped(what: &str) -> io::Error {
+pub(super) fn stopped(what: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionAborted,
         format!("{what} was given up: the channel is being closed"),

@@ -21,6 +21,7 @@ use ::tokio::time::{Instant, sleep};
 use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY};
 
 use super::pipe::first_instance_error;
+pub(crate) use super::tokio_mailslot::MailslotReceiver;
 pub(crate) use super::tokio_message::{MsgListener, MsgStream, connect_message};
 use crate::address::Endpoint;
 use crate::stream::{ConnectOptions, ListenerOptions};

@@ -5,11 +5,12 @@
 //! reader in pieces with nothing to say where it ends. Instead each call runs
 //! the blocking layer's overlapped I/O on tokio's blocking pool.
 //!
-//! Cancel safety comes from keeping the call in flight: a `recv` (or `accept`)
-//! whose future is dropped leaves its task in a slot, and the next call awaits
-//! that task instead of starting another, so no message (or client) is taken
-//! and lost. When the last handle is dropped, the stop event of the blocking
-//! layer gives up whatever is still waiting, so no blocking thread outlives it.
+//! Cancel safety comes from keeping the call in flight (`tokio_blocking`): a
+//! `recv` (or `accept`) whose future is dropped leaves its task in a slot, and
+//! the next call awaits that task instead of starting another, so no message
+//! (or client) is taken and lost. When the last handle is dropped, the stop
+//! event of the blocking layer gives up whatever is still waiting, so no
+//! blocking thread outlives it.
 
 use std::io;
 use std::sync::Arc;
@@ -19,22 +20,9 @@ use ::tokio::sync::Mutex;
 use ::tokio::task::{JoinHandle, spawn_blocking};
 
 use super::message;
+use super::tokio_blocking::in_flight;
 use crate::address::Endpoint;
 use crate::stream::{ConnectOptions, ListenerOptions};
-
-/// Runs the task in `slot`, or a new one from `start` when the slot is empty,
-/// leaving it in the slot while it runs (so a dropped future leaves it for the
-/// next call).
-async fn in_flight<T: Send + 'static>(
-    slot: &Mutex<Option<JoinHandle<T>>>,
-    start: impl FnOnce() -> JoinHandle<T>,
-) -> io::Result<T> {
-    let mut slot = slot.lock().await;
-    let task = slot.get_or_insert_with(start);
-    let done = task.await;
-    *slot = None;
-    done.map_err(io::Error::other)
-}
 
 type Received = (io::Result<bool>, Vec<u8>);
 

@@ -1,0 +1,72 @@
+//! Async mailslot receivers, on the blocking pool.
+//!
+//! A mailslot handle cannot be registered with tokio's reactor as a named pipe
+//! can, so each `recv` runs the blocking layer's overlapped read on the
+//! blocking pool, kept in flight across a dropped future (`tokio_blocking`):
+//! no message is taken and lost. Dropping the receiver gives up the read still
+//! waiting (the blocking layer's `abort`), so no blocking thread outlives it.
+//!
+//! Senders need no async form: a mailslot `WriteFile` never waits for the
+//! receiver.
+
+use std::io;
+use std::sync::Arc;
+
+use ::tokio::sync::Mutex;
+use ::tokio::task::{JoinHandle, spawn_blocking};
+
+use super::mailslot;
+use super::tokio_blocking::in_flight;
+
+type Received = (io::Result<()>, Vec<u8>);
+
+/// An async mailslot receiver: the blocking receiver, driven on the blocking
+/// pool.
+#[derive(Debug)]
+pub(crate) struct MailslotReceiver {
+    inner: Arc<mailslot::MailslotReceiver>,
+    /// The `recv` in flight, if any.
+    receiving: Mutex<Option<JoinHandle<Received>>>,
+}
+
+impl MailslotReceiver {
+    /// Never fails; a `Result` as on Unix, where registering with the reactor
+    /// can.
+    pub(crate) fn new(inner: mailslot::MailslotReceiver) -> io::Result<MailslotReceiver> {
+        Ok(MailslotReceiver {
+            inner: Arc::new(inner),
+            receiving: Mutex::new(None),
+        })
+    }
+
+    /// Receives one whole message, appended to `out` (which callers pass
+    /// empty); waits as long as it takes. Cancel safe (see the module docs).
+    pub(crate) async fn recv(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        let (result, msg) = in_flight(&self.receiving, || {
+            let inner = Arc::clone(&self.inner);
+            spawn_blocking(move || {
+                let mut msg = Vec::new();
+                let result = inner.recv(&mut msg, None);
+                (result, msg)
+            })
+        })
+        .await?;
+        if out.is_empty() {
+            *out = msg;
+        } else {
+            out.extend_from_slice(&msg);
+        }
+        result
+    }
+
+    /// See the blocking layer's `pending`.
+    pub(crate) fn pending(&self) -> io::Result<(Option<usize>, Option<usize>)> {
+        self.inner.pending()
+    }
+}
+
+impl Drop for MailslotReceiver {
+    fn drop(&mut self) {
+        self.inner.abort();
+    }
+}
