@@ -140,7 +140,14 @@ fn pending_reports_the_next_size_and_what_the_os_counts() {
         let p = inbox.pending().unwrap();
         assert_eq!(p.next_size, Some(5));
         if cfg!(windows) {
-            assert_eq!(p.count, Some(3), "GetMailslotInfo counts messages");
+            if util::skip_under_wine(
+                "the queued-message count",
+                "Wine's GetMailslotInfo does not count queued messages (ipckit reports None)",
+            ) {
+                assert_eq!(p.count, None, "an unknown count is not made up");
+            } else {
+                assert_eq!(p.count, Some(3), "GetMailslotInfo counts messages");
+            }
         } else {
             assert_eq!(p.count, None, "Unix does not count datagrams");
         }

@@ -11,10 +11,14 @@
 //! its own read timeout is set to "forever"), so a receive is bounded by
 //! `overlapped::run_stoppable` like every other wait of this layer: a deadline
 //! cancels it with `CancelIoEx`, and [`MailslotReceiver::abort`] gives it up
-//! through a stop event. (The alternative, short `SetMailslotInfo` read timeouts
-//! in a loop that checks a stop flag, would add a wake-up every slice and a
-//! latency of up to one slice to `abort`; it is not needed since overlapped
-//! reads work on mailslots, under Wine too.)
+//! through a stop event.
+//!
+//! Wine (8) blocks in `ReadFile` on a mailslot even when the handle is
+//! overlapped, and `CancelIoEx` cannot reach a read that has not returned. So
+//! under Wine the mailslot gets a short read timeout instead of "forever", and
+//! a waiting receive reads in slices of it, checking its deadline and the stop
+//! event between them: a wake-up every slice while idle, and up to one slice
+//! of delay for a timeout or `abort` (a message ends a slice at once).
 //!
 //! A message is never delivered cut: the read is sized by the size
 //! `GetMailslotInfo` reports for the queued message, or, while none is queued,
@@ -32,14 +36,14 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
-    ERROR_ALREADY_EXISTS, ERROR_INSUFFICIENT_BUFFER, GENERIC_WRITE, HANDLE,
+    ERROR_ALREADY_EXISTS, ERROR_BROKEN_PIPE, ERROR_INSUFFICIENT_BUFFER, ERROR_SEM_TIMEOUT,
+    GENERIC_WRITE,
 };
-use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FILE_ATTRIBUTE_NORMAL, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING, ReadFile,
     WriteFile,
 };
-use windows_sys::core::{BOOL, PCWSTR};
+use windows_sys::Win32::System::Mailslots::{CreateMailslotW, GetMailslotInfo};
 
 use super::handle::{Event, owned, wide};
 use super::{overlapped, wine_version};
@@ -47,31 +51,13 @@ use crate::ErrorKind;
 use crate::address::Endpoint;
 use crate::error::{Error, timed_out, too_large};
 
-// The mailslot functions of kernel32. windows-sys declares them in
-// `Win32::System::Mailslots`, behind its `Win32_System_Mailslots` feature,
-// which the workspace does not enable yet; with that feature on, this block
-// can give way to `use windows_sys::Win32::System::Mailslots::{CreateMailslotW,
-// GetMailslotInfo};`. The declarations are the same as windows-sys's (and
-// linked the same way, as `windows-link` does).
-#[link(name = "kernel32.dll", kind = "raw-dylib", modifiers = "+verbatim")]
-unsafe extern "system" {
-    fn CreateMailslotW(
-        name: PCWSTR,
-        max_message_size: u32,
-        read_timeout: u32,
-        security: *const SECURITY_ATTRIBUTES,
-    ) -> HANDLE;
-    fn GetMailslotInfo(
-        mailslot: HANDLE,
-        max_message_size: *mut u32,
-        next_size: *mut u32,
-        message_count: *mut u32,
-        read_timeout: *mut u32,
-    ) -> BOOL;
-}
-
 /// `lReadTimeout` for reads that wait until a message comes (winbase.h).
 const MAILSLOT_WAIT_FOREVER: u32 = u32::MAX;
+/// Under Wine (8), the mailslot's read timeout, in milliseconds: there a read
+/// blocks in `ReadFile` even on an overlapped handle, until a message comes or
+/// this timeout ends it with `ERROR_SEM_TIMEOUT`; a waiting `recv` reads in
+/// slices this long and checks its deadline and the stop event between them.
+const WINE_READ_SLICE_MS: u32 = 20;
 /// `GetMailslotInfo`'s next-message size when none is queued (winbase.h).
 const MAILSLOT_NO_MESSAGE: u32 = u32::MAX;
 
@@ -182,24 +168,20 @@ fn name_taken(e: io::Error) -> io::Error {
     }
 }
 
-/// Under Wine (8) a read cuts a message longer than its buffer without a word,
-/// and `GetMailslotInfo` reports at most 64 KiB (or the maximum message size,
-/// if smaller) as the next message's size: a read that filled its buffer there
-/// may have lost the rest of the message.
+/// Under Wine (8), `GetMailslotInfo` reports at most this as the next
+/// message's size (or the maximum message size, if smaller), whatever the
+/// message's real size.
+const WINE_SIZE_CAP: usize = 64 * 1024;
+
+/// Under Wine (8) a read cuts a message longer than its buffer without a word;
+/// a read that filled its buffer there may have lost the rest of the message.
 fn cut_by_wine(read: usize, max: usize) -> io::Error {
-    let why = if read > max {
-        format!(
-            "an incoming message of more than {max} bytes exceeds the maximum message size \
-             of {max} bytes (Wine does not refuse it to the sender)"
-        )
-    } else {
-        format!(
-            "an incoming message of more than {} bytes could not be received whole: Wine's \
-             mailslot reads cut a message at the read's size (and report no size above 64 KiB \
-             to read it with), so it was dropped",
-            read.saturating_sub(1)
-        )
-    };
+    let why = format!(
+        "an incoming message of more than {} bytes exceeds the maximum message size of \
+         {max} bytes (Wine does not refuse it to the sender, and its mailslot reads cut a \
+         message at the read's size), so it was dropped",
+        read.saturating_sub(1)
+    );
     Error::new(ErrorKind::FrameTooLarge, why).into()
 }
 
@@ -222,11 +204,15 @@ impl MailslotReceiver {
         marker: Option<PathBuf>,
     ) -> io::Result<MailslotReceiver> {
         let os_max = u32::try_from(max).unwrap_or(u32::MAX);
+        let read_timeout = if wine_version().is_some() {
+            WINE_READ_SLICE_MS
+        } else {
+            MAILSLOT_WAIT_FOREVER
+        };
         // SAFETY: `path` is NUL-terminated and outlives the call; null security
         // attributes select the default descriptor. The result is checked by
         // `owned`.
-        let raw =
-            unsafe { CreateMailslotW(path.as_ptr(), os_max, MAILSLOT_WAIT_FOREVER, ptr::null()) };
+        let raw = unsafe { CreateMailslotW(path.as_ptr(), os_max, read_timeout, ptr::null()) };
         let handle = owned(raw).map_err(name_taken)?;
         Ok(MailslotReceiver {
             handle,
@@ -245,10 +231,11 @@ impl MailslotReceiver {
     ///
     /// Under Wine (8), whose reads cut a message at the read's size and whose
     /// `GetMailslotInfo` reports at most 64 KiB as the next message's size, a
-    /// message over 64 KiB (or over `max`, which Wine does not refuse to the
+    /// read that may meet a message of 64 KiB or more is sized for the maximum
+    /// message, and a message over `max` (which Wine does not refuse to the
     /// sender) is dropped with `ErrorKind::FrameTooLarge` instead of delivered
     /// cut: every read asks for one byte more than the message it expects, and
-    /// there a read that fills its buffer is taken as cut.
+    /// a read that fills its buffer is taken as cut.
     pub(crate) fn recv(&self, out: &mut Vec<u8>, timeout: Option<Duration>) -> io::Result<()> {
         let poll = timeout.is_some_and(|d| d.is_zero());
         let limit = timeout.and_then(|d| Instant::now().checked_add(d));
@@ -256,18 +243,20 @@ impl MailslotReceiver {
             return Err(overlapped::stopped("receive"));
         }
         let _turn = self.turn.take(limit)?;
+        let wine = wine_version().is_some();
         // Whether the last read was sized by the queued message's own size.
         let mut sized = false;
         loop {
             let next = self.queue()?.next;
             let (want, read_limit) = match next {
                 Some(size) => (
-                    size,
+                    self.read_size(size, wine),
                     Some(limit.map_or(Instant::now() + QUEUED_READ_GRACE, |l| {
                         l.max(Instant::now() + QUEUED_READ_GRACE)
                     })),
                 ),
                 None if poll => return Err(timed_out("receive")),
+                None if wine => (self.read_size(WINE_SIZE_CAP, wine), limit),
                 None => (self.max.min(FIRST_READ), limit),
             };
             let before = out.len();
@@ -278,19 +267,55 @@ impl MailslotReceiver {
                     sized = true;
                     continue;
                 }
+                // Wine: a slice of waiting ended with nothing (see
+                // `WINE_READ_SLICE_MS`).
+                Err(e) if wine && e.raw_os_error() == Some(ERROR_SEM_TIMEOUT as i32) => {
+                    if self.stop.is_set() {
+                        return Err(overlapped::stopped("receive"));
+                    }
+                    if limit.is_some_and(|l| l <= Instant::now()) {
+                        return Err(timed_out("receive"));
+                    }
+                    continue;
+                }
+                // Wine fails the read of an empty message with
+                // ERROR_BROKEN_PIPE (and takes it off the queue); on Windows a
+                // mailslot read never does, as a mailslot has no connection.
+                Err(e) if wine && e.raw_os_error() == Some(ERROR_BROKEN_PIPE as i32) => {
+                    out.truncate(before);
+                    return Ok(());
+                }
                 other => other?,
             }
             let n = out.len() - before;
-            if n > want && wine_version().is_some() {
+            if n > want && wine {
                 out.truncate(before);
                 return Err(cut_by_wine(n, self.max));
             }
             if n > self.max {
-                // Only with `max == 0` (any size to Windows): dropped whole.
+                // With `max == 0` (any size to Windows), and under Wine: dropped
+                // whole.
                 out.truncate(before);
                 return Err(too_large(n as u64, self.max));
             }
+            if wine && out.capacity() - out.len() > WINE_SIZE_CAP {
+                // Do not hand back the room of a read sized for the maximum.
+                out.shrink_to_fit();
+            }
             return Ok(());
+        }
+    }
+
+    /// How many bytes a read of a queued message of reported size `size` asks
+    /// for (one more is added, to tell a cut read). Under Wine a size at its cap
+    /// may stand for a larger message: the read is sized for the largest
+    /// message this receiver takes (at least the cap), so a message up to the
+    /// maximum arrives whole and a larger one is measured exactly when it fits.
+    fn read_size(&self, size: usize, wine: bool) -> usize {
+        if wine && size >= self.max.min(WINE_SIZE_CAP) {
+            self.max.max(WINE_SIZE_CAP)
+        } else {
+            size
         }
     }
 
