@@ -67,7 +67,10 @@ mod error;
 pub mod mailslot;
 pub mod message;
 pub mod platform;
+#[cfg(not(loom))]
+pub mod shm;
 pub mod stream;
+mod sync;
 mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;

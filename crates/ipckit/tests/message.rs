@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipckit::{
     ConnectOptions, ErrorKind, Listener, ListenerOptions, MessageListener, MessageStream,
 };
-use util::{slow_factor, unique_name, watchdog};
+use util::{pattern, slow_factor, unique_name, watchdog};
 
 fn limit(secs: u64) -> Duration {
     Duration::from_secs(secs * u64::from(slow_factor()))
@@ -26,20 +26,6 @@ fn addrs(tag: &str) -> Vec<String> {
         all.push(format!("@{}", unique_name(tag)));
     }
     all
-}
-
-/// A message whose every byte depends on its sequence number and size, so a
-/// message that is split, joined, reordered or corrupted is caught.
-fn pattern(seq: u64, size: usize) -> Vec<u8> {
-    let mut x = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ size as u64;
-    (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A seeded shuffle (xorshift), so a failing order can be replayed.

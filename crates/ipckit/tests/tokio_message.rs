@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ipckit::tokio::{Framed, MessageListener, MessageStream};
 use ipckit::{ErrorKind, ListenerOptions};
 use tokio::task::JoinHandle;
-use util::{slow_factor, unique_name, watchdog};
+use util::{pattern, slow_factor, unique_name, watchdog};
 
 fn limit(secs: u64) -> Duration {
     Duration::from_secs(secs * u64::from(slow_factor()))
@@ -39,18 +39,6 @@ fn addrs(tag: &str) -> Vec<String> {
         all.push(format!("@{}", unique_name(tag)));
     }
     all
-}
-
-fn pattern(seq: u64, size: usize) -> Vec<u8> {
-    let mut x = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ size as u64 ^ 1;
-    (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Echoes one client's messages until it closes; returns how many.

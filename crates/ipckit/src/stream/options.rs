@@ -28,6 +28,7 @@ pub struct ListenerOptions {
     pub(crate) replace_stale: bool,
     pub(crate) backlog: i32,
     pub(crate) max_message_size: usize,
+    pub(crate) shm_capacity: usize,
 }
 
 impl Default for ListenerOptions {
@@ -39,6 +40,7 @@ impl Default for ListenerOptions {
             replace_stale: true,
             backlog: 1024,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            shm_capacity: crate::sys::shm_channel::DEFAULT_CAPACITY,
         }
     }
 }

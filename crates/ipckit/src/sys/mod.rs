@@ -20,8 +20,22 @@
 //!   the blocking layer's sockets. Windows: `NamedPipeServer`/`NamedPipeClient`,
 //!   always one instance waiting. The async message channel (`MsgListener`,
 //!   `MsgStream`, `connect_message`) likewise.
+//! - `shm`: shared memory: `Region` (named), `Mapping`, `map_file`, `unlink`;
+//!   `Wakers` (futex on Linux, named events on Windows), `Peer` (watching the
+//!   other process for its exit). Unix: `shm_open` + `mmap`. Windows:
+//!   `CreateFileMappingW` in `Local\`.
+//!
+//! Portable parts that need `unsafe` live here too: `ring` (the SPSC ring of
+//! records in shared memory), `shm_channel` (the channel's header and its
+//! waiting), `mem` (bounds-checked copies in and out of a mapping).
+//!
 //! - `wine_version()`: the Wine version when running under Wine (Windows only; `None`
 //!   elsewhere).
+
+pub(crate) mod mem;
+pub(crate) mod ring;
+#[cfg(not(loom))]
+pub(crate) mod shm_channel;
 
 #[cfg(unix)]
 mod unix;

@@ -63,3 +63,17 @@ pub(crate) fn skip_under_wine(what: &str, why: &str) -> bool {
         None => false,
     }
 }
+
+/// A message whose every byte depends on its sequence number and size, so a
+/// message that is split, joined, reordered or corrupted is caught.
+pub(crate) fn pattern(seq: u64, size: usize) -> Vec<u8> {
+    let mut x = (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ size as u64) | 1;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

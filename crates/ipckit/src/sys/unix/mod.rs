@@ -5,6 +5,7 @@ mod dgram;
 mod fdio;
 mod runtime_dir;
 mod seqpacket;
+pub(crate) mod shm;
 mod stream;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;

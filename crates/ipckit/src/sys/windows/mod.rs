@@ -21,6 +21,7 @@ mod mailslot_group;
 mod message;
 mod overlapped;
 mod pipe;
+pub(crate) mod shm;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
 #[cfg(feature = "tokio")]

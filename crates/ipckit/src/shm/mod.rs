@@ -1,0 +1,324 @@
+//! Shared memory: named regions, file-backed mappings, and a message channel
+//! through a ring buffer that wakes its reader ([`ShmListener`] /
+//! [`ShmChannel`], in [`channel`]).
+//!
+//! | | Windows | Unix |
+//! |---|---|---|
+//! | `shm:NAME` region | the file mapping `Local\NAME` (paging-file backed) | the POSIX object `/NAME` (`shm_open`, mode 0600) |
+//! | a file | `CreateFileMappingW` of the file | `mmap` of the file |
+//! | the name goes | with the last handle or view | when the creator drops it (configurable), or `SharedMemory::remove` |
+//!
+//! The names are the ones Python's `multiprocessing.shared_memory.SharedMemory`
+//! and .NET's `MemoryMappedFile.CreateNew` use, so a region can be shared with
+//! programs in those languages.
+//!
+//! ```no_run
+//! use ipckit::shm::SharedMemory;
+//!
+//! let mut region = SharedMemory::create("shm:status", 4096)?;
+//! region.write_at(0, b"ready")?;
+//! let other = SharedMemory::open("shm:status")?; // as another process would
+//! let mut word = [0; 5];
+//! other.read_at(0, &mut word)?;
+//! assert_eq!(&word, b"ready");
+//! # Ok::<(), ipckit::Error>(())
+//! ```
+//!
+//! # Concurrency
+//!
+//! A region is plain memory shared with other processes: ipckit cannot know
+//! who else writes it. [`read_at`](SharedMemory::read_at) and
+//! [`write_at`](SharedMemory::write_at) copy bytes; if another process writes
+//! the same bytes at the same time, a read may see a mix of old and new bytes.
+//! Agree on a protocol (or use the [`channel`], which has one) for anything
+//! more.
+
+pub mod channel;
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+use crate::address::Address;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
+
+pub use channel::{ShmChannel, ShmListener};
+
+/// Turns `shm:NAME` (or a bare `NAME`) into the name, checked as an address.
+pub(crate) fn region_name(text: &str) -> Result<String> {
+    let full = if text.starts_with("shm:") {
+        text.to_owned()
+    } else {
+        format!("shm:{text}")
+    };
+    match full.parse::<Address>()? {
+        Address::Shm(name) => Ok(name),
+        _ => Err(Error::new(
+            ErrorKind::InvalidAddress,
+            format!("invalid shared-memory name {text:?}"),
+        )),
+    }
+}
+
+enum Backing {
+    Named(sys::shm::Region),
+    File { map: sys::shm::Mapping, _file: File },
+}
+
+/// A region of shared memory mapped into this process: a named region
+/// (`shm:NAME`) or a file.
+///
+/// This corresponds to `CreateFileMappingW` + `MapViewOfFile` on Windows and
+/// `shm_open` + `mmap` on Unix.
+pub struct SharedMemory {
+    backing: Backing,
+    /// The name, for named regions.
+    name: Option<String>,
+    /// Remove the name when dropped (Unix; the creator's default).
+    remove_on_drop: bool,
+}
+
+impl fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMemory")
+            .field("name", &self.name)
+            .field("len", &self.len())
+            .field("remove_on_drop", &self.remove_on_drop)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedMemory {
+    /// Creates the region `name` (`shm:NAME` or `NAME`) of `size` bytes, all
+    /// zero, which only the current user can open. Dropping it removes the name
+    /// (see [`set_remove_on_drop`](SharedMemory::set_remove_on_drop)).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::AddrInUse`] when a region of that name exists,
+    /// [`ErrorKind::InvalidAddress`] for a bad name,
+    /// [`ErrorKind::InvalidOption`] for a size of 0, and the OS error otherwise.
+    #[doc(alias = "CreateFileMappingW")]
+    #[doc(alias = "shm_open")]
+    pub fn create(name: &str, size: usize) -> Result<SharedMemory> {
+        let name = region_name(name)?;
+        if size == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidOption,
+                format!("cannot create shm:{name} with a size of 0 bytes"),
+            ));
+        }
+        let region = sys::shm::Region::create(&name, size).map_err(|e| {
+            let e = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                std::io::Error::new(std::io::ErrorKind::AddrInUse, e)
+            } else {
+                e
+            };
+            Error::io(format!("create shm:{name} of {size} bytes"), e)
+        })?;
+        Ok(SharedMemory {
+            backing: Backing::Named(region),
+            name: Some(name),
+            remove_on_drop: true,
+        })
+    }
+
+    /// Opens the existing region `name`, mapping all of it.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// ### Windows
+    ///
+    /// Windows does not record a mapping's exact size where an opener can read
+    /// it: [`len`](SharedMemory::len) is the size rounded up to whole pages
+    /// (4 KiB), the extra bytes zero. Use
+    /// [`open_sized`](SharedMemory::open_sized) to insist on a size.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] when no region has the name, and the OS error
+    /// otherwise.
+    #[doc(alias = "OpenFileMappingW")]
+    pub fn open(name: &str) -> Result<SharedMemory> {
+        let name = region_name(name)?;
+        let region = sys::shm::Region::open(&name).map_err(|e| {
+            let what = format!("open shm:{name}");
+            match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Error::io(format!("{what}: no shared-memory region has that name"), e)
+                }
+                _ => Error::io(what, e),
+            }
+        })?;
+        Ok(SharedMemory {
+            backing: Backing::Named(region),
+            name: Some(name),
+            remove_on_drop: false,
+        })
+    }
+
+    /// Opens the region `name` and checks that it is `size` bytes (on Windows,
+    /// `size` rounded up to whole pages, as [`open`](SharedMemory::open) tells).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] when the sizes differ, naming both, and the
+    /// errors of [`open`](SharedMemory::open).
+    pub fn open_sized(name: &str, size: usize) -> Result<SharedMemory> {
+        let region = SharedMemory::open(name)?;
+        let len = region.len();
+        let page = 4096;
+        let fits = len == size || (cfg!(windows) && len == size.next_multiple_of(page));
+        if !fits {
+            return Err(Error::new(
+                ErrorKind::InvalidOption,
+                format!(
+                    "shm:{} is {len} bytes, not the {size} bytes expected",
+                    region.name.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(region)
+    }
+
+    /// Maps all of the existing file at `path` for reading and writing:
+    /// writes reach the file and every other process that maps it.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of opening or mapping the file; [`ErrorKind::InvalidOption`]
+    /// for an empty file.
+    pub fn map_file(path: impl AsRef<Path>) -> Result<SharedMemory> {
+        let path = path.as_ref();
+        let what = || format!("map the file {}", path.display());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(what(), e))?;
+        if file.metadata().map_err(|e| Error::io(what(), e))?.len() == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidOption,
+                format!("{}: the file is empty (0 bytes)", what()),
+            ));
+        }
+        let map = sys::shm::map_file(&file).map_err(|e| Error::io(what(), e))?;
+        Ok(SharedMemory {
+            backing: Backing::File { map, _file: file },
+            name: None,
+            remove_on_drop: false,
+        })
+    }
+
+    fn mapping(&self) -> &sys::shm::Mapping {
+        match &self.backing {
+            Backing::Named(region) => region.mapping(),
+            Backing::File { map, .. } => map,
+        }
+    }
+
+    /// The size of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.mapping().len()
+    }
+
+    /// Always false: a region has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name, for a named region.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The first byte of the mapping, valid for reads and writes of
+    /// [`len`](SharedMemory::len) bytes while `self` lives, and aligned to a
+    /// page.
+    ///
+    /// Other processes may read and write these bytes at any time, so a
+    /// `&[u8]` or `&mut [u8]` made from this pointer is sound only while the
+    /// program's own protocol guarantees that nobody else writes (or, for
+    /// `&mut`, touches) the bytes it covers; atomics placed in the region
+    /// (`&*ptr.cast::<AtomicU32>()`, suitably aligned) are the tool for
+    /// sharing words.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.mapping().as_ptr()
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] when the range is not inside the region.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        if sys::mem::read_at(self.mapping(), offset, buf) {
+            Ok(())
+        } else {
+            Err(self.out_of_range("read", offset, buf.len()))
+        }
+    }
+
+    /// Copies `data` to `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] when the range is not inside the region.
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+        if sys::mem::write_at(self.mapping(), offset, data) {
+            Ok(())
+        } else {
+            Err(self.out_of_range("write", offset, data.len()))
+        }
+    }
+
+    fn out_of_range(&self, what: &str, offset: usize, len: usize) -> Error {
+        Error::new(
+            ErrorKind::InvalidOption,
+            format!(
+                "cannot {what} {len} bytes at offset {offset} of {}: it is {} bytes",
+                self.describe(),
+                self.len()
+            ),
+        )
+    }
+
+    fn describe(&self) -> String {
+        match &self.name {
+            Some(name) => format!("shm:{name}"),
+            None => "the mapped file".to_owned(),
+        }
+    }
+
+    /// Whether dropping this region removes its name (Unix; default: true for
+    /// the creator, false for openers). Processes that have it mapped keep
+    /// their mapping; the name is free for a new region. On Windows a name
+    /// lives exactly as long as some process has the region open, and this
+    /// changes nothing.
+    pub fn set_remove_on_drop(&mut self, yes: bool) -> &mut Self {
+        self.remove_on_drop = yes;
+        self
+    }
+
+    /// Removes the name `name` now (Unix; on Windows there is nothing to
+    /// remove, and this succeeds).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] when no region has the name, and the OS error
+    /// otherwise.
+    #[doc(alias = "shm_unlink")]
+    pub fn remove(name: &str) -> Result<()> {
+        let name = region_name(name)?;
+        sys::shm::unlink(&name).map_err(|e| Error::io(format!("remove shm:{name}"), e))
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        if let (true, Some(name)) = (self.remove_on_drop, &self.name) {
+            let _ = sys::shm::unlink(name);
+        }
+    }
+}

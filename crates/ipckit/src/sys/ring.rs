@@ -1,0 +1,365 @@
+//! The ring of one direction of a shared-memory channel: a single-producer,
+//! single-consumer queue of variable-size records in a byte area of shared
+//! memory, with monotonic 64-bit write and read positions.
+//!
+//! A record is an 8-byte header (`u32` payload length, `u32` flags, native
+//! byte order) and the payload, padded to a multiple of 8. A record never wraps
+//! around the end of the area: when one does not fit in the tail, the writer
+//! puts a `WRAP` header there and the record at offset 0, and publishes both
+//! at once. A payload is at most `capacity / 2 - 8` bytes, so a record always
+//! fits once the reader has drained the ring; larger messages are split into
+//! chunks flagged `MORE`.
+//!
+//! The writer alone stores `write`, the reader alone stores `read`. The writer
+//! fills a record, then publishes it with a release store of `write`; the
+//! reader's acquire load of `write` makes the record's bytes visible before it
+//! reads them, and its release store of `read` hands the space back. Nothing
+//! read from the area is trusted: a length or flag that could not have been
+//! written by a writer following this protocol is `Corrupt`.
+//!
+//! The only unsafe here is the copying of bytes in and out of the area, whose
+//! validity [`Ring::new`]'s caller guarantees.
+#![allow(unsafe_code)]
+
+use std::ptr;
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// The size of a record's header.
+pub(crate) const RECORD_HEADER: usize = 8;
+/// The payload goes on in the next record.
+const MORE: u32 = 1;
+/// No record here: the next one is at offset 0.
+const WRAP: u32 = 2;
+
+/// A position value on its own cache line, so the writer's and the reader's
+/// stores do not contend.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub(crate) struct Line(pub(crate) AtomicU64);
+
+/// The two positions of a ring, as laid out in shared memory.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Positions {
+    /// Bytes published by the writer, ever.
+    pub(crate) write: Line,
+    /// Bytes consumed by the reader, ever.
+    pub(crate) read: Line,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(size_of::<Positions>() == 128);
+
+/// A ring whose records claim more than was published, or lengths and flags
+/// no writer of this protocol writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Corrupt(pub(crate) String);
+
+fn pad(len: usize) -> usize {
+    len.next_multiple_of(8)
+}
+
+/// One ring: its positions and its byte area.
+#[derive(Debug)]
+pub(crate) struct Ring<'a> {
+    pos: &'a Positions,
+    data: *mut u8,
+    cap: usize,
+}
+
+// SAFETY: a `Ring` is a view of shared memory that `Ring::new`'s caller keeps
+// valid; its methods are safe to call from any thread under the single-writer,
+// single-reader rule that the caller also guarantees.
+unsafe impl Send for Ring<'_> {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Ring<'_> {}
+
+impl<'a> Ring<'a> {
+    /// A ring over `cap` bytes at `data`, with positions `pos`.
+    ///
+    /// # Safety
+    ///
+    /// `data` is valid for reads and writes of `cap` bytes for `'a` (it may be
+    /// shared with other processes), `cap` is a multiple of 8 and at least 64,
+    /// and across all processes at most one thread writes (`try_write`) and at
+    /// most one reads (`try_read`) at a time.
+    pub(crate) unsafe fn new(pos: &'a Positions, data: *mut u8, cap: usize) -> Ring<'a> {
+        debug_assert!(cap % 8 == 0 && cap >= 64);
+        Ring { pos, data, cap }
+    }
+
+    /// The largest payload of one record.
+    pub(crate) fn max_chunk(&self) -> usize {
+        self.cap / 2 - RECORD_HEADER
+    }
+
+    /// Whether the reader has consumed everything published.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos.read.0.load(Ordering::Acquire) == self.pos.write.0.load(Ordering::Acquire)
+    }
+
+    fn put_header(&self, off: usize, len: u32, flags: u32) {
+        let header = [len.to_ne_bytes(), flags.to_ne_bytes()].concat();
+        // SAFETY: `off + 8 <= cap` (offsets are multiples of 8 below `cap`), so
+        // the 8 bytes are inside the area, which `new`'s caller keeps valid;
+        // this thread is the only writer, and the reader does not look at them
+        // until they are published.
+        unsafe {
+            ptr::copy_nonoverlapping(header.as_ptr(), self.data.wrapping_add(off), RECORD_HEADER)
+        };
+    }
+
+    fn get_header(&self, off: usize) -> (u32, u32) {
+        let mut header = [0u8; RECORD_HEADER];
+        // SAFETY: `off + 8 <= cap`, inside the area `new`'s caller keeps valid;
+        // the bytes were published by the writer (release/acquire on `write`).
+        unsafe {
+            ptr::copy_nonoverlapping(
+                self.data.wrapping_add(off),
+                header.as_mut_ptr(),
+                RECORD_HEADER,
+            )
+        };
+        let [a, b, c, d, e, f, g, h] = header;
+        (
+            u32::from_ne_bytes([a, b, c, d]),
+            u32::from_ne_bytes([e, f, g, h]),
+        )
+    }
+
+    /// Where a record of `len` payload bytes goes at write position `w`: its
+    /// offset, the tail skipped before it, and whether the ring has room.
+    fn place(&self, w: u64, len: usize) -> (usize, usize, bool) {
+        let r = self.pos.read.0.load(Ordering::Acquire);
+        let used = w.wrapping_sub(r) as usize;
+        let free = self.cap - used.min(self.cap);
+        let need = RECORD_HEADER + pad(len);
+        let off = (w % self.cap as u64) as usize;
+        let tail = self.cap - off;
+        let (at, skip) = if need <= tail { (off, 0) } else { (0, tail) };
+        (at, skip, free >= skip + need)
+    }
+
+    /// Whether a record of `len` payload bytes fits now (called by the writer).
+    pub(crate) fn has_room(&self, len: usize) -> bool {
+        self.place(self.pos.write.0.load(Ordering::Relaxed), len).2
+    }
+
+    /// Appends `chunk` (at most [`max_chunk`](Ring::max_chunk) bytes) as one
+    /// record, flagged to go on in the next if `more`; `false` if it does not
+    /// fit now.
+    pub(crate) fn try_write(&self, chunk: &[u8], more: bool) -> bool {
+        debug_assert!(chunk.len() <= self.max_chunk());
+        let w = self.pos.write.0.load(Ordering::Relaxed);
+        let (at, skip, room) = self.place(w, chunk.len());
+        if !room {
+            return false;
+        }
+        let need = RECORD_HEADER + pad(chunk.len());
+        if skip > 0 {
+            self.put_header(self.cap - skip, 0, WRAP);
+        }
+        self.put_header(at, chunk.len() as u32, if more { MORE } else { 0 });
+        // SAFETY: `at + need <= cap`, so the payload's bytes are inside the area;
+        // they are free (the reader has consumed them: `free >= skip + need`),
+        // and this thread is the only writer.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                chunk.as_ptr(),
+                self.data.wrapping_add(at + RECORD_HEADER),
+                chunk.len(),
+            );
+        }
+        self.pos
+            .write
+            .0
+            .store(w + (skip + need) as u64, Ordering::Release);
+        true
+    }
+
+    /// Takes the next record, appending its payload to `out`: `Some(more)`,
+    /// where `more` says the message goes on in the next record, or `None`
+    /// when nothing is published.
+    pub(crate) fn try_read(&self, out: &mut Vec<u8>) -> Result<Option<bool>, Corrupt> {
+        let mut r = self.pos.read.0.load(Ordering::Relaxed);
+        let w = self.pos.write.0.load(Ordering::Acquire);
+        if r == w {
+            return Ok(None);
+        }
+        let published = w.wrapping_sub(r);
+        if published > self.cap as u64 || published % 8 != 0 || r % 8 != 0 {
+            return Err(Corrupt(format!(
+                "positions read {r} and write {w} are not those of a ring of {} bytes",
+                self.cap
+            )));
+        }
+        let mut off = (r % self.cap as u64) as usize;
+        let (mut len, mut flags) = self.get_header(off);
+        if flags == WRAP {
+            if off == 0 || len != 0 {
+                return Err(Corrupt(format!("a wrap record at offset {off}")));
+            }
+            r += (self.cap - off) as u64;
+            off = 0;
+            (len, flags) = self.get_header(0);
+        }
+        let len = len as usize;
+        let need = RECORD_HEADER + pad(len);
+        if flags & !MORE != 0 || len > self.max_chunk() || r + need as u64 > w {
+            return Err(Corrupt(format!(
+                "a record of {len} bytes with flags {flags:#x} at offset {off}, \
+                 {} bytes published",
+                w.wrapping_sub(r)
+            )));
+        }
+        out.reserve(len);
+        let spare = out.spare_capacity_mut();
+        // SAFETY: `off + need <= cap` (`need <= max_chunk + 8 <= cap / 2`, and a
+        // writer never lets a record cross the end, which `r + need <= w`
+        // together with the checks above holds this record to), so the source is
+        // inside the area and was published; `spare` has room for `len` bytes.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                self.data.wrapping_add(off + RECORD_HEADER),
+                spare.as_mut_ptr().cast::<u8>(),
+                len,
+            );
+        }
+        // SAFETY: the copy above initialised `len` more bytes after `out.len()`.
+        unsafe { out.set_len(out.len() + len) };
+        self.pos.read.0.store(r + need as u64, Ordering::Release);
+        Ok(Some(flags & MORE != 0))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn ring<'a>(area: &'a mut [u64], pos: &'a Positions) -> Ring<'a> {
+        let (data, cap) = (area.as_mut_ptr().cast::<u8>(), area.len() * 8);
+        // SAFETY: `area` is borrowed for as long as the ring lives, and the tests
+        // use one thread.
+        unsafe { Ring::new(pos, data, cap) }
+    }
+
+    #[test]
+    fn records_wrap_and_keep_their_bytes() {
+        let mut area = vec![0u64; 16]; // 128 bytes: chunks of up to 56
+        let pos = Positions::default();
+        let ring = ring(&mut area, &pos);
+        assert_eq!(ring.max_chunk(), 56);
+        let mut out = Vec::new();
+        for round in 0..200u32 {
+            let len = (round as usize * 13) % 57;
+            let msg: Vec<u8> = (0..len).map(|i| (i as u32 + round) as u8).collect();
+            assert!(ring.try_write(&msg, round % 3 == 0), "round {round}");
+            out.clear();
+            assert_eq!(ring.try_read(&mut out), Ok(Some(round % 3 == 0)));
+            assert_eq!(out, msg, "round {round}");
+            assert_eq!(ring.try_read(&mut out), Ok(None));
+        }
+    }
+
+    #[test]
+    fn a_full_ring_refuses_until_read() {
+        let mut area = vec![0u64; 16];
+        let pos = Positions::default();
+        let ring = ring(&mut area, &pos);
+        let mut n = 0;
+        while ring.try_write(&[n as u8; 20], false) {
+            n += 1;
+        }
+        assert_eq!(n, 4, "4 records of 32 bytes fit in 128");
+        let mut out = Vec::new();
+        assert_eq!(ring.try_read(&mut out), Ok(Some(false)));
+        assert!(ring.try_write(&[9; 20], false));
+        for want in [1u8, 2, 3, 9] {
+            out.clear();
+            ring.try_read(&mut out).unwrap();
+            assert_eq!(out, vec![want; 20]);
+        }
+    }
+
+    #[test]
+    fn corrupt_records_are_refused() {
+        let mut area = vec![0u64; 16];
+        let pos = Positions::default();
+        let ring = ring(&mut area, &pos);
+        assert!(ring.try_write(b"hello", false));
+        // A length past what was published.
+        ring.put_header(0, 50, 0);
+        assert!(ring.try_read(&mut Vec::new()).is_err());
+        ring.put_header(0, 5, 0x80);
+        assert!(ring.try_read(&mut Vec::new()).is_err(), "unknown flag");
+        ring.put_header(0, 0, WRAP);
+        assert!(ring.try_read(&mut Vec::new()).is_err(), "wrap at 0");
+        pos.write.0.store(1_000, Ordering::Relaxed);
+        assert!(ring.try_read(&mut Vec::new()).is_err(), "bad positions");
+    }
+}
+
+/// The loom model of the index protocol: a writer and a reader on their own
+/// threads pass messages through a ring small enough to wrap, and every
+/// message arrives whole and in order in every interleaving loom explores.
+///
+/// Run with `RUSTFLAGS="--cfg loom"`, see docs/TESTING.md.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    struct Shared {
+        pos: Positions,
+        area: std::cell::UnsafeCell<[u64; 8]>,
+    }
+    // SAFETY: the area is only touched through a `Ring`, by one writer and one
+    // reader thread, under the protocol being checked.
+    unsafe impl Sync for Shared {}
+    // SAFETY: as for `Sync`.
+    unsafe impl Send for Shared {}
+
+    fn ring(shared: &Shared) -> Ring<'_> {
+        // SAFETY: `shared` outlives the ring; one writer and one reader thread.
+        unsafe { Ring::new(&shared.pos, shared.area.get().cast::<u8>(), 64) }
+    }
+
+    #[test]
+    fn loom_messages_arrive_whole_and_in_order() {
+        loom::model(|| {
+            let shared = Arc::new(Shared {
+                pos: Positions::default(),
+                area: std::cell::UnsafeCell::new([0; 8]),
+            });
+            // Chunks of at most 24 bytes in a 64-byte area: the third wraps.
+            let msgs: [&[u8]; 3] = [b"0123456789abcdef01", b"xy", b"0123456789abcdefghij"];
+            let writer = {
+                let shared = Arc::clone(&shared);
+                loom::thread::spawn(move || {
+                    let ring = ring(&shared);
+                    for m in msgs {
+                        while !ring.try_write(m, false) {
+                            loom::thread::yield_now();
+                        }
+                    }
+                })
+            };
+            let ring = ring(&shared);
+            for m in msgs {
+                let mut out = Vec::new();
+                loop {
+                    match ring.try_read(&mut out).expect("never corrupt") {
+                        Some(more) => {
+                            assert!(!more);
+                            break;
+                        }
+                        None => loom::thread::yield_now(),
+                    }
+                }
+                assert_eq!(out, m);
+            }
+            writer.join().unwrap();
+        });
+    }
+}

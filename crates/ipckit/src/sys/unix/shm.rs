@@ -1,0 +1,258 @@
+//! Shared memory on Unix: POSIX named regions (`shm_open`), file-backed
+//! mappings (`mmap` of a file), futex wake-ups on words in a region (Linux), and
+//! watching a peer process for its exit (`pidfd_open`, else `kill(pid, 0)`).
+//!
+//! `shm:NAME` is the POSIX name `/NAME`, the name Python's
+//! `multiprocessing.shared_memory.SharedMemory(name="NAME")` uses, created with
+//! mode 0600 and `O_EXCL`.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use rustix::fs::Mode;
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
+use rustix::shm;
+
+/// A mapping of shared memory into this process, unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a `Mapping` is a plain range of shared memory. Nothing about it is tied
+// to the thread that mapped it; every access through it goes through raw
+// pointers whose users synchronise (atomics) or document the race.
+unsafe impl Send for Mapping {}
+// SAFETY: as for `Send`: `&Mapping` only hands out the raw pointer and length.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps all `len` bytes of `fd`, shared and writable.
+    fn map(fd: impl AsFd, len: usize) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map an empty region (0 bytes)",
+            ));
+        }
+        // SAFETY: a null hint lets the kernel choose a fresh range, so no existing
+        // memory of this process is replaced; `fd` is open for reading and
+        // writing and at least `len` bytes long (callers size or measure it).
+        let raw = unsafe {
+            mmap(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }?;
+        let ptr =
+            NonNull::new(raw.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the range `mmap` returned, mapped once
+        // and unmapped only here; nothing borrows it beyond the `Mapping`.
+        let _ = unsafe { munmap(self.ptr.as_ptr().cast::<c_void>(), self.len) };
+    }
+}
+
+/// The POSIX name of `shm:NAME`.
+fn posix_name(name: &str) -> String {
+    format!("/{name}")
+}
+
+/// The size of the object `fd` refers to.
+fn size_of_fd(fd: impl AsFd) -> io::Result<usize> {
+    let st = rustix::fs::fstat(fd)?;
+    usize::try_from(st.st_size).map_err(|_| io::Error::other("region size out of range"))
+}
+
+/// A named region of shared memory.
+#[derive(Debug)]
+pub(crate) struct Region {
+    map: Mapping,
+}
+
+impl Region {
+    /// Creates region `name` of `len` bytes (zeroed), owner-only (0600). A name
+    /// that exists is `AlreadyExists`.
+    pub(crate) fn create(name: &str, len: usize) -> io::Result<Region> {
+        let fd = shm::open(
+            posix_name(name).as_str(),
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            Mode::from_raw_mode(0o600),
+        )?;
+        let sized = u64::try_from(len)
+            .map_err(|_| io::Error::other("size out of range"))
+            .and_then(|l| rustix::fs::ftruncate(&fd, l).map_err(io::Error::from))
+            .and_then(|()| Mapping::map(&fd, len));
+        match sized {
+            Ok(map) => Ok(Region { map }),
+            Err(e) => {
+                let _ = unlink(name);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens region `name`, mapping all of it. A name that does not exist is
+    /// `NotFound`.
+    pub(crate) fn open(name: &str) -> io::Result<Region> {
+        let fd = shm::open(posix_name(name).as_str(), shm::OFlags::RDWR, Mode::empty())?;
+        let len = size_of_fd(&fd)?;
+        Ok(Region {
+            map: Mapping::map(&fd, len)?,
+        })
+    }
+
+    pub(crate) fn mapping(&self) -> &Mapping {
+        &self.map
+    }
+
+    /// The exact size, as created.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// Removes the name `name` (the memory stays while anyone maps it).
+pub(crate) fn unlink(name: &str) -> io::Result<()> {
+    shm::unlink(posix_name(name).as_str()).map_err(io::Error::from)
+}
+
+/// Maps all of `file` (opened for reading and writing), shared: writes reach
+/// the file and every other mapping of it.
+pub(crate) fn map_file(file: &File) -> io::Result<Mapping> {
+    let len = size_of_fd(file)?;
+    Mapping::map(file, len)
+}
+
+/// Waits for `word` to change from `seen`, for at most `timeout`, or until
+/// [`wake`]. It may return early for no reason; callers recheck.
+///
+/// Linux: `FUTEX_WAIT` without `FUTEX_PRIVATE_FLAG`, so it works across
+/// processes on a word in shared memory. Elsewhere: sleeps a little.
+#[cfg(target_os = "linux")]
+pub(crate) fn wait(word: &AtomicU32, seen: u32, timeout: Duration) {
+    use rustix::thread::futex;
+    let ts = futex::Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    // EAGAIN (the word had changed), EINTR and ETIMEDOUT are all "look again".
+    let _ = futex::wait(word, futex::Flags::empty(), seen, Some(&ts));
+}
+
+/// Wakes every thread of every process waiting on `word` in [`wait`].
+#[cfg(target_os = "linux")]
+pub(crate) fn wake(word: &AtomicU32) {
+    let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
+}
+
+/// Without futexes: a short sleep, at most `timeout`.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn wait(word: &AtomicU32, seen: u32, timeout: Duration) {
+    use std::sync::atomic::Ordering;
+    if word.load(Ordering::Acquire) == seen {
+        std::thread::sleep(timeout.min(Duration::from_micros(500)));
+    }
+}
+
+/// Without futexes, waiters sleep briefly and look again: nothing to do.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn wake(_word: &AtomicU32) {}
+
+/// Per-channel wake-up state: nothing on Unix (the futex words are in the
+/// region itself). On Windows it holds the named events.
+#[derive(Debug)]
+pub(crate) struct Wakers;
+
+impl Wakers {
+    pub(crate) fn create(_name: &str) -> io::Result<Wakers> {
+        Ok(Wakers)
+    }
+
+    pub(crate) fn open(_name: &str) -> io::Result<Wakers> {
+        Ok(Wakers)
+    }
+
+    /// See [`wait`]; `index` names the word for platforms that need it.
+    pub(crate) fn wait(&self, _index: usize, word: &AtomicU32, seen: u32, timeout: Duration) {
+        wait(word, seen, timeout);
+    }
+
+    /// See [`wake`].
+    pub(crate) fn wake(&self, _index: usize, word: &AtomicU32) {
+        wake(word);
+    }
+}
+
+/// The process this process talks to, watched for its exit.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pid: u32,
+    /// A pidfd where the kernel has them: immune to pid reuse.
+    pidfd: Option<OwnedFd>,
+}
+
+impl Peer {
+    pub(crate) fn watch(pid: u32) -> Peer {
+        let pidfd = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+            });
+        Peer { pid, pidfd }
+    }
+
+    /// Whether the process has exited (a zombie counts as exited).
+    pub(crate) fn exited(&self) -> bool {
+        match &self.pidfd {
+            Some(fd) => {
+                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+                matches!(rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default())), Ok(n) if n > 0)
+            }
+            None => !pid_alive(self.pid),
+        }
+    }
+}
+
+/// Whether a process with this id exists (it may be a zombie or, after reuse,
+/// another process).
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    !matches!(rustix::process::test_kill_process(p), Err(Errno::SRCH))
+}
+
+/// This process's id.
+pub(crate) fn current_pid() -> u32 {
+    std::process::id()
+}
