@@ -67,7 +67,6 @@ mod error;
 pub mod mailslot;
 pub mod message;
 pub mod platform;
-#[cfg(not(loom))]
 pub mod shm;
 pub mod stream;
 mod sync;

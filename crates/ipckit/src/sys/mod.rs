@@ -34,7 +34,6 @@
 
 pub(crate) mod mem;
 pub(crate) mod ring;
-#[cfg(not(loom))]
 pub(crate) mod shm_channel;
 
 #[cfg(unix)]

@@ -21,6 +21,8 @@
 //! validity [`Ring::new`]'s caller guarantees.
 #![allow(unsafe_code)]
 
+use std::mem::MaybeUninit;
+#[cfg(not(loom))]
 use std::ptr;
 
 use crate::sync::{AtomicU64, Ordering};
@@ -83,7 +85,8 @@ impl<'a> Ring<'a> {
     /// `data` is valid for reads and writes of `cap` bytes for `'a` (it may be
     /// shared with other processes), `cap` is a multiple of 8 and at least 64,
     /// and across all processes at most one thread writes (`try_write`) and at
-    /// most one reads (`try_read`) at a time.
+    /// most one reads (`try_read`) at a time. Under loom, `data` points to
+    /// `cap` `loom::sync::atomic::AtomicU8`s instead.
     pub(crate) unsafe fn new(pos: &'a Positions, data: *mut u8, cap: usize) -> Ring<'a> {
         debug_assert!(cap % 8 == 0 && cap >= 64);
         Ring { pos, data, cap }
@@ -101,26 +104,14 @@ impl<'a> Ring<'a> {
 
     fn put_header(&self, off: usize, len: u32, flags: u32) {
         let header = [len.to_ne_bytes(), flags.to_ne_bytes()].concat();
-        // SAFETY: `off + 8 <= cap` (offsets are multiples of 8 below `cap`), so
-        // the 8 bytes are inside the area, which `new`'s caller keeps valid;
-        // this thread is the only writer, and the reader does not look at them
-        // until they are published.
-        unsafe {
-            ptr::copy_nonoverlapping(header.as_ptr(), self.data.wrapping_add(off), RECORD_HEADER)
-        };
+        self.copy_in(off, &header);
     }
 
     fn get_header(&self, off: usize) -> (u32, u32) {
-        let mut header = [0u8; RECORD_HEADER];
-        // SAFETY: `off + 8 <= cap`, inside the area `new`'s caller keeps valid;
-        // the bytes were published by the writer (release/acquire on `write`).
-        unsafe {
-            ptr::copy_nonoverlapping(
-                self.data.wrapping_add(off),
-                header.as_mut_ptr(),
-                RECORD_HEADER,
-            )
-        };
+        let mut header = [MaybeUninit::<u8>::uninit(); RECORD_HEADER];
+        self.copy_out(off, &mut header);
+        // SAFETY: `copy_out` initialised every byte of `header`.
+        let header: [u8; RECORD_HEADER] = unsafe { std::mem::transmute(header) };
         let [a, b, c, d, e, f, g, h] = header;
         (
             u32::from_ne_bytes([a, b, c, d]),
@@ -146,6 +137,59 @@ impl<'a> Ring<'a> {
         self.place(self.pos.write.0.load(Ordering::Relaxed), len).2
     }
 
+    /// Copies `src` into the area at `off`.
+    ///
+    /// Under loom the area is an array of `AtomicU8`, and each byte is a
+    /// relaxed atomic store: loom then sees the bytes, and a reader that could
+    /// see them before their publication (a weaker ordering on `write`) fails
+    /// the model.
+    fn copy_in(&self, off: usize, src: &[u8]) {
+        assert!(off <= self.cap && src.len() <= self.cap - off);
+        #[cfg(not(loom))]
+        // SAFETY: `off + src.len() <= cap` (asserted), so the destination is
+        // inside the area, which `new`'s caller keeps valid for writes; `src` is
+        // a borrowed buffer of this process, not part of the area.
+        unsafe {
+            ptr::copy_nonoverlapping(src.as_ptr(), self.data.wrapping_add(off), src.len());
+        }
+        #[cfg(loom)]
+        for (i, &b) in src.iter().enumerate() {
+            let cell = self
+                .data
+                .cast::<loom::sync::atomic::AtomicU8>()
+                .wrapping_add(off + i);
+            // SAFETY: under loom, `new`'s caller passes an array of `cap`
+            // `AtomicU8`s, and `off + i < cap`.
+            unsafe { &*cell }.store(b, Ordering::Relaxed);
+        }
+    }
+
+    /// Copies `dst.len()` bytes of the area at `off` into `dst` (see
+    /// [`copy_in`](Ring::copy_in) for loom).
+    fn copy_out(&self, off: usize, dst: &mut [MaybeUninit<u8>]) {
+        assert!(off <= self.cap && dst.len() <= self.cap - off);
+        #[cfg(not(loom))]
+        // SAFETY: `off + dst.len() <= cap` (asserted), so the source is inside
+        // the area, which `new`'s caller keeps valid for reads; `dst` is a
+        // buffer of this process, not part of the area.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                self.data.wrapping_add(off),
+                dst.as_mut_ptr().cast::<u8>(),
+                dst.len(),
+            );
+        }
+        #[cfg(loom)]
+        for (i, d) in dst.iter_mut().enumerate() {
+            let cell = self
+                .data
+                .cast::<loom::sync::atomic::AtomicU8>()
+                .wrapping_add(off + i);
+            // SAFETY: as in `copy_in`.
+            d.write(unsafe { &*cell }.load(Ordering::Relaxed));
+        }
+    }
+
     /// Appends `chunk` (at most [`max_chunk`](Ring::max_chunk) bytes) as one
     /// record, flagged to go on in the next if `more`; `false` if it does not
     /// fit now.
@@ -161,16 +205,9 @@ impl<'a> Ring<'a> {
             self.put_header(self.cap - skip, 0, WRAP);
         }
         self.put_header(at, chunk.len() as u32, if more { MORE } else { 0 });
-        // SAFETY: `at + need <= cap`, so the payload's bytes are inside the area;
-        // they are free (the reader has consumed them: `free >= skip + need`),
-        // and this thread is the only writer.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                chunk.as_ptr(),
-                self.data.wrapping_add(at + RECORD_HEADER),
-                chunk.len(),
-            );
-        }
+        // The payload's bytes are free: the reader has consumed them
+        // (`free >= skip + need`), and this thread is the only writer.
+        self.copy_in(at + RECORD_HEADER, chunk);
         self.pos
             .write
             .0
@@ -214,19 +251,14 @@ impl<'a> Ring<'a> {
             )));
         }
         out.reserve(len);
-        let spare = out.spare_capacity_mut();
-        // SAFETY: `off + need <= cap` (`need <= max_chunk + 8 <= cap / 2`, and a
-        // writer never lets a record cross the end, which `r + need <= w`
-        // together with the checks above holds this record to), so the source is
-        // inside the area and was published; `spare` has room for `len` bytes.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                self.data.wrapping_add(off + RECORD_HEADER),
-                spare.as_mut_ptr().cast::<u8>(),
-                len,
-            );
+        if off + need > self.cap {
+            return Err(Corrupt(format!(
+                "a record of {len} bytes at offset {off} crosses the end of the ring"
+            )));
         }
-        // SAFETY: the copy above initialised `len` more bytes after `out.len()`.
+        // The record was published (`r + need <= w`, acquire on `write`).
+        self.copy_out(off + RECORD_HEADER, &mut out.spare_capacity_mut()[..len]);
+        // SAFETY: `copy_out` initialised `len` more bytes after `out.len()`.
         unsafe { out.set_len(out.len() + len) };
         self.pos.read.0.store(r + need as u64, Ordering::Release);
         Ok(Some(flags & MORE != 0))
@@ -312,17 +344,19 @@ mod loom_tests {
 
     struct Shared {
         pos: Positions,
-        area: std::cell::UnsafeCell<[u64; 8]>,
+        area: [loom::sync::atomic::AtomicU8; 64],
     }
-    // SAFETY: the area is only touched through a `Ring`, by one writer and one
-    // reader thread, under the protocol being checked.
-    unsafe impl Sync for Shared {}
-    // SAFETY: as for `Sync`.
-    unsafe impl Send for Shared {}
 
     fn ring(shared: &Shared) -> Ring<'_> {
         // SAFETY: `shared` outlives the ring; one writer and one reader thread.
-        unsafe { Ring::new(&shared.pos, shared.area.get().cast::<u8>(), 64) }
+        // (Under loom the ring reads and writes the area as `AtomicU8`s.)
+        unsafe {
+            Ring::new(
+                &shared.pos,
+                shared.area.as_ptr().cast_mut().cast::<u8>(),
+                64,
+            )
+        }
     }
 
     #[test]
@@ -330,7 +364,7 @@ mod loom_tests {
         loom::model(|| {
             let shared = Arc::new(Shared {
                 pos: Positions::default(),
-                area: std::cell::UnsafeCell::new([0; 8]),
+                area: std::array::from_fn(|_| loom::sync::atomic::AtomicU8::new(0)),
             });
             // Chunks of at most 24 bytes in a 64-byte area: the third wraps.
             let msgs: [&[u8]; 3] = [b"0123456789abcdef01", b"xy", b"0123456789abcdefghij"];
