@@ -13,6 +13,7 @@ mod duration;
 mod mailslot;
 mod message;
 mod relay;
+mod shm;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -47,6 +48,30 @@ struct Cli {
 
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum ShmAction {
+    /// Create a region of SIZE bytes, all zero, only the current user can open.
+    /// On Unix it stays until `ipckit shm rm`; on Windows, where a mapping lives
+    /// only while a process holds it, the command holds it until stdin ends.
+    Create { name: String, size: usize },
+    /// Copy stdin into the region at --offset.
+    Write {
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Print --len bytes of the region from --offset (default: to the end).
+    Read {
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        #[arg(long)]
+        len: Option<usize>,
+    },
+    /// Remove the region's name (Unix; processes that map it keep it).
+    Rm { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +263,25 @@ enum Command {
         addr: Option<Address>,
     },
 
+    /// Create, write, read and remove named shared-memory regions.
+    ///
+    /// NAME is `shm:NAME` or `NAME`: the POSIX object `/NAME` on Unix (as Python's
+    /// `multiprocessing.shared_memory` names it), the mapping `Local\NAME` on
+    /// Windows. For a message channel through shared memory, use
+    /// `ipckit listen shm:NAME` and `ipckit connect shm:NAME`.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ipckit shm create status 4096\n",
+        "  printf ready | ipckit shm write status --offset 0\n",
+        "  ipckit shm read status --len 5      # prints: ready\n",
+        "  ipckit shm rm status\n",
+        "  ipckit listen --echo shm:fast & ipckit connect shm:fast  # a channel\n\n",
+    ))]
+    Shm {
+        #[command(subcommand)]
+        action: ShmAction,
+    },
+
     /// Measure real inter-process round trips and throughput on every transport.
     ///
     /// For each stream transport this OS has, this process binds a listener and
@@ -376,7 +420,9 @@ fn run(cli: Cli) -> Result<()> {
             count,
             addr,
         } => {
-            if message {
+            if matches!(addr, Address::Shm(_)) {
+                shm::listen(&addr, echo, count, cli.verbose)
+            } else if message {
                 message::listen(&addr, echo, count, cli.verbose)
             } else {
                 relay::listen(&addr, echo, cli.verbose)
@@ -389,6 +435,9 @@ fn run(cli: Cli) -> Result<()> {
             count,
             addr,
         } => {
+            if matches!(addr, Address::Shm(_)) {
+                return shm::connect(&addr, timeout, retry, count, cli.verbose);
+            }
             let mut opts = ConnectOptions::new();
             opts.retry_not_found(retry);
             if let Some(timeout) = timeout {
@@ -429,6 +478,12 @@ fn run(cli: Cli) -> Result<()> {
             };
             mailslot::recv(&args, cli.verbose)
         }
+        Command::Shm { action } => match action {
+            ShmAction::Create { name, size } => shm::create(&name, size, cli.verbose),
+            ShmAction::Write { name, offset } => shm::write(&name, offset),
+            ShmAction::Read { name, offset, len } => shm::read(&name, offset, len),
+            ShmAction::Rm { name } => shm::remove(&name),
+        },
         Command::Demo {
             rounds,
             size,

@@ -1,0 +1,177 @@
+//! `ipckit shm create|write|read|rm` on named shared-memory regions, and
+//! `listen`/`connect` on `shm:NAME` channels (always message mode: one line of
+//! stdin per message, one line of stdout per message).
+
+use std::io::{self, Read, Write};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ipckit::shm::{SharedMemory, ShmChannel, ShmListener};
+use ipckit::{Address, ErrorKind};
+
+use crate::message::{each_stdin_line, print_message};
+use crate::stdout_error;
+
+/// `ipckit shm create NAME SIZE`: on Unix the region outlives the command
+/// (remove it with `shm rm`); on Windows a mapping lives only while a process
+/// holds it, so the command holds it until its stdin ends.
+pub(crate) fn create(name: &str, size: usize, verbose: bool) -> Result<()> {
+    let mut region = SharedMemory::create(name, size)?;
+    region.set_remove_on_drop(false);
+    if verbose {
+        eprintln!("created {} of {} bytes", display(name), region.len());
+    }
+    if cfg!(windows) {
+        eprintln!(
+            "holding {} until stdin ends (Windows removes a mapping with its last handle)",
+            display(name)
+        );
+        io::copy(&mut io::stdin().lock(), &mut io::sink()).context("read stdin")?;
+    }
+    Ok(())
+}
+
+fn display(name: &str) -> String {
+    if name.starts_with("shm:") {
+        name.to_owned()
+    } else {
+        format!("shm:{name}")
+    }
+}
+
+/// `ipckit shm write NAME [--offset N]`: copies stdin into the region.
+pub(crate) fn write(name: &str, offset: usize) -> Result<()> {
+    let region = SharedMemory::open(name)?;
+    let mut data = Vec::new();
+    io::stdin()
+        .lock()
+        .read_to_end(&mut data)
+        .context("read stdin")?;
+    region.write_at(offset, &data)?;
+    Ok(())
+}
+
+/// `ipckit shm read NAME [--offset N] [--len N]`: prints bytes of the region
+/// (by default from the offset to the end).
+pub(crate) fn read(name: &str, offset: usize, len: Option<usize>) -> Result<()> {
+    let region = SharedMemory::open(name)?;
+    let len = match len {
+        Some(len) => len,
+        None => region.len().checked_sub(offset).with_context(|| {
+            format!(
+                "offset {offset} is past the end of {} ({} bytes)",
+                display(name),
+                region.len()
+            )
+        })?,
+    };
+    let mut buf = vec![0; len];
+    region.read_at(offset, &mut buf)?;
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(&buf)
+        .and_then(|()| stdout.flush())
+        .map_err(stdout_error)
+}
+
+/// `ipckit shm rm NAME`.
+pub(crate) fn remove(name: &str) -> Result<()> {
+    SharedMemory::remove(name)?;
+    Ok(())
+}
+
+/// `ipckit listen [--echo] [--count N] shm:NAME`: one peer.
+pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bool) -> Result<()> {
+    let mut listener = ShmListener::bind(addr)?;
+    if verbose {
+        eprintln!("listening on {}", listener.local_addr());
+    }
+    let channel = listener.accept()?;
+    if verbose {
+        eprintln!("accepted the peer on {addr}");
+    }
+    if echo {
+        let mut msg = Vec::new();
+        let mut messages = 0u64;
+        while channel.recv_into(&mut msg)? {
+            channel.send(&msg)?;
+            messages += 1;
+        }
+        if verbose {
+            eprintln!("the peer closed after {messages} messages");
+        }
+        return Ok(());
+    }
+    relay(channel, count)
+}
+
+/// `ipckit connect [--timeout DUR] [--retry] [--count N] shm:NAME`.
+pub(crate) fn connect(
+    addr: &Address,
+    timeout: Option<Duration>,
+    retry: bool,
+    count: Option<u64>,
+    verbose: bool,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let channel = loop {
+        match ShmChannel::connect(addr) {
+            Ok(c) => break c,
+            Err(e)
+                if retry
+                    && e.kind() == ErrorKind::NotFound
+                    && timeout.is_none_or(|t| started.elapsed() < t) =>
+            {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if verbose {
+        eprintln!("connected to {addr}");
+    }
+    relay(channel, count)
+}
+
+/// Sends each line of stdin as a message while printing each message that
+/// arrives; ends when the peer closes (an error before `count` messages), or
+/// after `count` messages once stdin has ended.
+fn relay(channel: ShmChannel, count: Option<u64>) -> Result<()> {
+    let channel = Arc::new(channel);
+    let sender = Arc::clone(&channel);
+    // Detached: it may be blocked reading stdin when the relay ends.
+    let stdin = thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            each_stdin_line(|msg| match sender.send(msg) {
+                Ok(()) => Ok(ControlFlow::Continue(())),
+                Err(e) if e.kind() == ErrorKind::Disconnected => Ok(ControlFlow::Break(())),
+                Err(e) => Err(e.into()),
+            })
+        })
+        .context("start the stdin thread")?;
+    let mut stdout = io::stdout().lock();
+    let mut msg = Vec::new();
+    let mut printed = 0u64;
+    while count.is_none_or(|wanted| printed < wanted) {
+        if !channel.recv_into(&mut msg)? {
+            if let Some(wanted) = count {
+                bail!(
+                    "the peer on {} closed the channel after {printed} of {wanted} messages",
+                    channel.peer_addr()
+                );
+            }
+            return Ok(());
+        }
+        print_message(&mut stdout, &msg)?;
+        printed += 1;
+    }
+    // --count reached: finish sending stdin, then close.
+    match stdin.join() {
+        Ok(result) => result,
+        Err(_) => bail!("the stdin thread panicked"),
+    }
+}
