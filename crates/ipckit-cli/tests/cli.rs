@@ -836,7 +836,7 @@ fn shm_regions_from_the_command_line() {
 fn shm_channel_echo_from_the_command_line() {
     let addr = format!("shm:{}", unique_name("cli-shm-echo"));
     let kids = Children::new();
-    let mut server = kids.ipckit(&["-v", "listen", "--echo", &addr]);
+    let server = kids.ipckit(&["-v", "listen", "--echo", &addr]);
     let (status, stdout, stderr) = run_with_stdin(
         &[
             "connect",
