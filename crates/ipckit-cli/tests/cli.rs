@@ -913,9 +913,12 @@ fn a_bad_address_names_the_rule_it_broke() {
         assert!(stderr.contains("known schemes are"), "{stderr}");
     }
     // Valid text, but not a stream endpoint: a runtime error, exit 1, one line.
-    let (status, _, stderr) = run(&["listen", "shm:region"]);
+    let (status, _, stderr) = run(&["listen", "mailslot:region"]);
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert_one_line_error(&stderr, &["shm:region", "not a stream endpoint"]);
+    assert_one_line_error(
+        &stderr,
+        &["mailslot:region", "cannot be used here", "not a stream"],
+    );
 }
 
 #[test]

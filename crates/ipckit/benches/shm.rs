@@ -1,0 +1,191 @@
+//! The shared-memory channel against a Unix-socket baseline and a `memcpy` of
+//! the same bytes, in one run:
+//!
+//! - 64-byte round trips (p50, p99): `ShmChannel` and `std::os::unix::net`
+//!   `UnixStream`, each between two threads that both stay busy;
+//! - the 64-byte message rate, one way;
+//! - 64 KiB throughput one way, against `copy_from_slice` of the same chunks;
+//! - the CPU time a receiver uses while it waits 1 s for nothing.
+//!
+//! `cargo bench -p ipckit --bench shm` (Unix). Figures: docs/BENCHMARKS.md.
+
+#[cfg(unix)]
+fn main() {
+    unix::main();
+}
+
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("the shm benchmark compares against Unix sockets: run it on Unix");
+}
+
+#[cfg(unix)]
+mod unix {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use ipckit::ListenerOptions;
+    use ipckit::shm::{ShmChannel, ShmListener};
+
+    fn pair(tag: &str) -> (ShmChannel, ShmChannel) {
+        let addr = format!("shm:ipckit-bench-{tag}-{}", std::process::id());
+        let mut listener: ShmListener = ListenerOptions::new()
+            .shm_capacity(4 << 20)
+            .bind_shm(addr.as_str())
+            .unwrap();
+        let client = thread::spawn(move || ShmChannel::connect(addr.as_str()).unwrap());
+        let server = listener.accept().unwrap();
+        (server, client.join().unwrap())
+    }
+
+    fn percentile(sorted: &[Duration], p: f64) -> Duration {
+        sorted[((sorted.len() as f64 - 1.0) * p) as usize]
+    }
+
+    fn report(name: &str, mut samples: Vec<Duration>) -> Duration {
+        samples.sort();
+        let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
+        println!("{name:<28} p50 {p50:>10.2?}  p99 {p99:>10.2?}");
+        p50
+    }
+
+    const ROUNDS: usize = 200_000;
+
+    fn shm_round_trips() -> Vec<Duration> {
+        let (a, b) = pair("rtt");
+        let echo = thread::spawn(move || {
+            let mut msg = Vec::new();
+            while b.recv_into(&mut msg).unwrap() {
+                b.send(&msg).unwrap();
+            }
+        });
+        let msg = [7u8; 64];
+        let mut back = Vec::new();
+        let mut samples = Vec::with_capacity(ROUNDS);
+        for i in 0..ROUNDS + 10_000 {
+            let t = Instant::now();
+            a.send(&msg).unwrap();
+            assert!(a.recv_into(&mut back).unwrap());
+            if i >= 10_000 {
+                samples.push(t.elapsed());
+            }
+        }
+        drop(a);
+        echo.join().unwrap();
+        samples
+    }
+
+    fn socket_round_trips() -> Vec<Duration> {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let rounds = ROUNDS / 10;
+        let echo = thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while b.read_exact(&mut buf).is_ok() {
+                b.write_all(&buf).unwrap();
+            }
+        });
+        let msg = [7u8; 64];
+        let mut back = [0u8; 64];
+        let mut samples = Vec::with_capacity(rounds);
+        for i in 0..rounds + 1000 {
+            let t = Instant::now();
+            a.write_all(&msg).unwrap();
+            a.read_exact(&mut back).unwrap();
+            if i >= 1000 {
+                samples.push(t.elapsed());
+            }
+        }
+        drop(a);
+        echo.join().unwrap();
+        samples
+    }
+
+    /// Messages per second, one way, `count` messages of `size` bytes.
+    fn shm_one_way(size: usize, count: usize) -> f64 {
+        let (a, b) = pair(&format!("rate{size}"));
+        let reader = thread::spawn(move || {
+            let mut msg = Vec::new();
+            let mut n = 0;
+            while b.recv_into(&mut msg).unwrap() {
+                n += 1;
+            }
+            n
+        });
+        let msg = vec![1u8; size];
+        let t = Instant::now();
+        for _ in 0..count {
+            a.send(&msg).unwrap();
+        }
+        drop(a);
+        assert_eq!(reader.join().unwrap(), count);
+        count as f64 / t.elapsed().as_secs_f64()
+    }
+
+    /// Bytes per second of copying `count` chunks of `size` bytes.
+    fn memcpy_rate(size: usize, count: usize) -> f64 {
+        let src = vec![1u8; size];
+        let mut dst = vec![0u8; size];
+        let t = Instant::now();
+        for i in 0..count {
+            dst.copy_from_slice(&src);
+            std::hint::black_box(&mut dst);
+            std::hint::black_box(i);
+        }
+        (size * count) as f64 / t.elapsed().as_secs_f64()
+    }
+
+    /// This process's user + system CPU time (Linux: /proc/self/stat).
+    fn cpu_time() -> Option<Duration> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_millis(ticks * 10)) // USER_HZ = 100
+    }
+
+    pub(super) fn main() {
+        println!("shared-memory channel vs Unix socket vs memcpy, one run\n");
+        let shm = report("shm round trip 64 B", shm_round_trips());
+        let sock = report("unix socket round trip 64 B", socket_round_trips());
+        println!(
+            "  ratio socket / shm p50: {:.1}x\n",
+            sock.as_secs_f64() / shm.as_secs_f64()
+        );
+
+        let rate = shm_one_way(64, 5_000_000);
+        println!("shm 64 B messages, one way: {:.1} M/s", rate / 1e6);
+        let chunks = 50_000;
+        let shm_bw = shm_one_way(64 * 1024, chunks) * 64.0 * 1024.0;
+        let copy_bw = memcpy_rate(64 * 1024, chunks);
+        println!(
+            "shm 64 KiB one way: {:.1} GB/s; memcpy of the same chunks: {:.1} GB/s; ratio {:.0} %",
+            shm_bw / 1e9,
+            copy_bw / 1e9,
+            100.0 * shm_bw / copy_bw
+        );
+
+        let (a, b) = pair("idle");
+        let b = Arc::new(b);
+        let before = cpu_time();
+        let t = Instant::now();
+        let waiter = {
+            let b = Arc::clone(&b);
+            thread::spawn(move || b.recv().unwrap())
+        };
+        thread::sleep(Duration::from_secs(1));
+        let used = cpu_time().zip(before).map(|(after, before)| after - before);
+        a.send(b"wake").unwrap();
+        assert_eq!(waiter.join().unwrap().as_deref(), Some(&b"wake"[..]));
+        match used {
+            Some(used) => println!(
+                "idle receiver: {used:?} of CPU in {:?} of waiting ({:.2} %)",
+                t.elapsed(),
+                100.0 * used.as_secs_f64() / t.elapsed().as_secs_f64()
+            ),
+            None => println!("idle receiver: no /proc/self/stat to measure CPU time"),
+        }
+    }
+}
