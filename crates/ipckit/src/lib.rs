@@ -55,8 +55,13 @@
 //! [`MailslotSender::broadcast`] reaches every receiver of a group. See
 //! [`mailslot`].
 //!
-//! Shared memory, child-process channels and RPC are on the roadmap (see the
-//! README).
+//! ## Shared memory
+//!
+//! [`shm::SharedMemory`] maps named regions and files; [`shm::ShmListener`] and
+//! [`shm::ShmChannel`] carry messages between two processes through a ring
+//! buffer in shared memory, waking the reader without polling. See [`shm`].
+//!
+//! Child-process channels and RPC are on the roadmap (see the README).
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
