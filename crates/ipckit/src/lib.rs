@@ -63,6 +63,7 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod address;
+pub mod child;
 mod error;
 pub mod mailslot;
 pub mod message;
