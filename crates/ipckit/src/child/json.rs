@@ -250,7 +250,7 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].as_ref().unwrap(), b"1");
         let err = got[1].as_ref().unwrap_err().to_string();
-        assert!(err.contains("6 bytes without the newline"), "{err}");
+        assert!(err.contains("5 bytes without the newline"), "{err}");
     }
 
     #[test]
