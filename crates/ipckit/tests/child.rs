@@ -35,6 +35,7 @@ mod roles {
     pub(super) fn run(role: &str) -> i32 {
         match role {
             "echo" => echo(),
+            "async_echo" => async_echo(),
             "bye" => {
                 let parent = parent_channel().expect("parent channel");
                 parent.send(b"bye").unwrap();
@@ -92,6 +93,21 @@ mod roles {
         while parent.recv_into(&mut msg).unwrap() {
             parent.send(&msg).unwrap();
         }
+        0
+    }
+
+    /// `echo` with the async channel.
+    fn async_echo() -> i32 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let parent = ipckit::tokio::child::parent_channel().expect("parent channel");
+            while let Some(msg) = parent.recv().await.unwrap() {
+                parent.send(&msg).await.unwrap();
+            }
+        });
         0
     }
 
@@ -533,4 +549,54 @@ mod node_and_python {
             assert_eq!(channel.recv().unwrap(), None);
         });
     }
+}
+
+#[test]
+fn async_channels_round_trip_both_ways() {
+    use ipckit::tokio::child::CommandExt as _;
+    watchdog(limit(60), || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // An async parent and an async child.
+            let mut cmd = tokio::process::Command::from(child("async_echo"));
+            cmd.kill_on_drop(true);
+            let (mut async_child, mut channel) = cmd.spawn_with_channel().unwrap();
+            channel.set_read_timeout(Some(limit(30))).unwrap();
+            assert!(channel.peer().starts_with("child process "));
+            for len in [0, 1, 1000, 70_000, 1 << 20] {
+                let msg = pattern(len);
+                channel.send(&msg).await.unwrap();
+                assert_eq!(channel.recv().await.unwrap().as_deref(), Some(&msg[..]));
+            }
+            // A recv cancelled by a timeout loses nothing.
+            let pending = tokio::time::timeout(Duration::from_millis(50), channel.recv()).await;
+            assert!(pending.is_err(), "nothing was sent, yet a message came");
+            channel.send(b"after").await.unwrap();
+            assert_eq!(
+                channel.recv().await.unwrap().as_deref(),
+                Some(&b"after"[..])
+            );
+            drop(channel);
+            assert!(async_child.wait().await.unwrap().success());
+
+            // An async parent and a blocking child; Json is refused clearly.
+            let mut cmd = tokio::process::Command::from(child("echo"));
+            cmd.kill_on_drop(true);
+            let (mut blocking_child, channel) =
+                ChannelOptions::new().spawn_tokio(&mut cmd).unwrap();
+            channel.send(b"ping").await.unwrap();
+            assert_eq!(channel.recv().await.unwrap().as_deref(), Some(&b"ping"[..]));
+            drop(channel);
+            assert!(blocking_child.wait().await.unwrap().success());
+            let err = ChannelOptions::new()
+                .serialization(Serialization::Json)
+                .spawn_tokio(&mut tokio::process::Command::new("node"))
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Unsupported);
+        });
+    });
 }

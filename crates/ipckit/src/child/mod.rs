@@ -204,6 +204,16 @@ impl ChannelOptions {
         self
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn get_serialization(&self) -> Serialization {
+        self.serialization
+    }
+
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn get_max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
     /// Spawns `cmd` with a channel, as [`CommandExt::spawn_with_channel`] does.
     ///
     /// The channel's variables are set on `cmd` for this spawn and removed
@@ -352,6 +362,43 @@ impl CommandExt for Command {
     }
 }
 
+/// The limits of one handle to a channel, blocking or async: timeouts and
+/// deadlines of each direction and the maximum message size, checked when set.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) read: Limits,
+    pub(crate) write: Limits,
+    pub(crate) max: usize,
+}
+
+impl Settings {
+    pub(crate) fn new(max: usize) -> Settings {
+        Settings {
+            read: Limits::default(),
+            write: Limits::default(),
+            max,
+        }
+    }
+
+    pub(crate) fn set_max_message_size(&mut self, bytes: usize) -> Result<()> {
+        check_max_message_size(bytes)?;
+        self.max = bytes;
+        Ok(())
+    }
+
+    pub(crate) fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        check_timeout(timeout, "read")?;
+        self.read.timeout = timeout;
+        Ok(())
+    }
+
+    pub(crate) fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        check_timeout(timeout, "write")?;
+        self.write.timeout = timeout;
+        Ok(())
+    }
+}
+
 /// What every clone of a [`ChildChannel`] shares.
 struct Shared {
     conn: Conn,
@@ -399,9 +446,7 @@ impl Shared {
 /// the channel.
 pub struct ChildChannel {
     shared: Arc<Shared>,
-    read: Limits,
-    write: Limits,
-    max: usize,
+    settings: Settings,
 }
 
 impl fmt::Debug for ChildChannel {
@@ -409,9 +454,7 @@ impl fmt::Debug for ChildChannel {
         f.debug_struct("ChildChannel")
             .field("peer", &self.shared.peer)
             .field("serialization", &self.shared.serialization)
-            .field("read", &self.read)
-            .field("write", &self.write)
-            .field("max_message_size", &self.max)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -428,9 +471,7 @@ impl ChildChannel {
                 peer,
                 closed: OnceLock::new(),
             }),
-            read: Limits::default(),
-            write: Limits::default(),
-            max: opts.max_message_size,
+            settings: Settings::new(opts.max_message_size),
         }
     }
 
@@ -456,7 +497,7 @@ impl ChildChannel {
     /// gone, and the OS error otherwise.
     pub fn send(&self, msg: &[u8]) -> Result<()> {
         self.shared.check_open()?;
-        let limit = self.write.until();
+        let limit = self.settings.write.until();
         match &self.shared.conn {
             Conn::Messages(s) => s.send(msg, limit),
             Conn::Json(l) => l.send(msg, limit),
@@ -508,10 +549,10 @@ impl ChildChannel {
     pub fn recv_into(&self, buf: &mut Vec<u8>) -> Result<bool> {
         buf.clear();
         self.shared.check_open()?;
-        let limit = self.read.until();
+        let limit = self.settings.read.until();
         let got = match &self.shared.conn {
-            Conn::Messages(s) => s.recv(buf, self.max, limit),
-            Conn::Json(l) => l.recv(buf, self.max, limit).and_then(|more| {
+            Conn::Messages(s) => s.recv(buf, self.settings.max, limit),
+            Conn::Json(l) => l.recv(buf, self.settings.max, limit).and_then(|more| {
                 if more {
                     json::check_json(buf)?;
                 }
@@ -570,7 +611,7 @@ impl ChildChannel {
 
     /// The largest incoming message this handle accepts.
     pub fn max_message_size(&self) -> usize {
-        self.max
+        self.settings.max
     }
 
     /// Sets the largest incoming message this handle accepts (default 64 MiB).
@@ -579,9 +620,7 @@ impl ChildChannel {
     ///
     /// [`ErrorKind::InvalidOption`] for 0.
     pub fn set_max_message_size(&mut self, bytes: usize) -> Result<()> {
-        check_max_message_size(bytes)?;
-        self.max = bytes;
-        Ok(())
+        self.settings.set_max_message_size(bytes)
     }
 
     /// Bounds every later `recv` to `timeout` (None: no bound).
@@ -590,9 +629,7 @@ impl ChildChannel {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "read")?;
-        self.read.timeout = timeout;
-        Ok(())
+        self.settings.set_read_timeout(timeout)
     }
 
     /// Bounds every later `send` to `timeout` (None: no bound).
@@ -601,19 +638,17 @@ impl ChildChannel {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "write")?;
-        self.write.timeout = timeout;
-        Ok(())
+        self.settings.set_write_timeout(timeout)
     }
 
     /// An absolute time after which `recv` fails with `TimedOut`.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.read.deadline = deadline;
+        self.settings.read.deadline = deadline;
     }
 
     /// An absolute time after which `send` fails with `TimedOut`.
     pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.write.deadline = deadline;
+        self.settings.write.deadline = deadline;
     }
 
     /// Another handle to the same channel, with this one's limits to start with.
@@ -625,9 +660,7 @@ impl ChildChannel {
     pub fn try_clone(&self) -> Result<ChildChannel> {
         Ok(ChildChannel {
             shared: Arc::clone(&self.shared),
-            read: self.read,
-            write: self.write,
-            max: self.max,
+            settings: self.settings,
         })
     }
 }
