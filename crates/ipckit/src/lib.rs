@@ -55,8 +55,13 @@
 //! [`MailslotSender::broadcast`] reaches every receiver of a group. See
 //! [`mailslot`].
 //!
-//! Shared memory, child-process channels and RPC are on the roadmap (see the
-//! README).
+//! ## Child processes
+//!
+//! [`child`]: spawn a `Command` with an inherited message channel and get it
+//! back in the child with [`child::parent_channel`]; Node's `json` channel
+//! (`child_process.fork`) too.
+//!
+//! Shared memory and RPC are on the roadmap (see the README).
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
