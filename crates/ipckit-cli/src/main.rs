@@ -14,6 +14,7 @@ mod mailslot;
 mod message;
 mod relay;
 mod shm;
+mod spawn;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -282,6 +283,48 @@ enum Command {
         action: ShmAction,
     },
 
+    /// Run a child with a channel and bridge it to stdin/stdout, a message per line.
+    ///
+    /// Starts CMD with ARGS and an inherited channel, like Node's
+    /// child_process.fork: each line of stdin, without its \n or \r\n, is sent
+    /// to the child as one message, and each message from the child is printed
+    /// followed by \n. The child's own stdout goes to stderr; its stdin is empty.
+    ///
+    /// --serialization json (the default) is Node's: the channel is the
+    /// descriptor in NODE_CHANNEL_FD, with NODE_CHANNEL_SERIALIZATION_MODE=json,
+    /// one JSON value per line, so an unmodified Node child that uses
+    /// process.send and process.on('message') works. A line of stdin that is not
+    /// JSON is reported on stderr and not sent; so is a line from the child that
+    /// is not JSON, and the bridge goes on. Not available on Windows.
+    ///
+    /// --serialization messages is ipckit's own channel (IPCKIT_CHANNEL): whole
+    /// messages of any bytes, for a child that calls ipckit's parent_channel().
+    ///
+    /// At the end of stdin the child is told that no more messages come (a Node
+    /// child sees 'disconnect'; on Windows a message channel cannot be
+    /// half-closed, so nothing is said there). The command exits when the child
+    /// has closed the channel and exited: 0 if it succeeded, 1 otherwise.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  echo '{\"job\": 1}' | ipckit spawn -- node worker.js\n",
+        "  ipckit spawn -v -- node child.js < requests.jsonl > replies.jsonl\n",
+        "  ipckit spawn --serialization messages -- ./my-rust-child --serve\n\n",
+    ))]
+    Spawn {
+        /// How messages travel: json (Node's) or messages (ipckit's).
+        #[arg(long, value_name = "S", default_value = "json", value_parser = parse_serialization)]
+        serialization: ipckit::child::Serialization,
+
+        /// The program to run and its arguments (after --).
+        #[arg(
+            value_name = "CMD",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        cmd: Vec<OsString>,
+    },
+
     /// Measure real inter-process round trips and throughput on every transport.
     ///
     /// For each stream transport this OS has, this process binds a listener and
@@ -320,6 +363,14 @@ enum Command {
         size: u32,
         bulk: u64,
     },
+}
+
+fn parse_serialization(text: &str) -> Result<ipckit::child::Serialization, String> {
+    match text {
+        "json" => Ok(ipckit::child::Serialization::Json),
+        "messages" => Ok(ipckit::child::Serialization::Messages),
+        _ => Err("expected json or messages".into()),
+    }
 }
 
 fn parse_address(text: &str) -> Result<Address, ipckit::Error> {
@@ -484,6 +535,7 @@ fn run(cli: Cli) -> Result<()> {
             ShmAction::Read { name, offset, len } => shm::read(&name, offset, len),
             ShmAction::Rm { name } => shm::remove(&name),
         },
+        Command::Spawn { serialization, cmd } => spawn::run(serialization, &cmd, cli.verbose),
         Command::Demo {
             rounds,
             size,

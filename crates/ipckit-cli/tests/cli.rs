@@ -935,7 +935,7 @@ fn a_bad_duration_is_a_usage_error() {
 
 #[test]
 fn every_subcommand_has_help_with_an_example() {
-    for sub in ["listen", "connect", "send", "recv", "shm", "demo"] {
+    for sub in ["listen", "connect", "send", "recv", "shm", "spawn", "demo"] {
         let (status, stdout, _) = run(&[sub, "--help"]);
         assert!(status.success());
         assert!(stdout.contains("Examples:"), "{sub}: {stdout}");
@@ -1042,4 +1042,87 @@ print("ok" if results == {0: True, 1: True, 2: True} else "FAILED %r" % results)
         "{} was left behind",
         path.display()
     );
+}
+
+/// A Node script of the library's tests.
+#[cfg(unix)]
+fn node_script(name: &str) -> String {
+    format!("{}/../ipckit/tests/node/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[cfg(unix)]
+#[test]
+fn spawn_bridges_an_unmodified_node_child_in_json() {
+    let script = node_script("child_echo.js");
+    let input = b"{\"job\": 1}\nnot json\n[\"two\", 2]\r\n\"three\"\n";
+    let (status, stdout, stderr) = run_with_stdin(&["spawn", "--", "node", &script], input);
+    assert!(status.success(), "{status}: {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(lines[0].starts_with("{\"ready\":true,\"pid\":"), "{stdout}");
+    assert_eq!(
+        &lines[1..],
+        [
+            "{\"echo\":{\"job\":1}}",
+            "{\"echo\":[\"two\",2]}",
+            "{\"echo\":\"three\"}"
+        ]
+    );
+    // The bad line was reported, not sent, and the bridge went on.
+    assert!(
+        stderr.contains("line 2 of stdin not sent") && stderr.contains("not valid JSON"),
+        "{stderr}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn spawn_carries_whole_messages_to_an_ipckit_child() {
+    // Python as the child: an echo over the inherited SOCK_SEQPACKET socket,
+    // which it finds through IPCKIT_CHANNEL.
+    const ECHO: &str = "import os, socket\n\
+        s = socket.socket(fileno=int(os.environ['IPCKIT_CHANNEL']))\n\
+        assert s.type == socket.SOCK_SEQPACKET, s.type\n\
+        while True:\n    m = s.recv(1 << 20)\n    if not m: break\n    s.send(m.upper())\n";
+    let (status, stdout, stderr) = run_with_stdin(
+        &[
+            "spawn",
+            "--serialization",
+            "messages",
+            "--",
+            "python3",
+            "-c",
+            ECHO,
+        ],
+        b"hello\nnot json is fine here\n",
+    );
+    assert!(status.success(), "{status}: {stderr}");
+    assert_eq!(stdout, "HELLO\nNOT JSON IS FINE HERE\n", "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn spawn_reports_a_failing_child_and_its_stdout_on_stderr() {
+    let (status, stdout, stderr) = run(&["spawn", "--", "sh", "-c", "echo chatter; exit 7"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("chatter"), "{stderr}");
+    assert!(
+        stderr.contains("child process") && stderr.contains("exit status: 7"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn spawn_of_a_missing_program_fails_naming_it() {
+    let (status, stdout, stderr) = run(&[
+        "spawn",
+        "--serialization",
+        "messages",
+        "--",
+        "ipckit-no-such-program",
+    ]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stdout, "");
+    assert_one_line_error(&stderr, &["spawn", "ipckit-no-such-program"]);
 }

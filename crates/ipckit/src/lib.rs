@@ -61,13 +61,20 @@
 //! [`shm::ShmChannel`] carry messages between two processes through a ring
 //! buffer in shared memory, waking the reader without polling. See [`shm`].
 //!
-//! Child-process channels and RPC are on the roadmap (see the README).
+//! ## Child processes
+//!
+//! [`child`]: spawn a `Command` with an inherited message channel and get it
+//! back in the child with [`child::parent_channel`]; Node's `json` channel
+//! (`child_process.fork`) too.
+//!
+//! RPC is on the roadmap (see the README).
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod address;
+pub mod child;
 mod error;
 pub mod mailslot;
 pub mod message;

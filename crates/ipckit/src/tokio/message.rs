@@ -201,7 +201,7 @@ impl fmt::Debug for MessageStream {
 }
 
 /// Runs `op` until `limit`, if any.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     limit: Option<Instant>,
     what: &str,
     op: impl Future<Output = io::Result<T>>,

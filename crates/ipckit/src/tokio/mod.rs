@@ -61,6 +61,7 @@
 //! bounds the time without data, not each loop turn. Setting a timeout or a
 //! deadline restarts the clock.
 
+pub mod child;
 mod framed;
 mod limit;
 mod mailslot;

@@ -1,6 +1,7 @@
 //! Unix: Unix domain sockets (path and Linux abstract names), byte streams and
 //! `SOCK_SEQPACKET` message channels, with poll-based deadlines.
 
+pub(crate) mod child;
 mod dgram;
 mod fdio;
 mod runtime_dir;

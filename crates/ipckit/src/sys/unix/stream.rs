@@ -179,6 +179,13 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
+    /// Adopts a connected stream socket (a child-process channel's end).
+    pub(super) fn from_fd(fd: OwnedFd) -> Stream {
+        Stream {
+            sock: UnixStream::from(fd),
+        }
+    }
+
     pub(crate) fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<Stream> {
         let fd = connect_socket(ep, opts, SocketType::STREAM)?;
         Ok(Stream {

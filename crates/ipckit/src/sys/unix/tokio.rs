@@ -132,6 +132,11 @@ impl MsgStream {
         Ok(MsgStream { io: watch(sock)? })
     }
 
+    /// Adopts a blocking channel (a child-process channel's end).
+    pub(crate) fn from_blocking(sock: seqpacket::MsgStream) -> io::Result<MsgStream> {
+        MsgStream::new(sock)
+    }
+
     /// Cancel safe: a record is taken only by the poll that returns it.
     pub(crate) async fn recv(&self, out: &mut Vec<u8>, max: usize) -> io::Result<bool> {
         loop {

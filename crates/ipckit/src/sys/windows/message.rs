@@ -133,7 +133,8 @@ fn wrong_kind() -> io::Error {
 }
 
 impl MsgStream {
-    fn new(handle: OwnedHandle, server: bool) -> io::Result<MsgStream> {
+    /// Wraps a connected message-mode handle; `server` for a server end.
+    pub(super) fn new(handle: OwnedHandle, server: bool) -> io::Result<MsgStream> {
         Ok(MsgStream {
             handle,
             server,
@@ -148,24 +149,7 @@ impl MsgStream {
     }
 
     pub(crate) fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<MsgStream> {
-        let handle = connect_handle(ep, opts)?;
-        let mode = PIPE_READMODE_MESSAGE;
-        // SAFETY: `handle` is a live pipe client handle with write access (for
-        // FILE_WRITE_ATTRIBUTES); `mode` is valid for reads during the call and
-        // the two null pointers leave the collection settings alone.
-        let ok = unsafe {
-            SetNamedPipeHandleState(handle.as_raw_handle(), &mode, ptr::null(), ptr::null())
-        };
-        if ok == 0 {
-            let err = io::Error::last_os_error();
-            // A byte-type pipe cannot be read in message mode.
-            return Err(if serves_bytes(&handle) {
-                wrong_kind()
-            } else {
-                err
-            });
-        }
-        MsgStream::new(handle, false)
+        MsgStream::new(client_handle(ep, opts)?, false)
     }
 
     /// Sends `msg` as one message (one `WriteFile`), giving up at `limit`.
@@ -431,6 +415,28 @@ impl MsgStream {
             unsafe { DisconnectNamedPipe(self.handle.as_raw_handle()) };
         }
     }
+}
+
+/// Opens the client end of the message pipe at `ep`, switched to
+/// `PIPE_READMODE_MESSAGE`.
+pub(super) fn client_handle(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<OwnedHandle> {
+    let handle = connect_handle(ep, opts)?;
+    let mode = PIPE_READMODE_MESSAGE;
+    // SAFETY: `handle` is a live pipe client handle with write access (for
+    // FILE_WRITE_ATTRIBUTES); `mode` is valid for reads during the call and
+    // the two null pointers leave the collection settings alone.
+    let ok =
+        unsafe { SetNamedPipeHandleState(handle.as_raw_handle(), &mode, ptr::null(), ptr::null()) };
+    if ok == 0 {
+        let err = io::Error::last_os_error();
+        // A byte-type pipe cannot be read in message mode.
+        return Err(if serves_bytes(&handle) {
+            wrong_kind()
+        } else {
+            err
+        });
+    }
+    Ok(handle)
 }
 
 /// Whether the pipe behind `handle` is a byte-type pipe.

@@ -15,6 +15,7 @@
 //! - `wine`: Wine detection.
 #![allow(unsafe_code)]
 
+pub(crate) mod child;
 mod handle;
 mod mailslot;
 mod mailslot_group;

@@ -42,6 +42,11 @@ impl MsgStream {
         }
     }
 
+    /// Adopts a blocking channel (a child-process channel's end).
+    pub(crate) fn from_blocking(inner: message::MsgStream) -> io::Result<MsgStream> {
+        Ok(MsgStream::new(inner))
+    }
+
     /// Cancel safe (see the module docs).
     pub(crate) async fn recv(&self, out: &mut Vec<u8>, max: usize) -> io::Result<bool> {
         let (result, msg) = in_flight(&self.receiving, || {
