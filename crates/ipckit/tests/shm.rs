@@ -111,6 +111,49 @@ fn a_million_messages_between_two_processes_each_checked() {
     });
 }
 
+/// The lock-free halves of `split`: one thread sends through the ring while
+/// another receives, every message checked; dropping the sending half ends the
+/// peer's stream, and dropping the receiving half makes the peer's sends fail.
+#[test]
+fn split_halves_carry_messages_and_close_their_direction() {
+    const COUNT: u64 = 200_000;
+    watchdog(limit(120), || {
+        let addr = shm("split");
+        let mut listener = ListenerOptions::new()
+            .shm_capacity(16 * 1024)
+            .bind_shm(addr.as_str())
+            .unwrap();
+        let client = thread::spawn({
+            let addr = addr.clone();
+            move || ShmChannel::connect(addr.as_str()).unwrap()
+        });
+        let server = listener.accept_timeout(limit(10)).unwrap();
+        let (mut stx, mut srx) = server.split();
+        let (mut ctx, crx) = client.join().unwrap().split();
+        let sender = thread::spawn(move || {
+            for seq in 0..COUNT {
+                stx.send(&pattern(seq, size_of_seq(seq))).unwrap();
+            }
+        });
+        let mut crx = crx;
+        let mut got = Vec::new();
+        for seq in 0..COUNT {
+            assert!(crx.recv_into(&mut got).unwrap(), "message {seq}");
+            assert!(
+                got == pattern(seq, size_of_seq(seq)),
+                "message {seq} intact"
+            );
+        }
+        sender.join().unwrap(); // the server's sending half is dropped
+        assert_eq!(crx.recv().unwrap(), None, "its direction is closed");
+        ctx.send(b"other way").unwrap();
+        assert_eq!(srx.recv().unwrap().unwrap(), b"other way");
+        drop(srx);
+        let err = ctx.send(b"nobody reads").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+    });
+}
+
 #[test]
 fn a_full_ring_makes_the_sender_wait_and_loses_nothing() {
     watchdog(limit(60), || {

@@ -43,7 +43,7 @@ use crate::address::Address;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 
-pub use channel::{ShmChannel, ShmListener};
+pub use channel::{ShmChannel, ShmListener, ShmReceiver, ShmSender};
 
 /// Turns `shm:NAME` (or a bare `NAME`) into the name, checked as an address.
 pub(crate) fn region_name(text: &str) -> Result<String> {

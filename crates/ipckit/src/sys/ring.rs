@@ -97,14 +97,9 @@ impl<'a> Ring<'a> {
         self.cap / 2 - RECORD_HEADER
     }
 
-    /// Whether the reader has consumed everything published.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.pos.read.0.load(Ordering::Acquire) == self.pos.write.0.load(Ordering::Acquire)
-    }
-
     fn put_header(&self, off: usize, len: u32, flags: u32) {
-        let header = [len.to_ne_bytes(), flags.to_ne_bytes()].concat();
-        self.copy_in(off, &header);
+        let (l, f) = (len.to_ne_bytes(), flags.to_ne_bytes());
+        self.copy_in(off, &[l[0], l[1], l[2], l[3], f[0], f[1], f[2], f[3]]);
     }
 
     fn get_header(&self, off: usize) -> (u32, u32) {
@@ -121,20 +116,26 @@ impl<'a> Ring<'a> {
 
     /// Where a record of `len` payload bytes goes at write position `w`: its
     /// offset, the tail skipped before it, and whether the ring has room.
-    fn place(&self, w: u64, len: usize) -> (usize, usize, bool) {
-        let r = self.pos.read.0.load(Ordering::Acquire);
-        let used = w.wrapping_sub(r) as usize;
-        let free = self.cap - used.min(self.cap);
+    /// `read_seen` is the writer's last look at the read position: only when
+    /// that shows too little room is the position loaded again (each load may
+    /// take the cache line from the reader's core).
+    fn place(&self, w: u64, len: usize, read_seen: &mut u64) -> (usize, usize, bool) {
         let need = RECORD_HEADER + pad(len);
         let off = (w % self.cap as u64) as usize;
         let tail = self.cap - off;
         let (at, skip) = if need <= tail { (off, 0) } else { (0, tail) };
-        (at, skip, free >= skip + need)
+        let free = |r: u64| self.cap - (w.wrapping_sub(r) as usize).min(self.cap);
+        if free(*read_seen) < skip + need {
+            *read_seen = self.pos.read.0.load(Ordering::Acquire);
+        }
+        (at, skip, free(*read_seen) >= skip + need)
     }
 
-    /// Whether a record of `len` payload bytes fits now (called by the writer).
-    pub(crate) fn has_room(&self, len: usize) -> bool {
-        self.place(self.pos.write.0.load(Ordering::Relaxed), len).2
+    /// Whether a record of `len` payload bytes fits now (called by the writer;
+    /// `read_seen` as for [`try_write`](Ring::try_write)).
+    pub(crate) fn has_room(&self, len: usize, read_seen: &mut u64) -> bool {
+        self.place(self.pos.write.0.load(Ordering::Relaxed), len, read_seen)
+            .2
     }
 
     /// Copies `src` into the area at `off`.
@@ -192,11 +193,12 @@ impl<'a> Ring<'a> {
 
     /// Appends `chunk` (at most [`max_chunk`](Ring::max_chunk) bytes) as one
     /// record, flagged to go on in the next if `more`; `false` if it does not
-    /// fit now.
-    pub(crate) fn try_write(&self, chunk: &[u8], more: bool) -> bool {
+    /// fit now. `read_seen` is the writer's own memory of the read position
+    /// (start at 0), kept from call to call.
+    pub(crate) fn try_write(&self, chunk: &[u8], more: bool, read_seen: &mut u64) -> bool {
         debug_assert!(chunk.len() <= self.max_chunk());
         let w = self.pos.write.0.load(Ordering::Relaxed);
-        let (at, skip, room) = self.place(w, chunk.len());
+        let (at, skip, room) = self.place(w, chunk.len(), read_seen);
         if !room {
             return false;
         }
@@ -217,13 +219,21 @@ impl<'a> Ring<'a> {
 
     /// Takes the next record, appending its payload to `out`: `Some(more)`,
     /// where `more` says the message goes on in the next record, or `None`
-    /// when nothing is published.
-    pub(crate) fn try_read(&self, out: &mut Vec<u8>) -> Result<Option<bool>, Corrupt> {
-        let mut r = self.pos.read.0.load(Ordering::Relaxed);
-        let w = self.pos.write.0.load(Ordering::Acquire);
-        if r == w {
-            return Ok(None);
+    /// when nothing is published. It moves the reader's own position; the
+    /// shared one follows in [`publish_if_due`](Ring::publish_if_due).
+    pub(crate) fn try_read(
+        &self,
+        out: &mut Vec<u8>,
+        rd: &mut Reader,
+    ) -> Result<Option<bool>, Corrupt> {
+        let mut r = rd.pos;
+        if r == rd.write_seen {
+            rd.write_seen = self.pos.write.0.load(Ordering::Acquire);
+            if r == rd.write_seen {
+                return Ok(None);
+            }
         }
+        let w = rd.write_seen;
         let published = w.wrapping_sub(r);
         if published > self.cap as u64 || published % 8 != 0 || r % 8 != 0 {
             return Err(Corrupt(format!(
@@ -260,9 +270,40 @@ impl<'a> Ring<'a> {
         self.copy_out(off + RECORD_HEADER, &mut out.spare_capacity_mut()[..len]);
         // SAFETY: `copy_out` initialised `len` more bytes after `out.len()`.
         unsafe { out.set_len(out.len() + len) };
-        self.pos.read.0.store(r + need as u64, Ordering::Release);
+        rd.pos = r + need as u64;
         Ok(Some(flags & MORE != 0))
     }
+
+    /// Hands the space the reader has consumed back to the writer, when that is
+    /// due: once an eighth of the ring is consumed, or when the reader has read
+    /// everything it knows of (so it never waits with space unreturned). Each
+    /// store can take the position's cache line from a writer that looks at it,
+    /// so a reader that runs behind stores it seldom. Returns whether it
+    /// stored.
+    pub(crate) fn publish_if_due(&self, rd: &mut Reader) -> bool {
+        let due = rd.pos - rd.published >= (self.cap / 8) as u64 || rd.pos == rd.write_seen;
+        if due && rd.pos != rd.published {
+            self.pos.read.0.store(rd.pos, Ordering::Release);
+            rd.published = rd.pos;
+            return true;
+        }
+        false
+    }
+
+    /// Whether the writer has published past the reader's position.
+    pub(crate) fn has_data(&self, rd: &Reader) -> bool {
+        self.pos.write.0.load(Ordering::Acquire) != rd.pos
+    }
+}
+
+/// The reader's side of a ring, kept by the reader from call to call: its own
+/// position, the position it last handed back, and the last write position it
+/// saw. Starts at zero, as a new ring does.
+#[derive(Debug, Default)]
+pub(crate) struct Reader {
+    pos: u64,
+    published: u64,
+    write_seen: u64,
 }
 
 #[cfg(all(test, not(loom)))]
@@ -282,15 +323,20 @@ mod tests {
         let pos = Positions::default();
         let ring = ring(&mut area, &pos);
         assert_eq!(ring.max_chunk(), 56);
+        let (mut seen_r, mut rd) = (0, Reader::default());
         let mut out = Vec::new();
         for round in 0..200u32 {
             let len = (round as usize * 13) % 57;
             let msg: Vec<u8> = (0..len).map(|i| (i as u32 + round) as u8).collect();
-            assert!(ring.try_write(&msg, round % 3 == 0), "round {round}");
+            assert!(
+                ring.try_write(&msg, round % 3 == 0, &mut seen_r),
+                "round {round}"
+            );
             out.clear();
-            assert_eq!(ring.try_read(&mut out), Ok(Some(round % 3 == 0)));
+            assert_eq!(ring.try_read(&mut out, &mut rd), Ok(Some(round % 3 == 0)));
             assert_eq!(out, msg, "round {round}");
-            assert_eq!(ring.try_read(&mut out), Ok(None));
+            assert!(ring.publish_if_due(&mut rd), "caught up: handed back");
+            assert_eq!(ring.try_read(&mut out, &mut rd), Ok(None));
         }
     }
 
@@ -299,17 +345,26 @@ mod tests {
         let mut area = vec![0u64; 16];
         let pos = Positions::default();
         let ring = ring(&mut area, &pos);
+        let (mut seen_r, mut rd) = (0, Reader::default());
         let mut n = 0;
-        while ring.try_write(&[n as u8; 20], false) {
+        while ring.try_write(&[n as u8; 20], false, &mut seen_r) {
             n += 1;
         }
         assert_eq!(n, 4, "4 records of 32 bytes fit in 128");
         let mut out = Vec::new();
-        assert_eq!(ring.try_read(&mut out), Ok(Some(false)));
-        assert!(ring.try_write(&[9; 20], false));
+        assert_eq!(ring.try_read(&mut out, &mut rd), Ok(Some(false)));
+        assert!(
+            !ring.try_write(&[9; 20], false, &mut seen_r),
+            "not handed back yet"
+        );
+        assert!(
+            ring.publish_if_due(&mut rd),
+            "32 bytes is over an eighth of 128"
+        );
+        assert!(ring.try_write(&[9; 20], false, &mut seen_r));
         for want in [1u8, 2, 3, 9] {
             out.clear();
-            ring.try_read(&mut out).unwrap();
+            ring.try_read(&mut out, &mut rd).unwrap();
             assert_eq!(out, vec![want; 20]);
         }
     }
@@ -319,16 +374,31 @@ mod tests {
         let mut area = vec![0u64; 16];
         let pos = Positions::default();
         let ring = ring(&mut area, &pos);
-        assert!(ring.try_write(b"hello", false));
+        assert!(ring.try_write(b"hello", false, &mut 0));
         // A length past what was published.
         ring.put_header(0, 50, 0);
-        assert!(ring.try_read(&mut Vec::new()).is_err());
+        assert!(
+            ring.try_read(&mut Vec::new(), &mut Reader::default())
+                .is_err()
+        );
         ring.put_header(0, 5, 0x80);
-        assert!(ring.try_read(&mut Vec::new()).is_err(), "unknown flag");
+        assert!(
+            ring.try_read(&mut Vec::new(), &mut Reader::default())
+                .is_err(),
+            "unknown flag"
+        );
         ring.put_header(0, 0, WRAP);
-        assert!(ring.try_read(&mut Vec::new()).is_err(), "wrap at 0");
+        assert!(
+            ring.try_read(&mut Vec::new(), &mut Reader::default())
+                .is_err(),
+            "wrap at 0"
+        );
         pos.write.0.store(1_000, Ordering::Relaxed);
-        assert!(ring.try_read(&mut Vec::new()).is_err(), "bad positions");
+        assert!(
+            ring.try_read(&mut Vec::new(), &mut Reader::default())
+                .is_err(),
+            "bad positions"
+        );
     }
 }
 
@@ -372,19 +442,22 @@ mod loom_tests {
                 let shared = Arc::clone(&shared);
                 loom::thread::spawn(move || {
                     let ring = ring(&shared);
+                    let mut seen_r = 0;
                     for m in msgs {
-                        while !ring.try_write(m, false) {
+                        while !ring.try_write(m, false, &mut seen_r) {
                             loom::thread::yield_now();
                         }
                     }
                 })
             };
             let ring = ring(&shared);
+            let mut rd = Reader::default();
             for m in msgs {
                 let mut out = Vec::new();
                 loop {
-                    match ring.try_read(&mut out).expect("never corrupt") {
+                    match ring.try_read(&mut out, &mut rd).expect("never corrupt") {
                         Some(more) => {
+                            ring.publish_if_due(&mut rd);
                             assert!(!more);
                             break;
                         }

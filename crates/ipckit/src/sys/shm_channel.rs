@@ -14,21 +14,31 @@
 //! Waiting never polls: a side spins for [`SPIN`], then announces itself in
 //! its ring's `*_waiting` word and sleeps on a futex (Linux) or a named event
 //! (Windows) until the other side, seeing the announcement after it published,
-//! bumps the matching `*_seq` word and wakes it. Each sleep lasts at most
+//! bumps the matching `*_seq` word and wakes it. The announcement and the
+//! publication form a Dekker pair: each side needs a full barrier between its
+//! store and its load. The waiter, about to sleep, takes a full fence; the
+//! notifier, on every message, would too, and on x86 that fence waits for the
+//! message's stores to reach the other core. Where the OS can do it (Linux's
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`), the waiter instead forces a
+//! barrier on every core running a registered process, and notifiers need only
+//! a compiler fence: the barrier's cost moves to the side that was going to
+//! sleep anyway. Each sleep lasts at most
 //! [`PEER_CHECK`], after which the sleeper checks that the other process still
 //! runs, so a peer that died gives an error within about that long.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering as StdOrdering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering as StdOrdering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::ring::{Positions, Ring};
-use super::shm::{Peer, Region, Wakers, current_pid, pid_alive, unlink};
+use super::ring::{Positions, Reader, Ring};
+use super::shm::{
+    Peer, Region, Wakers, current_pid, heavy_barrier, light_barrier, pid_alive, unlink,
+};
 use crate::ErrorKind;
 use crate::error::{Error, timed_out};
-use crate::sync::{Ordering, fence};
+use crate::sync::{Ordering, compiler_fence, fence};
 
 /// `b"ipckitch"`: an ipckit channel region.
 const MAGIC: [u8; 8] = *b"ipckitch";
@@ -52,6 +62,9 @@ const STATE_WORD: usize = 4;
 pub(crate) const SPIN: Duration = Duration::from_micros(50);
 /// The longest sleep between two checks that the peer still runs.
 pub(crate) const PEER_CHECK: Duration = Duration::from_millis(100);
+
+/// The longest sleep when the heavy barrier is not to be had (see `wait`).
+const UNCOVERED_SLEEP: Duration = Duration::from_millis(1);
 
 /// The smallest and the default capacity of each ring.
 pub(crate) const MIN_CAPACITY: usize = 4096;
@@ -115,9 +128,16 @@ fn relock<T>(r: Result<T, PoisonError<T>>) -> T {
     r.unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One end of a channel.
+/// A value on cache lines of its own: the sending and the receiving thread
+/// each take their own lock for every message, and must not share a line.
+#[repr(align(128))]
 #[derive(Debug)]
-pub(crate) struct ShmChannel {
+struct Padded<T>(T);
+
+/// What both halves of one end share: the region and how to wake and watch
+/// the peer.
+#[derive(Debug)]
+struct Shared {
     region: Region,
     wakers: Wakers,
     peer: Peer,
@@ -128,16 +148,134 @@ pub(crate) struct ShmChannel {
     max_in: usize,
     /// The largest message the peer accepts.
     max_out: usize,
-    /// One sender at a time (the ring has one writer).
-    sending: Mutex<()>,
-    /// One receiver at a time; holds the part of a message received so far, so
-    /// a receive that times out mid-message goes on where it stopped.
-    receiving: Mutex<Vec<u8>>,
-    /// A corrupt ring or an oversized message broke the incoming direction.
-    broken: Mutex<Option<String>>,
+    /// A corrupt ring or an oversized message broke the incoming direction
+    /// (`broken_why` says how).
+    broken: AtomicBool,
+    broken_why: Mutex<String>,
+    /// Whether this process notifies with a compiler fence only (see
+    /// `shm::light_barrier`).
+    light: bool,
+}
+
+/// The sending half of an end: the one writer of its ring. No lock: the
+/// fast path of a send has no atomic read-modify-write at all, which on x86
+/// would wait for the stores of the message to reach the reader's core.
+#[derive(Debug)]
+pub(crate) struct ShmSender {
+    shared: Arc<Shared>,
+    /// The writer's last look at the read position.
+    read_seen: u64,
+}
+
+/// The receiving half of an end: the one reader of the other ring.
+#[derive(Debug)]
+pub(crate) struct ShmReceiver {
+    shared: Arc<Shared>,
+    /// The part of a message received so far, so a receive that times out
+    /// mid-message goes on where it stopped.
+    partial: Vec<u8>,
+    reader: Reader,
+}
+
+/// One end of a channel, both halves behind locks, each on cache lines of its
+/// own.
+#[derive(Debug)]
+pub(crate) struct ShmChannel {
+    tx: Padded<Mutex<ShmSender>>,
+    rx: Padded<Mutex<ShmReceiver>>,
+    max_in: usize,
+    capacity: usize,
 }
 
 impl ShmChannel {
+    fn new(shared: Shared) -> ShmChannel {
+        let (max_in, capacity) = (shared.max_in, shared.capacity);
+        let shared = Arc::new(shared);
+        ShmChannel {
+            max_in,
+            capacity,
+            tx: Padded(Mutex::new(ShmSender {
+                shared: Arc::clone(&shared),
+                read_seen: 0,
+            })),
+            rx: Padded(Mutex::new(ShmReceiver {
+                shared,
+                partial: Vec::new(),
+                reader: Reader::default(),
+            })),
+        }
+    }
+
+    /// Sends `msg` whole, waiting for room until `limit`.
+    pub(crate) fn send(&self, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
+        relock(self.tx.0.lock()).send(msg, limit)
+    }
+
+    /// Receives one whole message into `out` (replacing its contents), waiting
+    /// until `limit`; `false` at the end of the channel.
+    pub(crate) fn recv(&self, out: &mut Vec<u8>, limit: Option<Instant>) -> io::Result<bool> {
+        relock(self.rx.0.lock()).recv(out, limit)
+    }
+
+    /// The two halves, without locks.
+    pub(crate) fn split(self) -> (ShmSender, ShmReceiver) {
+        (
+            relock(self.tx.0.into_inner()),
+            relock(self.rx.0.into_inner()),
+        )
+    }
+
+    /// The largest message this end accepts.
+    pub(crate) fn max_message_size(&self) -> usize {
+        self.max_in
+    }
+
+    /// The bytes of each ring.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+impl ShmSender {
+    pub(crate) fn send(&mut self, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
+        self.shared.send(&mut self.read_seen, msg, limit)
+    }
+
+    pub(crate) fn max_message_size(&self) -> usize {
+        self.shared.max_out
+    }
+}
+
+impl Drop for ShmSender {
+    fn drop(&mut self) {
+        let out = &self.shared.header().rings[self.shared.out];
+        out.writer_closed.store(1, StdOrdering::Release);
+        self.shared
+            .notify_always(&out.data_seq, 2 * self.shared.out);
+    }
+}
+
+impl ShmReceiver {
+    pub(crate) fn recv(&mut self, out: &mut Vec<u8>, limit: Option<Instant>) -> io::Result<bool> {
+        self.shared
+            .recv(&mut self.partial, &mut self.reader, out, limit)
+    }
+
+    pub(crate) fn max_message_size(&self) -> usize {
+        self.shared.max_in
+    }
+}
+
+impl Drop for ShmReceiver {
+    fn drop(&mut self) {
+        let inp = 1 - self.shared.out;
+        let rs = &self.shared.header().rings[inp];
+        rs.reader_closed.store(1, StdOrdering::Release);
+        self.shared.notify_always(&rs.space_seq, 2 * inp + 1);
+    }
+}
+
+impl Shared {
     fn header(&self) -> &Header {
         header(&self.region)
     }
@@ -159,7 +297,7 @@ impl ShmChannel {
     }
 
     /// Sends `msg` whole, waiting for room until `limit`.
-    pub(crate) fn send(&self, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
+    fn send(&self, read_seen: &mut u64, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
         if msg.len() > self.max_out {
             return Err(Error::new(
                 ErrorKind::FrameTooLarge,
@@ -171,7 +309,6 @@ impl ShmChannel {
             )
             .into());
         }
-        let _turn = relock(self.sending.lock());
         let ring = self.ring(self.out);
         let rs = &self.header().rings[self.out];
         let max = ring.max_chunk();
@@ -183,12 +320,12 @@ impl ShmChannel {
                 if rs.reader_closed.load(StdOrdering::Acquire) != 0 {
                     return Err(disconnected("the peer closed the channel"));
                 }
-                if ring.try_write(chunk, more) {
+                if ring.try_write(chunk, more, read_seen) {
                     break;
                 }
                 self.wait(
                     || {
-                        ring.has_room(chunk.len())
+                        ring.has_room(chunk.len(), &mut 0)
                             || rs.reader_closed.load(StdOrdering::Acquire) != 0
                     },
                     &rs.space_seq,
@@ -207,19 +344,26 @@ impl ShmChannel {
 
     /// Receives one whole message into `out` (replacing its contents), waiting
     /// until `limit`; `false` at the end of the channel.
-    pub(crate) fn recv(&self, out: &mut Vec<u8>, limit: Option<Instant>) -> io::Result<bool> {
+    fn recv(
+        &self,
+        partial: &mut Vec<u8>,
+        rd: &mut Reader,
+        out: &mut Vec<u8>,
+        limit: Option<Instant>,
+    ) -> io::Result<bool> {
         out.clear();
-        if let Some(why) = relock(self.broken.lock()).clone() {
-            return Err(protocol(why));
+        if self.broken.load(StdOrdering::Acquire) {
+            return Err(protocol(relock(self.broken_why.lock()).clone()));
         }
-        let mut partial = relock(self.receiving.lock());
         let inp = 1 - self.out;
         let ring = self.ring(inp);
         let rs = &self.header().rings[inp];
         loop {
-            match ring.try_read(&mut partial) {
+            match ring.try_read(partial, rd) {
                 Ok(Some(more)) => {
-                    self.notify(&rs.space_seq, &rs.writer_waiting, 2 * inp + 1);
+                    if ring.publish_if_due(rd) {
+                        self.notify(&rs.space_seq, &rs.writer_waiting, 2 * inp + 1);
+                    }
                     if partial.len() > self.max_in {
                         let why = format!(
                             "the peer sent a message of more than {} bytes, over this end's \
@@ -227,16 +371,21 @@ impl ShmChannel {
                             partial.len() - 1,
                             self.max_in
                         );
-                        return Err(self.break_incoming(rs, &mut partial, why));
+                        return Err(self.break_incoming(rs, partial, why));
                     }
                     if !more {
-                        std::mem::swap(out, &mut partial);
+                        std::mem::swap(out, partial);
                         partial.clear();
                         return Ok(true);
                     }
                 }
                 Ok(None) => {
-                    if rs.writer_closed.load(StdOrdering::Acquire) != 0 && ring.is_empty() {
+                    // Caught up: everything read is handed back already (see
+                    // `publish_if_due`); this only makes sure.
+                    if ring.publish_if_due(rd) {
+                        self.notify(&rs.space_seq, &rs.writer_waiting, 2 * inp + 1);
+                    }
+                    if rs.writer_closed.load(StdOrdering::Acquire) != 0 && !ring.has_data(rd) {
                         if partial.is_empty() {
                             return Ok(false);
                         }
@@ -245,7 +394,7 @@ impl ShmChannel {
                         ));
                     }
                     self.wait(
-                        || !ring.is_empty() || rs.writer_closed.load(StdOrdering::Acquire) != 0,
+                        || ring.has_data(rd) || rs.writer_closed.load(StdOrdering::Acquire) != 0,
                         &rs.data_seq,
                         &rs.reader_waiting,
                         2 * inp,
@@ -255,28 +404,30 @@ impl ShmChannel {
                 }
                 Err(corrupt) => {
                     let why = format!("the incoming ring is corrupt: {}", corrupt.0);
-                    return Err(self.break_incoming(rs, &mut partial, why));
+                    return Err(self.break_incoming(rs, partial, why));
                 }
             }
         }
     }
 
-    fn break_incoming(
-        &self,
-        rs: &RingState,
-        partial: &mut MutexGuard<'_, Vec<u8>>,
-        why: String,
-    ) -> io::Error {
+    fn break_incoming(&self, rs: &RingState, partial: &mut Vec<u8>, why: String) -> io::Error {
         partial.clear();
         rs.reader_closed.store(1, StdOrdering::Release);
         self.notify_always(&rs.space_seq, 2 * (1 - self.out) + 1);
-        *relock(self.broken.lock()) = Some(why.clone());
+        *relock(self.broken_why.lock()) = why.clone();
+        self.broken.store(true, StdOrdering::Release);
         protocol(why)
     }
 
     /// Wakes the other side if it announced that it sleeps on `seq`.
     fn notify(&self, seq: &AtomicU32, waiting: &AtomicU32, index: usize) {
-        fence(Ordering::SeqCst);
+        if self.light {
+            // The waiter's heavy barrier stands in for this side's fence (see
+            // `shm::light_barrier`).
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
         if waiting.load(StdOrdering::Relaxed) != 0 {
             self.notify_always(seq, index);
         }
@@ -317,6 +468,9 @@ impl ShmChannel {
             let seen = seq.load(StdOrdering::Acquire);
             waiting.store(1, StdOrdering::Relaxed);
             fence(Ordering::SeqCst);
+            // A peer that skips its fence (`light`) is made to take one now; if
+            // that cannot be done, a wake-up may be missed, so sleep briefly.
+            let covered = heavy_barrier();
             if ready() {
                 waiting.store(0, StdOrdering::Relaxed);
                 return Ok(());
@@ -330,6 +484,11 @@ impl ShmChannel {
                 Some(l) => (l - now).min(PEER_CHECK),
                 None => PEER_CHECK,
             };
+            let slice = if covered {
+                slice
+            } else {
+                slice.min(UNCOVERED_SLEEP)
+            };
             self.wakers.wait(index, seq, seen, slice);
             waiting.store(0, StdOrdering::Relaxed);
             if ready() {
@@ -341,28 +500,6 @@ impl ShmChannel {
                 ));
             }
         }
-    }
-
-    /// The largest message this end accepts.
-    pub(crate) fn max_message_size(&self) -> usize {
-        self.max_in
-    }
-
-    /// The bytes of each ring.
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
-    }
-}
-
-impl Drop for ShmChannel {
-    fn drop(&mut self) {
-        let hdr = self.header();
-        let out = &hdr.rings[self.out];
-        out.writer_closed.store(1, StdOrdering::Release);
-        self.notify_always(&out.data_seq, 2 * self.out);
-        let inp = &hdr.rings[1 - self.out];
-        inp.reader_closed.store(1, StdOrdering::Release);
-        self.notify_always(&inp.space_seq, 2 * (1 - self.out) + 1);
     }
 }
 
@@ -461,7 +598,7 @@ impl ShmListener {
         let (Some(region), Some(wakers)) = (self.region.take(), self.wakers.take()) else {
             unreachable!("checked above");
         };
-        Ok(ShmChannel {
+        Ok(ShmChannel::new(Shared {
             region,
             wakers,
             peer,
@@ -469,10 +606,10 @@ impl ShmListener {
             capacity: self.capacity,
             max_in: self.max_in,
             max_out,
-            sending: Mutex::new(()),
-            receiving: Mutex::new(Vec::new()),
-            broken: Mutex::new(None),
-        })
+            broken: AtomicBool::new(false),
+            broken_why: Mutex::new(String::new()),
+            light: light_barrier(),
+        }))
     }
 }
 
@@ -591,7 +728,7 @@ pub(crate) fn connect(name: &str, max_in: usize) -> io::Result<ShmChannel> {
     let peer = Peer::watch(hdr.creator_pid.load(StdOrdering::Acquire));
     let max_out =
         usize::try_from(hdr.max_message[0].load(StdOrdering::Acquire)).unwrap_or(usize::MAX);
-    Ok(ShmChannel {
+    Ok(ShmChannel::new(Shared {
         region,
         wakers,
         peer,
@@ -599,8 +736,8 @@ pub(crate) fn connect(name: &str, max_in: usize) -> io::Result<ShmChannel> {
         capacity,
         max_in,
         max_out,
-        sending: Mutex::new(()),
-        receiving: Mutex::new(Vec::new()),
-        broken: Mutex::new(None),
-    })
+        broken: AtomicBool::new(false),
+        broken_why: Mutex::new(String::new()),
+        light: light_barrier(),
+    }))
 }

@@ -122,6 +122,14 @@ impl Region {
     pub(crate) fn open(name: &str) -> io::Result<Region> {
         let fd = shm::open(posix_name(name).as_str(), shm::OFlags::RDWR, Mode::empty())?;
         let len = size_of_fd(&fd)?;
+        if len == 0 {
+            // Between its creator's `shm_open` and `ftruncate` (ipckit never
+            // makes an empty region): not there yet, as far as an opener goes.
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the region is still being created (it has no size yet)",
+            ));
+        }
         Ok(Region {
             map: Mapping::map(&fd, len)?,
         })
@@ -255,4 +263,39 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 /// This process's id.
 pub(crate) fn current_pid() -> u32 {
     std::process::id()
+}
+
+/// Whether this process may notify with a compiler fence only: true once it is
+/// registered for `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (Linux 4.16+),
+/// so that a waiter's [`heavy_barrier`] runs a full barrier on its cores.
+#[cfg(target_os = "linux")]
+pub(crate) fn light_barrier() -> bool {
+    use rustix::thread::{MembarrierCommand, MembarrierQuery, membarrier, membarrier_query};
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        let q = membarrier_query();
+        q.contains(MembarrierQuery::GLOBAL_EXPEDITED | MembarrierQuery::REGISTER_GLOBAL_EXPEDITED)
+            && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+    })
+}
+
+/// Runs a full memory barrier on every core running a thread of a process
+/// registered by [`light_barrier`]; false if that failed (then a peer's light
+/// notification may go unseen, and the caller must not sleep long).
+#[cfg(target_os = "linux")]
+pub(crate) fn heavy_barrier() -> bool {
+    use rustix::thread::{MembarrierCommand, membarrier};
+    membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+}
+
+/// Without membarrier, notifiers take full fences.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn light_barrier() -> bool {
+    false
+}
+
+/// Without membarrier no peer notifies lightly: nothing to cover.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn heavy_barrier() -> bool {
+    true
 }

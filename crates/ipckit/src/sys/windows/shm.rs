@@ -314,3 +314,15 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 pub(crate) fn current_pid() -> u32 {
     std::process::id()
 }
+
+/// Windows has no barrier that reaches other processes' cores
+/// (`FlushProcessWriteBuffers` reaches this process only): notifiers take full
+/// fences.
+pub(crate) fn light_barrier() -> bool {
+    false
+}
+
+/// No peer notifies lightly on Windows: nothing to cover.
+pub(crate) fn heavy_barrier() -> bool {
+    true
+}
