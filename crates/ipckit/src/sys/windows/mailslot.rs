@@ -46,7 +46,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::Mailslots::{CreateMailslotW, GetMailslotInfo};
 
 use super::handle::{Event, owned, wide};
-use super::{overlapped, wine_version};
+use super::{is_wine, overlapped};
 use crate::ErrorKind;
 use crate::address::Endpoint;
 use crate::error::{Error, timed_out, too_large};
@@ -204,7 +204,7 @@ impl MailslotReceiver {
         marker: Option<PathBuf>,
     ) -> io::Result<MailslotReceiver> {
         let os_max = u32::try_from(max).unwrap_or(u32::MAX);
-        let read_timeout = if wine_version().is_some() {
+        let read_timeout = if is_wine() {
             WINE_READ_SLICE_MS
         } else {
             MAILSLOT_WAIT_FOREVER
@@ -243,7 +243,7 @@ impl MailslotReceiver {
             return Err(overlapped::stopped("receive"));
         }
         let _turn = self.turn.take(limit)?;
-        let wine = wine_version().is_some();
+        let wine = is_wine();
         // Whether the last read was sized by the queued message's own size.
         let mut sized = false;
         loop {
@@ -378,7 +378,7 @@ impl MailslotReceiver {
     /// is queued is known: the count is `None` while one is.
     pub(crate) fn pending(&self) -> io::Result<(Option<usize>, Option<usize>)> {
         let q = self.queue()?;
-        let count = if q.next.is_some() && wine_version().is_some() {
+        let count = if q.next.is_some() && is_wine() {
             None
         } else {
             Some(q.count)

@@ -48,7 +48,7 @@ pub(crate) use mailslot::{MailslotReceiver, MailslotSender};
 pub(crate) use mailslot_group::{broadcast, join_group};
 pub(crate) use message::{MsgListener, MsgStream};
 pub(crate) use pipe::{Listener, Stream};
-pub(crate) use wine::wine_version;
+pub(crate) use wine::{is_wine, wine_version};
 
 pub(crate) const OS: Os = Os::Windows;
 

@@ -7,10 +7,17 @@ use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress
 
 use super::handle::wide;
 
+static VERSION: OnceLock<Option<String>> = OnceLock::new();
+
 /// The Wine version, looked up once.
 pub(crate) fn wine_version() -> Option<String> {
-    static VERSION: OnceLock<Option<String>> = OnceLock::new();
     VERSION.get_or_init(lookup).clone()
+}
+
+/// Whether this process runs under Wine, without copying the version: for the
+/// paths that ask on every call.
+pub(crate) fn is_wine() -> bool {
+    VERSION.get_or_init(lookup).is_some()
 }
 
 fn lookup() -> Option<String> {
