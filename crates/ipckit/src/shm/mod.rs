@@ -168,9 +168,7 @@ impl SharedMemory {
     pub fn open_sized(name: &str, size: usize) -> Result<SharedMemory> {
         let region = SharedMemory::open(name)?;
         let len = region.len();
-        let page = 4096;
-        let fits = len == size || (cfg!(windows) && len == size.next_multiple_of(page));
-        if !fits {
+        if !sys::shm::opened_len_matches(len, size) {
             return Err(Error::new(
                 ErrorKind::InvalidOption,
                 format!(

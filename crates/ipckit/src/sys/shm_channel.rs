@@ -285,8 +285,9 @@ impl Shared {
         // SAFETY: the region is at least `DATA_OFFSET + 2 * capacity` bytes (the
         // creator sized it so; `check` verified it on open) and lives as long as
         // `self`; `capacity` is a multiple of 8 and at least `MIN_CAPACITY`. One
-        // writer per ring: the ring's own end, under `sending`; one reader: the
-        // other end, under `receiving`.
+        // writer per ring: the `ShmSender` of the ring's own end (one per end,
+        // used through `&mut`, or under `ShmChannel`'s lock); one reader: the
+        // `ShmReceiver` of the other end, likewise.
         unsafe {
             Ring::new(
                 &self.header().rings[i].pos,
@@ -537,7 +538,8 @@ impl ShmListener {
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
-                "a shared-memory region of that name exists and its creator still runs",
+                "a shared-memory region of that name exists, and it is not a channel \
+                 left by a process that has exited",
             )),
             other => other,
         }?;
@@ -705,6 +707,13 @@ pub(crate) fn connect(name: &str, max_in: usize) -> io::Result<ShmChannel> {
                 "refusing the region: its state word is {state}, which no ipckit channel has"
             )));
         }
+    }
+    let creator = hdr.creator_pid.load(StdOrdering::Acquire);
+    if !pid_alive(creator) {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("the channel was left by process {creator}, which has exited"),
+        ));
     }
     let wakers = Wakers::open(name)?;
     hdr.max_message[1].store(max_in as u64, StdOrdering::Relaxed);

@@ -299,3 +299,9 @@ pub(crate) fn light_barrier() -> bool {
 pub(crate) fn heavy_barrier() -> bool {
     true
 }
+
+/// Whether a region opened with length `opened` was created with `size`
+/// bytes: Unix keeps the exact size.
+pub(crate) fn opened_len_matches(opened: usize, size: usize) -> bool {
+    opened == size
+}

@@ -326,3 +326,13 @@ pub(crate) fn light_barrier() -> bool {
 pub(crate) fn heavy_barrier() -> bool {
     true
 }
+
+/// Whether a mapping opened with length `opened` (what `VirtualQuery` tells:
+/// whole pages) was created with `size` bytes.
+pub(crate) fn opened_len_matches(opened: usize, size: usize) -> bool {
+    let mut info = windows_sys::Win32::System::SystemInformation::SYSTEM_INFO::default();
+    // SAFETY: `info` is valid for writes of a SYSTEM_INFO for the call.
+    unsafe { windows_sys::Win32::System::SystemInformation::GetSystemInfo(&mut info) };
+    let page = (info.dwPageSize as usize).max(1);
+    opened == size || opened == size.next_multiple_of(page)
+}
