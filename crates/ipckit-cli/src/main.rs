@@ -486,13 +486,13 @@ fn run(cli: Cli) -> Result<()> {
             count,
             addr,
         } => {
-            if matches!(addr, Address::Shm(_)) {
-                return shm::connect(&addr, timeout, retry, count, cli.verbose);
-            }
             let mut opts = ConnectOptions::new();
             opts.retry_not_found(retry);
             if let Some(timeout) = timeout {
                 opts.timeout(timeout);
+            }
+            if matches!(addr, Address::Shm(_)) {
+                return shm::connect(&opts, &addr, count, cli.verbose);
             }
             if message {
                 message::connect(&opts, &addr, count, cli.verbose)

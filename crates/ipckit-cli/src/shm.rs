@@ -6,9 +6,9 @@ use std::io::{self, Read, Write};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ipckit::ConnectOptions;
 use ipckit::shm::{SharedMemory, ShmChannel, ShmListener};
 use ipckit::{Address, ErrorKind};
 
@@ -110,26 +110,12 @@ pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bo
 
 /// `ipckit connect [--timeout DUR] [--retry] [--count N] shm:NAME`.
 pub(crate) fn connect(
+    opts: &ConnectOptions,
     addr: &Address,
-    timeout: Option<Duration>,
-    retry: bool,
     count: Option<u64>,
     verbose: bool,
 ) -> Result<()> {
-    let started = std::time::Instant::now();
-    let channel = loop {
-        match ShmChannel::connect(addr) {
-            Ok(c) => break c,
-            Err(e)
-                if retry
-                    && e.kind() == ErrorKind::NotFound
-                    && timeout.is_none_or(|t| started.elapsed() < t) =>
-            {
-                thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let channel = opts.connect_shm(addr)?;
     if verbose {
         eprintln!("connected to {addr}");
     }

@@ -265,6 +265,45 @@ fn a_peer_killed_mid_stream_is_an_error_not_a_hang() {
     });
 }
 
+/// `retry_not_found` keeps trying until a late listener appears, and gives up
+/// with NotFound no sooner than its timeout; without it, nobody is NotFound at
+/// once.
+#[test]
+fn connect_retries_for_a_late_listener_within_its_timeout() {
+    watchdog(limit(60), || {
+        let addr = shm("late");
+        let err = ShmChannel::connect(addr.as_str()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        let mut opts = ConnectOptions::new();
+        opts.retry_not_found(true)
+            .timeout(Duration::from_millis(300));
+        let started = Instant::now();
+        let err = opts.connect_shm(addr.as_str()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let server = thread::spawn({
+            let addr = addr.clone();
+            move || {
+                // Appears late, so that only a retrying client finds it.
+                thread::sleep(Duration::from_millis(200));
+                let mut listener = ShmListener::bind(addr.as_str()).unwrap();
+                let ch = listener.accept_timeout(limit(10)).unwrap();
+                ch.send(b"found").unwrap();
+                ch
+            }
+        });
+        opts.timeout(limit(10));
+        let client = opts.connect_shm(addr.as_str()).unwrap();
+        assert_eq!(client.recv().unwrap().unwrap(), b"found");
+        drop(server.join().unwrap());
+    });
+}
+
 #[test]
 fn a_region_that_is_not_a_channel_is_refused() {
     // Foreign bytes.

@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use crate::address::{Address, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::stream::ListenerOptions;
+use crate::stream::{ConnectOptions, ListenerOptions, retry_pause};
 use crate::sys;
 
 fn shm_name(addr: &Address) -> Result<String> {
@@ -164,7 +164,7 @@ impl ShmChannel {
     /// [`ErrorKind::Protocol`] for a region that is not an ipckit channel (or
     /// not of this version), and the OS error otherwise.
     pub fn connect(addr: impl ToAddress) -> Result<ShmChannel> {
-        connect_with(addr, crate::stream::DEFAULT_MAX_MESSAGE_SIZE)
+        connect_with(addr, &ConnectOptions::new())
     }
 
     /// Sends `msg` whole, waiting while the ring is full (up to the write
@@ -341,10 +341,22 @@ impl ShmReceiver {
     }
 }
 
-fn connect_with(addr: impl ToAddress, max: usize) -> Result<ShmChannel> {
+fn connect_with(addr: impl ToAddress, opts: &ConnectOptions) -> Result<ShmChannel> {
     let addr = addr.to_address()?;
     let name = shm_name(&addr)?;
-    let inner = sys::shm_channel::connect(&name, max).map_err(|e| {
+    let limit = deadline(opts.timeout);
+    let inner = loop {
+        match sys::shm_channel::connect(&name, opts.max_message_size) {
+            Err(e) if opts.retry_not_found && e.kind() == std::io::ErrorKind::NotFound => {
+                match retry_pause(limit) {
+                    Some(pause) => std::thread::sleep(pause),
+                    None => break Err(e),
+                }
+            }
+            other => break other,
+        }
+    }
+    .map_err(|e| {
         let mut what = format!("connect to {addr}");
         if e.kind() == std::io::ErrorKind::NotFound {
             what.push_str(": nobody listens there");
@@ -390,14 +402,17 @@ impl ListenerOptions {
     }
 }
 
-impl crate::stream::ConnectOptions {
+impl ConnectOptions {
     /// Joins the shared-memory channel at `addr`, accepting messages up to
-    /// these options' maximum message size.
+    /// these options' maximum message size; with
+    /// [`retry_not_found`](ConnectOptions::retry_not_found), keeps trying
+    /// while nobody listens there, up to the [`timeout`](ConnectOptions::timeout).
     ///
     /// # Errors
     ///
-    /// See [`ShmChannel::connect`].
+    /// See [`ShmChannel::connect`]; [`ErrorKind::NotFound`] when the timeout
+    /// passes with nobody listening.
     pub fn connect_shm(&self, addr: impl ToAddress) -> Result<ShmChannel> {
-        connect_with(addr, self.max_message_size)
+        connect_with(addr, self)
     }
 }
