@@ -71,8 +71,16 @@ impl Sink<'_> {
                 let reached = MailslotSender::broadcast(group, msg)?;
                 *sent += 1;
                 if verbose {
+                    let full = if reached.full > 0 {
+                        format!(
+                            ", {} skipped (queue full)",
+                            counted(reached.full as u64, "member")
+                        )
+                    } else {
+                        String::new()
+                    };
                     eprintln!(
-                        "message {sent} to group {group}: delivered to {}, {} removed",
+                        "message {sent} to group {group}: delivered to {}, {} removed{full}",
                         counted(reached.delivered as u64, "member"),
                         counted(reached.dead as u64, "dead member"),
                     );

@@ -43,6 +43,9 @@
 //! [`MailslotReceiver::join`] makes a receiver a member of a broadcast group;
 //! [`MailslotSender::broadcast`] sends one message to every live member on this
 //! machine and removes the registration of members that died without leaving.
+//! It never waits for a member: on Unix, a member whose datagram queue is full
+//! (it is not reading) is skipped and counted in [`Broadcast::full`], so one
+//! stuck member cannot stall the others.
 //! (Windows also has a domain-wide broadcast, writing to `\\*\mailslot\NAME`,
 //! which reaches the mailslot `NAME` of every machine in the domain over the
 //! network, in messages of at most 424 bytes. ipckit does not use it: groups are
@@ -69,7 +72,7 @@ pub struct Pending {
 }
 
 /// The outcome of [`MailslotSender::broadcast`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Broadcast {
     /// How many receivers the message was delivered to.
@@ -77,16 +80,44 @@ pub struct Broadcast {
     /// How many dead members (receivers that exited without leaving) were found
     /// and removed from the group.
     pub dead: usize,
+    /// How many live members did not get the message because their queue was
+    /// full (Unix, where a datagram queue is bounded; a broadcast never waits
+    /// for one member). Always 0 on Windows, whose mailslots queue without a
+    /// bound.
+    pub full: usize,
 }
 
-/// Checks a broadcast group name as a mailslot name.
+/// Checks a broadcast group name: a valid mailslot name that is also one
+/// plain component of a file name on every OS (the group is a directory).
 fn group_name(group: &str) -> Result<String> {
-    match format!("mailslot:{group}").parse::<Address>()? {
-        Address::Mailslot(name) if !name.contains(['/', '\\']) => Ok(name),
-        _ => Err(Error::new(
+    let invalid = |why: String| {
+        Error::new(
             ErrorKind::InvalidAddress,
-            format!("invalid broadcast group name {group:?}: it cannot contain '/' or '\\'"),
-        )),
+            format!("invalid broadcast group name {group:?}: {why}"),
+        )
+    };
+    let Address::Mailslot(name) = format!("mailslot:{group}").parse::<Address>()? else {
+        return Err(invalid("it is not a mailslot name".into()));
+    };
+    if name == "." || name == ".." {
+        return Err(invalid("it must name something (not '.' or '..')".into()));
+    }
+    if let Some(c) = name.chars().find(|&c| {
+        matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') || c.is_control()
+    }) {
+        return Err(invalid(format!(
+            "it cannot contain {c:?} (it is one component of a file name)"
+        )));
+    }
+    Ok(name)
+}
+
+/// "1 byte", "2 bytes".
+fn bytes(n: usize) -> String {
+    if n == 1 {
+        "1 byte".to_owned()
+    } else {
+        format!("{n} bytes")
     }
 }
 
@@ -278,7 +309,7 @@ impl MailslotSender {
     pub fn send(&self, msg: &[u8]) -> Result<()> {
         self.inner
             .send(msg)
-            .map_err(|e| Error::io(format!("send {} bytes to {}", msg.len(), self.addr), e))
+            .map_err(|e| Error::io(format!("send {} to {}", bytes(msg.len()), self.addr), e))
     }
 
     /// Sends `msg` to every live member of broadcast group `group` on this
@@ -288,12 +319,13 @@ impl MailslotSender {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidAddress`] for a bad group name, and the OS error of a
-    /// member that is alive but could not be written to.
+    /// member that is alive but could not be written to, naming the member
+    /// (every member is tried first). A member whose queue is full is no
+    /// error: it is counted in [`Broadcast::full`].
     pub fn broadcast(group: &str, msg: &[u8]) -> Result<Broadcast> {
         let name = group_name(group)?;
-        let (delivered, dead) = sys::broadcast(&name, msg)
-            .map_err(|e| Error::io(format!("broadcast to group {name}"), e))?;
-        Ok(Broadcast { delivered, dead })
+        sys::broadcast(&name, msg)
+            .map_err(|e| Error::io(format!("broadcast {} to group {name}", bytes(msg.len())), e))
     }
 
     /// The address this sender writes to.
@@ -315,7 +347,7 @@ impl ListenerOptions {
         let ep = addr.mailslot_endpoint(&sys::env())?;
         let max = self.max_message_size;
         let inner =
-            sys::MailslotReceiver::bind(&ep, max).map_err(|e| Error::bind(&addr, &ep, e))?;
+            sys::MailslotReceiver::bind(&ep, self).map_err(|e| Error::bind(&addr, &ep, e))?;
         Ok(MailslotReceiver { inner, addr, max })
     }
 
@@ -329,7 +361,7 @@ impl ListenerOptions {
         self.check()?;
         let name = group_name(group)?;
         let max = self.max_message_size;
-        let inner = sys::join_group(&name, max)
+        let inner = sys::join_group(&name, self)
             .map_err(|e| Error::io(format!("join broadcast group {name}"), e))?;
         Ok(MailslotReceiver {
             inner,

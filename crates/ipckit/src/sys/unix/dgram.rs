@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::buffer::spare_capacity;
-use rustix::event::PollFlags;
+use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{
     RecvAncillaryBuffer, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
@@ -26,8 +26,10 @@ use rustix::net::{
 use super::fdio::Wait;
 use super::runtime_dir;
 use super::stream::{OwnFile, bind_socket, new_socket_of, socket_addr};
+use crate::ErrorKind;
 use crate::address::Endpoint;
-use crate::error::{timed_out, too_large};
+use crate::error::{Error, timed_out, too_large};
+use crate::mailslot::Broadcast as Delivery;
 use crate::stream::ListenerOptions;
 
 /// A datagram socket that receives one mailslot's messages.
@@ -42,12 +44,14 @@ pub(crate) struct MailslotReceiver {
 }
 
 impl MailslotReceiver {
-    pub(crate) fn bind(ep: &Endpoint, max: usize) -> io::Result<MailslotReceiver> {
-        let (sock, file) = bind_socket(ep, &ListenerOptions::new(), SocketType::DGRAM)?;
+    /// Binds `ep` with `opts` (the maximum message size, and whether a stale
+    /// socket file is replaced).
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<MailslotReceiver> {
+        let (sock, file) = bind_socket(ep, opts, SocketType::DGRAM)?;
         Ok(MailslotReceiver {
             _file: file,
             sock,
-            max,
+            max: opts.max_message_size,
             turn: Mutex::new(()),
         })
     }
@@ -71,30 +75,55 @@ impl MailslotReceiver {
         self.recv_with(out, Wait::Never)
     }
 
+    /// Takes the turn only to look and to take, never while waiting: a
+    /// `try_recv` or `pending` on another thread is not held up by a `recv`
+    /// that waits.
     fn recv_with(&self, out: &mut Vec<u8>, wait: Wait) -> io::Result<()> {
-        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
-        let len = self.peek(wait)?;
-        if len > self.max {
-            // Refused whole: the datagram is dropped, the receiver goes on.
-            self.take(&mut Vec::new(), 0)?;
-            return Err(too_large(len as u64, self.max));
+        wait.check("receive")?;
+        loop {
+            {
+                let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+                match self.peek() {
+                    Ok(len) if len > self.max => {
+                        // Refused whole: the datagram is dropped, the receiver
+                        // goes on.
+                        self.take(&mut Vec::new(), 0)?;
+                        return Err(too_large(len as u64, self.max));
+                    }
+                    Ok(len) => return self.take(out, len),
+                    // Nothing queued, or another receiver took it first.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.wait_readable(wait)?;
         }
-        self.take(out, len)
     }
 
-    /// The size of the next datagram, waiting for one as `wait` says.
-    fn peek(&self, wait: Wait) -> io::Result<usize> {
-        let mut flags = RecvFlags::PEEK | RecvFlags::TRUNC;
-        if wait.dont_block() {
-            flags |= RecvFlags::DONTWAIT;
+    /// Waits, without the turn, until a datagram may be queued, as `wait` says.
+    fn wait_readable(&self, wait: Wait) -> io::Result<()> {
+        match wait {
+            Wait::Block => loop {
+                let mut fds = [PollFd::new(&self.sock, PollFlags::IN)];
+                match rustix::event::poll(&mut fds, None) {
+                    Ok(_) => return Ok(()),
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            },
+            other => other.again(self.sock.as_fd(), PollFlags::IN, "receive"),
         }
-        wait.check("receive")?;
+    }
+
+    /// The size of the next datagram, without waiting (`WouldBlock` when none
+    /// is queued).
+    fn peek(&self) -> io::Result<usize> {
+        let flags = RecvFlags::PEEK | RecvFlags::TRUNC | RecvFlags::DONTWAIT;
         loop {
             let mut none = RecvAncillaryBuffer::new(&mut [] as &mut [MaybeUninit<u8>]);
             match rustix::net::recvmsg(&self.sock, &mut [], &mut none, flags) {
                 Ok(r) => return Ok(r.bytes),
                 Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => wait.again(self.sock.as_fd(), PollFlags::IN, "receive")?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -116,7 +145,7 @@ impl MailslotReceiver {
     /// unknown (`None`) otherwise, as Unix does not count datagrams.
     pub(crate) fn pending(&self) -> io::Result<(Option<usize>, Option<usize>)> {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
-        match self.peek(Wait::Never) {
+        match self.peek() {
             Ok(len) => Ok((Some(len), None)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((None, Some(0))),
             Err(e) => Err(e),
@@ -146,50 +175,65 @@ impl MailslotSender {
 
     /// Sends one datagram; waits while the receiver's queue is full.
     pub(crate) fn send(&self, msg: &[u8]) -> io::Result<()> {
-        send_to(&self.sock, None, msg)
+        send_to(&self.sock, None, msg, false)
     }
 }
 
-/// One datagram on `sock` (to `to`, or where it is connected).
-fn send_to(sock: &OwnedFd, to: Option<&SocketAddrUnix>, msg: &[u8]) -> io::Result<()> {
+/// One datagram on `sock` (to `to`, or where it is connected), waiting
+/// while the receiver's queue is full, or with `dont_wait` failing with
+/// `WouldBlock` then.
+fn send_to(
+    sock: &OwnedFd,
+    to: Option<&SocketAddrUnix>,
+    msg: &[u8],
+    dont_wait: bool,
+) -> io::Result<()> {
+    let flags = if dont_wait {
+        SendFlags::NOSIGNAL | SendFlags::DONTWAIT
+    } else {
+        SendFlags::NOSIGNAL
+    };
     loop {
         let sent = match to {
-            None => rustix::net::send(sock, msg, SendFlags::NOSIGNAL),
-            Some(to) => rustix::net::sendto(sock, msg, SendFlags::NOSIGNAL, to),
+            None => rustix::net::send(sock, msg, flags),
+            Some(to) => rustix::net::sendto(sock, msg, flags, to),
         };
         match sent {
             Ok(_) => return Ok(()),
             Err(Errno::INTR) => continue,
             Err(Errno::MSGSIZE) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
+                return Err(Error::new(
+                    ErrorKind::FrameTooLarge,
                     format!(
                         "a message of {} bytes is more than a Unix datagram carries here \
                          (the sending socket's SO_SNDBUF bounds it)",
                         msg.len()
                     ),
+                )
+                .into());
+            }
+            Err(Errno::CONNREFUSED) if to.is_none() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    "the receiver has gone (ECONNREFUSED)",
                 ));
             }
+            Err(Errno::AGAIN) => return Err(io::ErrorKind::WouldBlock.into()),
             Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// The directory of broadcast group `name`'s members.
-fn group_dir(name: &str) -> io::Result<PathBuf> {
-    if name.contains('/') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("a broadcast group name cannot contain '/': {name:?}"),
-        ));
-    }
-    Ok(runtime_dir::path().join(format!("{name}.group")))
+/// The directory of broadcast group `name`'s members (`name` is checked by
+/// the portable layer: one plain path component).
+fn group_dir(name: &str) -> PathBuf {
+    runtime_dir::path().join(format!("{name}.group"))
 }
 
 /// Joins broadcast group `name`: a receiver on a member socket of its own.
-pub(crate) fn join_group(name: &str, max: usize) -> io::Result<MailslotReceiver> {
+pub(crate) fn join_group(name: &str, opts: &ListenerOptions) -> io::Result<MailslotReceiver> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = group_dir(name)?;
+    let dir = group_dir(name);
     if let Some(parent) = dir.parent() {
         runtime_dir::ensure(parent)?;
     }
@@ -207,41 +251,57 @@ pub(crate) fn join_group(name: &str, max: usize) -> io::Result<MailslotReceiver>
         path: dir.join(member),
         private: false,
     };
-    MailslotReceiver::bind(&ep, max)
+    MailslotReceiver::bind(&ep, opts)
 }
 
-/// Sends `msg` to every live member of group `name`; returns how many got it and
-/// how many dead members (sockets nobody receives on) were removed.
-pub(crate) fn broadcast(name: &str, msg: &[u8]) -> io::Result<(usize, usize)> {
-    let dir = group_dir(name)?;
+/// Sends `msg` to every live member of group `name`, never waiting for one:
+/// returns how many got it, how many dead members (sockets nobody receives
+/// on) were removed, and how many live members were skipped because their
+/// queue was full. Every member is tried; the first other error, naming its
+/// member, is returned after all were.
+pub(crate) fn broadcast(name: &str, msg: &[u8]) -> io::Result<Delivery> {
+    let dir = group_dir(name);
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Delivery::default()),
         Err(e) => return Err(e),
     };
     let sock = new_socket_of(SocketType::DGRAM, SocketFlags::empty())?;
-    let (mut delivered, mut dead) = (0, 0);
+    let mut done = Delivery::default();
+    let mut first_error = None;
     for entry in entries {
-        let entry = entry?;
-        if !entry.file_type()?.is_socket() {
+        let Ok(entry) = entry else { continue };
+        if !entry.file_type().is_ok_and(|t| t.is_socket()) {
             continue;
         }
         let path = entry.path();
-        let to = SocketAddrUnix::new(path.as_path())?;
-        match send_to(&sock, Some(&to), msg) {
-            Ok(()) => delivered += 1,
+        let member_error =
+            |e: io::Error| io::Error::new(e.kind(), format!("member {}: {e}", path.display()));
+        let sent = SocketAddrUnix::new(path.as_path())
+            .map_err(io::Error::from)
+            .and_then(|to| send_to(&sock, Some(&to), msg, true));
+        match sent {
+            Ok(()) => done.delivered += 1,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => done.full += 1,
             Err(e) if e.raw_os_error() == Some(Errno::CONNREFUSED.raw_os_error()) => {
                 // A member that died without removing its file.
                 match fs::remove_file(&path) {
-                    Ok(()) => dead += 1,
+                    Ok(()) => done.dead += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        first_error.get_or_insert(member_error(e));
+                    }
                 }
             }
             // It left between the listing and the send.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                first_error.get_or_insert(member_error(e));
+            }
         }
     }
-    Ok((delivered, dead))
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
 }

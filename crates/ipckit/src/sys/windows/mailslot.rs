@@ -50,6 +50,7 @@ use super::{is_wine, overlapped};
 use crate::ErrorKind;
 use crate::address::Endpoint;
 use crate::error::{Error, timed_out, too_large};
+use crate::stream::ListenerOptions;
 
 /// `lReadTimeout` for reads that wait until a message comes (winbase.h).
 const MAILSLOT_WAIT_FOREVER: u32 = u32::MAX;
@@ -193,8 +194,8 @@ impl MailslotReceiver {
     /// and nothing is queued. `max == 0` is the exception: to Windows, 0 means
     /// "any size", so a larger message is queued, and `recv` drops it with
     /// `ErrorKind::FrameTooLarge`.
-    pub(crate) fn bind(ep: &Endpoint, max: usize) -> io::Result<MailslotReceiver> {
-        MailslotReceiver::create(&mailslot_path(ep)?, max, None)
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<MailslotReceiver> {
+        MailslotReceiver::create(&mailslot_path(ep)?, opts.max_message_size, None)
     }
 
     /// Creates the mailslot at `path` (NUL-terminated).

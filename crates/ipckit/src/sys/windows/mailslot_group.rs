@@ -21,31 +21,11 @@ use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND}
 
 use super::handle::wide;
 use super::mailslot::{MailslotReceiver, MailslotSender};
+use crate::mailslot::Broadcast;
+use crate::stream::ListenerOptions;
 
 /// The directory of every group's markers, under the temp dir.
 const GROUPS_DIR: &str = "ipckit-mailslot-groups";
-
-/// Refuses a group name that is not one plain path component (it names a
-/// directory and is part of the members' mailslot names).
-fn check_name(name: &str) -> io::Result<()> {
-    let bad = |why: &str| {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("a broadcast group name {why}: {name:?}"),
-        ))
-    };
-    if name.is_empty() || name == "." || name == ".." {
-        return bad("must name something (not empty, '.' or '..')");
-    }
-    if let Some(c) = name.chars().find(|&c| {
-        matches!(c, '\\' | '/' | ':' | '*' | '?' | '"' | '<' | '>' | '|') || c.is_control()
-    }) {
-        return bad(&format!(
-            "cannot contain {c:?} (it is one component of a file and a mailslot name)"
-        ));
-    }
-    Ok(())
-}
 
 /// The directory of group `name`'s markers.
 fn group_dir(name: &str) -> PathBuf {
@@ -59,9 +39,10 @@ fn member_path(name: &str, member: &str) -> Vec<u16> {
 
 /// Joins broadcast group `name`: a receiver on a mailslot of its own, taking
 /// messages of up to `max` bytes (as `MailslotReceiver::bind`).
-pub(crate) fn join_group(name: &str, max: usize) -> io::Result<MailslotReceiver> {
+/// `name` is checked by the portable layer: one plain file-name component.
+pub(crate) fn join_group(name: &str, opts: &ListenerOptions) -> io::Result<MailslotReceiver> {
+    let max = opts.max_message_size;
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    check_name(name)?;
     let dir = group_dir(name);
     fs::create_dir_all(&dir)?;
     let member = format!(
@@ -78,48 +59,49 @@ pub(crate) fn join_group(name: &str, max: usize) -> io::Result<MailslotReceiver>
 }
 
 /// Sends `msg` to every live member of group `name`; returns how many got it
-/// and how many dead members were found (and their markers removed).
+/// and how many dead members were found (and their markers removed). A
+/// mailslot write never waits for its receiver, so no member is ever `full`.
 ///
 /// Every member is tried: a member that cannot take the message (e.g. it is
 /// over that member's maximum) does not keep it from the others, and the
 /// first such error is returned after all were tried.
-pub(crate) fn broadcast(name: &str, msg: &[u8]) -> io::Result<(usize, usize)> {
-    check_name(name)?;
+pub(crate) fn broadcast(name: &str, msg: &[u8]) -> io::Result<Broadcast> {
     let dir = group_dir(name);
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Broadcast::default()),
         Err(e) => return Err(e),
     };
-    let (mut delivered, mut dead) = (0, 0);
+    let mut done = Broadcast::default();
     let mut first_error = None;
     for entry in entries {
-        let entry = entry?;
+        let Ok(entry) = entry else { continue };
         let Some(member) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        if !entry.file_type()?.is_file() {
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
+        let member_error = |e: io::Error| io::Error::new(e.kind(), format!("member {member}: {e}"));
         let sent = MailslotSender::open(&member_path(name, &member)).and_then(|s| s.send(msg));
         match sent {
-            Ok(()) => delivered += 1,
+            Ok(()) => done.delivered += 1,
             Err(e) if is_gone(&e) => match fs::remove_file(entry.path()) {
-                Ok(()) => dead += 1,
+                Ok(()) => done.dead += 1,
                 // It left (and removed its marker) since the listing.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    first_error.get_or_insert(e);
+                    first_error.get_or_insert(member_error(e));
                 }
             },
             Err(e) => {
-                first_error.get_or_insert(e);
+                first_error.get_or_insert(member_error(e));
             }
         }
     }
     match first_error {
         Some(e) => Err(e),
-        None => Ok((delivered, dead)),
+        None => Ok(done),
     }
 }
 
