@@ -71,6 +71,18 @@ pub struct Pending {
     pub count: Option<usize>,
 }
 
+impl Pending {
+    /// From the sys layer's `(next size, count)` for the receiver of `addr`.
+    pub(crate) fn of(
+        queued: std::io::Result<(Option<usize>, Option<usize>)>,
+        addr: &Address,
+    ) -> Result<Pending> {
+        let (next_size, count) =
+            queued.map_err(|e| Error::io(format!("look at what is queued on {addr}"), e))?;
+        Ok(Pending { next_size, count })
+    }
+}
+
 /// The outcome of [`MailslotSender::broadcast`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -236,11 +248,7 @@ impl MailslotReceiver {
     ///
     /// The OS error.
     pub fn pending(&self) -> Result<Pending> {
-        let (next_size, count) = self
-            .inner
-            .pending()
-            .map_err(|e| Error::io(format!("look at what is queued on {}", self.addr), e))?;
-        Ok(Pending { next_size, count })
+        Pending::of(self.inner.pending(), &self.addr)
     }
 
     /// The address this receiver serves (`mailslot:NAME`, or for a group member

@@ -105,11 +105,7 @@ impl MailslotReceiver {
     ///
     /// The OS error.
     pub fn pending(&self) -> Result<Pending> {
-        let (next_size, count) = self
-            .inner
-            .pending()
-            .map_err(|e| Error::io(format!("look at what is queued on {}", self.addr), e))?;
-        Ok(Pending { next_size, count })
+        Pending::of(self.inner.pending(), &self.addr)
     }
 
     /// The address this receiver serves.

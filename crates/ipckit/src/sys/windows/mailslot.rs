@@ -187,13 +187,13 @@ fn cut_by_wine(read: usize, max: usize) -> io::Error {
 }
 
 impl MailslotReceiver {
-    /// Creates the mailslot `ep` names, taking messages of up to `max` bytes.
+    /// Creates the mailslot `ep` names, taking messages of up to
+    /// `opts.max_message_size` bytes (at least 1: the options refuse 0, which
+    /// to Windows would mean "any size").
     ///
-    /// `max` is the mailslot's `nMaxMessageSize` (clamped to `u32::MAX`):
+    /// That is the mailslot's `nMaxMessageSize` (clamped to `u32::MAX`):
     /// Windows refuses a larger `WriteFile` to it with an error to the sender,
-    /// and nothing is queued. `max == 0` is the exception: to Windows, 0 means
-    /// "any size", so a larger message is queued, and `recv` drops it with
-    /// `ErrorKind::FrameTooLarge`.
+    /// and nothing is queued (Wine queues it; `recv` then drops it).
     pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<MailslotReceiver> {
         MailslotReceiver::create(&mailslot_path(ep)?, opts.max_message_size, None)
     }
@@ -294,8 +294,7 @@ impl MailslotReceiver {
                 return Err(cut_by_wine(n, self.max));
             }
             if n > self.max {
-                // With `max == 0` (any size to Windows), and under Wine: dropped
-                // whole.
+                // Only under Wine, which queues it: dropped whole.
                 out.truncate(before);
                 return Err(too_large(n as u64, self.max));
             }
