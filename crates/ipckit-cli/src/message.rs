@@ -76,30 +76,46 @@ enum Received {
     Closed(u64),
 }
 
-/// Sends stdin line by line and prints what arrives, concurrently. Ends when the
-/// peer closes the channel (an error if that comes before `count` messages), or
-/// once stdin has ended and `count` messages were printed.
+/// Sends stdin line by line and prints what arrives, concurrently, on a message
+/// stream (one clone of it sends, another receives).
 fn relay(channel: &MessageStream, count: Option<u64>) -> Result<()> {
-    let (tx, rx) = mpsc::channel();
     let sender = channel.try_clone()?;
+    let receiver = channel.try_clone()?;
+    relay_with(
+        channel.peer_addr(),
+        move |msg| sender.send(msg),
+        move |buf| receiver.recv_into(buf),
+        count,
+    )
+}
+
+/// The relay of any message channel: `send` on one thread, `recv` (`false` at
+/// the end) on another. Ends when the peer closes the channel (an error if
+/// that comes before `count` messages), or once stdin has ended and `count`
+/// messages were printed; a failure on either side ends it at once.
+pub(crate) fn relay_with(
+    peer: &Address,
+    mut send: impl FnMut(&[u8]) -> ipckit::Result<()> + Send + 'static,
+    recv: impl FnMut(&mut Vec<u8>) -> ipckit::Result<bool> + Send + 'static,
+    count: Option<u64>,
+) -> Result<()> {
+    let (tx, rx) = mpsc::channel();
     let to_main = tx.clone();
     // Detached: it may be blocked reading stdin when the relay ends, and then the
     // process simply exits around it.
     thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            let _ = to_main.send(Event::Stdin(stdin_to_channel(&sender)));
+            let _ = to_main.send(Event::Stdin(stdin_to_channel(&mut send)));
         })
         .context("start the stdin thread")?;
-    let receiver = channel.try_clone()?;
     thread::Builder::new()
         .name("stdout".into())
         .spawn(move || {
-            let _ = tx.send(Event::Stdout(channel_to_stdout(&receiver, count)));
+            let _ = tx.send(Event::Stdout(channel_to_stdout(recv, count)));
         })
         .context("start the stdout thread")?;
 
-    let peer = channel.peer_addr();
     let (mut stdin_done, mut count_reached) = (false, false);
     loop {
         match rx.recv() {
@@ -124,8 +140,8 @@ fn relay(channel: &MessageStream, count: Option<u64>) -> Result<()> {
 
 /// Sends each line of stdin as one message (see [`each_stdin_line`]) until stdin
 /// ends or the peer goes.
-fn stdin_to_channel(channel: &MessageStream) -> Result<()> {
-    each_stdin_line(|msg| match channel.send(msg) {
+fn stdin_to_channel(send: &mut impl FnMut(&[u8]) -> ipckit::Result<()>) -> Result<()> {
+    each_stdin_line(|msg| match send(msg) {
         Ok(()) => Ok(ControlFlow::Continue(())),
         // The peer is gone: nothing more to send. The receiver sees the close.
         Err(e) if e.kind() == ErrorKind::Disconnected => Ok(ControlFlow::Break(())),
@@ -162,7 +178,10 @@ fn strip_line_ending(line: &[u8]) -> &[u8] {
 
 /// Prints each message, bytes unchanged, followed by `\n`, until `count` messages
 /// were printed or the peer closes the channel.
-fn channel_to_stdout(channel: &MessageStream, count: Option<u64>) -> Result<Received> {
+fn channel_to_stdout(
+    mut recv: impl FnMut(&mut Vec<u8>) -> ipckit::Result<bool>,
+    count: Option<u64>,
+) -> Result<Received> {
     let mut stdout = io::stdout().lock();
     let mut msg = Vec::new();
     let mut printed = 0u64;
@@ -170,7 +189,7 @@ fn channel_to_stdout(channel: &MessageStream, count: Option<u64>) -> Result<Rece
         if count.is_some_and(|wanted| printed >= wanted) {
             return Ok(Received::Count);
         }
-        if !channel.recv_into(&mut msg)? {
+        if !recv(&mut msg)? {
             return Ok(Received::Closed(printed));
         }
         print_message(&mut stdout, &msg)?;

@@ -3,16 +3,13 @@
 //! stdin per message, one line of stdout per message).
 
 use std::io::{self, Read, Write};
-use std::ops::ControlFlow;
-use std::sync::Arc;
-use std::thread;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use ipckit::Address;
 use ipckit::ConnectOptions;
 use ipckit::shm::{SharedMemory, ShmChannel, ShmListener};
-use ipckit::{Address, ErrorKind};
 
-use crate::message::{each_stdin_line, print_message};
+use crate::message::relay_with;
 use crate::stdout_error;
 
 /// `ipckit shm create NAME SIZE`: on Unix the region outlives the command
@@ -105,7 +102,7 @@ pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bo
         }
         return Ok(());
     }
-    relay(channel, count)
+    relay(channel, addr, count)
 }
 
 /// `ipckit connect [--timeout DUR] [--retry] [--count N] shm:NAME`.
@@ -119,45 +116,17 @@ pub(crate) fn connect(
     if verbose {
         eprintln!("connected to {addr}");
     }
-    relay(channel, count)
+    relay(channel, addr, count)
 }
 
-/// Sends each line of stdin as a message while printing each message that
-/// arrives; ends when the peer closes (an error before `count` messages), or
-/// after `count` messages once stdin has ended.
-fn relay(channel: ShmChannel, count: Option<u64>) -> Result<()> {
-    let channel = Arc::new(channel);
-    let sender = Arc::clone(&channel);
-    // Detached: it may be blocked reading stdin when the relay ends.
-    let stdin = thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || {
-            each_stdin_line(|msg| match sender.send(msg) {
-                Ok(()) => Ok(ControlFlow::Continue(())),
-                Err(e) if e.kind() == ErrorKind::Disconnected => Ok(ControlFlow::Break(())),
-                Err(e) => Err(e.into()),
-            })
-        })
-        .context("start the stdin thread")?;
-    let mut stdout = io::stdout().lock();
-    let mut msg = Vec::new();
-    let mut printed = 0u64;
-    while count.is_none_or(|wanted| printed < wanted) {
-        if !channel.recv_into(&mut msg)? {
-            if let Some(wanted) = count {
-                bail!(
-                    "the peer on {} closed the channel after {printed} of {wanted} messages",
-                    channel.peer_addr()
-                );
-            }
-            return Ok(());
-        }
-        print_message(&mut stdout, &msg)?;
-        printed += 1;
-    }
-    // --count reached: finish sending stdin, then close.
-    match stdin.join() {
-        Ok(result) => result,
-        Err(_) => bail!("the stdin thread panicked"),
-    }
+/// The message relay (`message::relay_with`) on the channel's two lock-free
+/// halves.
+fn relay(channel: ShmChannel, addr: &Address, count: Option<u64>) -> Result<()> {
+    let (mut sender, mut receiver) = channel.split();
+    relay_with(
+        addr,
+        move |msg| sender.send(msg),
+        move |buf| receiver.recv_into(buf),
+        count,
+    )
 }
