@@ -145,7 +145,8 @@ impl SharedMemory {
         let region = sys::shm::Region::open(&name).map_err(|e| {
             let what = format!("open shm:{name}");
             match e.kind() {
-                std::io::ErrorKind::NotFound => {
+                // The OS's own "no such name" (not ipckit's "still being made").
+                std::io::ErrorKind::NotFound if e.raw_os_error().is_some() => {
                     Error::io(format!("{what}: no shared-memory region has that name"), e)
                 }
                 _ => Error::io(what, e),
