@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use ipckit::ErrorKind;
 use ipckit::child::{ChannelOptions, ChildChannel, CommandExt, Serialization, parent_channel};
-use serde_json::{Value, json};
+#[cfg(unix)]
+use serde_json::Value;
+use serde_json::json;
 use util::{slow_factor, watchdog};
 
 const ROLE: &str = "IPCKIT_TEST_ROLE";
@@ -20,8 +22,10 @@ fn limit(secs: u64) -> Duration {
 }
 
 /// Not a test: the entry point of this program when a test re-runs it as a
-/// child (`IPCKIT_TEST_ROLE` set). Without the variable it does nothing.
+/// child (`IPCKIT_TEST_ROLE` set, with `--ignored`). Without the variable it
+/// does nothing.
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_process_entry() {
     if let Ok(role) = std::env::var(ROLE) {
         let code = roles::run(&role);
@@ -64,24 +68,95 @@ mod roles {
             }
             "middle" => {
                 let parent = parent_channel().expect("parent channel");
-                let (_grandchild, channel) = super::child("wait_end")
+                let (grandchild, channel) = super::child("wait_end")
                     .stdout(Stdio::inherit())
                     .spawn_with_channel()
                     .unwrap();
+                // The test kills it by this number if it gives up.
+                println!("GRANDCHILD {}", grandchild.id());
                 assert_eq!(channel.recv().unwrap().as_deref(), Some(&b"ready"[..]));
                 parent.send(b"ready").unwrap();
                 // Hold the grandchild's channel until killed.
                 while parent.recv().unwrap().is_some() {}
                 0
             }
-            "big" => {
+            "big_in_flight" => {
                 let parent = parent_channel().expect("parent channel");
-                let big = super::pattern(BIG);
-                parent.send(b"start").unwrap();
-                // Killed while this is on its way (or before it left).
-                let _ = parent.send(&big);
+                // Unix: fill the socket first, so that the big message cannot
+                // get through before the parent reads (which it does only after
+                // the kill). Windows: a pipe buffers 64 KiB, so a 32 MiB write
+                // waits for the reader anyway.
+                #[cfg(unix)]
+                {
+                    let mut filler = parent.try_clone().unwrap();
+                    filler
+                        .set_write_timeout(Some(Duration::from_millis(100)))
+                        .unwrap();
+                    let mut n = 0;
+                    loop {
+                        match filler.send(&super::pattern(FILL)) {
+                            Ok(()) => n += 1,
+                            Err(e) if e.kind() == ErrorKind::TimedOut => break,
+                            Err(e) => panic!("fill: {e}"),
+                        }
+                    }
+                    println!("FILLED {n}");
+                }
+                let sender = parent.try_clone().unwrap();
+                let started = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    started.0.send(()).unwrap();
+                    let _ = sender.send(&super::pattern(BIG));
+                    println!("SENT-BIG");
+                });
+                started.1.recv().unwrap();
+                println!("SENDING");
+                // Killed while the message is on its way.
+                loop {
+                    std::thread::park();
+                }
+            }
+            "big_sent" => {
+                let parent = parent_channel().expect("parent channel");
+                parent.send(&super::pattern(BIG)).unwrap();
+                println!("SENT");
+                // Killed with the message sent.
+                loop {
+                    std::thread::park();
+                }
+            }
+            "async_then_blocking" => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let refused = rt.block_on(async {
+                    ipckit::tokio::child::parent_channel()
+                        .map(drop)
+                        .unwrap_err()
+                });
+                let parent = parent_channel().expect("the blocking parent channel");
+                parent
+                    .send_json(&json!({ "async": format!("{:?}", refused.kind()) }))
+                    .unwrap();
+                while parent.recv().unwrap().is_some() {}
                 0
             }
+            "big_on_go" => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let parent = ipckit::tokio::child::parent_channel().expect("parent channel");
+                    assert_eq!(parent.recv().await.unwrap().as_deref(), Some(&b"go"[..]));
+                    parent.send(&super::pattern(1 << 20)).await.unwrap();
+                    while parent.recv().await.unwrap().is_some() {}
+                });
+                0
+            }
+            #[cfg(unix)]
+            "refuse" => refuse(),
             other => panic!("unknown role {other}"),
         }
     }
@@ -108,6 +183,66 @@ mod roles {
                 parent.send(&msg).await.unwrap();
             }
         });
+        0
+    }
+
+    /// Puts each object named in `IPCKIT_TEST_OBJECTS` at descriptor 100 (the
+    /// variable names it), tries to take it as the channel, and reports
+    /// `REFUSED <object> <kind> open=<still open> <message>` or `TAKEN <object>`.
+    #[cfg(unix)]
+    fn refuse() -> i32 {
+        use rustix::io::FdFlags;
+        use rustix::net::{AddressFamily, SocketFlags, SocketType};
+        use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+        use std::os::unix::net::UnixStream;
+
+        let objects = std::env::var("IPCKIT_TEST_OBJECTS").unwrap();
+        for object in objects.split(',') {
+            let (fd, cloexec): (OwnedFd, bool) = match object {
+                "file" => (std::fs::File::open("/dev/null").unwrap().into(), false),
+                "stream" => (UnixStream::pair().unwrap().0.into(), false),
+                "tcp" => (
+                    std::net::TcpListener::bind("127.0.0.1:0").unwrap().into(),
+                    false,
+                ),
+                "seqpacket" | "cloexec_seqpacket" => {
+                    let (a, _b) = rustix::net::socketpair(
+                        AddressFamily::UNIX,
+                        SocketType::SEQPACKET,
+                        SocketFlags::CLOEXEC,
+                        None,
+                    )
+                    .unwrap();
+                    (a, object == "cloexec_seqpacket")
+                }
+                "stdout" => {
+                    match parent_channel() {
+                        Ok(_) => println!("TAKEN stdout"),
+                        Err(e) => println!("REFUSED stdout {:?} open=true {e}", e.kind()),
+                    }
+                    continue;
+                }
+                other => panic!("unknown object {other}"),
+            };
+            let placed = rustix::io::fcntl_dupfd_cloexec(&fd, 100).unwrap();
+            assert_eq!(placed.as_raw_fd(), 100, "descriptor 100 is taken already");
+            drop(fd);
+            if !cloexec {
+                rustix::io::fcntl_setfd(&placed, FdFlags::empty()).unwrap();
+            }
+            match parent_channel() {
+                Ok(channel) => {
+                    // The channel owns descriptor 100 now.
+                    let _ = placed.into_raw_fd();
+                    println!("TAKEN {object}");
+                    drop(channel);
+                }
+                Err(e) => {
+                    let open = rustix::io::fcntl_getfd(&placed).is_ok();
+                    println!("REFUSED {object} {:?} open={open} {e}", e.kind());
+                }
+            }
+        }
         0
     }
 
@@ -138,14 +273,26 @@ mod roles {
 /// This test program, to be run as a child in `role`.
 fn child(role: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["child_process_entry", "--exact", "--nocapture", "--quiet"])
+    cmd.args(CHILD_ARGS)
         .env(ROLE, role)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     cmd
 }
 
+/// The test harness's arguments that run `child_process_entry` alone.
+const CHILD_ARGS: [&str; 5] = [
+    "child_process_entry",
+    "--exact",
+    "--ignored",
+    "--nocapture",
+    "--quiet",
+];
+
 const BIG: usize = 32 << 20;
+/// The size of the messages that fill the socket ahead of a big one.
+#[cfg(unix)]
+const FILL: usize = 4096;
 
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -153,6 +300,31 @@ fn pattern(len: usize) -> Vec<u8> {
 
 /// Kills the child on every path out of a test.
 struct Reaper(Child);
+
+impl Reaper {
+    /// A reaper that the test's own thread keeps, so the child is killed even
+    /// when the watchdog gives up on the watched thread.
+    fn shared(child: Child) -> (std::sync::Arc<std::sync::Mutex<Reaper>>, KillOnDrop) {
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(Reaper(child)));
+        (std::sync::Arc::clone(&shared), KillOnDrop(shared))
+    }
+
+    fn kill_and_wait(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+/// Kills and reaps a shared child when dropped, whoever else still holds it.
+struct KillOnDrop(std::sync::Arc<std::sync::Mutex<Reaper>>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let mut reaper = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = reaper.0.kill();
+        let _ = reaper.0.wait();
+    }
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -266,46 +438,128 @@ fn the_end_of_the_channel_is_the_child_exiting() {
 
 #[test]
 fn a_child_killed_mid_message_delivers_none_of_it() {
-    watchdog(limit(120), || {
-        let (mut child, channel) = spawn("big", Serialization::Messages);
-        assert_eq!(channel.recv().unwrap().as_deref(), Some(&b"start"[..]));
-        // The child is now writing 32 MiB that nobody reads yet.
-        child.0.kill().unwrap();
-        child.0.wait().unwrap();
-        match channel.recv() {
-            // It got out whole before the kill: then it is all there.
-            Ok(Some(msg)) => {
-                assert_eq!(msg.len(), BIG);
-                assert!(msg == pattern(BIG), "the message arrived changed");
-                assert_eq!(channel.recv().unwrap(), None);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
-                assert!(!channel.recv().is_ok_and(|m| m.is_some()));
+    let (child, channel) = ChannelOptions::new()
+        .spawn(child("big_in_flight").stdout(Stdio::piped()))
+        .unwrap();
+    let (child, guard) = Reaper::shared(child);
+    watchdog(limit(120), move || {
+        let mut out = BufReader::new(child.lock().unwrap().0.stdout.take().unwrap());
+        #[cfg(unix)]
+        let filled: usize = line_with(&mut out, "FILLED ").unwrap()["FILLED ".len()..]
+            .parse()
+            .unwrap();
+        assert_eq!(line_with(&mut out, "SENDING").as_deref(), Some("SENDING"));
+        // The 32 MiB message has started and cannot be finished: nobody reads.
+        child.lock().unwrap().kill_and_wait();
+        #[cfg_attr(windows, allow(unused_mut))]
+        let mut fillers = 0;
+        loop {
+            match channel.recv() {
+                #[cfg(unix)]
+                Ok(Some(msg)) => {
+                    assert_eq!(msg.len(), FILL, "a message of {} bytes arrived", msg.len());
+                    assert!(msg == pattern(FILL), "a filler arrived changed");
+                    fillers += 1;
+                }
+                #[cfg(windows)]
+                Ok(Some(msg)) => panic!("a message of {} bytes arrived", msg.len()),
+                Ok(None) => break,
+                Err(e) => {
+                    // An error (a message cut short) is allowed once, then the end.
+                    assert_ne!(e.kind(), ErrorKind::TimedOut, "{e}");
+                    assert!(matches!(channel.recv(), Ok(None) | Err(_)));
+                    break;
+                }
             }
         }
+        #[cfg(unix)]
+        assert_eq!(fillers, filled, "the fillers before the big message");
+        #[cfg(windows)]
+        assert_eq!(fillers, 0);
+        // The child never got its message out.
+        assert_eq!(line_with(&mut out, "SENT-BIG"), None);
     });
+    drop(guard);
+}
+
+#[test]
+fn a_message_sent_before_the_kill_arrives_whole() {
+    let (child, channel) = ChannelOptions::new()
+        .spawn(child("big_sent").stdout(Stdio::piped()))
+        .unwrap();
+    let (child, guard) = Reaper::shared(child);
+    watchdog(limit(120), move || {
+        let mut out = BufReader::new(child.lock().unwrap().0.stdout.take().unwrap());
+        // Windows: a pipe holds 64 KiB, so the send returns only once the
+        // message is read. Unix: read only after the kill.
+        let reader = cfg!(windows).then(|| {
+            let channel = channel.try_clone().unwrap();
+            std::thread::spawn(move || channel.recv().unwrap())
+        });
+        assert_eq!(line_with(&mut out, "SENT").as_deref(), Some("SENT"));
+        child.lock().unwrap().kill_and_wait();
+        let msg = match reader {
+            Some(reader) => reader.join().unwrap(),
+            None => channel.recv().unwrap(),
+        };
+        let msg = msg.expect("the message sent before the kill");
+        assert_eq!(msg.len(), BIG);
+        assert!(msg == pattern(BIG), "the message arrived changed");
+        assert_eq!(channel.recv().unwrap(), None);
+    });
+    drop(guard);
+}
+
+/// Kills a process by number, for a grandchild that is not ours to wait for.
+fn kill_pid(pid: u32) {
+    #[cfg(unix)]
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    #[cfg(windows)]
+    let _ = Command::new("taskkill")
+        .args(["/F", "/PID", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 #[test]
 fn the_child_sees_the_parent_die_as_the_end() {
-    watchdog(limit(60), || {
-        // middle (killed) -> grandchild, whose stdout is ours.
-        let (middle, channel) = ChannelOptions::new()
-            .spawn(child("middle").stdout(Stdio::piped()))
+    // middle (killed) -> grandchild, whose stdout is ours. Both are killed on
+    // every way out, the watchdog's included.
+    let (middle, channel) = ChannelOptions::new()
+        .spawn(child("middle").stdout(Stdio::piped()))
+        .unwrap();
+    let (middle, middle_guard) = Reaper::shared(middle);
+    let grandchild = std::sync::Arc::new(std::sync::Mutex::new(None::<u32>));
+    struct KillGrandchild(std::sync::Arc<std::sync::Mutex<Option<u32>>>);
+    impl Drop for KillGrandchild {
+        fn drop(&mut self) {
+            if let Some(pid) = *self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+                kill_pid(pid);
+            }
+        }
+    }
+    let guards = (
+        KillGrandchild(std::sync::Arc::clone(&grandchild)),
+        middle_guard,
+    );
+    watchdog(limit(60), move || {
+        let mut out = BufReader::new(middle.lock().unwrap().0.stdout.take().unwrap());
+        let pid = line_with(&mut out, "GRANDCHILD ").unwrap()["GRANDCHILD ".len()..]
+            .parse()
             .unwrap();
-        let mut middle = Reaper(middle);
-        let mut out = BufReader::new(middle.0.stdout.take().unwrap());
+        *grandchild.lock().unwrap() = Some(pid);
         assert_eq!(channel.recv().unwrap().as_deref(), Some(&b"ready"[..]));
-        middle.0.kill().unwrap();
-        middle.0.wait().unwrap();
+        middle.lock().unwrap().kill_and_wait();
         // The grandchild still has our pipe as stdout; it reports and exits.
         assert_eq!(
             line_with(&mut out, "CHILD-SAW-END").as_deref(),
             Some("CHILD-SAW-END")
         );
     });
+    drop(guards);
 }
 
 #[test]
@@ -335,7 +589,10 @@ fn a_process_not_started_with_a_channel_gets_a_clear_error() {
             "{stale}"
         );
         let junk = probe(child("probe").env("IPCKIT_CHANNEL", "soon"));
-        assert!(junk.contains("\"soon\""), "{junk}");
+        assert!(
+            junk.starts_with("PROBE InvalidOption") && junk.contains("\"soon\""),
+            "{junk}"
+        );
         let advanced = probe(
             child("probe")
                 .env("NODE_CHANNEL_FD", "3")
@@ -356,6 +613,121 @@ fn a_process_not_started_with_a_channel_gets_a_clear_error() {
             text.contains("TWICE ") && text.contains("already taken"),
             "{text}"
         );
+    });
+}
+
+#[test]
+fn json_of_the_wrong_type_is_an_error_that_says_so() {
+    watchdog(limit(60), || {
+        let (_child, channel) = spawn("echo", Serialization::Messages);
+        channel.send(b"\"text\"").unwrap();
+        let err = channel.recv_json::<u32>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol);
+        let text = err.to_string();
+        assert!(text.contains("does not parse as u32"), "{text}");
+        assert!(!text.contains("not valid JSON"), "{text}");
+        channel.send(b"{oops").unwrap();
+        let err = channel.recv_json::<u32>().unwrap_err();
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+        // The channel goes on.
+        channel.send(b"7").unwrap();
+        assert_eq!(channel.recv_json::<u32>().unwrap(), Some(7));
+    });
+}
+
+/// Runs `role` as a child with `vars` set and returns the lines of its stdout.
+#[cfg(unix)]
+fn report(role: &str, vars: &[(&str, &str)]) -> Vec<String> {
+    let mut cmd = child(role);
+    cmd.stdout(Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{role}: {}", out.status);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn only_an_inherited_socket_of_the_right_kind_is_taken() {
+    watchdog(limit(60), || {
+        let lines = report(
+            "refuse",
+            &[
+                ("IPCKIT_CHANNEL", "100"),
+                (
+                    "IPCKIT_TEST_OBJECTS",
+                    "file,stream,tcp,cloexec_seqpacket,seqpacket",
+                ),
+            ],
+        );
+        let line = |object: &str| {
+            lines
+                .iter()
+                .find(|l| l.split(' ').nth(1) == Some(object))
+                .unwrap_or_else(|| panic!("no report for {object}: {lines:?}"))
+                .clone()
+        };
+        for (object, why) in [
+            ("file", "not a socket"),
+            ("stream", "SOCK_STREAM socket, not the SOCK_SEQPACKET"),
+            ("tcp", "not a Unix domain socket"),
+            ("cloexec_seqpacket", "is close-on-exec"),
+        ] {
+            let l = line(object);
+            assert!(
+                l.starts_with(&format!("REFUSED {object} InvalidOption open=true ")),
+                "{l}"
+            );
+            assert!(l.contains(why), "{l}");
+        }
+        // After all those refusals the real thing is still taken.
+        assert_eq!(line("seqpacket"), "TAKEN seqpacket");
+
+        // A Unix socket only: a TCP stream named as Node's channel is refused.
+        let lines = report(
+            "refuse",
+            &[("NODE_CHANNEL_FD", "100"), ("IPCKIT_TEST_OBJECTS", "tcp")],
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("REFUSED tcp InvalidOption open=true ")
+                    && l.contains("not a Unix domain socket")),
+            "{lines:?}"
+        );
+        // Standard output (here a socket, so that only the number refuses it).
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut cmd = child("refuse");
+        cmd.env("NODE_CHANNEL_FD", "1")
+            .env("IPCKIT_TEST_OBJECTS", "stdout")
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+        let mut kid = Reaper(cmd.spawn().unwrap());
+        let mut text = String::new();
+        let mut ours = BufReader::new(ours);
+        while !text.starts_with("REFUSED") && !text.starts_with("TAKEN") {
+            text.clear();
+            assert_ne!(ours.read_line(&mut text).unwrap(), 0, "no report");
+        }
+        assert!(
+            text.starts_with("REFUSED stdout InvalidOption") && text.contains("standard output"),
+            "{text}"
+        );
+        assert!(kid.0.wait().unwrap().success());
+    });
+}
+
+#[cfg(unix)]
+#[test]
+fn the_async_parent_channel_leaves_a_node_channel_for_the_blocking_one() {
+    watchdog(limit(60), || {
+        let (_child, channel) = spawn("async_then_blocking", Serialization::Json);
+        let got: Value = channel.recv_json().unwrap().unwrap();
+        assert_eq!(got, json!({ "async": "Unsupported" }));
     });
 }
 
@@ -480,7 +852,7 @@ mod node_and_python {
             let out = Command::new("node")
                 .arg(script("fork_rust.js"))
                 .arg(&exe)
-                .args(["child_process_entry", "--exact", "--nocapture", "--quiet"])
+                .args(CHILD_ARGS)
                 .env(ROLE, "echo")
                 .stdin(Stdio::null())
                 .output()
@@ -518,6 +890,50 @@ mod node_and_python {
             // An empty line is not JSON either (Node's JSON.parse refuses it).
             assert_eq!(channel.recv().unwrap_err().kind(), ErrorKind::Protocol);
             assert_eq!(channel.recv_json::<Value>().unwrap(), Some(json!([2])));
+            assert_eq!(channel.recv().unwrap(), None);
+        });
+    }
+
+    #[test]
+    fn a_json_child_that_exits_without_reading_ends_the_channel() {
+        watchdog(limit(60), || {
+            // The child waits until our message is there, leaves it unread,
+            // answers and exits: its socket closes with bytes unread.
+            let code = "import os, select; fd = int(os.environ['NODE_CHANNEL_FD']); \
+                        select.select([fd], [], []); os.write(fd, b'\"hi\"\\n')";
+            let (child, mut channel) = ChannelOptions::new()
+                .serialization(Serialization::Json)
+                .spawn(&mut python(code))
+                .unwrap();
+            let mut child = Reaper(child);
+            channel.set_read_timeout(Some(limit(30))).unwrap();
+            channel.send_json(&json!({ "a": 1 })).unwrap();
+            assert!(child.0.wait().unwrap().success());
+            assert_eq!(channel.recv_json::<Value>().unwrap(), Some(json!("hi")));
+            assert_eq!(channel.recv().unwrap(), None);
+        });
+    }
+
+    #[test]
+    fn a_json_child_that_exits_without_reading_mid_line_is_cut_short() {
+        watchdog(limit(60), || {
+            let code = "import os, select; fd = int(os.environ['NODE_CHANNEL_FD']); \
+                        select.select([fd], [], []); os.write(fd, b'[1]\\n[2, 3')";
+            let (child, mut channel) = ChannelOptions::new()
+                .serialization(Serialization::Json)
+                .spawn(&mut python(code))
+                .unwrap();
+            let mut child = Reaper(child);
+            channel.set_read_timeout(Some(limit(30))).unwrap();
+            channel.send_json(&json!({ "a": 1 })).unwrap();
+            assert!(child.0.wait().unwrap().success());
+            assert_eq!(channel.recv_json::<Value>().unwrap(), Some(json!([1])));
+            let err = channel.recv().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+            assert!(
+                err.to_string().contains("in the middle of a message"),
+                "{err}"
+            );
             assert_eq!(channel.recv().unwrap(), None);
         });
     }
@@ -572,16 +988,34 @@ fn async_channels_round_trip_both_ways() {
                 channel.send(&msg).await.unwrap();
                 assert_eq!(channel.recv().await.unwrap().as_deref(), Some(&msg[..]));
             }
-            // A recv cancelled by a timeout loses nothing.
-            let pending = tokio::time::timeout(Duration::from_millis(50), channel.recv()).await;
-            assert!(pending.is_err(), "nothing was sent, yet a message came");
-            channel.send(b"after").await.unwrap();
-            assert_eq!(
-                channel.recv().await.unwrap().as_deref(),
-                Some(&b"after"[..])
-            );
             drop(channel);
             assert!(async_child.wait().await.unwrap().success());
+
+            // Receives cancelled while a 1 MiB message is on its way lose
+            // nothing. Each try polls the recv once and drops it: on Windows
+            // the message arrives in pieces (a pipe holds 64 KiB and the child
+            // is still writing), so the tries cancel it part-way; on Unix a
+            // record is taken in one poll, whole or not at all.
+            let mut cmd = tokio::process::Command::from(child("big_on_go"));
+            cmd.kill_on_drop(true);
+            let (mut big_child, mut channel) = cmd.spawn_with_channel().unwrap();
+            channel.set_read_timeout(Some(limit(30))).unwrap();
+            channel.send(b"go").await.unwrap();
+            let mut cancelled = 0u32;
+            let msg = loop {
+                match tokio::time::timeout(Duration::ZERO, channel.recv()).await {
+                    Ok(got) => break got.unwrap().expect("the 1 MiB message"),
+                    Err(_) => {
+                        cancelled += 1;
+                        tokio::task::yield_now().await;
+                    }
+                }
+            };
+            assert!(cancelled > 0, "the first try cannot have had it");
+            assert_eq!(msg.len(), 1 << 20);
+            assert!(msg == pattern(1 << 20), "the message arrived changed");
+            drop(channel);
+            assert!(big_child.wait().await.unwrap().success());
 
             // An async parent and a blocking child; Json is refused clearly.
             let mut cmd = tokio::process::Command::from(child("echo"));

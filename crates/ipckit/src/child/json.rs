@@ -161,17 +161,28 @@ impl Lines {
             .iter()
             .map(|&b| if b == b'\n' { b' ' } else { b })
             .collect();
+        // The writer's lock is held for the whole call, a blocked one included.
         super::lock(&self.writer).send(&line, |buf| self.stream.write(buf, limit))
     }
 
-    /// Receives the next line (valid JSON or not; the caller checks).
+    /// Receives the next line (valid JSON or not; the caller checks). The
+    /// reader's lock is held for the whole call, a blocked one included: a
+    /// `recv` through another handle waits for it, whatever its own limit.
+    ///
+    /// A peer that exits with bytes of ours unread resets the connection
+    /// (`ECONNRESET`). Linux reports that once, after every byte the peer sent
+    /// before it exited, so it is the end of the stream like a plain close: the
+    /// end with no partial line buffered, the "cut short" error with one.
     pub(super) fn recv(
         &self,
         out: &mut Vec<u8>,
         max: usize,
         limit: Option<Instant>,
     ) -> io::Result<bool> {
-        super::lock(&self.reader).next_line(out, max, |buf| self.stream.read(buf, limit))
+        super::lock(&self.reader).next_line(out, max, |buf| match self.stream.read(buf, limit) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),
+            other => other,
+        })
     }
 }
 
@@ -184,15 +195,28 @@ pub(super) fn check_json(msg: &[u8]) -> io::Result<()> {
 
 /// The error for a message that is not JSON, quoting its start.
 pub(super) fn not_json(msg: &[u8], e: &serde_json::Error) -> io::Error {
+    protocol(msg, format!("is not valid JSON ({e})"))
+}
+
+/// The error for a message that did not parse as a `ty` (`e` says why): not
+/// JSON at all, or JSON of another shape.
+pub(super) fn not_a(msg: &[u8], ty: &str, e: &serde_json::Error) -> io::Error {
+    // serde stops at the first token that does not fit `ty`, so its error does
+    // not tell whether the rest is JSON at all: check that first.
+    match check_json(msg) {
+        Err(not_json) => not_json,
+        Ok(()) => protocol(msg, format!("does not parse as {ty}: {e}")),
+    }
+}
+
+/// A `Protocol` error about `msg`, quoting its start.
+fn protocol(msg: &[u8], what: String) -> io::Error {
     const QUOTE: usize = 60;
     let text = String::from_utf8_lossy(&msg[..msg.len().min(QUOTE)]);
     let more = if msg.len() > QUOTE { "..." } else { "" };
     Error::new(
         ErrorKind::Protocol,
-        format!(
-            "a message of {} bytes is not valid JSON ({e}): {text:?}{more}",
-            msg.len()
-        ),
+        format!("a message of {} bytes {what}: {text:?}{more}", msg.len()),
     )
     .into()
 }
@@ -308,6 +332,16 @@ mod tests {
         })
         .unwrap();
         assert_eq!(wire, b"[1,2,3]\n4\n");
+    }
+
+    #[test]
+    fn json_of_the_wrong_type_says_so() {
+        let e = serde_json::from_slice::<u32>(b"\"x\"").unwrap_err();
+        let err = not_a(b"\"x\"", "u32", &e).to_string();
+        assert!(err.contains("does not parse as u32"), "{err}");
+        let e = serde_json::from_slice::<u32>(b"{oops").unwrap_err();
+        let err = not_a(b"{oops", "u32", &e).to_string();
+        assert!(err.contains("not valid JSON"), "{err}");
     }
 
     #[test]

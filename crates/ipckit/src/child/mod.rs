@@ -46,8 +46,14 @@
 //! # The end of the channel
 //!
 //! The parent keeps no copy of the child's end: when the child exits (or is
-//! killed), the parent's `recv` returns `None`. The child's end is the only
-//! inherited one, so when the parent dies the child's `recv` returns `None`.
+//! killed), the parent's `recv` returns `None`, after every message the child
+//! sent before, also when the child exits without reading what the parent sent
+//! it. That holds only while no other process keeps the child's end open: a
+//! child that passes its end on to its own children (a `sh -c` wrapper that
+//! forks the real program, or a program that spawns with the descriptor or
+//! handle inheritable) ends the channel only when the last of them exits. The
+//! child's end is the only inherited one, so when the parent dies the child's
+//! `recv` returns `None`.
 //! A child that is killed in the middle of a message never delivers part of it:
 //! a message channel carries whole messages only, and a JSON line cut short
 //! fails `recv` with [`ErrorKind::Protocol`] once before the end.
@@ -60,8 +66,11 @@
 //! channel (as Node makes it). Both ends are close-on-exec; the forked child
 //! clears the flag on its own end alone just before `exec` (a `pre_exec` hook),
 //! so no other child, and no other thread's `fork`, inherits it. The variable
-//! holds the descriptor number. [`parent_channel`] makes it close-on-exec
-//! again, so the child's own children do not inherit it.
+//! holds the descriptor number. [`parent_channel`] takes only a descriptor that
+//! is above 2, not close-on-exec (everything std, tokio and ipckit open is, so
+//! such a descriptor was inherited) and an `AF_UNIX` socket of the expected
+//! type, and makes it close-on-exec again, so the child's own children do not
+//! inherit it.
 //!
 //! ### Windows
 //!
@@ -72,13 +81,16 @@
 //! is made inheritable only for the spawn, under a lock shared by every ipckit
 //! spawn: two ipckit spawns never leak ends into each other's children, but a
 //! process spawned at that moment by another thread with plain `std` could
-//! inherit it (it then holds the channel open until it exits). Node's channel
+//! inherit it (it then holds the channel open until it exits).
+//! [`parent_channel`] takes only an inheritable handle that is the client end
+//! of a message-mode pipe, and makes it non-inheritable again. Node's channel
 //! ([`Serialization::Json`]) is not supported on Windows: Node passes it as a
 //! C runtime descriptor in `STARTUPINFO`, which `std::process::Command` cannot
 //! set.
 
 mod json;
 
+use std::any::type_name;
 use std::fmt;
 use std::io;
 use std::process::{Child, Command};
@@ -226,6 +238,17 @@ impl ChannelOptions {
     /// [`ErrorKind::Unsupported`] for [`Serialization::Json`] on Windows, and the
     /// OS error of creating the channel or of the spawn (a program that does not
     /// exist is [`ErrorKind::NotFound`]), naming the program.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// ### Unix
+    ///
+    /// Each spawn adds one `pre_exec` hook to `cmd` (the one that lets the child
+    /// inherit its end), and std has no way to remove a hook: spawning the same
+    /// `Command` again adds another, and they pile up. A hook of an earlier spawn
+    /// does nothing in later ones, but each costs a call in every later fork of
+    /// that command, so build a fresh `Command` for each child when spawning
+    /// many.
     #[doc(alias = "fork")]
     pub fn spawn(&self, cmd: &mut Command) -> Result<(Child, ChildChannel)> {
         let (child, conn, peer) = self.spawn_using(cmd)?;
@@ -239,6 +262,12 @@ impl ChannelOptions {
     ) -> Result<(C::Child, Conn, String)> {
         check_max_message_size(self.max_message_size)?;
         let program = cmd.std_mut().get_program().to_string_lossy().into_owned();
+        let create = |e| {
+            Error::io(
+                format!("create the {} channel for {program:?}", self.serialization),
+                e,
+            )
+        };
         let what = |e| {
             Error::io(
                 format!("spawn {program:?} with a {} channel", self.serialization),
@@ -248,10 +277,10 @@ impl ChannelOptions {
         let (conn, end) = match self.serialization {
             Serialization::Messages => sys::child::message_pair()
                 .map(|(s, end)| (Conn::Messages(s), end))
-                .map_err(what)?,
+                .map_err(create)?,
             Serialization::Json => sys::child::stream_pair()
                 .map(|(s, end)| (Conn::Json(Lines::new(s)), end))
-                .map_err(what)?,
+                .map_err(create)?,
         };
         let token = end.token();
         let std = cmd.std_mut();
@@ -288,19 +317,35 @@ impl ChannelOptions {
     /// As for [`parent_channel`].
     pub fn parent_channel(&self) -> Result<ChildChannel> {
         check_max_message_size(self.max_message_size)?;
-        let (conn, serialization) = adopt_parent()?;
+        let (conn, serialization) = adopt_parent(true)?;
         let mut opts = self.clone();
         opts.serialization = serialization;
         Ok(ChildChannel::new(conn, "the parent process".into(), &opts))
     }
 }
 
-/// Finds the inherited channel in this process's environment.
-pub(crate) fn adopt_parent() -> Result<(Conn, Serialization)> {
+/// Whether this process has taken its channel to the parent. Held while the
+/// channel is taken, so two threads cannot both adopt it; set only once the
+/// adoption has succeeded, so a failed one can be retried.
+static TAKEN: Mutex<bool> = Mutex::new(false);
+
+/// Finds the inherited channel in this process's environment and takes it, once
+/// per process. With `json_ok` false a Node (json) channel is refused before
+/// anything is done to it, so it stays open for a later taker that can use it.
+pub(crate) fn adopt_parent(json_ok: bool) -> Result<(Conn, Serialization)> {
     let var = |name: &str| std::env::var(name).ok();
+    let mut taken = lock(&TAKEN);
+    if *taken {
+        return Err(Error::new(
+            ErrorKind::InvalidOption,
+            "take the channel to the parent process: it was already taken by this \
+             process (parent_channel can be called once; clone the channel instead)",
+        ));
+    }
     if let Some(token) = var(CHANNEL_VAR) {
         let s = sys::child::adopt_messages(&token, CHANNEL_VAR)
             .map_err(|e| Error::io("take the channel to the parent process", e))?;
+        *taken = true;
         return Ok((Conn::Messages(s), Serialization::Messages));
     }
     if let Some(token) = var(NODE_CHANNEL_FD) {
@@ -315,8 +360,19 @@ pub(crate) fn adopt_parent() -> Result<(Conn, Serialization)> {
                 ),
             ));
         }
+        if !json_ok {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "take the channel to the parent process: it is Node's json channel \
+                     ({NODE_CHANNEL_FD}={token}), which async child channels do not \
+                     carry; it is left open for ipckit::child::parent_channel"
+                ),
+            ));
+        }
         let s = sys::child::adopt_stream(&token, NODE_CHANNEL_FD)
             .map_err(|e| Error::io("take Node's channel to the parent process", e))?;
+        *taken = true;
         return Ok((Conn::Json(Lines::new(s)), Serialization::Json));
     }
     Err(Error::new(
@@ -338,9 +394,11 @@ pub(crate) fn adopt_parent() -> Result<(Conn, Serialization)> {
 /// [`ErrorKind::NotFound`] when the process was not started with a channel
 /// (the message says which variables are missing), or when the variable names
 /// a descriptor or handle that is not open; [`ErrorKind::InvalidOption`] when it
-/// names something that is not such a channel; [`ErrorKind::Unsupported`] for
-/// Node's `advanced` serialization (and for Node's channel on Windows); and an
-/// error when the channel was taken already.
+/// names something that is not such a channel (standard input, output or error,
+/// a descriptor or handle this process opened itself, anything but a socket or
+/// pipe of the right kind; nothing is closed then), and when the channel was
+/// taken already; [`ErrorKind::Unsupported`] for Node's `advanced`
+/// serialization (and for Node's channel on Windows).
 pub fn parent_channel() -> Result<ChildChannel> {
     ChannelOptions::new().parent_channel()
 }
@@ -399,17 +457,29 @@ impl Settings {
     }
 }
 
-/// What every clone of a [`ChildChannel`] shares.
-struct Shared {
-    conn: Conn,
+/// Who is at the other end of a channel (blocking or async) and whether this
+/// side has closed it.
+#[derive(Debug)]
+pub(crate) struct ChannelState {
     peer: String,
-    serialization: Serialization,
     /// Why the channel was closed (an oversized message), once it was.
     closed: OnceLock<String>,
 }
 
-impl Shared {
-    fn check_open(&self) -> Result<()> {
+impl ChannelState {
+    pub(crate) fn new(peer: String) -> ChannelState {
+        ChannelState {
+            peer,
+            closed: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// `Disconnected`, saying why, once the channel was closed here.
+    pub(crate) fn check_open(&self) -> Result<()> {
         match self.closed.get() {
             None => Ok(()),
             Some(why) => Err(Error::new(
@@ -419,8 +489,34 @@ impl Shared {
         }
     }
 
-    fn close(&self, why: String) {
-        let _ = self.closed.set(why);
+    /// The error of a failed receive. One that leaves the channel out of step
+    /// (an oversized message, a broken frame) closes it through `close`, unless
+    /// `message_only` says it spoilt that message alone.
+    pub(crate) fn recv_failed(
+        &self,
+        e: io::Error,
+        message_only: bool,
+        close: impl FnOnce(),
+    ) -> Error {
+        let broken = breaks_channel(&e) && !message_only;
+        let err = Error::io(format!("receive a message from the {}", self.peer), e);
+        if broken {
+            let _ = self.closed.set(err.to_string());
+            close();
+        }
+        err
+    }
+}
+
+/// What every clone of a [`ChildChannel`] shares.
+struct Shared {
+    conn: Conn,
+    state: ChannelState,
+    serialization: Serialization,
+}
+
+impl Shared {
+    fn close(&self) {
         match &self.conn {
             Conn::Messages(s) => s.close(),
             Conn::Json(l) => {
@@ -437,7 +533,10 @@ impl Shared {
 ///
 /// `send` and `recv` take `&self`, so one thread can receive while another
 /// sends; [`try_clone`](ChildChannel::try_clone) gives another handle with its
-/// own timeouts. Timeouts and deadlines work as for
+/// own timeouts. The handles share one receive turn and one send turn: a `recv`
+/// blocked on one handle holds the turn, so a `recv` on another waits behind
+/// it, however short its own timeout (likewise for `send`). Timeouts and
+/// deadlines work as for
 /// [`MessageStream`](crate::MessageStream): a `recv` that runs out of time loses
 /// nothing, and a JSON line cut short by a send timeout is finished by the next
 /// `send`, never torn.
@@ -452,7 +551,7 @@ pub struct ChildChannel {
 impl fmt::Debug for ChildChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChildChannel")
-            .field("peer", &self.shared.peer)
+            .field("peer", &self.shared.state.peer())
             .field("serialization", &self.shared.serialization)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
@@ -468,8 +567,7 @@ impl ChildChannel {
                     Conn::Json(_) => Serialization::Json,
                 },
                 conn,
-                peer,
-                closed: OnceLock::new(),
+                state: ChannelState::new(peer),
             }),
             settings: Settings::new(opts.max_message_size),
         }
@@ -483,7 +581,7 @@ impl ChildChannel {
     /// Who is at the other end: `child process PID (PROGRAM)` or `the parent
     /// process`.
     pub fn peer(&self) -> &str {
-        &self.shared.peer
+        self.shared.state.peer()
     }
 
     /// Sends `msg` as one message. With [`Serialization::Json`] it must be one
@@ -496,13 +594,18 @@ impl ChildChannel {
     /// deadline passes, [`ErrorKind::Disconnected`] when the other process has
     /// gone, and the OS error otherwise.
     pub fn send(&self, msg: &[u8]) -> Result<()> {
-        self.shared.check_open()?;
+        self.shared.state.check_open()?;
         let limit = self.settings.write.until();
         match &self.shared.conn {
             Conn::Messages(s) => s.send(msg, limit),
             Conn::Json(l) => l.send(msg, limit),
         }
-        .map_err(|e| Error::io(format!("send a message to the {}", self.shared.peer), e))
+        .map_err(|e| {
+            Error::io(
+                format!("send a message to the {}", self.shared.state.peer()),
+                e,
+            )
+        })
     }
 
     /// Sends `value` as one JSON message.
@@ -517,7 +620,7 @@ impl ChildChannel {
                 ErrorKind::Protocol,
                 format!(
                     "serialize a message for the {} as JSON: {e}",
-                    self.shared.peer
+                    self.shared.state.peer()
                 ),
             )
         })?;
@@ -548,7 +651,7 @@ impl ChildChannel {
     /// As for [`recv`](ChildChannel::recv). On an error `buf` is left empty.
     pub fn recv_into(&self, buf: &mut Vec<u8>) -> Result<bool> {
         buf.clear();
-        self.shared.check_open()?;
+        self.shared.state.check_open()?;
         let limit = self.settings.read.until();
         let got = match &self.shared.conn {
             Conn::Messages(s) => s.recv(buf, self.settings.max, limit),
@@ -561,15 +664,10 @@ impl ChildChannel {
         };
         got.map_err(|e| {
             buf.clear();
-            let broken = breaks_channel(&e) && !is_bad_line(&e, &self.shared.conn);
-            let err = Error::io(
-                format!("receive a message from the {}", self.shared.peer),
-                e,
-            );
-            if broken {
-                self.shared.close(err.to_string());
-            }
-            err
+            let bad_line = is_bad_line(&e, &self.shared.conn);
+            self.shared
+                .state
+                .recv_failed(e, bad_line, || self.shared.close())
         })
     }
 
@@ -578,16 +676,17 @@ impl ChildChannel {
     ///
     /// # Errors
     ///
-    /// As for [`recv`](ChildChannel::recv); a message that does not parse as a
-    /// `T` fails with [`ErrorKind::Protocol`] and the channel goes on.
+    /// As for [`recv`](ChildChannel::recv); a message that is not JSON, or
+    /// JSON that does not parse as a `T`, fails with [`ErrorKind::Protocol`]
+    /// (saying which) and the channel goes on.
     pub fn recv_json<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         let Some(msg) = self.recv()? else {
             return Ok(None);
         };
         serde_json::from_slice(&msg).map(Some).map_err(|e| {
             Error::io(
-                format!("receive a message from the {}", self.shared.peer),
-                json::not_json(&msg, &e),
+                format!("receive a message from the {}", self.shared.state.peer()),
+                json::not_a(&msg, type_name::<T>(), &e),
             )
         })
     }
@@ -606,7 +705,12 @@ impl ChildChannel {
             Conn::Messages(s) => sys::child::shutdown_messages(s),
             Conn::Json(l) => l.stream.shutdown(std::net::Shutdown::Write),
         }
-        .map_err(|e| Error::io(format!("end the channel to the {}", self.shared.peer), e))
+        .map_err(|e| {
+            Error::io(
+                format!("end the channel to the {}", self.shared.state.peer()),
+                e,
+            )
+        })
     }
 
     /// The largest incoming message this handle accepts.

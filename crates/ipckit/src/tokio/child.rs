@@ -1,15 +1,17 @@
 //! Async child-process channels: the async form of [`crate::child`].
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::tokio::process::{Child, Command};
 
 use super::in_runtime;
 use super::message::bounded;
-use crate::child::{ChannelOptions, Conn, Serialization, Settings, SpawnTarget, adopt_parent};
-use crate::error::{Error, ErrorKind, Result, breaks_channel};
+use crate::child::{
+    ChannelOptions, ChannelState, Conn, Serialization, Settings, SpawnTarget, adopt_parent,
+};
+use crate::error::{Error, ErrorKind, Result};
 use crate::stream::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::sys;
 
@@ -82,17 +84,17 @@ fn json_unsupported() -> Error {
 /// # Errors
 ///
 /// As for [`crate::child::parent_channel`]; [`ErrorKind::Unsupported`] outside a
-/// tokio runtime and for a Node (json) channel.
+/// tokio runtime and for a Node (json) channel. Refused, a Node channel is left
+/// as it was: the blocking [`crate::child::parent_channel`] can still take it.
 pub fn parent_channel() -> Result<ChildChannel> {
     in_runtime("take the channel to the parent process")?;
-    let (conn, _) = adopt_parent()?;
+    let (conn, _) = adopt_parent(false)?;
     ChildChannel::new(conn, "the parent process".into(), DEFAULT_MAX_MESSAGE_SIZE)
 }
 
 struct Shared {
     io: sys::tokio::MsgStream,
-    peer: String,
-    closed: OnceLock<String>,
+    state: ChannelState,
 }
 
 /// An async message channel between a parent and a child process: the async
@@ -110,7 +112,7 @@ pub struct ChildChannel {
 impl fmt::Debug for ChildChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChildChannel")
-            .field("peer", &self.shared.peer)
+            .field("peer", &self.shared.state.peer())
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -126,8 +128,7 @@ impl ChildChannel {
         Ok(ChildChannel {
             shared: Arc::new(Shared {
                 io,
-                peer,
-                closed: OnceLock::new(),
+                state: ChannelState::new(peer),
             }),
             settings: Settings::new(max),
         })
@@ -135,17 +136,7 @@ impl ChildChannel {
 
     /// Who is at the other end.
     pub fn peer(&self) -> &str {
-        &self.shared.peer
-    }
-
-    fn check_open(&self) -> Result<()> {
-        match self.shared.closed.get() {
-            None => Ok(()),
-            Some(why) => Err(Error::new(
-                ErrorKind::Disconnected,
-                format!("the channel to the {} is closed: {why}", self.shared.peer),
-            )),
-        }
+        self.shared.state.peer()
     }
 
     /// Sends `msg` as one message.
@@ -154,11 +145,16 @@ impl ChildChannel {
     ///
     /// As for [`crate::child::ChildChannel::send`].
     pub async fn send(&self, msg: &[u8]) -> Result<()> {
-        self.check_open()?;
+        self.shared.state.check_open()?;
         let limit = self.settings.write.until();
         bounded(limit, "send", self.shared.io.send(msg, limit))
             .await
-            .map_err(|e| Error::io(format!("send a message to the {}", self.shared.peer), e))
+            .map_err(|e| {
+                Error::io(
+                    format!("send a message to the {}", self.shared.state.peer()),
+                    e,
+                )
+            })
     }
 
     /// Receives the next message; `None` when the other process has closed the
@@ -168,23 +164,15 @@ impl ChildChannel {
     ///
     /// As for [`crate::child::ChildChannel::recv`].
     pub async fn recv(&self) -> Result<Option<Vec<u8>>> {
-        self.check_open()?;
+        self.shared.state.check_open()?;
         let mut out = Vec::new();
         let op = self.shared.io.recv(&mut out, self.settings.max);
         match bounded(self.settings.read.until(), "receive", op).await {
             Ok(more) => Ok(more.then_some(out)),
-            Err(e) => {
-                let broken = breaks_channel(&e);
-                let err = Error::io(
-                    format!("receive a message from the {}", self.shared.peer),
-                    e,
-                );
-                if broken {
-                    let _ = self.shared.closed.set(err.to_string());
-                    self.shared.io.close();
-                }
-                Err(err)
-            }
+            Err(e) => Err(self
+                .shared
+                .state
+                .recv_failed(e, false, || self.shared.io.close())),
         }
     }
 

@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::io::{Errno, FdFlags};
 use rustix::net::{AddressFamily, Shutdown, SocketFlags, SocketType, sockopt};
@@ -38,7 +38,20 @@ fn pair(ty: SocketType) -> io::Result<(OwnedFd, OwnedFd)> {
         rustix::net::socketpair(AddressFamily::UNIX, ty, SocketFlags::CLOEXEC, None)?;
     prepare(&parent, ty)?;
     prepare(&child, ty)?;
-    Ok((parent, child))
+    Ok((above_stdio(parent)?, above_stdio(child)?))
+}
+
+/// `fd`, moved to a number above 2 if it is one of the standard ones. With
+/// standard input, output or error closed in this process `socketpair` can
+/// return 0, 1 or 2, and a spawn that redirects the child's stdio would then
+/// overwrite the child end (`dup2` onto it) before the `pre_exec` hook runs, or
+/// hand the parent's end to the child as its stdio.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // The copy is close-on-exec too; dropping `fd` closes the low number.
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
 /// A `SOCK_SEQPACKET` pair: the parent's message channel and the child's end.
@@ -101,12 +114,12 @@ pub(crate) fn shutdown_messages(s: &MsgStream) -> io::Result<()> {
     Ok(rustix::net::shutdown(s.as_fd(), Shutdown::Write)?)
 }
 
-/// Set once the inherited channel has been taken, so no two owners adopt it.
-static TAKEN: AtomicBool = AtomicBool::new(false);
-
 /// Takes ownership of the inherited channel descriptor named by `token` (what
-/// [`ChildEnd::token`] gave the parent), which must be a socket of type `ty`.
-/// It is made close-on-exec again, so the child's own children do not inherit it.
+/// [`ChildEnd::token`] gave the parent), which must be an `AF_UNIX` socket of
+/// type `ty` above 2 and not close-on-exec. It is made close-on-exec again, so
+/// the child's own children do not inherit it. The caller (the portable layer)
+/// makes sure this process takes its channel once. On a refusal nothing is
+/// changed and nothing is closed.
 fn adopt(token: &str, ty: SocketType, var: &str) -> io::Result<OwnedFd> {
     let fd: RawFd = token
         .trim()
@@ -119,12 +132,27 @@ fn adopt(token: &str, ty: SocketType, var: &str) -> io::Result<OwnedFd> {
                 format!("{var}={token:?} is not a file descriptor number"),
             )
         })?;
-    // SAFETY: the borrow is used for `fcntl` and `getsockopt` calls that only
-    // read: a descriptor that is not open fails the first with EBADF and goes no
-    // further; nothing is read from or written to it here.
+    if fd <= 2 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{var}={fd}, but descriptor {fd} is standard {}, never an inherited \
+                 channel",
+                ["input", "output", "error"][fd as usize]
+            ),
+        ));
+    }
+    // SAFETY: the borrow is used only for the queries below (F_GETFD, SO_TYPE,
+    // getsockname) and for setting close-on-exec once they have shown that the
+    // descriptor is the inherited channel; it never reads, writes or closes it.
+    // Until then this function does not rely on `fd` being open or owned by no
+    // one: a number that is not open fails the first query with EBADF, and one
+    // another part of the process owns (even if it is closed and reused
+    // meanwhile) is only asked about and then refused by the checks. Nothing is
+    // done with the borrow after this function returns.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    match rustix::io::fcntl_getfd(borrowed) {
-        Ok(_) => {}
+    let flags = match rustix::io::fcntl_getfd(borrowed) {
+        Ok(flags) => flags,
         Err(Errno::BADF) => {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -135,6 +163,18 @@ fn adopt(token: &str, ty: SocketType, var: &str) -> io::Result<OwnedFd> {
             ));
         }
         Err(e) => return Err(e.into()),
+    };
+    // std, tokio and ipckit open every descriptor close-on-exec: one without the
+    // flag came through `exec` from the parent. One with it is this process's own.
+    if flags.contains(FdFlags::CLOEXEC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{var}={fd}, but descriptor {fd} is close-on-exec: this process opened it \
+                 itself (or took its channel already), so it is not the inherited \
+                 channel (was the variable inherited from a process that had the channel?)"
+            ),
+        ));
     }
     let found = sockopt::socket_type(borrowed).map_err(|e| {
         io::Error::new(
@@ -142,6 +182,20 @@ fn adopt(token: &str, ty: SocketType, var: &str) -> io::Result<OwnedFd> {
             format!("{var}={fd}, but descriptor {fd} is not a socket: {e}"),
         )
     })?;
+    let family = rustix::net::getsockname(borrowed)
+        .map(|addr| addr.address_family())
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{var}={fd}: ask descriptor {fd} for its address: {e}"),
+            )
+        })?;
+    if family != AddressFamily::UNIX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{var}={fd}, but descriptor {fd} is not a Unix domain socket"),
+        ));
+    }
     if found != ty {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -153,16 +207,16 @@ fn adopt(token: &str, ty: SocketType, var: &str) -> io::Result<OwnedFd> {
             ),
         ));
     }
-    if TAKEN.swap(true, Ordering::AcqRel) {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "the channel to the parent was already taken by this process",
-        ));
-    }
     rustix::io::fcntl_setfd(borrowed, FdFlags::CLOEXEC)?;
-    // SAFETY: `fd` is open (checked above), is the socket the parent passed for
-    // this channel (named by `var`, of the right type), and `TAKEN` makes this the
-    // only place in the process that takes ownership of it, once.
+    // SAFETY: `fd` is open, above the standard descriptors, and was not
+    // close-on-exec: everything std, tokio and ipckit open in this process is
+    // opened close-on-exec, so no owner in this process made it; it came through
+    // `exec` from the parent, which named it in `var` as this channel (an
+    // `AF_UNIX` socket of the type it made). The only way for code in this
+    // process to own it is to adopt it here, which clears the evidence (it is
+    // close-on-exec from now on) and which the portable layer allows once.
+    // (A C library that opened a Unix socket without close-on-exec would defeat
+    // the check; the variable would then have to name that socket.)
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

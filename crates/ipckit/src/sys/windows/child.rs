@@ -16,14 +16,22 @@
 //! child.
 
 use std::io;
-use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
+use std::os::windows::io::{
+    AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, IntoRawHandle, OwnedHandle,
+};
 use std::process::Command;
+use std::ptr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use windows_sys::Win32::Foundation::{HANDLE, HANDLE_FLAG_INHERIT, SetHandleInformation};
-use windows_sys::Win32::Storage::FileSystem::{FILE_TYPE_PIPE, GetFileType};
+use windows_sys::Win32::Foundation::{
+    GetHandleInformation, HANDLE, HANDLE_FLAG_INHERIT, NO_ERROR, SetHandleInformation,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    FILE_TYPE, FILE_TYPE_CHAR, FILE_TYPE_DISK, FILE_TYPE_PIPE, FILE_TYPE_REMOTE, GetFileType,
+};
+use windows_sys::Win32::System::Pipes::{GetNamedPipeInfo, PIPE_SERVER_END, PIPE_TYPE_MESSAGE};
 
 use super::message::{MsgStream, client_handle};
 use super::pipe::{Listener, PipeKind, lock};
@@ -128,43 +136,136 @@ impl ChildEnd {
     }
 }
 
-/// Set once the inherited channel has been taken, so no two owners adopt it.
-static TAKEN: AtomicBool = AtomicBool::new(false);
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+fn file_type_name(kind: FILE_TYPE) -> &'static str {
+    match kind {
+        FILE_TYPE_DISK => "disk file",
+        FILE_TYPE_CHAR => "character device (a console or NUL)",
+        FILE_TYPE_REMOTE => "remote file",
+        _ => "handle of unknown type",
+    }
+}
 
 /// Takes ownership of the inherited message pipe handle named by `token` (what
-/// [`ChildEnd::token`] gave the parent). It is made non-inheritable again, so
-/// the child's own children do not inherit it.
+/// [`ChildEnd::token`] gave the parent), which must be inheritable and the
+/// client end of a message-mode pipe. It is made non-inheritable again, so the
+/// child's own children do not inherit it. The caller (the portable layer) makes
+/// sure this process takes its channel once. On a refusal nothing is changed
+/// and nothing is closed.
 pub(crate) fn adopt_messages(token: &str, var: &str) -> io::Result<MsgStream> {
-    let value: usize = token.trim().parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{var}={token:?} is not a handle value"),
-        )
-    })?;
+    let value: usize = token
+        .trim()
+        .parse()
+        .map_err(|_| invalid(format!("{var}={token:?} is not a handle value")))?;
+    // 0 is no handle; values that are negative as an isize are pseudo-handles
+    // (-1 is the current process), never inherited ones.
+    if value == 0 || (value as isize) < 0 {
+        return Err(invalid(format!(
+            "{var}={value} is not the value of an inherited handle"
+        )));
+    }
     let raw = value as HANDLE;
-    // SAFETY: `GetFileType` only queries the handle; a value that is not an open
-    // handle of this process fails with ERROR_INVALID_HANDLE and goes no further.
-    let kind = unsafe { GetFileType(raw) };
-    if kind != FILE_TYPE_PIPE {
+    let stdio = [
+        std::io::stdin().as_raw_handle(),
+        std::io::stdout().as_raw_handle(),
+        std::io::stderr().as_raw_handle(),
+    ];
+    if let Some(n) = stdio.iter().position(|h| *h == raw) {
+        return Err(invalid(format!(
+            "{var}={value}, but handle {value} is standard {}, never an inherited channel",
+            ["input", "output", "error"][n]
+        )));
+    }
+    let mut flags = 0u32;
+    // SAFETY: `GetHandleInformation` only reads the flags of the handle-table
+    // entry `raw` into `flags`, a local that outlives the call; a value that is
+    // not an open handle of this process fails with ERROR_INVALID_HANDLE, and one
+    // that belongs to another part of the process is only asked about.
+    let ok = unsafe { GetHandleInformation(raw, &mut flags) };
+    if ok == 0 {
         let err = io::Error::last_os_error();
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!(
-                "{var}={value}, but handle {value} is not an open pipe in this process \
-                 (was the variable inherited from a process that had the channel?): {err}"
+                "{var}={value}, but handle {value} is not open in this process (was the \
+                 variable inherited from a process that had the channel?): {err}"
             ),
         ));
     }
-    if TAKEN.swap(true, Ordering::AcqRel) {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "the channel to the parent was already taken by this process",
-        ));
+    // std and ipckit create every handle non-inheritable (ipckit's child ends
+    // only for the length of a spawn): an inheritable one came from the parent.
+    if flags & HANDLE_FLAG_INHERIT == 0 {
+        return Err(invalid(format!(
+            "{var}={value}, but handle {value} is not inheritable: this process opened \
+             it itself (or took its channel already), so it is not the inherited \
+             channel (was the variable inherited from a process that had the channel?)"
+        )));
     }
-    // SAFETY: `raw` is an open pipe handle (checked above), the one the parent
-    // passed for this channel (named by `var`), and `TAKEN` makes this the only
-    // place in the process that takes ownership of it, once.
+    // SAFETY: `GetFileType` only queries the handle `raw`, which is open (above);
+    // were it closed meanwhile the call fails and goes no further.
+    let kind = unsafe { GetFileType(raw) };
+    if kind != FILE_TYPE_PIPE {
+        let err = io::Error::last_os_error();
+        if kind == 0 && err.raw_os_error() != Some(NO_ERROR as i32) {
+            return Err(invalid(format!(
+                "{var}={value}, but handle {value} could not be asked for its type: {err}"
+            )));
+        }
+        return Err(invalid(format!(
+            "{var}={value}, but handle {value} is a {}, not a pipe",
+            file_type_name(kind)
+        )));
+    }
+    let mut mode = 0u32;
+    // SAFETY: `GetNamedPipeInfo` writes the pipe's flags into `mode`, a local
+    // that outlives the call; the other out-pointers are optional and null. It
+    // only queries `raw` and fails for a handle that is not a named pipe.
+    let ok = unsafe {
+        GetNamedPipeInfo(
+            raw,
+            &mut mode,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        let err = io::Error::last_os_error();
+        return Err(invalid(format!(
+            "{var}={value}, but handle {value} is a pipe that could not be asked for \
+             its mode: {err}"
+        )));
+    }
+    if mode & PIPE_SERVER_END != 0 || mode & PIPE_TYPE_MESSAGE == 0 {
+        let what = match (mode & PIPE_SERVER_END != 0, mode & PIPE_TYPE_MESSAGE != 0) {
+            (true, true) => "the server end of a message-mode pipe",
+            (true, false) => "the server end of a byte-mode pipe",
+            _ => "the client end of a byte-mode pipe",
+        };
+        return Err(invalid(format!(
+            "{var}={value}, but handle {value} is {what}, not the client end of a \
+             message-mode pipe that a channel uses"
+        )));
+    }
+    // SAFETY: `raw` is open and inheritable, and std and ipckit create every
+    // handle non-inheritable (ipckit's child ends only while a spawn runs, and
+    // the parent's copy is closed right after), so no owner in this process
+    // made it: it was inherited from the parent. Of the inherited handles, the
+    // standard ones (which std writes through) were refused above, and the
+    // parent named this one in `var` as this channel (the client end of a
+    // message-mode pipe, as checked). The only way
+    // for code in this process to own it is to adopt it here, which clears the
+    // evidence (it is non-inheritable from now on) and which the portable layer
+    // allows once. (Code that creates inheritable handles itself, outside std,
+    // would defeat the check; the variable would then have to name one.)
     let handle = unsafe { OwnedHandle::from_raw_handle(raw) };
-    set_inherit(handle.as_handle(), false)?;
+    if let Err(e) = set_inherit(handle.as_handle(), false) {
+        // Not taken after all: give the handle back, open and unchanged.
+        let _ = handle.into_raw_handle();
+        return Err(e);
+    }
     MsgStream::new(handle, false)
 }
