@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io;
 use std::ops::ControlFlow;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
 
 use anyhow::{Context, Result, bail};
@@ -42,19 +43,29 @@ pub(crate) fn run(serialization: Serialization, cmd: &[OsString], verbose: bool)
     };
     let sender = channel.try_clone()?;
     // Detached: it may be blocked reading stdin when the child is done, and then
-    // the process simply exits around it.
+    // the process simply exits around it. A failure is passed back, to fail the
+    // command once the child is done.
+    let (failed, stdin_failure) = mpsc::channel();
     thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            if let Err(err) = stdin_to_channel(&sender) {
-                eprintln!("ipckit: {}", crate::one_line(&err));
-            }
+            stdin_to_channel(&sender, |err| {
+                let _ = failed.send(err);
+            });
         })
         .context("start the stdin thread")?;
     let printed = channel_to_stdout(&channel)?;
     let status = child
         .wait()
         .with_context(|| format!("wait for {}", channel.peer()))?;
+    // The child is done: a stdin thread that failed has said so by now (it
+    // reports before it ends the channel, and the child exits after that).
+    if let Ok(err) = stdin_failure.try_recv() {
+        return Err(err.context(format!(
+            "pass stdin to {} (which then exited: {status})",
+            channel.peer()
+        )));
+    }
     // All the child printed is on stderr before we report or exit (its stdout
     // ends when it and any process it passed the pipe on to have exited).
     if let Some(chatter) = chatter {
@@ -73,11 +84,13 @@ pub(crate) fn run(serialization: Serialization, cmd: &[OsString], verbose: bool)
 }
 
 /// Sends each line of stdin as one message; a line that is not JSON on a JSON
-/// channel is reported on stderr and skipped. At the end of stdin the child is
-/// told that no more messages come (where the channel can be half-closed).
-fn stdin_to_channel(channel: &ChildChannel) -> Result<()> {
+/// channel is reported on stderr and skipped. At the end of stdin, or when
+/// reading or sending fails, the child is told that no more messages come
+/// (where the channel can be half-closed). A failure goes to `failed` before
+/// the child is told, so it is there when the child exits.
+fn stdin_to_channel(channel: &ChildChannel, mut failed: impl FnMut(anyhow::Error)) {
     let mut number = 0u64;
-    each_stdin_line(|line| {
+    let sent = each_stdin_line(|line| {
         number += 1;
         match channel.send(line) {
             Ok(()) => Ok(ControlFlow::Continue(())),
@@ -89,12 +102,15 @@ fn stdin_to_channel(channel: &ChildChannel) -> Result<()> {
             Err(e) if e.kind() == ErrorKind::Disconnected => Ok(ControlFlow::Break(())),
             Err(e) => Err(e.into()),
         }
-    })?;
+    });
+    if let Err(err) = sent {
+        failed(err);
+    }
     match channel.shutdown_send() {
         Err(e) if e.kind() != ErrorKind::Unsupported && e.kind() != ErrorKind::Disconnected => {
-            Err(e.into())
+            failed(e.into());
         }
-        _ => Ok(()),
+        _ => {}
     }
 }
 

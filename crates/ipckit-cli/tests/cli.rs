@@ -1134,3 +1134,49 @@ fn spawn_of_a_missing_program_fails_naming_it() {
     assert_eq!(stdout, "");
     assert_one_line_error(&stderr, &["spawn", "ipckit-no-such-program"]);
 }
+
+#[cfg(unix)]
+#[test]
+fn spawn_ends_when_the_child_exits_without_reading() {
+    // The child waits until our first message is there, leaves it unread,
+    // answers and exits: its end closes with bytes unread (a reset), which is
+    // the end of the channel, not an error.
+    const CHILD: &str = "import os, select\n\
+        fd = int(os.environ['NODE_CHANNEL_FD'])\n\
+        select.select([fd], [], [])\n\
+        os.write(fd, b'\"hi\"\\n')\n";
+    let (status, stdout, stderr) = run_with_stdin(
+        &["spawn", "--", "python3", "-c", CHILD],
+        b"{\"a\":1}\n{\"b\":2}\n",
+    );
+    assert!(status.success(), "{status}: {stderr}");
+    assert_eq!(stdout, "\"hi\"\n", "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn spawn_fails_when_stdin_cannot_be_passed_on() {
+    // stdin is a directory: reading it fails (EISDIR). The child is still told
+    // that no more messages come, exits 0, and the command fails.
+    const ECHO: &str = "import os, socket\n\
+        s = socket.socket(fileno=int(os.environ['IPCKIT_CHANNEL']))\n\
+        while s.recv(1 << 20): pass\n";
+    let kids = Children::new();
+    let mut sh = Command::new("sh");
+    sh.args([
+        "-c",
+        "exec \"$0\" spawn --serialization messages -- python3 -c \"$1\" < /",
+        BIN,
+        ECHO,
+    ]);
+    let mut proc = kids.spawn(sh).expect("start sh");
+    let (status, stdout, stderr) = watchdog(limit(), move || {
+        proc.close_stdin();
+        let stdout = String::from_utf8(proc.stdout_to_end()).expect("UTF-8 stdout");
+        let stderr = proc.stderr_to_end();
+        (proc.wait(limit()), stdout, stderr)
+    });
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert_one_line_error(&stderr, &["read from stdin", "exit status: 0"]);
+}
