@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use ipckit::ErrorKind;
 use ipckit::child::{ChannelOptions, ChildChannel, CommandExt, Serialization, parent_channel};
-#[cfg(unix)]
 use serde_json::Value;
 use serde_json::json;
 use util::{slow_factor, watchdog};
@@ -831,6 +830,59 @@ fn a_node_parent_forks_a_rust_child_on_windows() {
     });
 }
 
+/// Checks `tests/node/child_echo.js` on `channel`: its hello names the
+/// child's pid, and every kind of JSON value comes back, a 300 KB one too.
+fn node_echoes(channel: &ChildChannel, child: &Child) {
+    let hello: Value = channel.recv_json().unwrap().unwrap();
+    assert_eq!(hello["ready"], json!(true));
+    assert_eq!(hello["pid"], json!(child.id()));
+    let values = [
+        json!({ "hello": "node", "list": [1, 2.5, null, false] }),
+        json!("line one\nline two \"quoted\" 🦀"),
+        json!([]),
+        json!({ "big": "q".repeat(300_000) }),
+    ];
+    for v in &values {
+        channel.send_json(v).unwrap();
+    }
+    for v in &values {
+        let back: Value = channel.recv_json().unwrap().unwrap();
+        assert_eq!(back, json!({ "echo": v }));
+    }
+}
+
+/// A Rust parent forks an unmodified Node child (`process.send` /
+/// `process.on('message')`) on Windows: the child is handed descriptor 3 in
+/// its C runtime table, and the two ends speak libuv's IPC frames.
+#[cfg(windows)]
+#[test]
+fn a_rust_parent_forks_a_node_child_on_windows() {
+    watchdog(limit(120), || {
+        let node = std::env::var_os("IPCKIT_NODE_EXE").unwrap_or_else(|| "node".into());
+        let mut cmd = Command::new(&node);
+        cmd.arg(format!(
+            "{}/tests/node/child_echo.js",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .env("NODE_SKIP_PLATFORM_CHECK", "1")
+        // Node under Wine fails with EBADF on piped stdio.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let (child, mut channel) = ChannelOptions::new()
+            .serialization(Serialization::Json)
+            .spawn(&mut cmd)
+            .unwrap();
+        let mut child = Reaper(child);
+        channel.set_read_timeout(Some(limit(60))).unwrap();
+        node_echoes(&channel, &child.0);
+        // Node sees 'disconnect' when the pipe breaks and, with nothing else
+        // to do, exits 0.
+        drop(channel);
+        assert!(child.0.wait().unwrap().success());
+    });
+}
+
 #[cfg(unix)]
 mod node_and_python {
     use super::*;
@@ -858,22 +910,7 @@ mod node_and_python {
                 .unwrap();
             let mut child = Reaper(child);
             channel.set_read_timeout(Some(limit(30))).unwrap();
-            let hello: Value = channel.recv_json().unwrap().unwrap();
-            assert_eq!(hello["ready"], json!(true));
-            assert_eq!(hello["pid"], json!(child.0.id()));
-            let values = [
-                json!({ "hello": "node", "list": [1, 2.5, null, false] }),
-                json!("line one\nline two \"quoted\" 🦀"),
-                json!([]),
-                json!({ "big": "q".repeat(300_000) }),
-            ];
-            for v in &values {
-                channel.send_json(v).unwrap();
-            }
-            for v in &values {
-                let back: Value = channel.recv_json().unwrap().unwrap();
-                assert_eq!(back, json!({ "echo": v }));
-            }
+            node_echoes(&channel, &child.0);
             // Node sees 'disconnect' and, with nothing else to do, exits.
             channel.shutdown_send().unwrap();
             assert_eq!(channel.recv().unwrap(), None);

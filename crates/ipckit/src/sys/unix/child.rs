@@ -83,6 +83,7 @@ impl ChildEnd {
         cmd: &mut C,
         std_cmd: fn(&mut C) -> &mut Command,
         spawn: impl FnOnce(&mut C) -> io::Result<T>,
+        _pid: fn(&T) -> Option<u32>,
     ) -> io::Result<T> {
         // The hook stays on the command; once this spawn is over it must do
         // nothing in later spawns of the same command (the number may be reused).

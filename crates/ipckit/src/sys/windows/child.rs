@@ -19,6 +19,7 @@ use std::io;
 use std::os::windows::io::{
     AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, IntoRawHandle, OwnedHandle,
 };
+use std::os::windows::process::CommandExt;
 use std::process::Command;
 use std::ptr;
 use std::sync::Mutex;
@@ -32,10 +33,11 @@ use windows_sys::Win32::Storage::FileSystem::{
     FILE_TYPE, FILE_TYPE_CHAR, FILE_TYPE_DISK, FILE_TYPE_PIPE, FILE_TYPE_REMOTE, GetFileType,
 };
 use windows_sys::Win32::System::Pipes::{GetNamedPipeInfo, PIPE_SERVER_END, PIPE_TYPE_MESSAGE};
-use windows_sys::Win32::System::Threading::{GetStartupInfoW, STARTUPINFOW};
+use windows_sys::Win32::System::Threading::{CREATE_SUSPENDED, GetStartupInfoW, STARTUPINFOW};
 
+use super::crt_fds;
 use super::message::{MsgStream, client_handle};
-use super::pipe::{Listener, PipeKind, lock};
+use super::pipe::{Listener, PipeKind, connect_handle, lock};
 use crate::address::Endpoint;
 use crate::stream::{ConnectOptions, ListenerOptions};
 
@@ -46,7 +48,13 @@ static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 #[derive(Debug)]
 pub(crate) struct ChildEnd {
     handle: OwnedHandle,
+    /// Node's channel: the C runtime descriptor the child finds it as.
+    node_fd: Option<usize>,
 }
+
+/// The descriptor Node's `fork` gives its channel (after stdin, stdout and
+/// stderr), which ipckit gives it too.
+const NODE_FD: usize = 3;
 
 /// A pipe path no other channel, process or earlier run uses.
 fn unique_path() -> String {
@@ -71,23 +79,31 @@ pub(crate) fn message_pair() -> io::Result<(MsgStream, ChildEnd)> {
     let client = client_handle(&ep, &ConnectOptions::new())?;
     // The client is connected already: this returns at once (ERROR_PIPE_CONNECTED).
     let server = listener.accept_handle()?;
-    Ok((MsgStream::new(server, true)?, ChildEnd { handle: client }))
+    let end = ChildEnd {
+        handle: client,
+        node_fd: None,
+    };
+    Ok((MsgStream::new(server, true)?, end))
 }
 
 /// libuv on Windows writes and expects its IPC frames on Node's channel.
 pub(crate) const LIBUV_FRAMES: bool = true;
 
-/// Spawning with Node's channel is not supported here: a Node child finds it as
-/// a C runtime descriptor in `STARTUPINFO`'s `lpReserved2`, which
-/// `std::process::Command` cannot set. (A Node parent's channel is taken by
-/// [`adopt_stream`].)
+/// Node's channel: a connected byte-mode pipe (as libuv makes it), the
+/// parent's end and the child's, which the child finds as C runtime descriptor
+/// 3 (see [`ChildEnd::spawn_with`]).
 pub(crate) fn stream_pair() -> io::Result<(super::Stream, ChildEnd)> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "spawning with Node's json channel is not supported on Windows (a Node child \
-         finds it as a C runtime descriptor in STARTUPINFO.lpReserved2, which \
-         std::process::Command cannot set); use the messages serialization",
-    ))
+    let ep = Endpoint::Pipe(unique_path());
+    let mut opts = ListenerOptions::new();
+    opts.max_instances(1);
+    let listener = Listener::bind_kind(&ep, &opts, PipeKind::Bytes)?;
+    let client = connect_handle(&ep, &ConnectOptions::new())?;
+    let server = listener.accept_handle()?;
+    let end = ChildEnd {
+        handle: client,
+        node_fd: Some(NODE_FD),
+    };
+    Ok((super::Stream::from_handle(server)?, end))
 }
 
 /// A named pipe cannot be half-closed.
@@ -110,25 +126,49 @@ fn set_inherit(handle: BorrowedHandle<'_>, inherit: bool) -> io::Result<()> {
 }
 
 impl ChildEnd {
-    /// What the child is told in its environment: the handle's value.
+    /// What the child is told in its environment: the handle's value, or for
+    /// Node's channel the descriptor number.
     pub(crate) fn token(&self) -> String {
-        (self.handle.as_raw_handle() as usize).to_string()
+        match self.node_fd {
+            Some(fd) => fd.to_string(),
+            None => (self.handle.as_raw_handle() as usize).to_string(),
+        }
     }
 
     /// Spawns `cmd` through `spawn` with this end inherited, then closes the
-    /// parent's copy of it.
+    /// parent's copy of it. For Node's channel the child is created suspended
+    /// (the command's creation flags are set to `CREATE_SUSPENDED` for the
+    /// spawn, then to 0), given a C runtime descriptor table that names the
+    /// inherited handle as descriptor 3, and resumed; `pid` finds the child.
+    /// A child that cannot be given its table is killed.
     pub(crate) fn spawn_with<C, T>(
         self,
         cmd: &mut C,
-        _std_cmd: fn(&mut C) -> &mut Command,
+        std_cmd: fn(&mut C) -> &mut Command,
         spawn: impl FnOnce(&mut C) -> io::Result<T>,
+        pid: fn(&T) -> Option<u32>,
     ) -> io::Result<T> {
         let _only_us = lock(&SPAWN_LOCK);
         set_inherit(self.handle.as_handle(), true)?;
+        if self.node_fd.is_some() {
+            std_cmd(cmd).creation_flags(CREATE_SUSPENDED);
+        }
         let spawned = spawn(cmd);
+        if self.node_fd.is_some() {
+            std_cmd(cmd).creation_flags(0);
+        }
+        let child = spawned?;
+        if let Some(fd) = self.node_fd {
+            let id = pid(&child).ok_or_else(|| {
+                io::Error::other("the suspended child has no process id (it was reaped)")
+            })?;
+            let suspended = crt_fds::Suspended::open(id)?;
+            suspended.give_table(&crt_fds::pipe_table(fd, self.handle.as_raw_handle()))?;
+            suspended.resume()?;
+        }
         // Closed while the lock is held: no later ipckit spawn can inherit it.
         drop(self);
-        spawned
+        Ok(child)
     }
 }
 

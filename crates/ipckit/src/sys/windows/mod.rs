@@ -16,6 +16,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod child;
+mod crt_fds;
 mod handle;
 mod mailslot;
 mod mailslot_group;
