@@ -60,7 +60,7 @@ mod roles {
             "fds" => fds(),
             "wait_end" => {
                 let parent = parent_channel().expect("parent channel");
-                parent.send(b"ready").unwrap();
+                parent.send(ready(parent.serialization())).unwrap();
                 while parent.recv().unwrap().is_some() {}
                 println!("CHILD-SAW-END");
                 0
@@ -279,6 +279,15 @@ fn child(role: &str) -> Command {
     cmd
 }
 
+/// What the `wait_end` role says first: `ready`, as a JSON string on a JSON
+/// channel.
+fn ready(serialization: Serialization) -> &'static [u8] {
+    match serialization {
+        Serialization::Json => br#""ready""#,
+        _ => b"ready",
+    }
+}
+
 /// The test harness's arguments that run `child_process_entry` alone.
 const CHILD_ARGS: [&str; 5] = [
     "child_process_entry",
@@ -433,6 +442,33 @@ fn the_end_of_the_channel_is_the_child_exiting() {
         assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
         assert!(err.to_string().contains("child process"), "{err}");
     });
+}
+
+/// The parent's end of one channel is not inherited by a child spawned later
+/// (nor is its child end, closed in the parent right after its spawn): when
+/// the parent drops the first channel, the first child sees the end and exits
+/// while the second child, alive all along, holds nothing of it. Were the end
+/// inherited, the first child would wait until the watchdog fired.
+#[test]
+fn a_later_child_does_not_hold_an_earlier_channel_open() {
+    for serialization in [Serialization::Messages, Serialization::Json] {
+        watchdog(limit(60), move || {
+            let (mut first, first_channel) = spawn("wait_end", serialization);
+            let (mut second, second_channel) = spawn("wait_end", serialization);
+            for channel in [&first_channel, &second_channel] {
+                let said = channel.recv().unwrap();
+                assert_eq!(said.as_deref(), Some(ready(serialization)));
+            }
+            drop(first_channel);
+            assert!(first.0.wait().unwrap().success(), "{serialization}");
+            assert!(
+                second.0.try_wait().unwrap().is_none(),
+                "{serialization}: the second child should still be waiting"
+            );
+            drop(second_channel);
+            assert!(second.0.wait().unwrap().success(), "{serialization}");
+        });
+    }
 }
 
 #[test]
