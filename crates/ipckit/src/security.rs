@@ -129,8 +129,37 @@ pub(crate) enum ServerUser {
 }
 
 impl ServerUser {
-    /// Checks the server of a new connection on `addr`; `found` reads its
-    /// credentials (only called when there is a rule to check).
+    /// Refuses, before any connection is made, a rule that cannot be checked on
+    /// `addr`: any rule on TCP (a TCP server's user is unknown), and a user of
+    /// the other OS's kind (a SID on Unix, a uid on Windows).
+    pub(crate) fn precheck(&self, addr: &Address, tcp: bool) -> Result<()> {
+        let user = match self {
+            ServerUser::Any => return Ok(()),
+            _ if tcp => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOption,
+                    format!(
+                        "require_server_user / server_user_is_current cannot be checked on {addr}: a TCP server's user is unknown"
+                    ),
+                ));
+            }
+            ServerUser::Current => return Ok(()),
+            ServerUser::Is(user) => user,
+        };
+        let here = UserId::current()?;
+        if std::mem::discriminant(user) != std::mem::discriminant(&here) {
+            return Err(Error::new(
+                ErrorKind::InvalidOption,
+                format!(
+                    "require_server_user({user}): this OS names users like {here}, so no server on {addr} can run as {user}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the server of a new connection on `addr` (after `precheck`);
+    /// `found` reads its credentials (only called when there is a rule).
     pub(crate) fn verify(
         &self,
         addr: &Address,
@@ -139,31 +168,7 @@ impl ServerUser {
         match self {
             ServerUser::Any => Ok(()),
             ServerUser::Current => check_peer(found(), None, Side::Server, addr),
-            ServerUser::Is(user) => {
-                let here = UserId::current()?;
-                if std::mem::discriminant(user) != std::mem::discriminant(&here) {
-                    return Err(Error::new(
-                        ErrorKind::InvalidOption,
-                        format!(
-                            "require_server_user({user}): this OS names users like {here}, so a server cannot run as {user}"
-                        ),
-                    ));
-                }
-                check_peer(found(), Some(user), Side::Server, addr)
-            }
-        }
-    }
-
-    /// Refuses a rule on an address whose server cannot be identified (TCP).
-    pub(crate) fn refuse_on(&self, addr: &Address) -> Result<()> {
-        match self {
-            ServerUser::Any => Ok(()),
-            _ => Err(Error::new(
-                ErrorKind::InvalidOption,
-                format!(
-                    "require_server_user / server_user_is_current cannot be checked on {addr}: a TCP server's user is unknown"
-                ),
-            )),
+            ServerUser::Is(user) => check_peer(found(), Some(user), Side::Server, addr),
         }
     }
 }

@@ -1,23 +1,21 @@
 //! Access control and peer identity on Unix, with real processes of other users:
-//! this test program re-run under `setpriv` as uid 65534 (`security_child_entry`
-//! with `IPCKIT_SECURITY_ROLE` set). Those tests need root (to switch users) and
+//! this test program re-run under `setpriv` as uid 65534 (`security_child_entry`,
+//! `util::this_test_as_child`). Those tests need root (to switch users) and
 //! `setpriv` (util-linux); without them they print why and return.
 #![cfg(unix)]
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use ipckit::security::UserId;
 use ipckit::{ConnectOptions, ErrorKind, Listener, ListenerOptions, MessageListener, Stream};
-use util::{unique_name, watchdog};
+use util::{Kid, this_test_as_child, unique_name, watchdog};
 
-const ROLE: &str = "IPCKIT_SECURITY_ROLE";
-const ARG: &str = "IPCKIT_SECURITY_ARG";
 /// The other user the tests run children as (`nobody` on Debian), and a group
 /// distinct from it, so that uid and gid cannot be confused.
 const OTHER_UID: u32 = 65534;
@@ -25,11 +23,11 @@ const OTHER_GID: u32 = 65533;
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// Not a test: the entry point of this program when a test re-runs it as a
-/// child (`IPCKIT_SECURITY_ROLE` set, with `--ignored`).
+/// child (`util::this_test_as_child`).
 #[test]
 #[ignore = "entry point of the child processes that the other tests start"]
 fn security_child_entry() {
-    let (Ok(role), Ok(arg)) = (std::env::var(ROLE), std::env::var(ARG)) else {
+    let Some((role, arg)) = util::child_role() else {
         return;
     };
     match role.as_str() {
@@ -94,76 +92,27 @@ fn can_switch_users(test: &str) -> bool {
     true
 }
 
-/// A child process of this program, killed and reaped when dropped.
-struct Kid {
-    child: Child,
-    out: BufReader<ChildStdout>,
-}
-
-impl Kid {
-    /// Runs `role` with `arg` as uid `OTHER_UID`, gid `OTHER_GID`, with the
-    /// supplementary `groups` (none if empty). `user: None` runs it as we are.
-    fn spawn(user: Option<&[u32]>, role: &str, arg: &str, env: &[(&str, &Path)]) -> Kid {
-        let exe = std::env::current_exe().unwrap();
-        let mut cmd = match user {
-            Some(groups) => {
-                let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={OTHER_UID}"))
-                    .arg(format!("--regid={OTHER_GID}"));
-                if groups.is_empty() {
-                    c.arg("--clear-groups");
-                } else {
-                    let list: Vec<String> = groups.iter().map(u32::to_string).collect();
-                    c.arg(format!("--groups={}", list.join(",")));
-                }
-                c.arg("--").arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        };
-        cmd.args([
-            "security_child_entry",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--quiet",
-        ])
-        .env(ROLE, role)
-        .env(ARG, arg)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn the child");
-        let out = BufReader::new(child.stdout.take().unwrap());
-        Kid { child, out }
-    }
-
-    /// The child's next line that starts with an upper-case word (the harness
-    /// prints other lines too).
-    fn line(&mut self) -> String {
-        loop {
-            let mut line = String::new();
-            let n = self.out.read_line(&mut line).unwrap();
-            assert!(n > 0, "the child ended without saying anything");
-            let line = line.trim_end().to_owned();
-            if line.starts_with(|c: char| c.is_ascii_uppercase()) {
-                return line;
-            }
+/// This program as a child in `role` with `arg`: as uid `OTHER_UID`, gid
+/// `OTHER_GID` and the supplementary `groups` (none if empty), or with
+/// `user: None` as we are.
+fn child_as(user: Option<&[u32]>, role: &str, arg: &str, env: &[(&str, &Path)]) -> Kid {
+    let mut prefix = Vec::new();
+    if let Some(groups) = user {
+        prefix.push("setpriv".to_owned());
+        prefix.push(format!("--reuid={OTHER_UID}"));
+        prefix.push(format!("--regid={OTHER_GID}"));
+        if groups.is_empty() {
+            prefix.push("--clear-groups".to_owned());
+        } else {
+            let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+            prefix.push(format!("--groups={}", list.join(",")));
         }
     }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
+    let mut cmd = this_test_as_child(&prefix, "security_child_entry", role, arg);
+    for (k, v) in env {
+        cmd.env(k, v);
     }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Kid::spawn(cmd)
 }
 
 /// A fresh directory under /tmp with `mode`, removed with what is in it on drop.
@@ -213,7 +162,7 @@ fn another_user_is_refused_by_an_owner_only_socket() {
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         // Even a member of the socket's group is refused: the mode is owner-only.
         let group = std::fs::metadata(&path).unwrap().gid();
-        let mut kid = Kid::spawn(
+        let mut kid = child_as(
             Some(&[group]),
             "connect",
             &format!("unix:{}", path.display()),
@@ -236,7 +185,7 @@ fn a_group_mode_admits_a_member_of_the_group_only() {
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o660);
 
-        let mut member = Kid::spawn(Some(&[meta.gid()]), "connect", &addr, &[]);
+        let mut member = child_as(Some(&[meta.gid()]), "connect", &addr, &[]);
         let mut served = listener.accept().unwrap();
         assert_eq!(member.line(), "CONNECTED");
         let mut hi = [0; 2];
@@ -247,7 +196,7 @@ fn a_group_mode_admits_a_member_of_the_group_only() {
         drop(served);
         assert_eq!(member.line(), "READ Ok(0) 0");
 
-        let mut outsider = Kid::spawn(Some(&[]), "connect", &addr, &[]);
+        let mut outsider = child_as(Some(&[]), "connect", &addr, &[]);
         let line = outsider.line();
         assert!(line.starts_with("REFUSED Some(13)"), "{line}");
     });
@@ -260,7 +209,7 @@ fn peer_credentials_are_the_real_pid_uid_and_gid_of_each_side() {
     }
     watchdog(LIMIT, || {
         let (_dir, addr, listener) = served_with_mode("sec-cred", 0o666);
-        let mut kid = Kid::spawn(Some(&[]), "connect", &addr, &[]);
+        let mut kid = child_as(Some(&[]), "connect", &addr, &[]);
         let served = listener.accept().unwrap();
         assert_eq!(kid.line(), "CONNECTED");
         let creds = served.peer_credentials().unwrap();
@@ -292,7 +241,7 @@ fn current_user_only_refuses_a_client_of_another_user_and_goes_on() {
             .current_user_only(true)
             .bind(addr.as_str())
             .unwrap();
-        let mut kid = Kid::spawn(Some(&[]), "connect", &addr, &[]);
+        let mut kid = child_as(Some(&[]), "connect", &addr, &[]);
         let err = listener.accept().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
         let text = err.to_string();
@@ -323,7 +272,7 @@ fn current_user_only_refuses_a_client_of_another_user_and_goes_on() {
             .current_user_only(true)
             .bind_message(maddr.as_str())
             .unwrap();
-        let mut kid = Kid::spawn(Some(&[]), "connect_message", &maddr, &[]);
+        let mut kid = child_as(Some(&[]), "connect_message", &maddr, &[]);
         let err = mlistener.accept().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
         assert!(
@@ -337,7 +286,7 @@ fn current_user_only_refuses_a_client_of_another_user_and_goes_on() {
 }
 
 #[test]
-fn a_client_refuses_a_server_run_by_another_user() {
+fn a_client_refuses_a_server_run_by_anchild_as() {
     if !can_switch_users("a_client_refuses_a_server_run_by_another_user") {
         return;
     }
@@ -346,7 +295,7 @@ fn a_client_refuses_a_server_run_by_another_user() {
         let dir = TempDir::new("sec-squat", 0o777);
         let path = dir.sock("svc.sock");
         let addr = format!("unix:{}", path.display());
-        let mut squatter = Kid::spawn(Some(&[]), "serve", &path.display().to_string(), &[]);
+        let mut squatter = child_as(Some(&[]), "serve", &path.display().to_string(), &[]);
         assert_eq!(squatter.line(), "SERVING");
         assert_eq!(std::fs::metadata(&path).unwrap().uid(), OTHER_UID);
 
@@ -397,7 +346,7 @@ fn a_runtime_directory_of_another_owner_or_writable_by_others_is_refused() {
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         std::os::unix::fs::chown(&dir, Some(OTHER_UID), Some(OTHER_GID)).unwrap();
-        let mut kid = Kid::spawn(None, "bind_portable", &name, &[("XDG_RUNTIME_DIR", &xdg.0)]);
+        let mut kid = child_as(None, "bind_portable", &name, &[("XDG_RUNTIME_DIR", &xdg.0)]);
         let line = kid.line();
         assert!(line.starts_with("REFUSED PermissionDenied"), "{line}");
         assert!(line.contains(&dir.display().to_string()), "{line}");
@@ -410,7 +359,7 @@ fn a_runtime_directory_of_another_owner_or_writable_by_others_is_refused() {
         // Ours, but group-writable: refused, not silently tightened.
         std::os::unix::fs::chown(&dir, Some(0), Some(0)).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
-        let mut kid = Kid::spawn(None, "bind_portable", &name, &[("XDG_RUNTIME_DIR", &xdg.0)]);
+        let mut kid = child_as(None, "bind_portable", &name, &[("XDG_RUNTIME_DIR", &xdg.0)]);
         let line = kid.line();
         assert!(
             line.contains("writable by its group or by others (mode 0o770)"),
@@ -421,7 +370,7 @@ fn a_runtime_directory_of_another_owner_or_writable_by_others_is_refused() {
 
         // Ours and only readable by others: tightened to 0700 and used.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut kid = Kid::spawn(None, "bind_portable", &name, &[("XDG_RUNTIME_DIR", &xdg.0)]);
+        let mut kid = child_as(None, "bind_portable", &name, &[("XDG_RUNTIME_DIR", &xdg.0)]);
         assert_eq!(kid.line(), "BOUND");
         assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
 
@@ -429,7 +378,7 @@ fn a_runtime_directory_of_another_owner_or_writable_by_others_is_refused() {
         std::fs::remove_dir_all(&dir).unwrap();
         let target = TempDir::new("sec-xdg-target", 0o700);
         std::os::unix::fs::symlink(&target.0, &dir).unwrap();
-        let mut kid = Kid::spawn(None, "bind_portable", &name, &[("XDG_RUNTIME_DIR", &xdg.0)]);
+        let mut kid = child_as(None, "bind_portable", &name, &[("XDG_RUNTIME_DIR", &xdg.0)]);
         let line = kid.line();
         assert!(line.contains("it is not a directory"), "{line}");
     });

@@ -413,6 +413,8 @@ impl MessageStream {
 
     fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<MessageStream> {
         let ep = addr.stream_endpoint(&sys::env())?;
+        opts.server_user
+            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
         let conn = match &ep {
             Endpoint::Tcp { .. } => Conn::framed(Stream::connect_with(addr.clone(), opts)?),
             ep => {

@@ -142,6 +142,42 @@ impl Listener {
         Ok(Stream::new(kind, self.addr.clone()))
     }
 
+    /// Who the operating system lets open this listener's endpoint, as text, read
+    /// back from the OS (not from the options): for checking and logging what
+    /// the defaults and options produced.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// ### Unix
+    ///
+    /// The socket file's mode, owner and group, e.g. `mode 0600, owner uid 1000,
+    /// group gid 1000`.
+    ///
+    /// ### Windows
+    ///
+    /// The pipe's owner and DACL in SDDL, read with `GetSecurityInfo` from the
+    /// waiting instance, e.g. `O:S-1-5-21-...D:P(A;;FA;;;SY)(A;;FA;;;S-1-5-21-...)`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] for `tcp:` and abstract sockets (no file, no
+    /// descriptor); otherwise the OS error.
+    #[doc(alias = "GetSecurityInfo")]
+    pub fn access_control(&self) -> Result<String> {
+        match &self.inner {
+            ListenerKind::Local(l) => l
+                .describe_access()
+                .map_err(|e| Error::io(format!("read the access control of {}", self.addr), e)),
+            ListenerKind::Tcp(_) => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{} is a TCP listener: the OS keeps no access control for it",
+                    self.addr
+                ),
+            )),
+        }
+    }
+
     /// An endless iterator over incoming connections, like std's `incoming`.
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming { listener: self }
@@ -320,9 +356,8 @@ impl Stream {
 
     pub(crate) fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<Stream> {
         let ep = resolve(&addr)?;
-        if matches!(ep, Endpoint::Tcp { .. }) {
-            opts.server_user.refuse_on(&addr)?;
-        }
+        opts.server_user
+            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
         let inner = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, opts).map(StreamKind::Tcp),
             ep => sys::Stream::connect(ep, opts).map(StreamKind::Local),

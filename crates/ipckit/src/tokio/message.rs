@@ -444,9 +444,8 @@ impl ConnectOptions {
         let addr = addr.to_address()?;
         in_runtime(format!("connect to {addr}"))?;
         let ep = addr.stream_endpoint(&sys::env())?;
-        if matches!(ep, Endpoint::Tcp { .. }) {
-            self.server_user.refuse_on(&addr)?;
-        }
+        self.server_user
+            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
         let conn = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(Conn::framed),
             ep => sys::tokio::connect_message(ep, self).await.map(Conn::Local),

@@ -312,9 +312,8 @@ impl ConnectOptions {
         let addr = addr.to_address()?;
         in_runtime(format!("connect to {addr}"))?;
         let ep = addr.stream_endpoint(&sys::env())?;
-        if matches!(ep, Endpoint::Tcp { .. }) {
-            self.server_user.refuse_on(&addr)?;
-        }
+        self.server_user
+            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
         let io = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(StreamIo::Tcp),
             ep => sys::tokio::connect(ep, self).await.map(StreamIo::Local),

@@ -62,9 +62,7 @@ impl Drop for OwnFile {
 /// A listening Unix socket.
 #[derive(Debug)]
 pub(crate) struct Listener {
-    // Declared first, so the file is removed before the socket closes. Held for
-    // its `Drop`; only the tokio layer reads it (`into_parts`).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    // Declared first, so the file is removed before the socket closes.
     file: Option<OwnFile>,
     sock: UnixListener,
 }
@@ -81,6 +79,25 @@ impl Listener {
     pub(crate) fn accept(&self) -> io::Result<Stream> {
         let (sock, _) = self.sock.accept()?;
         Ok(Stream { sock })
+    }
+
+    /// The socket file's mode, owner and group.
+    pub(crate) fn describe_access(&self) -> io::Result<String> {
+        match &self.file {
+            Some(file) => {
+                let meta = fs::symlink_metadata(&file.path)?;
+                Ok(format!(
+                    "mode {:04o}, owner uid {}, group gid {}",
+                    meta.mode() & 0o7777,
+                    meta.uid(),
+                    meta.gid()
+                ))
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an abstract socket has no file and no access control: any local process may connect",
+            )),
+        }
     }
 
     /// The listening socket (blocking) and the guard that removes its file, for
