@@ -190,10 +190,26 @@ pub(crate) fn verify_client(
 /// Refuses `current_user_only` on an address whose clients cannot be identified
 /// (TCP).
 pub(crate) fn refuse_current_user_only(current_user_only: bool, addr: &Address) -> Result<()> {
-    if current_user_only {
+    refuse_identity_rule(
+        current_user_only,
+        "current_user_only",
+        addr,
+        "TCP clients have no user",
+    )
+}
+
+/// Refuses an identity rule (`rule`, if `set`) on `what`, where the OS gives no
+/// peer identity (`why`): a rule the caller asked for is never skipped silently.
+pub(crate) fn refuse_identity_rule(
+    set: bool,
+    rule: &str,
+    what: impl fmt::Display,
+    why: &str,
+) -> Result<()> {
+    if set {
         return Err(Error::new(
             ErrorKind::InvalidOption,
-            format!("current_user_only cannot be checked on {addr}: TCP clients have no user"),
+            format!("{rule} cannot be checked on {what}: {why}"),
         ));
     }
     Ok(())

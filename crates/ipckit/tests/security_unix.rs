@@ -445,45 +445,6 @@ fn modes_are_validated_and_refused_where_they_cannot_apply() {
 }
 
 #[test]
-fn identity_rules_are_refused_on_tcp_and_with_a_sid_on_unix() {
-    watchdog(LIMIT, || {
-        let err = ListenerOptions::new()
-            .current_user_only(true)
-            .bind("tcp:127.0.0.1:0")
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidOption);
-        assert!(
-            err.to_string().contains("TCP clients have no user"),
-            "{err}"
-        );
-
-        let tcp = Listener::bind("tcp:127.0.0.1:0").unwrap();
-        let err = ConnectOptions::new()
-            .server_user_is_current()
-            .connect(tcp.local_addr().clone())
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidOption, "{err}");
-        let plain = Stream::connect(tcp.local_addr().clone()).unwrap();
-        assert_eq!(
-            plain.peer_credentials().unwrap_err().kind(),
-            ErrorKind::Unsupported
-        );
-
-        let name = format!("pipe:{}", unique_name("sec-sid"));
-        let _l = Listener::bind(name.as_str()).unwrap();
-        let err = ConnectOptions::new()
-            .require_server_user(UserId::Sid("S-1-5-18".into()))
-            .connect(name.as_str())
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidOption);
-        assert!(
-            err.to_string().contains("this OS names users like uid"),
-            "{err}"
-        );
-    });
-}
-
-#[test]
 fn same_user_peers_pass_every_check_on_every_stream_kind() {
     watchdog(LIMIT, || {
         let me = UserId::current().unwrap();

@@ -62,6 +62,11 @@ enum ListenerKind {
 ///
 /// The server always keeps one pipe instance waiting, including between two calls
 /// to `accept`, so a client never finds the name missing while the server runs.
+/// Every instance gets a DACL that grants only the current user and SYSTEM
+/// (unless [`ListenerOptions::security_descriptor`] says otherwise) and rejects
+/// remote clients; `bind` fails with [`ErrorKind::AddrInUse`] when the name
+/// already has instances (`FILE_FLAG_FIRST_PIPE_INSTANCE`), which is how a
+/// squatter that took the name first is noticed. See [`crate::security`].
 #[doc(alias = "CreateNamedPipeW")]
 pub struct Listener {
     inner: ListenerKind,

@@ -172,7 +172,9 @@ impl ListenerOptions {
     ///
     /// Unix: the peer's uid from `SO_PEERCRED`. Windows: the user SID of the
     /// client process (`GetNamedPipeClientProcessId`, then its token). A `tcp:`
-    /// listener cannot tell who its clients are: `bind` refuses the option there.
+    /// listener cannot tell who its clients are, nor can a mailslot or a
+    /// shared-memory channel: binding those refuses the option
+    /// ([`ErrorKind::InvalidOption`]).
     pub fn current_user_only(&mut self, yes: bool) -> &mut Self {
         self.current_user_only = yes;
         self
@@ -293,8 +295,8 @@ impl ConnectOptions {
     /// called `listen`); `user` must be a [`UserId::Uid`]. Windows: the user SID
     /// of the server process (`GetNamedPipeServerProcessId`, then its token);
     /// `user` must be a [`UserId::Sid`]. A user of the other kind, or a `tcp:`
-    /// address (whose server cannot be identified), makes `connect` fail with
-    /// [`ErrorKind::InvalidOption`].
+    /// or `shm:` address (whose server cannot be identified), makes `connect`
+    /// fail with [`ErrorKind::InvalidOption`] before any connection is made.
     pub fn require_server_user(&mut self, user: UserId) -> &mut Self {
         self.server_user = ServerUser::Is(user);
         self
