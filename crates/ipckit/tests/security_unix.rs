@@ -158,8 +158,17 @@ fn another_user_is_refused_by_an_owner_only_socket() {
         // A world-searchable directory, so that only the socket's mode decides.
         let dir = TempDir::new("sec-owner", 0o755);
         let path = dir.sock("s.sock");
-        let _listener = Listener::bind(format!("unix:{}", path.display())).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let listener = Listener::bind(format!("unix:{}", path.display())).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_eq!(
+            listener.access_control().unwrap(),
+            format!(
+                "mode 0600, owner uid {}, group gid {}",
+                meta.uid(),
+                meta.gid()
+            )
+        );
         // Even a member of the socket's group is refused: the mode is owner-only.
         let group = std::fs::metadata(&path).unwrap().gid();
         let mut kid = child_as(
@@ -241,6 +250,12 @@ fn current_user_only_refuses_a_client_of_another_user_and_goes_on() {
             .current_user_only(true)
             .bind(addr.as_str())
             .unwrap();
+        let err = listener.access_control().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        assert!(
+            err.to_string().contains("any local process may connect"),
+            "{err}"
+        );
         let mut kid = child_as(Some(&[]), "connect", &addr, &[]);
         let err = listener.accept().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
