@@ -12,6 +12,8 @@
 //! - `tokio` (feature `tokio`): the async listener and streams, on tokio's named
 //!   pipes; `tokio_message` and `tokio_mailslot`: the async message channels
 //!   and mailslot receivers, on the blocking pool (`tokio_blocking`).
+//! - `security`: the current-user DACL every named object is created with (or
+//!   a listener's SDDL), peer process ids and user SIDs, descriptors read back.
 //! - `wine`: Wine detection.
 #![allow(unsafe_code)]
 
@@ -23,6 +25,7 @@ mod mailslot_group;
 mod message;
 mod overlapped;
 mod pipe;
+mod security;
 pub(crate) mod shm;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
@@ -60,6 +63,11 @@ pub(crate) fn env() -> Env {
         runtime_dir: PathBuf::new(),
         temp_dir: std::env::temp_dir(),
     }
+}
+
+/// The user this process runs as: the user SID of its token.
+pub(crate) fn current_user() -> io::Result<crate::security::UserId> {
+    security::current_user_sid().map(crate::security::UserId::Sid)
 }
 
 /// Win32 error codes whose `io::ErrorKind` does not say enough.
