@@ -109,7 +109,18 @@ async fn main() -> ExitCode {
     match run(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tonic_greeter: {e}");
+            // tonic's errors say "transport error" and keep the cause (ipckit's
+            // error, which names the address) as their innermost source.
+            let mut cause: &dyn std::error::Error = &*e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            let text = if std::ptr::addr_eq(cause, &*e) {
+                e.to_string()
+            } else {
+                format!("{e}: {cause}")
+            };
+            eprintln!("tonic_greeter: {text}");
             ExitCode::FAILURE
         }
     }

@@ -250,8 +250,10 @@ type Accepting = Pin<Box<dyn Future<Output = Result<Stream>> + Send>>;
 /// It never ends. A failed accept is yielded as an error (tonic logs it and
 /// goes on), and the next accept starts 50 ms later, so a failure that repeats
 /// does not spin. Dropping it (as tonic does when a graceful shutdown begins)
-/// drops the listener: new clients are refused, and a Unix socket file is
-/// removed.
+/// drops the listener, so no new client is served: a Unix socket file is
+/// removed at once; a Windows pipe name lives on while a connection on it is
+/// open, so a client that comes meanwhile finds it busy and waits within its
+/// connect timeout.
 ///
 /// # Examples
 ///
