@@ -46,7 +46,8 @@
 //! With the `tokio` feature, `ipckit::tokio::{Listener, Stream}` give the same
 //! endpoints, timeouts and deadlines on tokio's own named-pipe, Unix-socket and
 //! TCP types, and `ipckit::tokio::{MessageListener, MessageStream}` the message
-//! channels.
+//! channels. With the `tonic` feature, `ipckit::tokio::tonic` runs a `tonic`
+//! gRPC client and server over those streams.
 //!
 //! ## Mailslots
 //!

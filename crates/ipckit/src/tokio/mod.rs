@@ -66,6 +66,8 @@ mod framed;
 mod limit;
 mod mailslot;
 mod message;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 
 use std::fmt;
 use std::io;
