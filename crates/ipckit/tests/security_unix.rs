@@ -301,7 +301,7 @@ fn current_user_only_refuses_a_client_of_another_user_and_goes_on() {
 }
 
 #[test]
-fn a_client_refuses_a_server_run_by_anchild_as() {
+fn a_client_refuses_a_server_run_by_another_user() {
     if !can_switch_users("a_client_refuses_a_server_run_by_another_user") {
         return;
     }
