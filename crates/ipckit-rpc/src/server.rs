@@ -44,7 +44,11 @@ pub struct ServerOptions {
     pub(crate) max_frame_size: usize,
     pub(crate) max_concurrent_calls: usize,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) on_error: Option<ErrorHook>,
 }
+
+/// What [`ServerOptions::on_connection_error`] is given.
+pub(crate) type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
 impl fmt::Debug for ServerOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,6 +59,10 @@ impl fmt::Debug for ServerOptions {
             .field("max_frame_size", &self.max_frame_size)
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field(
+                "on_connection_error",
+                &self.on_error.as_ref().map(|_| "<fn>"),
+            )
             .finish()
     }
 }
@@ -68,6 +76,7 @@ impl Default for ServerOptions {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_concurrent_calls: 64,
             handshake_timeout: Duration::from_secs(10),
+            on_error: None,
         }
     }
 }
@@ -126,6 +135,24 @@ impl ServerOptions {
     pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.handshake_timeout = timeout;
         self
+    }
+
+    /// Calls `hook` with the error that ends a connection early: a failed
+    /// handshake (a wrong authkey, say), a frame over the limit, broken
+    /// framing. The server has no other way to tell; by default nothing is
+    /// reported. The hook runs on the connection's thread (or task).
+    pub fn on_connection_error(
+        &mut self,
+        hook: impl Fn(&Error) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.on_error = Some(Arc::new(hook));
+        self
+    }
+
+    pub(crate) fn report(&self, err: &Error) {
+        if let Some(hook) = &self.on_error {
+            hook(err);
+        }
     }
 
     pub(crate) fn check(&self) -> Result<()> {
@@ -397,6 +424,7 @@ fn serve_conn(shared: &Arc<Shared>, mut conn: Conn) {
                 opts.handshake_timeout,
                 Some(&shared.stopping),
             )
+            .map_err(|e| opts.report(&e))
             .is_err()
         {
             return;
@@ -423,10 +451,16 @@ fn serve_conn(shared: &Arc<Shared>, mut conn: Conn) {
             Ok(None) => break,
             Err(e) if e.kind() == ErrorKind::TimedOut => {}
             Err(e) if e.kind() == ErrorKind::FrameTooLarge => {
+                opts.report(&e);
                 out.send(&too_large_response(&e));
                 break;
             }
-            Err(_) => break,
+            Err(e) => {
+                if e.kind() == ErrorKind::Protocol {
+                    opts.report(&e);
+                }
+                break;
+            }
         }
     }
     calls.wait_idle();

@@ -395,6 +395,7 @@ async fn serve_conn(shared: Arc<AsyncShared>, mut conn: Conn, mut stop: watch::R
         if conn
             .handshake(key, opts.digest, true, opts.handshake_timeout)
             .await
+            .map_err(|e| opts.report(&e))
             .is_err()
         {
             return;
@@ -418,10 +419,16 @@ async fn serve_conn(shared: Arc<AsyncShared>, mut conn: Conn, mut stop: watch::R
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) if e.kind() == ErrorKind::FrameTooLarge => {
+                opts.report(&e);
                 let _ = tx.send(too_large_response(&e)).await;
                 break;
             }
-            Err(_) => break,
+            Err(e) => {
+                if e.kind() == ErrorKind::Protocol {
+                    opts.report(&e);
+                }
+                break;
+            }
         };
         let job = match decode_incoming(&frame) {
             Incoming::Invalid(resp) | Incoming::Single(Entry::Invalid(resp)) => {
