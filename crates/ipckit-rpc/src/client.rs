@@ -149,21 +149,16 @@ impl ClientOptions {
         let addr = addr
             .to_address()
             .map_err(|e| Error::ipckit("connect the RPC client", e))?;
-        let context = format!("connect to {addr}");
         let copts = self.transport();
         let max = self.max_frame_size;
         let mut conn = if self.framing.is_message() {
             Conn::message(
-                copts
-                    .connect_message(&addr)
-                    .map_err(|e| Error::ipckit(&context, e))?,
+                copts.connect_message(&addr).map_err(Error::from_ipckit)?,
                 max,
             )?
         } else {
             Conn::stream(
-                copts
-                    .connect(&addr)
-                    .map_err(|e| Error::ipckit(&context, e))?,
+                copts.connect(&addr).map_err(Error::from_ipckit)?,
                 self.framing,
                 max,
             )?

@@ -217,6 +217,17 @@ impl Error {
         }
     }
 
+    /// An ipckit error whose message already says what was attempted where
+    /// (a failed bind or connect).
+    pub(crate) fn from_ipckit(err: ipckit::Error) -> Error {
+        Error {
+            kind: ErrorKind::from_ipckit(err.kind()),
+            message: err.to_string(),
+            rpc: None,
+            ipckit: Some(Box::new(err)),
+        }
+    }
+
     /// An I/O error of a connection, with what was being attempted.
     pub(crate) fn io(context: &str, err: &io::Error) -> Error {
         Error::new(ErrorKind::from_io(err), format!("{context}: {err}"))

@@ -199,7 +199,7 @@ impl ServerOptions {
             Listening::Stream(lopts.bind(addr.clone()))
         }
         .ok()
-        .map_err(|e| Error::ipckit(&format!("bind the RPC server on {addr}"), e))?;
+        .map_err(Error::from_ipckit)?;
         let local = listener.local_addr().clone();
         let shared = Arc::new(Shared {
             methods,

@@ -70,7 +70,7 @@ impl Reader {
         let context = format!("receive from {peer}");
         match self {
             Reader::Framed(f) => f.recv().await.map_err(|e| Error::io(&context, &e)),
-            Reader::Message(m) => m.recv().await.map_err(|e| Error::ipckit(&context, e)),
+            Reader::Message(m) => m.recv().await.map_err(Error::from_ipckit),
             Reader::ContentLength { half, decoder, buf } => loop {
                 if let Some(frame) = next_content_length(decoder, &context, peer)? {
                     return Ok(Some(frame));
@@ -102,7 +102,7 @@ impl Writer {
         let context = format!("send to {peer}");
         match self {
             Writer::Framed(f) => f.send(msg).await.map_err(|e| Error::io(&context, &e)),
-            Writer::Message(m) => m.send(msg).await.map_err(|e| Error::ipckit(&context, e)),
+            Writer::Message(m) => m.send(msg).await.map_err(Error::from_ipckit),
             Writer::ContentLength(half) => {
                 let frame = encode_content_length(msg);
                 half.write_all(&frame)
@@ -261,21 +261,12 @@ impl ServerOptions {
         let addr = addr
             .to_address()
             .map_err(|e| Error::ipckit("bind the RPC server", e))?;
-        let context = format!("bind the RPC server on {addr}");
         let mut lopts = ipckit::ListenerOptions::new();
         lopts.max_message_size(self.max_frame_size);
         let listener = if self.framing.is_message() {
-            Listening::Message(
-                lopts
-                    .bind_message_tokio(addr)
-                    .map_err(|e| Error::ipckit(&context, e))?,
-            )
+            Listening::Message(lopts.bind_message_tokio(addr).map_err(Error::from_ipckit)?)
         } else {
-            Listening::Stream(
-                lopts
-                    .bind_tokio(addr)
-                    .map_err(|e| Error::ipckit(&context, e))?,
-            )
+            Listening::Stream(lopts.bind_tokio(addr).map_err(Error::from_ipckit)?)
         };
         let local = match &listener {
             Listening::Stream(l) => l.local_addr().clone(),
@@ -516,7 +507,6 @@ impl ClientOptions {
         let addr = addr
             .to_address()
             .map_err(|e| Error::ipckit("connect the RPC client", e))?;
-        let context = format!("connect to {addr}");
         let copts = self.transport();
         let max = self.max_frame_size;
         let mut conn = if self.framing.is_message() {
@@ -524,7 +514,7 @@ impl ClientOptions {
                 copts
                     .connect_message_tokio(&addr)
                     .await
-                    .map_err(|e| Error::ipckit(&context, e))?,
+                    .map_err(Error::from_ipckit)?,
                 max,
             )?
         } else {
@@ -532,7 +522,7 @@ impl ClientOptions {
                 copts
                     .connect_tokio(&addr)
                     .await
-                    .map_err(|e| Error::ipckit(&context, e))?,
+                    .map_err(Error::from_ipckit)?,
                 self.framing,
                 max,
             )?
