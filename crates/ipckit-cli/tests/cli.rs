@@ -1234,14 +1234,17 @@ fn a_short_sleep_called_after_a_long_one_returns_first() {
     let kids = Children::new();
     let addr = format!("pipe:{}", unique_name("cli-rpc-sleep"));
     let at = serve_demo(&kids, &[], &addr);
-    let long = kids.ipckit(&["call", &at, "sleep", "[4000]"]);
+    // Generous: the short call needs well under a second, the long one 3 s
+    // (under Wine ten times both).
+    let long_ms = 3000 * util::slow_factor();
+    let long_arg = format!("[{long_ms}]");
+    let long = kids.ipckit(&["call", &at, "sleep", &long_arg]);
     let started = Instant::now();
     let (status, stdout, stderr) = run(&["call", &at, "sleep", "[10]"]);
     assert!(status.success(), "{stderr}");
     assert_eq!(stdout, "10\n");
-    // Generous: the short call needs well under a second, the long one 4 s.
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_millis(u64::from(long_ms) * 2 / 3),
         "{:?}",
         started.elapsed()
     );
@@ -1255,7 +1258,7 @@ fn a_short_sleep_called_after_a_long_one_returns_first() {
         assert!(long.wait(limit()).success());
         out
     });
-    assert_eq!(out, b"4000\n");
+    assert_eq!(out, format!("{long_ms}\n").into_bytes());
 }
 
 #[test]
