@@ -324,6 +324,24 @@ pub(crate) fn closed_error(context: &str, closed: &(ErrorKind, String)) -> Error
     Error::new(closed.0, format!("{context}: {}", closed.1))
 }
 
+/// How a receive error ends the connection: its kind, and why, for the calls
+/// it fails. (A Windows pipe reports the server's end closing as an error.)
+pub(crate) fn end_of(e: &Error) -> (ErrorKind, String) {
+    match e.kind() {
+        k @ (ErrorKind::FrameTooLarge | ErrorKind::Protocol) => {
+            (k, format!("the connection failed: {e}"))
+        }
+        ErrorKind::Disconnected => (
+            ErrorKind::Disconnected,
+            format!("the server closed the connection ({e})"),
+        ),
+        _ => (
+            ErrorKind::Disconnected,
+            format!("the connection failed: {e}"),
+        ),
+    }
+}
+
 pub(crate) fn timed_out(context: &str, timeout: Duration) -> Error {
     Error::new(
         ErrorKind::TimedOut,
@@ -556,11 +574,8 @@ fn read_loop(shared: &Shared, mut reader: Reader) {
             }
             Err(e) if e.kind() == ErrorKind::TimedOut => {}
             Err(e) => {
-                let kind = match e.kind() {
-                    k @ (ErrorKind::FrameTooLarge | ErrorKind::Protocol) => k,
-                    _ => ErrorKind::Disconnected,
-                };
-                return shared.close(kind, format!("the connection failed: {e}"));
+                let (kind, why) = end_of(&e);
+                return shared.close(kind, why);
             }
         }
     }

@@ -36,8 +36,8 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{self, ChallengeDigest, MAX_HANDSHAKE_FRAME};
 use crate::client::{
-    ClientOptions, Failure, Pending, Reply, ReplyTx, Route, closed_error, finish, route, timed_out,
-    to_params,
+    ClientOptions, Failure, Pending, Reply, ReplyTx, Route, closed_error, end_of, finish, route,
+    timed_out, to_params,
 };
 use crate::conn::{content_length_end, handshake_frame, next_content_length};
 use crate::error::{Error, ErrorKind, Result, RpcError};
@@ -383,12 +383,14 @@ async fn accept_loop(
 async fn serve_conn(shared: Arc<AsyncShared>, mut conn: Conn, mut stop: watch::Receiver<bool>) {
     let opts = &shared.opts;
     if let Some(key) = &opts.authkey {
-        if conn
-            .handshake(key, opts.digest, true, opts.handshake_timeout)
-            .await
-            .map_err(|e| opts.report(&e))
-            .is_err()
-        {
+        // A handshake in progress is abandoned when the server stops.
+        let passed = ::tokio::select! {
+            _ = stop.changed() => false,
+            r = conn.handshake(key, opts.digest, true, opts.handshake_timeout) => {
+                r.map_err(|e| opts.report(&e)).is_ok()
+            }
+        };
+        if !passed {
             return;
         }
     }
@@ -626,11 +628,8 @@ impl Client {
                         );
                     }
                     Err(e) => {
-                        let kind = match e.kind() {
-                            k @ (ErrorKind::FrameTooLarge | ErrorKind::Protocol) => k,
-                            _ => ErrorKind::Disconnected,
-                        };
-                        return s.close(kind, format!("the connection failed: {e}"));
+                        let (kind, why) = end_of(&e);
+                        return s.close(kind, why);
                     }
                 }
             }
