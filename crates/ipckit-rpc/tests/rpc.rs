@@ -399,6 +399,33 @@ fn an_oversized_request_is_refused_and_closes_the_connection() {
 }
 
 #[test]
+fn pythons_extended_length_for_a_frame_over_2_gib_is_refused_clearly() {
+    use std::io::Write;
+    watchdog(limit(), || {
+        let (g, _open, _entered) = gate();
+        let server = bind_local("rpc-huge", methods(g));
+        let mut s = Stream::connect(server.local_addr()).unwrap();
+        // What Python's send_bytes writes before a 3 GiB message: -1, then
+        // the 8-byte length. Only the header is sent.
+        let mut header = (-1i32).to_be_bytes().to_vec();
+        header.extend_from_slice(&(3u64 << 30).to_be_bytes());
+        s.write_all(&header).unwrap();
+        let mut f = Framed::new(s);
+        let reply: Value = serde_json::from_slice(&f.recv().unwrap().unwrap()).unwrap();
+        assert_eq!(reply["id"], Value::Null);
+        assert_eq!(reply["error"]["code"], json!(-32600));
+        let msg = reply["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("{} bytes exceeds", 3u64 << 30)),
+            "{msg}"
+        );
+        // The connection is closed after it (an end, or a broken pipe on Windows).
+        assert!(!matches!(f.recv(), Ok(Some(_))), "more after the refusal");
+        server.shutdown();
+    });
+}
+
+#[test]
 fn content_length_frames_with_content_type_on_the_raw_wire() {
     use std::io::{Read, Write};
     watchdog(limit(), || {
@@ -495,4 +522,13 @@ fn options_that_break_a_rule_are_refused() {
     co.timeout(Duration::ZERO);
     let err = co.connect("pipe:never").unwrap_err();
     assert!(err.to_string().contains("call timeout of zero"), "{err}");
+}
+
+/// A compile-time check: the clients are shared between threads and tasks.
+#[test]
+fn the_clients_are_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Client>();
+    shareable::<ipckit_rpc::tokio::Client>();
+    shareable::<Server>();
 }
