@@ -454,8 +454,9 @@ fn content_length_frames_with_content_type_on_the_raw_wire() {
         );
         // A frame without a length closes the connection.
         s.write_all(b"Content-Type: x\r\n\r\n{}").unwrap();
+        // Nothing more comes: the end (or a broken pipe on Windows).
         let mut rest = Vec::new();
-        s.read_to_end(&mut rest).unwrap();
+        let _ = s.read_to_end(&mut rest);
         assert!(rest.is_empty(), "{rest:?}");
         server.shutdown();
     });
