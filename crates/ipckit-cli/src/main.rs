@@ -13,6 +13,7 @@ mod duration;
 mod mailslot;
 mod message;
 mod relay;
+mod rpc;
 mod shm;
 mod spawn;
 
@@ -363,6 +364,70 @@ enum Command {
     },
 
     /// The client half of `ipckit demo` (run by the demo as a child process).
+    /// Call a JSON-RPC 2.0 method and print its result as JSON.
+    ///
+    /// Connects to ADDR, calls METHOD with PARAMS_JSON (an array or an object;
+    /// none if left out), prints the result as one line of JSON on stdout and
+    /// exits 0. A JSON-RPC error from the server is printed as one line on
+    /// stderr, with its code, and exits 1; so does a failure to connect or a
+    /// timeout. Usage errors (bad JSON, bad options) exit 2.
+    ///
+    /// The framing (--framing) must be the server's: length-prefix (the 4-byte
+    /// big-endian length of Python's multiprocessing.connection, the default),
+    /// content-length (LSP's headers) or message (an ipckit message channel).
+    /// With --authkey the connection first passes multiprocessing's authkey
+    /// handshake, so a Python multiprocessing.connection.Listener can be called.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ipckit call pipe:rpc-demo add '[2, 3]'          # prints 5\n",
+        "  ipckit call --timeout 2s pipe:rpc-demo sleep '[500]'\n",
+        "  ipckit call --authkey secret unix:/tmp/py.sock echo '{\"a\": 1}'\n\n",
+    ))]
+    Call {
+        /// Give up when connecting or the call takes longer: 500ms, 2s, 1m.
+        #[arg(long, value_name = "DUR", value_parser = duration::parse)]
+        timeout: Option<Duration>,
+
+        #[command(flatten)]
+        conn: rpc::ConnArgs,
+
+        /// Where the server listens.
+        #[arg(value_name = "ADDR", value_parser = parse_address)]
+        addr: Address,
+
+        /// The method to call.
+        #[arg(value_name = "METHOD")]
+        method: String,
+
+        /// The params: a JSON array or object.
+        #[arg(value_name = "PARAMS_JSON", value_parser = rpc::parse_params)]
+        params: Option<serde_json::Value>,
+    },
+
+    /// Serve a few JSON-RPC 2.0 methods to try `ipckit call` (or any client) on.
+    ///
+    /// The methods: echo (returns its params), add (takes [a, b], integers),
+    /// sleep (takes [ms], returns ms after that long; calls run concurrently, so
+    /// a short sleep called after a long one returns first). Serves any number
+    /// of clients until killed. With --authkey every client must pass
+    /// multiprocessing.connection's authkey handshake, so a Python
+    /// multiprocessing.connection.Client(ADDR, authkey=b"KEY") can call it.
+    /// --verbose reports the address and clients that fail.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ipckit serve-demo pipe:rpc-demo\n",
+        "  ipckit serve-demo --authkey secret unix:/tmp/rpc.sock  # for Python\n",
+        "  ipckit serve-demo -v --framing content-length tcp:127.0.0.1:0\n\n",
+    ))]
+    ServeDemo {
+        #[command(flatten)]
+        conn: rpc::ConnArgs,
+
+        /// Where to listen.
+        #[arg(value_name = "ADDR", value_parser = parse_address)]
+        addr: Address,
+    },
+
     #[command(name = "__demo-peer", hide = true)]
     DemoPeer {
         #[arg(value_parser = parse_address)]
@@ -557,6 +622,23 @@ fn run(cli: Cli) -> Result<()> {
             size,
             bulk: u64::from(bulk_mib) << 20,
         }),
+        Command::Call {
+            timeout,
+            conn,
+            addr,
+            method,
+            params,
+        } => rpc::call(
+            &rpc::Call {
+                addr: &addr,
+                method: &method,
+                params,
+                conn: &conn,
+                timeout,
+            },
+            cli.verbose,
+        ),
+        Command::ServeDemo { conn, addr } => rpc::serve_demo(&addr, &conn, cli.verbose),
         Command::DemoPeer {
             addr,
             rounds,

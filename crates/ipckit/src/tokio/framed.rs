@@ -136,7 +136,7 @@ impl<S> fmt::Debug for Framed<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
+impl<S> Framed<S> {
     /// Frames messages on `io`, with the default maximum message size (64 MiB).
     pub fn new(io: S) -> Framed<S> {
         Framed {
@@ -164,37 +164,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         self.max
     }
 
-    /// Sends `msg` as one frame.
-    ///
-    /// # Errors
-    ///
-    /// The stream's error.
-    pub async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        self.check()?;
-        write_frame(&mut self.io, &mut self.writer, msg).await
-    }
-
-    /// Receives the next message; `None` when the stream ended cleanly between
-    /// two frames.
-    ///
-    /// # Errors
-    ///
-    /// The stream's error, [`ErrorKind::FrameTooLarge`] or
-    /// [`ErrorKind::Protocol`] (after which this `Framed` is closed).
-    pub async fn recv(&mut self) -> io::Result<Option<Vec<u8>>> {
-        self.check()?;
-        let mut out = Vec::new();
-        match read_frame(&mut self.io, &mut self.reader, self.max, &mut out).await {
-            Ok(more) => Ok(more.then_some(out)),
-            Err(e) => {
-                if breaks_channel(&e) {
-                    self.broken = Some(e.to_string());
-                }
-                Err(e)
-            }
-        }
-    }
-
     /// The stream.
     pub fn get_ref(&self) -> &S {
         &self.io
@@ -213,6 +182,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
                 format!("the framed stream is out of step and was closed: {why}"),
             )
             .into()),
+        }
+    }
+}
+
+/// Sending needs only the write side: a `Framed` of a write half
+/// (`OwnedWriteHalf`) sends while one of the read half receives.
+impl<S: AsyncWrite + Unpin> Framed<S> {
+    /// Sends `msg` as one frame.
+    ///
+    /// # Errors
+    ///
+    /// The stream's error.
+    pub async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.check()?;
+        write_frame(&mut self.io, &mut self.writer, msg).await
+    }
+}
+
+/// Receiving needs only the read side.
+impl<S: AsyncRead + Unpin> Framed<S> {
+    /// Receives the next message; `None` when the stream ended cleanly between
+    /// two frames.
+    ///
+    /// # Errors
+    ///
+    /// The stream's error, [`ErrorKind::FrameTooLarge`] or
+    /// [`ErrorKind::Protocol`] (after which this `Framed` is closed).
+    pub async fn recv(&mut self) -> io::Result<Option<Vec<u8>>> {
+        self.check()?;
+        let mut out = Vec::new();
+        match read_frame(&mut self.io, &mut self.reader, self.max, &mut out).await {
+            Ok(more) => Ok(more.then_some(out)),
+            Err(e) => {
+                if breaks_channel(&e) {
+                    self.broken = Some(e.to_string());
+                }
+                Err(e)
+            }
         }
     }
 }

@@ -1,0 +1,582 @@
+//! The blocking [`Client`] and the [`ClientOptions`] both clients share.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::auth::ChallengeDigest;
+use crate::conn::{Conn, Reader, Writer};
+use crate::error::{Error, ErrorKind, Result, RpcError};
+use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
+use crate::jsonrpc::{Id, Request, Response, Responses, decode_responses};
+use crate::server::{TICK, check_size, lock};
+use ipckit::{ConnectOptions, ToAddress};
+
+/// How a client connects, and the defaults of its calls; one value serves any
+/// number of connections, blocking ([`connect`](ClientOptions::connect)) or
+/// async (`connect_tokio`, the `tokio` feature).
+#[derive(Clone)]
+pub struct ClientOptions {
+    pub(crate) framing: Framing,
+    pub(crate) authkey: Option<Vec<u8>>,
+    pub(crate) digest: ChallengeDigest,
+    pub(crate) max_frame_size: usize,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) handshake_timeout: Duration,
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("framing", &self.framing)
+            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
+            .field("digest", &self.digest)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish()
+    }
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            framing: Framing::default(),
+            authkey: None,
+            digest: ChallengeDigest::default(),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            timeout: None,
+            connect_timeout: None,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The defaults: [`Framing::LengthPrefix`], no authkey, 64 MiB frames,
+    /// calls without a timeout, a 10 s handshake.
+    pub fn new() -> ClientOptions {
+        ClientOptions::default()
+    }
+
+    /// How the connection is framed; it must match the server's.
+    pub fn framing(&mut self, framing: Framing) -> &mut Self {
+        self.framing = framing;
+        self
+    }
+
+    /// Passes the `multiprocessing.connection` authkey handshake on connecting.
+    pub fn authkey(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
+        self.authkey = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// Which challenge the client sends the server (default: `{sha256}`).
+    pub fn challenge_digest(&mut self, digest: ChallengeDigest) -> &mut Self {
+        self.digest = digest;
+        self
+    }
+
+    /// The largest response accepted; a larger one closes the connection and
+    /// fails every call in flight with [`ErrorKind::FrameTooLarge`].
+    pub fn max_frame_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// The timeout of [`Client::call`] (default: none).
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long to try connecting (default: the transport's own).
+    pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long the server has to pass the handshake.
+    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        check_size("maximum frame size", self.max_frame_size)?;
+        for (what, t) in [
+            ("call", self.timeout),
+            ("connect", self.connect_timeout),
+            ("handshake", Some(self.handshake_timeout)),
+        ] {
+            if t == Some(Duration::ZERO) {
+                return Err(Error::new(
+                    ErrorKind::InvalidOption,
+                    format!("a {what} timeout of zero is not allowed"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn transport(&self) -> ConnectOptions {
+        let mut c = ConnectOptions::new();
+        c.max_message_size(self.max_frame_size);
+        if let Some(t) = self.connect_timeout {
+            c.timeout(t);
+        }
+        c
+    }
+
+    /// Connects to a server at `addr`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Transport`] when nobody listens there (or the connection
+    /// fails), [`ErrorKind::Authentication`] when the handshake fails, and
+    /// [`ErrorKind::InvalidOption`] for a zero option.
+    pub fn connect(&self, addr: impl ToAddress) -> Result<Client> {
+        self.check()?;
+        let addr = addr
+            .to_address()
+            .map_err(|e| Error::ipckit("connect the RPC client", e))?;
+        let copts = self.transport();
+        let max = self.max_frame_size;
+        let mut conn = if self.framing.is_message() {
+            Conn::message(
+                copts.connect_message(&addr).map_err(Error::from_ipckit)?,
+                max,
+            )?
+        } else {
+            Conn::stream(
+                copts.connect(&addr).map_err(Error::from_ipckit)?,
+                self.framing,
+                max,
+            )?
+        };
+        if let Some(key) = &self.authkey {
+            conn.handshake(key, self.digest, false, self.handshake_timeout, None)?;
+        }
+        Client::start(conn, self.timeout)
+    }
+}
+
+/// Why a pending call ended without a result.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    Rpc(RpcError),
+    Closed(ErrorKind, String),
+}
+
+pub(crate) type Reply = std::result::Result<Value, Failure>;
+
+/// The calls in flight of one connection, and whether it is closed. Shared by
+/// the blocking and the async client: `S` is how a reply reaches its caller.
+pub(crate) struct Pending<S> {
+    pub(crate) calls: HashMap<u64, S>,
+    pub(crate) closed: Option<(ErrorKind, String)>,
+}
+
+impl<S> Default for Pending<S> {
+    fn default() -> Pending<S> {
+        Pending {
+            calls: HashMap::new(),
+            closed: None,
+        }
+    }
+}
+
+/// How a reply reaches the call waiting for it.
+pub(crate) trait ReplyTx {
+    fn reply(self, reply: Reply);
+}
+
+impl ReplyTx for mpsc::SyncSender<Reply> {
+    fn reply(self, reply: Reply) {
+        // The call may have given up (timed out); then nobody wants it.
+        let _ = self.try_send(reply);
+    }
+}
+
+impl<S: ReplyTx> Pending<S> {
+    /// Marks the connection closed: every call in flight fails at once with
+    /// `why`, and so does every later one.
+    pub(crate) fn close(pending: &Mutex<Pending<S>>, kind: ErrorKind, why: String) {
+        let calls = {
+            let mut p = lock(pending);
+            p.closed.get_or_insert((kind, why.clone()));
+            std::mem::take(&mut p.calls)
+        };
+        for (_, tx) in calls {
+            tx.reply(Err(Failure::Closed(kind, why.clone())));
+        }
+    }
+
+    /// Hands the replies of one message to their calls. Returns why the
+    /// connection must close, if it must.
+    pub(crate) fn deliver(pending: &Mutex<Pending<S>>, route: Route) -> Option<String> {
+        match route {
+            Route::Replies(replies) => {
+                let mut p = lock(pending);
+                for (id, reply) in replies {
+                    if let Some(tx) = p.calls.remove(&id) {
+                        tx.reply(reply);
+                    }
+                }
+            }
+            Route::FailAll(e) => {
+                let calls = std::mem::take(&mut lock(pending).calls);
+                for (_, tx) in calls {
+                    tx.reply(Err(Failure::Rpc(e.clone())));
+                }
+            }
+            Route::Ignore => {}
+            Route::Broken(why) => {
+                return Some(format!(
+                    "the server sent a message that is not a JSON-RPC response ({why}); the connection is closed"
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// What to do with one message from the server, decoded.
+pub(crate) enum Route {
+    /// Replies for these ids.
+    Replies(Vec<(u64, Reply)>),
+    /// An error response with a null id: the server could not read one of our
+    /// messages, and which one cannot be told; every call in flight fails.
+    FailAll(RpcError),
+    /// A message to ignore (a server-to-client request, a reply to an id not
+    /// ours).
+    Ignore,
+    /// Not a response: the connection is out of step.
+    Broken(String),
+}
+
+pub(crate) fn route(frame: &[u8]) -> Route {
+    let responses = match decode_responses(frame) {
+        Ok(Responses::Single(r)) => vec![r],
+        Ok(Responses::Batch(rs)) => rs,
+        Ok(Responses::ServerRequest(_)) => return Route::Ignore,
+        Err(why) => return Route::Broken(why),
+    };
+    let mut replies = Vec::new();
+    for Response { id, outcome } in responses {
+        match (id.as_u64(), outcome) {
+            (Some(n), outcome) => replies.push((n, outcome.map_err(Failure::Rpc))),
+            (None, Err(e)) if id == Id::Null => return Route::FailAll(e),
+            (None, _) => {}
+        }
+    }
+    if replies.is_empty() {
+        Route::Ignore
+    } else {
+        Route::Replies(replies)
+    }
+}
+
+/// The params of a call: what `params` serializes to, which must be an array
+/// or an object, or nothing (`()`).
+pub(crate) fn to_params<P: Serialize>(context: &str, params: P) -> Result<Option<Value>> {
+    match serde_json::to_value(params) {
+        Ok(Value::Null) => Ok(None),
+        Ok(v @ (Value::Array(_) | Value::Object(_))) => Ok(Some(v)),
+        Ok(v) => Err(Error::new(
+            ErrorKind::Serialization,
+            format!(
+                "{context}: JSON-RPC params are an array or an object (a tuple, a Vec, a struct, a map) or none (()), not {v}"
+            ),
+        )),
+        Err(e) => Err(Error::new(
+            ErrorKind::Serialization,
+            format!("{context}: the params do not serialize to JSON: {e}"),
+        )),
+    }
+}
+
+/// The result of a call, or its failure, as the caller's type.
+pub(crate) fn finish<R: DeserializeOwned>(context: &str, reply: Reply) -> Result<R> {
+    match reply {
+        Ok(value) => serde_json::from_value(value).map_err(|e| {
+            Error::new(
+                ErrorKind::Serialization,
+                format!("{context}: the result does not fit the type asked for: {e}"),
+            )
+        }),
+        Err(Failure::Rpc(e)) => Err(Error::rpc(context, e)),
+        Err(Failure::Closed(kind, why)) => Err(Error::new(kind, format!("{context}: {why}"))),
+    }
+}
+
+/// The error of a call on a connection that has closed.
+pub(crate) fn closed_error(context: &str, closed: &(ErrorKind, String)) -> Error {
+    Error::new(closed.0, format!("{context}: {}", closed.1))
+}
+
+/// How a receive error ends the connection: its kind, and why, for the calls
+/// it fails. (A Windows pipe reports the server's end closing as an error.)
+pub(crate) fn end_of(e: &Error) -> (ErrorKind, String) {
+    match e.kind() {
+        k @ (ErrorKind::FrameTooLarge | ErrorKind::Protocol) => {
+            (k, format!("the connection failed: {e}"))
+        }
+        ErrorKind::Disconnected => (
+            ErrorKind::Disconnected,
+            format!("the server closed the connection ({e})"),
+        ),
+        _ => (
+            ErrorKind::Disconnected,
+            format!("the connection failed: {e}"),
+        ),
+    }
+}
+
+pub(crate) fn timed_out(context: &str, timeout: Duration) -> Error {
+    Error::new(
+        ErrorKind::TimedOut,
+        format!("{context}: no response within {timeout:?}"),
+    )
+}
+
+struct Shared {
+    /// `None` once the connection is closed: dropping the writer closes the
+    /// last handle, so the server sees the end.
+    writer: Mutex<Option<Writer>>,
+    pending: Mutex<Pending<mpsc::SyncSender<Reply>>>,
+    next_id: AtomicU64,
+    stop: AtomicBool,
+    peer: String,
+}
+
+impl Shared {
+    /// Closes the connection: every call in flight fails at once with `why`.
+    fn close(&self, kind: ErrorKind, why: String) {
+        lock(&self.writer).take();
+        Pending::close(&self.pending, kind, why);
+    }
+
+    fn send(&self, frame: &[u8], deadline: Option<Instant>) -> Result<()> {
+        match &mut *lock(&self.writer) {
+            Some(w) => w.send(frame, deadline, &self.peer),
+            None => Err(Error::new(
+                ErrorKind::Disconnected,
+                "the connection is closed",
+            )),
+        }
+    }
+
+    fn deliver(&self, route: Route) {
+        if let Some(why) = Pending::deliver(&self.pending, route) {
+            self.close(ErrorKind::Protocol, why);
+        }
+    }
+}
+
+/// A blocking JSON-RPC client: one connection, any number of calls in flight
+/// on it from any number of threads (it is `Send + Sync`; share it in an
+/// `Arc`), each matched to its response by id.
+///
+/// A reader thread takes the responses. When the connection ends (the server
+/// closed it or went away, or broke the framing) every call in flight fails at
+/// once with [`ErrorKind::Disconnected`] (or the kind of the failure), and so
+/// does every later call. A call that times out leaves the connection usable;
+/// its late response, if one comes, is dropped.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let client = ipckit_rpc::Client::connect("unix:/tmp/rpc.sock")?;
+/// let sum: i64 = client.call("add", (2, 3))?;
+/// let echoed: serde_json::Value =
+///     client.call_timeout("echo", ["hi"], Some(Duration::from_secs(1)))?;
+/// client.notify("log", ["done"])?;
+/// # Ok::<(), ipckit_rpc::Error>(())
+/// ```
+pub struct Client {
+    shared: Arc<Shared>,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("peer", &self.shared.peer)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to `addr` with the default [`ClientOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`ClientOptions::connect`].
+    pub fn connect(addr: impl ToAddress) -> Result<Client> {
+        ClientOptions::new().connect(addr)
+    }
+
+    fn start(conn: Conn, timeout: Option<Duration>) -> Result<Client> {
+        let Conn {
+            mut reader,
+            writer,
+            peer,
+            ..
+        } = conn;
+        reader.set_timeout(Some(TICK))?;
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(Some(writer)),
+            pending: Mutex::new(Pending::default()),
+            next_id: AtomicU64::new(1),
+            stop: AtomicBool::new(false),
+            peer,
+        });
+        let s = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("ipckit-rpc-client".into())
+            .spawn(move || read_loop(&s, reader))
+            .map_err(|e| Error::io("start the client's reader thread", &e))?;
+        Ok(Client { shared, timeout })
+    }
+
+    /// Calls `method` with `params` and waits for its result, for at most the
+    /// client's timeout ([`ClientOptions::timeout`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`call_timeout`](Client::call_timeout).
+    pub fn call<P: Serialize, R: DeserializeOwned>(&self, method: &str, params: P) -> Result<R> {
+        self.call_timeout(method, params, self.timeout)
+    }
+
+    /// Calls `method` with `params` (a tuple or `Vec` for positional params, a
+    /// struct or map for named ones, `()` for none) and waits at most `timeout`
+    /// (`None`: until the response comes or the connection ends).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Rpc`] with the server's error ([`Error::rpc_error`]),
+    /// [`ErrorKind::TimedOut`], [`ErrorKind::Disconnected`] when the connection
+    /// ends first, [`ErrorKind::Serialization`] for params that are not an array
+    /// or object or a result that does not fit `R`.
+    pub fn call_timeout<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: P,
+        timeout: Option<Duration>,
+    ) -> Result<R> {
+        let s = &self.shared;
+        let context = format!("call {method:?} on {}", s.peer);
+        let params = to_params(&context, params)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::sync_channel(1);
+        {
+            let mut p = lock(&s.pending);
+            if let Some(closed) = &p.closed {
+                return Err(closed_error(&context, closed));
+            }
+            p.calls.insert(id, tx);
+        }
+        let req = Request {
+            method: method.to_owned(),
+            params,
+            id: Some(Id::from(id)),
+        };
+        if let Err(e) = s.send(&req.encode(), deadline) {
+            lock(&s.pending).calls.remove(&id);
+            return Err(Error::new(e.kind(), format!("{context}: {e}")));
+        }
+        let reply = match (timeout, deadline) {
+            (Some(t), Some(d)) => {
+                match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                    Ok(reply) => reply,
+                    Err(_) => {
+                        lock(&s.pending).calls.remove(&id);
+                        // The reply may have come in the meantime.
+                        return match rx.try_recv() {
+                            Ok(reply) => finish(&context, reply),
+                            Err(_) => Err(timed_out(&context, t)),
+                        };
+                    }
+                }
+            }
+            _ => rx.recv().unwrap_or_else(|_| {
+                Err(Failure::Closed(
+                    ErrorKind::Disconnected,
+                    "the client's reader stopped".into(),
+                ))
+            }),
+        };
+        finish(&context, reply)
+    }
+
+    /// Sends a notification: `method` is run, and nothing comes back.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] when the connection has ended, and the
+    /// params errors of [`call_timeout`](Client::call_timeout).
+    pub fn notify<P: Serialize>(&self, method: &str, params: P) -> Result<()> {
+        let s = &self.shared;
+        let context = format!("notify {method:?} on {}", s.peer);
+        let params = to_params(&context, params)?;
+        if let Some(closed) = &lock(&s.pending).closed {
+            return Err(closed_error(&context, closed));
+        }
+        let req = Request {
+            method: method.to_owned(),
+            params,
+            id: None,
+        };
+        s.send(&req.encode(), None)
+            .map_err(|e| Error::new(e.kind(), format!("{context}: {e}")))
+    }
+
+    /// The address of the server.
+    pub fn peer(&self) -> &str {
+        &self.shared.peer
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // The reader sees this within a tick, closes its half and ends.
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn read_loop(shared: &Shared, mut reader: Reader) {
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            shared.close(ErrorKind::Disconnected, "the client was dropped".into());
+            return;
+        }
+        match reader.recv(&shared.peer) {
+            Ok(Some(frame)) => shared.deliver(route(&frame)),
+            Ok(None) => {
+                return shared.close(
+                    ErrorKind::Disconnected,
+                    "the server closed the connection".into(),
+                );
+            }
+            Err(e) if e.kind() == ErrorKind::TimedOut => {}
+            Err(e) => {
+                let (kind, why) = end_of(&e);
+                return shared.close(kind, why);
+            }
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! A blocking connection cut into frames: a reader half and a writer half, each
+//! a handle of its own to the same stream or channel, so one thread can read
+//! while others write.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ipckit::{Framed, MessageStream, Stream};
+
+use crate::auth::{self, ChallengeDigest, HandshakeIo, MAX_HANDSHAKE_FRAME};
+use crate::error::{Error, ErrorKind, Result};
+use crate::framing::{ContentLengthDecoder, Framing, encode_content_length};
+use crate::server::TICK;
+
+/// The receiving half.
+pub(crate) enum Reader {
+    Framed(Framed<Stream>),
+    ContentLength {
+        stream: Stream,
+        decoder: ContentLengthDecoder,
+        buf: Vec<u8>,
+    },
+    Message(MessageStream),
+}
+
+/// The sending half.
+pub(crate) enum Writer {
+    Framed(Framed<Stream>),
+    /// `pending`: the part of a frame a timed-out write left, sent first next time.
+    ContentLength {
+        stream: Stream,
+        pending: Vec<u8>,
+    },
+    Message(MessageStream),
+}
+
+/// The error for a frame over the limit, from any framing.
+pub(crate) fn too_large(what: &str, peer: &str, message: &str) -> Error {
+    Error::new(
+        ErrorKind::FrameTooLarge,
+        format!("{what} from {peer}: {message}"),
+    )
+}
+
+/// The next whole `Content-Length` frame the decoder holds, if any.
+pub(crate) fn next_content_length(
+    decoder: &mut ContentLengthDecoder,
+    context: &str,
+    peer: &str,
+) -> Result<Option<Vec<u8>>> {
+    match decoder.next_frame() {
+        Ok(frame) => Ok(frame),
+        Err(e) if e.too_large.is_some() => Err(too_large(context, peer, &e.message)),
+        Err(e) => Err(Error::new(ErrorKind::Protocol, format!("{context}: {e}"))),
+    }
+}
+
+/// The end of a `Content-Length` stream: clean between frames, else an error.
+pub(crate) fn content_length_end(
+    decoder: &ContentLengthDecoder,
+    context: &str,
+) -> Result<Option<Vec<u8>>> {
+    if decoder.is_empty() {
+        return Ok(None);
+    }
+    Err(Error::new(
+        ErrorKind::Protocol,
+        format!("{context}: the peer closed the stream in the middle of a frame"),
+    ))
+}
+
+/// A handshake frame from what a receive gave.
+pub(crate) fn handshake_frame(got: Result<Option<Vec<u8>>>) -> Result<Vec<u8>> {
+    match got {
+        Ok(Some(frame)) => Ok(frame),
+        Ok(None) => Err(Error::new(
+            ErrorKind::Authentication,
+            "the peer closed the connection during the handshake (a wrong authkey, or a peer that expects none?)",
+        )),
+        Err(e) if e.kind() == ErrorKind::FrameTooLarge => Err(Error::new(
+            ErrorKind::Authentication,
+            format!(
+                "a handshake message over {MAX_HANDSHAKE_FRAME} bytes (does the peer use an authkey?): {e}"
+            ),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+impl Reader {
+    /// The next frame; `None` at a clean end. A timeout is an error of kind
+    /// [`ErrorKind::TimedOut`] and loses nothing.
+    pub(crate) fn recv(&mut self, peer: &str) -> Result<Option<Vec<u8>>> {
+        let context = format!("receive from {peer}");
+        match self {
+            Reader::Framed(f) => f.recv().map_err(|e| Error::io(&context, &e)),
+            Reader::Message(m) => m.recv().map_err(|e| Error::ipckit(&context, e)),
+            Reader::ContentLength {
+                stream,
+                decoder,
+                buf,
+            } => loop {
+                if let Some(frame) = next_content_length(decoder, &context, peer)? {
+                    return Ok(Some(frame));
+                }
+                let n = match stream.read(buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io(&context, &e)),
+                };
+                if n == 0 {
+                    return content_length_end(decoder, &context);
+                }
+                decoder.extend(&buf[..n]);
+            },
+        }
+    }
+
+    /// Bounds each later `recv` (`None`: wait for ever).
+    pub(crate) fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let r = match self {
+            Reader::Framed(f) => f.get_mut().set_read_timeout(timeout),
+            Reader::ContentLength { stream, .. } => stream.set_read_timeout(timeout),
+            Reader::Message(m) => m.set_read_timeout(timeout),
+        };
+        r.map_err(|e| Error::ipckit("set the read timeout", e))
+    }
+
+    fn set_max(&mut self, max: usize) -> Result<()> {
+        match self {
+            Reader::Framed(f) => f.set_max_message_size(max),
+            Reader::ContentLength { decoder, .. } => {
+                decoder.set_max(max);
+                Ok(())
+            }
+            Reader::Message(m) => m.set_max_message_size(max),
+        }
+        .map_err(|e| Error::ipckit("set the maximum frame size", e))
+    }
+}
+
+impl Writer {
+    /// Sends one frame, giving up at `deadline`. A timed-out frame is finished
+    /// before the next one, so the peer never sees a torn frame.
+    pub(crate) fn send(&mut self, msg: &[u8], deadline: Option<Instant>, peer: &str) -> Result<()> {
+        let context = format!("send to {peer}");
+        match self {
+            Writer::Framed(f) => {
+                f.get_mut().set_write_deadline(deadline);
+                f.send(msg).map_err(|e| Error::io(&context, &e))
+            }
+            Writer::Message(m) => {
+                m.set_write_deadline(deadline);
+                m.send(msg).map_err(|e| Error::ipckit(&context, e))
+            }
+            Writer::ContentLength { stream, pending } => {
+                stream.set_write_deadline(deadline);
+                pending.extend_from_slice(&encode_content_length(msg));
+                let mut sent = 0;
+                let result = loop {
+                    if sent == pending.len() {
+                        break stream.flush();
+                    }
+                    match stream.write(&pending[sent..]) {
+                        Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                pending.drain(..sent);
+                result.map_err(|e| Error::io(&context, &e))
+            }
+        }
+    }
+}
+
+/// Both halves of one connection, and the peer's name for messages.
+pub(crate) struct Conn {
+    pub(crate) reader: Reader,
+    pub(crate) writer: Writer,
+    pub(crate) peer: String,
+    max: usize,
+}
+
+impl Conn {
+    /// Frames a byte stream with `framing` (not [`Framing::Message`]).
+    pub(crate) fn stream(stream: Stream, framing: Framing, max: usize) -> Result<Conn> {
+        let peer = stream.peer_addr().to_string();
+        let second = stream
+            .try_clone()
+            .map_err(|e| Error::ipckit(&format!("clone the stream to {peer}"), e))?;
+        let (reader, writer) = match framing {
+            Framing::ContentLength => (
+                Reader::ContentLength {
+                    stream,
+                    decoder: ContentLengthDecoder::new(max),
+                    buf: vec![0; 64 * 1024],
+                },
+                Writer::ContentLength {
+                    stream: second,
+                    pending: Vec::new(),
+                },
+            ),
+            _ => (
+                Reader::Framed(Framed::new(stream)),
+                Writer::Framed(Framed::new(second)),
+            ),
+        };
+        let mut conn = Conn {
+            reader,
+            writer,
+            peer,
+            max,
+        };
+        conn.reader.set_max(max)?;
+        Ok(conn)
+    }
+
+    /// A message channel: one message, one JSON text.
+    pub(crate) fn message(channel: MessageStream, max: usize) -> Result<Conn> {
+        let peer = channel.peer_addr().to_string();
+        let second = channel
+            .try_clone()
+            .map_err(|e| Error::ipckit(&format!("clone the channel to {peer}"), e))?;
+        let mut conn = Conn {
+            reader: Reader::Message(channel),
+            writer: Writer::Message(second),
+            peer,
+            max,
+        };
+        conn.reader.set_max(max)?;
+        Ok(conn)
+    }
+
+    /// Runs the authkey handshake, the accepting side's way round (deliver a
+    /// challenge, then answer one) or the connecting side's, within `timeout`.
+    /// `stop` ends a handshake in progress early (the server is stopping).
+    pub(crate) fn handshake(
+        &mut self,
+        key: &[u8],
+        digest: ChallengeDigest,
+        accepting: bool,
+        timeout: Duration,
+        stop: Option<&AtomicBool>,
+    ) -> Result<()> {
+        self.reader.set_max(MAX_HANDSHAKE_FRAME)?;
+        self.reader.set_timeout(Some(TICK.min(timeout)))?;
+        let deadline = Instant::now() + timeout;
+        let mut io = HandshakeConn {
+            conn: self,
+            deadline,
+            timeout,
+            stop,
+        };
+        let result = if accepting {
+            auth::deliver(&mut io, key, digest).and_then(|()| auth::answer_peer(&mut io, key))
+        } else {
+            auth::answer_peer(&mut io, key).and_then(|()| auth::deliver(&mut io, key, digest))
+        };
+        let peer = self.peer.clone();
+        result.map_err(|e| Error::new(e.kind(), format!("authkey handshake with {peer}: {e}")))?;
+        self.reader.set_timeout(None)?;
+        self.reader.set_max(self.max)
+    }
+}
+
+struct HandshakeConn<'a> {
+    conn: &'a mut Conn,
+    deadline: Instant,
+    timeout: Duration,
+    stop: Option<&'a AtomicBool>,
+}
+
+impl HandshakeIo for HandshakeConn<'_> {
+    fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
+        self.conn
+            .writer
+            .send(frame, Some(self.deadline), &self.conn.peer)
+    }
+
+    fn recv_frame(&mut self) -> Result<Vec<u8>> {
+        let got = loop {
+            match self.conn.reader.recv(&self.conn.peer) {
+                Err(e) if e.kind() == ErrorKind::TimedOut => {
+                    if self.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                        return Err(Error::new(
+                            ErrorKind::Disconnected,
+                            "the server is stopping",
+                        ));
+                    }
+                    if Instant::now() >= self.deadline {
+                        return Err(Error::new(
+                            ErrorKind::TimedOut,
+                            format!("the handshake did not finish within {:?}", self.timeout),
+                        ));
+                    }
+                }
+                other => break other,
+            }
+        };
+        handshake_frame(got)
+    }
+}

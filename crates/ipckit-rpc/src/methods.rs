@@ -1,0 +1,232 @@
+//! [`Methods`]: the typed handlers a server serves, and running one call.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::RpcError;
+use crate::jsonrpc::{Entry, Id, Request, Response};
+
+pub(crate) type Outcome = Result<Value, RpcError>;
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+type SyncFn = dyn Fn(Option<Value>) -> Outcome + Send + Sync;
+type AsyncFn = dyn Fn(Option<Value>) -> BoxFuture + Send + Sync;
+
+#[derive(Clone)]
+pub(crate) enum Handler {
+    Sync(Arc<SyncFn>),
+    Async(#[cfg_attr(not(feature = "tokio"), allow(dead_code))] Arc<AsyncFn>),
+}
+
+/// The methods a server serves: typed handlers, registered by name.
+///
+/// A handler takes its parameters as any type serde can build from the
+/// request's `params` (a tuple for `[a, b]`, a struct for `{"a": 1}`, `()` for
+/// none, `serde_json::Value` for anything) and returns `Ok` with anything serde
+/// can serialize, or `Err` with the [`RpcError`] the caller gets. Parameters that
+/// do not fit the type are answered with -32602 (invalid params) without calling
+/// the handler; a handler that panics is answered with -32603 (internal error),
+/// and the server and every other call go on.
+///
+/// # Examples
+///
+/// ```
+/// use ipckit_rpc::{Methods, RpcError};
+/// let mut methods = Methods::new();
+/// methods
+///     .method("add", |(a, b): (i64, i64)| Ok(a + b))
+///     .method("div", |(a, b): (i64, i64)| {
+///         if b == 0 {
+///             return Err(RpcError::new(1, "division by zero"));
+///         }
+///         Ok(a / b)
+///     })
+///     .method_async("later", |ms: (u64,)| async move { Ok(ms.0) });
+/// assert_eq!(methods.names(), ["add", "div", "later"]);
+/// ```
+#[derive(Clone, Default)]
+pub struct Methods {
+    map: HashMap<String, Handler>,
+}
+
+impl fmt::Debug for Methods {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Methods")
+            .field("names", &self.names())
+            .finish()
+    }
+}
+
+fn params_of<P: DeserializeOwned>(method: &str, params: Option<Value>) -> Result<P, RpcError> {
+    serde_json::from_value(params.unwrap_or(Value::Null))
+        .map_err(|e| RpcError::invalid_params(format!("invalid params for {method:?}: {e}")))
+}
+
+fn result_of<R: Serialize>(method: &str, result: Result<R, RpcError>) -> Outcome {
+    serde_json::to_value(result?).map_err(|e| {
+        RpcError::internal(format!(
+            "the result of {method:?} does not serialize to JSON: {e}"
+        ))
+    })
+}
+
+/// The -32603 error a panicking handler's caller gets.
+pub(crate) fn panicked(method: &str, payload: &(dyn Any + Send)) -> RpcError {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    RpcError::internal(format!(
+        "internal error: the handler of {method:?} panicked: {what}"
+    ))
+}
+
+impl Methods {
+    /// No methods yet.
+    pub fn new() -> Methods {
+        Methods::default()
+    }
+
+    /// Registers a blocking handler for `name`, replacing any earlier one.
+    ///
+    /// The blocking [`Server`](crate::Server) runs each call on a thread of its
+    /// own; the async server on tokio's blocking pool.
+    pub fn method<P, R, F>(&mut self, name: &str, handler: F) -> &mut Methods
+    where
+        P: DeserializeOwned,
+        R: Serialize,
+        F: Fn(P) -> Result<R, RpcError> + Send + Sync + 'static,
+    {
+        let method = name.to_owned();
+        let f = move |params: Option<Value>| -> Outcome {
+            let p = params_of::<P>(&method, params)?;
+            result_of(&method, handler(p))
+        };
+        self.map.insert(name.to_owned(), Handler::Sync(Arc::new(f)));
+        self
+    }
+
+    /// Registers an async handler for `name`, replacing any earlier one. Only
+    /// the async server (`ipckit_rpc::tokio::Server`, the `tokio` feature) serves
+    /// async handlers; the blocking server refuses to start with one.
+    pub fn method_async<P, R, F, Fut>(&mut self, name: &str, handler: F) -> &mut Methods
+    where
+        P: DeserializeOwned,
+        R: Serialize,
+        F: Fn(P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, RpcError>> + Send + 'static,
+    {
+        let method: Arc<str> = name.into();
+        let handler = Arc::new(handler);
+        let f = move |params: Option<Value>| -> BoxFuture {
+            let method = Arc::clone(&method);
+            // The handler is called here, so only its future crosses threads.
+            let fut = params_of::<P>(&method, params).map(|p| handler(p));
+            Box::pin(async move {
+                match fut {
+                    Ok(fut) => result_of(&method, fut.await),
+                    Err(e) => Err(e),
+                }
+            })
+        };
+        self.map
+            .insert(name.to_owned(), Handler::Async(Arc::new(f)));
+        self
+    }
+
+    /// The names of the methods, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.map.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Handler> {
+        self.map.get(name)
+    }
+
+    /// An async method's name, if there is one (the blocking server refuses them).
+    pub(crate) fn first_async(&self) -> Option<&str> {
+        self.names()
+            .into_iter()
+            .find(|n| matches!(self.map.get(*n), Some(Handler::Async(_))))
+    }
+
+    /// Runs a blocking call here and now; its response, if it has an id.
+    pub(crate) fn run_sync(&self, req: Request) -> Option<Response> {
+        let outcome = match self.get(&req.method) {
+            None => Err(RpcError::method_not_found(&req.method)),
+            Some(Handler::Sync(f)) => catch_unwind(AssertUnwindSafe(|| f(req.params)))
+                .unwrap_or_else(|p| Err(panicked(&req.method, &*p))),
+            Some(Handler::Async(_)) => Err(RpcError::internal(format!(
+                "internal error: {:?} is an async method, which this blocking server cannot run",
+                req.method
+            ))),
+        };
+        req.id.map(|id| Response { id, outcome })
+    }
+
+    /// Runs a batch here and now: the one array of its responses, or nothing
+    /// when it held only notifications.
+    pub(crate) fn run_batch_sync(&self, entries: Vec<Entry>) -> Option<Vec<u8>> {
+        let responses: Vec<Response> = entries
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Invalid(r) => Some(r),
+                Entry::Request(req) => self.run_sync(req),
+            })
+            .collect();
+        (!responses.is_empty()).then(|| Response::encode_batch(&responses))
+    }
+}
+
+/// What one incoming message asks the server to run.
+pub(crate) enum Job {
+    One(Request),
+    Batch(Vec<Entry>),
+}
+
+impl Job {
+    /// The id to answer a failure to start the job with.
+    pub(crate) fn id(&self) -> Id {
+        match self {
+            Job::One(req) => req.id.clone().unwrap_or(Id::Null),
+            Job::Batch(_) => Id::Null,
+        }
+    }
+
+    /// Runs the job here and now: the bytes of its response, if it has one.
+    pub(crate) fn run_sync(self, methods: &Methods) -> Option<Vec<u8>> {
+        match self {
+            Job::One(req) => methods.run_sync(req).map(|r| r.encode()),
+            Job::Batch(entries) => methods.run_batch_sync(entries),
+        }
+    }
+}
+
+/// A future that turns a panic while it is polled into an error.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) struct CatchUnwind(pub(crate) BoxFuture);
+
+impl Future for CatchUnwind {
+    type Output = Result<Outcome, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! The blocking [`Server`] and the [`ServerOptions`] both servers share.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use ipckit::{Address, ConnectOptions, ListenerOptions, ToAddress};
+
+use crate::auth::ChallengeDigest;
+use crate::conn::{Conn, Writer};
+use crate::error::{Error, ErrorKind, Result, RpcError};
+use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
+use crate::jsonrpc::{Entry, Id, Incoming, Response, decode_incoming};
+use crate::methods::{Job, Methods};
+
+/// How often a blocked reader looks up to see whether it should stop.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How a server listens and what it asks of its clients; one value serves a
+/// whole server, blocking ([`bind`](ServerOptions::bind)) or async
+/// (`serve_tokio`, the `tokio` feature).
+///
+/// # Examples
+///
+/// ```no_run
+/// let mut methods = ipckit_rpc::Methods::new();
+/// methods.method("ping", |()| Ok("pong"));
+/// let mut opts = ipckit_rpc::ServerOptions::new();
+/// opts.authkey(b"secret").max_frame_size(1 << 20);
+/// let server = opts.bind("unix:/tmp/rpc.sock", methods)?;
+/// # Ok::<(), ipckit_rpc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub(crate) framing: Framing,
+    pub(crate) authkey: Option<Vec<u8>>,
+    pub(crate) digest: ChallengeDigest,
+    pub(crate) max_frame_size: usize,
+    pub(crate) max_concurrent_calls: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) on_error: Option<ErrorHook>,
+}
+
+/// What [`ServerOptions::on_connection_error`] is given.
+pub(crate) type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
+
+impl fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("framing", &self.framing)
+            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
+            .field("digest", &self.digest)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field(
+                "on_connection_error",
+                &self.on_error.as_ref().map(|_| "<fn>"),
+            )
+            .finish()
+    }
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            framing: Framing::default(),
+            authkey: None,
+            digest: ChallengeDigest::default(),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_concurrent_calls: 64,
+            handshake_timeout: Duration::from_secs(10),
+            on_error: None,
+        }
+    }
+}
+
+pub(crate) fn check_size(what: &str, n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidOption,
+            format!("a {what} of 0 is not allowed"),
+        ));
+    }
+    Ok(())
+}
+
+impl ServerOptions {
+    /// The defaults: [`Framing::LengthPrefix`], no authkey, 64 MiB frames, 64
+    /// concurrent calls per connection, a 10 s handshake.
+    pub fn new() -> ServerOptions {
+        ServerOptions::default()
+    }
+
+    /// How each connection is framed.
+    pub fn framing(&mut self, framing: Framing) -> &mut Self {
+        self.framing = framing;
+        self
+    }
+
+    /// Requires every client to pass the `multiprocessing.connection` authkey
+    /// handshake (see [`auth`](crate::auth)) before its first call.
+    pub fn authkey(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
+        self.authkey = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// Which challenge the server sends (default: the `{sha256}` one of Python 3.12).
+    pub fn challenge_digest(&mut self, digest: ChallengeDigest) -> &mut Self {
+        self.digest = digest;
+        self
+    }
+
+    /// The largest incoming frame (a request or a batch); a larger one is
+    /// answered with -32600 and the connection closed.
+    pub fn max_frame_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// How many calls of one connection run at once; the next request waits
+    /// to be read until one finishes.
+    pub fn max_concurrent_calls(&mut self, n: usize) -> &mut Self {
+        self.max_concurrent_calls = n;
+        self
+    }
+
+    /// How long a client has to pass the handshake.
+    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Calls `hook` with the error that ends a connection early: a failed
+    /// handshake (a wrong authkey, say), a frame over the limit, broken
+    /// framing. The server has no other way to tell; by default nothing is
+    /// reported. The hook runs on the connection's thread (or task).
+    pub fn on_connection_error(
+        &mut self,
+        hook: impl Fn(&Error) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.on_error = Some(Arc::new(hook));
+        self
+    }
+
+    pub(crate) fn report(&self, err: &Error) {
+        if let Some(hook) = &self.on_error {
+            hook(err);
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        check_size("maximum frame size", self.max_frame_size)?;
+        check_size(
+            "maximum number of concurrent calls",
+            self.max_concurrent_calls,
+        )?;
+        if self.handshake_timeout.is_zero() {
+            return Err(Error::new(
+                ErrorKind::InvalidOption,
+                "a handshake timeout of zero is not allowed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Binds `addr` and serves `methods` on it, a thread per connection and a
+    /// thread per call, until [`shutdown`](Server::shutdown).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] for a zero option or an async method (serve
+    /// those with the async server), and [`ErrorKind::Transport`] when the
+    /// address cannot be bound.
+    pub fn bind(&self, addr: impl ToAddress, methods: Methods) -> Result<Server> {
+        self.check()?;
+        if let Some(name) = methods.first_async() {
+            return Err(Error::new(
+                ErrorKind::InvalidOption,
+                format!(
+                    "{name:?} is an async method: serve it with the async server (the tokio feature), not the blocking one"
+                ),
+            ));
+        }
+        let mut lopts = ListenerOptions::new();
+        lopts.max_message_size(self.max_frame_size);
+        let addr = addr
+            .to_address()
+            .map_err(|e| Error::ipckit("bind the RPC server", e))?;
+        let listener = if self.framing.is_message() {
+            Listening::Message(lopts.bind_message(addr.clone()))
+        } else {
+            Listening::Stream(lopts.bind(addr.clone()))
+        }
+        .ok()
+        .map_err(Error::from_ipckit)?;
+        let local = listener.local_addr().clone();
+        let shared = Arc::new(Shared {
+            methods,
+            opts: self.clone(),
+            stopping: AtomicBool::new(false),
+            conns: Mutex::new(Vec::new()),
+        });
+        let s = Arc::clone(&shared);
+        let accept = thread::Builder::new()
+            .name("ipckit-rpc-accept".into())
+            .spawn(move || accept_loop(&s, &listener))
+            .map_err(|e| Error::io("start the accept thread", &e))?;
+        Ok(Server {
+            shared,
+            accept: Some(accept),
+            local,
+        })
+    }
+}
+
+enum Listening<S, M> {
+    Stream(S),
+    Message(M),
+}
+
+impl<S, M> Listening<ipckit::Result<S>, ipckit::Result<M>> {
+    fn ok(self) -> ipckit::Result<Listening<S, M>> {
+        Ok(match self {
+            Listening::Stream(s) => Listening::Stream(s?),
+            Listening::Message(m) => Listening::Message(m?),
+        })
+    }
+}
+
+impl Listening<ipckit::Listener, ipckit::MessageListener> {
+    fn local_addr(&self) -> &Address {
+        match self {
+            Listening::Stream(l) => l.local_addr(),
+            Listening::Message(l) => l.local_addr(),
+        }
+    }
+}
+
+struct Shared {
+    methods: Methods,
+    opts: ServerOptions,
+    stopping: AtomicBool,
+    conns: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A blocking JSON-RPC server: a thread accepts connections, a thread per
+/// connection reads its requests, and each request runs on a thread of its own
+/// (at most [`max_concurrent_calls`](ServerOptions::max_concurrent_calls) at once
+/// per connection), so calls of one client finish in any order and each
+/// response goes back, matched by id, as soon as it is ready. A batch runs on
+/// one thread, its entries in order.
+///
+/// # Examples
+///
+/// ```no_run
+/// use ipckit_rpc::{Client, Methods, Server};
+/// let mut methods = Methods::new();
+/// methods.method("add", |(a, b): (i64, i64)| Ok(a + b));
+/// let server = Server::bind("pipe:calc", methods)?;
+/// let client = Client::connect("pipe:calc")?;
+/// let sum: i64 = client.call("add", (2, 3))?;
+/// assert_eq!(sum, 5);
+/// server.shutdown();
+/// # Ok::<(), ipckit_rpc::Error>(())
+/// ```
+pub struct Server {
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+    local: Address,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local)
+            .field("methods", &self.shared.methods)
+            .field("options", &self.shared.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds `addr` with the default [`ServerOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`ServerOptions::bind`].
+    pub fn bind(addr: impl ToAddress, methods: Methods) -> Result<Server> {
+        ServerOptions::new().bind(addr, methods)
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> &Address {
+        &self.local
+    }
+
+    /// Stops gracefully: accepts no more connections and reads no more
+    /// requests, lets every call in flight finish and send its response, then
+    /// closes every connection. Returns when all of that is done. Dropping the
+    /// server does the same.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(accept) = self.accept.take() else {
+            return;
+        };
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wake the accept loop with a connection of our own; it sees the flag
+        // and drops it.
+        let mut copts = ConnectOptions::new();
+        copts.timeout(Duration::from_secs(2));
+        let _woken = if self.shared.opts.framing.is_message() {
+            copts.connect_message(&self.local).map(drop)
+        } else {
+            copts.connect(&self.local).map(drop)
+        };
+        let _ = accept.join();
+        let conns = std::mem::take(&mut *lock(&self.shared.conns));
+        for conn in conns {
+            let _ = conn.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(
+    shared: &Arc<Shared>,
+    listener: &Listening<ipckit::Listener, ipckit::MessageListener>,
+) {
+    let max = shared.opts.max_frame_size;
+    loop {
+        let accepted = match listener {
+            Listening::Stream(l) => l
+                .accept()
+                .map(|s| Conn::stream(s, shared.opts.framing, max)),
+            Listening::Message(l) => l.accept().map(|m| Conn::message(m, max)),
+        };
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let conn = match accepted {
+            Ok(Ok(conn)) => conn,
+            // A client that failed on the way in (gone already, say) is its own
+            // problem; a failing listener (out of descriptors) gets a breather.
+            Ok(Err(_)) => continue,
+            Err(_) => {
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let s = Arc::clone(shared);
+        let spawned = thread::Builder::new()
+            .name("ipckit-rpc-conn".into())
+            .spawn(move || serve_conn(&s, conn));
+        let mut conns = lock(&shared.conns);
+        conns.retain(|h| !h.is_finished());
+        if let Ok(handle) = spawned {
+            conns.push(handle);
+        }
+    }
+}
+
+/// The calls of one connection in flight, bounded.
+#[derive(Default)]
+struct Calls {
+    n: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl Calls {
+    fn acquire(&self, max: usize) {
+        let mut n = lock(&self.n);
+        while *n >= max {
+            n = self.changed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+    }
+
+    fn release(&self) {
+        *lock(&self.n) -= 1;
+        self.changed.notify_all();
+    }
+
+    fn wait_idle(&self) {
+        let mut n = lock(&self.n);
+        while *n > 0 {
+            n = self.changed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// The error response for a frame over the limit, sent before the connection
+/// is closed (the stream is out of step after it).
+pub(crate) fn too_large_response(err: &Error) -> Vec<u8> {
+    Response::error(
+        Id::Null,
+        RpcError::invalid_request(format!("invalid request: {err}; closing the connection")),
+    )
+    .encode()
+}
+
+fn serve_conn(shared: &Arc<Shared>, mut conn: Conn) {
+    let opts = &shared.opts;
+    if let Some(key) = &opts.authkey {
+        if conn
+            .handshake(
+                key,
+                opts.digest,
+                true,
+                opts.handshake_timeout,
+                Some(&shared.stopping),
+            )
+            .map_err(|e| opts.report(&e))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if conn.reader.set_timeout(Some(TICK)).is_err() {
+        return;
+    }
+    let Conn {
+        mut reader,
+        writer,
+        peer,
+        ..
+    } = conn;
+    let writer = Arc::new(Mutex::new(writer));
+    let calls = Arc::new(Calls::default());
+    let out = Out {
+        writer: &writer,
+        peer: &peer,
+    };
+    while !shared.stopping.load(Ordering::SeqCst) {
+        match reader.recv(&peer) {
+            Ok(Some(frame)) => dispatch(shared, &frame, &writer, &calls, &peer),
+            Ok(None) => break,
+            Err(e) if e.kind() == ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == ErrorKind::FrameTooLarge => {
+                opts.report(&e);
+                out.send(&too_large_response(&e));
+                break;
+            }
+            Err(e) => {
+                if e.kind() == ErrorKind::Protocol {
+                    opts.report(&e);
+                }
+                break;
+            }
+        }
+    }
+    calls.wait_idle();
+}
+
+struct Out<'a> {
+    writer: &'a Mutex<Writer>,
+    peer: &'a str,
+}
+
+impl Out<'_> {
+    /// Sends a response; a client that has gone cannot get it, which is not
+    /// the server's failure.
+    fn send(&self, bytes: &[u8]) {
+        let _ = lock(self.writer).send(bytes, None, self.peer);
+    }
+}
+
+fn dispatch(
+    shared: &Arc<Shared>,
+    frame: &[u8],
+    writer: &Arc<Mutex<Writer>>,
+    calls: &Arc<Calls>,
+    peer: &str,
+) {
+    let out = Out { writer, peer };
+    let job = match decode_incoming(frame) {
+        Incoming::Invalid(resp) | Incoming::Single(Entry::Invalid(resp)) => {
+            return out.send(&resp.encode());
+        }
+        Incoming::Single(Entry::Request(req)) => Job::One(req),
+        Incoming::Batch(entries) => Job::Batch(entries),
+    };
+    let id = job.id();
+    calls.acquire(shared.opts.max_concurrent_calls);
+    let (s, w, c, p) = (
+        Arc::clone(shared),
+        Arc::clone(writer),
+        Arc::clone(calls),
+        peer.to_owned(),
+    );
+    let spawned = thread::Builder::new()
+        .name("ipckit-rpc-call".into())
+        .spawn(move || {
+            if let Some(bytes) = job.run_sync(&s.methods) {
+                Out {
+                    writer: &w,
+                    peer: &p,
+                }
+                .send(&bytes);
+            }
+            c.release();
+        });
+    if let Err(e) = spawned {
+        calls.release();
+        let err = RpcError::internal(format!(
+            "internal error: the server could not start a thread for the call: {e}"
+        ));
+        out.send(&Response::error(id, err).encode());
+    }
+}
