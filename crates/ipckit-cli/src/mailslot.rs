@@ -123,7 +123,11 @@ pub(crate) fn recv(args: &Recv, verbose: bool) -> Result<()> {
         opts.max_message_size(max);
     }
     let inbox = match &args.from {
-        Target::Addr(addr) => opts.bind_mailslot(addr)?,
+        Target::Addr(addr) => {
+            let inbox = opts.bind_mailslot(addr)?;
+            crate::cleanup::socket_of(addr);
+            inbox
+        }
         Target::Group(group) => opts.join_mailslot_group(group)?,
     };
     if verbose {
