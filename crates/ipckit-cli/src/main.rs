@@ -3,7 +3,10 @@
 //!
 //! The shape is `main -> run -> ExitCode`: `run` returns an `anyhow::Error`, and
 //! `main` prints it as one line on stderr (`ipckit: what failed: why`) and exits
-//! with 1. Usage errors are clap's and exit with 2. A reader that closes our stdout
+//! with 1. Usage errors exit with 2: clap's, and those found after parsing (a
+//! name or address text that breaks the address rules, ipckit's
+//! `ErrorKind::InvalidAddress`). An interrupt (Ctrl-C) exits with 130 after
+//! removing what the command created (`cleanup`). A reader that closes our stdout
 //! early (`ipckit connect ... | head -c 10`) is not an error: we stop and exit 0.
 
 #![forbid(unsafe_code)]
@@ -38,7 +41,15 @@ Addresses:
   tcp:HOST:PORT     TCP; port 0 lets the OS choose (see it with --verbose)
   mailslot:NAME     for send and recv: a mailslot on Windows, a datagram socket file
                     in the private per-user directory on Unix (where recv and send
-                    also take unix:/path and @NAME)";
+                    also take unix:/path and @NAME)
+
+Exit status:
+  0    success
+  1    failure; the reason is one line on stderr: `ipckit: what failed: why`
+  2    usage error: an unknown option, a bad value, or an address or name text
+       that breaks the address rules (even when found only on use)
+  130  interrupted (Ctrl-C, SIGTERM): the socket files and shared-memory
+       channels the command created were removed first";
 
 /// Local IPC from the command line: named pipes, Unix sockets and TCP behind one
 /// address syntax.
@@ -620,6 +631,23 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The exit code of a usage error, clap's.
+const USAGE: u8 = 2;
+
+/// Whether `err` is a text on the command line that names nothing valid (a
+/// group or region name found bad only when it is used).
+fn is_usage_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        let lib = cause.downcast_ref::<ipckit::Error>().or_else(|| {
+            cause
+                .downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<ipckit::Error>())
+        });
+        lib.is_some_and(|e| e.kind() == ipckit::ErrorKind::InvalidAddress)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -642,7 +670,11 @@ fn main() -> ExitCode {
             }
             None => {
                 let _ = writeln!(io::stderr(), "ipckit: {}", one_line(&err));
-                ExitCode::FAILURE
+                if is_usage_error(&err) {
+                    ExitCode::from(USAGE)
+                } else {
+                    ExitCode::FAILURE
+                }
             }
         },
     }
