@@ -10,7 +10,6 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -309,6 +308,7 @@ fn demo_reports_every_transport_ok() {
         expected.push("abstract");
     }
     expected.push("tcp");
+    expected.push("shm");
     for transport in &expected {
         let row = stdout
             .lines()
@@ -339,7 +339,43 @@ fn demo_reports_every_transport_ok() {
             );
         }
     }
-    let summary = format!("all {} transports ok", expected.len());
+    // The mailslot is one way: messages, each checked, and how long they took.
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("mailslot "))
+        .unwrap_or_else(|| panic!("no row for mailslot:\n{stdout}"));
+    assert!(row.trim_end().ends_with(" ok"), "mailslot not ok: {row}");
+    assert!(row.contains(" 1000 messages of 64 bytes "), "{row}");
+    let slot = row
+        .split_whitespace()
+        .nth(1)
+        .expect("the mailslot's address");
+    let shm = stdout
+        .lines()
+        .find(|l| l.starts_with("shm "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("the shm channel's address");
+    // Nothing left behind: no receiver's socket file, no region.
+    assert!(
+        ipckit::MailslotSender::connect(slot).is_err(),
+        "{slot} still receives"
+    );
+    assert!(
+        ipckit::shm::SharedMemory::open(shm.strip_prefix("shm:").expect("shm:")).is_err(),
+        "{shm} was left behind"
+    );
+    if let Some(file) = slot
+        .parse::<ipckit::Address>()
+        .ok()
+        .and_then(|a| ipckit::platform::socket_file(&a))
+    {
+        assert!(
+            file.symlink_metadata().is_err(),
+            "{} was left behind",
+            file.display()
+        );
+    }
+    let summary = format!("all {} transports ok", expected.len() + 1);
     assert!(stdout.contains(&summary), "{stdout}");
 }
 
@@ -1258,6 +1294,8 @@ fn interrupt(proc: &Proc) -> ExitStatus {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_removes_what_the_command_created() {
+    use std::path::PathBuf;
+
     let dir = ipckit::platform::runtime_dir().expect("a runtime directory on Unix");
     let path = std::env::temp_dir().join(format!("{}.sock", unique_name("cli-int")));
     let name = unique_name("cli-int-name");
