@@ -422,8 +422,7 @@ mod os {
     use super::Entry;
 
     pub(super) fn entries() -> Result<Vec<Entry>> {
-        let mut list: Vec<Entry> = ipckit::platform::pipe_names()
-            .context(r"list \\.\pipe\")?
+        let mut list: Vec<Entry> = ipckit::platform::pipe_names()?
             .into_iter()
             .map(|name| Entry {
                 path: Some(format!(r"\\.\pipe\{name}")),

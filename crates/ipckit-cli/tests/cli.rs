@@ -345,7 +345,16 @@ fn demo_reports_every_transport_ok() {
         .find(|l| l.starts_with("mailslot "))
         .unwrap_or_else(|| panic!("no row for mailslot:\n{stdout}"));
     assert!(row.trim_end().ends_with(" ok"), "mailslot not ok: {row}");
-    assert!(row.contains(" 1000 messages of 64 bytes "), "{row}");
+    // The demo's default --rounds: 1000, or 200 under Wine.
+    let rounds = if ipckit::platform::is_wine() {
+        200
+    } else {
+        1000
+    };
+    assert!(
+        row.contains(&format!(" {rounds} messages of 64 bytes ")),
+        "{row}"
+    );
     let slot = row
         .split_whitespace()
         .nth(1)
@@ -870,8 +879,9 @@ fn shm_regions_from_the_command_line() {
     let (status, _, stderr) = run(&["shm", "read", &name]);
     assert_eq!(status.code(), Some(1));
     assert_one_line_error(&stderr, &[&name, "no shared-memory region"]);
+    // A name that breaks the rules is a usage error, though found on use.
     let (status, _, stderr) = run(&["shm", "create", "a/b", "10"]);
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(status.code(), Some(2));
     assert_one_line_error(&stderr, &["a/b"]);
 }
 
@@ -1118,6 +1128,18 @@ fn ls_shows_live_endpoints_with_their_owner_and_stale_socket_files() {
 #[cfg(windows)]
 #[test]
 fn ls_lists_the_pipes() {
+    // Probed: Wine 8's FindFirstFileW on \\.\pipe\* fails with
+    // ERROR_BAD_DEV_TYPE (66): its pipe file system cannot be listed.
+    if let Err(err) = ipckit::platform::pipe_names() {
+        if ipckit::platform::is_wine() && err.raw_os_error() == Some(66) {
+            eprintln!(r"skipped under Wine: listing \\.\pipe\ fails there ({err})");
+            let (status, _, stderr) = run(&["ls"]);
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            assert_one_line_error(&stderr, &[r"\\.\pipe\", "FindFirstFileW"]);
+            return;
+        }
+        panic!("pipe_names: {err}");
+    }
     let addr = format!("pipe:{}", unique_name("cli-ls-pipe"));
     let kids = Children::new();
     let mut server = kids.ipckit(&["-v", "listen", "--echo", &addr]);
