@@ -12,6 +12,8 @@
 //! - `round_trip_64B`: write 64 bytes, read the 64-byte echo.
 //! - `throughput_64KiB`: write 64 KiB chunks one way; the other side reads
 //!   them all and acknowledges with one byte, which ends the timed batch.
+//!
+//! Each is run in three passes (see [`PASSES`]).
 
 use std::io::{self, Read, Write};
 use std::thread;
@@ -198,29 +200,47 @@ where
     server.join().expect("sink thread");
 }
 
+/// Each contender is measured in each of `PASSES` passes, A B C A B C ..., so
+/// that a burst of load from the rest of the machine does not fall on one
+/// contender alone; compare the passes' medians (`ipckit/1`, `interprocess/1`,
+/// ...), or their median.
+const PASSES: u32 = 3;
+
 fn compare(c: &mut Criterion) {
     let mut group = c.benchmark_group("round_trip_64B");
     group.throughput(Throughput::Elements(1));
-    round_trips(&mut group, "ipckit", ipckit_pair("rt"));
-    round_trips(&mut group, "interprocess", interprocess_pair("rt"));
-    #[cfg(unix)]
-    round_trips(&mut group, "std", std_pair("rt"));
+    for pass in 1..=PASSES {
+        round_trips(&mut group, &format!("ipckit/{pass}"), ipckit_pair("rt"));
+        round_trips(
+            &mut group,
+            &format!("interprocess/{pass}"),
+            interprocess_pair("rt"),
+        );
+        #[cfg(unix)]
+        round_trips(&mut group, &format!("std/{pass}"), std_pair("rt"));
+    }
     group.finish();
 
     let mut group = c.benchmark_group("throughput_64KiB");
     group.throughput(Throughput::Bytes(CHUNK as u64));
-    throughput(&mut group, "ipckit", ipckit_pair("tp"));
-    throughput(&mut group, "interprocess", interprocess_pair("tp"));
-    #[cfg(unix)]
-    throughput(&mut group, "std", std_pair("tp"));
+    for pass in 1..=PASSES {
+        throughput(&mut group, &format!("ipckit/{pass}"), ipckit_pair("tp"));
+        throughput(
+            &mut group,
+            &format!("interprocess/{pass}"),
+            interprocess_pair("tp"),
+        );
+        #[cfg(unix)]
+        throughput(&mut group, &format!("std/{pass}"), std_pair("tp"));
+    }
     group.finish();
 }
 
 criterion_group! {
     name = benches;
     config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
     targets = compare
 }
 criterion_main!(benches);
