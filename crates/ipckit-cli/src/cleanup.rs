@@ -25,6 +25,10 @@ enum Leftover {
     },
     /// The name of a shared-memory channel this process created.
     ShmChannel(String),
+    /// A broadcast group member's marker file (Windows): named after this
+    /// process's id, so it is this process's.
+    #[cfg(windows)]
+    Marker(std::path::PathBuf),
 }
 
 static LEFTOVERS: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
@@ -74,6 +78,43 @@ pub(crate) fn shm_channel(addr: &ipckit::Address) {
     }
 }
 
+/// Removes this process's member of broadcast group `group` on an interrupt;
+/// call it right after joining. Members are named `PID-N` by the library (Unix:
+/// a socket file `PID-N.dgram` in `GROUP.group/` of the runtime directory;
+/// Windows: a marker file `PID-N` in the group's directory).
+pub(crate) fn group_member(group: &str) {
+    let dir = match (
+        ipckit::platform::runtime_dir(),
+        ipckit::platform::mailslot_groups_dir(),
+    ) {
+        (Some(runtime), _) => runtime.join(format!("{group}.group")),
+        (None, Some(groups)) => groups.join(group),
+        (None, None) => return,
+    };
+    let ours = format!("{}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(&ours) {
+            continue;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(meta) = std::fs::symlink_metadata(entry.path()) {
+                push(Leftover::Socket {
+                    path: entry.path(),
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                });
+            }
+        }
+        #[cfg(windows)]
+        push(Leftover::Marker(entry.path()));
+    }
+}
+
 fn push(leftover: Leftover) {
     LEFTOVERS
         .lock()
@@ -93,6 +134,10 @@ fn remove_all() {
                 if same {
                     let _ = std::fs::remove_file(path);
                 }
+            }
+            #[cfg(windows)]
+            Leftover::Marker(path) => {
+                let _ = std::fs::remove_file(path);
             }
             Leftover::ShmChannel(name) => {
                 let ours = ipckit::platform::shm_channel_creator(name)

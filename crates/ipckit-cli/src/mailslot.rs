@@ -128,7 +128,11 @@ pub(crate) fn recv(args: &Recv, verbose: bool) -> Result<()> {
             crate::cleanup::socket_of(addr);
             inbox
         }
-        Target::Group(group) => opts.join_mailslot_group(group)?,
+        Target::Group(group) => {
+            let inbox = opts.join_mailslot_group(group)?;
+            crate::cleanup::group_member(group);
+            inbox
+        }
     };
     if verbose {
         // The receiver exists: senders may start. Scripts and tests wait for this.

@@ -1366,6 +1366,32 @@ fn ctrl_c_removes_what_the_command_created() {
         assert_eq!(status.code(), Some(130), "{args:?}: {status}");
         assert!(!file.exists(), "{args:?} left {}", file.display());
     }
+    // A member of a broadcast group: its socket file is named after its pid.
+    let group = unique_name("cli-int-group");
+    let mut proc = kids.ipckit(&["-v", "recv", "--broadcast", &group]);
+    kids.clean_up_group(&group);
+    let pid = proc.with_child(|c| c.id());
+    let proc = watchdog(limit(), move || {
+        proc.receiving();
+        proc
+    });
+    let member = dir
+        .join(format!("{group}.group"))
+        .join(format!("{pid}-0.dgram"));
+    assert!(
+        member.exists(),
+        "recv --broadcast made {}",
+        member.display()
+    );
+    let status = interrupt(&proc);
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(
+        !member.exists(),
+        "recv --broadcast left {}",
+        member.display()
+    );
+    let _ = std::fs::remove_dir(dir.join(format!("{group}.group")));
+
     if cfg!(target_os = "linux") {
         let region = PathBuf::from("/dev/shm").join(&shm);
         let addr = format!("shm:{shm}");
