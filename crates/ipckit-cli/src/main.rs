@@ -309,15 +309,18 @@ enum Command {
     /// one JSON value per line, so an unmodified Node child that uses
     /// process.send and process.on('message') works. A line of stdin that is not
     /// JSON is reported on stderr and not sent; so is a line from the child that
-    /// is not JSON, and the bridge goes on. Not available on Windows.
+    /// is not JSON, and the bridge goes on.
     ///
     /// --serialization messages is ipckit's own channel (IPCKIT_CHANNEL): whole
     /// messages of any bytes, for a child that calls ipckit's parent_channel().
     ///
     /// At the end of stdin the child is told that no more messages come (a Node
-    /// child sees 'disconnect'; on Windows a message channel cannot be
-    /// half-closed, so nothing is said there). The command exits when the child
-    /// has closed the channel and exited: 0 if it succeeded, 1 otherwise.
+    /// child sees 'disconnect'), and its replies are still printed. On Windows
+    /// a channel cannot be half-closed: there the bridge closes it once the
+    /// child has sent nothing for --linger (as libuv ends a pipe it shuts
+    /// down), so a reply that takes longer than that is lost. The command exits
+    /// when the child has closed the channel and exited: 0 if it succeeded, 1
+    /// otherwise.
     #[command(after_help = concat!(
         "Examples:\n",
         "  echo '{\"job\": 1}' | ipckit spawn -- node worker.js\n",
@@ -328,6 +331,11 @@ enum Command {
         /// How messages travel: json (Node's) or messages (ipckit's).
         #[arg(long, value_name = "S", default_value = "json", value_parser = parse_serialization)]
         serialization: ipckit::child::Serialization,
+
+        /// Where the channel cannot be half-closed (Windows): after the end of
+        /// stdin, close it once the child has been quiet this long.
+        #[arg(long, value_name = "DUR", default_value = "1s", value_parser = duration::parse)]
+        linger: std::time::Duration,
 
         /// The program to run and its arguments (after --).
         #[arg(
@@ -606,7 +614,11 @@ fn run(cli: Cli) -> Result<()> {
             ShmAction::Read { name, offset, len } => shm::read(&name, offset, len),
             ShmAction::Rm { name } => shm::remove(&name),
         },
-        Command::Spawn { serialization, cmd } => spawn::run(serialization, &cmd, cli.verbose),
+        Command::Spawn {
+            serialization,
+            linger,
+            cmd,
+        } => spawn::run(serialization, linger, &cmd, cli.verbose),
         Command::Demo {
             rounds,
             size,

@@ -5,8 +5,11 @@ use std::ffi::OsString;
 use std::io;
 use std::ops::ControlFlow;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ipckit::ErrorKind;
@@ -15,7 +18,12 @@ use ipckit::child::{ChannelOptions, ChildChannel, Serialization};
 use crate::message::{each_stdin_line, print_message};
 
 /// `ipckit spawn [--serialization S] -- CMD ARGS...`.
-pub(crate) fn run(serialization: Serialization, cmd: &[OsString], verbose: bool) -> Result<()> {
+pub(crate) fn run(
+    serialization: Serialization,
+    linger: Duration,
+    cmd: &[OsString],
+    verbose: bool,
+) -> Result<()> {
     let Some((program, args)) = cmd.split_first() else {
         bail!("spawn needs a command to run");
     };
@@ -42,6 +50,10 @@ pub(crate) fn run(serialization: Serialization, cmd: &[OsString], verbose: bool)
         None => None,
     };
     let sender = channel.try_clone()?;
+    let peer = channel.peer().to_owned();
+    // Set when stdin has ended and the child could not be told (no half-close).
+    let untold = Arc::new(AtomicBool::new(false));
+    let untold_here = Arc::clone(&untold);
     // Detached: it may be blocked reading stdin when the child is done, and then
     // the process simply exits around it. A failure is passed back, to fail the
     // command once the child is done.
@@ -49,21 +61,18 @@ pub(crate) fn run(serialization: Serialization, cmd: &[OsString], verbose: bool)
     thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            stdin_to_channel(&sender, |err| {
+            stdin_to_channel(&sender, &untold, |err| {
                 let _ = failed.send(err);
             });
         })
         .context("start the stdin thread")?;
-    let printed = channel_to_stdout(&channel)?;
-    let status = child
-        .wait()
-        .with_context(|| format!("wait for {}", channel.peer()))?;
+    let printed = channel_to_stdout(channel, linger, &untold_here)?;
+    let status = child.wait().with_context(|| format!("wait for {peer}"))?;
     // The child is done: a stdin thread that failed has said so by now (it
     // reports before it ends the channel, and the child exits after that).
     if let Ok(err) = stdin_failure.try_recv() {
         return Err(err.context(format!(
-            "pass stdin to {} (which then exited: {status})",
-            channel.peer()
+            "pass stdin to {peer} (which then exited: {status})"
         )));
     }
     // All the child printed is on stderr before we report or exit (its stdout
@@ -72,13 +81,10 @@ pub(crate) fn run(serialization: Serialization, cmd: &[OsString], verbose: bool)
         let _ = chatter.join();
     }
     if verbose {
-        eprintln!(
-            "{} closed the channel after {printed} messages and exited: {status}",
-            channel.peer()
-        );
+        eprintln!("the channel to {peer} ended after {printed} messages; it exited: {status}");
     }
     if !status.success() {
-        bail!("{} failed: {status}", channel.peer());
+        bail!("{peer} failed: {status}");
     }
     Ok(())
 }
@@ -86,9 +92,14 @@ pub(crate) fn run(serialization: Serialization, cmd: &[OsString], verbose: bool)
 /// Sends each line of stdin as one message; a line that is not JSON on a JSON
 /// channel is reported on stderr and skipped. At the end of stdin, or when
 /// reading or sending fails, the child is told that no more messages come
-/// (where the channel can be half-closed). A failure goes to `failed` before
-/// the child is told, so it is there when the child exits.
-fn stdin_to_channel(channel: &ChildChannel, mut failed: impl FnMut(anyhow::Error)) {
+/// (where the channel can be half-closed; elsewhere `untold` is set). A
+/// failure goes to `failed` before the child is told, so it is there when the
+/// child exits.
+fn stdin_to_channel(
+    channel: &ChildChannel,
+    untold: &AtomicBool,
+    mut failed: impl FnMut(anyhow::Error),
+) {
     let mut number = 0u64;
     let sent = each_stdin_line(|line| {
         number += 1;
@@ -107,25 +118,49 @@ fn stdin_to_channel(channel: &ChildChannel, mut failed: impl FnMut(anyhow::Error
         failed(err);
     }
     match channel.shutdown_send() {
-        Err(e) if e.kind() != ErrorKind::Unsupported && e.kind() != ErrorKind::Disconnected => {
-            failed(e.into());
-        }
+        Err(e) if e.kind() == ErrorKind::Unsupported => untold.store(true, Ordering::SeqCst),
+        Err(e) if e.kind() != ErrorKind::Disconnected => failed(e.into()),
         _ => {}
     }
 }
 
 /// Prints each message and a `\n` until the child closes the channel; a line
-/// from the child that is not JSON is reported on stderr and skipped. Returns
-/// how many were printed.
-fn channel_to_stdout(channel: &ChildChannel) -> Result<u64> {
+/// from the child that is not JSON is reported on stderr and skipped. Once
+/// `untold` is set (stdin ended, and the channel could not say so), the
+/// channel is closed when the child has sent nothing for `linger`: that is
+/// how the child learns of the end there. Returns how many were printed.
+fn channel_to_stdout(
+    mut channel: ChildChannel,
+    linger: Duration,
+    untold: &AtomicBool,
+) -> Result<u64> {
     let mut stdout = io::stdout().lock();
     let mut msg = Vec::new();
     let mut printed = 0u64;
+    channel.set_read_timeout(Some(linger))?;
+    // Since when the child has been quiet, once stdin's end is known.
+    let mut quiet_since: Option<std::time::Instant> = None;
     loop {
         match channel.recv_into(&mut msg) {
+            Err(e) if e.is_timeout() => {
+                if !untold.load(Ordering::SeqCst) {
+                    continue;
+                }
+                match quiet_since {
+                    None => quiet_since = Some(std::time::Instant::now()),
+                    Some(t) if t.elapsed() >= linger => {
+                        // Dropping the last handle closes the channel; the
+                        // stdin thread, which held the other, has ended.
+                        drop(channel);
+                        return Ok(printed);
+                    }
+                    Some(_) => {}
+                }
+            }
             Ok(true) => {
                 print_message(&mut stdout, &msg)?;
                 printed += 1;
+                quiet_since = quiet_since.map(|_| std::time::Instant::now());
             }
             Ok(false) => return Ok(printed),
             Err(e) if e.kind() == ErrorKind::Protocol => eprintln!("ipckit: {e}"),

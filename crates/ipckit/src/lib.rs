@@ -67,6 +67,13 @@
 //! back in the child with [`child::parent_channel`]; Node's `json` channel
 //! (`child_process.fork`) too.
 //!
+//! ## Security
+//!
+//! Endpoints are owner-only by default (a current-user DACL on Windows, mode
+//! 0600 sockets in a 0700 directory on Unix); [`security`] has the options that
+//! open them up or close them further, and peer credentials (pid, uid/gid or
+//! SID of the other end).
+//!
 //! RPC is on the roadmap (see the README).
 
 #![deny(unsafe_code)]
@@ -79,6 +86,7 @@ mod error;
 pub mod mailslot;
 pub mod message;
 pub mod platform;
+pub mod security;
 pub mod shm;
 pub mod stream;
 mod sync;

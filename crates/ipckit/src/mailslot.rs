@@ -342,6 +342,9 @@ impl MailslotSender {
     }
 }
 
+/// Why a mailslot cannot check who sent a message.
+const NO_SENDER: &str = "a mailslot or datagram receiver learns nothing about who sent a message";
+
 impl ListenerOptions {
     /// Creates a [`MailslotReceiver`] at `addr` that accepts messages up to this
     /// options' [`max_message_size`](ListenerOptions::max_message_size).
@@ -352,6 +355,12 @@ impl ListenerOptions {
     pub fn bind_mailslot(&self, addr: impl ToAddress) -> Result<MailslotReceiver> {
         self.check()?;
         let addr = addr.to_address()?;
+        crate::security::refuse_identity_rule(
+            self.current_user_only,
+            "current_user_only",
+            &addr,
+            NO_SENDER,
+        )?;
         let ep = addr.mailslot_endpoint(&sys::env())?;
         let max = self.max_message_size;
         let inner =
@@ -368,6 +377,12 @@ impl ListenerOptions {
     pub fn join_mailslot_group(&self, group: &str) -> Result<MailslotReceiver> {
         self.check()?;
         let name = group_name(group)?;
+        crate::security::refuse_identity_rule(
+            self.current_user_only,
+            "current_user_only",
+            format!("broadcast group {name}"),
+            NO_SENDER,
+        )?;
         let max = self.max_message_size;
         let inner = sys::join_group(&name, self)
             .map_err(|e| Error::io(format!("join broadcast group {name}"), e))?;

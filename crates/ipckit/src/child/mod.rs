@@ -83,12 +83,26 @@
 //! process spawned at that moment by another thread with plain `std` could
 //! inherit it (it then holds the channel open until it exits).
 //! [`parent_channel`] takes only an inheritable handle that is the client end
-//! of a message-mode pipe, and makes it non-inheritable again. Node's channel
-//! ([`Serialization::Json`]) is not supported on Windows: Node passes it as a
-//! C runtime descriptor in `STARTUPINFO`, which `std::process::Command` cannot
-//! set.
+//! of a message-mode pipe, and makes it non-inheritable again.
+//!
+//! Node's channel ([`Serialization::Json`]) is a byte-mode pipe, which Node
+//! finds as C runtime descriptor 3 (`NODE_CHANNEL_FD=3`) in the table that
+//! C programs read from `STARTUPINFO.lpReserved2` at startup, and on which
+//! libuv writes and expects its IPC frames (a 16-byte header before each
+//! write); ipckit's end speaks them too.
+//! - A Node parent forks a Rust child: [`parent_channel`] reads descriptor 3
+//!   from that table (it must be an inheritable client end of a byte-mode
+//!   pipe; it is made non-inheritable).
+//! - A Rust parent spawns a Node child: `std::process::Command` cannot set
+//!   `lpReserved2`, so the child is created suspended, the table is written
+//!   into it and named in its process parameters, and then it is resumed (a
+//!   child that cannot be given it is killed, and the spawn fails). To suspend
+//!   it, the command's creation flags are set to `CREATE_SUSPENDED` for the
+//!   spawn and to 0 after it: flags set on the command before are not kept.
+//!   Only 64-bit children are supported.
 
 mod json;
+mod uv_frame;
 
 use std::any::type_name;
 use std::fmt;
@@ -235,8 +249,8 @@ impl ChannelOptions {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidOption`] for a maximum message size of 0,
-    /// [`ErrorKind::Unsupported`] for [`Serialization::Json`] on Windows, and the
-    /// OS error of creating the channel or of the spawn (a program that does not
+    /// [`ErrorKind::Unsupported`] for [`Serialization::Json`] with a 32-bit
+    /// child on Windows, and the OS error of creating the channel or of the spawn (a program that does not
     /// exist is [`ErrorKind::NotFound`]), naming the program.
     ///
     /// # Platform-specific behavior
@@ -296,7 +310,7 @@ impl ChannelOptions {
                     .env_remove(CHANNEL_VAR);
             }
         }
-        let spawned = end.spawn_with(cmd, C::std_mut, C::spawn_it);
+        let spawned = end.spawn_with(cmd, C::std_mut, C::spawn_it, C::pid);
         cmd.std_mut()
             .env_remove(CHANNEL_VAR)
             .env_remove(NODE_CHANNEL_FD)

@@ -80,6 +80,7 @@ pub use framed::Framed;
 use self::frame::{FrameReader, FrameWriter};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result, breaks_channel};
+use crate::security::{self, PeerCredentials};
 use crate::stream::{
     ConnectOptions, Limits, Listener, ListenerOptions, Stream, check_max_message_size,
     check_timeout,
@@ -131,6 +132,7 @@ pub struct MessageListener {
     inner: ListenerKind,
     addr: Address,
     max: usize,
+    current_user_only: bool,
 }
 
 impl fmt::Debug for MessageListener {
@@ -169,6 +171,7 @@ impl MessageListener {
             inner,
             addr,
             max: opts.max_message_size,
+            current_user_only: opts.current_user_only,
         })
     }
 
@@ -176,13 +179,20 @@ impl MessageListener {
     ///
     /// # Errors
     ///
-    /// The OS error, with the address in the message.
+    /// The OS error, with the address in the message; with
+    /// [`ListenerOptions::current_user_only`], [`ErrorKind::PermissionDenied`]
+    /// for a client of another user, as [`Listener::accept`].
     pub fn accept(&self) -> Result<MessageStream> {
         let conn = match &self.inner {
-            ListenerKind::Local(l) => l
-                .accept()
-                .map(Conn::Local)
-                .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?,
+            ListenerKind::Local(l) => {
+                let s = l
+                    .accept()
+                    .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
+                security::verify_client(self.current_user_only, &self.addr, || {
+                    s.peer_credentials()
+                })?;
+                Conn::Local(s)
+            }
             ListenerKind::Framed(l) => Conn::framed(l.accept()?),
         };
         Ok(MessageStream::new(conn, self.addr.clone(), self.max))
@@ -403,13 +413,32 @@ impl MessageStream {
 
     fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<MessageStream> {
         let ep = addr.stream_endpoint(&sys::env())?;
+        opts.server_user
+            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
         let conn = match &ep {
             Endpoint::Tcp { .. } => Conn::framed(Stream::connect_with(addr.clone(), opts)?),
-            ep => sys::MsgStream::connect(ep, opts)
-                .map(Conn::Local)
-                .map_err(|e| Error::connect(&addr, ep, e))?,
+            ep => {
+                let s =
+                    sys::MsgStream::connect(ep, opts).map_err(|e| Error::connect(&addr, ep, e))?;
+                opts.server_user.verify(&addr, || s.peer_credentials())?;
+                Conn::Local(s)
+            }
         };
         Ok(MessageStream::new(conn, addr, opts.max_message_size))
+    }
+
+    /// Which process and user is on the other end, as
+    /// [`Stream::peer_credentials`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] on `tcp:` channels; otherwise the OS error.
+    #[doc(alias = "SO_PEERCRED")]
+    pub fn peer_credentials(&self) -> Result<PeerCredentials> {
+        match &self.shared.conn {
+            Conn::Local(s) => security::credentials(s.peer_credentials(), &self.peer),
+            Conn::Framed(f) => f.stream.peer_credentials(),
+        }
     }
 
     /// Sends `msg` as one message.

@@ -341,9 +341,20 @@ impl ShmReceiver {
     }
 }
 
+/// Why a shared-memory channel cannot check its peer's user: the region is
+/// owner-only, but the channel reads no identity from the OS.
+const NO_IDENTITY: &str =
+    "a shared-memory channel reads no peer identity from the OS (its region is owner-only)";
+
 fn connect_with(addr: impl ToAddress, opts: &ConnectOptions) -> Result<ShmChannel> {
     let addr = addr.to_address()?;
     let name = shm_name(&addr)?;
+    crate::security::refuse_identity_rule(
+        opts.server_user != crate::security::ServerUser::Any,
+        "require_server_user / server_user_is_current",
+        &addr,
+        NO_IDENTITY,
+    )?;
     let limit = deadline(opts.timeout);
     let inner = loop {
         match sys::shm_channel::connect(&name, opts.max_message_size) {
@@ -385,6 +396,12 @@ impl ListenerOptions {
         self.check()?;
         let addr = addr.to_address()?;
         let name = shm_name(&addr)?;
+        crate::security::refuse_identity_rule(
+            self.current_user_only,
+            "current_user_only",
+            &addr,
+            NO_IDENTITY,
+        )?;
         if self.shm_capacity < sys::shm_channel::MIN_CAPACITY {
             return Err(Error::new(
                 ErrorKind::InvalidOption,

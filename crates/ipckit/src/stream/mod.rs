@@ -13,7 +13,16 @@ pub(crate) use options::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size, retry
 
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
+use crate::security::{self, PeerCredentials};
 use crate::sys;
+
+/// `peer_credentials` on a TCP stream: the OS knows no local user for it.
+pub(crate) fn no_tcp_credentials(addr: &Address) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!("{addr} is a TCP connection: its peer has no local process or user to report"),
+    )
+}
 
 enum ListenerKind {
     Local(sys::Listener),
@@ -53,10 +62,16 @@ enum ListenerKind {
 ///
 /// The server always keeps one pipe instance waiting, including between two calls
 /// to `accept`, so a client never finds the name missing while the server runs.
+/// Every instance gets a DACL that grants only the current user and SYSTEM
+/// (unless [`ListenerOptions::security_descriptor`] says otherwise) and rejects
+/// remote clients; `bind` fails with [`ErrorKind::AddrInUse`] when the name
+/// already has instances (`FILE_FLAG_FIRST_PIPE_INSTANCE`), which is how a
+/// squatter that took the name first is noticed. See [`crate::security`].
 #[doc(alias = "CreateNamedPipeW")]
 pub struct Listener {
     inner: ListenerKind,
     addr: Address,
+    current_user_only: bool,
 }
 
 impl fmt::Debug for Listener {
@@ -85,6 +100,9 @@ impl Listener {
 
     pub(crate) fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
         let ep = resolve(&addr)?;
+        if matches!(ep, Endpoint::Tcp { .. }) {
+            security::refuse_current_user_only(opts.current_user_only, &addr)?;
+        }
         let inner = match &ep {
             Endpoint::Tcp { host, port } => {
                 TcpListener::bind((host.as_str(), *port)).map(ListenerKind::Tcp)
@@ -102,21 +120,67 @@ impl Listener {
             },
             ListenerKind::Local(_) => addr,
         };
-        Ok(Listener { inner, addr })
+        Ok(Listener {
+            inner,
+            addr,
+            current_user_only: opts.current_user_only,
+        })
     }
 
     /// Waits for the next client and returns the connected stream.
     ///
     /// # Errors
     ///
-    /// The OS error, with the address in the message.
+    /// The OS error, with the address in the message; with
+    /// [`ListenerOptions::current_user_only`], [`ErrorKind::PermissionDenied`]
+    /// for a client of another user (its connection is closed, the listener
+    /// stays usable).
     pub fn accept(&self) -> Result<Stream> {
         let kind = match &self.inner {
             ListenerKind::Local(l) => l.accept().map(StreamKind::Local),
             ListenerKind::Tcp(l) => l.accept().map(|(s, _)| StreamKind::Tcp(s)),
         }
         .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
+        if let StreamKind::Local(s) = &kind {
+            security::verify_client(self.current_user_only, &self.addr, || s.peer_credentials())?;
+        }
         Ok(Stream::new(kind, self.addr.clone()))
+    }
+
+    /// Who the operating system lets open this listener's endpoint, as text, read
+    /// back from the OS (not from the options): for checking and logging what
+    /// the defaults and options produced.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// ### Unix
+    ///
+    /// The socket file's mode, owner and group, e.g. `mode 0600, owner uid 1000,
+    /// group gid 1000`.
+    ///
+    /// ### Windows
+    ///
+    /// The pipe's owner and DACL in SDDL, read with `GetSecurityInfo` from the
+    /// waiting instance, e.g. `O:S-1-5-21-...D:P(A;;FA;;;SY)(A;;FA;;;S-1-5-21-...)`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] for `tcp:` and abstract sockets (no file, no
+    /// descriptor); otherwise the OS error.
+    #[doc(alias = "GetSecurityInfo")]
+    pub fn access_control(&self) -> Result<String> {
+        match &self.inner {
+            ListenerKind::Local(l) => l
+                .describe_access()
+                .map_err(|e| Error::io(format!("read the access control of {}", self.addr), e)),
+            ListenerKind::Tcp(_) => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{} is a TCP listener: the OS keeps no access control for it",
+                    self.addr
+                ),
+            )),
+        }
     }
 
     /// An endless iterator over incoming connections, like std's `incoming`.
@@ -297,17 +361,42 @@ impl Stream {
 
     pub(crate) fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<Stream> {
         let ep = resolve(&addr)?;
+        opts.server_user
+            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
         let inner = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, opts).map(StreamKind::Tcp),
             ep => sys::Stream::connect(ep, opts).map(StreamKind::Local),
         }
         .map_err(|e| Error::connect(&addr, &ep, e))?;
+        if let StreamKind::Local(s) = &inner {
+            opts.server_user.verify(&addr, || s.peer_credentials())?;
+        }
         Ok(Stream::new(inner, addr))
     }
 
     /// The address this stream was connected to, or accepted on.
     pub fn peer_addr(&self) -> &Address {
         &self.peer
+    }
+
+    /// Which process and user is on the other end: the client for a stream a
+    /// listener accepted, the server for a stream that connected.
+    ///
+    /// This corresponds to `SO_PEERCRED` on Linux, and to
+    /// `GetNamedPipeClientProcessId` / `GetNamedPipeServerProcessId` plus the
+    /// peer process's token on Windows. See [`PeerCredentials`] for which fields
+    /// each OS fills in.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] on `tcp:` streams; otherwise the OS error.
+    #[doc(alias = "SO_PEERCRED")]
+    #[doc(alias = "GetNamedPipeClientProcessId")]
+    pub fn peer_credentials(&self) -> Result<PeerCredentials> {
+        match &self.inner {
+            StreamKind::Local(s) => security::credentials(s.peer_credentials(), &self.peer),
+            StreamKind::Tcp(_) => Err(no_tcp_credentials(&self.peer)),
+        }
     }
 
     /// Bounds every later read to `timeout` (None: no bound), as std's

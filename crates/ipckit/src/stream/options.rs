@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use super::{Listener, Stream};
 use crate::address::ToAddress;
 use crate::error::{Error, ErrorKind, Result};
+use crate::security::{ServerUser, UserId};
 
 /// Options for [`Listener::bind`], like tokio's `ServerOptions`: set once, bind many.
 ///
@@ -29,6 +30,10 @@ pub struct ListenerOptions {
     pub(crate) backlog: i32,
     pub(crate) max_message_size: usize,
     pub(crate) shm_capacity: usize,
+    pub(crate) mode: Option<u32>,
+    pub(crate) sddl: Option<String>,
+    pub(crate) accept_remote: bool,
+    pub(crate) current_user_only: bool,
 }
 
 impl Default for ListenerOptions {
@@ -41,6 +46,10 @@ impl Default for ListenerOptions {
             backlog: 1024,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             shm_capacity: crate::sys::shm_channel::DEFAULT_CAPACITY,
+            mode: None,
+            sddl: None,
+            accept_remote: false,
+            current_user_only: false,
         }
     }
 }
@@ -95,12 +104,90 @@ impl ListenerOptions {
         self
     }
 
+    /// The mode of the socket file a Unix listener creates, instead of the
+    /// owner-only 0600: for example `0o660` to admit the members of the file's
+    /// group (the creating process's group, or the directory's with setgid).
+    ///
+    /// Only the permission bits are allowed and the owner must keep read and
+    /// write; `bind` refuses anything else with [`ErrorKind::InvalidOption`].
+    /// The mode is set on the file before the socket listens, so no client
+    /// connects under the default first. A client also needs search (`x`)
+    /// permission on every directory above the file: the private directory of
+    /// portable names is 0700 and admits nobody else whatever the mode, so a
+    /// group socket needs an explicit path (`unix:/srv/app/app.sock`).
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Unix only. Windows ignores it (use
+    /// [`security_descriptor`](Self::security_descriptor)): it only ever widens
+    /// access, so ignoring it keeps the stricter default. A Linux abstract
+    /// socket has no file and no mode; `bind` refuses a mode for one.
+    #[doc(alias = "chmod")]
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// The security descriptor of the pipes (and mailslots) the listener creates,
+    /// in SDDL, instead of the default that grants only the current user and
+    /// SYSTEM. For example `"D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;AU)"` admits
+    /// every authenticated user.
+    ///
+    /// This corresponds to `ConvertStringSecurityDescriptorToSecurityDescriptorW`;
+    /// a text it cannot parse makes `bind` fail with [`ErrorKind::InvalidOption`]
+    /// naming the text.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows only. Unix ignores it (use [`mode`](Self::mode)): it only ever
+    /// widens access, so ignoring it keeps the stricter default.
+    #[doc(alias = "SDDL")]
+    pub fn security_descriptor(&mut self, sddl: &str) -> &mut Self {
+        self.sddl = Some(sddl.to_owned());
+        self
+    }
+
+    /// Whether clients on other machines may connect over SMB (default false:
+    /// `PIPE_REJECT_REMOTE_CLIENTS`). They still need the descriptor's permission.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows only; Unix sockets are local by nature and ignore it.
+    pub fn accept_remote_clients(&mut self, yes: bool) -> &mut Self {
+        self.accept_remote = yes;
+        self
+    }
+
+    /// Whether `accept` refuses a client that runs as another user than this
+    /// process (like .NET's `PipeOptions.CurrentUserOnly`; default false). The
+    /// refused client's connection is closed and `accept` fails with
+    /// [`ErrorKind::PermissionDenied`], naming the client's user; the listener
+    /// stays usable, so an accept loop should go on after that error.
+    ///
+    /// The file mode and DACL already keep other users out by default; this
+    /// check holds even where they do not (a group [`mode`](Self::mode), an
+    /// abstract socket, a wide [`security_descriptor`](Self::security_descriptor)).
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Unix: the peer's uid from `SO_PEERCRED`. Windows: the user SID of the
+    /// client process (`GetNamedPipeClientProcessId`, then its token). A `tcp:`
+    /// listener cannot tell who its clients are, nor can a mailslot or a
+    /// shared-memory channel: binding those refuses the option
+    /// ([`ErrorKind::InvalidOption`]).
+    pub fn current_user_only(&mut self, yes: bool) -> &mut Self {
+        self.current_user_only = yes;
+        self
+    }
+
     /// Binds a listener at `addr` with these options.
     ///
     /// # Errors
     ///
     /// See [`Listener::bind`]; also [`ErrorKind::InvalidOption`] for a
-    /// `max_instances` of 0 or 255.
+    /// `max_instances` of 0 or 255, a bad [`mode`](Self::mode) or
+    /// [`security_descriptor`](Self::security_descriptor), or
+    /// [`current_user_only`](Self::current_user_only) on `tcp:`.
     pub fn bind(&self, addr: impl ToAddress) -> Result<Listener> {
         self.check()?;
         Listener::bind_with(addr.to_address()?, self)
@@ -116,6 +203,9 @@ impl ListenerOptions {
                     format!("max_instances must be from 1 to 254, not {n}"),
                 ));
             }
+        }
+        if let Some(mode) = self.mode {
+            crate::security::check_mode(mode)?;
         }
         Ok(())
     }
@@ -137,6 +227,7 @@ pub struct ConnectOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry_not_found: bool,
     pub(crate) max_message_size: usize,
+    pub(crate) server_user: ServerUser,
 }
 
 impl Default for ConnectOptions {
@@ -145,6 +236,7 @@ impl Default for ConnectOptions {
             timeout: None,
             retry_not_found: false,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            server_user: ServerUser::Any,
         }
     }
 }
@@ -188,6 +280,33 @@ impl ConnectOptions {
     /// with these options accepts (default 64 MiB); byte streams ignore it.
     pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// Refuse a server that does not run as `user`, so that a process of another
+    /// user that took the name first cannot pose as the server. After the
+    /// connection is made the server's user is read from the OS; another user
+    /// closes the connection and `connect` fails with
+    /// [`ErrorKind::PermissionDenied`], naming the user that owns the server.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Unix: the server's uid from `SO_PEERCRED` (as it was when the server
+    /// called `listen`); `user` must be a [`UserId::Uid`]. Windows: the user SID
+    /// of the server process (`GetNamedPipeServerProcessId`, then its token);
+    /// `user` must be a [`UserId::Sid`]. A user of the other kind, or a `tcp:`
+    /// or `shm:` address (whose server cannot be identified), makes `connect`
+    /// fail with [`ErrorKind::InvalidOption`] before any connection is made.
+    pub fn require_server_user(&mut self, user: UserId) -> &mut Self {
+        self.server_user = ServerUser::Is(user);
+        self
+    }
+
+    /// Refuse a server that does not run as the user this process runs as: a
+    /// shorthand for [`require_server_user`](Self::require_server_user) with
+    /// [`UserId::current`].
+    pub fn server_user_is_current(&mut self) -> &mut Self {
+        self.server_user = ServerUser::Current;
         self
     }
 

@@ -16,6 +16,7 @@ use super::{bind_tcp, connect_tcp, in_runtime};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result, breaks_channel, timed_out};
 use crate::message::frame::{FrameReader, FrameWriter};
+use crate::security::{self, PeerCredentials};
 use crate::stream::{
     ConnectOptions, Limits, ListenerOptions, check_max_message_size, check_timeout,
 };
@@ -49,6 +50,7 @@ pub struct MessageListener {
     inner: ListenerKind,
     addr: Address,
     max: usize,
+    current_user_only: bool,
 }
 
 impl fmt::Debug for MessageListener {
@@ -75,6 +77,9 @@ impl MessageListener {
     fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<MessageListener> {
         in_runtime(format!("bind {addr}"))?;
         let ep = addr.stream_endpoint(&sys::env())?;
+        if matches!(ep, Endpoint::Tcp { .. }) {
+            security::refuse_current_user_only(opts.current_user_only, &addr)?;
+        }
         let inner = match &ep {
             Endpoint::Tcp { host, port } => bind_tcp(host, *port).map(ListenerKind::Framed),
             ep => sys::tokio::MsgListener::bind(ep, opts).map(ListenerKind::Local),
@@ -94,6 +99,7 @@ impl MessageListener {
             inner,
             addr,
             max: opts.max_message_size,
+            current_user_only: opts.current_user_only,
         })
     }
 
@@ -113,6 +119,9 @@ impl MessageListener {
             ListenerKind::Framed(l) => l.accept().await.map(|(s, _)| Conn::framed(s)),
         }
         .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
+        if let Conn::Local(s) = &conn {
+            security::verify_client(self.current_user_only, &self.addr, || s.peer_credentials())?;
+        }
         Ok(MessageStream::new(conn, self.addr.clone(), self.max))
     }
 
@@ -242,6 +251,20 @@ impl MessageStream {
     /// [`ErrorKind::Unsupported`] outside a tokio runtime.
     pub async fn connect(addr: impl ToAddress) -> Result<MessageStream> {
         ConnectOptions::new().connect_message_tokio(addr).await
+    }
+
+    /// Which process and user is on the other end, as
+    /// [`crate::Stream::peer_credentials`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] on `tcp:` channels; otherwise the OS error.
+    #[doc(alias = "SO_PEERCRED")]
+    pub fn peer_credentials(&self) -> Result<PeerCredentials> {
+        match &self.shared.conn {
+            Conn::Local(s) => security::credentials(s.peer_credentials(), &self.peer),
+            Conn::Framed(_) => Err(crate::stream::no_tcp_credentials(&self.peer)),
+        }
     }
 
     /// Sends `msg` as one message.
@@ -421,11 +444,16 @@ impl ConnectOptions {
         let addr = addr.to_address()?;
         in_runtime(format!("connect to {addr}"))?;
         let ep = addr.stream_endpoint(&sys::env())?;
+        self.server_user
+            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
         let conn = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(Conn::framed),
             ep => sys::tokio::connect_message(ep, self).await.map(Conn::Local),
         }
         .map_err(|e| Error::connect(&addr, &ep, e))?;
+        if let Conn::Local(s) = &conn {
+            self.server_user.verify(&addr, || s.peer_credentials())?;
+        }
         Ok(MessageStream::new(conn, addr, self.max_message_size))
     }
 }

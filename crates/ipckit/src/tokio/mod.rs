@@ -79,6 +79,7 @@ use ::tokio::net::{TcpListener, TcpStream, tcp};
 use self::limit::{Limit, timed_out};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
+use crate::security::{self, PeerCredentials};
 use crate::stream::{ConnectOptions, ListenerOptions, check_timeout};
 use crate::sys;
 
@@ -150,6 +151,7 @@ enum ListenerKind {
 pub struct Listener {
     inner: ListenerKind,
     addr: Address,
+    current_user_only: bool,
 }
 
 impl fmt::Debug for Listener {
@@ -189,6 +191,9 @@ impl Listener {
     fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
         in_runtime(format!("bind {addr}"))?;
         let ep = addr.stream_endpoint(&sys::env())?;
+        if matches!(ep, Endpoint::Tcp { .. }) {
+            security::refuse_current_user_only(opts.current_user_only, &addr)?;
+        }
         let inner = match &ep {
             Endpoint::Tcp { host, port } => bind_tcp(host, *port).map(ListenerKind::Tcp),
             ep => sys::tokio::Listener::bind(ep, opts).map(ListenerKind::Local),
@@ -204,7 +209,11 @@ impl Listener {
             },
             ListenerKind::Local(_) => addr,
         };
-        Ok(Listener { inner, addr })
+        Ok(Listener {
+            inner,
+            addr,
+            current_user_only: opts.current_user_only,
+        })
     }
 
     /// Waits for the next client and returns the connected stream.
@@ -219,7 +228,9 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// The OS error, with the address in the message.
+    /// The OS error, with the address in the message; with
+    /// [`ListenerOptions::current_user_only`], [`ErrorKind::PermissionDenied`]
+    /// for a client of another user, as [`crate::Listener::accept`].
     #[doc(alias = "ConnectNamedPipe")]
     pub async fn accept(&self) -> Result<Stream> {
         let io = match &self.inner {
@@ -227,6 +238,11 @@ impl Listener {
             ListenerKind::Tcp(l) => l.accept().await.map(|(s, _)| StreamIo::Tcp(s)),
         }
         .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
+        if let StreamIo::Local(s) = &io {
+            security::verify_client(self.current_user_only, &self.addr, || {
+                sys::tokio::peer_credentials(s)
+            })?;
+        }
         Ok(Stream::new(io, self.addr.clone()))
     }
 
@@ -296,11 +312,17 @@ impl ConnectOptions {
         let addr = addr.to_address()?;
         in_runtime(format!("connect to {addr}"))?;
         let ep = addr.stream_endpoint(&sys::env())?;
+        self.server_user
+            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
         let io = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(StreamIo::Tcp),
             ep => sys::tokio::connect(ep, self).await.map(StreamIo::Local),
         }
         .map_err(|e| Error::connect(&addr, &ep, e))?;
+        if let StreamIo::Local(s) = &io {
+            self.server_user
+                .verify(&addr, || sys::tokio::peer_credentials(s))?;
+        }
         Ok(Stream::new(io, addr))
     }
 }
@@ -423,6 +445,22 @@ impl Stream {
     /// The address this stream was connected to, or accepted on.
     pub fn peer_addr(&self) -> &Address {
         &self.peer
+    }
+
+    /// Which process and user is on the other end, as
+    /// [`crate::Stream::peer_credentials`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] on `tcp:` streams; otherwise the OS error.
+    #[doc(alias = "SO_PEERCRED")]
+    pub fn peer_credentials(&self) -> Result<PeerCredentials> {
+        match &self.io {
+            StreamIo::Local(s) => {
+                security::credentials(sys::tokio::peer_credentials(s), &self.peer)
+            }
+            StreamIo::Tcp(_) => Err(crate::stream::no_tcp_credentials(&self.peer)),
+        }
     }
 
     /// Bounds every later read to `timeout` (None: no bound).

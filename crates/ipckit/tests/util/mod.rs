@@ -77,3 +77,92 @@ pub(crate) fn pattern(seq: u64, size: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A child process whose stdout the test reads line by line; killed and reaped
+/// when dropped, so a failing test leaves no process behind.
+pub(crate) struct Kid {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+/// The environment variables that tell a test program re-run as a child (by
+/// [`this_test_as_child`]) which role to play, and with what argument.
+const CHILD_ROLE: &str = "IPCKIT_TEST_CHILD_ROLE";
+const CHILD_ARG: &str = "IPCKIT_TEST_CHILD_ARG";
+
+/// A command that re-runs this test program as a child: only its `#[ignore]`d
+/// test `entry`, which reads its role and argument with [`child_role`]. `prefix`
+/// (e.g. `setpriv` and its arguments) runs in front of it, if not empty.
+pub(crate) fn this_test_as_child(
+    prefix: &[String],
+    entry: &str,
+    role: &str,
+    arg: &str,
+) -> std::process::Command {
+    let exe = std::env::current_exe().expect("this test program's path");
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = std::process::Command::new(first);
+            c.args(rest).arg("--").arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    cmd.args([entry, "--exact", "--ignored", "--nocapture", "--quiet"])
+        .env(CHILD_ROLE, role)
+        .env(CHILD_ARG, arg);
+    cmd
+}
+
+/// In a child started by [`this_test_as_child`], its role and argument; `None`
+/// when the program runs as a test program (the entry point then does nothing).
+pub(crate) fn child_role() -> Option<(String, String)> {
+    Some((
+        std::env::var(CHILD_ROLE).ok()?,
+        std::env::var(CHILD_ARG).ok()?,
+    ))
+}
+
+impl Kid {
+    /// Starts `cmd` with its stdin and stdout piped.
+    pub(crate) fn spawn(mut cmd: std::process::Command) -> Kid {
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the child");
+        let out = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        Kid { child, out }
+    }
+
+    /// The child's next line that starts with an upper-case word (the test
+    /// harness prints other lines too).
+    pub(crate) fn line(&mut self) -> String {
+        use std::io::BufRead;
+        loop {
+            let mut line = String::new();
+            let n = self
+                .out
+                .read_line(&mut line)
+                .expect("read the child's stdout");
+            assert!(n > 0, "the child ended without saying anything more");
+            let line = line.trim_end().to_owned();
+            if line.starts_with(|c: char| c.is_ascii_uppercase()) {
+                return line;
+            }
+        }
+    }
+
+    /// The child's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

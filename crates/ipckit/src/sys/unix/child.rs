@@ -60,6 +60,10 @@ pub(crate) fn message_pair() -> io::Result<(MsgStream, ChildEnd)> {
     Ok((MsgStream::from_fd(parent), ChildEnd { fd: child }))
 }
 
+/// Node's channel is a plain byte stream here (libuv frames it only on
+/// Windows).
+pub(crate) const LIBUV_FRAMES: bool = false;
+
 /// A `SOCK_STREAM` pair (Node's channel): the parent's stream and the child's end.
 pub(crate) fn stream_pair() -> io::Result<(Stream, ChildEnd)> {
     let (parent, child) = pair(SocketType::STREAM)?;
@@ -79,6 +83,7 @@ impl ChildEnd {
         cmd: &mut C,
         std_cmd: fn(&mut C) -> &mut Command,
         spawn: impl FnOnce(&mut C) -> io::Result<T>,
+        _pid: fn(&T) -> Option<u32>,
     ) -> io::Result<T> {
         // The hook stays on the command; once this spawn is over it must do
         // nothing in later spawns of the same command (the number may be reused).

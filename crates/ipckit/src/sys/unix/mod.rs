@@ -87,6 +87,14 @@ pub(crate) fn pipe_names() -> io::Result<Vec<String>> {
     ))
 }
 
+/// The user this process runs as: its effective uid, the one the kernel gives
+/// the files it creates and reports to its peers (`SO_PEERCRED`).
+pub(crate) fn current_user() -> io::Result<crate::security::UserId> {
+    Ok(crate::security::UserId::Uid(
+        rustix::process::geteuid().as_raw(),
+    ))
+}
+
 /// Never under Wine on Unix.
 pub(crate) fn wine_version() -> Option<String> {
     None

@@ -17,8 +17,9 @@ pub(super) fn path() -> PathBuf {
     }
 }
 
-/// Creates `dir` (mode 0700) if needed and checks that it is a directory owned by
-/// the current user that no one else can write to or list.
+/// Creates `dir` (mode 0700) if needed and checks that it is a directory (not a
+/// symlink) owned by the current (effective) user that no one else can write to;
+/// one that others can only list or enter is tightened to 0700.
 pub(super) fn ensure(dir: &Path) -> io::Result<()> {
     match DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
@@ -34,7 +35,7 @@ pub(super) fn ensure(dir: &Path) -> io::Result<()> {
         }
     }
     let meta = fs::symlink_metadata(dir)?;
-    let uid = rustix::process::getuid().as_raw();
+    let uid = rustix::process::geteuid().as_raw();
     let refuse = |why: String| {
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -54,8 +55,19 @@ pub(super) fn ensure(dir: &Path) -> io::Result<()> {
         ));
     }
     let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        // Somebody else could have planted or swapped socket files in it: using
+        // it would let them pose as our servers. Tightening it now would not undo
+        // that, so refuse and say how to fix it.
+        return refuse(format!(
+            "it is writable by its group or by others (mode {mode:#o}); it must be 0700. \
+             Remove it, or run `chmod 700 {}` if you trust what is in it",
+            dir.display()
+        ));
+    }
     if mode & 0o077 != 0 {
-        // Our own directory with loose bits (an old umask, a user's chmod): tighten it.
+        // Our own directory that others could only list or enter (an old umask,
+        // a user's chmod): nobody else wrote to it, so tighten it.
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())

@@ -131,6 +131,10 @@ impl MsgStream {
         self.sock.as_fd()
     }
 
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
+        super::stream::peer_credentials(self.sock.as_fd())
+    }
+
     pub(crate) fn send(&self, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
         self.send_with(msg, Wait::from_limit(limit))
     }

@@ -3,7 +3,7 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockop
 
 use super::{fdio, runtime_dir};
 use crate::address::Endpoint;
+use crate::security::PeerCredentials;
 use crate::stream::{ConnectOptions, ListenerOptions, retry_pause};
 
 pub(super) fn socket_addr(ep: &Endpoint) -> io::Result<SocketAddrUnix> {
@@ -61,9 +62,7 @@ impl Drop for OwnFile {
 /// A listening Unix socket.
 #[derive(Debug)]
 pub(crate) struct Listener {
-    // Declared first, so the file is removed before the socket closes. Held for
-    // its `Drop`; only the tokio layer reads it (`into_parts`).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    // Declared first, so the file is removed before the socket closes.
     file: Option<OwnFile>,
     sock: UnixListener,
 }
@@ -80,6 +79,25 @@ impl Listener {
     pub(crate) fn accept(&self) -> io::Result<Stream> {
         let (sock, _) = self.sock.accept()?;
         Ok(Stream { sock })
+    }
+
+    /// The socket file's mode, owner and group.
+    pub(crate) fn describe_access(&self) -> io::Result<String> {
+        match &self.file {
+            Some(file) => {
+                let meta = fs::symlink_metadata(&file.path)?;
+                Ok(format!(
+                    "mode {:04o}, owner uid {}, group gid {}",
+                    meta.mode() & 0o7777,
+                    meta.uid(),
+                    meta.gid()
+                ))
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an abstract socket has no file and no access control: any local process may connect",
+            )),
+        }
     }
 
     /// The listening socket (blocking) and the guard that removes its file, for
@@ -108,6 +126,16 @@ pub(super) fn bind_socket(
             runtime_dir::ensure(dir)?;
         }
     }
+    if let (Some(mode), Endpoint::Abstract(_)) = (opts.mode, ep) {
+        return Err(crate::Error::new(
+            crate::ErrorKind::InvalidOption,
+            format!(
+                "mode {mode:#o}: an abstract socket has no file and no mode (any local process \
+                 may connect to it; use current_user_only to refuse other users)"
+            ),
+        )
+        .into());
+    }
     let addr = socket_addr(ep)?;
     let fd = new_socket_of(ty, SocketFlags::empty())?;
     prepare(&fd, ty)?;
@@ -132,7 +160,10 @@ pub(super) fn bind_socket(
                 dev: meta.dev(),
                 ino: meta.ino(),
             };
-            fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+            // Before `listen`: until then a connect is refused, so no client
+            // gets in under the mode the umask gave the file.
+            let mode = opts.mode.unwrap_or(0o600);
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
             Some(file)
         }
         _ => None,
@@ -220,6 +251,33 @@ impl Stream {
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.sock.shutdown(how)
     }
+
+    pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        peer_credentials(self.sock.as_fd())
+    }
+}
+
+/// The credentials the kernel recorded for the peer of a connected Unix socket:
+/// `SO_PEERCRED` (the peer's pid and effective uid and gid when it called
+/// `connect` or `listen`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
+    let cred = sockopt::socket_peercred(fd)?;
+    Ok(PeerCredentials {
+        pid: u32::try_from(cred.pid.as_raw_nonzero().get()).ok(),
+        uid: Some(cred.uid.as_raw()),
+        gid: Some(cred.gid.as_raw()),
+        sid: None,
+    })
+}
+
+/// Peer credentials are implemented for Linux only so far.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn peer_credentials(_fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "peer credentials are implemented on Linux only (SO_PEERCRED)",
+    ))
 }
 
 /// Connects a Unix socket of type `ty` to `ep`, retrying while nobody listens

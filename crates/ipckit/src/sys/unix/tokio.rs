@@ -109,6 +109,12 @@ async fn connect_once(addr: &SocketAddrUnix) -> io::Result<Stream> {
     Ok(stream)
 }
 
+/// The credentials of the peer of a connected stream (`SO_PEERCRED`).
+pub(crate) fn peer_credentials(stream: &Stream) -> io::Result<crate::security::PeerCredentials> {
+    use std::os::fd::AsFd;
+    stream::peer_credentials(stream.as_fd())
+}
+
 /// Registers a socket the blocking layer owns with the reactor.
 #[allow(unsafe_code)]
 fn watch<T: std::os::fd::AsRawFd>(sock: T) -> io::Result<AsyncFd<T>> {
@@ -164,6 +170,10 @@ impl MsgStream {
 
     pub(crate) fn close(&self) {
         self.io.get_ref().close();
+    }
+
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
+        self.io.get_ref().peer_credentials()
     }
 }
 

@@ -19,6 +19,7 @@ use std::io;
 use std::os::windows::io::{
     AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, IntoRawHandle, OwnedHandle,
 };
+use std::os::windows::process::CommandExt;
 use std::process::Command;
 use std::ptr;
 use std::sync::Mutex;
@@ -32,9 +33,11 @@ use windows_sys::Win32::Storage::FileSystem::{
     FILE_TYPE, FILE_TYPE_CHAR, FILE_TYPE_DISK, FILE_TYPE_PIPE, FILE_TYPE_REMOTE, GetFileType,
 };
 use windows_sys::Win32::System::Pipes::{GetNamedPipeInfo, PIPE_SERVER_END, PIPE_TYPE_MESSAGE};
+use windows_sys::Win32::System::Threading::{CREATE_SUSPENDED, GetStartupInfoW, STARTUPINFOW};
 
+use super::crt_fds;
 use super::message::{MsgStream, client_handle};
-use super::pipe::{Listener, PipeKind, lock};
+use super::pipe::{Listener, PipeKind, connect_handle, lock};
 use crate::address::Endpoint;
 use crate::stream::{ConnectOptions, ListenerOptions};
 
@@ -45,7 +48,13 @@ static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 #[derive(Debug)]
 pub(crate) struct ChildEnd {
     handle: OwnedHandle,
+    /// Node's channel: the C runtime descriptor the child finds it as.
+    node_fd: Option<usize>,
 }
+
+/// The descriptor Node's `fork` gives its channel (after stdin, stdout and
+/// stderr), which ipckit gives it too.
+const NODE_FD: usize = 3;
 
 /// A pipe path no other channel, process or earlier run uses.
 fn unique_path() -> String {
@@ -70,28 +79,31 @@ pub(crate) fn message_pair() -> io::Result<(MsgStream, ChildEnd)> {
     let client = client_handle(&ep, &ConnectOptions::new())?;
     // The client is connected already: this returns at once (ERROR_PIPE_CONNECTED).
     let server = listener.accept_handle()?;
-    Ok((MsgStream::new(server, true)?, ChildEnd { handle: client }))
+    let end = ChildEnd {
+        handle: client,
+        node_fd: None,
+    };
+    Ok((MsgStream::new(server, true)?, end))
 }
 
-/// Node's channel is a C runtime descriptor that Node passes in `STARTUPINFO`'s
-/// `lpReserved2`, which `std::process::Command` cannot set.
-fn node_unsupported() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        "Node's json channel is not supported on Windows (Node passes it as a C runtime \
-         descriptor in STARTUPINFO, which std::process::Command cannot set); use the \
-         messages serialization",
-    )
-}
+/// libuv on Windows writes and expects its IPC frames on Node's channel.
+pub(crate) const LIBUV_FRAMES: bool = true;
 
-/// Not on Windows: see [`node_unsupported`].
+/// Node's channel: a connected byte-mode pipe (as libuv makes it), the
+/// parent's end and the child's, which the child finds as C runtime descriptor
+/// 3 (see [`ChildEnd::spawn_with`]).
 pub(crate) fn stream_pair() -> io::Result<(super::Stream, ChildEnd)> {
-    Err(node_unsupported())
-}
-
-/// Not on Windows: see [`node_unsupported`].
-pub(crate) fn adopt_stream(_token: &str, _var: &str) -> io::Result<super::Stream> {
-    Err(node_unsupported())
+    let ep = Endpoint::Pipe(unique_path());
+    let mut opts = ListenerOptions::new();
+    opts.max_instances(1);
+    let listener = Listener::bind_kind(&ep, &opts, PipeKind::Bytes)?;
+    let client = connect_handle(&ep, &ConnectOptions::new())?;
+    let server = listener.accept_handle()?;
+    let end = ChildEnd {
+        handle: client,
+        node_fd: Some(NODE_FD),
+    };
+    Ok((super::Stream::from_handle(server)?, end))
 }
 
 /// A named pipe cannot be half-closed.
@@ -114,25 +126,49 @@ fn set_inherit(handle: BorrowedHandle<'_>, inherit: bool) -> io::Result<()> {
 }
 
 impl ChildEnd {
-    /// What the child is told in its environment: the handle's value.
+    /// What the child is told in its environment: the handle's value, or for
+    /// Node's channel the descriptor number.
     pub(crate) fn token(&self) -> String {
-        (self.handle.as_raw_handle() as usize).to_string()
+        match self.node_fd {
+            Some(fd) => fd.to_string(),
+            None => (self.handle.as_raw_handle() as usize).to_string(),
+        }
     }
 
     /// Spawns `cmd` through `spawn` with this end inherited, then closes the
-    /// parent's copy of it.
+    /// parent's copy of it. For Node's channel the child is created suspended
+    /// (the command's creation flags are set to `CREATE_SUSPENDED` for the
+    /// spawn, then to 0), given a C runtime descriptor table that names the
+    /// inherited handle as descriptor 3, and resumed; `pid` finds the child.
+    /// A child that cannot be given its table is killed.
     pub(crate) fn spawn_with<C, T>(
         self,
         cmd: &mut C,
-        _std_cmd: fn(&mut C) -> &mut Command,
+        std_cmd: fn(&mut C) -> &mut Command,
         spawn: impl FnOnce(&mut C) -> io::Result<T>,
+        pid: fn(&T) -> Option<u32>,
     ) -> io::Result<T> {
         let _only_us = lock(&SPAWN_LOCK);
         set_inherit(self.handle.as_handle(), true)?;
+        if self.node_fd.is_some() {
+            std_cmd(cmd).creation_flags(CREATE_SUSPENDED);
+        }
         let spawned = spawn(cmd);
+        if self.node_fd.is_some() {
+            std_cmd(cmd).creation_flags(0);
+        }
+        let child = spawned?;
+        if let Some(fd) = self.node_fd {
+            let id = pid(&child).ok_or_else(|| {
+                io::Error::other("the suspended child has no process id (it was reaped)")
+            })?;
+            let suspended = crt_fds::Suspended::open(id)?;
+            suspended.give_table(&crt_fds::pipe_table(fd, self.handle.as_raw_handle()))?;
+            suspended.resume()?;
+        }
         // Closed while the lock is held: no later ipckit spawn can inherit it.
         drop(self);
-        spawned
+        Ok(child)
     }
 }
 
@@ -167,7 +203,79 @@ pub(crate) fn adopt_messages(token: &str, var: &str) -> io::Result<MsgStream> {
             "{var}={value} is not the value of an inherited handle"
         )));
     }
-    let raw = value as HANDLE;
+    let handle = adopt_pipe(value as HANDLE, &format!("{var}={value}"), true)?;
+    MsgStream::new(handle, false)
+}
+
+/// Takes ownership of Node's channel: the C runtime descriptor named by
+/// `token` (`NODE_CHANNEL_FD`, 3 as Node's `fork` sets it), which Node passes
+/// in the descriptor table of `STARTUPINFO`'s `lpReserved2` (the table the C
+/// runtime reads at startup). The handle there must be inheritable and the
+/// client end of a byte-mode pipe; it is made non-inheritable again. Its bytes
+/// are libuv's IPC frames, which the portable layer takes apart.
+pub(crate) fn adopt_stream(token: &str, var: &str) -> io::Result<super::Stream> {
+    let fd: usize = token
+        .trim()
+        .parse()
+        .map_err(|_| invalid(format!("{var}={token:?} is not a descriptor number")))?;
+    let raw = inherited_descriptor(fd, var)?;
+    let handle = adopt_pipe(raw, &format!("{var}={fd} (handle {})", raw as usize), false)?;
+    super::pipe::Stream::from_handle(handle)
+}
+
+/// The handle of C runtime descriptor `fd` in the table this process was
+/// started with (`STARTUPINFO.lpReserved2`: a 32-bit count, a flag byte per
+/// descriptor, then a handle per descriptor, packed).
+fn inherited_descriptor(fd: usize, var: &str) -> io::Result<HANDLE> {
+    let mut info = STARTUPINFOW::default();
+    info.cb = std::mem::size_of::<STARTUPINFOW>() as u32;
+    // SAFETY: `info` is a live, correctly sized STARTUPINFOW that the call
+    // fills in; it cannot fail.
+    unsafe { GetStartupInfoW(&mut info) };
+    let missing = |why: String| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{var}={fd}, but {why} (Node passes its channel there when it forks; \
+                 was the variable inherited from a process that had the channel?)"
+            ),
+        )
+    };
+    let len = usize::from(info.cbReserved2);
+    if info.lpReserved2.is_null() || len < 4 {
+        return Err(missing(
+            "this process was started without a C runtime descriptor table".into(),
+        ));
+    }
+    // SAFETY: the system keeps the `cbReserved2` bytes at `lpReserved2` (part
+    // of the process parameters that the parent passed to CreateProcess) for
+    // the life of the process and never writes them again; they are only read.
+    let table = unsafe { std::slice::from_raw_parts(info.lpReserved2, len) };
+    let count = u32::from_le_bytes(table[..4].try_into().unwrap()) as usize;
+    let size = std::mem::size_of::<HANDLE>();
+    let at = 4 + count + fd * size;
+    if fd >= count || table.len() < at + size {
+        return Err(missing(format!(
+            "the C runtime descriptor table this process was started with has \
+             {count} descriptors, not descriptor {fd}"
+        )));
+    }
+    let value = usize::from_le_bytes(table[at..at + size].try_into().unwrap());
+    // 0 and -1 (INVALID_HANDLE_VALUE) mark a descriptor that is not open; -2
+    // one whose handle the parent did not pass.
+    if value == 0 || (value as isize) < 0 {
+        return Err(missing(format!(
+            "descriptor {fd} is not open in the table this process was started with"
+        )));
+    }
+    Ok(value as HANDLE)
+}
+
+/// Checks that `raw`, named by `named` in errors, is an inherited pipe client
+/// end in message mode (`messages`) or byte mode, and takes ownership of it,
+/// making it non-inheritable. On a refusal nothing is changed or closed.
+fn adopt_pipe(raw: HANDLE, named: &str, messages: bool) -> io::Result<OwnedHandle> {
+    let value = raw as usize;
     let stdio = [
         std::io::stdin().as_raw_handle(),
         std::io::stdout().as_raw_handle(),
@@ -175,7 +283,7 @@ pub(crate) fn adopt_messages(token: &str, var: &str) -> io::Result<MsgStream> {
     ];
     if let Some(n) = stdio.iter().position(|h| *h == raw) {
         return Err(invalid(format!(
-            "{var}={value}, but handle {value} is standard {}, never an inherited channel",
+            "{named}, but handle {value} is standard {}, never an inherited channel",
             ["input", "output", "error"][n]
         )));
     }
@@ -190,7 +298,7 @@ pub(crate) fn adopt_messages(token: &str, var: &str) -> io::Result<MsgStream> {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!(
-                "{var}={value}, but handle {value} is not open in this process (was the \
+                "{named}, but handle {value} is not open in this process (was the \
                  variable inherited from a process that had the channel?): {err}"
             ),
         ));
@@ -199,7 +307,7 @@ pub(crate) fn adopt_messages(token: &str, var: &str) -> io::Result<MsgStream> {
     // only for the length of a spawn): an inheritable one came from the parent.
     if flags & HANDLE_FLAG_INHERIT == 0 {
         return Err(invalid(format!(
-            "{var}={value}, but handle {value} is not inheritable: this process opened \
+            "{named}, but handle {value} is not inheritable: this process opened \
              it itself (or took its channel already), so it is not the inherited \
              channel (was the variable inherited from a process that had the channel?)"
         )));
@@ -211,11 +319,11 @@ pub(crate) fn adopt_messages(token: &str, var: &str) -> io::Result<MsgStream> {
         let err = io::Error::last_os_error();
         if kind == 0 && err.raw_os_error() != Some(NO_ERROR as i32) {
             return Err(invalid(format!(
-                "{var}={value}, but handle {value} could not be asked for its type: {err}"
+                "{named}, but handle {value} could not be asked for its type: {err}"
             )));
         }
         return Err(invalid(format!(
-            "{var}={value}, but handle {value} is a {}, not a pipe",
+            "{named}, but handle {value} is a {}, not a pipe",
             file_type_name(kind)
         )));
     }
@@ -235,19 +343,25 @@ pub(crate) fn adopt_messages(token: &str, var: &str) -> io::Result<MsgStream> {
     if ok == 0 {
         let err = io::Error::last_os_error();
         return Err(invalid(format!(
-            "{var}={value}, but handle {value} is a pipe that could not be asked for \
+            "{named}, but handle {value} is a pipe that could not be asked for \
              its mode: {err}"
         )));
     }
-    if mode & PIPE_SERVER_END != 0 || mode & PIPE_TYPE_MESSAGE == 0 {
-        let what = match (mode & PIPE_SERVER_END != 0, mode & PIPE_TYPE_MESSAGE != 0) {
+    let (server, message) = (mode & PIPE_SERVER_END != 0, mode & PIPE_TYPE_MESSAGE != 0);
+    if server || message != messages {
+        let what = match (server, message) {
             (true, true) => "the server end of a message-mode pipe",
             (true, false) => "the server end of a byte-mode pipe",
-            _ => "the client end of a byte-mode pipe",
+            (false, true) => "the client end of a message-mode pipe",
+            (false, false) => "the client end of a byte-mode pipe",
+        };
+        let want = if messages {
+            "the client end of a message-mode pipe that an ipckit channel uses"
+        } else {
+            "the client end of a byte-mode pipe that Node's channel uses"
         };
         return Err(invalid(format!(
-            "{var}={value}, but handle {value} is {what}, not the client end of a \
-             message-mode pipe that a channel uses"
+            "{named}, but handle {value} is {what}, not {want}"
         )));
     }
     // SAFETY: `raw` is open and inheritable, and std and ipckit create every
@@ -255,17 +369,18 @@ pub(crate) fn adopt_messages(token: &str, var: &str) -> io::Result<MsgStream> {
     // the parent's copy is closed right after), so no owner in this process
     // made it: it was inherited from the parent. Of the inherited handles, the
     // standard ones (which std writes through) were refused above, and the
-    // parent named this one in `var` as this channel (the client end of a
-    // message-mode pipe, as checked). The only way
-    // for code in this process to own it is to adopt it here, which clears the
-    // evidence (it is non-inheritable from now on) and which the portable layer
-    // allows once. (Code that creates inheritable handles itself, outside std,
-    // would defeat the check; the variable would then have to name one.)
+    // parent named this one (in the variable, or in the variable and its C
+    // runtime descriptor table) as this channel, a pipe client end of the
+    // checked mode. The only way for code in this process to own it is to
+    // adopt it here, which clears the evidence (it is non-inheritable from now
+    // on) and which the portable layer allows once. (Code that creates
+    // inheritable handles itself, outside std, would defeat the check; the
+    // parent would then have to name one.)
     let handle = unsafe { OwnedHandle::from_raw_handle(raw) };
     if let Err(e) = set_inherit(handle.as_handle(), false) {
         // Not taken after all: give the handle back, open and unchanged.
         let _ = handle.into_raw_handle();
         return Err(e);
     }
-    MsgStream::new(handle, false)
+    Ok(handle)
 }

@@ -46,6 +46,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::Mailslots::{CreateMailslotW, GetMailslotInfo};
 
 use super::handle::{Event, owned, wide};
+use super::security::SecurityAttributes;
 use super::{is_wine, overlapped};
 use crate::ErrorKind;
 use crate::address::Endpoint;
@@ -195,7 +196,8 @@ impl MailslotReceiver {
     /// Windows refuses a larger `WriteFile` to it with an error to the sender,
     /// and nothing is queued (Wine queues it; `recv` then drops it).
     pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<MailslotReceiver> {
-        MailslotReceiver::create(&mailslot_path(ep)?, opts.max_message_size, None)
+        let security = SecurityAttributes::new(opts.sddl.as_deref())?;
+        MailslotReceiver::create(&mailslot_path(ep)?, opts.max_message_size, None, &security)
     }
 
     /// Creates the mailslot at `path` (NUL-terminated).
@@ -203,6 +205,7 @@ impl MailslotReceiver {
         path: &[u16],
         max: usize,
         marker: Option<PathBuf>,
+        security: &SecurityAttributes,
     ) -> io::Result<MailslotReceiver> {
         let os_max = u32::try_from(max).unwrap_or(u32::MAX);
         let read_timeout = if is_wine() {
@@ -210,10 +213,12 @@ impl MailslotReceiver {
         } else {
             MAILSLOT_WAIT_FOREVER
         };
-        // SAFETY: `path` is NUL-terminated and outlives the call; null security
-        // attributes select the default descriptor. The result is checked by
-        // `owned`.
-        let raw = unsafe { CreateMailslotW(path.as_ptr(), os_max, read_timeout, ptr::null()) };
+        let raw = security.with(|sa| {
+            // SAFETY: `path` is NUL-terminated and outlives the call; `sa` points
+            // to SECURITY_ATTRIBUTES whose descriptor `security` owns, valid for
+            // the whole call. The result is checked by `owned`.
+            unsafe { CreateMailslotW(path.as_ptr(), os_max, read_timeout, sa) }
+        });
         let handle = owned(raw).map_err(name_taken)?;
         Ok(MailslotReceiver {
             handle,

@@ -21,6 +21,7 @@ use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND}
 
 use super::handle::wide;
 use super::mailslot::{MailslotReceiver, MailslotSender};
+use super::security::SecurityAttributes;
 use crate::mailslot::Broadcast;
 use crate::stream::ListenerOptions;
 
@@ -56,8 +57,13 @@ pub(crate) fn join_group(name: &str, opts: &ListenerOptions) -> io::Result<Mails
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     let marker = dir.join(&member);
-    let receiver =
-        MailslotReceiver::create(&member_path(name, &member), max, Some(marker.clone()))?;
+    let security = SecurityAttributes::new(opts.sddl.as_deref())?;
+    let receiver = MailslotReceiver::create(
+        &member_path(name, &member),
+        max,
+        Some(marker.clone()),
+        &security,
+    )?;
     // A marker left by a dead process whose id this one now has is reused.
     fs::write(&marker, b"")?;
     Ok(receiver)

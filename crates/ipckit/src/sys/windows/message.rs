@@ -152,6 +152,10 @@ impl MsgStream {
         MsgStream::new(client_handle(ep, opts)?, false)
     }
 
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
+        super::security::peer_credentials(self.handle.as_handle())
+    }
+
     /// Sends `msg` as one message (one `WriteFile`), giving up at `limit`.
     pub(crate) fn send(&self, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
         if u32::try_from(msg.len()).is_err() {

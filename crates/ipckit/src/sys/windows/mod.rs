@@ -13,10 +13,13 @@
 //!   pipes; `tokio_message` and `tokio_mailslot`: the async message channels
 //!   and mailslot receivers, on the blocking pool (`tokio_blocking`).
 //! - `pipe_list`: the names in `\\.\pipe\` (`pipe_names`).
+//! - `security`: the current-user DACL every named object is created with (or
+//!   a listener's SDDL), peer process ids and user SIDs, descriptors read back.
 //! - `wine`: Wine detection.
 #![allow(unsafe_code)]
 
 pub(crate) mod child;
+mod crt_fds;
 mod handle;
 mod mailslot;
 mod mailslot_group;
@@ -24,6 +27,7 @@ mod message;
 mod overlapped;
 mod pipe;
 mod pipe_list;
+mod security;
 pub(crate) mod shm;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
@@ -73,6 +77,11 @@ pub(crate) fn mailslot_groups_dir() -> Option<PathBuf> {
 /// No runtime directory: portable names are pipe names on Windows.
 pub(crate) fn runtime_dir() -> Option<PathBuf> {
     None
+}
+
+/// The user this process runs as: the user SID of its token.
+pub(crate) fn current_user() -> io::Result<crate::security::UserId> {
+    security::current_user_sid().map(crate::security::UserId::Sid)
 }
 
 /// Win32 error codes whose `io::ErrorKind` does not say enough.

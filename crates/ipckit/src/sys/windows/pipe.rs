@@ -17,14 +17,17 @@ use windows_sys::Win32::Storage::FileSystem::{
     PIPE_ACCESS_DUPLEX, ReadFile, SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT, WriteFile,
 };
 use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, NAMED_PIPE_MODE, NMPWAIT_WAIT_FOREVER, PIPE_READMODE_BYTE,
-    PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_TYPE_MESSAGE,
-    PIPE_UNLIMITED_INSTANCES, PIPE_WAIT, WaitNamedPipeW,
+    ConnectNamedPipe, CreateNamedPipeW, NAMED_PIPE_MODE, NMPWAIT_WAIT_FOREVER,
+    PIPE_ACCEPT_REMOTE_CLIENTS, PIPE_READMODE_BYTE, PIPE_READMODE_MESSAGE,
+    PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_TYPE_MESSAGE, PIPE_UNLIMITED_INSTANCES,
+    PIPE_WAIT, WaitNamedPipeW,
 };
 
 use super::handle::{Event, owned, wide};
+use super::security::{SecurityAttributes, describe, peer_credentials};
 use super::{overlapped, timed_out};
 use crate::address::Endpoint;
+use crate::security::PeerCredentials;
 use crate::stream::{ConnectOptions, ListenerOptions, retry_pause};
 
 fn pipe_path(ep: &Endpoint) -> io::Result<Vec<u16>> {
@@ -37,12 +40,43 @@ fn pipe_path(ep: &Endpoint) -> io::Result<Vec<u16>> {
     }
 }
 
+/// `PIPE_REJECT_REMOTE_CLIENTS`, unless the options accept remote clients.
+pub(super) fn remote_mode(opts: &ListenerOptions) -> NAMED_PIPE_MODE {
+    if opts.accept_remote {
+        PIPE_ACCEPT_REMOTE_CLIENTS
+    } else {
+        PIPE_REJECT_REMOTE_CLIENTS
+    }
+}
+
+/// Refuses to bind a name that already has instances (another server's, maybe a
+/// squatter's). `FILE_FLAG_FIRST_PIPE_INSTANCE` is the guard that holds against
+/// races; this check comes first because Wine (8) ignores that flag.
+/// `WaitNamedPipeW` tells a name with instances (free: success; all busy:
+/// `ERROR_SEM_TIMEOUT`) from a free name (`ERROR_FILE_NOT_FOUND`) without
+/// taking an instance.
+pub(super) fn refuse_existing(path: &[u16]) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    let exists = unsafe { WaitNamedPipeW(path.as_ptr(), 1) } != 0
+        || io::Error::last_os_error().raw_os_error() == Some(ERROR_SEM_TIMEOUT as i32);
+    if exists {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another server already owns this pipe name (it has instances; \
+             FILE_FLAG_FIRST_PIPE_INSTANCE would be refused): it may be a squatter; \
+             this listener did not start",
+        ));
+    }
+    Ok(())
+}
+
 /// What a refused first instance means: another server owns the name.
 pub(super) fn first_instance_error(e: io::Error) -> io::Error {
     if e.raw_os_error() == Some(windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED as i32) {
         io::Error::new(
             io::ErrorKind::AddrInUse,
-            "another server already owns this pipe name (FILE_FLAG_FIRST_PIPE_INSTANCE refused)",
+            "another server already owns this pipe name (FILE_FLAG_FIRST_PIPE_INSTANCE \
+             refused): it may be a squatter; this listener did not start",
         )
     } else {
         e
@@ -85,6 +119,10 @@ pub(crate) struct Listener {
     event: Event,
     /// Signalled to give up a waiting `accept` for good (see `abort`).
     stop: Event,
+    /// The descriptor every instance is created with.
+    security: SecurityAttributes,
+    /// `PIPE_REJECT_REMOTE_CLIENTS` unless the listener opted out.
+    remote: NAMED_PIPE_MODE,
 }
 
 impl Listener {
@@ -109,7 +147,10 @@ impl Listener {
             waiting: Mutex::new(None),
             event: Event::new()?,
             stop: Event::new()?,
+            security: SecurityAttributes::new(opts.sddl.as_deref())?,
+            remote: remote_mode(opts),
         };
+        refuse_existing(&listener.path)?;
         let first = listener
             .create_instance(true)
             .map_err(first_instance_error)?;
@@ -125,23 +166,36 @@ impl Listener {
         if first {
             open |= FILE_FLAG_FIRST_PIPE_INSTANCE;
         }
-        let mode = self.kind.mode() | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS;
-        // SAFETY: `self.path` is NUL-terminated and outlives the call; null
-        // security attributes select the default descriptor. The result is checked
-        // by `owned`.
-        let raw = unsafe {
-            CreateNamedPipeW(
-                self.path.as_ptr(),
-                open,
-                mode,
-                self.max_instances,
-                self.out_buffer,
-                self.in_buffer,
-                0,
-                ptr::null(),
-            )
-        };
+        let mode = self.kind.mode() | PIPE_WAIT | self.remote;
+        let raw = self.security.with(|sa| {
+            // SAFETY: `self.path` is NUL-terminated and outlives the call; `sa`
+            // points to SECURITY_ATTRIBUTES whose descriptor `self.security` owns,
+            // valid for the whole call (`with`). The result is checked by `owned`.
+            unsafe {
+                CreateNamedPipeW(
+                    self.path.as_ptr(),
+                    open,
+                    mode,
+                    self.max_instances,
+                    self.out_buffer,
+                    self.in_buffer,
+                    0,
+                    sa,
+                )
+            }
+        });
         owned(raw)
+    }
+
+    /// The owner and DACL of the pipe, as SDDL, read from the waiting instance.
+    pub(crate) fn describe_access(&self) -> io::Result<String> {
+        match &*lock(&self.waiting) {
+            Some(instance) => describe(instance.as_handle()),
+            None => Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "no pipe instance is waiting (the instance limit is reached) to read the descriptor from",
+            )),
+        }
     }
 
     pub(crate) fn accept(&self) -> io::Result<Stream> {
@@ -209,6 +263,11 @@ impl Stream {
         Stream::new(connect_handle(ep, opts)?)
     }
 
+    /// A stream over `handle`, a connected pipe end opened for overlapped I/O.
+    pub(super) fn from_handle(handle: OwnedHandle) -> io::Result<Stream> {
+        Stream::new(handle)
+    }
+
     pub(crate) fn read(&self, buf: &mut [u8], limit: Option<Instant>) -> io::Result<usize> {
         let event = lock(&self.read_event);
         let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
@@ -246,6 +305,10 @@ impl Stream {
 
     pub(crate) fn try_clone(&self) -> io::Result<Stream> {
         Stream::new(self.handle.try_clone()?)
+    }
+
+    pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        peer_credentials(self.handle.as_handle())
     }
 
     pub(crate) fn shutdown(&self, _how: Shutdown) -> io::Result<()> {

@@ -30,6 +30,7 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::handle::{owned, wide};
+use super::security::SecurityAttributes;
 
 /// A view of a file mapping in this process, unmapped on drop; it holds the
 /// mapping's handle, which keeps a named mapping (and its name) alive.
@@ -124,21 +125,25 @@ impl Region {
         }
         let wide = object_name(name);
         let size = len as u64;
-        // SAFETY: `wide` is NUL-terminated and outlives the call; the paging file
-        // backs the mapping (INVALID_HANDLE_VALUE); null security attributes
-        // select the default descriptor. The result is checked by `owned`.
-        let raw = unsafe {
-            CreateFileMappingW(
-                INVALID_HANDLE_VALUE,
-                ptr::null(),
-                PAGE_READWRITE,
-                (size >> 32) as u32,
-                size as u32,
-                wide.as_ptr(),
-            )
-        };
-        // SAFETY: reads this thread's last-error value; no pointers involved.
-        let existed = unsafe { GetLastError() } == ERROR_ALREADY_EXISTS;
+        let security = SecurityAttributes::new(None)?;
+        let (raw, existed) = security.with(|sa| {
+            // SAFETY: `wide` is NUL-terminated and outlives the call; the paging
+            // file backs the mapping (INVALID_HANDLE_VALUE); `sa` points to
+            // SECURITY_ATTRIBUTES whose descriptor (current user and SYSTEM only)
+            // `security` owns for the whole call. The result is checked by `owned`.
+            let raw = unsafe {
+                CreateFileMappingW(
+                    INVALID_HANDLE_VALUE,
+                    sa,
+                    PAGE_READWRITE,
+                    (size >> 32) as u32,
+                    size as u32,
+                    wide.as_ptr(),
+                )
+            };
+            // SAFETY: reads this thread's last-error value; no pointers involved.
+            (raw, unsafe { GetLastError() } == ERROR_ALREADY_EXISTS)
+        });
         let handle = owned(raw)?;
         if existed {
             return Err(io::Error::new(
@@ -221,13 +226,18 @@ fn event_name(name: &str, i: usize) -> Vec<u16> {
 
 impl Wakers {
     pub(crate) fn create(name: &str) -> io::Result<Wakers> {
+        let security = SecurityAttributes::new(None)?;
         let events = (0..EVENTS)
             .map(|i| {
                 let wide = event_name(name, i);
-                // SAFETY: `wide` is NUL-terminated and outlives the call; an
-                // auto-reset event that starts non-signalled, default security.
-                // The result is checked by `owned`.
-                let raw = unsafe { CreateEventW(ptr::null(), 0, 0, wide.as_ptr()) };
+                let raw = security.with(|sa| {
+                    // SAFETY: `wide` is NUL-terminated and outlives the call; an
+                    // auto-reset event that starts non-signalled; `sa` points to
+                    // SECURITY_ATTRIBUTES whose descriptor (current user and
+                    // SYSTEM only) `security` owns for the whole call. The result
+                    // is checked by `owned`.
+                    unsafe { CreateEventW(sa, 0, 0, wide.as_ptr()) }
+                });
                 owned(raw)
             })
             .collect::<io::Result<_>>()?;

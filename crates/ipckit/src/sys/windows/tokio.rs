@@ -7,6 +7,7 @@
 //! sleeps in the runtime instead of the blocking `WaitNamedPipeW`.
 
 use std::io;
+use std::os::windows::io::AsHandle;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -20,10 +21,12 @@ use ::tokio::sync::Mutex;
 use ::tokio::time::{Instant, sleep};
 use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY};
 
-use super::pipe::first_instance_error;
+use super::pipe::{first_instance_error, refuse_existing};
+use super::security::SecurityAttributes;
 pub(crate) use super::tokio_mailslot::MailslotReceiver;
 pub(crate) use super::tokio_message::{MsgListener, MsgStream, connect_message};
 use crate::address::Endpoint;
+use crate::security::PeerCredentials;
 use crate::stream::{ConnectOptions, ListenerOptions};
 
 /// The first pause of a client that finds every instance busy; it doubles on
@@ -47,6 +50,8 @@ pub(crate) struct Listener {
     path: String,
     /// The options of every instance after the first.
     options: ServerOptions,
+    /// The descriptor every instance is created with.
+    security: SecurityAttributes,
     /// The instance clients connect to next; `None` only after creating the next
     /// instance failed (for example at the instance limit). An async mutex, held
     /// across the wait for a client, so one accept at a time drives the instance.
@@ -58,25 +63,30 @@ impl Listener {
     /// handle with the reactor).
     pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<Listener> {
         let path = pipe_path(ep)?.to_owned();
+        let security = SecurityAttributes::new(opts.sddl.as_deref())?;
         let mut options = ServerOptions::new();
         options
-            .reject_remote_clients(true)
+            .reject_remote_clients(!opts.accept_remote)
             .in_buffer_size(opts.in_buffer)
             .out_buffer_size(opts.out_buffer);
         if let Some(n) = opts.max_instances {
             // `ListenerOptions` refuses 0 and 255; tokio panics above 254.
             options.max_instances(usize::from(n.min(254)));
         }
-        let first = options
-            .clone()
-            .first_pipe_instance(true)
-            .create(&path)
+        refuse_existing(&super::handle::wide(&path))?;
+        let first = create(options.clone().first_pipe_instance(true), &path, &security)
             .map_err(first_instance_error)?;
         Ok(Listener {
             path,
             options,
+            security,
             waiting: Mutex::new(Some(first)),
         })
+    }
+
+    /// A new instance after the first.
+    fn create(&self) -> io::Result<NamedPipeServer> {
+        create(&self.options, &self.path, &self.security)
     }
 
     /// Waits for a client on the waiting instance.
@@ -88,24 +98,45 @@ impl Listener {
         let mut waiting = self.waiting.lock().await;
         let server = match waiting.take() {
             Some(server) => server,
-            None => self.options.create(&self.path)?,
+            None => self.create()?,
         };
         // Back in its place before the first await: dropping this future leaves
         // the instance (and a client that connects to it) for the next accept.
         let server = waiting.insert(server);
         if let Err(e) = server.connect().await {
             // This instance is of no more use; put a fresh one in its place.
-            *waiting = self.options.create(&self.path).ok();
+            *waiting = self.create().ok();
             return Err(e);
         }
         // Put the next instance in place before handing this one out, so the name
         // never disappears between accepts. At the instance limit there is none
         // to create yet; the next accept creates it.
-        let next = self.options.create(&self.path).ok();
+        let next = self.create().ok();
         match std::mem::replace(&mut *waiting, next) {
             Some(connected) => Ok(Stream::new(Pipe::Server(connected))),
             None => unreachable!("the lock is held and the slot was filled above"),
         }
+    }
+}
+
+/// Creates a pipe instance with `options` and the descriptor of `security`.
+fn create(
+    options: &ServerOptions,
+    path: &str,
+    security: &SecurityAttributes,
+) -> io::Result<NamedPipeServer> {
+    security.with_void(|sa| {
+        // SAFETY: `sa` points to a valid SECURITY_ATTRIBUTES whose descriptor
+        // `security` owns, for the whole call (`with_void`), as tokio requires.
+        unsafe { options.create_with_security_attributes_raw(path, sa) }
+    })
+}
+
+/// The process id and user SID of the other end of `stream`.
+pub(crate) fn peer_credentials(stream: &Stream) -> io::Result<PeerCredentials> {
+    match &*stream.pipe {
+        Pipe::Server(p) => super::security::peer_credentials(p.as_handle()),
+        Pipe::Client(p) => super::security::peer_credentials(p.as_handle()),
     }
 }
 

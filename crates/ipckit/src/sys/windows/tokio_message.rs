@@ -75,6 +75,10 @@ impl MsgStream {
     pub(crate) fn close(&self) {
         self.inner.close();
     }
+
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
+        self.inner.peer_credentials()
+    }
 }
 
 impl Drop for MsgStream {

@@ -1,0 +1,356 @@
+//! Access control and peer identity: who may open an endpoint, and who is on the
+//! other end of a connection.
+//!
+//! The defaults are owner-only (see `docs/SECURITY.md` for the threat model):
+//!
+//! | | Windows | Unix |
+//! |---|---|---|
+//! | who may open it | a DACL granting only the current user and SYSTEM | socket file mode 0600 (in a 0700 directory for portable names) |
+//! | remote clients | refused (`PIPE_REJECT_REMOTE_CLIENTS`) | — (Unix sockets are local) |
+//! | squatting | `FILE_FLAG_FIRST_PIPE_INSTANCE`: `bind` fails if another server owns the name | a live socket file is never replaced; ipckit's directory must be the user's own |
+//!
+//! [`ListenerOptions`](crate::ListenerOptions) opens them up on purpose
+//! ([`mode`](crate::ListenerOptions::mode),
+//! [`security_descriptor`](crate::ListenerOptions::security_descriptor),
+//! [`accept_remote_clients`](crate::ListenerOptions::accept_remote_clients)) or
+//! closes them further ([`current_user_only`](crate::ListenerOptions::current_user_only));
+//! [`ConnectOptions::require_server_user`](crate::ConnectOptions::require_server_user)
+//! lets a client refuse a server run by somebody else.
+//!
+//! [`PeerCredentials`] say which process and user is on the other end:
+//! [`Stream::peer_credentials`](crate::Stream::peer_credentials) and the same
+//! method on message streams and the async streams.
+
+use std::fmt;
+use std::io;
+
+use crate::address::Address;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
+
+/// A user as the operating system names it: a uid on Unix, a SID on Windows.
+///
+/// # Examples
+///
+/// ```
+/// let me = ipckit::security::UserId::current()?;
+/// println!("running as {me}");
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UserId {
+    /// A Unix user id.
+    Uid(u32),
+    /// A Windows security identifier in its string form (`S-1-5-21-...`).
+    Sid(String),
+}
+
+impl UserId {
+    /// The user this process runs as: the real uid on Unix, the user SID of the
+    /// process token on Windows.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if the process token cannot be read (Windows).
+    #[doc(alias = "getuid")]
+    #[doc(alias = "GetTokenInformation")]
+    pub fn current() -> Result<UserId> {
+        sys::current_user().map_err(|e| Error::io("find the current user", e))
+    }
+
+    /// Whether `other` names the same user (string SIDs compare without regard to
+    /// case, as Windows does).
+    fn same_as(&self, other: &UserId) -> bool {
+        match (self, other) {
+            (UserId::Uid(a), UserId::Uid(b)) => a == b,
+            (UserId::Sid(a), UserId::Sid(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserId::Uid(uid) => write!(f, "uid {uid}"),
+            UserId::Sid(sid) => write!(f, "SID {sid}"),
+        }
+    }
+}
+
+/// Who is on the other end of a local connection. Each field is `None` where this
+/// OS does not say.
+///
+/// | field | Linux | Windows |
+/// |---|---|---|
+/// | `pid` | `SO_PEERCRED` | `GetNamedPipeClientProcessId` / `GetNamedPipeServerProcessId` |
+/// | `uid`, `gid` | `SO_PEERCRED` | `None` |
+/// | `sid` | `None` | the user SID of the peer process's token |
+///
+/// On Unix the values are those of the peer when it called `connect` (a client)
+/// or `listen` (a server), as the kernel recorded them; on Windows the pid is the
+/// one the pipe recorded, and the SID is read from that process while the
+/// connection is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerCredentials {
+    /// The peer's process id.
+    pub pid: Option<u32>,
+    /// The peer's (effective) user id (Unix).
+    pub uid: Option<u32>,
+    /// The peer's (effective) group id (Unix).
+    pub gid: Option<u32>,
+    /// The peer's user SID, string form (Windows).
+    pub sid: Option<String>,
+}
+
+impl PeerCredentials {
+    /// The peer's user: its uid on Unix, its SID on Windows.
+    pub fn user(&self) -> Option<UserId> {
+        match (&self.uid, &self.sid) {
+            (Some(uid), _) => Some(UserId::Uid(*uid)),
+            (None, Some(sid)) => Some(UserId::Sid(sid.clone())),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Which server a client accepts (`ConnectOptions::require_server_user`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum ServerUser {
+    /// Any server the OS lets us reach (the default).
+    #[default]
+    Any,
+    /// Only a server run by the user this process runs as.
+    Current,
+    /// Only a server run by this user.
+    Is(UserId),
+}
+
+impl ServerUser {
+    /// Refuses, before any connection is made, a rule that cannot be checked on
+    /// `addr`: any rule on TCP (a TCP server's user is unknown), and a user of
+    /// the other OS's kind (a SID on Unix, a uid on Windows).
+    pub(crate) fn precheck(&self, addr: &Address, tcp: bool) -> Result<()> {
+        let user = match self {
+            ServerUser::Any => return Ok(()),
+            _ if tcp => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOption,
+                    format!(
+                        "require_server_user / server_user_is_current cannot be checked on {addr}: a TCP server's user is unknown"
+                    ),
+                ));
+            }
+            ServerUser::Current => return Ok(()),
+            ServerUser::Is(user) => user,
+        };
+        let here = UserId::current()?;
+        if std::mem::discriminant(user) != std::mem::discriminant(&here) {
+            return Err(Error::new(
+                ErrorKind::InvalidOption,
+                format!(
+                    "require_server_user({user}): this OS names users like {here}, so no server on {addr} can run as {user}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the server of a new connection on `addr` (after `precheck`);
+    /// `found` reads its credentials (only called when there is a rule).
+    pub(crate) fn verify(
+        &self,
+        addr: &Address,
+        found: impl FnOnce() -> io::Result<PeerCredentials>,
+    ) -> Result<()> {
+        match self {
+            ServerUser::Any => Ok(()),
+            ServerUser::Current => check_peer(found(), None, Side::Server, addr),
+            ServerUser::Is(user) => check_peer(found(), Some(user), Side::Server, addr),
+        }
+    }
+}
+
+/// With `current_user_only`, checks the client of a connection just accepted on
+/// `addr`.
+pub(crate) fn verify_client(
+    current_user_only: bool,
+    addr: &Address,
+    found: impl FnOnce() -> io::Result<PeerCredentials>,
+) -> Result<()> {
+    if current_user_only {
+        check_peer(found(), None, Side::Client, addr)
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses `current_user_only` on an address whose clients cannot be identified
+/// (TCP).
+pub(crate) fn refuse_current_user_only(current_user_only: bool, addr: &Address) -> Result<()> {
+    refuse_identity_rule(
+        current_user_only,
+        "current_user_only",
+        addr,
+        "TCP clients have no user",
+    )
+}
+
+/// Refuses an identity rule (`rule`, if `set`) on `what`, where the OS gives no
+/// peer identity (`why`): a rule the caller asked for is never skipped silently.
+pub(crate) fn refuse_identity_rule(
+    set: bool,
+    rule: &str,
+    what: impl fmt::Display,
+    why: &str,
+) -> Result<()> {
+    if set {
+        return Err(Error::new(
+            ErrorKind::InvalidOption,
+            format!("{rule} cannot be checked on {what}: {why}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Which side of a connection is being checked, for the error message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Side {
+    /// A listener checks the client it accepted.
+    Client,
+    /// A client checks the server it reached.
+    Server,
+}
+
+/// The credentials of the peer of a connection on `addr`, as an ipckit error
+/// when the OS cannot tell.
+pub(crate) fn credentials(
+    found: io::Result<PeerCredentials>,
+    addr: &Address,
+) -> Result<PeerCredentials> {
+    found.map_err(|e| Error::io(format!("read the peer credentials on {addr}"), e))
+}
+
+/// Checks that the peer (of `side`) of a connection on `addr` runs as `wanted`;
+/// `None` means "the current user". The error names the user found.
+pub(crate) fn check_peer(
+    found: io::Result<PeerCredentials>,
+    wanted: Option<&UserId>,
+    side: Side,
+    addr: &Address,
+) -> Result<()> {
+    let current;
+    let wanted = match wanted {
+        Some(user) => user,
+        None => {
+            current = UserId::current()?;
+            &current
+        }
+    };
+    let (who, rule) = match side {
+        Side::Client => ("client", "current_user_only"),
+        Side::Server => ("server", "require_server_user"),
+    };
+    let creds = found.map_err(|e| {
+        Error::io(
+            format!("{rule}: cannot tell which user runs the {who} on {addr}"),
+            e,
+        )
+    })?;
+    match creds.user() {
+        Some(user) if user.same_as(wanted) => Ok(()),
+        Some(user) => Err(Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{rule}: the {who} on {addr} runs as {user}{pid}, not as {wanted}; the connection was closed",
+                pid = creds.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            ),
+        )),
+        None => Err(Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{rule}: the OS does not say which user runs the {who} on {addr}; the connection was closed"
+            ),
+        )),
+    }
+}
+
+/// Checks a Unix socket file mode given to `ListenerOptions::mode`: permission
+/// bits only, and the owner keeps read and write.
+pub(crate) fn check_mode(mode: u32) -> Result<()> {
+    if mode & !0o777 != 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidOption,
+            format!(
+                "mode {mode:#o}: only permission bits (0o777) are allowed, not setuid, setgid, sticky or file-type bits"
+            ),
+        ));
+    }
+    if mode & 0o600 != 0o600 {
+        return Err(Error::new(
+            ErrorKind::InvalidOption,
+            format!("mode {mode:#o}: the owner must keep read and write (0o600)"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_keep_owner_rw_and_only_permission_bits() {
+        assert!(check_mode(0o600).is_ok());
+        assert!(check_mode(0o660).is_ok());
+        assert!(check_mode(0o666).is_ok());
+        assert!(check_mode(0o777).is_ok());
+        let err = check_mode(0o400).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidOption);
+        assert!(
+            err.to_string().contains("owner must keep read and write"),
+            "{err}"
+        );
+        assert!(check_mode(0o060).is_err());
+        let err = check_mode(0o4600).unwrap_err();
+        assert!(err.to_string().contains("0o4600"), "{err}");
+        assert!(check_mode(0o140600).is_err());
+    }
+
+    #[test]
+    fn users_compare_by_kind_and_sids_ignore_case() {
+        assert!(UserId::Uid(5).same_as(&UserId::Uid(5)));
+        assert!(!UserId::Uid(5).same_as(&UserId::Uid(6)));
+        assert!(UserId::Sid("S-1-5-18".into()).same_as(&UserId::Sid("s-1-5-18".into())));
+        assert!(!UserId::Sid("S-1-5-18".into()).same_as(&UserId::Uid(18)));
+        assert_eq!(UserId::Uid(0).to_string(), "uid 0");
+    }
+
+    #[test]
+    fn a_peer_of_another_user_is_refused_with_both_users_named() {
+        let addr: Address = "pipe:svc".parse().unwrap();
+        let creds = PeerCredentials {
+            pid: Some(42),
+            uid: Some(1001),
+            gid: Some(1001),
+            sid: None,
+        };
+        let err = check_peer(
+            Ok(creds.clone()),
+            Some(&UserId::Uid(0)),
+            Side::Server,
+            &addr,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        let text = err.to_string();
+        assert!(
+            text.contains("runs as uid 1001 (pid 42), not as uid 0"),
+            "{text}"
+        );
+        assert!(text.contains("require_server_user"), "{text}");
+        assert!(check_peer(Ok(creds), Some(&UserId::Uid(1001)), Side::Client, &addr).is_ok());
+    }
+}

@@ -1,0 +1,325 @@
+//! Security descriptors and peer identity on Windows.
+//!
+//! - `SecurityAttributes`: the `SECURITY_ATTRIBUTES` every named object ipckit
+//!   creates is given (pipes, mailslots, file mappings, events). By default its
+//!   DACL grants only the current user and SYSTEM:
+//!   `D:P(A;;FA;;;SY)(A;;FA;;;<user SID>)`; a listener may give its own SDDL.
+//!   `FA` (`FILE_ALL_ACCESS`) rather than `GA`: explicit rights need no generic
+//!   mapping, and cover every right of a pipe, a mailslot, a section and an event.
+//! - `current_user_sid`, `peer_credentials`: the user SID of this process, and the
+//!   process id and user SID of the other end of a pipe.
+//! - `describe`: an object's owner and DACL read back as SDDL (`GetSecurityInfo`).
+
+use std::ffi::c_void;
+use std::io;
+use std::os::windows::io::{AsRawHandle, BorrowedHandle, OwnedHandle};
+use std::ptr;
+
+use windows_sys::Win32::Foundation::{ERROR_SUCCESS, HANDLE, HLOCAL, LocalFree};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertSecurityDescriptorToStringSecurityDescriptorW, ConvertSidToStringSidW,
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
+    SE_KERNEL_OBJECT,
+};
+use windows_sys::Win32::Security::{
+    DACL_SECURITY_INFORMATION, GetTokenInformation, OWNER_SECURITY_INFORMATION,
+    PSECURITY_DESCRIPTOR, RevertToSelf, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER, TokenUser,
+};
+use windows_sys::Win32::System::Pipes::{
+    GetNamedPipeClientProcessId, GetNamedPipeInfo, GetNamedPipeServerProcessId,
+    ImpersonateNamedPipeClient, PIPE_SERVER_END,
+};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, GetCurrentThread, OpenProcess, OpenProcessToken, OpenThreadToken,
+    PROCESS_QUERY_LIMITED_INFORMATION,
+};
+
+use super::handle::{owned, wide};
+use crate::security::PeerCredentials;
+
+/// Frees memory the system allocated with `LocalAlloc` for us, when dropped.
+struct Local(*mut c_void);
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: `self.0` was returned to us by a Win32 call documented to
+            // allocate it with `LocalAlloc` and is freed exactly once, here.
+            unsafe { LocalFree(self.0 as HLOCAL) };
+        }
+    }
+}
+
+/// Reads a NUL-terminated UTF-16 string the system allocated.
+///
+/// # Safety
+///
+/// `p` must be null or point to a NUL-terminated UTF-16 string that stays valid
+/// for the call.
+unsafe fn read_wide(p: *const u16) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    let mut len = 0;
+    // SAFETY: the caller guarantees a NUL terminator, so every offset up to and
+    // including it is inside the string.
+    while unsafe { *p.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: the `len` units before the terminator are part of the string.
+    let units = unsafe { std::slice::from_raw_parts(p, len) };
+    String::from_utf16_lossy(units)
+}
+
+/// A security descriptor built from SDDL, and the `SECURITY_ATTRIBUTES` that
+/// points at it, for the `Create*` calls.
+pub(super) struct SecurityAttributes {
+    descriptor: Local,
+    sddl: String,
+}
+
+// SAFETY: the descriptor is memory this value owns alone; it is only read (by the
+// `Create*` calls it is passed to) after it was built, never written, so sharing
+// or moving it between threads cannot race.
+unsafe impl Send for SecurityAttributes {}
+// SAFETY: as for `Send`: shared access only ever reads the descriptor.
+unsafe impl Sync for SecurityAttributes {}
+
+impl std::fmt::Debug for SecurityAttributes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityAttributes")
+            .field("sddl", &self.sddl)
+            .finish()
+    }
+}
+
+impl SecurityAttributes {
+    /// The descriptor `sddl` names, or by default one whose DACL grants only the
+    /// current user and SYSTEM. SDDL that Windows cannot parse is an
+    /// `InvalidOption` error that names it.
+    pub(super) fn new(sddl: Option<&str>) -> io::Result<SecurityAttributes> {
+        let sddl = match sddl {
+            Some(s) => s.to_owned(),
+            None => format!("D:P(A;;FA;;;SY)(A;;FA;;;{})", current_user_sid()?),
+        };
+        let text = wide(&sddl);
+        let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
+        // SAFETY: `text` is NUL-terminated and outlives the call; `descriptor`
+        // is a valid out-pointer, and the size out-pointer may be null.
+        let ok = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                text.as_ptr(),
+                SDDL_REVISION_1,
+                &mut descriptor,
+                ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            let os = io::Error::last_os_error();
+            return Err(crate::Error::new(
+                crate::ErrorKind::InvalidOption,
+                format!(
+                    "security_descriptor {sddl:?} is not a valid SDDL security descriptor: {os}"
+                ),
+            )
+            .into());
+        }
+        Ok(SecurityAttributes {
+            descriptor: Local(descriptor),
+            sddl,
+        })
+    }
+
+    /// Runs `f` with a pointer to `SECURITY_ATTRIBUTES` naming the descriptor
+    /// (not inheritable), valid for the duration of `f`.
+    pub(super) fn with<T>(&self, f: impl FnOnce(*const SECURITY_ATTRIBUTES) -> T) -> T {
+        let sa = SECURITY_ATTRIBUTES {
+            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: self.descriptor.0,
+            bInheritHandle: 0,
+        };
+        f(&sa)
+    }
+
+    /// `with`, for callers that take the pointer as `*mut c_void` (tokio).
+    pub(super) fn with_void<T>(&self, f: impl FnOnce(*mut c_void) -> T) -> T {
+        self.with(|sa| f(sa as *mut c_void))
+    }
+}
+
+/// The user SID of `token`, in string form.
+fn token_user_sid(token: BorrowedHandle<'_>) -> io::Result<String> {
+    // TOKEN_USER plus the SID it points into: SECURITY_MAX_SID_SIZE is 68 bytes.
+    // u64s keep the buffer aligned for TOKEN_USER.
+    let mut buf = [0u64; 32];
+    let mut len = 0u32;
+    // SAFETY: `token` is a live token handle opened with TOKEN_QUERY; `buf` is
+    // writable for the size passed, and `len` is a valid out-pointer.
+    let ok = unsafe {
+        GetTokenInformation(
+            token.as_raw_handle(),
+            TokenUser,
+            buf.as_mut_ptr().cast(),
+            size_of_val(&buf) as u32,
+            &mut len,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the call succeeded, so `buf` starts with a TOKEN_USER (aligned:
+    // `buf` is an array of u64) whose SID lies inside `buf`.
+    let sid = unsafe { (*buf.as_ptr().cast::<TOKEN_USER>()).User.Sid };
+    let mut text: *mut u16 = ptr::null_mut();
+    // SAFETY: `sid` points to a valid SID inside `buf`, which outlives the call;
+    // `text` is a valid out-pointer.
+    if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let text = Local(text.cast());
+    // SAFETY: `ConvertSidToStringSidW` returned a NUL-terminated string, freed
+    // only when `text` drops after this read.
+    Ok(unsafe { read_wide(text.0.cast()) })
+}
+
+/// A token of `process` (TOKEN_QUERY).
+fn process_token(process: HANDLE) -> io::Result<OwnedHandle> {
+    let mut token: HANDLE = ptr::null_mut();
+    // SAFETY: `process` is a live process handle (or the current-process
+    // pseudo-handle); `token` is a valid out-pointer.
+    if unsafe { OpenProcessToken(process, TOKEN_QUERY, &mut token) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    owned(token)
+}
+
+/// The user SID of this process, string form.
+pub(super) fn current_user_sid() -> io::Result<String> {
+    // SAFETY: returns the current-process pseudo-handle; nothing to check or close.
+    let me = unsafe { GetCurrentProcess() };
+    let token = process_token(me)?;
+    token_user_sid(std::os::windows::io::AsHandle::as_handle(&token))
+}
+
+/// The user SID of process `pid`, if its token can be opened.
+fn process_user_sid(pid: u32) -> io::Result<String> {
+    // SAFETY: plain call; the result is checked by `owned`.
+    let raw = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    let process = owned(raw)?;
+    let token = process_token(process.as_raw_handle())?;
+    token_user_sid(std::os::windows::io::AsHandle::as_handle(&token))
+}
+
+/// The client's user SID through its identification token: impersonate it on
+/// this thread, read the thread token, revert.
+fn client_sid_by_impersonation(pipe: BorrowedHandle<'_>) -> io::Result<String> {
+    // SAFETY: `pipe` is a live server end of a connected pipe.
+    if unsafe { ImpersonateNamedPipeClient(pipe.as_raw_handle()) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut token: HANDLE = ptr::null_mut();
+    // SAFETY: returns the current-thread pseudo-handle; nothing to check or close.
+    let thread = unsafe { GetCurrentThread() };
+    // SAFETY: `thread` is the current-thread pseudo-handle; `token` is a valid
+    // out-pointer. OpenAsSelf (1): the access check uses the process's own token.
+    let opened = unsafe { OpenThreadToken(thread, TOKEN_QUERY, 1, &mut token) };
+    let err = io::Error::last_os_error();
+    // SAFETY: ends the impersonation begun above on this thread; always called.
+    let reverted = unsafe { RevertToSelf() };
+    if reverted == 0 {
+        // A thread that cannot stop impersonating must not go on as the client.
+        std::process::abort();
+    }
+    if opened == 0 {
+        return Err(err);
+    }
+    let token = owned(token)?;
+    token_user_sid(std::os::windows::io::AsHandle::as_handle(&token))
+}
+
+/// The process id and user SID of the other end of pipe `handle` (either end).
+pub(super) fn peer_credentials(handle: BorrowedHandle<'_>) -> io::Result<PeerCredentials> {
+    let raw = handle.as_raw_handle();
+    let mut flags = 0;
+    // SAFETY: `raw` is a live pipe handle; `flags` is a valid out-pointer and the
+    // other out-pointers may be null.
+    let ok = unsafe {
+        GetNamedPipeInfo(
+            raw,
+            &mut flags,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let server_end = flags & PIPE_SERVER_END != 0;
+    let mut pid = 0u32;
+    let ok = if server_end {
+        // SAFETY: `raw` is a live server end; `pid` is a valid out-pointer.
+        unsafe { GetNamedPipeClientProcessId(raw, &mut pid) }
+    } else {
+        // SAFETY: `raw` is a live client end; `pid` is a valid out-pointer.
+        unsafe { GetNamedPipeServerProcessId(raw, &mut pid) }
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sid = match process_user_sid(pid) {
+        Ok(sid) => Some(sid),
+        Err(_) if server_end => client_sid_by_impersonation(handle).ok(),
+        Err(_) => None,
+    };
+    Ok(PeerCredentials {
+        pid: Some(pid),
+        uid: None,
+        gid: None,
+        sid,
+    })
+}
+
+/// The owner and DACL of the object behind `handle`, as SDDL.
+pub(super) fn describe(handle: BorrowedHandle<'_>) -> io::Result<String> {
+    let what = OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION;
+    let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
+    // SAFETY: `handle` is live and was opened with READ_CONTROL (a pipe server
+    // end has it); the owner/group/DACL/SACL out-pointers may be null, and
+    // `descriptor` is a valid out-pointer that receives a LocalAlloc'd copy.
+    let status = unsafe {
+        GetSecurityInfo(
+            handle.as_raw_handle(),
+            SE_KERNEL_OBJECT,
+            what,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            &mut descriptor,
+        )
+    };
+    if status != ERROR_SUCCESS {
+        return Err(io::Error::from_raw_os_error(status as i32));
+    }
+    let descriptor = Local(descriptor);
+    let mut text: *mut u16 = ptr::null_mut();
+    // SAFETY: `descriptor.0` is the valid descriptor just returned, alive until
+    // `descriptor` drops; `text` is a valid out-pointer, the length may be null.
+    let ok = unsafe {
+        ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            descriptor.0,
+            SDDL_REVISION_1,
+            what,
+            &mut text,
+            ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let text = Local(text.cast());
+    // SAFETY: the call returned a NUL-terminated string, freed only when `text`
+    // drops after this read.
+    Ok(unsafe { read_wide(text.0.cast()) })
+}

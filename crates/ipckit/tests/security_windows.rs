@@ -1,0 +1,331 @@
+//! Access control and peer identity on Windows: the default DACL read back, SDDL
+//! options, the first-instance guard against squatters, and peer process ids
+//! and SIDs with a real child process (this program re-run,
+//! `security_child_entry`, `util::this_test_as_child`).
+//!
+//! Under Wine everything runs as one user, so refusing a client or a server of
+//! another user cannot be tried; the checks are driven with a user that is not
+//! ours (SYSTEM) instead. Whether Wine enforces a DACL at all is probed.
+#![cfg(windows)]
+
+mod util;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use ipckit::security::UserId;
+use ipckit::{ConnectOptions, ErrorKind, Listener, ListenerOptions, MessageListener, Stream};
+use util::{Kid, slow_factor, this_test_as_child, unique_name, watchdog};
+
+const SYSTEM: &str = "S-1-5-18";
+
+fn limit() -> Duration {
+    Duration::from_secs(30 * u64::from(slow_factor()))
+}
+
+fn my_sid() -> String {
+    match UserId::current().unwrap() {
+        UserId::Sid(sid) => sid,
+        other => panic!("Windows names users by SID, got {other}"),
+    }
+}
+
+/// Not a test: the entry point of this program when a test re-runs it as a
+/// child (`util::this_test_as_child`).
+#[test]
+#[ignore = "entry point of the child processes that the other tests start"]
+fn security_child_entry() {
+    let Some((role, arg)) = util::child_role() else {
+        return;
+    };
+    match role.as_str() {
+        // Connect to `arg`, report the server's credentials, send "hi", read to
+        // the end.
+        "connect" => match Stream::connect(arg.as_str()) {
+            Ok(mut s) => {
+                let c = s.peer_credentials().unwrap();
+                println!("CONNECTED {:?} {:?}", c.pid, c.sid);
+                let _ = s.write_all(b"hi");
+                let _ = s.read_to_end(&mut Vec::new());
+            }
+            Err(e) => println!("REFUSED {e}"),
+        },
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+fn child(role: &str, arg: &str) -> Kid {
+    Kid::spawn(this_test_as_child(&[], "security_child_entry", role, arg))
+}
+
+#[test]
+fn the_default_dacl_grants_only_the_current_user_and_system() {
+    watchdog(limit(), || {
+        let sid = my_sid();
+        let addr = format!("pipe:{}", unique_name("sec-dacl"));
+        let listener = Listener::bind(addr.as_str()).unwrap();
+        let sddl = listener.access_control().unwrap();
+        // An owner (the token's default owner: the user, Administrators for an
+        // elevated admin, Wine's users group). DACL: protected, two allow ACEs,
+        // SYSTEM and us, nothing else.
+        assert!(sddl.starts_with("O:S-1-"), "{sddl}");
+        let dacl = &sddl[sddl.find("D:").expect("a DACL")..];
+        assert!(dacl.starts_with("D:P"), "{dacl}");
+        let aces: Vec<&str> = dacl
+            .split('(')
+            .skip(1)
+            .map(|a| a.trim_end_matches(')'))
+            .collect();
+        assert_eq!(aces.len(), 2, "{dacl}");
+        assert!(aces.iter().all(|a| a.starts_with("A;;")), "{dacl}");
+        assert!(aces.iter().any(|a| a.ends_with(";;;SY")), "{dacl}");
+        assert!(
+            aces.iter().any(|a| a.ends_with(&format!(";;;{sid}"))),
+            "{dacl}"
+        );
+
+        // The message listener's instances get the same default.
+        let maddr = format!("pipe:{}", unique_name("sec-dacl-msg"));
+        let _m = MessageListener::bind(maddr.as_str()).unwrap();
+        let c = ipckit::MessageStream::connect(maddr.as_str()).unwrap();
+        assert_eq!(
+            c.peer_credentials().unwrap().sid.as_deref(),
+            Some(sid.as_str())
+        );
+    });
+}
+
+#[test]
+fn an_sddl_option_replaces_the_dacl_and_invalid_sddl_is_refused_by_name() {
+    watchdog(limit(), || {
+        let addr = format!("pipe:{}", unique_name("sec-sddl"));
+        let listener = ListenerOptions::new()
+            .security_descriptor("D:P(A;;GA;;;WD)")
+            .bind(addr.as_str())
+            .unwrap();
+        let sddl = listener.access_control().unwrap();
+        assert!(sddl.contains(";;;WD)"), "the Everyone ACE: {sddl}");
+        let dacl = &sddl[sddl.find("D:").expect("a DACL")..];
+        assert!(!dacl.contains(&my_sid()), "only Everyone: {dacl}");
+        assert!(Stream::connect(addr.as_str()).is_ok());
+
+        let bad = "D:(this is not SDDL";
+        let mut opts = ListenerOptions::new();
+        opts.security_descriptor(bad);
+        let name = format!("pipe:{}", unique_name("sec-bad"));
+        for err in [
+            opts.bind(name.as_str()).unwrap_err(),
+            opts.bind_message(name.as_str()).unwrap_err(),
+            opts.bind_mailslot(format!("mailslot:{}", unique_name("sec-bad")))
+                .unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), ErrorKind::InvalidOption, "{err}");
+            let text = err.to_string();
+            assert!(text.contains(&format!("{bad:?}")), "{text}");
+            assert!(text.contains("not a valid SDDL"), "{text}");
+        }
+        // Nothing was created under the name.
+        assert_eq!(
+            Stream::connect(name.as_str()).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let err = opts.bind_tokio(name.as_str()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidOption, "{err}");
+        });
+    });
+}
+
+#[test]
+fn an_empty_dacl_locks_out_even_the_owner_where_the_os_enforces_dacls() {
+    watchdog(limit(), || {
+        let addr = format!("pipe:{}", unique_name("sec-empty"));
+        let _listener = ListenerOptions::new()
+            .security_descriptor("D:P")
+            .bind(addr.as_str())
+            .unwrap();
+        match Stream::connect(addr.as_str()) {
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+                assert_eq!(e.raw_os_error(), Some(5), "{e}");
+            }
+            Ok(_) => {
+                assert!(
+                    util::skip_under_wine(
+                        "an empty DACL refusing the pipe's own user",
+                        "probed: Wine opened a pipe whose DACL grants nobody anything \
+                         (it does not check pipe DACLs on open)"
+                    ),
+                    "Windows opened a pipe whose DACL grants nobody anything"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn a_squatter_holding_the_name_makes_bind_fail_loudly() {
+    watchdog(limit(), || {
+        let addr = format!("pipe:{}", unique_name("sec-squat"));
+        let _squatter = ListenerOptions::new()
+            .security_descriptor("D:P(A;;GA;;;WD)")
+            .bind(addr.as_str())
+            .unwrap();
+        for err in [
+            Listener::bind(addr.as_str()).unwrap_err(),
+            MessageListener::bind(addr.as_str()).unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains("another server already owns this pipe name"),
+                "{text}"
+            );
+            assert!(text.contains("FILE_FLAG_FIRST_PIPE_INSTANCE"), "{text}");
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let err = ipckit::tokio::Listener::bind(addr.as_str()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err}");
+        });
+    });
+}
+
+#[test]
+fn peer_credentials_name_the_real_client_and_server_processes() {
+    watchdog(limit(), || {
+        let sid = my_sid();
+        let addr = format!("pipe:{}", unique_name("sec-pid"));
+        let listener = ListenerOptions::new()
+            .current_user_only(true)
+            .bind(addr.as_str())
+            .unwrap();
+        let mut kid = child("connect", &addr);
+        let mut served = listener.accept().unwrap();
+        let creds = served.peer_credentials().unwrap();
+        assert_eq!(creds.pid, Some(kid.pid()));
+        assert_eq!(creds.sid.as_deref(), Some(sid.as_str()));
+        assert_eq!((creds.uid, creds.gid), (None, None));
+        assert_eq!(
+            kid.line(),
+            format!("CONNECTED Some({}) Some({sid:?})", std::process::id())
+        );
+        let mut hi = [0; 2];
+        served.read_exact(&mut hi).unwrap();
+        assert_eq!(&hi, b"hi");
+    });
+}
+
+#[test]
+fn a_client_refuses_a_server_that_is_not_run_by_the_required_user() {
+    watchdog(limit(), || {
+        let sid = my_sid();
+        let addr = format!("pipe:{}", unique_name("sec-owner"));
+        let listener = Listener::bind(addr.as_str()).unwrap();
+        let ok = ConnectOptions::new()
+            .server_user_is_current()
+            .connect(addr.as_str())
+            .unwrap();
+        assert_eq!(ok.peer_credentials().unwrap().pid, Some(std::process::id()));
+        drop(listener.accept().unwrap());
+
+        let err = ConnectOptions::new()
+            .require_server_user(UserId::Sid(SYSTEM.into()))
+            .connect(addr.as_str())
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+        // The refused client was connected (and then closed): take that instance
+        // off the listener so a later client finds a free one.
+        drop(listener.accept().unwrap());
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "the server on pipe:{} runs as SID {sid} (pid {}), not as SID {SYSTEM}",
+                addr.trim_start_matches("pipe:"),
+                std::process::id()
+            )),
+            "{text}"
+        );
+        // A uid cannot name a Windows user: refused before connecting.
+        let err = ConnectOptions::new()
+            .require_server_user(UserId::Uid(0))
+            .timeout(Duration::from_secs(1))
+            .connect(addr.as_str())
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidOption, "{err}");
+        assert!(
+            err.to_string().contains("this OS names users like SID"),
+            "{err}"
+        );
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let aaddr = format!("pipe:{}", unique_name("sec-owner-async"));
+            let al = ListenerOptions::new()
+                .current_user_only(true)
+                .bind_tokio(aaddr.as_str())
+                .unwrap();
+            let mut opts = ConnectOptions::new();
+            opts.server_user_is_current();
+            let (c, s) = tokio::join!(opts.connect_tokio(aaddr.as_str()), al.accept());
+            let (c, s) = (c.unwrap(), s.unwrap());
+            assert_eq!(
+                c.peer_credentials().unwrap().sid.as_deref(),
+                Some(sid.as_str())
+            );
+            assert_eq!(s.peer_credentials().unwrap().pid, Some(std::process::id()));
+            let err = ConnectOptions::new()
+                .require_server_user(UserId::Sid(SYSTEM.into()))
+                .connect_message_tokio(aaddr.as_str())
+                .await
+                .unwrap_err();
+            // A byte-stream server: the message connect is refused for its kind
+            // or for its user, never accepted.
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::PermissionDenied | ErrorKind::Protocol
+                ),
+                "{err}"
+            );
+        });
+    });
+}
+
+#[test]
+fn unix_only_options_are_ignored_and_remote_clients_are_an_explicit_opt_in() {
+    watchdog(limit(), || {
+        let addr = format!("pipe:{}", unique_name("sec-opts"));
+        let listener = ListenerOptions::new()
+            .mode(0o666)
+            .accept_remote_clients(true)
+            .bind(addr.as_str())
+            .unwrap();
+        // The default DACL stays: a Unix mode does not widen it.
+        let sddl = listener.access_control().unwrap();
+        assert!(sddl.contains(&format!(";;;{})", my_sid())), "{sddl}");
+        let t = std::thread::spawn({
+            let addr = addr.clone();
+            move || Stream::connect(addr.as_str()).unwrap()
+        });
+        listener.accept().unwrap();
+        t.join().unwrap();
+        // A mode the Unix side would refuse is still checked everywhere.
+        let err = ListenerOptions::new()
+            .mode(0o400)
+            .bind(format!("pipe:{}", unique_name("sec-badmode")))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidOption);
+    });
+}
