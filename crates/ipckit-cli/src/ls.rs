@@ -422,7 +422,8 @@ mod os {
     use super::Entry;
 
     pub(super) fn entries() -> Result<Vec<Entry>> {
-        let mut list: Vec<Entry> = ipckit::platform::pipe_names()?
+        let mut list: Vec<Entry> = ipckit::platform::pipe_names()
+            .context(r"list \\.\pipe\ (FindFirstFileW on \\.\pipe\*)")?
             .into_iter()
             .map(|name| Entry {
                 path: Some(format!(r"\\.\pipe\{name}")),

@@ -62,7 +62,9 @@ pub fn mailslot_groups_dir() -> Option<PathBuf> {
 /// # Errors
 ///
 /// Fails with [`io::ErrorKind::Unsupported`] on Unix, which has no named-pipe
-/// file system, and with the OS error if the listing fails.
+/// file system, and with the OS error of `FindFirstFileW` or `FindNextFileW`
+/// (`raw_os_error` intact) if the listing fails: Wine 8, for one, refuses to
+/// list `\\.\pipe\` with `ERROR_BAD_DEV_TYPE`.
 #[doc(alias = "FindFirstFileW")]
 pub fn pipe_names() -> io::Result<Vec<String>> {
     crate::sys::pipe_names()

@@ -26,10 +26,7 @@ pub(crate) fn pipe_names() -> io::Result<Vec<String>> {
         return match err.raw_os_error() {
             // No pipe at all.
             Some(code) if code == ERROR_FILE_NOT_FOUND as i32 => Ok(Vec::new()),
-            _ => Err(io::Error::new(
-                err.kind(),
-                format!(r"list \\.\pipe\: FindFirstFileW failed: {err}"),
-            )),
+            _ => Err(err),
         };
     }
     let mut names = Vec::new();
@@ -41,10 +38,7 @@ pub(crate) fn pipe_names() -> io::Result<Vec<String>> {
             let err = io::Error::last_os_error();
             break match err.raw_os_error() {
                 Some(code) if code == ERROR_NO_MORE_FILES as i32 => Ok(names),
-                _ => Err(io::Error::new(
-                    err.kind(),
-                    format!(r"list \\.\pipe\: FindNextFileW failed: {err}"),
-                )),
+                _ => Err(err),
             };
         }
     };
