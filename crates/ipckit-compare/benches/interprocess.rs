@@ -13,7 +13,7 @@
 //! - `throughput_64KiB`: write 64 KiB chunks one way; the other side reads
 //!   them all and acknowledges with one byte, which ends the timed batch.
 //!
-//! Each is run in three passes (see [`PASSES`]).
+//! Each is run in three passes, the order rotated (see [`PASSES`]).
 
 use std::io::{self, Read, Write};
 use std::thread;
@@ -200,38 +200,72 @@ where
     server.join().expect("sink thread");
 }
 
-/// Each contender is measured in each of `PASSES` passes, A B C A B C ..., so
-/// that a burst of load from the rest of the machine does not fall on one
-/// contender alone; compare the passes' medians (`ipckit/1`, `interprocess/1`,
-/// ...), or their median.
-const PASSES: u32 = 3;
+/// Each contender is measured in each of `PASSES` passes, the order rotated
+/// from pass to pass (A B C, B C A, C A B), so that neither a burst of load
+/// from the rest of the machine nor a place in the order falls on one
+/// contender alone; compare the passes' medians (`ipckit/1`,
+/// `interprocess/1`, ...), or their median.
+const PASSES: usize = 3;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    RoundTrip,
+    Throughput,
+}
+
+#[derive(Clone, Copy)]
+enum Contender {
+    Ipckit,
+    Interprocess,
+    #[cfg(unix)]
+    Std,
+}
+
+/// Measures every contender once, in pass `pass`'s order.
+fn measure_pass(group: &mut BenchmarkGroup<'_, WallTime>, pass: usize, kind: Kind) {
+    let mut all = vec![Contender::Ipckit, Contender::Interprocess];
+    #[cfg(unix)]
+    all.push(Contender::Std);
+    let n = all.len();
+    all.rotate_left((pass - 1) % n);
+    for who in all {
+        let (name, tag) = match who {
+            Contender::Ipckit => ("ipckit", "ipckit"),
+            Contender::Interprocess => ("interprocess", "ip"),
+            #[cfg(unix)]
+            Contender::Std => ("std", "std"),
+        };
+        let id = format!("{name}/{pass}");
+        let tag = format!("{tag}-{pass}");
+        match (who, kind) {
+            (Contender::Ipckit, Kind::RoundTrip) => round_trips(group, &id, ipckit_pair(&tag)),
+            (Contender::Ipckit, Kind::Throughput) => throughput(group, &id, ipckit_pair(&tag)),
+            (Contender::Interprocess, Kind::RoundTrip) => {
+                round_trips(group, &id, interprocess_pair(&tag));
+            }
+            (Contender::Interprocess, Kind::Throughput) => {
+                throughput(group, &id, interprocess_pair(&tag));
+            }
+            #[cfg(unix)]
+            (Contender::Std, Kind::RoundTrip) => round_trips(group, &id, std_pair(&tag)),
+            #[cfg(unix)]
+            (Contender::Std, Kind::Throughput) => throughput(group, &id, std_pair(&tag)),
+        }
+    }
+}
 
 fn compare(c: &mut Criterion) {
     let mut group = c.benchmark_group("round_trip_64B");
     group.throughput(Throughput::Elements(1));
     for pass in 1..=PASSES {
-        round_trips(&mut group, &format!("ipckit/{pass}"), ipckit_pair("rt"));
-        round_trips(
-            &mut group,
-            &format!("interprocess/{pass}"),
-            interprocess_pair("rt"),
-        );
-        #[cfg(unix)]
-        round_trips(&mut group, &format!("std/{pass}"), std_pair("rt"));
+        measure_pass(&mut group, pass, Kind::RoundTrip);
     }
     group.finish();
 
     let mut group = c.benchmark_group("throughput_64KiB");
     group.throughput(Throughput::Bytes(CHUNK as u64));
     for pass in 1..=PASSES {
-        throughput(&mut group, &format!("ipckit/{pass}"), ipckit_pair("tp"));
-        throughput(
-            &mut group,
-            &format!("interprocess/{pass}"),
-            interprocess_pair("tp"),
-        );
-        #[cfg(unix)]
-        throughput(&mut group, &format!("std/{pass}"), std_pair("tp"));
+        measure_pass(&mut group, pass, Kind::Throughput);
     }
     group.finish();
 }
