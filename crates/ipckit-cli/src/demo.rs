@@ -1,5 +1,5 @@
 //! `ipckit demo`: real inter-process round trips and throughput on every stream
-//! transport this OS has.
+//! transport this OS has, a shared-memory channel and a mailslot (`steps`).
 //!
 //! For each transport this process binds a listener and echoes on a thread; a
 //! child process (this binary, hidden subcommand `__demo-peer`) connects, times
@@ -23,6 +23,8 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use ipckit::{Address, ConnectOptions, Listener, Stream};
 
 use crate::stdout_error;
+
+mod steps;
 
 /// How long one transport may take before its child is killed and it fails.
 const CHILD_LIMIT: Duration = Duration::from_secs(60);
@@ -85,6 +87,11 @@ fn transports(tag: &str) -> Vec<Transport> {
     list.push(Transport {
         name: "tcp",
         addr: "tcp:127.0.0.1:0".to_owned(),
+        file: None,
+    });
+    list.push(Transport {
+        name: "shm",
+        addr: format!("shm:{tag}"),
         file: None,
     });
     list
@@ -157,11 +164,13 @@ pub(crate) fn run(settings: Settings) -> Result<()> {
     let started = Instant::now();
     let exe = std::env::current_exe().context("find this program to run the demo's child")?;
     let expected = pattern_checksum(0, settings.total_bytes());
-    let transports = transports(&unique_tag());
+    let tag = unique_tag();
+    let transports = transports(&tag);
+    let mailslot_addr = format!("mailslot:{tag}");
     let width = transports
         .iter()
         .map(|t| t.addr.len())
-        .chain([21])
+        .chain([21, mailslot_addr.len()])
         .max()
         .unwrap_or(21);
 
@@ -170,7 +179,9 @@ pub(crate) fn run(settings: Settings) -> Result<()> {
     let header = format!(
         "ipckit demo: this process (pid {pid}) listens and echoes; for each transport a child\n\
          process connects, times {rounds} round trips of {size} bytes, then echoes {mib} MiB and\n\
-         checks every byte (the server also checks a checksum of all it received).\n\n\
+         checks every byte (the server also checks a checksum of all it received). The\n\
+         shared-memory channel does the same with messages; the mailslot is one way: the\n\
+         child sends {rounds} messages and this process checks each.\n\n\
          {t:<9}  {a:<width$}  {p:>8}  {r:>11}  {m:>9}  {q:>9}  {s:>8}  result",
         pid = std::process::id(),
         rounds = settings.rounds,
@@ -187,7 +198,11 @@ pub(crate) fn run(settings: Settings) -> Result<()> {
 
     let mut failed = Vec::new();
     for transport in &transports {
-        let row = run_transport(&exe, transport, settings, expected);
+        let row = if transport.addr.starts_with("shm:") {
+            steps::run_shm(&exe, transport, settings, expected)
+        } else {
+            run_transport(&exe, transport, settings, expected)
+        };
         let mut line = format!("{:<9}  {:<width$}  ", transport.name, row.addr);
         match row.pid {
             Some(pid) => write!(line, "{pid:>8}  "),
@@ -216,22 +231,44 @@ pub(crate) fn run(settings: Settings) -> Result<()> {
         writeln!(out, "{line}").map_err(stdout_error)?;
     }
 
+    // The mailslot: one way, so no round trips; how long the messages took.
+    let (pid, outcome) = steps::run_mailslot(&exe, &mailslot_addr, settings);
+    let mut line = format!("{:<9}  {mailslot_addr:<width$}  ", "mailslot");
+    match pid {
+        Some(pid) => write!(line, "{pid:>8}  "),
+        None => write!(line, "{:>8}  ", "-"),
+    }
+    .expect("writing to a String cannot fail");
+    match &outcome {
+        Ok(m) => write!(
+            line,
+            "{} messages of {} bytes from the child, each checked, in {:.2} ms \
+             ({:.0} messages/s, {:.1} MiB/s)  ok",
+            m.messages,
+            settings.size,
+            m.took.as_secs_f64() * 1e3,
+            m.messages as f64 / m.took.as_secs_f64().max(1e-9),
+            m.bytes as f64 / f64::from(1 << 20) / m.took.as_secs_f64().max(1e-9),
+        ),
+        Err(err) => {
+            failed.push("mailslot");
+            write!(line, "FAILED: {err:#}")
+        }
+    }
+    .expect("writing to a String cannot fail");
+    writeln!(out, "{line}").map_err(stdout_error)?;
+    let total = transports.len() + 1;
+
     let took = started.elapsed().as_secs_f64();
     if failed.is_empty() {
-        writeln!(
-            out,
-            "\nall {} transports ok ({took:.2} s)",
-            transports.len()
-        )
-        .map_err(stdout_error)?;
+        writeln!(out, "\nall {total} transports ok ({took:.2} s)").map_err(stdout_error)?;
         Ok(())
     } else {
         writeln!(out).map_err(stdout_error)?;
         out.flush().map_err(stdout_error)?;
         bail!(
-            "demo: {} of {} transports failed: {}",
+            "demo: {} of {total} transports failed: {}",
             failed.len(),
-            transports.len(),
             failed.join(", ")
         )
     }
@@ -276,20 +313,7 @@ fn run_transport(exe: &Path, transport: &Transport, settings: Settings, expected
             .join()
             .map_err(|_| anyhow!("the echo thread panicked"))?;
         let figures = report?;
-        let (bytes, checksum) = received.context("server")?;
-        ensure!(
-            bytes == settings.total_bytes(),
-            "the server received {bytes} bytes, expected {}",
-            settings.total_bytes()
-        );
-        ensure!(
-            checksum == expected,
-            "the checksum of the bytes the server received is {checksum:016x}, expected {expected:016x}"
-        );
-        ensure!(
-            figures.rounds == u64::from(settings.rounds) && figures.bulk_bytes == settings.bulk,
-            "the child reported {figures:?}, not the work it was given"
-        );
+        check_work(settings, expected, received.context("server")?, &figures)?;
         Ok(figures)
     });
     drop(listener);
@@ -306,6 +330,26 @@ fn run_transport(exe: &Path, transport: &Transport, settings: Settings, expected
         pid,
         outcome,
     }
+}
+
+/// Checks that the server received every byte the child had to send (`got`: the
+/// count and the checksum) and that the child reports the work it was given.
+fn check_work(settings: Settings, expected: u64, got: (u64, u64), figures: &Figures) -> Result<()> {
+    let (bytes, checksum) = got;
+    ensure!(
+        bytes == settings.total_bytes(),
+        "the server received {bytes} bytes, expected {}",
+        settings.total_bytes()
+    );
+    ensure!(
+        checksum == expected,
+        "the checksum of the bytes the server received is {checksum:016x}, expected {expected:016x}"
+    );
+    ensure!(
+        figures.rounds == u64::from(settings.rounds) && figures.bulk_bytes == settings.bulk,
+        "the child reported {figures:?}, not the work it was given"
+    );
+    Ok(())
 }
 
 /// Accepts one client and echoes until it closes; returns the count and the
@@ -351,7 +395,13 @@ fn spawn_peer(exe: &Path, addr: &Address, settings: Settings) -> Result<Child> {
 }
 
 /// Waits for the child (killing it after [`CHILD_LIMIT`]) and reads its report.
-fn wait_peer(mut child: Child) -> Result<Figures> {
+fn wait_peer(child: Child) -> Result<Figures> {
+    Figures::parse(wait_child(child)?.trim())
+}
+
+/// Waits for the child (killing it after [`CHILD_LIMIT`]) and returns its
+/// stdout; its failure is an error with its stderr.
+fn wait_child(mut child: Child) -> Result<String> {
     let deadline = Instant::now() + CHILD_LIMIT;
     let status = loop {
         match child.try_wait() {
@@ -385,11 +435,16 @@ fn wait_peer(mut child: Child) -> Result<Figures> {
         let why = why.strip_prefix("ipckit: ").unwrap_or(why);
         bail!("the child failed ({status}): {why}");
     }
-    Figures::parse(stdout.trim())
+    Ok(stdout)
 }
 
 /// `ipckit __demo-peer ADDR ROUNDS SIZE BULK`: the child half of the demo.
 pub(crate) fn peer(addr: &Address, rounds: u32, size: u32, bulk: u64) -> Result<()> {
+    match addr {
+        Address::Mailslot(_) => return steps::mailslot_peer(addr, rounds, size),
+        Address::Shm(_) => return steps::shm_peer(addr, rounds, size, bulk),
+        _ => {}
+    }
     let mut stream = ConnectOptions::new()
         .timeout(Duration::from_secs(10))
         .connect(addr)?;
@@ -397,26 +452,15 @@ pub(crate) fn peer(addr: &Address, rounds: u32, size: u32, bulk: u64) -> Result<
     stream.set_write_timeout(Some(IO_LIMIT))?;
 
     let size = usize::try_from(size).context("the round-trip size does not fit in memory")?;
-    let mut sent = vec![0; size];
-    let mut back = vec![0; size];
-    let mut times = Vec::with_capacity(rounds as usize);
-    let mut offset = 0u64;
-    for round in 0..rounds {
-        fill_pattern(offset, &mut sent);
-        offset += size as u64;
-        let start = Instant::now();
+    let (times, offset) = time_round_trips(rounds, size, |round, sent, back| {
+        back.resize(sent.len(), 0);
         stream
-            .write_all(&sent)
+            .write_all(sent)
             .with_context(|| format!("round trip {round}: write to {addr}"))?;
         stream
-            .read_exact(&mut back)
-            .with_context(|| format!("round trip {round}: read from {addr}"))?;
-        times.push(start.elapsed());
-        if let Some(at) = first_difference(&sent, &back) {
-            bail!("round trip {round}: byte {at} came back changed");
-        }
-    }
-    times.sort_unstable();
+            .read_exact(back)
+            .with_context(|| format!("round trip {round}: read from {addr}"))
+    })?;
 
     // The bulk transfer: write on one thread, read back and check on this one, so
     // neither side's buffers can fill up and stall the other.
@@ -434,14 +478,45 @@ pub(crate) fn peer(addr: &Address, rounds: u32, size: u32, bulk: u64) -> Result<
         .map_err(|_| anyhow!("the sending thread panicked"))??;
     drop(stream);
 
+    report(&times, bulk, bulk_time)
+}
+
+/// Prints the child's figures on stdout, as one line for the parent.
+fn report(times: &[Duration], bulk: u64, bulk_time: Duration) -> Result<()> {
     let figures = Figures {
-        rounds: u64::from(rounds),
-        median: percentile(&times, 50),
-        p99: percentile(&times, 99),
+        rounds: times.len() as u64,
+        median: percentile(times, 50),
+        p99: percentile(times, 99),
         bulk_bytes: bulk,
         bulk_time,
     };
     writeln!(io::stdout(), "{}", figures.to_line()).map_err(stdout_error)
+}
+
+/// Times `rounds` round trips of `size` bytes of the pattern: `trip` sends
+/// `sent` and puts the answer in `back`, which must be the same bytes. Returns
+/// the sorted times and the pattern position after the last round trip.
+fn time_round_trips(
+    rounds: u32,
+    size: usize,
+    mut trip: impl FnMut(u32, &[u8], &mut Vec<u8>) -> Result<()>,
+) -> Result<(Vec<Duration>, u64)> {
+    let mut sent = vec![0; size];
+    let mut back = Vec::with_capacity(size);
+    let mut times = Vec::with_capacity(rounds as usize);
+    let mut offset = 0u64;
+    for round in 0..rounds {
+        fill_pattern(offset, &mut sent);
+        offset += size as u64;
+        let start = Instant::now();
+        trip(round, &sent, &mut back)?;
+        times.push(start.elapsed());
+        if let Some(at) = first_difference(&sent, &back) {
+            bail!("round trip {round}: byte {at} came back changed");
+        }
+    }
+    times.sort_unstable();
+    Ok((times, offset))
 }
 
 fn send_pattern(mut stream: &Stream, mut offset: u64, len: u64) -> Result<()> {

@@ -123,8 +123,16 @@ pub(crate) fn recv(args: &Recv, verbose: bool) -> Result<()> {
         opts.max_message_size(max);
     }
     let inbox = match &args.from {
-        Target::Addr(addr) => opts.bind_mailslot(addr)?,
-        Target::Group(group) => opts.join_mailslot_group(group)?,
+        Target::Addr(addr) => {
+            let inbox = opts.bind_mailslot(addr)?;
+            crate::cleanup::socket_of(addr);
+            inbox
+        }
+        Target::Group(group) => {
+            let inbox = opts.join_mailslot_group(group)?;
+            crate::cleanup::group_member(group);
+            inbox
+        }
     };
     if verbose {
         // The receiver exists: senders may start. Scripts and tests wait for this.

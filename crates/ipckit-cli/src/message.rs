@@ -20,6 +20,7 @@ use crate::stdout_error;
 /// `ipckit listen --message [--echo | --count N] ADDR`.
 pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bool) -> Result<()> {
     let listener = MessageListener::bind(addr)?;
+    crate::cleanup::socket_of(addr);
     if verbose {
         eprintln!("listening on {}", listener.local_addr());
     }

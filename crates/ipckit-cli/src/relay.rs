@@ -17,6 +17,7 @@ const BUF_SIZE: usize = 64 * 1024;
 /// `ipckit listen [--echo] ADDR`.
 pub(crate) fn listen(addr: &Address, echo: bool, verbose: bool) -> Result<()> {
     let listener = Listener::bind(addr)?;
+    crate::cleanup::socket_of(addr);
     if verbose {
         eprintln!("listening on {}", listener.local_addr());
     }

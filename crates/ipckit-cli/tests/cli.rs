@@ -308,6 +308,7 @@ fn demo_reports_every_transport_ok() {
         expected.push("abstract");
     }
     expected.push("tcp");
+    expected.push("shm");
     for transport in &expected {
         let row = stdout
             .lines()
@@ -338,7 +339,52 @@ fn demo_reports_every_transport_ok() {
             );
         }
     }
-    let summary = format!("all {} transports ok", expected.len());
+    // The mailslot is one way: messages, each checked, and how long they took.
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("mailslot "))
+        .unwrap_or_else(|| panic!("no row for mailslot:\n{stdout}"));
+    assert!(row.trim_end().ends_with(" ok"), "mailslot not ok: {row}");
+    // The demo's default --rounds: 1000, or 200 under Wine.
+    let rounds = if ipckit::platform::is_wine() {
+        200
+    } else {
+        1000
+    };
+    assert!(
+        row.contains(&format!(" {rounds} messages of 64 bytes ")),
+        "{row}"
+    );
+    let slot = row
+        .split_whitespace()
+        .nth(1)
+        .expect("the mailslot's address");
+    let shm = stdout
+        .lines()
+        .find(|l| l.starts_with("shm "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("the shm channel's address");
+    // Nothing left behind: no receiver's socket file, no region.
+    assert!(
+        ipckit::MailslotSender::connect(slot).is_err(),
+        "{slot} still receives"
+    );
+    assert!(
+        ipckit::shm::SharedMemory::open(shm.strip_prefix("shm:").expect("shm:")).is_err(),
+        "{shm} was left behind"
+    );
+    if let Some(file) = slot
+        .parse::<ipckit::Address>()
+        .ok()
+        .and_then(|a| ipckit::platform::socket_file(&a))
+    {
+        assert!(
+            file.symlink_metadata().is_err(),
+            "{} was left behind",
+            file.display()
+        );
+    }
+    let summary = format!("all {} transports ok", expected.len() + 1);
     assert!(stdout.contains(&summary), "{stdout}");
 }
 
@@ -833,8 +879,9 @@ fn shm_regions_from_the_command_line() {
     let (status, _, stderr) = run(&["shm", "read", &name]);
     assert_eq!(status.code(), Some(1));
     assert_one_line_error(&stderr, &[&name, "no shared-memory region"]);
+    // A name that breaks the rules is a usage error, though found on use.
     let (status, _, stderr) = run(&["shm", "create", "a/b", "10"]);
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(status.code(), Some(2));
     assert_one_line_error(&stderr, &["a/b"]);
 }
 
@@ -953,6 +1000,8 @@ fn every_subcommand_has_help_with_an_example() {
         "demo",
         "call",
         "serve-demo",
+        "ls",
+        "bench",
     ] {
         let (status, stdout, _) = run(&[sub, "--help"]);
         assert!(status.success());
@@ -969,9 +1018,10 @@ fn every_subcommand_has_help_with_an_example() {
     assert!(status.success());
     assert!(stdout.contains("tcp:HOST:PORT"), "{stdout}");
     assert!(
-        !stdout.contains("__demo-peer"),
-        "the demo's peer is hidden: {stdout}"
+        !stdout.contains("__demo-peer") && !stdout.contains("__bench-peer"),
+        "the peers are hidden: {stdout}"
     );
+    assert!(stdout.contains("Exit status:"), "{stdout}");
 }
 
 #[test]
@@ -992,6 +1042,379 @@ fn a_closed_stdout_is_not_an_error() {
         assert!(stderr.is_empty(), "{stderr}");
         feeder.join().expect("feeder");
     });
+}
+
+/// The entries of `ipckit ls --json`, checked to be an array of objects with
+/// the documented fields.
+fn ls_json() -> Vec<serde_json::Value> {
+    let (status, stdout, stderr) = run(&["ls", "--json"]);
+    assert!(status.success(), "{status}: {stderr}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("ls --json is not a JSON array ({e}): {stdout}"));
+    for entry in &list {
+        for field in ["kind", "address", "state", "pid", "process", "path"] {
+            assert!(entry.get(field).is_some(), "{field} missing in {entry}");
+        }
+    }
+    list
+}
+
+/// The entry of `list` whose address is `addr`.
+#[track_caller]
+fn entry<'a>(list: &'a [serde_json::Value], addr: &str) -> &'a serde_json::Value {
+    list.iter()
+        .find(|e| e["address"] == addr)
+        .unwrap_or_else(|| panic!("{addr} is not listed: {list:?}"))
+}
+
+/// `ipckit ls` shows a live listener of each kind with its owning process, and
+/// marks as stale a socket file whose listener is gone.
+#[cfg(target_os = "linux")]
+#[test]
+fn ls_shows_live_endpoints_with_their_owner_and_stale_socket_files() {
+    let stream = format!("pipe:{}", unique_name("cli-ls-stream"));
+    let message = format!("@{}", unique_name("cli-ls-msg"));
+    let shm = format!("shm:{}", unique_name("cli-ls-shm"));
+    let slot = format!("mailslot:{}", unique_name("cli-ls-slot"));
+    let kids = Children::new();
+    kids.clean_up(&stream);
+    kids.clean_up(&slot);
+    let mut s = kids.ipckit(&["-v", "listen", "--echo", &stream]);
+    let mut m = kids.ipckit(&["-v", "listen", "-m", "--echo", &message]);
+    let mut c = kids.ipckit(&["-v", "listen", &shm]);
+    let mut r = kids.ipckit(&["-v", "recv", &slot]);
+    let pids = [&s, &m, &c, &r].map(|p| p.with_child(|c| c.id()));
+    watchdog(limit(), move || {
+        s.listening_on();
+        m.listening_on();
+        c.listening_on();
+        r.receiving();
+        (s, m, c, r)
+    });
+
+    // A socket file nobody listens on: std's listener leaves its file behind.
+    let dir = ipckit::platform::runtime_dir().expect("a runtime directory on Unix");
+    let stale_name = unique_name("cli-ls-stale");
+    let stale_path = dir.join(format!("{stale_name}.sock"));
+    drop(std::os::unix::net::UnixListener::bind(&stale_path).expect("bind the stale socket"));
+    let stale = format!("pipe:{stale_name}");
+    kids.clean_up(&stale);
+
+    let list = watchdog(limit(), ls_json);
+    for (addr, kind, state, pid) in [
+        (&stream, "stream", "listening", pids[0]),
+        (&message, "message", "listening", pids[1]),
+        (&shm, "shm-channel", "live", pids[2]),
+        (&slot, "mailslot", "bound", pids[3]),
+    ] {
+        let e = entry(&list, addr);
+        assert_eq!(e["kind"], kind, "{e}");
+        assert_eq!(e["state"], state, "{e}");
+        assert_eq!(e["pid"], pid, "{e}");
+        assert_eq!(e["process"], "ipckit", "{e}");
+    }
+    let e = entry(&list, &stale);
+    assert_eq!(e["state"], "stale", "{e}");
+    assert_eq!(e["pid"], serde_json::Value::Null, "{e}");
+    assert_eq!(e["path"], stale_path.display().to_string(), "{e}");
+
+    // The table names the same endpoints, one line each.
+    let (status, table, stderr) = run(&["ls"]);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(table.starts_with("KIND "), "{table}");
+    for addr in [&stream, &message, &shm, &slot, &stale] {
+        let line = table
+            .lines()
+            .find(|l| l.ends_with(addr.as_str()))
+            .unwrap_or_else(|| panic!("{addr} not in the table: {table}"));
+        if addr == &stale {
+            assert!(line.contains(" stale "), "{line}");
+        }
+    }
+    let _ = std::fs::remove_file(&stale_path);
+}
+
+/// Windows: `ipckit ls` lists the pipes of `\\.\pipe\`, among them a listener's.
+#[cfg(windows)]
+#[test]
+fn ls_lists_the_pipes() {
+    // Probed: Wine 8's FindFirstFileW on \\.\pipe\* fails with
+    // ERROR_BAD_DEV_TYPE (66): its pipe file system cannot be listed.
+    if let Err(err) = ipckit::platform::pipe_names() {
+        if ipckit::platform::is_wine() && err.raw_os_error() == Some(66) {
+            eprintln!(r"skipped under Wine: listing \\.\pipe\ fails there ({err})");
+            let (status, _, stderr) = run(&["ls"]);
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            assert_one_line_error(&stderr, &[r"\\.\pipe\", "FindFirstFileW"]);
+            return;
+        }
+        panic!("pipe_names: {err}");
+    }
+    let addr = format!("pipe:{}", unique_name("cli-ls-pipe"));
+    let kids = Children::new();
+    let mut server = kids.ipckit(&["-v", "listen", "--echo", &addr]);
+    watchdog(limit(), move || server.listening_on());
+    let list = watchdog(limit(), ls_json);
+    let e = entry(&list, &addr);
+    assert_eq!(e["kind"], "pipe", "{e}");
+    let (status, table, stderr) = run(&["ls"]);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(table.lines().any(|l| l.ends_with(&addr)), "{table}");
+}
+
+/// `ipckit bench` measures every transport between two processes, with the
+/// std baseline, as JSON, a table and an SVG plot.
+#[test]
+fn bench_measures_every_transport_against_std() {
+    let plot = std::env::temp_dir().join(format!("{}.svg", unique_name("cli-bench-plot")));
+    let plot_arg = plot.display().to_string();
+    let (status, stdout, stderr) = run(&[
+        "bench",
+        "--duration",
+        "200ms",
+        "--size",
+        "100",
+        "--json",
+        "--plot",
+        &plot_arg,
+    ]);
+    assert!(status.success(), "{status}: {stderr}\n{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    assert_eq!(report["size"], 100);
+    assert_eq!(report["duration_ms"], 200);
+    let results = report["results"].as_array().expect("results");
+    let names: Vec<_> = results.iter().map(|r| r["transport"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["std", "stream", "message", "datagram", "shm", "tcp"].map(Some),
+        "{stdout}"
+    );
+    for r in results {
+        assert_eq!(r["ok"], true, "{r}");
+        let n = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+        assert!(n("round_trips") >= 1.0, "{r}");
+        assert!(n("p50_ns") > 0.0, "{r}");
+        assert!(
+            n("p50_ns") <= n("p99_ns") && n("p99_ns") <= n("p999_ns"),
+            "{r}"
+        );
+        assert!(n("p999_ns") <= n("max_ns") * 1.001, "{r}");
+        assert!(n("messages") >= 1.0, "{r}");
+        // bytes/s is messages/s times the size: the two figures agree.
+        let bytes = n("bytes_per_sec");
+        assert!(
+            (bytes - n("messages_per_sec") * 100.0).abs() <= bytes * 1e-9,
+            "{r}"
+        );
+        assert!(n("p50_vs_std") > 0.0 && n("throughput_vs_std") > 0.0, "{r}");
+    }
+    assert_eq!(results[0]["p50_vs_std"], 1.0);
+    let svg = std::fs::read_to_string(&plot).expect("the plot was written");
+    let _ = std::fs::remove_file(&plot);
+    assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<polyline ").count(), 6, "{svg}");
+    for name in ["std", "stream", "message", "datagram", "shm", "tcp"] {
+        assert!(svg.contains(&format!(">{name}</text>")), "{name} in {svg}");
+    }
+}
+
+/// The table: the chosen transports plus the baseline, with ratios to it.
+#[test]
+fn bench_table_shows_the_chosen_transports_and_the_ratio_to_std() {
+    let (status, stdout, stderr) = run(&["bench", "stream", "shm", "--duration", "200ms"]);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stdout.contains("×std"), "{stdout}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            ["std ", "stream ", "shm ", "message ", "tcp "]
+                .iter()
+                .any(|t| l.starts_with(t))
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "std, stream and shm only: {stdout}");
+    assert!(
+        rows[0].starts_with("std ") && rows[0].contains(" 1.00 "),
+        "{stdout}"
+    );
+    assert!(
+        rows[1].starts_with("stream ") && rows[2].starts_with("shm "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bench_errors_are_usage_errors_or_one_line_failures() {
+    for args in [
+        &["bench", "nosuch"][..],
+        &["bench", "--size", "0"][..],
+        &["bench", "--size", "2000000"][..],
+        &["bench", "--duration", "0s"][..],
+        &["bench", "--duration", "5"][..],
+    ] {
+        let (status, _, stderr) = run(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+    }
+    // A plot that cannot be written fails before anything is measured.
+    let bad = std::env::temp_dir()
+        .join(unique_name("cli-no-such-dir"))
+        .join("plot.svg");
+    let bad = bad.display().to_string();
+    let started = Instant::now();
+    let (status, stdout, stderr) = run(&["bench", "--plot", &bad]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_one_line_error(&stderr, &[&bad]);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(started.elapsed() < limit() / 2);
+    // A transport that cannot carry the size fails alone, naming the reason.
+    let (status, stdout, stderr) = run(&[
+        "bench",
+        "datagram",
+        "--size",
+        "100000",
+        "--duration",
+        "200ms",
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_one_line_error(&stderr, &["1 of 2 transports failed: datagram"]);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("datagram "))
+        .unwrap_or_else(|| panic!("no datagram row: {stdout}"));
+    assert!(
+        row.contains("FAILED") && row.contains("65536 bytes"),
+        "{row}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("std ") && !l.contains("FAILED")),
+        "{stdout}"
+    );
+}
+
+/// A name that breaks the address rules, found only when it is used, is a
+/// usage error too: exit 2, one line.
+#[test]
+fn a_bad_name_found_on_use_is_a_usage_error() {
+    for args in [
+        &["shm", "create", "a/b", "10"][..],
+        &["recv", "--broadcast", "a/b", "--timeout", "1s"][..],
+    ] {
+        let (status, _, stderr) = run(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert_one_line_error(&stderr, &["a/b", "may not contain '/'"]);
+    }
+}
+
+/// Sends SIGINT to `proc` (with kill(1): the tests have no unsafe) and returns
+/// its exit status.
+#[cfg(unix)]
+fn interrupt(proc: &Proc) -> ExitStatus {
+    let pid = proc.with_child(|c| c.id()).to_string();
+    let sent = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -INT {pid}: {sent}");
+    proc.wait(limit())
+}
+
+/// Ctrl-C: `listen` and `recv` remove the socket file or shared-memory
+/// channel they created, and exit 130.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_removes_what_the_command_created() {
+    use std::path::PathBuf;
+
+    let dir = ipckit::platform::runtime_dir().expect("a runtime directory on Unix");
+    let path = std::env::temp_dir().join(format!("{}.sock", unique_name("cli-int")));
+    let name = unique_name("cli-int-name");
+    let msg = unique_name("cli-int-msg");
+    let slot = unique_name("cli-int-slot");
+    let shm = unique_name("cli-int-shm");
+    let cases: Vec<(Vec<String>, PathBuf)> = vec![
+        (
+            vec![
+                "listen".into(),
+                "--echo".into(),
+                format!("unix:{}", path.display()),
+            ],
+            path.clone(),
+        ),
+        (
+            vec!["listen".into(), format!("pipe:{name}")],
+            dir.join(format!("{name}.sock")),
+        ),
+        (
+            vec!["listen".into(), "-m".into(), format!("pipe:{msg}")],
+            dir.join(format!("{msg}.sock")),
+        ),
+        (
+            vec!["recv".into(), format!("mailslot:{slot}")],
+            dir.join(format!("{slot}.dgram")),
+        ),
+    ];
+    let kids = Children::new();
+    for (args, file) in &cases {
+        let mut full = vec!["-v".to_owned()];
+        full.extend(args.iter().cloned());
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        let mut proc = kids.ipckit(&full);
+        let is_recv = args[0] == "recv";
+        let proc = watchdog(limit(), move || {
+            if is_recv {
+                proc.receiving();
+            } else {
+                proc.listening_on();
+            }
+            proc
+        });
+        assert!(file.exists(), "{args:?} made {}", file.display());
+        let status = interrupt(&proc);
+        assert_eq!(status.code(), Some(130), "{args:?}: {status}");
+        assert!(!file.exists(), "{args:?} left {}", file.display());
+    }
+    // A member of a broadcast group: its socket file is named after its pid.
+    let group = unique_name("cli-int-group");
+    let mut proc = kids.ipckit(&["-v", "recv", "--broadcast", &group]);
+    kids.clean_up_group(&group);
+    let pid = proc.with_child(|c| c.id());
+    let proc = watchdog(limit(), move || {
+        proc.receiving();
+        proc
+    });
+    let member = dir
+        .join(format!("{group}.group"))
+        .join(format!("{pid}-0.dgram"));
+    assert!(
+        member.exists(),
+        "recv --broadcast made {}",
+        member.display()
+    );
+    let status = interrupt(&proc);
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(
+        !member.exists(),
+        "recv --broadcast left {}",
+        member.display()
+    );
+    let _ = std::fs::remove_dir(dir.join(format!("{group}.group")));
+
+    if cfg!(target_os = "linux") {
+        let region = PathBuf::from("/dev/shm").join(&shm);
+        let addr = format!("shm:{shm}");
+        let mut proc = kids.ipckit(&["-v", "listen", &addr]);
+        let proc = watchdog(limit(), move || {
+            proc.listening_on();
+            proc
+        });
+        assert!(region.exists(), "listen {addr} made {}", region.display());
+        let status = interrupt(&proc);
+        assert_eq!(status.code(), Some(130), "{status}");
+        assert!(!region.exists(), "listen {addr} left {}", region.display());
+    }
 }
 
 #[cfg(unix)]

@@ -623,6 +623,21 @@ impl Drop for ShmListener {
     }
 }
 
+/// If region `name` is a channel: the id of the process that created it, and
+/// whether that process still runs.
+pub(crate) fn creator(name: &str) -> Option<(u32, bool)> {
+    let region = Region::open(name).ok()?;
+    if region.len() < DATA_OFFSET {
+        return None;
+    }
+    let hdr = header(&region);
+    if hdr.magic != MAGIC {
+        return None;
+    }
+    let pid = hdr.creator_pid.load(StdOrdering::Acquire);
+    Some((pid, pid_alive(pid)))
+}
+
 /// Whether region `name` is a channel whose creator has exited (or a region
 /// too small to be one, left by a crash during creation).
 fn stale(name: &str) -> bool {

@@ -69,6 +69,24 @@ pub(crate) fn tcp_write(
     }
 }
 
+/// ipckit's private per-user directory for portable names.
+pub(crate) fn runtime_dir() -> Option<PathBuf> {
+    Some(runtime_dir::path())
+}
+
+/// Broadcast groups live in the runtime directory (`NAME.group/`) on Unix.
+pub(crate) fn mailslot_groups_dir() -> Option<PathBuf> {
+    None
+}
+
+/// There is no named-pipe file system on Unix.
+pub(crate) fn pipe_names() -> io::Result<Vec<String>> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        r"\\.\pipe\ exists only on Windows",
+    ))
+}
+
 /// The user this process runs as: its effective uid, the one the kernel gives
 /// the files it creates and reports to its peers (`SO_PEERCRED`).
 pub(crate) fn current_user() -> io::Result<crate::security::UserId> {

@@ -28,9 +28,14 @@ use crate::stream::ListenerOptions;
 /// The directory of every group's markers, under the temp dir.
 const GROUPS_DIR: &str = "ipckit-mailslot-groups";
 
+/// The directory of every group's marker directory.
+pub(crate) fn groups_dir() -> PathBuf {
+    std::env::temp_dir().join(GROUPS_DIR)
+}
+
 /// The directory of group `name`'s markers.
 fn group_dir(name: &str) -> PathBuf {
-    std::env::temp_dir().join(GROUPS_DIR).join(name)
+    groups_dir().join(name)
 }
 
 /// The mailslot of member `member` of group `name`, NUL-terminated.

@@ -12,6 +12,7 @@
 //! - `tokio` (feature `tokio`): the async listener and streams, on tokio's named
 //!   pipes; `tokio_message` and `tokio_mailslot`: the async message channels
 //!   and mailslot receivers, on the blocking pool (`tokio_blocking`).
+//! - `pipe_list`: the names in `\\.\pipe\` (`pipe_names`).
 //! - `security`: the current-user DACL every named object is created with (or
 //!   a listener's SDDL), peer process ids and user SIDs, descriptors read back.
 //! - `wine`: Wine detection.
@@ -25,6 +26,7 @@ mod mailslot_group;
 mod message;
 mod overlapped;
 mod pipe;
+mod pipe_list;
 mod security;
 pub(crate) mod shm;
 #[cfg(feature = "tokio")]
@@ -49,9 +51,10 @@ use crate::address::{Env, Os};
 use crate::error::timed_out;
 
 pub(crate) use mailslot::{MailslotReceiver, MailslotSender};
-pub(crate) use mailslot_group::{broadcast, join_group};
+pub(crate) use mailslot_group::{broadcast, groups_dir, join_group};
 pub(crate) use message::{MsgListener, MsgStream};
 pub(crate) use pipe::{Listener, Stream};
+pub(crate) use pipe_list::pipe_names;
 pub(crate) use wine::{is_wine, wine_version};
 
 pub(crate) const OS: Os = Os::Windows;
@@ -63,6 +66,17 @@ pub(crate) fn env() -> Env {
         runtime_dir: PathBuf::new(),
         temp_dir: std::env::temp_dir(),
     }
+}
+
+/// Where broadcast groups register their members: a directory per group, a
+/// marker file per member.
+pub(crate) fn mailslot_groups_dir() -> Option<PathBuf> {
+    Some(groups_dir())
+}
+
+/// No runtime directory: portable names are pipe names on Windows.
+pub(crate) fn runtime_dir() -> Option<PathBuf> {
+    None
 }
 
 /// The user this process runs as: the user SID of its token.

@@ -1,0 +1,151 @@
+//! Ctrl-C (SIGINT; SIGTERM and SIGHUP on Unix too): remove what this command
+//! created, then exit with 130.
+//!
+//! A signal ends the process without running destructors, so a listener's
+//! socket file or a shared-memory channel's name would be left behind. Each
+//! command that creates one registers it here right after creating it; the
+//! handler removes every registered thing that is still the one this process
+//! made (the same socket file by device and inode; a channel region whose
+//! creator is this process), never a newer one of the same name.
+//!
+//! Windows removes a pipe, a mailslot and a file mapping with the last handle to
+//! it, so there is nothing to register there.
+
+use std::sync::{Mutex, Once, PoisonError};
+
+/// Something to remove on an interrupt.
+#[derive(Debug)]
+enum Leftover {
+    /// A socket file, as it was when registered (device, inode).
+    #[cfg(unix)]
+    Socket {
+        path: std::path::PathBuf,
+        dev: u64,
+        ino: u64,
+    },
+    /// The name of a shared-memory channel this process created.
+    ShmChannel(String),
+    /// A broadcast group member's marker file (Windows): named after this
+    /// process's id, so it is this process's.
+    #[cfg(windows)]
+    Marker(std::path::PathBuf),
+}
+
+static LEFTOVERS: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
+
+/// The exit code after an interrupt: 128 + SIGINT, as shells report it.
+const INTERRUPTED: i32 = 130;
+
+/// Installs the handler (once; later calls do nothing). Without it the
+/// default action of the signal applies.
+pub(crate) fn install() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Failing to install (a handler set by someone else) leaves the
+        // default action: the command still stops, only without cleaning up.
+        let _ = ctrlc::set_handler(|| {
+            remove_all();
+            std::process::exit(INTERRUPTED);
+        });
+    });
+}
+
+/// Removes the socket file behind `addr` on an interrupt, if binding `addr`
+/// made one (Unix); call it right after the bind.
+pub(crate) fn socket_of(addr: &ipckit::Address) {
+    #[cfg(unix)]
+    if let Some(path) = ipckit::platform::socket_file(addr) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            push(Leftover::Socket {
+                path,
+                dev: meta.dev(),
+                ino: meta.ino(),
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = addr;
+}
+
+/// Removes shared-memory channel `addr` (`shm:NAME`) on an interrupt while
+/// this process is still its creator; call it right after the bind.
+pub(crate) fn shm_channel(addr: &ipckit::Address) {
+    if cfg!(unix) {
+        if let ipckit::Address::Shm(name) = addr {
+            push(Leftover::ShmChannel(name.clone()));
+        }
+    }
+}
+
+/// Removes this process's member of broadcast group `group` on an interrupt;
+/// call it right after joining. Members are named `PID-N` by the library (Unix:
+/// a socket file `PID-N.dgram` in `GROUP.group/` of the runtime directory;
+/// Windows: a marker file `PID-N` in the group's directory).
+pub(crate) fn group_member(group: &str) {
+    let dir = match (
+        ipckit::platform::runtime_dir(),
+        ipckit::platform::mailslot_groups_dir(),
+    ) {
+        (Some(runtime), _) => runtime.join(format!("{group}.group")),
+        (None, Some(groups)) => groups.join(group),
+        (None, None) => return,
+    };
+    let ours = format!("{}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(&ours) {
+            continue;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(meta) = std::fs::symlink_metadata(entry.path()) {
+                push(Leftover::Socket {
+                    path: entry.path(),
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                });
+            }
+        }
+        #[cfg(windows)]
+        push(Leftover::Marker(entry.path()));
+    }
+}
+
+fn push(leftover: Leftover) {
+    LEFTOVERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(leftover);
+}
+
+fn remove_all() {
+    let leftovers = LEFTOVERS.lock().unwrap_or_else(PoisonError::into_inner);
+    for leftover in leftovers.iter() {
+        match leftover {
+            #[cfg(unix)]
+            Leftover::Socket { path, dev, ino } => {
+                use std::os::unix::fs::MetadataExt;
+                let same = std::fs::symlink_metadata(path)
+                    .is_ok_and(|m| m.dev() == *dev && m.ino() == *ino);
+                if same {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            #[cfg(windows)]
+            Leftover::Marker(path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            Leftover::ShmChannel(name) => {
+                let ours = ipckit::platform::shm_channel_creator(name)
+                    .is_some_and(|(pid, _)| pid == std::process::id());
+                if ours {
+                    let _ = ipckit::shm::SharedMemory::remove(name);
+                }
+            }
+        }
+    }
+}
