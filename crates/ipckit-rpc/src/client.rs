@@ -2,9 +2,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -200,10 +199,19 @@ pub(crate) trait ReplyTx {
     fn reply(self, reply: Reply);
 }
 
-impl ReplyTx for mpsc::SyncSender<Reply> {
+/// Where a blocking call's reply is left, and how its caller is woken (for
+/// the reply, or for its turn to read).
+#[derive(Default)]
+struct Mailbox {
+    reply: Mutex<Option<Reply>>,
+    woken: Condvar,
+}
+
+impl ReplyTx for Arc<Mailbox> {
     fn reply(self, reply: Reply) {
-        // The call may have given up (timed out); then nobody wants it.
-        let _ = self.try_send(reply);
+        // The call may have given up (timed out); then nobody takes it.
+        *lock(&self.reply) = Some(reply);
+        self.woken.notify_all();
     }
 }
 
@@ -353,9 +361,11 @@ struct Shared {
     /// `None` once the connection is closed: dropping the writer closes the
     /// last handle, so the server sees the end.
     writer: Mutex<Option<Writer>>,
-    pending: Mutex<Pending<mpsc::SyncSender<Reply>>>,
+    /// The reading half, taken in turn by the calls waiting for replies; `None`
+    /// once the connection has ended.
+    reader: Mutex<Option<Reader>>,
+    pending: Mutex<Pending<Arc<Mailbox>>>,
     next_id: AtomicU64,
-    stop: AtomicBool,
     peer: String,
 }
 
@@ -381,16 +391,125 @@ impl Shared {
             self.close(ErrorKind::Protocol, why);
         }
     }
+
+    /// Waits for the reply of call `id` until `deadline`: reads the
+    /// connection itself while no other call does, handing every reply it
+    /// reads to its call (leader/follower: no reader thread, so a reply
+    /// reaches its caller with no hand-over when one call is in flight).
+    fn wait(&self, id: u64, mailbox: &Arc<Mailbox>, deadline: Option<Instant>) -> Option<Reply> {
+        loop {
+            let mut reply = lock(&mailbox.reply);
+            if let Some(r) = reply.take() {
+                return Some(r);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            match self.reader.try_lock() {
+                Ok(mut turn) => {
+                    drop(reply);
+                    let got = self.read_until(&mut turn, mailbox, deadline);
+                    drop(turn);
+                    self.hand_over(id);
+                    if got.is_some() {
+                        return got;
+                    }
+                }
+                Err(_) => {
+                    // Another call reads; it wakes this one when it leaves
+                    // (this mailbox's lock is held until the wait begins, so
+                    // that wake-up cannot be missed) or hands over a reply.
+                    let slice = deadline.map_or(TICK, |d| {
+                        d.saturating_duration_since(Instant::now()).min(TICK)
+                    });
+                    let _ = mailbox
+                        .woken
+                        .wait_timeout(reply, slice)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+
+    /// Reads while it is this call's turn, until its reply has come (given
+    /// back), the deadline passed or the connection ended (`None`).
+    fn read_until(
+        &self,
+        turn: &mut Option<Reader>,
+        mailbox: &Mailbox,
+        deadline: Option<Instant>,
+    ) -> Option<Reply> {
+        loop {
+            if let Some(r) = lock(&mailbox.reply).take() {
+                return Some(r);
+            }
+            let Some(reader) = turn.as_mut() else {
+                // Ended: `close` has failed every call, this one included,
+                // unless it was failed already and taken; say why again.
+                let closed = lock(&self.pending).closed.clone();
+                let (kind, why) =
+                    closed.unwrap_or((ErrorKind::Disconnected, "the connection has ended".into()));
+                return Some(Err(Failure::Closed(kind, why)));
+            };
+            // Wait no longer than the deadline (and a tick, to look again).
+            let slice = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    left.min(TICK)
+                }
+                None => TICK,
+            };
+            if let Err(e) = reader.set_timeout(Some(slice)) {
+                let (kind, why) = end_of(&e);
+                *turn = None;
+                self.close(kind, why);
+                continue;
+            }
+            match reader.recv(&self.peer) {
+                Ok(Some(frame)) => self.deliver(route(&frame)),
+                Ok(None) => {
+                    *turn = None;
+                    self.close(
+                        ErrorKind::Disconnected,
+                        "the server closed the connection".into(),
+                    );
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut => {}
+                Err(e) => {
+                    *turn = None;
+                    let (kind, why) = end_of(&e);
+                    self.close(kind, why);
+                }
+            }
+        }
+    }
+
+    /// Wakes another call in flight to take its turn to read.
+    fn hand_over(&self, leaving: u64) {
+        let next = lock(&self.pending)
+            .calls
+            .iter()
+            .find(|(id, _)| **id != leaving)
+            .map(|(_, m)| Arc::clone(m));
+        if let Some(m) = next {
+            let _held = lock(&m.reply);
+            m.woken.notify_all();
+        }
+    }
 }
 
 /// A blocking JSON-RPC client: one connection, any number of calls in flight
 /// on it from any number of threads (it is `Send + Sync`; share it in an
 /// `Arc`), each matched to its response by id.
 ///
-/// A reader thread takes the responses. When the connection ends (the server
-/// closed it or went away, or broke the framing) every call in flight fails at
-/// once with [`ErrorKind::Disconnected`] (or the kind of the failure), and so
-/// does every later call. A call that times out leaves the connection usable;
+/// The calls waiting for replies take turns to read them (there is no reader
+/// thread). When the connection ends (the server closed it or went away, or
+/// broke the framing) every call in flight fails at once with
+/// [`ErrorKind::Disconnected`] (or the kind of the failure), and so does every
+/// later call; with no call in flight that is noticed by the next one. A call that times out leaves the connection usable;
 /// its late response, if one comes, is dropped.
 ///
 /// # Examples
@@ -438,16 +557,11 @@ impl Client {
         reader.set_timeout(Some(TICK))?;
         let shared = Arc::new(Shared {
             writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(Some(reader)),
             pending: Mutex::new(Pending::default()),
             next_id: AtomicU64::new(1),
-            stop: AtomicBool::new(false),
             peer,
         });
-        let s = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("ipckit-rpc-client".into())
-            .spawn(move || read_loop(&s, reader))
-            .map_err(|e| Error::io("start the client's reader thread", &e))?;
         Ok(Client { shared, timeout })
     }
 
@@ -482,13 +596,13 @@ impl Client {
         let params = to_params(&context, params)?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let id = s.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::sync_channel(1);
+        let mailbox = Arc::new(Mailbox::default());
         {
             let mut p = lock(&s.pending);
             if let Some(closed) = &p.closed {
                 return Err(closed_error(&context, closed));
             }
-            p.calls.insert(id, tx);
+            p.calls.insert(id, Arc::clone(&mailbox));
         }
         let req = Request {
             method: method.to_owned(),
@@ -499,26 +613,19 @@ impl Client {
             lock(&s.pending).calls.remove(&id);
             return Err(Error::new(e.kind(), format!("{context}: {e}")));
         }
-        let reply = match (timeout, deadline) {
-            (Some(t), Some(d)) => {
-                match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
-                    Ok(reply) => reply,
-                    Err(_) => {
-                        lock(&s.pending).calls.remove(&id);
-                        // The reply may have come in the meantime.
-                        return match rx.try_recv() {
-                            Ok(reply) => finish(&context, reply),
-                            Err(_) => Err(timed_out(&context, t)),
-                        };
+        let reply = match s.wait(id, &mailbox, deadline) {
+            Some(reply) => reply,
+            None => {
+                lock(&s.pending).calls.remove(&id);
+                // The reply may have come in the meantime.
+                match lock(&mailbox.reply).take() {
+                    Some(reply) => reply,
+                    None => {
+                        let t = timeout.unwrap_or_default();
+                        return Err(timed_out(&context, t));
                     }
                 }
             }
-            _ => rx.recv().unwrap_or_else(|_| {
-                Err(Failure::Closed(
-                    ErrorKind::Disconnected,
-                    "the client's reader stopped".into(),
-                ))
-            }),
         };
         finish(&context, reply)
     }
@@ -553,30 +660,9 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        // The reader sees this within a tick, closes its half and ends.
-        self.shared.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn read_loop(shared: &Shared, mut reader: Reader) {
-    loop {
-        if shared.stop.load(Ordering::SeqCst) {
-            shared.close(ErrorKind::Disconnected, "the client was dropped".into());
-            return;
-        }
-        match reader.recv(&shared.peer) {
-            Ok(Some(frame)) => shared.deliver(route(&frame)),
-            Ok(None) => {
-                return shared.close(
-                    ErrorKind::Disconnected,
-                    "the server closed the connection".into(),
-                );
-            }
-            Err(e) if e.kind() == ErrorKind::TimedOut => {}
-            Err(e) => {
-                let (kind, why) = end_of(&e);
-                return shared.close(kind, why);
-            }
-        }
+        // No call is in flight (they borrow the client): closing the writing
+        // half ends the connection for the server.
+        self.shared
+            .close(ErrorKind::Disconnected, "the client was dropped".into());
     }
 }

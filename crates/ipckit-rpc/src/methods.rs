@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::RpcError;
-use crate::jsonrpc::{Entry, Id, Request, Response};
+use crate::jsonrpc::{Entry, Request, Response};
 
 pub(crate) type Outcome = Result<Value, RpcError>;
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
@@ -197,14 +197,6 @@ pub(crate) enum Job {
 }
 
 impl Job {
-    /// The id to answer a failure to start the job with.
-    pub(crate) fn id(&self) -> Id {
-        match self {
-            Job::One(req) => req.id.clone().unwrap_or(Id::Null),
-            Job::Batch(_) => Id::Null,
-        }
-    }
-
     /// Runs the job here and now: the bytes of its response, if it has one.
     pub(crate) fn run_sync(self, methods: &Methods) -> Option<Vec<u8>> {
         match self {

@@ -1,7 +1,7 @@
 //! The blocking [`Server`] and the [`ServerOptions`] both servers share.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipckit::{Address, ConnectOptions, ListenerOptions, ToAddress};
 
 use crate::auth::ChallengeDigest;
-use crate::conn::{Conn, Writer};
+use crate::conn::{Conn, Reader, Writer};
 use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
 use crate::jsonrpc::{Entry, Id, Incoming, Response, decode_incoming};
@@ -374,31 +374,59 @@ fn accept_loop(
     }
 }
 
-/// The calls of one connection in flight, bounded.
+/// How many threads serve one connection, bounded.
 #[derive(Default)]
-struct Calls {
+struct Workers {
     n: Mutex<usize>,
     changed: Condvar,
 }
 
-impl Calls {
-    fn acquire(&self, max: usize) {
+impl Workers {
+    /// Counts one more worker if there are fewer than `max`.
+    fn try_add(&self, max: usize) -> bool {
         let mut n = lock(&self.n);
-        while *n >= max {
-            n = self.changed.wait(n).unwrap_or_else(|p| p.into_inner());
+        if *n >= max {
+            return false;
         }
         *n += 1;
+        true
     }
 
-    fn release(&self) {
+    fn remove(&self) {
         *lock(&self.n) -= 1;
         self.changed.notify_all();
     }
 
-    fn wait_idle(&self) {
+    fn wait_none(&self) {
         let mut n = lock(&self.n);
         while *n > 0 {
             n = self.changed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// One connection, shared by the threads that serve it. They take turns to
+/// read (leader/follower): the thread that has read a request hands the turn
+/// on and runs the call itself, so a reply leaves from the thread that read
+/// its request, with no hand-over on the way, while the next request is read
+/// by another thread (one is started when none is waiting, up to
+/// `max_concurrent_calls`), so a slow call holds up no other.
+struct Served {
+    reader: Mutex<Reader>,
+    writer: Mutex<Writer>,
+    peer: String,
+    /// Threads waiting for their turn to read.
+    waiting: AtomicUsize,
+    workers: Workers,
+    /// The connection has ended (or broke): nothing more is read.
+    ended: AtomicBool,
+}
+
+impl Served {
+    fn out(&self) -> Out<'_> {
+        Out {
+            writer: &self.writer,
+            peer: &self.peer,
         }
     }
 }
@@ -434,25 +462,67 @@ fn serve_conn(shared: &Arc<Shared>, mut conn: Conn) {
         return;
     }
     let Conn {
-        mut reader,
+        reader,
         writer,
         peer,
         ..
     } = conn;
-    let writer = Arc::new(Mutex::new(writer));
-    let calls = Arc::new(Calls::default());
-    let out = Out {
-        writer: &writer,
-        peer: &peer,
-    };
-    while !shared.stopping.load(Ordering::SeqCst) {
-        match reader.recv(&peer) {
-            Ok(Some(frame)) => dispatch(shared, &frame, &writer, &calls, &peer),
+    let served = Arc::new(Served {
+        reader: Mutex::new(reader),
+        writer: Mutex::new(writer),
+        peer,
+        waiting: AtomicUsize::new(0),
+        workers: Workers::default(),
+        ended: AtomicBool::new(false),
+    });
+    // This thread is the first worker; the connection is done when the last
+    // has finished its call.
+    served.workers.try_add(usize::MAX);
+    work(shared, &served);
+    served.workers.wait_none();
+}
+
+/// A worker: reads a request in its turn, then runs it.
+fn work(shared: &Arc<Shared>, served: &Arc<Served>) {
+    while let Some(frame) = next_frame(shared, served) {
+        if served.waiting.load(Ordering::SeqCst) == 0 {
+            start_worker(shared, served);
+        }
+        dispatch(shared, &frame, served);
+    }
+    served.workers.remove();
+}
+
+/// Another worker, if the connection may have one more; without it, this
+/// thread reads again once its call is done.
+fn start_worker(shared: &Arc<Shared>, served: &Arc<Served>) {
+    if !served.workers.try_add(shared.opts.max_concurrent_calls) {
+        return;
+    }
+    let (s, c) = (Arc::clone(shared), Arc::clone(served));
+    let spawned = thread::Builder::new()
+        .name("ipckit-rpc-call".into())
+        .spawn(move || work(&s, &c));
+    if spawned.is_err() {
+        served.workers.remove();
+    }
+}
+
+/// The next request, in this thread's turn to read; `None` once the
+/// connection has ended or the server stops.
+fn next_frame(shared: &Arc<Shared>, served: &Served) -> Option<Vec<u8>> {
+    served.waiting.fetch_add(1, Ordering::SeqCst);
+    let mut reader = lock(&served.reader);
+    served.waiting.fetch_sub(1, Ordering::SeqCst);
+    let opts = &shared.opts;
+    while !served.ended.load(Ordering::SeqCst) && !shared.stopping.load(Ordering::SeqCst) {
+        match reader.recv(&served.peer) {
+            Ok(Some(frame)) => return Some(frame),
             Ok(None) => break,
             Err(e) if e.kind() == ErrorKind::TimedOut => {}
             Err(e) if e.kind() == ErrorKind::FrameTooLarge => {
                 opts.report(&e);
-                out.send(&too_large_response(&e));
+                served.out().send(&too_large_response(&e));
                 break;
             }
             Err(e) => {
@@ -463,7 +533,8 @@ fn serve_conn(shared: &Arc<Shared>, mut conn: Conn) {
             }
         }
     }
-    calls.wait_idle();
+    served.ended.store(true, Ordering::SeqCst);
+    None
 }
 
 struct Out<'a> {
@@ -479,14 +550,9 @@ impl Out<'_> {
     }
 }
 
-fn dispatch(
-    shared: &Arc<Shared>,
-    frame: &[u8],
-    writer: &Arc<Mutex<Writer>>,
-    calls: &Arc<Calls>,
-    peer: &str,
-) {
-    let out = Out { writer, peer };
+/// Runs one request (or batch) and sends its reply from this thread.
+fn dispatch(shared: &Arc<Shared>, frame: &[u8], served: &Served) {
+    let out = served.out();
     let job = match decode_incoming(frame) {
         Incoming::Invalid(resp) | Incoming::Single(Entry::Invalid(resp)) => {
             return out.send(&resp.encode());
@@ -494,31 +560,7 @@ fn dispatch(
         Incoming::Single(Entry::Request(req)) => Job::One(req),
         Incoming::Batch(entries) => Job::Batch(entries),
     };
-    let id = job.id();
-    calls.acquire(shared.opts.max_concurrent_calls);
-    let (s, w, c, p) = (
-        Arc::clone(shared),
-        Arc::clone(writer),
-        Arc::clone(calls),
-        peer.to_owned(),
-    );
-    let spawned = thread::Builder::new()
-        .name("ipckit-rpc-call".into())
-        .spawn(move || {
-            if let Some(bytes) = job.run_sync(&s.methods) {
-                Out {
-                    writer: &w,
-                    peer: &p,
-                }
-                .send(&bytes);
-            }
-            c.release();
-        });
-    if let Err(e) = spawned {
-        calls.release();
-        let err = RpcError::internal(format!(
-            "internal error: the server could not start a thread for the call: {e}"
-        ));
-        out.send(&Response::error(id, err).encode());
+    if let Some(bytes) = job.run_sync(&shared.methods) {
+        out.send(&bytes);
     }
 }
