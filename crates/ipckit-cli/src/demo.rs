@@ -24,6 +24,7 @@ use ipckit::{Address, ConnectOptions, Listener, Stream};
 
 use crate::stdout_error;
 
+mod rpc_step;
 mod steps;
 
 /// How long one transport may take before its child is killed and it fails.
@@ -167,10 +168,11 @@ pub(crate) fn run(settings: Settings) -> Result<()> {
     let tag = unique_tag();
     let transports = transports(&tag);
     let mailslot_addr = format!("mailslot:{tag}");
+    let rpc_addr = format!("{tag}-rpc");
     let width = transports
         .iter()
         .map(|t| t.addr.len())
-        .chain([21, mailslot_addr.len()])
+        .chain([21, mailslot_addr.len(), rpc_addr.len()])
         .max()
         .unwrap_or(21);
 
@@ -181,7 +183,8 @@ pub(crate) fn run(settings: Settings) -> Result<()> {
          process connects, times {rounds} round trips of {size} bytes, then echoes {mib} MiB and\n\
          checks every byte (the server also checks a checksum of all it received). The\n\
          shared-memory channel does the same with messages; the mailslot is one way: the\n\
-         child sends {rounds} messages and this process checks each.\n\n\
+         child sends {rounds} messages and this process checks each; for JSON-RPC this\n\
+         process serves `add` and the child calls it with `ipckit call`.\n\n\
          {t:<9}  {a:<width$}  {p:>8}  {r:>11}  {m:>9}  {q:>9}  {s:>8}  result",
         pid = std::process::id(),
         rounds = settings.rounds,
@@ -204,11 +207,7 @@ pub(crate) fn run(settings: Settings) -> Result<()> {
             run_transport(&exe, transport, settings, expected)
         };
         let mut line = format!("{:<9}  {:<width$}  ", transport.name, row.addr);
-        match row.pid {
-            Some(pid) => write!(line, "{pid:>8}  "),
-            None => write!(line, "{:>8}  ", "-"),
-        }
-        .expect("writing to a String cannot fail");
+        pid_column(&mut line, row.pid);
         match &row.outcome {
             Ok(f) => write!(
                 line,
@@ -234,11 +233,7 @@ pub(crate) fn run(settings: Settings) -> Result<()> {
     // The mailslot: one way, so no round trips; how long the messages took.
     let (pid, outcome) = steps::run_mailslot(&exe, &mailslot_addr, settings);
     let mut line = format!("{:<9}  {mailslot_addr:<width$}  ", "mailslot");
-    match pid {
-        Some(pid) => write!(line, "{pid:>8}  "),
-        None => write!(line, "{:>8}  ", "-"),
-    }
-    .expect("writing to a String cannot fail");
+    pid_column(&mut line, pid);
     match &outcome {
         Ok(m) => write!(
             line,
@@ -257,7 +252,29 @@ pub(crate) fn run(settings: Settings) -> Result<()> {
     }
     .expect("writing to a String cannot fail");
     writeln!(out, "{line}").map_err(stdout_error)?;
-    let total = transports.len() + 1;
+
+    // JSON-RPC: this process serves `add`; a child's `ipckit call` calls it.
+    let (pid, outcome) = rpc_step::run_rpc(&exe, &rpc_addr);
+    let mut line = format!("{:<9}  {rpc_addr:<width$}  ", "rpc");
+    pid_column(&mut line, pid);
+    match &outcome {
+        Ok(r) => write!(
+            line,
+            "the child ran `ipckit call {rpc_addr} {}` and printed {} ({} call served), \
+             {:.1} ms with the process start  ok",
+            r.call,
+            r.result,
+            r.calls_served,
+            r.took.as_secs_f64() * 1e3,
+        ),
+        Err(err) => {
+            failed.push("rpc");
+            write!(line, "FAILED: {err:#}")
+        }
+    }
+    .expect("writing to a String cannot fail");
+    writeln!(out, "{line}").map_err(stdout_error)?;
+    let total = transports.len() + 2;
 
     let took = started.elapsed().as_secs_f64();
     if failed.is_empty() {
@@ -272,6 +289,15 @@ pub(crate) fn run(settings: Settings) -> Result<()> {
             failed.join(", ")
         )
     }
+}
+
+/// The peer-pid column of a row: the pid, or `-` when no child started.
+fn pid_column(line: &mut String, pid: Option<u32>) {
+    match pid {
+        Some(pid) => write!(line, "{pid:>8}  "),
+        None => write!(line, "{:>8}  ", "-"),
+    }
+    .expect("writing to a String cannot fail");
 }
 
 fn micros(d: Duration) -> f64 {

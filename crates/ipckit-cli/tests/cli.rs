@@ -384,7 +384,22 @@ fn demo_reports_every_transport_ok() {
             file.display()
         );
     }
-    let summary = format!("all {} transports ok", expected.len() + 1);
+    // JSON-RPC: a child's `ipckit call ... add [2, 40]` printed 42, checked by
+    // the demo, and the server is gone afterwards.
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("rpc "))
+        .unwrap_or_else(|| panic!("no row for rpc:\n{stdout}"));
+    assert!(
+        row.trim_end().ends_with(" ok") && row.contains("printed 42 (1 call served)"),
+        "rpc not ok: {row}"
+    );
+    let rpc = row.split_whitespace().nth(1).expect("the RPC address");
+    assert!(
+        ipckit_rpc::Client::connect(rpc).is_err(),
+        "{rpc} still serves"
+    );
+    let summary = format!("all {} transports ok", expected.len() + 2);
     assert!(stdout.contains(&summary), "{stdout}");
 }
 
