@@ -994,6 +994,17 @@ mod node_and_python {
         cmd
     }
 
+    /// `code` run by Python as a child with a JSON channel, reaped on every
+    /// way out; the channel's receives time out after 30 s (scaled).
+    fn python_json_child(code: &str) -> (Reaper, ChildChannel) {
+        let (child, mut channel) = ChannelOptions::new()
+            .serialization(Serialization::Json)
+            .spawn(&mut python(code))
+            .unwrap();
+        channel.set_read_timeout(Some(limit(30))).unwrap();
+        (Reaper(child), channel)
+    }
+
     #[test]
     fn a_node_child_round_trips_json() {
         watchdog(limit(60), || {
@@ -1039,12 +1050,7 @@ mod node_and_python {
         watchdog(limit(60), || {
             let code = "import os; fd = int(os.environ['NODE_CHANNEL_FD']); \
                         os.write(fd, b'not json\\n{\"ok\": 1}\\n\\n[2]\\n')";
-            let (child, mut channel) = ChannelOptions::new()
-                .serialization(Serialization::Json)
-                .spawn(&mut python(code))
-                .unwrap();
-            let _child = Reaper(child);
-            channel.set_read_timeout(Some(limit(30))).unwrap();
+            let (_child, channel) = python_json_child(code);
             let err = channel.recv().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Protocol);
             assert!(
@@ -1069,12 +1075,7 @@ mod node_and_python {
             // answers and exits: its socket closes with bytes unread.
             let code = "import os, select; fd = int(os.environ['NODE_CHANNEL_FD']); \
                         select.select([fd], [], []); os.write(fd, b'\"hi\"\\n')";
-            let (child, mut channel) = ChannelOptions::new()
-                .serialization(Serialization::Json)
-                .spawn(&mut python(code))
-                .unwrap();
-            let mut child = Reaper(child);
-            channel.set_read_timeout(Some(limit(30))).unwrap();
+            let (mut child, channel) = python_json_child(code);
             channel.send_json(&json!({ "a": 1 })).unwrap();
             assert!(child.0.wait().unwrap().success());
             assert_eq!(channel.recv_json::<Value>().unwrap(), Some(json!("hi")));
@@ -1087,12 +1088,7 @@ mod node_and_python {
         watchdog(limit(60), || {
             let code = "import os, select; fd = int(os.environ['NODE_CHANNEL_FD']); \
                         select.select([fd], [], []); os.write(fd, b'[1]\\n[2, 3')";
-            let (child, mut channel) = ChannelOptions::new()
-                .serialization(Serialization::Json)
-                .spawn(&mut python(code))
-                .unwrap();
-            let mut child = Reaper(child);
-            channel.set_read_timeout(Some(limit(30))).unwrap();
+            let (mut child, channel) = python_json_child(code);
             channel.send_json(&json!({ "a": 1 })).unwrap();
             assert!(child.0.wait().unwrap().success());
             assert_eq!(channel.recv_json::<Value>().unwrap(), Some(json!([1])));
