@@ -18,6 +18,20 @@ const SHORT_MAX: u64 = 0x7fff_ffff;
 /// as Python does below 16 KiB.
 const COALESCE: usize = 16 * 1024;
 
+/// `Ok` while a framed stream is in step; once a frame was cut (`broken` says
+/// why), every call fails with `Disconnected`. Shared by the blocking and the
+/// async `Framed`.
+pub(crate) fn check_in_step(broken: Option<&str>) -> io::Result<()> {
+    match broken {
+        None => Ok(()),
+        Some(why) => Err(Error::new(
+            ErrorKind::Disconnected,
+            format!("the framed stream is out of step and was closed: {why}"),
+        )
+        .into()),
+    }
+}
+
 /// The header for a message of `len` bytes, and how many of its bytes are used.
 pub(crate) fn header(len: u64) -> ([u8; 12], usize) {
     let mut h = [0u8; 12];

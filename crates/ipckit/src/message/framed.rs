@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 use super::frame::{FrameReader, FrameWriter};
-use crate::error::{Error, ErrorKind, breaks_channel};
+use crate::error::breaks_channel;
 use crate::stream::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
 
 /// Whole messages over any byte stream you hand in (`Read + Write`), in the
@@ -96,14 +96,7 @@ impl<S> Framed<S> {
     }
 
     fn check(&self) -> io::Result<()> {
-        match &self.broken {
-            None => Ok(()),
-            Some(why) => Err(Error::new(
-                ErrorKind::Disconnected,
-                format!("the framed stream is out of step and was closed: {why}"),
-            )
-            .into()),
-        }
+        crate::message::frame::check_in_step(self.broken.as_deref())
     }
 }
 

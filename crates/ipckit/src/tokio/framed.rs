@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::error::{Error, ErrorKind, breaks_channel};
+use crate::error::breaks_channel;
 use crate::message::frame::{FrameReader, FrameWriter};
 use crate::stream::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
 
@@ -175,14 +175,7 @@ impl<S> Framed<S> {
     }
 
     fn check(&self) -> io::Result<()> {
-        match &self.broken {
-            None => Ok(()),
-            Some(why) => Err(Error::new(
-                ErrorKind::Disconnected,
-                format!("the framed stream is out of step and was closed: {why}"),
-            )
-            .into()),
-        }
+        crate::message::frame::check_in_step(self.broken.as_deref())
     }
 }
 
