@@ -10,6 +10,7 @@ mod util;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use greeter::{
@@ -388,34 +389,47 @@ fn the_connector_waits_for_a_server_that_is_not_up_yet() {
     run(30, || async {
         let addr = format!("pipe:{}", unique_name("grpc-later"));
 
-        // Without retry_not_found: an error at once that names the address.
-        let err = endpoint()
-            .connect_with_connector(Connector::new(&addr).unwrap())
-            .await
-            .unwrap_err();
+        // Without retry_not_found: an error at once (on the first poll) that
+        // names the address.
+        let err = match poll_once(std::pin::pin!(
+            endpoint().connect_with_connector(Connector::new(&addr).unwrap())
+        ))
+        .await
+        {
+            Poll::Ready(result) => result.unwrap_err(),
+            Poll::Pending => {
+                panic!("a connect to {addr} without retry_not_found did not fail at once")
+            }
+        };
         let chain = error_chain(&err);
         assert!(chain.contains(&addr), "{chain}");
         assert!(chain.contains("nobody listens there"), "{chain}");
 
-        // With it, the channel connects once the server binds.
+        // With it, the same first poll finds nobody there and waits instead of
+        // failing (no sleep: the attempt has happened when the poll returns)...
         let mut options = ConnectOptions::new();
         options.timeout(limit(10)).retry_not_found(true);
         let connector = Connector::with_options(&addr, &options).unwrap();
-        let connecting =
-            tokio::spawn(async move { endpoint().connect_with_connector(connector).await });
-        // Give the connector time to find nobody there at least once; the test
-        // holds without this pause, it only makes the retry path certain.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!connecting.is_finished(), "the connector gave up early");
+        let endpoint = endpoint();
+        let mut connecting = Box::pin(endpoint.connect_with_connector(connector));
+        if let Poll::Ready(result) = poll_once(connecting.as_mut()).await {
+            panic!("the connector did not wait for a server on {addr}: {result:?}");
+        }
+        // ...and the channel connects once the server binds.
         let (greeter, _holds) = test_greeter();
         let server = serve(&addr, greeter);
-        let mut client = GreeterClient::new(connecting.await.unwrap().unwrap());
+        let mut client = GreeterClient::new(connecting.await.unwrap());
         assert_eq!(
             hello(&mut client, "late").await.unwrap(),
             format!("Hello, late on {addr}")
         );
         server.task.abort();
     });
+}
+
+/// Polls `fut` once, with the task's real waker, and says what it returned.
+async fn poll_once<F: Future>(mut fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
 }
 
 /// An error and its sources, one line.
