@@ -434,7 +434,6 @@ enum Command {
         reply: Option<String>,
     },
 
-    /// The client half of `ipckit demo` (run by the demo as a child process).
     /// Call a JSON-RPC 2.0 method and print its result as JSON.
     ///
     /// Connects to ADDR, calls METHOD with PARAMS_JSON (an array or an object;
@@ -499,6 +498,7 @@ enum Command {
         addr: Address,
     },
 
+    /// The client half of `ipckit demo` (run by the demo as a child process).
     #[command(name = "__demo-peer", hide = true)]
     DemoPeer {
         #[arg(value_parser = parse_address)]

@@ -1043,6 +1043,11 @@ fn every_subcommand_has_help_with_an_example() {
         !stdout.contains("__demo-peer") && !stdout.contains("__bench-peer"),
         "the peers are hidden: {stdout}"
     );
+    // A hidden peer's summary does not stand on a public command.
+    assert!(
+        !stdout.contains("child process"),
+        "a hidden peer's text shows: {stdout}"
+    );
     assert!(stdout.contains("Exit status:"), "{stdout}");
 }
 
