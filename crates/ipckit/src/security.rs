@@ -241,6 +241,12 @@ pub(crate) fn check_peer(
     side: Side,
     addr: &Address,
 ) -> Result<()> {
+    // The rule as the caller spelled it, so the error names the option set.
+    let (who, rule) = match (side, wanted) {
+        (Side::Client, _) => ("client", "current_user_only".to_owned()),
+        (Side::Server, None) => ("server", "server_user_is_current".to_owned()),
+        (Side::Server, Some(user)) => ("server", format!("require_server_user({user})")),
+    };
     let current;
     let wanted = match wanted {
         Some(user) => user,
@@ -248,10 +254,6 @@ pub(crate) fn check_peer(
             current = UserId::current()?;
             &current
         }
-    };
-    let (who, rule) = match side {
-        Side::Client => ("client", "current_user_only"),
-        Side::Server => ("server", "require_server_user"),
     };
     let creds = found.map_err(|e| {
         Error::io(
@@ -350,7 +352,23 @@ mod tests {
             text.contains("runs as uid 1001 (pid 42), not as uid 0"),
             "{text}"
         );
-        assert!(text.contains("require_server_user"), "{text}");
+        assert!(text.contains("require_server_user(uid 0): "), "{text}");
+        // The rule named is the one set: server_user_is_current names itself.
+        let me = match UserId::current().unwrap() {
+            UserId::Uid(uid) => uid,
+            UserId::Sid(_) => return,
+        };
+        let other = PeerCredentials {
+            uid: Some(me.wrapping_add(1)),
+            ..creds.clone()
+        };
+        let text = check_peer(Ok(other), None, Side::Server, &addr)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.starts_with("server_user_is_current: the server on pipe:svc"),
+            "{text}"
+        );
         assert!(check_peer(Ok(creds), Some(&UserId::Uid(1001)), Side::Client, &addr).is_ok());
     }
 }

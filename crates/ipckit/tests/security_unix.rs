@@ -324,7 +324,7 @@ fn a_client_refuses_a_server_run_by_another_user() {
         let text = err.to_string();
         assert!(
             text.contains(&format!(
-                "the server on {addr} runs as uid {OTHER_UID} (pid {})",
+                "server_user_is_current: the server on {addr} runs as uid {OTHER_UID} (pid {})",
                 squatter.pid()
             )),
             "{text}"
