@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -218,13 +218,14 @@ impl ReplyTx for Arc<Mailbox> {
 impl<S: ReplyTx> Pending<S> {
     /// Marks the connection closed: every call in flight fails at once with
     /// `why`, and so does every later one.
+    ///
+    /// Every reply is given while `pending` is held (the lock order is
+    /// `pending`, then a mailbox): a call that finds its entry gone once it
+    /// has timed out then finds its reply there too, never a moment early.
     pub(crate) fn close(pending: &Mutex<Pending<S>>, kind: ErrorKind, why: String) {
-        let calls = {
-            let mut p = lock(pending);
-            p.closed.get_or_insert((kind, why.clone()));
-            std::mem::take(&mut p.calls)
-        };
-        for (_, tx) in calls {
+        let mut p = lock(pending);
+        p.closed.get_or_insert((kind, why.clone()));
+        for (_, tx) in p.calls.drain() {
             tx.reply(Err(Failure::Closed(kind, why.clone())));
         }
     }
@@ -242,8 +243,7 @@ impl<S: ReplyTx> Pending<S> {
                 }
             }
             Route::FailAll(e) => {
-                let calls = std::mem::take(&mut lock(pending).calls);
-                for (_, tx) in calls {
+                for (_, tx) in lock(pending).calls.drain() {
                     tx.reply(Err(Failure::Rpc(e.clone())));
                 }
             }
@@ -403,10 +403,22 @@ impl Shared {
                 return Some(r);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                // This call may have been woken to take the turn to read: pass
+                // it on, or the others wait a tick for nothing.
+                drop(reply);
+                self.hand_over(id);
                 return None;
             }
-            match self.reader.try_lock() {
-                Ok(mut turn) => {
+            let turn = match self.reader.try_lock() {
+                Ok(turn) => Some(turn),
+                // A call that panicked while reading (decoding a reply, after
+                // its frame was read) left the reader between frames; without
+                // this every call would wait for a turn that never comes.
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            match turn {
+                Some(mut turn) => {
                     drop(reply);
                     let got = self.read_until(&mut turn, mailbox, deadline);
                     drop(turn);
@@ -415,7 +427,7 @@ impl Shared {
                         return got;
                     }
                 }
-                Err(_) => {
+                None => {
                     // Another call reads; it wakes this one when it leaves
                     // (this mailbox's lock is held until the wait begins, so
                     // that wake-up cannot be missed) or hands over a reply.

@@ -533,3 +533,31 @@ fn the_clients_are_send_and_sync() {
     shareable::<ipckit_rpc::tokio::Client>();
     shareable::<Server>();
 }
+
+#[test]
+fn a_reading_call_that_times_out_hands_the_connection_to_the_call_still_waiting() {
+    watchdog(limit(), || {
+        let (g, open, entered) = gate();
+        let server = bind_local("rpc-handover", methods(g));
+        let client = Arc::new(Client::connect(server.local_addr()).unwrap());
+        // The first call, alone, takes the turn to read; the second waits for
+        // a turn behind it.
+        let c = Arc::clone(&client);
+        let reading = thread::spawn(move || {
+            c.call_timeout::<_, String>("wait", (), Some(Duration::from_millis(300)))
+        });
+        entered.recv().unwrap();
+        let c = Arc::clone(&client);
+        let waiting = thread::spawn(move || c.call::<_, String>("wait", ()));
+        entered.recv().unwrap();
+        let err = reading.join().unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+        // Both handlers return; the late reply of the first is dropped, the
+        // second's reaches its call, read by the call itself now.
+        open.send(()).unwrap();
+        open.send(()).unwrap();
+        assert_eq!(waiting.join().unwrap().unwrap(), "waited");
+        assert_eq!(client.call::<_, i64>("add", (2, 2)).unwrap(), 4);
+        server.shutdown();
+    });
+}
