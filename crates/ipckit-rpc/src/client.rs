@@ -230,6 +230,31 @@ impl<S: ReplyTx> Pending<S> {
         }
     }
 
+    /// Registers call `id` (its reply goes to `tx`), unless the connection
+    /// has closed: then the error of the call (`context`) says why.
+    pub(crate) fn register(
+        pending: &Mutex<Pending<S>>,
+        id: u64,
+        tx: S,
+        context: &str,
+    ) -> Result<()> {
+        let mut p = lock(pending);
+        if let Some(closed) = &p.closed {
+            return Err(closed_error(context, closed));
+        }
+        p.calls.insert(id, tx);
+        Ok(())
+    }
+
+    /// Fails with why the connection closed, if it has (`context`: what was
+    /// being done).
+    pub(crate) fn check_open(pending: &Mutex<Pending<S>>, context: &str) -> Result<()> {
+        match &lock(pending).closed {
+            Some(closed) => Err(closed_error(context, closed)),
+            None => Ok(()),
+        }
+    }
+
     /// Hands the replies of one message to their calls. Returns why the
     /// connection must close, if it must.
     pub(crate) fn deliver(pending: &Mutex<Pending<S>>, route: Route) -> Option<String> {
@@ -609,13 +634,7 @@ impl Client {
         let deadline = timeout.map(|t| Instant::now() + t);
         let id = s.next_id.fetch_add(1, Ordering::Relaxed);
         let mailbox = Arc::new(Mailbox::default());
-        {
-            let mut p = lock(&s.pending);
-            if let Some(closed) = &p.closed {
-                return Err(closed_error(&context, closed));
-            }
-            p.calls.insert(id, Arc::clone(&mailbox));
-        }
+        Pending::register(&s.pending, id, Arc::clone(&mailbox), &context)?;
         let req = Request {
             method: method.to_owned(),
             params,
@@ -652,9 +671,7 @@ impl Client {
         let s = &self.shared;
         let context = format!("notify {method:?} on {}", s.peer);
         let params = to_params(&context, params)?;
-        if let Some(closed) = &lock(&s.pending).closed {
-            return Err(closed_error(&context, closed));
-        }
+        Pending::check_open(&s.pending, &context)?;
         let req = Request {
             method: method.to_owned(),
             params,

@@ -672,13 +672,7 @@ impl Client {
         let params = to_params(&context, params)?;
         let id = s.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        {
-            let mut p = lock(&s.pending);
-            if let Some(closed) = &p.closed {
-                return Err(closed_error(&context, closed));
-            }
-            p.calls.insert(id, tx);
-        }
+        Pending::register(&s.pending, id, tx, &context)?;
         let _guard = Forget { shared: s, id };
         let req = Request {
             method: method.to_owned(),
@@ -723,9 +717,7 @@ impl Client {
         let s = &self.shared;
         let context = format!("notify {method:?} on {}", s.peer);
         let params = to_params(&context, params)?;
-        if let Some(closed) = &lock(&s.pending).closed {
-            return Err(closed_error(&context, closed));
-        }
+        Pending::check_open(&s.pending, &context)?;
         let req = Request {
             method: method.to_owned(),
             params,
