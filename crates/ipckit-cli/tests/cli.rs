@@ -1714,7 +1714,17 @@ fn a_short_sleep_called_after_a_long_one_returns_first() {
     // (under Wine ten times both).
     let long_ms = 3000 * util::slow_factor();
     let long_arg = format!("[{long_ms}]");
-    let long = kids.ipckit(&["call", &at, "sleep", &long_arg]);
+    let mut long = kids.ipckit(&["-v", "call", &at, "sleep", &long_arg]);
+    // The long call is connected (and sends its request right after) before
+    // the short one starts: a server that served one call at a time would
+    // make the short one wait, instead of the short one merely starting first.
+    let long = watchdog(limit(), move || {
+        let mut line = String::new();
+        let stderr = long.stderr.as_mut().expect("stderr is still open");
+        stderr.read_line(&mut line).expect("read the call's stderr");
+        assert!(line.starts_with("connected to "), "{line:?}");
+        long
+    });
     let started = Instant::now();
     let (status, stdout, stderr) = run(&["call", &at, "sleep", "[10]"]);
     assert!(status.success(), "{stderr}");
