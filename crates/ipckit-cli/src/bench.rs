@@ -478,10 +478,15 @@ fn measure(
         .context("start the bench's peer")?;
     let stdout = child.stdout.take();
     let result = run_with_peer(bound, stdout, size, duration, progress, &peer_addr);
-    finish_peer(child, result.is_ok()).and(result).map(|mut m| {
-        m.address = address;
-        m
-    })
+    // Which endpoint failed: the causes below (an I/O error, a wrong echo)
+    // do not name it.
+    finish_peer(child, result.is_ok())
+        .and(result)
+        .with_context(|| format!("measure {address}"))
+        .map(|mut m| {
+            m.address = address;
+            m
+        })
 }
 
 fn run_with_peer(
