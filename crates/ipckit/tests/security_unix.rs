@@ -395,7 +395,11 @@ fn a_runtime_directory_of_another_owner_or_writable_by_others_is_refused() {
         std::os::unix::fs::symlink(&target.0, &dir).unwrap();
         let mut kid = child_as(None, "bind_portable", &name, &[("XDG_RUNTIME_DIR", &xdg.0)]);
         let line = kid.line();
-        assert!(line.contains("it is not a directory"), "{line}");
+        assert!(line.starts_with("REFUSED PermissionDenied"), "{line}");
+        assert!(
+            line.contains("it is not a directory but a symlink"),
+            "{line}"
+        );
     });
 }
 

@@ -17,6 +17,17 @@ pub(super) fn path() -> PathBuf {
     }
 }
 
+/// `e` with what was being done to which directory in front.
+fn failed(what: &str, dir: &Path, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!(
+            "cannot {what} ipckit's runtime directory {}: {e}",
+            dir.display()
+        ),
+    )
+}
+
 /// Creates `dir` (mode 0700) if needed and checks that it is a directory (not a
 /// symlink) owned by the current (effective) user that no one else can write to;
 /// one that others can only list or enter is tightened to 0700.
@@ -24,17 +35,9 @@ pub(super) fn ensure(dir: &Path) -> io::Result<()> {
     match DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot create ipckit's runtime directory {}: {e}",
-                    dir.display()
-                ),
-            ));
-        }
+        Err(e) => return Err(failed("create", dir, e)),
     }
-    let meta = fs::symlink_metadata(dir)?;
+    let meta = fs::symlink_metadata(dir).map_err(|e| failed("inspect", dir, e))?;
     let uid = rustix::process::geteuid().as_raw();
     let refuse = |why: String| {
         Err(io::Error::new(
@@ -46,7 +49,12 @@ pub(super) fn ensure(dir: &Path) -> io::Result<()> {
         ))
     };
     if !meta.is_dir() {
-        return refuse("it is not a directory".into());
+        let what = if meta.file_type().is_symlink() {
+            "a symlink"
+        } else {
+            "some other file"
+        };
+        return refuse(format!("it is not a directory but {what}"));
     }
     if meta.uid() != uid {
         return refuse(format!(
@@ -68,7 +76,8 @@ pub(super) fn ensure(dir: &Path) -> io::Result<()> {
     if mode & 0o077 != 0 {
         // Our own directory that others could only list or enter (an old umask,
         // a user's chmod): nobody else wrote to it, so tighten it.
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| failed(&format!("tighten (mode {mode:#o} to 0o700)"), dir, e))?;
     }
     Ok(())
 }
