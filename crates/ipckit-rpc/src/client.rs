@@ -591,7 +591,9 @@ impl Client {
             peer,
             ..
         } = conn;
-        reader.set_timeout(Some(TICK))?;
+        reader
+            .set_timeout(Some(TICK))
+            .map_err(|e| Error::new(e.kind(), format!("connect to {peer}: {e}")))?;
         let shared = Arc::new(Shared {
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(Some(reader)),
@@ -641,7 +643,12 @@ impl Client {
             id: Some(Id::from(id)),
         };
         if let Err(e) = s.send(&req.encode(), deadline) {
-            lock(&s.pending).calls.remove(&id);
+            let mut p = lock(&s.pending);
+            p.calls.remove(&id);
+            // Closed meanwhile: say why, not just that it is.
+            if let Some(closed) = &p.closed {
+                return Err(closed_error(&context, closed));
+            }
             return Err(Error::new(e.kind(), format!("{context}: {e}")));
         }
         let reply = match s.wait(id, &mailbox, deadline) {

@@ -70,7 +70,7 @@ impl Reader {
         let context = format!("receive from {peer}");
         match self {
             Reader::Framed(f) => f.recv().await.map_err(|e| Error::io(&context, &e)),
-            Reader::Message(m) => m.recv().await.map_err(Error::from_ipckit),
+            Reader::Message(m) => m.recv().await.map_err(|e| Error::ipckit(&context, e)),
             Reader::ContentLength { half, decoder, buf } => loop {
                 if let Some(frame) = next_content_length(decoder, &context, peer)? {
                     return Ok(Some(frame));
@@ -102,7 +102,7 @@ impl Writer {
         let context = format!("send to {peer}");
         match self {
             Writer::Framed(f) => f.send(msg).await.map_err(|e| Error::io(&context, &e)),
-            Writer::Message(m) => m.send(msg).await.map_err(Error::from_ipckit),
+            Writer::Message(m) => m.send(msg).await.map_err(|e| Error::ipckit(&context, e)),
             Writer::ContentLength(half) => {
                 let frame = encode_content_length(msg);
                 half.write_all(&frame)
