@@ -940,3 +940,55 @@ fn svg(rows: &[Row]) -> String {
     s.push_str("</svg>\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A byte stream that answers what was written to it, with byte `flip`
+    /// of every answer changed if set.
+    struct Echo {
+        pending: std::collections::VecDeque<u8>,
+        flip: Option<usize>,
+    }
+
+    impl Read for Echo {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.pending.read(buf)
+        }
+    }
+
+    impl Write for Echo {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            let mut answer = data.to_vec();
+            if let Some(at) = self.flip {
+                answer[at] ^= 1;
+            }
+            self.pending.extend(answer);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn conn(flip: Option<usize>) -> Conn {
+        Conn::Bytes(Box::new(Echo {
+            pending: Default::default(),
+            flip,
+        }))
+    }
+
+    #[test]
+    fn a_round_trip_checks_the_echo() {
+        let msg: Vec<u8> = (0..100u8).collect();
+        let mut back = Vec::new();
+        round_trip(&mut conn(None), &msg, &mut back).expect("a faithful echo");
+        assert_eq!(back, msg);
+        let err = round_trip(&mut conn(Some(42)), &msg, &mut back).unwrap_err();
+        assert!(err.to_string().contains("differs"), "{err}");
+        // The unchecked half takes anything; the check is separate.
+        echo(&mut conn(Some(42)), &msg, &mut back).expect("unchecked");
+        assert!(check_echo(&msg, &back).is_err());
+    }
+}
