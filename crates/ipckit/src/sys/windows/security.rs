@@ -105,7 +105,9 @@ impl SecurityAttributes {
         let text = wide(&sddl);
         let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
         // SAFETY: `text` is NUL-terminated and outlives the call; `descriptor`
-        // is a valid out-pointer, and the size out-pointer may be null.
+        // is a valid out-pointer, and the size out-pointer may be null. On
+        // success the descriptor is LocalAlloc'd for us: it goes straight into
+        // `Local`, which LocalFrees it once on drop; on failure it stays null.
         let ok = unsafe {
             ConvertStringSecurityDescriptorToSecurityDescriptorW(
                 text.as_ptr(),
@@ -149,7 +151,9 @@ impl SecurityAttributes {
 
 /// The user SID of `token`, in string form.
 fn token_user_sid(token: BorrowedHandle<'_>) -> io::Result<String> {
-    // TOKEN_USER plus the SID it points into: SECURITY_MAX_SID_SIZE is 68 bytes.
+    // TOKEN_USER (16 bytes on 64-bit, 8 on 32-bit) plus the SID it points into
+    // (at most SECURITY_MAX_SID_SIZE, 68 bytes): 84 bytes at most, in 256. A
+    // larger need fails the call (ERROR_INSUFFICIENT_BUFFER), never overruns.
     // u64s keep the buffer aligned for TOKEN_USER.
     let mut buf = [0u64; 32];
     let mut len = 0u32;
@@ -203,7 +207,9 @@ pub(super) fn current_user_sid() -> io::Result<String> {
 
 /// The user SID of process `pid`, if its token can be opened.
 fn process_user_sid(pid: u32) -> io::Result<String> {
-    // SAFETY: plain call; the result is checked by `owned`.
+    // SAFETY: takes no pointers. The handle returned is either null (failure,
+    // turned into the error by `owned`) or a new handle that `owned` wraps in an
+    // `OwnedHandle`, which closes it exactly once.
     let raw = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
     let process = owned(raw)?;
     let token = process_token(process.as_raw_handle())?;
@@ -213,7 +219,9 @@ fn process_user_sid(pid: u32) -> io::Result<String> {
 /// The client's user SID through its identification token: impersonate it on
 /// this thread, read the thread token, revert.
 fn client_sid_by_impersonation(pipe: BorrowedHandle<'_>) -> io::Result<String> {
-    // SAFETY: `pipe` is a live server end of a connected pipe.
+    // SAFETY: `pipe` is a live server end of a connected pipe (borrowed for the
+    // call). The impersonation it starts is ended by `RevertToSelf` below on
+    // every path: nothing in between returns early or can panic.
     if unsafe { ImpersonateNamedPipeClient(pipe.as_raw_handle()) } == 0 {
         return Err(io::Error::last_os_error());
     }
