@@ -139,7 +139,8 @@ impl ServerUser {
                 return Err(Error::new(
                     ErrorKind::InvalidOption,
                     format!(
-                        "require_server_user / server_user_is_current cannot be checked on {addr}: a TCP server's user is unknown"
+                        "{} cannot be checked on {addr}: a TCP server's user is unknown",
+                        self.rule()
                     ),
                 ));
             }
@@ -156,6 +157,14 @@ impl ServerUser {
             ));
         }
         Ok(())
+    }
+
+    /// The rule as the caller set it, for error messages.
+    fn rule(&self) -> String {
+        server_rule(match self {
+            ServerUser::Is(user) => Some(user),
+            _ => None,
+        })
     }
 
     /// Checks the server of a new connection on `addr` (after `precheck`);
@@ -233,6 +242,15 @@ pub(crate) fn credentials(
     found.map_err(|e| Error::io(format!("read the peer credentials on {addr}"), e))
 }
 
+/// The server rule as the caller spelled it (`None`: the current user), so an
+/// error names the option that was set.
+fn server_rule(wanted: Option<&UserId>) -> String {
+    match wanted {
+        None => "server_user_is_current".to_owned(),
+        Some(user) => format!("require_server_user({user})"),
+    }
+}
+
 /// Checks that the peer (of `side`) of a connection on `addr` runs as `wanted`;
 /// `None` means "the current user". The error names the user found.
 pub(crate) fn check_peer(
@@ -241,11 +259,9 @@ pub(crate) fn check_peer(
     side: Side,
     addr: &Address,
 ) -> Result<()> {
-    // The rule as the caller spelled it, so the error names the option set.
-    let (who, rule) = match (side, wanted) {
-        (Side::Client, _) => ("client", "current_user_only".to_owned()),
-        (Side::Server, None) => ("server", "server_user_is_current".to_owned()),
-        (Side::Server, Some(user)) => ("server", format!("require_server_user({user})")),
+    let (who, rule) = match side {
+        Side::Client => ("client", "current_user_only".to_owned()),
+        Side::Server => ("server", server_rule(wanted)),
     };
     let current;
     let wanted = match wanted {

@@ -73,7 +73,18 @@ fn identity_rules_are_refused_where_the_os_gives_no_identity() {
         let tcp = Listener::bind("tcp:127.0.0.1:0").unwrap();
         assert_refused(
             checked.connect(tcp.local_addr().clone()).unwrap_err(),
-            "server_user_is_current",
+            "server_user_is_current cannot be checked on tcp:",
+            "a TCP server's user is unknown",
+        );
+        // The rule named is the one set.
+        let err = ConnectOptions::new()
+            .require_server_user(UserId::current().unwrap())
+            .connect(tcp.local_addr().clone())
+            .unwrap_err();
+        let me = UserId::current().unwrap();
+        assert_refused(
+            err,
+            &format!("require_server_user({me}) cannot be checked on tcp:"),
             "a TCP server's user is unknown",
         );
         let plain = Stream::connect(tcp.local_addr().clone()).unwrap();
