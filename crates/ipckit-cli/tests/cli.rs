@@ -1348,6 +1348,17 @@ fn interrupt(proc: &Proc) -> ExitStatus {
     proc.wait(limit())
 }
 
+/// Checks that `file` is there, interrupts `proc` (the command `what`, ready),
+/// and that it then exits 130 with `file` gone.
+#[cfg(unix)]
+#[track_caller]
+fn assert_interrupt_removes(proc: &Proc, file: &std::path::Path, what: &str) {
+    assert!(file.exists(), "{what} made {}", file.display());
+    let status = interrupt(proc);
+    assert_eq!(status.code(), Some(130), "{what}: {status}");
+    assert!(!file.exists(), "{what} left {}", file.display());
+}
+
 /// Ctrl-C: `listen` and `recv` remove the socket file or shared-memory
 /// channel they created, and exit 130.
 #[cfg(unix)]
@@ -1398,10 +1409,7 @@ fn ctrl_c_removes_what_the_command_created() {
             }
             proc
         });
-        assert!(file.exists(), "{args:?} made {}", file.display());
-        let status = interrupt(&proc);
-        assert_eq!(status.code(), Some(130), "{args:?}: {status}");
-        assert!(!file.exists(), "{args:?} left {}", file.display());
+        assert_interrupt_removes(&proc, file, &format!("{args:?}"));
     }
     // A member of a broadcast group: its socket file is named after its pid.
     let group = unique_name("cli-int-group");
@@ -1415,18 +1423,7 @@ fn ctrl_c_removes_what_the_command_created() {
     let member = dir
         .join(format!("{group}.group"))
         .join(format!("{pid}-0.dgram"));
-    assert!(
-        member.exists(),
-        "recv --broadcast made {}",
-        member.display()
-    );
-    let status = interrupt(&proc);
-    assert_eq!(status.code(), Some(130), "{status}");
-    assert!(
-        !member.exists(),
-        "recv --broadcast left {}",
-        member.display()
-    );
+    assert_interrupt_removes(&proc, &member, "recv --broadcast");
     let _ = std::fs::remove_dir(dir.join(format!("{group}.group")));
 
     if cfg!(target_os = "linux") {
@@ -1437,10 +1434,7 @@ fn ctrl_c_removes_what_the_command_created() {
             proc.listening_on();
             proc
         });
-        assert!(region.exists(), "listen {addr} made {}", region.display());
-        let status = interrupt(&proc);
-        assert_eq!(status.code(), Some(130), "{status}");
-        assert!(!region.exists(), "listen {addr} left {}", region.display());
+        assert_interrupt_removes(&proc, &region, &format!("listen {addr}"));
     }
 }
 
