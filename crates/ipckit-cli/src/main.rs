@@ -334,7 +334,8 @@ enum Command {
         serialization: ipckit::child::Serialization,
 
         /// Where the channel cannot be half-closed (Windows): after the end of
-        /// stdin, close it once the child has been quiet this long.
+        /// stdin, close it once the child has been quiet this long (checked
+        /// every DUR, so it may be up to twice that).
         #[arg(long, value_name = "DUR", default_value = "1s", value_parser = duration::parse)]
         linger: std::time::Duration,
 

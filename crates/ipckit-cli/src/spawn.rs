@@ -138,7 +138,9 @@ fn channel_to_stdout(
     let mut msg = Vec::new();
     let mut printed = 0u64;
     channel.set_read_timeout(Some(linger))?;
-    // Since when the child has been quiet, once stdin's end is known.
+    // Since when the child has been quiet, once stdin's end is known. The end
+    // is first seen at a read timeout, so the channel closes one to two
+    // lingers after the child went quiet (never sooner than one).
     let mut quiet_since: Option<std::time::Instant> = None;
     loop {
         match channel.recv_into(&mut msg) {
