@@ -516,3 +516,53 @@ fn same_user_peers_pass_every_check_on_every_stream_kind() {
         });
     });
 }
+
+/// Polls `fut` once and says what it returned.
+#[cfg(feature = "tonic")]
+async fn poll_once<F: std::future::Future>(
+    mut fut: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await
+}
+
+#[cfg(feature = "tonic")]
+#[test]
+fn a_refused_client_does_not_pause_the_tonic_incoming() {
+    use tokio_stream::StreamExt;
+    if !can_switch_users("a_refused_client_does_not_pause_the_tonic_incoming") {
+        return;
+    }
+    watchdog(LIMIT, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let addr = format!("@{}", unique_name("sec-incoming"));
+            let listener = ListenerOptions::new()
+                .current_user_only(true)
+                .bind_tokio(addr.as_str())
+                .unwrap();
+            let mut incoming = ipckit::tokio::tonic::Incoming::new(listener);
+            let mut kid = child_as(Some(&[]), "connect", &addr, &[]);
+            assert_eq!(kid.line(), "CONNECTED");
+            let err = incoming.next().await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+            assert!(err.to_string().contains("current_user_only"), "{err}");
+            // A client of this user, already queued: the very next poll takes
+            // it (after a listener failure it would wait 50 ms first). No
+            // timing here: the queued connection is there before the poll, and
+            // the listener is still marked readable by the accept just done.
+            let _client = Stream::connect(addr.as_str()).unwrap();
+            match poll_once(std::pin::pin!(incoming.next())).await {
+                std::task::Poll::Ready(Some(Ok(served))) => {
+                    assert_eq!(served.peer_credentials().unwrap().uid, Some(0));
+                }
+                std::task::Poll::Ready(other) => panic!("{other:?}"),
+                std::task::Poll::Pending => {
+                    panic!("the incoming paused after refusing another user's client")
+                }
+            }
+        });
+    });
+}

@@ -249,7 +249,8 @@ type Accepting = Pin<Box<dyn Future<Output = Result<Stream>> + Send>>;
 ///
 /// It never ends. A failed accept is yielded as an error (tonic logs it and
 /// goes on), and the next accept starts 50 ms later, so a failure that repeats
-/// does not spin. Dropping it (as tonic does when a graceful shutdown begins)
+/// does not spin; a client refused by `current_user_only` is yielded as a
+/// `PermissionDenied` error without that pause. Dropping it (as tonic does when a graceful shutdown begins)
 /// drops the listener, so no new client is served: a Unix socket file is
 /// removed at once; a Windows pipe name lives on while a connection on it is
 /// open, so a client that comes meanwhile finds it busy and waits within its
@@ -334,7 +335,13 @@ impl futures_core::Stream for Incoming {
         });
         let result = ready!(accepting.as_mut().poll(cx));
         this.accepting = None;
-        if result.is_err() {
+        // A client refused by `current_user_only` says nothing about the
+        // listener, which is fine: pausing then would let another user stall
+        // the server 50 ms per connection it makes.
+        if result
+            .as_ref()
+            .is_err_and(|e| e.kind() != crate::ErrorKind::PermissionDenied)
+        {
             this.pause = Some(Box::pin(::tokio::time::sleep(ACCEPT_ERROR_PAUSE)));
         }
         Poll::Ready(Some(result))
