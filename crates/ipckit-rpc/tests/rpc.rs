@@ -96,8 +96,15 @@ fn typed_calls_errors_and_panics_in_every_framing() {
     watchdog(limit(), || {
         for (framing, addr) in every_framing() {
             let (g, _open, _entered) = gate();
+            let (noted_tx, noted) = mpsc::channel();
+            let noted_tx = Mutex::new(noted_tx);
+            let mut m = methods(g);
+            m.method("note", move |p: Value| {
+                noted_tx.lock().unwrap().send(p).unwrap();
+                Ok(())
+            });
             let (so, co) = opts(framing);
-            let server = so.bind(addr.as_str(), methods(g)).unwrap();
+            let server = so.bind(addr.as_str(), m).unwrap();
             let client = co.connect(server.local_addr()).unwrap();
             let sum: i64 = client.call("add", (2, 40)).unwrap();
             assert_eq!(sum, 42, "{framing}");
@@ -140,7 +147,10 @@ fn typed_calls_errors_and_panics_in_every_framing() {
                 err.to_string().contains("params are an array or an object"),
                 "{err}"
             );
-            client.notify("echo", ["ignored"]).unwrap();
+            // A notification is run (and answered with nothing: the next
+            // reply read is the next call's).
+            client.notify("note", ["noted"]).unwrap();
+            assert_eq!(noted.recv_timeout(limit()).unwrap(), json!(["noted"]));
             assert_eq!(client.call::<_, i64>("add", (3, 4)).unwrap(), 7);
             server.shutdown();
         }
@@ -558,6 +568,41 @@ fn a_reading_call_that_times_out_hands_the_connection_to_the_call_still_waiting(
         open.send(()).unwrap();
         assert_eq!(waiting.join().unwrap().unwrap(), "waited");
         assert_eq!(client.call::<_, i64>("add", (2, 2)).unwrap(), 4);
+        server.shutdown();
+    });
+}
+
+#[test]
+fn max_concurrent_calls_bounds_the_calls_of_one_connection() {
+    watchdog(limit(), || {
+        let (g, open, entered) = gate();
+        let mut so = ServerOptions::new();
+        so.max_concurrent_calls(2);
+        let server = so
+            .bind(format!("pipe:{}", unique_name("rpc-bound")), methods(g))
+            .unwrap();
+        let client = Arc::new(Client::connect(server.local_addr()).unwrap());
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let c = Arc::clone(&client);
+                thread::spawn(move || c.call::<_, String>("wait", ()))
+            })
+            .collect();
+        entered.recv().unwrap();
+        entered.recv().unwrap();
+        // Two handlers hold both slots: the third request is not even read
+        // (a broken bound lets it in at once; a working one can never).
+        assert!(
+            entered.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a third call ran beside two with max_concurrent_calls(2)"
+        );
+        open.send(()).unwrap();
+        entered.recv().unwrap(); // a slot freed: the third runs
+        open.send(()).unwrap();
+        open.send(()).unwrap();
+        for call in calls {
+            assert_eq!(call.join().unwrap().unwrap(), "waited");
+        }
         server.shutdown();
     });
 }

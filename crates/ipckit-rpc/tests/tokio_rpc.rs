@@ -70,7 +70,7 @@ fn async_calls_in_every_framing() {
             Framing::ContentLength,
             Framing::Message,
         ] {
-            let (tx, _rx) = mpsc::unbounded_channel();
+            let (tx, mut entered_rx) = mpsc::unbounded_channel();
             let mut so = ServerOptions::new();
             so.framing(framing);
             let server = so
@@ -93,7 +93,10 @@ fn async_calls_in_every_framing() {
             }
             let err = client.call::<_, ()>("missing", ()).await.unwrap_err();
             assert_eq!(err.rpc_error().unwrap().code, RpcError::METHOD_NOT_FOUND);
-            client.notify("echo", [1]).await.unwrap();
+            // A notification is run, and nothing comes back for it.
+            client.notify("wait", ()).await.unwrap();
+            entered_rx.recv().await.unwrap();
+            assert!(client.call::<_, bool>("open", ()).await.unwrap());
             assert_eq!(client.call::<_, i64>("add", (1, 1)).await.unwrap(), 2);
             server.shutdown().await;
         }
