@@ -250,7 +250,7 @@ pub(crate) fn check_max_message_size(bytes: usize) -> Result<()> {
     if bytes == 0 {
         return Err(Error::new(
             ErrorKind::InvalidOption,
-            "a maximum message size of 0 bytes is not allowed (it would admit only empty messages)",
+            "max_message_size(0): a maximum of 0 bytes is not allowed (it would admit only empty messages)",
         ));
     }
     Ok(())
