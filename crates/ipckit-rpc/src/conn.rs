@@ -35,23 +35,18 @@ pub(crate) enum Writer {
     Message(MessageStream),
 }
 
-/// The error for a frame over the limit, from any framing.
-pub(crate) fn too_large(what: &str, peer: &str, message: &str) -> Error {
-    Error::new(
-        ErrorKind::FrameTooLarge,
-        format!("{what} from {peer}: {message}"),
-    )
-}
-
-/// The next whole `Content-Length` frame the decoder holds, if any.
+/// The next whole `Content-Length` frame the decoder holds, if any;
+/// `context` says what was being done with which peer ("receive from ...").
 pub(crate) fn next_content_length(
     decoder: &mut ContentLengthDecoder,
     context: &str,
-    peer: &str,
 ) -> Result<Option<Vec<u8>>> {
     match decoder.next_frame() {
         Ok(frame) => Ok(frame),
-        Err(e) if e.too_large.is_some() => Err(too_large(context, peer, &e.message)),
+        Err(e) if e.too_large.is_some() => Err(Error::new(
+            ErrorKind::FrameTooLarge,
+            format!("{context}: {}", e.message),
+        )),
         Err(e) => Err(Error::new(ErrorKind::Protocol, format!("{context}: {e}"))),
     }
 }
@@ -101,7 +96,7 @@ impl Reader {
                 decoder,
                 buf,
             } => loop {
-                if let Some(frame) = next_content_length(decoder, &context, peer)? {
+                if let Some(frame) = next_content_length(decoder, &context)? {
                     return Ok(Some(frame));
                 }
                 let n = match stream.read(buf) {

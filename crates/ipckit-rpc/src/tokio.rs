@@ -72,7 +72,7 @@ impl Reader {
             Reader::Framed(f) => f.recv().await.map_err(|e| Error::io(&context, &e)),
             Reader::Message(m) => m.recv().await.map_err(|e| Error::ipckit(&context, e)),
             Reader::ContentLength { half, decoder, buf } => loop {
-                if let Some(frame) = next_content_length(decoder, &context, peer)? {
+                if let Some(frame) = next_content_length(decoder, &context)? {
                     return Ok(Some(frame));
                 }
                 let n = half.read(buf).await.map_err(|e| Error::io(&context, &e))?;

@@ -606,3 +606,32 @@ fn max_concurrent_calls_bounds_the_calls_of_one_connection() {
         server.shutdown();
     });
 }
+
+#[test]
+fn an_oversized_content_length_frame_is_reported_once_with_its_peer() {
+    use std::io::{Read, Write};
+    watchdog(limit(), || {
+        let (g, _open, _entered) = gate();
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let e = Arc::clone(&errors);
+        let mut so = ServerOptions::new();
+        so.framing(Framing::ContentLength)
+            .max_frame_size(100)
+            .on_connection_error(move |err| e.lock().unwrap().push(err.to_string()));
+        let server = so
+            .bind(format!("pipe:{}", unique_name("rpc-cl-big")), methods(g))
+            .unwrap();
+        let mut s = Stream::connect(server.local_addr()).unwrap();
+        s.write_all(b"Content-Length: 1000\r\n\r\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest); // the -32600, then the end
+        server.shutdown();
+        let errors = errors.lock().unwrap();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let msg = &errors[0];
+        assert!(msg.starts_with("receive from "), "{msg}");
+        assert!(msg.contains("1000 bytes exceeds"), "{msg}");
+        // The peer is named once ("receive from P from P" before).
+        assert_eq!(msg.matches(" from ").count(), 1, "{msg}");
+    });
+}
