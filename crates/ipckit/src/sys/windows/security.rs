@@ -275,10 +275,17 @@ pub(super) fn peer_credentials(handle: BorrowedHandle<'_>) -> io::Result<PeerCre
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }
-    let sid = match process_user_sid(pid) {
-        Ok(sid) => Some(sid),
-        Err(_) if server_end => client_sid_by_impersonation(handle).ok(),
-        Err(_) => None,
+    // On the server end the client's token comes from the pipe itself: unlike a
+    // pid, which is free for reuse once the process that connected has exited
+    // (its pipe handle may live on in another process), it cannot name some
+    // other process's user. The pid is the fallback, for a client that allows
+    // no identification (SECURITY_ANONYMOUS). A client has only the pid.
+    let sid = if server_end {
+        client_sid_by_impersonation(handle)
+            .or_else(|_| process_user_sid(pid))
+            .ok()
+    } else {
+        process_user_sid(pid).ok()
     };
     Ok(PeerCredentials {
         pid: Some(pid),
