@@ -1,0 +1,329 @@
+//! The paired comparison: every contender is connected at once and they take
+//! turns, one short slice each per round, for many rounds; each round gives
+//! one speed ratio per pair of contenders (the other's time for the same work
+//! over ipckit's), and the answer is the median of those ratios with a
+//! bootstrap 95 % confidence interval.
+//!
+//! Why not only criterion's estimates: on a shared VM the speed of the whole
+//! machine drifts by 10–30 % over seconds, and criterion measures one
+//! contender for seconds before it moves to the next, so the drift lands on
+//! one of them. Here adjacent slices are a fraction of a second apart and in
+//! a rotated order, so a drift moves both sides of every ratio together.
+//!
+//! The threads are left to the scheduler, which on a small VM mostly keeps a
+//! client and its server on one CPU (a round trip is then two context
+//! switches). With `IPCKIT_COMPARE_PIN=1` on Linux with at least two CPUs,
+//! the client thread runs on the first CPU of this process's set and every
+//! server thread on the second, the same for every contender: every round
+//! trip then crosses between CPUs (on the project VM several times slower).
+//!
+//! A second ipckit connection runs as an A/A control: its ratio to the first
+//! ipckit connection shows how far the method strays from 1 when nothing
+//! differs.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::contenders::{self, CHUNK, Contender, Duplex, Kind};
+
+/// How long one run of the paired comparison takes, roughly.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    /// Rounds: in each, every contender runs one slice.
+    pub(crate) rounds: usize,
+    /// How long one slice runs (the work per slice is fixed, calibrated so
+    /// that the slowest contender's slice takes about this long).
+    pub(crate) slice: Duration,
+}
+
+impl Config {
+    /// `--test` (cargo test --benches): one quick pass to show it works;
+    /// `--quick`: fewer rounds; otherwise 40 rounds of 100 ms slices.
+    /// `IPCKIT_COMPARE_ROUNDS` overrides the number of rounds.
+    pub(crate) fn from_args(args: &[String]) -> Config {
+        let has = |flag: &str| args.iter().any(|a| a == flag);
+        let mut config = if has("--test") {
+            Config {
+                rounds: 3,
+                slice: Duration::from_millis(5),
+            }
+        } else if has("--quick") {
+            Config {
+                rounds: 12,
+                slice: Duration::from_millis(50),
+            }
+        } else {
+            Config {
+                rounds: 40,
+                slice: Duration::from_millis(100),
+            }
+        };
+        if let Some(rounds) = std::env::var("IPCKIT_COMPARE_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse::<usize>().ok())
+            .filter(|&r| r > 0)
+        {
+            config.rounds = rounds;
+        }
+        config
+    }
+}
+
+/// Runs the comparison for round trips and for throughput and prints it.
+pub(crate) fn run(config: Config) {
+    let placement = pin::client();
+    println!();
+    println!(
+        "paired comparison: {} rounds, every contender one slice (~{} ms) a round, order rotated; {placement}",
+        config.rounds,
+        config.slice.as_millis()
+    );
+    for kind in [Kind::RoundTrip, Kind::Throughput] {
+        let result = measure(kind, config);
+        result.print();
+    }
+}
+
+/// The A/A control's label.
+const CONTROL: &str = "ipckit (A/A control)";
+
+/// A contender's open connection.
+struct Lane {
+    label: &'static str,
+    client: Box<dyn Duplex>,
+    server: JoinHandle<()>,
+}
+
+impl Lane {
+    /// Runs `n` units of `kind` (round trips, or chunks in one batch) and
+    /// returns how long they took.
+    fn run(&mut self, kind: Kind, chunk: &[u8], n: u64) -> Duration {
+        let started = Instant::now();
+        match kind {
+            Kind::RoundTrip => contenders::round_trips(&mut *self.client, n),
+            Kind::Throughput => contenders::batch(&mut *self.client, chunk, n),
+        }
+        started.elapsed()
+    }
+}
+
+/// The times of every slice, per contender.
+struct Measured {
+    kind: Kind,
+    /// Units (round trips or chunks) per slice.
+    units: u64,
+    /// Each lane's label and its slices' times, round by round; ipckit first.
+    times: Vec<(&'static str, Vec<Duration>)>,
+}
+
+fn measure(kind: Kind, config: Config) -> Measured {
+    let chunk = vec![0xa5u8; CHUNK];
+    // The contenders, and a second ipckit connection as an A/A control: its
+    // ratio to the first shows how far the method itself strays from 1.
+    let mut entrants: Vec<(&'static str, Contender)> = Contender::all()
+        .into_iter()
+        .map(|who| (who.name(), who))
+        .collect();
+    entrants.push((CONTROL, Contender::Ipckit));
+    let mut lanes: Vec<Lane> = entrants
+        .into_iter()
+        .enumerate()
+        .map(|(i, (label, who))| {
+            let tag = format!("paired-{kind:?}-{i}");
+            let (client, server) = who.connect(kind, &tag, pin::server);
+            Lane {
+                label,
+                client,
+                server,
+            }
+        })
+        .collect();
+
+    // Calibrate on every contender, the second time warm (the first pass
+    // also pays for the connection's first use): the slowest sets the work
+    // per slice.
+    let mut units: Option<u64> = None;
+    for lane in &mut lanes {
+        for warm in [false, true] {
+            let mut n = 1u64;
+            let took = loop {
+                let took = lane.run(kind, &chunk, n);
+                if took >= config.slice / 4 {
+                    break took;
+                }
+                n *= 2;
+            };
+            if warm {
+                let fits = n as f64 * config.slice.as_secs_f64() / took.as_secs_f64();
+                let fits = (fits as u64).max(1);
+                units = Some(units.map_or(fits, |u| u.min(fits)));
+            }
+        }
+    }
+    let units = units.expect("at least one contender");
+
+    let count = lanes.len();
+    let mut times = vec![Vec::with_capacity(config.rounds); count];
+    for round in 0..config.rounds {
+        for k in 0..count {
+            let i = (round + k) % count;
+            times[i].push(lanes[i].run(kind, &chunk, units));
+        }
+    }
+
+    let mut result = Vec::with_capacity(count);
+    for (lane, times) in lanes.into_iter().zip(times) {
+        let Lane {
+            label,
+            client,
+            server,
+        } = lane;
+        drop(client);
+        server.join().expect("server thread");
+        result.push((label, times));
+    }
+    Measured {
+        kind,
+        units,
+        times: result,
+    }
+}
+
+impl Measured {
+    fn print(&self) {
+        let (title, unit) = match self.kind {
+            Kind::RoundTrip => (format!("round_trip_{}B", contenders::MSG), "round trips"),
+            Kind::Throughput => (format!("throughput_{}KiB", CHUNK / 1024), "chunks"),
+        };
+        println!("{title} ({} {unit} a slice):", self.units);
+        for (who, times) in &self.times {
+            let mid = median(times.iter().map(Duration::as_secs_f64).collect());
+            let per_unit = mid / self.units as f64;
+            let shown = match self.kind {
+                Kind::RoundTrip => format!("{:.2} µs per round trip", per_unit * 1e6),
+                Kind::Throughput => {
+                    format!("{:.0} MiB/s", CHUNK as f64 / per_unit / (1024.0 * 1024.0))
+                }
+            };
+            println!("  {who:<21} {shown} (median slice)");
+        }
+        let (ipckit, others) = self.times.split_first().expect("ipckit is first");
+        for (who, times) in others {
+            // > 1: ipckit did the same work in less time.
+            let ratios: Vec<f64> = times
+                .iter()
+                .zip(&ipckit.1)
+                .map(|(theirs, ours)| theirs.as_secs_f64() / ours.as_secs_f64())
+                .collect();
+            let (mid, low, high) = median_with_ci(&ratios);
+            let verdict = if *who == CONTROL {
+                "the method's own scatter"
+            } else if low > 1.0 {
+                "ipckit faster"
+            } else if high < 1.0 {
+                "ipckit slower"
+            } else {
+                "no difference found"
+            };
+            println!(
+                "  ipckit speed / {who} speed: {mid:.3} (95 % CI {low:.3}-{high:.3}): {verdict}"
+            );
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The median of `values` and a percentile-bootstrap 95 % confidence
+/// interval for it (2,000 resamples, a fixed seed: the same data gives the
+/// same interval).
+fn median_with_ci(values: &[f64]) -> (f64, f64, f64) {
+    const RESAMPLES: usize = 2000;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let n = values.len();
+    let mut medians: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let sample = (0..n)
+                .map(|_| values[(next() % n as u64) as usize])
+                .collect();
+            median(sample)
+        })
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    let low = medians[RESAMPLES * 25 / 1000];
+    let high = medians[RESAMPLES * 975 / 1000 - 1];
+    (median(values.to_vec()), low, high)
+}
+
+/// Where the threads run.
+mod pin {
+    #[cfg(target_os = "linux")]
+    mod cpus {
+        use std::sync::OnceLock;
+
+        use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+
+        /// The first two CPUs this process may run on, if it has two.
+        /// `None` unless `IPCKIT_COMPARE_PIN=1`.
+        pub(crate) fn two() -> Option<(usize, usize)> {
+            static TWO: OnceLock<Option<(usize, usize)>> = OnceLock::new();
+            *TWO.get_or_init(|| {
+                if std::env::var_os("IPCKIT_COMPARE_PIN").is_none_or(|v| v != "1") {
+                    return None;
+                }
+                let set = sched_getaffinity(None).ok()?;
+                let mut mine = (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c));
+                Some((mine.next()?, mine.next()?))
+            })
+        }
+
+        pub(crate) fn to(cpu: usize) {
+            let mut set = CpuSet::new();
+            set.set(cpu);
+            sched_setaffinity(None, &set).expect("pin a thread to a CPU");
+        }
+    }
+
+    /// Pins the calling (client) thread and says where the threads run.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn client() -> String {
+        match cpus::two() {
+            Some((client, server)) => {
+                cpus::to(client);
+                format!("client on CPU {client}, servers on CPU {server}")
+            }
+            None => "threads not pinned (IPCKIT_COMPARE_PIN=1 pins them)".to_owned(),
+        }
+    }
+
+    /// Pins a server thread (run on the thread itself).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn server() {
+        if let Some((_, server)) = cpus::two() {
+            cpus::to(server);
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn client() -> String {
+        "threads not pinned on this OS".to_owned()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn server() {}
+}
