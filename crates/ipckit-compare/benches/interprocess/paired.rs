@@ -10,12 +10,13 @@
 //! one of them. Here adjacent slices are a fraction of a second apart and in
 //! a rotated order, so a drift moves both sides of every ratio together.
 //!
-//! The threads are left to the scheduler, which on a small VM mostly keeps a
-//! client and its server on one CPU (a round trip is then two context
-//! switches). With `IPCKIT_COMPARE_PIN=1` on Linux with at least two CPUs,
-//! the client thread runs on the first CPU of this process's set and every
-//! server thread on the second, the same for every contender: every round
-//! trip then crosses between CPUs (on the project VM several times slower).
+//! The threads are left to the scheduler unless `IPCKIT_COMPARE_PIN` says
+//! otherwise (Linux, two CPUs in this process's set): `same` runs the client
+//! and every server on the first CPU (a round trip is two context switches),
+//! `split` the client on the first and the servers on the second (every
+//! reply is a wake-up across CPUs, on the project VM several times slower).
+//! Left alone, the scheduler on a busy machine mostly keeps a pair on one
+//! CPU, and on an idle one spreads it over two.
 //!
 //! A second ipckit connection runs as an A/A control: its ratio to the first
 //! ipckit connection shows how far the method strays from 1 when nothing
@@ -270,7 +271,9 @@ fn median_with_ci(values: &[f64]) -> (f64, f64, f64) {
     (median(values.to_vec()), low, high)
 }
 
-/// Where the threads run.
+/// Where the threads run: `IPCKIT_COMPARE_PIN=same` puts the client and
+/// every server on one CPU, `split` the client on one and the servers on
+/// another (Linux, with two CPUs to run on); otherwise the scheduler decides.
 mod pin {
     #[cfg(target_os = "linux")]
     mod cpus {
@@ -278,17 +281,20 @@ mod pin {
 
         use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
-        /// The first two CPUs this process may run on, if it has two.
-        /// `None` unless `IPCKIT_COMPARE_PIN=1`.
-        pub(crate) fn two() -> Option<(usize, usize)> {
-            static TWO: OnceLock<Option<(usize, usize)>> = OnceLock::new();
-            *TWO.get_or_init(|| {
-                if std::env::var_os("IPCKIT_COMPARE_PIN").is_none_or(|v| v != "1") {
-                    return None;
-                }
+        /// The CPUs of the client and of the servers, as `IPCKIT_COMPARE_PIN`
+        /// asks, if this process may run on two CPUs.
+        pub(crate) fn chosen() -> Option<(usize, usize)> {
+            static CHOSEN: OnceLock<Option<(usize, usize)>> = OnceLock::new();
+            *CHOSEN.get_or_init(|| {
+                let mode = std::env::var("IPCKIT_COMPARE_PIN").ok()?;
                 let set = sched_getaffinity(None).ok()?;
                 let mut mine = (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c));
-                Some((mine.next()?, mine.next()?))
+                let (first, second) = (mine.next()?, mine.next()?);
+                match mode.as_str() {
+                    "same" => Some((first, first)),
+                    "split" => Some((first, second)),
+                    other => panic!("IPCKIT_COMPARE_PIN={other:?}: expected same or split"),
+                }
             })
         }
 
@@ -302,19 +308,19 @@ mod pin {
     /// Pins the calling (client) thread and says where the threads run.
     #[cfg(target_os = "linux")]
     pub(crate) fn client() -> String {
-        match cpus::two() {
+        match cpus::chosen() {
             Some((client, server)) => {
                 cpus::to(client);
                 format!("client on CPU {client}, servers on CPU {server}")
             }
-            None => "threads not pinned (IPCKIT_COMPARE_PIN=1 pins them)".to_owned(),
+            None => "threads not pinned (IPCKIT_COMPARE_PIN=same or split pins them)".to_owned(),
         }
     }
 
     /// Pins a server thread (run on the thread itself).
     #[cfg(target_os = "linux")]
     pub(crate) fn server() {
-        if let Some((_, server)) = cpus::two() {
+        if let Some((_, server)) = cpus::chosen() {
             cpus::to(server);
         }
     }
