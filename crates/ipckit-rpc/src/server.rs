@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipckit::{Address, ConnectOptions, ListenerOptions, ToAddress};
 
@@ -17,6 +17,9 @@ use crate::methods::{Job, Methods};
 
 /// How often a blocked reader looks up to see whether it should stop.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+/// [`ServerOptions::reply_timeout`]'s default.
+const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -44,6 +47,7 @@ pub struct ServerOptions {
     pub(crate) max_frame_size: usize,
     pub(crate) max_concurrent_calls: usize,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) reply_timeout: Duration,
     pub(crate) on_error: Option<ErrorHook>,
 }
 
@@ -59,6 +63,7 @@ impl fmt::Debug for ServerOptions {
             .field("max_frame_size", &self.max_frame_size)
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("reply_timeout", &self.reply_timeout)
             .field(
                 "on_connection_error",
                 &self.on_error.as_ref().map(|_| "<fn>"),
@@ -76,6 +81,7 @@ impl Default for ServerOptions {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_concurrent_calls: 64,
             handshake_timeout: Duration::from_secs(10),
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
             on_error: None,
         }
     }
@@ -137,9 +143,21 @@ impl ServerOptions {
         self
     }
 
+    /// How long sending one response may take before the server gives up on
+    /// the client (10 s by default). A client that sends requests but stops
+    /// reading the responses fills the connection's buffer; once a response
+    /// has taken this long, the server closes that connection (reported to
+    /// [`on_connection_error`](Self::on_connection_error) as
+    /// [`ErrorKind::TimedOut`]) and sends it nothing more. This also bounds
+    /// how long [`Server::shutdown`] waits for such a client.
+    pub fn reply_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.reply_timeout = timeout;
+        self
+    }
+
     /// Calls `hook` with the error that ends a connection early: a failed
     /// handshake (a wrong authkey, say), a frame over the limit, broken
-    /// framing. The server has no other way to tell; by default nothing is
+    /// framing, a client that stopped reading its responses. The server has no other way to tell; by default nothing is
     /// reported. The hook runs on the connection's thread (or task).
     pub fn on_connection_error(
         &mut self,
@@ -165,6 +183,12 @@ impl ServerOptions {
             return Err(Error::new(
                 ErrorKind::InvalidOption,
                 "a handshake timeout of zero is not allowed",
+            ));
+        }
+        if self.reply_timeout.is_zero() {
+            return Err(Error::new(
+                ErrorKind::InvalidOption,
+                "a reply timeout of zero is not allowed",
             ));
         }
         Ok(())
@@ -303,8 +327,10 @@ impl Server {
 
     /// Stops gracefully: accepts no more connections and reads no more
     /// requests, lets every call in flight finish and send its response, then
-    /// closes every connection. Returns when all of that is done. Dropping the
-    /// server does the same.
+    /// closes every connection. Returns when all of that is done; a client
+    /// that does not read its responses holds it up for at most the
+    /// [`reply_timeout`](ServerOptions::reply_timeout). Dropping the server
+    /// does the same.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -420,15 +446,43 @@ struct Served {
     workers: Workers,
     /// The connection has ended (or broke): nothing more is read.
     ended: AtomicBool,
+    /// A response could not be sent (the client is gone, or stopped reading
+    /// for the reply timeout): nothing more is sent either.
+    broken: AtomicBool,
 }
 
 impl Served {
-    fn out(&self) -> Out<'_> {
-        Out {
-            writer: &self.writer,
-            peer: &self.peer,
+    /// Sends a response, unless an earlier one failed. A failed send ends
+    /// the connection: a client that has gone cannot get it, which is not
+    /// the server's failure; one that stopped reading is reported.
+    fn send(&self, opts: &ServerOptions, bytes: &[u8]) {
+        if self.broken.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut writer = lock(&self.writer);
+        if self.broken.load(Ordering::SeqCst) {
+            return;
+        }
+        let deadline = Instant::now() + opts.reply_timeout;
+        if let Err(e) = writer.send(bytes, Some(deadline), &self.peer) {
+            self.broken.store(true, Ordering::SeqCst);
+            self.ended.store(true, Ordering::SeqCst);
+            if e.kind() == ErrorKind::TimedOut {
+                opts.report(&reply_timed_out(&e, opts.reply_timeout));
+            }
         }
     }
+}
+
+/// What [`ServerOptions::on_connection_error`] gets for a response that could
+/// not be sent within the reply timeout.
+pub(crate) fn reply_timed_out(err: &Error, timeout: Duration) -> Error {
+    Error::new(
+        ErrorKind::TimedOut,
+        format!(
+            "{err} (the response took longer than the reply timeout, {timeout:?}: the client is not reading); closing the connection"
+        ),
+    )
 }
 
 /// The error response for a frame over the limit, sent before the connection
@@ -474,6 +528,7 @@ fn serve_conn(shared: &Arc<Shared>, mut conn: Conn) {
         waiting: AtomicUsize::new(0),
         workers: Workers::default(),
         ended: AtomicBool::new(false),
+        broken: AtomicBool::new(false),
     });
     // This thread is the first worker; the connection is done when the last
     // has finished its call.
@@ -522,7 +577,7 @@ fn next_frame(shared: &Arc<Shared>, served: &Served) -> Option<Vec<u8>> {
             Err(e) if e.kind() == ErrorKind::TimedOut => {}
             Err(e) if e.kind() == ErrorKind::FrameTooLarge => {
                 opts.report(&e);
-                served.out().send(&too_large_response(&e));
+                served.send(opts, &too_large_response(&e));
                 break;
             }
             Err(e) => {
@@ -537,30 +592,17 @@ fn next_frame(shared: &Arc<Shared>, served: &Served) -> Option<Vec<u8>> {
     None
 }
 
-struct Out<'a> {
-    writer: &'a Mutex<Writer>,
-    peer: &'a str,
-}
-
-impl Out<'_> {
-    /// Sends a response; a client that has gone cannot get it, which is not
-    /// the server's failure.
-    fn send(&self, bytes: &[u8]) {
-        let _ = lock(self.writer).send(bytes, None, self.peer);
-    }
-}
-
 /// Runs one request (or batch) and sends its reply from this thread.
 fn dispatch(shared: &Arc<Shared>, frame: &[u8], served: &Served) {
-    let out = served.out();
+    let opts = &shared.opts;
     let job = match decode_incoming(frame) {
         Incoming::Invalid(resp) | Incoming::Single(Entry::Invalid(resp)) => {
-            return out.send(&resp.encode());
+            return served.send(opts, &resp.encode());
         }
         Incoming::Single(Entry::Request(req)) => Job::One(req),
         Incoming::Batch(entries) => Job::Batch(entries),
     };
     if let Some(bytes) = job.run_sync(&shared.methods) {
-        out.send(&bytes);
+        served.send(opts, &bytes);
     }
 }

@@ -44,7 +44,7 @@ use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{ContentLengthDecoder, Framing, encode_content_length};
 use crate::jsonrpc::{Entry, Id, Incoming, Request, Response, decode_incoming};
 use crate::methods::{CatchUnwind, Handler, Job, Methods, panicked};
-use crate::server::{ServerOptions, lock, too_large_response};
+use crate::server::{ServerOptions, lock, reply_timed_out, too_large_response};
 
 /// Frames waiting for the writer task, per connection.
 const QUEUE: usize = 64;
@@ -228,16 +228,30 @@ impl Conn {
 }
 
 /// Starts the writer task of a connection: it sends the frames it is given, in
-/// order, until every sender is gone; `on_error` runs if a send fails.
+/// order, until every sender is gone; `on_error` runs if a send fails or one
+/// frame takes longer than `limit`, and the task ends (the senders then see
+/// the channel closed).
 fn spawn_writer(
     mut writer: Writer,
     peer: String,
+    limit: Option<Duration>,
     on_error: impl FnOnce(Error) + Send + 'static,
 ) -> (mpsc::Sender<Vec<u8>>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let task = ::tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
-            if let Err(e) = writer.send(&frame, &peer).await {
+            let sent = match limit {
+                None => writer.send(&frame, &peer).await,
+                Some(limit) => ::tokio::time::timeout(limit, writer.send(&frame, &peer))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::new(
+                            ErrorKind::TimedOut,
+                            format!("send to {peer}: timed out"),
+                        ))
+                    }),
+            };
+            if let Err(e) = sent {
                 on_error(e);
                 return;
             }
@@ -330,8 +344,10 @@ impl Server {
     }
 
     /// Stops gracefully: no more connections or requests, every call in flight
-    /// finishes and sends its response, then every connection is closed.
-    /// Dropping the server instead stops it at once (its tasks are aborted).
+    /// finishes and sends its response, then every connection is closed (a
+    /// client that does not read its responses holds this up for at most the
+    /// [`reply_timeout`](ServerOptions::reply_timeout)). Dropping the server
+    /// instead stops it at once (its tasks are aborted).
     ///
     /// # Cancel safety
     ///
@@ -400,12 +416,23 @@ async fn serve_conn(shared: Arc<AsyncShared>, mut conn: Conn, mut stop: watch::R
         peer,
         ..
     } = conn;
-    let (tx, writer_task) = spawn_writer(writer, peer.clone(), |_| {});
+    let reporter = Arc::clone(&shared);
+    let (tx, writer_task) =
+        spawn_writer(writer, peer.clone(), Some(opts.reply_timeout), move |e| {
+            // A client that has gone cannot get its response, which is not
+            // the server's failure; one that stopped reading is reported.
+            if e.kind() == ErrorKind::TimedOut {
+                let opts = &reporter.opts;
+                opts.report(&reply_timed_out(&e, opts.reply_timeout));
+            }
+        });
     let slots = Arc::new(Semaphore::new(opts.max_concurrent_calls));
     let mut calls = JoinSet::new();
     loop {
         let got = ::tokio::select! {
             _ = stop.changed() => break,
+            // The writer gave up: nothing more can be answered.
+            () = tx.closed() => break,
             got = reader.recv(&peer) => got,
         };
         let frame = match got {
@@ -610,7 +637,7 @@ impl Client {
             peer: peer.clone(),
         });
         let s = Arc::clone(&shared);
-        let (tx, _writer) = spawn_writer(writer, peer, move |e| {
+        let (tx, _writer) = spawn_writer(writer, peer, None, move |e| {
             s.close(
                 ErrorKind::Disconnected,
                 format!("the connection failed: {e}"),

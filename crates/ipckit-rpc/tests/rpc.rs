@@ -19,6 +19,8 @@ use ipckit_rpc::{
 use serde_json::{Value, json};
 use util::{unique_name, watchdog};
 
+mod no_reader;
+
 fn limit() -> Duration {
     Duration::from_secs(30) * util::slow_factor()
 }
@@ -529,6 +531,11 @@ fn options_that_break_a_rule_are_refused() {
         err.to_string().contains("\"a\" is an async method"),
         "{err}"
     );
+    let mut so = ServerOptions::new();
+    so.reply_timeout(Duration::ZERO);
+    let err = so.bind("pipe:never", Methods::new()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidOption);
+    assert!(err.to_string().contains("reply timeout of zero"), "{err}");
     let mut co = ClientOptions::new();
     co.timeout(Duration::ZERO);
     let err = co.connect("pipe:never").unwrap_err();
@@ -633,5 +640,26 @@ fn an_oversized_content_length_frame_is_reported_once_with_its_peer() {
         assert!(msg.contains("1000 bytes exceeds"), "{msg}");
         // The peer is named once ("receive from P from P" before).
         assert_eq!(msg.matches(" from ").count(), 1, "{msg}");
+    });
+}
+
+/// A client that sends requests but never reads the responses: once one
+/// response has waited for the reply timeout, the server reports it, closes
+/// that connection, and its shutdown returns (it waited on that send forever
+/// before).
+#[test]
+fn a_client_that_stops_reading_is_closed_after_the_reply_timeout() {
+    watchdog(limit(), || {
+        let (g, _open, _entered) = gate();
+        let (so, errors) = no_reader::options();
+        let server = so
+            .bind(format!("pipe:{}", unique_name("rpc-noread")), methods(g))
+            .unwrap();
+        no_reader::flood_and_check(server.local_addr(), limit(), &errors);
+        // Another client is still served.
+        let client = Client::connect(server.local_addr()).unwrap();
+        assert_eq!(client.call::<_, i64>("add", (2, 3)).unwrap(), 5);
+        drop(client);
+        server.shutdown();
     });
 }

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use util::{unique_name, watchdog};
 
+mod no_reader;
+
 fn limit() -> Duration {
     Duration::from_secs(30) * util::slow_factor()
 }
@@ -227,5 +229,26 @@ fn async_and_blocking_peers_and_the_authkey() {
         tokio::task::spawn_blocking(move || blocking.shutdown())
             .await
             .unwrap();
+    });
+}
+
+/// The async server's side of the reply timeout: a client that never reads
+/// is reported and closed, and shutdown returns.
+#[test]
+fn a_client_that_stops_reading_is_closed_after_the_reply_timeout_async() {
+    run(async {
+        let (gate, entered) = (Arc::new(Notify::new()), mpsc::unbounded_channel().0);
+        let (so, errors) = no_reader::options();
+        let server = so
+            .serve_tokio(addr("rpc-noread-async"), methods(gate, entered))
+            .unwrap();
+        let at = server.local_addr().clone();
+        tokio::task::spawn_blocking(move || no_reader::flood_and_check(&at, limit(), &errors))
+            .await
+            .unwrap();
+        let client = Client::connect(server.local_addr()).await.unwrap();
+        assert_eq!(client.call::<_, i64>("add", (2, 3)).await.unwrap(), 5);
+        drop(client);
+        server.shutdown().await;
     });
 }
