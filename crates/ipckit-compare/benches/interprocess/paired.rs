@@ -21,6 +21,10 @@
 //! A second ipckit connection runs as an A/A control: its ratio to the first
 //! ipckit connection shows how far the method strays from 1 when nothing
 //! differs.
+//!
+//! `IPCKIT_COMPARE_ONLY=ipckit` (or `interprocess`, `std`) runs that
+//! contender alone, and `IPCKIT_COMPARE_UNITS=N` fixes the work per slice,
+//! e.g. to count each one's system calls under `strace -f -c`.
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,28 +39,36 @@ pub(crate) struct Config {
     /// How long one slice runs (the work per slice is fixed, calibrated so
     /// that the slowest contender's slice takes about this long).
     pub(crate) slice: Duration,
+    /// The work per slice instead of the calibration
+    /// (`IPCKIT_COMPARE_UNITS`): then every run does the same work, e.g. to
+    /// count system calls.
+    pub(crate) units: Option<u64>,
 }
 
 impl Config {
     /// `--test` (cargo test --benches): one quick pass to show it works;
     /// `--quick`: fewer rounds; otherwise 40 rounds of 100 ms slices.
-    /// `IPCKIT_COMPARE_ROUNDS` overrides the number of rounds.
+    /// `IPCKIT_COMPARE_ROUNDS` overrides the number of rounds,
+    /// `IPCKIT_COMPARE_UNITS` the calibrated work per slice.
     pub(crate) fn from_args(args: &[String]) -> Config {
         let has = |flag: &str| args.iter().any(|a| a == flag);
         let mut config = if has("--test") {
             Config {
                 rounds: 3,
                 slice: Duration::from_millis(5),
+                units: None,
             }
         } else if has("--quick") {
             Config {
                 rounds: 12,
                 slice: Duration::from_millis(50),
+                units: None,
             }
         } else {
             Config {
                 rounds: 40,
                 slice: Duration::from_millis(100),
+                units: None,
             }
         };
         if let Some(rounds) = std::env::var("IPCKIT_COMPARE_ROUNDS")
@@ -66,6 +78,10 @@ impl Config {
         {
             config.rounds = rounds;
         }
+        config.units = std::env::var("IPCKIT_COMPARE_UNITS")
+            .ok()
+            .and_then(|u| u.parse::<u64>().ok())
+            .filter(|&u| u > 0);
         config
     }
 }
@@ -126,6 +142,13 @@ fn measure(kind: Kind, config: Config) -> Measured {
         .map(|who| (who.name(), who))
         .collect();
     entrants.push((CONTROL, Contender::Ipckit));
+    if let Ok(only) = std::env::var("IPCKIT_COMPARE_ONLY") {
+        entrants.retain(|(label, _)| *label == only);
+        assert!(
+            !entrants.is_empty(),
+            "IPCKIT_COMPARE_ONLY={only:?}: expected ipckit, interprocess or std"
+        );
+    }
     let mut lanes: Vec<Lane> = entrants
         .into_iter()
         .enumerate()
@@ -140,28 +163,10 @@ fn measure(kind: Kind, config: Config) -> Measured {
         })
         .collect();
 
-    // Calibrate on every contender, the second time warm (the first pass
-    // also pays for the connection's first use): the slowest sets the work
-    // per slice.
-    let mut units: Option<u64> = None;
-    for lane in &mut lanes {
-        for warm in [false, true] {
-            let mut n = 1u64;
-            let took = loop {
-                let took = lane.run(kind, &chunk, n);
-                if took >= config.slice / 4 {
-                    break took;
-                }
-                n *= 2;
-            };
-            if warm {
-                let fits = n as f64 * config.slice.as_secs_f64() / took.as_secs_f64();
-                let fits = (fits as u64).max(1);
-                units = Some(units.map_or(fits, |u| u.min(fits)));
-            }
-        }
-    }
-    let units = units.expect("at least one contender");
+    let units = match config.units {
+        Some(units) => units,
+        None => calibrate(&mut lanes, kind, &chunk, config.slice),
+    };
 
     let count = lanes.len();
     let mut times = vec![Vec::with_capacity(config.rounds); count];
@@ -190,6 +195,30 @@ fn measure(kind: Kind, config: Config) -> Measured {
     }
 }
 
+/// Calibrates on every contender, the second time warm (the first pass also
+/// pays for the connection's first use): the slowest sets the work per slice.
+fn calibrate(lanes: &mut [Lane], kind: Kind, chunk: &[u8], slice: Duration) -> u64 {
+    let mut units: Option<u64> = None;
+    for lane in lanes {
+        for warm in [false, true] {
+            let mut n = 1u64;
+            let took = loop {
+                let took = lane.run(kind, chunk, n);
+                if took >= slice / 4 {
+                    break took;
+                }
+                n *= 2;
+            };
+            if warm {
+                let fits = n as f64 * slice.as_secs_f64() / took.as_secs_f64();
+                let fits = (fits as u64).max(1);
+                units = Some(units.map_or(fits, |u| u.min(fits)));
+            }
+        }
+    }
+    units.expect("at least one contender")
+}
+
 impl Measured {
     fn print(&self) {
         let (title, unit) = match self.kind {
@@ -208,7 +237,10 @@ impl Measured {
             };
             println!("  {who:<21} {shown} (median slice)");
         }
-        let (ipckit, others) = self.times.split_first().expect("ipckit is first");
+        let (ipckit, others) = self.times.split_first().expect("one contender at least");
+        if ipckit.0 != Contender::Ipckit.name() {
+            return; // IPCKIT_COMPARE_ONLY left ipckit out: nothing to compare
+        }
         for (who, times) in others {
             // > 1: ipckit did the same work in less time.
             let ratios: Vec<f64> = times
