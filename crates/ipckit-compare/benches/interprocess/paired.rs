@@ -101,6 +101,9 @@ pub(crate) fn run(config: Config) {
     }
 }
 
+/// Fewer rounds than this give no verdict (`--test` runs 3).
+const MIN_ROUNDS: usize = 10;
+
 /// The A/A control's label.
 const CONTROL: &str = "ipckit (A/A control)";
 
@@ -251,6 +254,8 @@ impl Measured {
             let (mid, low, high) = median_with_ci(&ratios);
             let verdict = if *who == CONTROL {
                 "the method's own scatter"
+            } else if ratios.len() < MIN_ROUNDS {
+                "too few rounds to tell"
             } else if low > 1.0 {
                 "ipckit faster"
             } else if high < 1.0 {
