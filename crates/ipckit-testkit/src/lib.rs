@@ -4,7 +4,7 @@
 //! call a test needs and std does not offer lives here, behind a safe function,
 //! with all of its `unsafe` in `src/sys/` as in the library. Not published.
 //!
-//! - [`ctrl_c`] (Windows): start a child on a console of its own, and send that
+//! - `ctrl_c` (Windows): start a child on a console of its own, and send that
 //!   console a real Ctrl-C, as a user typing it there would. (On Unix a test
 //!   sends SIGINT with `kill -INT PID`.)
 #![deny(missing_docs)]

@@ -1,4 +1,4 @@
-//! The Windows console calls of [`crate::ctrl_c`].
+//! The Windows console calls of `crate::ctrl_c`.
 #![allow(unsafe_code)]
 
 use std::io;
