@@ -51,9 +51,13 @@ impl Entry {
     }
 }
 
+/// What could be listed, and the part that could not (then the command
+/// prints the rest and fails with that error).
+type Listing = (Vec<Entry>, Option<anyhow::Error>);
+
 /// `ipckit ls [--json]`.
 pub(crate) fn run(json: bool) -> Result<()> {
-    let mut entries = os::entries()?;
+    let (mut entries, missing) = os::entries()?;
     entries.sort();
     entries.dedup();
     let text = if json {
@@ -79,7 +83,11 @@ pub(crate) fn run(json: bool) -> Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(stdout_error)
+        .map_err(stdout_error)?;
+    match missing {
+        Some(missing) => Err(missing.context("the list above is incomplete")),
+        None => Ok(()),
+    }
 }
 
 fn table(entries: &[Entry]) -> String {
@@ -124,7 +132,7 @@ mod os {
 
     use anyhow::{Context, Result};
 
-    use super::Entry;
+    use super::{Entry, Listing};
 
     /// A socket from `/proc/net/unix` that listens (stream, seqpacket) or is a
     /// bound datagram receiver.
@@ -136,7 +144,9 @@ mod os {
         pub(super) name: String,
     }
 
-    pub(super) fn entries() -> Result<Vec<Entry>> {
+    /// Everything, or an error: each source here fails only when `/proc` or
+    /// the runtime directory cannot be read.
+    pub(super) fn entries() -> Result<Listing> {
         let sockets = proc_sockets()?;
         let owners = if sockets.is_empty() {
             HashMap::new()
@@ -244,7 +254,7 @@ mod os {
         }
 
         list.extend(shm_channels()?);
-        Ok(list)
+        Ok((list, None))
     }
 
     fn path_address(path: &Path) -> String {
@@ -419,23 +429,35 @@ mod os {
 
     use anyhow::{Context, Result};
 
-    use super::Entry;
+    use super::{Entry, Listing};
 
-    pub(super) fn entries() -> Result<Vec<Entry>> {
-        let mut list: Vec<Entry> = ipckit::platform::pipe_names()
-            .context(r"list \\.\pipe\ (FindFirstFileW on \\.\pipe\*)")?
-            .into_iter()
-            .map(|name| Entry {
-                path: Some(format!(r"\\.\pipe\{name}")),
-                ..Entry::new("pipe", format!("pipe:{name}"), "listening")
-            })
-            .collect();
+    /// The pipes, then the broadcast groups; a pipe list that fails (it does
+    /// under Wine) leaves the groups still listed.
+    pub(super) fn entries() -> Result<Listing> {
+        let (mut list, missing) = match ipckit::platform::pipe_names() {
+            Ok(names) => (
+                names
+                    .into_iter()
+                    .map(|name| Entry {
+                        path: Some(format!(r"\\.\pipe\{name}")),
+                        ..Entry::new("pipe", format!("pipe:{name}"), "listening")
+                    })
+                    .collect(),
+                None,
+            ),
+            Err(e) => (
+                Vec::new(),
+                Some(
+                    anyhow::Error::new(e).context(r"list \\.\pipe\ (FindFirstFileW on \\.\pipe\*)"),
+                ),
+            ),
+        };
         let Some(groups) = ipckit::platform::mailslot_groups_dir() else {
-            return Ok(list);
+            return Ok((list, missing));
         };
         let read = match fs::read_dir(&groups) {
             Ok(read) => read,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(list),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((list, missing)),
             Err(e) => return Err(e).with_context(|| format!("list {}", groups.display())),
         };
         for group in read.flatten() {
@@ -469,7 +491,7 @@ mod os {
                 });
             }
         }
-        Ok(list)
+        Ok((list, missing))
     }
 }
 

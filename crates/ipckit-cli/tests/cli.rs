@@ -1073,6 +1073,7 @@ fn a_closed_stdout_is_not_an_error() {
 
 /// The entries of `ipckit ls --json`, checked to be an array of objects with
 /// the documented fields.
+#[cfg(target_os = "linux")]
 fn ls_json() -> Vec<serde_json::Value> {
     let (status, stdout, stderr) = run(&["ls", "--json"]);
     assert!(status.success(), "{status}: {stderr}");
@@ -1161,32 +1162,47 @@ fn ls_shows_live_endpoints_with_their_owner_and_stale_socket_files() {
     let _ = std::fs::remove_file(&stale_path);
 }
 
-/// Windows: `ipckit ls` lists the pipes of `\\.\pipe\`, among them a listener's.
+/// Windows: `ipckit ls` lists the pipes of `\\.\pipe\`, among them a listener's,
+/// and the members of ipckit's broadcast groups. Under Wine, which cannot
+/// list the pipe file system, it still lists the members, then fails with
+/// one line naming what it could not list.
 #[cfg(windows)]
 #[test]
-fn ls_lists_the_pipes() {
-    // Probed: Wine 8's FindFirstFileW on \\.\pipe\* fails with
-    // ERROR_BAD_DEV_TYPE (66): its pipe file system cannot be listed.
-    if let Err(err) = ipckit::platform::pipe_names() {
-        if ipckit::platform::is_wine() && err.raw_os_error() == Some(66) {
-            eprintln!(r"skipped under Wine: listing \\.\pipe\ fails there ({err})");
-            let (status, _, stderr) = run(&["ls"]);
-            assert_eq!(status.code(), Some(1), "{stderr}");
-            assert_one_line_error(&stderr, &[r"\\.\pipe\", "FindFirstFileW"]);
-            return;
-        }
-        panic!("pipe_names: {err}");
-    }
+fn ls_lists_the_pipes_and_the_group_members() {
     let addr = format!("pipe:{}", unique_name("cli-ls-pipe"));
+    let group = unique_name("cli-ls-group");
     let kids = Children::new();
     let mut server = kids.ipckit(&["-v", "listen", "--echo", &addr]);
-    watchdog(limit(), move || server.listening_on());
-    let list = watchdog(limit(), ls_json);
-    let e = entry(&list, &addr);
-    assert_eq!(e["kind"], "pipe", "{e}");
-    let (status, table, stderr) = run(&["ls"]);
-    assert!(status.success(), "{status}: {stderr}");
-    assert!(table.lines().any(|l| l.ends_with(&addr)), "{table}");
+    let mut member = kids.ipckit(&["-v", "recv", "--broadcast", &group]);
+    kids.clean_up_group(&group);
+    let pid = member.with_child(|c| c.id());
+    let _ready = watchdog(limit(), move || {
+        server.listening_on();
+        member.receiving();
+        (server, member)
+    });
+    let (status, stdout, stderr) = watchdog(limit(), || run(&["ls", "--json"]));
+    let list: Vec<serde_json::Value> = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("ls --json is not a JSON array ({e}): {stdout}"));
+    // Probed: Wine 8's FindFirstFileW on \\.\pipe\* fails with
+    // ERROR_BAD_DEV_TYPE (66): its pipe file system cannot be listed.
+    match ipckit::platform::pipe_names() {
+        Ok(_) => {
+            assert!(status.success(), "{status}: {stderr}");
+            assert_eq!(entry(&list, &addr)["kind"], "pipe");
+        }
+        Err(err) if ipckit::platform::is_wine() && err.raw_os_error() == Some(66) => {
+            eprintln!(r"under Wine listing \\.\pipe\ fails ({err}); the rest is checked");
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            assert_one_line_error(&stderr, &[r"\\.\pipe\", "FindFirstFileW", "incomplete"]);
+        }
+        Err(err) => panic!("pipe_names: {err}"),
+    }
+    assert_eq!(entry(&list, &format!("group:{group}"))["kind"], "group");
+    let e = entry(&list, &format!("group:{group}/{pid}-0"));
+    assert_eq!(e["kind"], "member", "{e}");
+    assert_eq!(e["state"], "live", "{e}");
+    assert_eq!(e["pid"], pid, "{e}");
 }
 
 /// `ipckit bench` measures every transport between two processes, with the
