@@ -2,7 +2,8 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,9 @@ use crate::methods::{Job, Methods};
 
 /// How often a blocked reader looks up to see whether it should stop.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+/// How long `stop` tries to wake the accept thread, and then waits for it.
+const WAKE_LIMIT: Duration = Duration::from_secs(2);
 
 /// [`ServerOptions::reply_timeout`]'s default.
 const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -232,13 +236,18 @@ impl ServerOptions {
             conns: Mutex::new(Vec::new()),
         });
         let s = Arc::clone(&shared);
+        let (ended_tx, ended_rx) = mpsc::channel::<()>();
         let accept = thread::Builder::new()
             .name("ipckit-rpc-accept".into())
-            .spawn(move || accept_loop(&s, &listener))
+            .spawn(move || {
+                // Dropped when the thread ends: `stop` waits for that.
+                let _ended = ended_tx;
+                accept_loop(&s, &listener);
+            })
             .map_err(|e| Error::io("start the accept thread", &e))?;
         Ok(Server {
             shared,
-            accept: Some(accept),
+            accept: Some((accept, Mutex::new(ended_rx))),
             local,
         })
     }
@@ -296,7 +305,9 @@ struct Shared {
 /// ```
 pub struct Server {
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
+    /// The accept thread, and what tells that it has ended.
+    /// (In a mutex only to keep `Server` `Sync`.)
+    accept: Option<(JoinHandle<()>, Mutex<mpsc::Receiver<()>>)>,
     local: Address,
 }
 
@@ -336,20 +347,34 @@ impl Server {
     }
 
     fn stop(&mut self) {
-        let Some(accept) = self.accept.take() else {
+        let Some((accept, mut ended)) = self.accept.take() else {
             return;
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
         // Wake the accept loop with a connection of our own; it sees the flag
         // and drops it.
         let mut copts = ConnectOptions::new();
-        copts.timeout(Duration::from_secs(2));
-        let _woken = if self.shared.opts.framing.is_message() {
+        copts.timeout(WAKE_LIMIT);
+        let woken = if self.shared.opts.framing.is_message() {
             copts.connect_message(&self.local).map(drop)
         } else {
             copts.connect(&self.local).map(drop)
         };
-        let _ = accept.join();
+        // If the address no longer leads to the listener (its socket file was
+        // removed, say), nothing can wake the accept thread: it is left
+        // blocked, and ends at its next connection without serving it. The
+        // rest of the shutdown does not wait for it.
+        if woken.is_ok()
+            && matches!(
+                ended
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .recv_timeout(WAKE_LIMIT),
+                Err(RecvTimeoutError::Disconnected)
+            )
+        {
+            let _ = accept.join();
+        }
         let conns = std::mem::take(&mut *lock(&self.shared.conns));
         for conn in conns {
             let _ = conn.join();

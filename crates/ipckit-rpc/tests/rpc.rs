@@ -663,3 +663,22 @@ fn a_client_that_stops_reading_is_closed_after_the_reply_timeout() {
         server.shutdown();
     });
 }
+
+/// A server whose socket file was removed (a tmp cleaner, say) cannot be
+/// woken by connecting to itself: shutdown still returns, and still closes
+/// the connections it has (it waited forever for the accept thread before).
+#[cfg(unix)]
+#[test]
+fn shutdown_returns_when_the_socket_file_is_gone() {
+    watchdog(limit(), || {
+        let (g, _open, _entered) = gate();
+        let path = std::env::temp_dir().join(format!("{}.sock", unique_name("rpc-gone")));
+        let server = Server::bind(format!("unix:{}", path.display()), methods(g)).unwrap();
+        let client = Client::connect(server.local_addr()).unwrap();
+        assert_eq!(client.call::<_, i64>("add", (2, 3)).unwrap(), 5);
+        std::fs::remove_file(&path).unwrap();
+        server.shutdown();
+        let err = client.call::<_, i64>("add", (1, 2)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+    });
+}
