@@ -95,6 +95,19 @@ mod unix {
         rate
     }
 
+    /// Lets the calling `tasks` run for `RUN`, stops them, and returns their
+    /// calls per second (each task returns how many calls it made).
+    async fn rate_over_run(tasks: Vec<tokio::task::JoinHandle<u64>>, stop: &AtomicBool) -> f64 {
+        let t = Instant::now();
+        tokio::time::sleep(RUN).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut calls = 0;
+        for task in tasks {
+            calls += task.await.unwrap();
+        }
+        calls as f64 / t.elapsed().as_secs_f64()
+    }
+
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -125,14 +138,7 @@ mod unix {
                     n
                 }));
             }
-            let t = Instant::now();
-            tokio::time::sleep(RUN).await;
-            stop.store(true, Ordering::Relaxed);
-            let mut calls = 0;
-            for task in tasks {
-                calls += task.await.unwrap();
-            }
-            let rate = calls as f64 / t.elapsed().as_secs_f64();
+            let rate = rate_over_run(tasks, &stop).await;
             server.shutdown().await;
             rate
         })
@@ -196,14 +202,7 @@ mod unix {
                     n
                 }));
             }
-            let t = Instant::now();
-            tokio::time::sleep(RUN).await;
-            stop.store(true, Ordering::Relaxed);
-            let mut calls = 0;
-            for task in tasks {
-                calls += task.await.unwrap();
-            }
-            let rate = calls as f64 / t.elapsed().as_secs_f64();
+            let rate = rate_over_run(tasks, &stop).await;
             let _ = done.send(());
             server.await.unwrap().unwrap();
             rate
