@@ -71,18 +71,21 @@ impl Config {
                 units: None,
             }
         };
-        if let Some(rounds) = std::env::var("IPCKIT_COMPARE_ROUNDS")
-            .ok()
-            .and_then(|r| r.parse::<usize>().ok())
-            .filter(|&r| r > 0)
-        {
-            config.rounds = rounds;
+        if let Some(rounds) = positive("IPCKIT_COMPARE_ROUNDS") {
+            config.rounds = usize::try_from(rounds).expect("IPCKIT_COMPARE_ROUNDS fits a usize");
         }
-        config.units = std::env::var("IPCKIT_COMPARE_UNITS")
-            .ok()
-            .and_then(|u| u.parse::<u64>().ok())
-            .filter(|&u| u > 0);
+        config.units = positive("IPCKIT_COMPARE_UNITS");
         config
+    }
+}
+
+/// The whole number > 0 in environment variable `var`, if it is set; any
+/// other value stops the run, naming the variable.
+fn positive(var: &str) -> Option<u64> {
+    let value = std::env::var(var).ok()?;
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 => Some(n),
+        _ => panic!("{var}={value:?}: expected a whole number greater than 0"),
     }
 }
 
