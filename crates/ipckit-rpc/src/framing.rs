@@ -2,7 +2,7 @@
 //! connection, and the `Content-Length` header codec.
 //!
 //! The 4-byte length prefix is ipckit's own codec ([`ipckit::Framed`],
-//! [`ipckit::tokio::Framed`] with the `tokio` feature); the message framing is
+//! `ipckit::tokio::Framed` with the `tokio` feature); the message framing is
 //! an ipckit message channel. The `Content-Length` codec is here: a
 //! [`ContentLengthDecoder`] that is fed bytes and yields whole frames, so a
 //! read that times out in the middle of a frame loses nothing.

@@ -234,8 +234,6 @@ pub(crate) fn timed_out(what: &str) -> io::Error {
     )
 }
 
-/// Converts into an [`io::Error`] whose kind matches and whose inner error is this
-/// [`Error`] (reach it with [`io::Error::get_ref`] and `downcast_ref`).
 /// The error for an incoming message over the receiver's limit; it names both
 /// sizes. The message is never delivered in part.
 pub(crate) fn too_large(len: u64, max: usize) -> io::Error {
@@ -259,6 +257,8 @@ pub(crate) fn breaks_channel(e: &io::Error) -> bool {
     )
 }
 
+/// Converts into an [`io::Error`] whose kind matches and whose inner error is this
+/// [`Error`] (reach it with [`io::Error::get_ref`] and `downcast_ref`).
 impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         io::Error::new(err.kind.to_io(), err)

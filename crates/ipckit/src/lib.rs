@@ -75,7 +75,11 @@
 //! open them up or close them further, and peer credentials (pid, uid/gid or
 //! SID of the other end).
 //!
-//! RPC is on the roadmap (see the README).
+//! ## RPC
+//!
+//! JSON-RPC 2.0 over any of these endpoints (blocking and tokio, with Python's
+//! `multiprocessing.connection` and its `authkey` as a peer) is the companion
+//! crate `ipckit-rpc`; gRPC runs over ipckit streams with the `tonic` feature.
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]

@@ -31,9 +31,9 @@ use crate::stream::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
 /// middle of a frame loses nothing: the part read is kept and the next `recv`
 /// goes on from there; the part of a frame not yet written is kept and written
 /// first by the next `send`. An incoming message over the maximum message size
-/// (default 64 MiB) is an [`ErrorKind::FrameTooLarge`] error; its body stays
+/// (default 64 MiB) is an [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) error; its body stays
 /// unread, so the stream is out of step and this `Framed` refuses any further
-/// use with [`ErrorKind::Disconnected`].
+/// use with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
 pub struct Framed<S> {
     inner: S,
     reader: FrameReader,
@@ -72,7 +72,7 @@ impl<S> Framed<S> {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidOption`] for 0.
+    /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
     pub fn set_max_message_size(&mut self, bytes: usize) -> crate::Result<()> {
         check_max_message_size(bytes)?;
         self.max = bytes;
@@ -117,8 +117,8 @@ impl<S: Read + Write> Framed<S> {
     ///
     /// # Errors
     ///
-    /// The stream's error (nothing is lost), [`ErrorKind::FrameTooLarge`] (after
-    /// which this `Framed` is closed), or [`ErrorKind::Protocol`] for a negative
+    /// The stream's error (nothing is lost), [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) (after
+    /// which this `Framed` is closed), or [`ErrorKind::Protocol`](crate::ErrorKind::Protocol) for a negative
     /// length or a stream that ends in the middle of a frame.
     pub fn recv(&mut self) -> io::Result<Option<Vec<u8>>> {
         let mut msg = Vec::new();

@@ -117,8 +117,8 @@ pub(super) async fn write_frame<W: AsyncWrite + Unpin>(
 /// message: once queued, the frame is finished, whole, by the next `send`.
 ///
 /// An incoming message over the maximum message size (default 64 MiB) is an
-/// [`ErrorKind::FrameTooLarge`] error, after which this `Framed` refuses any
-/// further use with [`ErrorKind::Disconnected`].
+/// [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) error, after which this `Framed` refuses any
+/// further use with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
 pub struct Framed<S> {
     io: S,
     reader: FrameReader,
@@ -152,7 +152,7 @@ impl<S> Framed<S> {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidOption`] for 0.
+    /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
     pub fn set_max_message_size(&mut self, bytes: usize) -> crate::Result<()> {
         check_max_message_size(bytes)?;
         self.max = bytes;
@@ -200,8 +200,8 @@ impl<S: AsyncRead + Unpin> Framed<S> {
     ///
     /// # Errors
     ///
-    /// The stream's error, [`ErrorKind::FrameTooLarge`] or
-    /// [`ErrorKind::Protocol`] (after which this `Framed` is closed).
+    /// The stream's error, [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) or
+    /// [`ErrorKind::Protocol`](crate::ErrorKind::Protocol) (after which this `Framed` is closed).
     pub async fn recv(&mut self) -> io::Result<Option<Vec<u8>>> {
         self.check()?;
         let mut out = Vec::new();

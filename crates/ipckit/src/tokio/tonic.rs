@@ -243,8 +243,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 type Accepting = Pin<Box<dyn Future<Output = Result<Stream>> + Send>>;
 
 /// The connections a [`Listener`] accepts, as the `Stream` of
-/// `Result<Stream, Error>` that `tonic`'s
-/// [`serve_with_incoming`](tonic::transport::server::Router::serve_with_incoming)
+/// `Result<Stream, Error>` that `tonic`'s `Router::serve_with_incoming`
 /// and `serve_with_incoming_shutdown` take.
 ///
 /// It never ends. A failed accept is yielded as an error (tonic logs it and
