@@ -125,9 +125,21 @@ done
 # Must be Debian's cargo (package cargo-web), not a rustup proxy from ~/.cargo/bin:
 # only Debian's ships with the standard library's source that -Zbuild-std needs
 # (Debian has no prebuilt std for windows-gnu).
+toolchain_ok() {
+    [[ $(/usr/bin/cargo --version) =~ ^cargo\ 1\.(9[0-9]|[1-9][0-9][0-9])\. ]]
+}
+# An old machine's package lists may still offer an older cargo-web: refresh
+# them and upgrade the toolchain packages rather than fail.
+if ! toolchain_ok; then
+    echo "/usr/bin/cargo is '$(/usr/bin/cargo --version)'; need 1.9x: updating the package lists and upgrading"
+    ((EUID == 0)) || die "must run as root to upgrade the Debian Rust toolchain"
+    apt_opts=(-y -q -o DPkg::Lock::Timeout=900)
+    DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" update
+    DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install --only-upgrade \
+        rustc-web cargo-web rust-web-src rust-web-clippy
+fi
 cargo_version=$(/usr/bin/cargo --version)
-[[ $cargo_version =~ ^cargo\ 1\.(9[0-9]|[1-9][0-9][0-9])\. ]] \
-    || die "/usr/bin/cargo is '$cargo_version'; expected Debian's cargo-web 1.9x"
+toolchain_ok || die "/usr/bin/cargo is '$cargo_version' even after an upgrade; expected Debian's cargo-web 1.9x"
 echo "$cargo_version"
 /usr/bin/rustc --version
 wine --version
