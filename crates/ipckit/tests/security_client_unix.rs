@@ -128,6 +128,8 @@ fn client_child_entry() {
                 Err(e) => println!("REFUSED {:?} {e}", e.kind()),
             }
         }
+        // Where portable names live for this process.
+        "runtime_dir" => println!("DIR {}", ipckit::platform::runtime_dir().unwrap().display()),
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -293,6 +295,30 @@ fn a_portable_name_served_by_another_user_is_refused_unless_any_user_is_allowed(
         squatter.close_stdin();
         // Two connections; only those that were let through sent their bytes.
         assert_eq!(squatter.line(), "GOT 3 12");
+    });
+}
+
+#[test]
+fn the_runtime_directory_is_the_effective_users() {
+    if !can_switch_users("the_runtime_directory_is_the_effective_users") {
+        return;
+    }
+    watchdog(LIMIT, || {
+        // Real uid 0, effective uid OTHER_UID: the directory is found for the
+        // user it is checked against (the effective one), not /tmp/ipckit-0.
+        let prefix: Vec<String> = [
+            "setpriv",
+            "--ruid=0",
+            &format!("--euid={OTHER_UID}"),
+            &format!("--regid={OTHER_GID}"),
+            "--clear-groups",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut cmd = util::this_test_as_child(&prefix, "client_child_entry", "runtime_dir", "");
+        cmd.env_remove("XDG_RUNTIME_DIR");
+        let mut kid = Kid::spawn(cmd);
+        assert_eq!(kid.line(), format!("DIR /tmp/ipckit-{OTHER_UID}"));
     });
 }
 
