@@ -8,6 +8,7 @@
 //! | who may open it | a DACL granting only the current user and SYSTEM | socket file mode 0600 (in a 0700 directory for portable names) |
 //! | remote clients | refused (`PIPE_REJECT_REMOTE_CLIENTS`) | — (Unix sockets are local) |
 //! | squatting | `FILE_FLAG_FIRST_PIPE_INSTANCE`: `bind` fails if another server owns the name | a live socket file is never replaced; ipckit's directory must be the user's own |
+//! | clients of portable names | refuse a pipe server of another user (its SID) | refuse a runtime directory that is not the user's own 0700 one, a server of another user (`SO_PEERCRED`), a mailslot or shm object of another user (or shm writable by others) |
 //!
 //! [`ListenerOptions`](crate::ListenerOptions) opens them up on purpose
 //! ([`mode`](crate::ListenerOptions::mode),
@@ -15,7 +16,9 @@
 //! [`accept_remote_clients`](crate::ListenerOptions::accept_remote_clients)) or
 //! closes them further ([`current_user_only`](crate::ListenerOptions::current_user_only));
 //! [`ConnectOptions::require_server_user`](crate::ConnectOptions::require_server_user)
-//! lets a client refuse a server run by somebody else.
+//! lets a client refuse a server run by somebody else, and
+//! [`ConnectOptions::server_user_any`](crate::ConnectOptions::server_user_any)
+//! turns off the check clients of portable names make by default.
 //!
 //! [`PeerCredentials`] say which process and user is on the other end:
 //! [`Stream::peer_credentials`](crate::Stream::peer_credentials) and the same

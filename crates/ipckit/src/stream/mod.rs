@@ -353,8 +353,11 @@ impl Stream {
     ///
     /// [`ErrorKind::NotFound`] when nobody listens at the address,
     /// [`ErrorKind::Busy`] when every pipe instance stays busy (Windows),
-    /// [`ErrorKind::TimedOut`] when the connect timeout passes, and the address
-    /// errors of [`Listener::bind`].
+    /// [`ErrorKind::TimedOut`] when the connect timeout passes,
+    /// [`ErrorKind::PermissionDenied`] when the server of a portable name runs
+    /// as another user, or (Unix) its runtime directory is not the user's own
+    /// (see [`ConnectOptions::new`]), and the address errors of
+    /// [`Listener::bind`].
     pub fn connect(addr: impl ToAddress) -> Result<Stream> {
         ConnectOptions::new().connect(addr)
     }

@@ -257,7 +257,15 @@ pub(crate) fn check_max_message_size(bytes: usize) -> Result<()> {
 }
 
 impl ConnectOptions {
-    /// The default options: no timeout, no retry when nobody listens.
+    /// The default options: no timeout, no retry when nobody listens, and the
+    /// server of a portable name must run as the current user (see
+    /// [`require_server_user`](Self::require_server_user)).
+    ///
+    /// On Unix a client of a portable name also checks ipckit's runtime
+    /// directory as `bind` does (a directory, not a symlink, owned by the
+    /// effective user, writable by it only) before each attempt, and fails with
+    /// [`ErrorKind::PermissionDenied`] naming it otherwise; no option turns
+    /// that off.
     pub fn new() -> Self {
         Self::default()
     }
