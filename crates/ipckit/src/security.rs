@@ -138,10 +138,19 @@ pub(crate) enum ServerUser {
     CurrentByDefault,
 }
 
-/// How errors name the default rule, and how to turn it off.
-const DEFAULT_RULE: &str = "ipckit's default check that a portable name is served by the current \
-                            user (turn it off with ConnectOptions::server_user_any, or \
-                            --server-user any)";
+/// How errors name the default rule, with how to turn it off (`opt_out`).
+fn default_rule(opt_out: &str) -> String {
+    format!(
+        "ipckit's default check that a portable name is served by the current user \
+         (turn it off with {opt_out})"
+    )
+}
+
+/// How to turn the default check off for a connection.
+pub(crate) const CONNECT_OPT_OUT: &str = "ConnectOptions::server_user_any, or --server-user any";
+
+/// How to turn the default check off for a shared-memory region.
+pub(crate) const REGION_OPT_OUT: &str = "shm::OpenOptions::allow_foreign, or --allow-foreign";
 
 impl ServerUser {
     /// The rule to check on a connection to `addr`, decided before any
@@ -184,11 +193,16 @@ impl ServerUser {
 
     /// The rule as the caller set it, for error messages.
     fn rule(&self) -> String {
+        self.rule_or_default(CONNECT_OPT_OUT)
+    }
+
+    /// The rule as the caller set it; the default named with `opt_out`.
+    fn rule_or_default(&self, opt_out: &str) -> String {
         match self {
             ServerUser::Is(user) => format!("require_server_user({user})"),
             ServerUser::Current => "server_user_is_current".to_owned(),
             ServerUser::Any => "server_user_any".to_owned(),
-            ServerUser::Default | ServerUser::CurrentByDefault => DEFAULT_RULE.to_owned(),
+            ServerUser::Default | ServerUser::CurrentByDefault => default_rule(opt_out),
         }
     }
 
@@ -214,18 +228,19 @@ impl ServerUser {
 /// against a rule [`ServerUser::precheck`] returned: unless the rule is
 /// [`ServerUser::Any`], the region must belong to the user the rule wants and
 /// be writable by its owner only (Unix). The error names the object, its owner
-/// and mode, and the rule.
+/// and mode, and the rule (the default one with how to turn it off, `opt_out`).
 pub(crate) fn check_object_owner(
     rule: &ServerUser,
     what: &str,
     found: io::Result<crate::sys::ObjectOwner>,
+    opt_out: &str,
 ) -> Result<()> {
     let wanted = match rule {
         ServerUser::Any | ServerUser::Default => return Ok(()),
         ServerUser::Current | ServerUser::CurrentByDefault => UserId::current()?,
         ServerUser::Is(user) => user.clone(),
     };
-    let rule = rule.rule();
+    let rule = rule.rule_or_default(opt_out);
     let owner = found.map_err(|e| Error::io(format!("{rule}: cannot tell who owns {what}"), e))?;
     let mode = owner
         .mode

@@ -350,7 +350,7 @@ fn shared_memory_of_another_user_or_writable_by_others_is_refused_unless_allowed
             )),
             "{text}"
         );
-        assert!(text.contains("server_user_any"), "{text}");
+        assert!(text.contains("allow_foreign"), "{text}");
         let opened = OpenOptions::new().allow_foreign(true).open(&name).unwrap();
         opened.write_at(0, b"x").unwrap();
         // Owner-only again: opened by default.

@@ -351,7 +351,13 @@ fn connect_with(addr: impl ToAddress, opts: &ConnectOptions) -> Result<ShmChanne
     let name = shm_name(&addr)?;
     let rule = opts.server_user.precheck(&addr, sys::shm::OWNER_UNKNOWN)?;
     let accept = |owner| {
-        crate::security::check_object_owner(&rule, &addr.to_string(), owner).map_err(Into::into)
+        crate::security::check_object_owner(
+            &rule,
+            &addr.to_string(),
+            owner,
+            crate::security::CONNECT_OPT_OUT,
+        )
+        .map_err(Into::into)
     };
     let limit = deadline(opts.timeout);
     let inner = loop {

@@ -217,7 +217,12 @@ impl SharedMemory {
                 _ => Error::io(what, e),
             }
         })?;
-        security::check_object_owner(&rule, &format!("shm:{name}"), region.owner())?;
+        security::check_object_owner(
+            &rule,
+            &format!("shm:{name}"),
+            region.owner(),
+            security::REGION_OPT_OUT,
+        )?;
         Ok(SharedMemory {
             backing: Backing::Named(region),
             name: Some(name),
