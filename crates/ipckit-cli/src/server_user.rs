@@ -13,7 +13,8 @@ pub(crate) struct ServerUserArg {
     /// user. Without it, a portable name (NAME, pipe:NAME, mailslot:NAME,
     /// shm:NAME, dotnet:NAME) must be served by the current user; an address
     /// written out in full (unix:/path, @NAME, \\.\pipe\NAME) by anyone; tcp:
-    /// cannot tell.
+    /// cannot tell, nor can a Windows mailslot. On Unix a runtime directory of
+    /// another user is refused whatever this says.
     #[arg(long = "server-user", value_name = "USER|any", value_parser = parse)]
     server_user: Option<ServerUser>,
 }
