@@ -59,13 +59,11 @@ pub(super) fn ensure(dir: &Path) -> io::Result<()> {
 /// any other directory is `PermissionDenied`, naming the path, the owner found
 /// and the rule.
 pub(super) fn check(dir: &Path) -> io::Result<()> {
-    let meta = fs::symlink_metadata(dir).map_err(|e| {
-        let what = if e.kind() == io::ErrorKind::NotFound {
-            "find (nobody listens on this machine for this user)"
-        } else {
-            "inspect"
-        };
-        failed(what, dir, e)
+    let meta = fs::symlink_metadata(dir).map_err(|e| match e.kind() {
+        // What `connect` would have said: the caller reports that nobody
+        // listens, and the OS error stays as it was.
+        io::ErrorKind::NotFound => e,
+        _ => failed("inspect", dir, e),
     })?;
     refuse_unless_private(dir, &meta).map(drop)
 }
