@@ -7,7 +7,9 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use ipckit::{Address, ErrorKind, ListenerOptions, MailslotReceiver, MailslotSender};
+use ipckit::{
+    Address, ConnectOptions, ErrorKind, ListenerOptions, MailslotReceiver, MailslotSender,
+};
 
 use crate::message::{each_stdin_line, print_message};
 use crate::one_line;
@@ -23,10 +25,15 @@ pub(crate) enum Target {
 
 /// `ipckit send ADDR [MSG]` and `ipckit send --broadcast GROUP [MSG]`: sends
 /// `msg`, or without it each line of stdin, as one message.
-pub(crate) fn send(to: &Target, msg: Option<&[u8]>, verbose: bool) -> Result<()> {
+pub(crate) fn send(
+    opts: &ConnectOptions,
+    to: &Target,
+    msg: Option<&[u8]>,
+    verbose: bool,
+) -> Result<()> {
     // Connect before reading stdin: nobody receiving is an error at once.
     let mut sink = match to {
-        Target::Addr(addr) => Sink::One(MailslotSender::connect(addr)?),
+        Target::Addr(addr) => Sink::One(opts.connect_mailslot(addr)?),
         Target::Group(group) => Sink::Group(group, 0),
     };
     let sent = match msg {

@@ -20,6 +20,7 @@ mod mailslot;
 mod message;
 mod relay;
 mod rpc;
+mod server_user;
 mod shm;
 mod spawn;
 
@@ -72,19 +73,31 @@ enum ShmAction {
     /// On Unix it stays until `ipckit shm rm`; on Windows, where a mapping lives
     /// only while a process holds it, the command holds it until stdin ends.
     Create { name: String, size: usize },
-    /// Copy stdin into the region at --offset.
+    /// Copy stdin into the region at --offset. A region of another user, or
+    /// one its group or others can write to, is refused (Unix) unless
+    /// --allow-foreign is given.
     Write {
         name: String,
         #[arg(long, default_value_t = 0)]
         offset: usize,
+        /// Open the region even if another user owns it or its group or others
+        /// can write to it (Unix): only for a region shared on purpose.
+        #[arg(long)]
+        allow_foreign: bool,
     },
     /// Print --len bytes of the region from --offset (default: to the end).
+    /// A region of another user, or one its group or others can write to, is
+    /// refused (Unix) unless --allow-foreign is given.
     Read {
         name: String,
         #[arg(long, default_value_t = 0)]
         offset: usize,
         #[arg(long)]
         len: Option<usize>,
+        /// Open the region even if another user owns it or its group or others
+        /// can write to it (Unix): only for a region shared on purpose.
+        #[arg(long)]
+        allow_foreign: bool,
     },
     /// Remove the region's name (Unix; processes that map it keep it).
     Rm { name: String },
@@ -181,6 +194,9 @@ enum Command {
         #[arg(long, value_name = "N", requires = "message")]
         count: Option<u64>,
 
+        #[command(flatten)]
+        server_user: server_user::ServerUserArg,
+
         /// Where to connect.
         #[arg(value_name = "ADDR", value_parser = parse_address)]
         addr: Address,
@@ -214,6 +230,9 @@ enum Command {
         /// Send to every member of this broadcast group instead of to ADDR.
         #[arg(long, value_name = "GROUP")]
         broadcast: Option<String>,
+
+        #[command(flatten)]
+        server_user: server_user::ServerUserArg,
 
         /// Where to send (with --broadcast: MSG).
         #[arg(value_name = "ADDR", required_unless_present = "broadcast")]
@@ -462,6 +481,9 @@ enum Command {
         #[command(flatten)]
         conn: rpc::ConnArgs,
 
+        #[command(flatten)]
+        server_user: server_user::ServerUserArg,
+
         /// Where the server listens.
         #[arg(value_name = "ADDR", value_parser = parse_address)]
         addr: Address,
@@ -629,9 +651,11 @@ fn run(cli: Cli) -> Result<()> {
             retry,
             message,
             count,
+            server_user,
             addr,
         } => {
             let mut opts = ConnectOptions::new();
+            server_user.apply(&mut opts);
             opts.retry_not_found(retry);
             if let Some(timeout) = timeout {
                 opts.timeout(timeout);
@@ -647,12 +671,23 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Send {
             broadcast,
+            server_user,
             addr,
             msg,
         } => {
+            if broadcast.is_some() && server_user.is_set() {
+                return Err(send_usage_error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--server-user cannot be used with --broadcast: a group's members are \
+                     checked through the private runtime directory they live in",
+                )
+                .into());
+            }
             let (to, msg) = send_args(broadcast, addr, msg)?;
             let msg = msg.as_deref().map(std::ffi::OsStr::as_encoded_bytes);
-            mailslot::send(&to, msg, cli.verbose)
+            let mut opts = ConnectOptions::new();
+            server_user.apply(&mut opts);
+            mailslot::send(&opts, &to, msg, cli.verbose)
         }
         Command::Recv {
             broadcast,
@@ -676,8 +711,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Shm { action } => match action {
             ShmAction::Create { name, size } => shm::create(&name, size, cli.verbose),
-            ShmAction::Write { name, offset } => shm::write(&name, offset),
-            ShmAction::Read { name, offset, len } => shm::read(&name, offset, len),
+            ShmAction::Write {
+                name,
+                offset,
+                allow_foreign,
+            } => shm::write(&name, offset, allow_foreign),
+            ShmAction::Read {
+                name,
+                offset,
+                len,
+                allow_foreign,
+            } => shm::read(&name, offset, len, allow_foreign),
             ShmAction::Rm { name } => shm::remove(&name),
         },
         Command::Spawn {
@@ -697,6 +741,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Call {
             timeout,
             conn,
+            server_user,
             addr,
             method,
             params,
@@ -706,6 +751,7 @@ fn run(cli: Cli) -> Result<()> {
                 method: &method,
                 params,
                 conn: &conn,
+                server_user: &server_user,
                 timeout,
             },
             cli.verbose,

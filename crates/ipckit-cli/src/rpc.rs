@@ -47,6 +47,7 @@ pub(crate) struct Call<'a> {
     pub(crate) method: &'a str,
     pub(crate) params: Option<Value>,
     pub(crate) conn: &'a ConnArgs,
+    pub(crate) server_user: &'a crate::server_user::ServerUserArg,
     pub(crate) timeout: Option<Duration>,
 }
 
@@ -54,6 +55,7 @@ pub(crate) struct Call<'a> {
 /// error is returned as the error (one line on stderr, exit 1).
 pub(crate) fn call(args: &Call<'_>, verbose: bool) -> Result<()> {
     let mut opts = ClientOptions::new();
+    args.server_user.apply_rpc(&mut opts);
     opts.framing(args.conn.framing);
     if let Some(key) = &args.conn.authkey {
         opts.authkey(key);

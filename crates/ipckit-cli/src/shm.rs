@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use anyhow::{Context, Result};
 use ipckit::Address;
 use ipckit::ConnectOptions;
-use ipckit::shm::{SharedMemory, ShmChannel, ShmListener};
+use ipckit::shm::{OpenOptions, SharedMemory, ShmChannel, ShmListener};
 
 use crate::message::relay_with;
 use crate::stdout_error;
@@ -40,8 +40,8 @@ fn display(name: &str) -> String {
 }
 
 /// `ipckit shm write NAME [--offset N]`: copies stdin into the region.
-pub(crate) fn write(name: &str, offset: usize) -> Result<()> {
-    let region = SharedMemory::open(name)?;
+pub(crate) fn write(name: &str, offset: usize, allow_foreign: bool) -> Result<()> {
+    let region = OpenOptions::new().allow_foreign(allow_foreign).open(name)?;
     let mut data = Vec::new();
     io::stdin()
         .lock()
@@ -53,8 +53,13 @@ pub(crate) fn write(name: &str, offset: usize) -> Result<()> {
 
 /// `ipckit shm read NAME [--offset N] [--len N]`: prints bytes of the region
 /// (by default from the offset to the end).
-pub(crate) fn read(name: &str, offset: usize, len: Option<usize>) -> Result<()> {
-    let region = SharedMemory::open(name)?;
+pub(crate) fn read(
+    name: &str,
+    offset: usize,
+    len: Option<usize>,
+    allow_foreign: bool,
+) -> Result<()> {
+    let region = OpenOptions::new().allow_foreign(allow_foreign).open(name)?;
     let len = match len {
         Some(len) => len,
         None => region.len().checked_sub(offset).with_context(|| {

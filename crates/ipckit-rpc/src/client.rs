@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
 use crate::jsonrpc::{Id, Request, Response, Responses, decode_responses};
 use crate::server::{TICK, check_size, lock};
+use ipckit::security::UserId;
 use ipckit::{ConnectOptions, ToAddress};
 
 /// How a client connects, and the defaults of its calls; one value serves any
@@ -30,6 +31,9 @@ pub struct ClientOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) handshake_timeout: Duration,
+    /// The transport options the setters below pass through (the server's
+    /// user); the rest of the transport options come from the fields above.
+    pub(crate) server_check: ConnectOptions,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -42,6 +46,7 @@ impl fmt::Debug for ClientOptions {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("server_check", &self.server_check)
             .finish()
     }
 }
@@ -56,6 +61,7 @@ impl Default for ClientOptions {
             timeout: None,
             connect_timeout: None,
             handshake_timeout: Duration::from_secs(10),
+            server_check: ConnectOptions::new(),
         }
     }
 }
@@ -110,6 +116,30 @@ impl ClientOptions {
         self
     }
 
+    /// Refuse a server that does not run as `user`: see
+    /// [`ipckit::ConnectOptions::require_server_user`]. By default a client
+    /// checks that the server of a portable name (`NAME`, `pipe:NAME`) runs as
+    /// the current user, and accepts any server on an address written out in
+    /// full.
+    pub fn require_server_user(&mut self, user: UserId) -> &mut Self {
+        self.server_check.require_server_user(user);
+        self
+    }
+
+    /// Refuse a server that does not run as the current user, on any address
+    /// that can tell: see [`ipckit::ConnectOptions::server_user_is_current`].
+    pub fn server_user_is_current(&mut self) -> &mut Self {
+        self.server_check.server_user_is_current();
+        self
+    }
+
+    /// Accept a server run by any user, turning off the default check on
+    /// portable names: see [`ipckit::ConnectOptions::server_user_any`].
+    pub fn server_user_any(&mut self) -> &mut Self {
+        self.server_check.server_user_any();
+        self
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         check_size("maximum frame size", self.max_frame_size)?;
         for (what, t) in [
@@ -128,7 +158,7 @@ impl ClientOptions {
     }
 
     pub(crate) fn transport(&self) -> ConnectOptions {
-        let mut c = ConnectOptions::new();
+        let mut c = self.server_check.clone();
         c.max_message_size(self.max_frame_size);
         if let Some(t) = self.connect_timeout {
             c.timeout(t);

@@ -252,3 +252,44 @@ fn a_client_that_stops_reading_is_closed_after_the_reply_timeout_async() {
         server.shutdown().await;
     });
 }
+
+/// Another user than ours, of this OS's kind (no such process runs as it).
+fn another_user() -> ipckit::security::UserId {
+    use ipckit::security::UserId;
+    match UserId::current().unwrap() {
+        UserId::Uid(uid) => UserId::Uid(uid.wrapping_add(1)),
+        _ => UserId::Sid("S-1-5-18".to_owned()),
+    }
+}
+
+#[test]
+fn the_server_user_rule_reaches_the_transport_of_both_clients() {
+    run(async {
+        for framing in [Framing::LengthPrefix, Framing::Message] {
+            let (tx, _entered) = mpsc::unbounded_channel();
+            let mut so = ServerOptions::new();
+            so.framing(framing);
+            let server = so
+                .serve_tokio(addr("trpc-user"), methods(Arc::new(Notify::new()), tx))
+                .unwrap();
+            let mut co = ClientOptions::new();
+            co.framing(framing).require_server_user(another_user());
+            let rule = format!("require_server_user({})", another_user());
+            let err = co.connect_tokio(server.local_addr()).await.unwrap_err();
+            assert!(err.to_string().contains(&rule), "{framing}: {err}");
+            let blocking = co.clone();
+            let addr = server.local_addr().clone();
+            let err = tokio::task::spawn_blocking(move || blocking.connect(addr))
+                .await
+                .unwrap()
+                .unwrap_err();
+            assert!(err.to_string().contains(&rule), "{framing}: {err}");
+            // Our own server passes the default check and the explicit one.
+            co.server_user_is_current();
+            let client = co.connect_tokio(server.local_addr()).await.unwrap();
+            assert_eq!(client.call::<_, i64>("add", (2, 3)).await.unwrap(), 5);
+            co.server_user_any();
+            drop(co.connect_tokio(server.local_addr()).await.unwrap());
+        }
+    });
+}

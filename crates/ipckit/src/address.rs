@@ -469,6 +469,17 @@ impl Address {
             _ => self.to_string(),
         }
     }
+
+    /// Whether this is a name whose place ipckit (or .NET) chose, rather than a
+    /// path, abstract name, pipe path or TCP address the caller wrote out:
+    /// `NAME`/`pipe:NAME`, `mailslot:NAME`, `shm:NAME` and `dotnet:NAME`.
+    /// Clients check by default that such a name is served by the current user.
+    pub(crate) fn is_portable_name(&self) -> bool {
+        matches!(
+            self,
+            Address::Name(_) | Address::Mailslot(_) | Address::Shm(_) | Address::DotNet(_)
+        )
+    }
 }
 
 fn check_sun_path(addr: &Address, path: &Path, os: Os) -> Result<()> {

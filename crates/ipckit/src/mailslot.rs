@@ -56,7 +56,7 @@ use std::time::Duration;
 
 use crate::address::{Address, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::stream::ListenerOptions;
+use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
 /// What is queued at a receiver ([`MailslotReceiver::pending`]).
@@ -294,17 +294,17 @@ impl fmt::Debug for MailslotSender {
 }
 
 impl MailslotSender {
-    /// Opens the mailslot at `addr` for sending.
+    /// Opens the mailslot at `addr` for sending, with the default
+    /// [`ConnectOptions`]: see [`ConnectOptions::connect_mailslot`].
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NotFound`] when no receiver has the name, and the address
-    /// errors of [`MailslotReceiver::bind`].
+    /// [`ErrorKind::NotFound`] when no receiver has the name,
+    /// [`ErrorKind::PermissionDenied`] when the receiver of a portable name is
+    /// another user's (Unix), and the address errors of
+    /// [`MailslotReceiver::bind`].
     pub fn connect(addr: impl ToAddress) -> Result<MailslotSender> {
-        let addr = addr.to_address()?;
-        let ep = addr.mailslot_endpoint(&sys::env())?;
-        let inner = sys::MailslotSender::connect(&ep).map_err(|e| Error::connect(&addr, &ep, e))?;
-        Ok(MailslotSender { inner, addr })
+        ConnectOptions::new().connect_mailslot(addr)
     }
 
     /// Sends `msg` as one message.
@@ -339,6 +339,43 @@ impl MailslotSender {
     /// The address this sender writes to.
     pub fn peer_addr(&self) -> &Address {
         &self.addr
+    }
+}
+
+impl ConnectOptions {
+    /// Opens the mailslot at `addr` for sending, checking its receiver as these
+    /// options say ([`require_server_user`](ConnectOptions::require_server_user),
+    /// [`server_user_any`](ConnectOptions::server_user_any)); the other options
+    /// do not apply to mailslots.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// ### Unix
+    ///
+    /// For `mailslot:NAME` the private runtime directory is checked as for
+    /// every portable name, and the receiver's socket file must belong to the
+    /// current user (by default) or to the user named: a datagram socket has
+    /// no peer credentials, but only its owner (or root) can have created the
+    /// file.
+    ///
+    /// ### Windows
+    ///
+    /// Windows tells a sender nothing about who created a mailslot, so nothing
+    /// is checked by default, and a rule set with `require_server_user` or
+    /// `server_user_is_current` is refused ([`ErrorKind::InvalidOption`]).
+    ///
+    /// # Errors
+    ///
+    /// See [`MailslotSender::connect`].
+    pub fn connect_mailslot(&self, addr: impl ToAddress) -> Result<MailslotSender> {
+        let addr = addr.to_address()?;
+        let ep = addr.mailslot_endpoint(&sys::env())?;
+        let server_user = self
+            .server_user
+            .precheck(&addr, sys::MAILSLOT_RECEIVER_UNKNOWN)?;
+        let inner = sys::MailslotSender::connect(&ep).map_err(|e| Error::connect(&addr, &ep, e))?;
+        server_user.verify(&addr, "receiver", || inner.receiver_credentials())?;
+        Ok(MailslotSender { inner, addr })
     }
 }
 

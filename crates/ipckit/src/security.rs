@@ -8,6 +8,7 @@
 //! | who may open it | a DACL granting only the current user and SYSTEM | socket file mode 0600 (in a 0700 directory for portable names) |
 //! | remote clients | refused (`PIPE_REJECT_REMOTE_CLIENTS`) | — (Unix sockets are local) |
 //! | squatting | `FILE_FLAG_FIRST_PIPE_INSTANCE`: `bind` fails if another server owns the name | a live socket file is never replaced; ipckit's directory must be the user's own |
+//! | clients of portable names | refuse a pipe server of another user (its SID) | refuse a runtime directory that is not the user's own 0700 one, a server of another user (`SO_PEERCRED`), a mailslot or shm object of another user (or shm writable by others) |
 //!
 //! [`ListenerOptions`](crate::ListenerOptions) opens them up on purpose
 //! ([`mode`](crate::ListenerOptions::mode),
@@ -15,7 +16,9 @@
 //! [`accept_remote_clients`](crate::ListenerOptions::accept_remote_clients)) or
 //! closes them further ([`current_user_only`](crate::ListenerOptions::current_user_only));
 //! [`ConnectOptions::require_server_user`](crate::ConnectOptions::require_server_user)
-//! lets a client refuse a server run by somebody else.
+//! lets a client refuse a server run by somebody else, and
+//! [`ConnectOptions::server_user_any`](crate::ConnectOptions::server_user_any)
+//! turns off the check clients of portable names make by default.
 //!
 //! [`PeerCredentials`] say which process and user is on the other end:
 //! [`Stream::peer_credentials`](crate::Stream::peer_credentials) and the same
@@ -24,7 +27,7 @@
 use std::fmt;
 use std::io;
 
-use crate::address::Address;
+use crate::address::{Address, Endpoint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 
@@ -47,7 +50,8 @@ pub enum UserId {
 }
 
 impl UserId {
-    /// The user this process runs as: the real uid on Unix, the user SID of the
+    /// The user this process runs as: the effective uid on Unix (the one the kernel
+    /// reports to peers and gives new files), the user SID of the
     /// process token on Windows.
     ///
     /// # Errors
@@ -119,33 +123,61 @@ impl PeerCredentials {
 /// Which server a client accepts (`ConnectOptions::require_server_user`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum ServerUser {
-    /// Any server the OS lets us reach (the default).
+    /// The default: the current user for a portable name (see
+    /// [`Address::is_portable_name`]), any server elsewhere.
     #[default]
+    Default,
+    /// Any server the OS lets us reach (`server_user_any`).
     Any,
     /// Only a server run by the user this process runs as.
     Current,
     /// Only a server run by this user.
     Is(UserId),
+    /// [`Default`](Self::Default) as [`precheck`](Self::precheck) resolves it
+    /// for a portable name: the current user, with the default named in errors.
+    CurrentByDefault,
 }
 
+/// How errors name the default rule, with how to turn it off (`opt_out`).
+fn default_rule(opt_out: &str) -> String {
+    format!(
+        "ipckit's default check that a portable name is served by the current user \
+         (turn it off with {opt_out})"
+    )
+}
+
+/// How to turn the default check off for a connection.
+pub(crate) const CONNECT_OPT_OUT: &str = "ConnectOptions::server_user_any, or --server-user any";
+
+/// How to turn the default check off for a shared-memory region.
+pub(crate) const REGION_OPT_OUT: &str = "shm::OpenOptions::allow_foreign, or --allow-foreign";
+
 impl ServerUser {
-    /// Refuses, before any connection is made, a rule that cannot be checked on
-    /// `addr`: any rule on TCP (a TCP server's user is unknown), and a user of
-    /// the other OS's kind (a SID on Unix, a uid on Windows).
-    pub(crate) fn precheck(&self, addr: &Address, tcp: bool) -> Result<()> {
-        let user = match self {
-            ServerUser::Any => return Ok(()),
-            _ if tcp => {
+    /// The rule to check on a connection to `addr`, decided before any
+    /// connection is made. `unknown` says why the OS cannot identify the server
+    /// on `addr` (a TCP server, a Windows mailslot's creator), `None` if it can.
+    /// The default becomes the current user for a portable name whose server
+    /// can be identified, and no rule otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOption`] for a rule the caller set that cannot be
+    /// checked there: any rule where the server is unknown, and a user of the
+    /// other OS's kind (a SID on Unix, a uid on Windows).
+    pub(crate) fn precheck(&self, addr: &Address, unknown: Option<&str>) -> Result<ServerUser> {
+        let user = match (self, unknown) {
+            (ServerUser::Default, None) if addr.is_portable_name() => {
+                return Ok(ServerUser::CurrentByDefault);
+            }
+            (ServerUser::Default | ServerUser::Any, _) => return Ok(ServerUser::Any),
+            (_, Some(why)) => {
                 return Err(Error::new(
                     ErrorKind::InvalidOption,
-                    format!(
-                        "{} cannot be checked on {addr}: a TCP server's user is unknown",
-                        self.rule()
-                    ),
+                    format!("{} cannot be checked on {addr}: {why}", self.rule()),
                 ));
             }
-            ServerUser::Current => return Ok(()),
-            ServerUser::Is(user) => user,
+            (ServerUser::Is(user), None) => user,
+            (_, None) => return Ok(self.clone()),
         };
         let here = UserId::current()?;
         if std::mem::discriminant(user) != std::mem::discriminant(&here) {
@@ -156,29 +188,90 @@ impl ServerUser {
                 ),
             ));
         }
-        Ok(())
+        Ok(self.clone())
     }
 
     /// The rule as the caller set it, for error messages.
     fn rule(&self) -> String {
-        server_rule(match self {
-            ServerUser::Is(user) => Some(user),
-            _ => None,
-        })
+        self.rule_or_default(CONNECT_OPT_OUT)
     }
 
-    /// Checks the server of a new connection on `addr` (after `precheck`);
-    /// `found` reads its credentials (only called when there is a rule).
+    /// The rule as the caller set it; the default named with `opt_out`.
+    fn rule_or_default(&self, opt_out: &str) -> String {
+        match self {
+            ServerUser::Is(user) => format!("require_server_user({user})"),
+            ServerUser::Current => "server_user_is_current".to_owned(),
+            ServerUser::Any => "server_user_any".to_owned(),
+            ServerUser::Default | ServerUser::CurrentByDefault => default_rule(opt_out),
+        }
+    }
+
+    /// Checks the `who` ("server", "receiver", ...) of a new connection on
+    /// `addr` against a rule [`precheck`](Self::precheck) returned; `found`
+    /// reads its credentials (only called when there is a rule).
     pub(crate) fn verify(
         &self,
         addr: &Address,
+        who: &str,
         found: impl FnOnce() -> io::Result<PeerCredentials>,
     ) -> Result<()> {
-        match self {
-            ServerUser::Any => Ok(()),
-            ServerUser::Current => check_peer(found(), None, Side::Server, addr),
-            ServerUser::Is(user) => check_peer(found(), Some(user), Side::Server, addr),
-        }
+        let wanted = match self {
+            ServerUser::Any | ServerUser::Default => return Ok(()),
+            ServerUser::Current | ServerUser::CurrentByDefault => None,
+            ServerUser::Is(user) => Some(user),
+        };
+        check_peer(found(), wanted, who, &self.rule(), addr)
+    }
+}
+
+/// Checks a shared-memory region (`what`, e.g. `shm:NAME`) opened by a client
+/// against a rule [`ServerUser::precheck`] returned: unless the rule is
+/// [`ServerUser::Any`], the region must belong to the user the rule wants and
+/// be writable by its owner only (Unix). The error names the object, its owner
+/// and mode, and the rule (the default one with how to turn it off, `opt_out`).
+pub(crate) fn check_object_owner(
+    rule: &ServerUser,
+    what: &str,
+    found: io::Result<crate::sys::ObjectOwner>,
+    opt_out: &str,
+) -> Result<()> {
+    let wanted = match rule {
+        ServerUser::Any | ServerUser::Default => return Ok(()),
+        ServerUser::Current | ServerUser::CurrentByDefault => UserId::current()?,
+        ServerUser::Is(user) => user.clone(),
+    };
+    let rule = rule.rule_or_default(opt_out);
+    let owner = found.map_err(|e| Error::io(format!("{rule}: cannot tell who owns {what}"), e))?;
+    let mode = owner
+        .mode
+        .map(|m| format!(" with mode {m:#o}"))
+        .unwrap_or_default();
+    let refuse = |why: String| {
+        Err(Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{rule}: refusing {what}: {why}; it must be owned by {wanted} and writable by \
+                 its owner only, or another user could have made it to read or change what \
+                 you share"
+            ),
+        ))
+    };
+    match owner.user.user() {
+        Some(user) if !user.same_as(&wanted) => refuse(format!("it is owned by {user}{mode}")),
+        Some(user) if owner.mode.is_some_and(|m| m & 0o022 != 0) => refuse(format!(
+            "it is owned by {user}{mode}, so its group or others can write to it"
+        )),
+        Some(_) => Ok(()),
+        None => refuse("the OS does not say who owns it".to_owned()),
+    }
+}
+
+/// Why the server of a stream or message connection to `ep` cannot be
+/// identified (TCP), or `None` when the OS tells (a local socket or pipe).
+pub(crate) fn unknown_server(ep: &Endpoint) -> Option<&'static str> {
+    match ep {
+        Endpoint::Tcp { .. } => Some("a TCP server's user is unknown"),
+        _ => None,
     }
 }
 
@@ -190,7 +283,7 @@ pub(crate) fn verify_client(
     found: impl FnOnce() -> io::Result<PeerCredentials>,
 ) -> Result<()> {
     if current_user_only {
-        check_peer(found(), None, Side::Client, addr)
+        check_peer(found(), None, "client", "current_user_only", addr)
     } else {
         Ok(())
     }
@@ -224,15 +317,6 @@ pub(crate) fn refuse_identity_rule(
     Ok(())
 }
 
-/// Which side of a connection is being checked, for the error message.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Side {
-    /// A listener checks the client it accepted.
-    Client,
-    /// A client checks the server it reached.
-    Server,
-}
-
 /// The credentials of the peer of a connection on `addr`, as an ipckit error
 /// when the OS cannot tell.
 pub(crate) fn credentials(
@@ -242,27 +326,16 @@ pub(crate) fn credentials(
     found.map_err(|e| Error::io(format!("read the peer credentials on {addr}"), e))
 }
 
-/// The server rule as the caller spelled it (`None`: the current user), so an
-/// error names the option that was set.
-fn server_rule(wanted: Option<&UserId>) -> String {
-    match wanted {
-        None => "server_user_is_current".to_owned(),
-        Some(user) => format!("require_server_user({user})"),
-    }
-}
-
-/// Checks that the peer (of `side`) of a connection on `addr` runs as `wanted`;
-/// `None` means "the current user". The error names the user found.
+/// Checks that the peer of a connection on `addr` (the `who`: "server",
+/// "client", ...) runs as `wanted`; `None` means "the current user". The error
+/// names `rule`, the user found and the one wanted.
 pub(crate) fn check_peer(
     found: io::Result<PeerCredentials>,
     wanted: Option<&UserId>,
-    side: Side,
+    who: &str,
+    rule: &str,
     addr: &Address,
 ) -> Result<()> {
-    let (who, rule) = match side {
-        Side::Client => ("client", "current_user_only".to_owned()),
-        Side::Server => ("server", server_rule(wanted)),
-    };
     let current;
     let wanted = match wanted {
         Some(user) => user,
@@ -355,10 +428,12 @@ mod tests {
             gid: Some(1001),
             sid: None,
         };
+        let rule = ServerUser::Is(UserId::Uid(0)).rule();
         let err = check_peer(
             Ok(creds.clone()),
             Some(&UserId::Uid(0)),
-            Side::Server,
+            "server",
+            &rule,
             &addr,
         )
         .unwrap_err();
@@ -378,13 +453,61 @@ mod tests {
             uid: Some(me.wrapping_add(1)),
             ..creds.clone()
         };
-        let text = check_peer(Ok(other), None, Side::Server, &addr)
+        let rule = ServerUser::Current.rule();
+        let text = check_peer(Ok(other), None, "server", &rule, &addr)
             .unwrap_err()
             .to_string();
         assert!(
             text.starts_with("server_user_is_current: the server on pipe:svc"),
             "{text}"
         );
-        assert!(check_peer(Ok(creds), Some(&UserId::Uid(1001)), Side::Client, &addr).is_ok());
+        assert!(
+            check_peer(
+                Ok(creds),
+                Some(&UserId::Uid(1001)),
+                "client",
+                "current_user_only",
+                &addr
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_default_checks_portable_names_only_and_any_turns_it_off() {
+        let name: Address = "pipe:svc".parse().unwrap();
+        let path: Address = "unix:/tmp/svc.sock".parse().unwrap();
+        let tcp: Address = "tcp:127.0.0.1:1".parse().unwrap();
+        let default = ServerUser::Default;
+        assert_eq!(
+            default.precheck(&name, None).unwrap(),
+            ServerUser::CurrentByDefault
+        );
+        assert_eq!(default.precheck(&path, None).unwrap(), ServerUser::Any);
+        assert_eq!(
+            default.precheck(&tcp, Some("unknown")).unwrap(),
+            ServerUser::Any
+        );
+        assert_eq!(
+            ServerUser::Any.precheck(&name, None).unwrap(),
+            ServerUser::Any
+        );
+        // A rule the caller set is never dropped where it cannot be checked.
+        let err = ServerUser::Current
+            .precheck(&tcp, Some("a TCP server's user is unknown"))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidOption);
+        // The default names itself and its opt-out.
+        let other = PeerCredentials {
+            pid: None,
+            uid: Some(u32::MAX - 1),
+            gid: None,
+            sid: Some("S-1-5-18".into()),
+        };
+        let err = ServerUser::CurrentByDefault
+            .verify(&name, "server", || Ok(other))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("server_user_any"), "{err}");
     }
 }

@@ -80,7 +80,7 @@ pub use framed::Framed;
 use self::frame::{FrameReader, FrameWriter};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result, breaks_channel};
-use crate::security::{self, PeerCredentials};
+use crate::security::{self, PeerCredentials, unknown_server};
 use crate::stream::{
     ConnectOptions, Limits, Listener, ListenerOptions, Stream, check_max_message_size,
     check_timeout,
@@ -413,14 +413,13 @@ impl MessageStream {
 
     fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<MessageStream> {
         let ep = addr.stream_endpoint(&sys::env())?;
-        opts.server_user
-            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
+        let server_user = opts.server_user.precheck(&addr, unknown_server(&ep))?;
         let conn = match &ep {
             Endpoint::Tcp { .. } => Conn::framed(Stream::connect_with(addr.clone(), opts)?),
             ep => {
                 let s =
                     sys::MsgStream::connect(ep, opts).map_err(|e| Error::connect(&addr, ep, e))?;
-                opts.server_user.verify(&addr, || s.peer_credentials())?;
+                server_user.verify(&addr, "server", || s.peer_credentials())?;
                 Conn::Local(s)
             }
         };

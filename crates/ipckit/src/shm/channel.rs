@@ -349,15 +349,19 @@ const NO_IDENTITY: &str =
 fn connect_with(addr: impl ToAddress, opts: &ConnectOptions) -> Result<ShmChannel> {
     let addr = addr.to_address()?;
     let name = shm_name(&addr)?;
-    crate::security::refuse_identity_rule(
-        opts.server_user != crate::security::ServerUser::Any,
-        "require_server_user / server_user_is_current",
-        &addr,
-        NO_IDENTITY,
-    )?;
+    let rule = opts.server_user.precheck(&addr, sys::shm::OWNER_UNKNOWN)?;
+    let accept = |owner| {
+        crate::security::check_object_owner(
+            &rule,
+            &addr.to_string(),
+            owner,
+            crate::security::CONNECT_OPT_OUT,
+        )
+        .map_err(Into::into)
+    };
     let limit = deadline(opts.timeout);
     let inner = loop {
-        match sys::shm_channel::connect(&name, opts.max_message_size) {
+        match sys::shm_channel::connect(&name, opts.max_message_size, &accept) {
             Err(e) if opts.retry_not_found && e.kind() == std::io::ErrorKind::NotFound => {
                 match retry_pause(limit) {
                     Some(pause) => std::thread::sleep(pause),

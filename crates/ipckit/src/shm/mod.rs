@@ -36,11 +36,12 @@
 pub mod channel;
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File};
 use std::path::Path;
 
 use crate::address::Address;
 use crate::error::{Error, ErrorKind, Result};
+use crate::security::{self, ServerUser};
 use crate::sys;
 
 pub use channel::{ShmChannel, ShmListener, ShmReceiver, ShmSender};
@@ -58,6 +59,56 @@ pub(crate) fn region_name(text: &str) -> Result<String> {
             ErrorKind::InvalidAddress,
             format!("invalid shared-memory name {text:?}"),
         )),
+    }
+}
+
+/// Options for opening an existing region, like [`std::fs::OpenOptions`]:
+/// whom to trust.
+///
+/// # Examples
+///
+/// ```no_run
+/// // A region a system service (another user) shares on purpose.
+/// let region = ipckit::shm::OpenOptions::new()
+///     .allow_foreign(true)
+///     .open("shm:service-status")?;
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    allow_foreign: bool,
+}
+
+impl OpenOptions {
+    /// The default options: only the current user's own regions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether to open a region that another user owns, or that its group or
+    /// others can write to (default false: refused with
+    /// [`ErrorKind::PermissionDenied`], naming the owner and mode). Such a
+    /// region may have been made by another user to read or change what you
+    /// share; allow it only for a region shared on purpose.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Unix: the owner and mode come from `fstat` on the `shm_open` descriptor.
+    /// Windows: the owner is not read (the option changes nothing); a `Local\`
+    /// mapping is reachable within the logon session only, and ipckit creates
+    /// it with a DACL for the current user only.
+    pub fn allow_foreign(&mut self, yes: bool) -> &mut Self {
+        self.allow_foreign = yes;
+        self
+    }
+
+    /// Opens the existing region `name` with these options.
+    ///
+    /// # Errors
+    ///
+    /// See [`SharedMemory::open`].
+    pub fn open(&self, name: &str) -> Result<SharedMemory> {
+        SharedMemory::open_with(name, self)
     }
 }
 
@@ -124,7 +175,9 @@ impl SharedMemory {
         })
     }
 
-    /// Opens the existing region `name`, mapping all of it.
+    /// Opens the existing region `name`, mapping all of it, with the default
+    /// [`OpenOptions`]: a region another user made, or that its group or others
+    /// can write to, is refused (Unix).
     ///
     /// # Platform-specific behavior
     ///
@@ -137,11 +190,23 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NotFound`] when no region has the name, and the OS error
-    /// otherwise.
+    /// [`ErrorKind::NotFound`] when no region has the name,
+    /// [`ErrorKind::PermissionDenied`] for a region of another user or one its
+    /// group or others can write to (see [`OpenOptions::allow_foreign`]), and
+    /// the OS error otherwise.
     #[doc(alias = "OpenFileMappingW")]
     pub fn open(name: &str) -> Result<SharedMemory> {
+        OpenOptions::new().open(name)
+    }
+
+    fn open_with(name: &str, opts: &OpenOptions) -> Result<SharedMemory> {
         let name = region_name(name)?;
+        let rule = if opts.allow_foreign {
+            ServerUser::Any
+        } else {
+            ServerUser::Default
+        }
+        .precheck(&Address::Shm(name.clone()), sys::shm::OWNER_UNKNOWN)?;
         let region = sys::shm::Region::open(&name).map_err(|e| {
             let what = format!("open shm:{name}");
             match e.kind() {
@@ -152,6 +217,12 @@ impl SharedMemory {
                 _ => Error::io(what, e),
             }
         })?;
+        security::check_object_owner(
+            &rule,
+            &format!("shm:{name}"),
+            region.owner(),
+            security::REGION_OPT_OUT,
+        )?;
         Ok(SharedMemory {
             backing: Backing::Named(region),
             name: Some(name),
@@ -191,7 +262,7 @@ impl SharedMemory {
     pub fn map_file(path: impl AsRef<Path>) -> Result<SharedMemory> {
         let path = path.as_ref();
         let what = || format!("map the file {}", path.display());
-        let file = OpenOptions::new()
+        let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)

@@ -13,7 +13,7 @@ pub(crate) use options::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size, retry
 
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::security::{self, PeerCredentials};
+use crate::security::{self, PeerCredentials, unknown_server};
 use crate::sys;
 
 /// `peer_credentials` on a TCP stream: the OS knows no local user for it.
@@ -353,23 +353,25 @@ impl Stream {
     ///
     /// [`ErrorKind::NotFound`] when nobody listens at the address,
     /// [`ErrorKind::Busy`] when every pipe instance stays busy (Windows),
-    /// [`ErrorKind::TimedOut`] when the connect timeout passes, and the address
-    /// errors of [`Listener::bind`].
+    /// [`ErrorKind::TimedOut`] when the connect timeout passes,
+    /// [`ErrorKind::PermissionDenied`] when the server of a portable name runs
+    /// as another user, or (Unix) its runtime directory is not the user's own
+    /// (see [`ConnectOptions::new`]), and the address errors of
+    /// [`Listener::bind`].
     pub fn connect(addr: impl ToAddress) -> Result<Stream> {
         ConnectOptions::new().connect(addr)
     }
 
     pub(crate) fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<Stream> {
         let ep = resolve(&addr)?;
-        opts.server_user
-            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
+        let server_user = opts.server_user.precheck(&addr, unknown_server(&ep))?;
         let inner = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, opts).map(StreamKind::Tcp),
             ep => sys::Stream::connect(ep, opts).map(StreamKind::Local),
         }
         .map_err(|e| Error::connect(&addr, &ep, e))?;
         if let StreamKind::Local(s) = &inner {
-            opts.server_user.verify(&addr, || s.peer_credentials())?;
+            server_user.verify(&addr, "server", || s.peer_credentials())?;
         }
         Ok(Stream::new(inner, addr))
     }

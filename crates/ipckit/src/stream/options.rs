@@ -236,7 +236,7 @@ impl Default for ConnectOptions {
             timeout: None,
             retry_not_found: false,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            server_user: ServerUser::Any,
+            server_user: ServerUser::Default,
         }
     }
 }
@@ -257,7 +257,15 @@ pub(crate) fn check_max_message_size(bytes: usize) -> Result<()> {
 }
 
 impl ConnectOptions {
-    /// The default options: no timeout, no retry when nobody listens.
+    /// The default options: no timeout, no retry when nobody listens, and the
+    /// server of a portable name must run as the current user (see
+    /// [`require_server_user`](Self::require_server_user)).
+    ///
+    /// On Unix a client of a portable name also checks ipckit's runtime
+    /// directory as `bind` does (a directory, not a symlink, owned by the
+    /// effective user, writable by it only) before each attempt, and fails with
+    /// [`ErrorKind::PermissionDenied`] naming it otherwise; no option turns
+    /// that off.
     pub fn new() -> Self {
         Self::default()
     }
@@ -289,6 +297,17 @@ impl ConnectOptions {
     /// closes the connection and `connect` fails with
     /// [`ErrorKind::PermissionDenied`], naming the user that owns the server.
     ///
+    /// Without this setting a client checks the server of a portable name
+    /// (`NAME`, `pipe:NAME`, `mailslot:NAME`, `shm:NAME`, `dotnet:NAME`) against
+    /// the current user anyway, as if [`server_user_is_current`](Self::server_user_is_current)
+    /// were set, and accepts any server on an address written out in full
+    /// (`unix:/path`, `@NAME`, `\\.\pipe\NAME`, `tcp:`); see
+    /// [`server_user_any`](Self::server_user_any).
+    ///
+    /// For a mailslot on Unix the "server" is the owner of the receiver's socket
+    /// file; for a shared-memory channel, the owner of its region (which must
+    /// also be writable by its owner only).
+    ///
     /// # Platform-specific behavior
     ///
     /// Unix: the server's uid from `SO_PEERCRED` (as it was when the server
@@ -307,6 +326,22 @@ impl ConnectOptions {
     /// [`UserId::current`].
     pub fn server_user_is_current(&mut self) -> &mut Self {
         self.server_user = ServerUser::Current;
+        self
+    }
+
+    /// Accept a server run by any user, turning off the check a client makes by
+    /// default on portable names (see [`require_server_user`](Self::require_server_user)).
+    ///
+    /// The default check is what keeps another local user from posing as your
+    /// server: on Unix, by serving a portable name from a runtime directory of
+    /// theirs (the directory itself is checked whatever this says); on Windows,
+    /// by creating `\\.\pipe\NAME` before your server does. Turn it off only to
+    /// reach a server that runs as another user on purpose (a system service),
+    /// and prefer naming that user with [`require_server_user`](Self::require_server_user).
+    /// For a shared-memory channel this also accepts a region that its group or
+    /// others can write.
+    pub fn server_user_any(&mut self) -> &mut Self {
+        self.server_user = ServerUser::Any;
         self
     }
 

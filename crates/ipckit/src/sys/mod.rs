@@ -32,6 +32,16 @@
 //! - `wine_version()`: the Wine version when running under Wine (Windows only; `None`
 //!   elsewhere).
 
+/// Who owns a named object (a shared-memory region), as the OS recorded it
+/// when the object was made, and on Unix its permission bits.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectOwner {
+    /// The owner: `uid` and `gid` on Unix, `sid` on Windows.
+    pub(crate) user: crate::security::PeerCredentials,
+    /// The permission bits (Unix).
+    pub(crate) mode: Option<u32>,
+}
+
 pub(crate) mod mem;
 pub(crate) mod ring;
 pub(crate) mod shm_channel;

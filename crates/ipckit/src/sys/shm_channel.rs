@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering as StdOrderin
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::ObjectOwner;
 use super::ring::{Positions, Reader, Ring};
 use super::shm::{
     Peer, Region, Wakers, current_pid, heavy_barrier, light_barrier, pid_alive, unlink,
@@ -691,9 +692,15 @@ fn check(region: &Region) -> Result<usize, String> {
     Ok(capacity)
 }
 
-/// Opens channel region `name` as the creator's peer.
-pub(crate) fn connect(name: &str, max_in: usize) -> io::Result<ShmChannel> {
+/// Opens channel region `name` as the creator's peer, if `accept` accepts the
+/// region's owner (checked before anything in it is read or written).
+pub(crate) fn connect(
+    name: &str,
+    max_in: usize,
+    accept: &dyn Fn(io::Result<ObjectOwner>) -> io::Result<()>,
+) -> io::Result<ShmChannel> {
     let region = Region::open(name)?;
+    accept(region.owner())?;
     // A creator writes the magic, the fields, then the state: all-zero magic or
     // the first state is a channel still being made (try again), not a foreign
     // region.

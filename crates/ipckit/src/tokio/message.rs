@@ -16,7 +16,7 @@ use super::{bind_tcp, connect_tcp, in_runtime};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result, breaks_channel, timed_out};
 use crate::message::frame::{FrameReader, FrameWriter};
-use crate::security::{self, PeerCredentials};
+use crate::security::{self, PeerCredentials, unknown_server};
 use crate::stream::{
     ConnectOptions, Limits, ListenerOptions, check_max_message_size, check_timeout,
 };
@@ -444,15 +444,14 @@ impl ConnectOptions {
         let addr = addr.to_address()?;
         in_runtime(format!("connect to {addr}"))?;
         let ep = addr.stream_endpoint(&sys::env())?;
-        self.server_user
-            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
+        let server_user = self.server_user.precheck(&addr, unknown_server(&ep))?;
         let conn = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(Conn::framed),
             ep => sys::tokio::connect_message(ep, self).await.map(Conn::Local),
         }
         .map_err(|e| Error::connect(&addr, &ep, e))?;
         if let Conn::Local(s) = &conn {
-            self.server_user.verify(&addr, || s.peer_credentials())?;
+            server_user.verify(&addr, "server", || s.peer_credentials())?;
         }
         Ok(MessageStream::new(conn, addr, self.max_message_size))
     }

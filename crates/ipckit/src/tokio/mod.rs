@@ -81,7 +81,7 @@ use ::tokio::net::{TcpListener, TcpStream, tcp};
 use self::limit::{Limit, timed_out};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::security::{self, PeerCredentials};
+use crate::security::{self, PeerCredentials, unknown_server};
 use crate::stream::{ConnectOptions, ListenerOptions, check_timeout};
 use crate::sys;
 
@@ -314,16 +314,14 @@ impl ConnectOptions {
         let addr = addr.to_address()?;
         in_runtime(format!("connect to {addr}"))?;
         let ep = addr.stream_endpoint(&sys::env())?;
-        self.server_user
-            .precheck(&addr, matches!(ep, Endpoint::Tcp { .. }))?;
+        let server_user = self.server_user.precheck(&addr, unknown_server(&ep))?;
         let io = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(StreamIo::Tcp),
             ep => sys::tokio::connect(ep, self).await.map(StreamIo::Local),
         }
         .map_err(|e| Error::connect(&addr, &ep, e))?;
         if let StreamIo::Local(s) = &io {
-            self.server_user
-                .verify(&addr, || sys::tokio::peer_credentials(s))?;
+            server_user.verify(&addr, "server", || sys::tokio::peer_credentials(s))?;
         }
         Ok(Stream::new(io, addr))
     }

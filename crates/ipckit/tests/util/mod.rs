@@ -4,6 +4,9 @@
 //! `#[path = "../../ipckit/tests/util/mod.rs"] mod util;`).
 #![allow(dead_code)] // each test file uses a different subset
 
+#[cfg(unix)]
+pub(crate) mod users;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -157,6 +160,12 @@ impl Kid {
     /// The child's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Closes the child's stdin: a child that waits for the end of its input
+    /// goes on.
+    pub(crate) fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
     }
 }
 

@@ -10,7 +10,7 @@ use std::fs;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,11 +25,12 @@ use rustix::net::{
 
 use super::fdio::Wait;
 use super::runtime_dir;
-use super::stream::{OwnFile, bind_socket, new_socket_of, socket_addr};
+use super::stream::{OwnFile, bind_socket, check_private_dir, new_socket_of, socket_addr};
 use crate::ErrorKind;
 use crate::address::Endpoint;
 use crate::error::{Error, timed_out, too_large};
 use crate::mailslot::Broadcast as Delivery;
+use crate::security::PeerCredentials;
 use crate::stream::ListenerOptions;
 
 /// A datagram socket that receives one mailslot's messages.
@@ -163,14 +164,45 @@ impl AsRawFd for MailslotReceiver {
 #[derive(Debug)]
 pub(crate) struct MailslotSender {
     sock: OwnedFd,
+    /// The owner of the receiver's socket file, read just before connecting
+    /// (`None` for an abstract name, which has no file).
+    owner: Option<(u32, u32)>,
 }
 
 impl MailslotSender {
+    /// Connects to the receiver at `ep`; a portable name's directory is
+    /// checked first, and the owner of the socket file is recorded.
     pub(crate) fn connect(ep: &Endpoint) -> io::Result<MailslotSender> {
+        check_private_dir(ep)?;
         let addr = socket_addr(ep)?;
+        let owner = match ep {
+            Endpoint::UnixPath { path, .. } => {
+                let meta = fs::symlink_metadata(path)?;
+                Some((meta.uid(), meta.gid()))
+            }
+            _ => None,
+        };
         let sock = new_socket_of(SocketType::DGRAM, SocketFlags::empty())?;
         rustix::net::connect(&sock, &addr)?;
-        Ok(MailslotSender { sock })
+        Ok(MailslotSender { sock, owner })
+    }
+
+    /// The user that owns the receiver's socket file: a datagram socket has no
+    /// peer credentials (`SO_PEERCRED`), but only the receiver's user (or root)
+    /// can have created the file.
+    pub(crate) fn receiver_credentials(&self) -> io::Result<PeerCredentials> {
+        match self.owner {
+            Some((uid, gid)) => Ok(PeerCredentials {
+                pid: None,
+                uid: Some(uid),
+                gid: Some(gid),
+                sid: None,
+            }),
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an abstract datagram socket has no file, so no owner to read",
+            )),
+        }
     }
 
     /// Sends one datagram; waits while the receiver's queue is full.
@@ -261,7 +293,11 @@ pub(crate) fn join_group(name: &str, opts: &ListenerOptions) -> io::Result<Mails
 /// member, is returned after all were.
 pub(crate) fn broadcast(name: &str, msg: &[u8]) -> io::Result<Delivery> {
     let dir = group_dir(name);
-    let entries = match fs::read_dir(&dir) {
+    let checked = dir
+        .parent()
+        .map_or(Ok(()), runtime_dir::check)
+        .and_then(|()| fs::read_dir(&dir));
+    let entries = match checked {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Delivery::default()),
         Err(e) => return Err(e),

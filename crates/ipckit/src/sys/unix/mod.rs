@@ -74,6 +74,9 @@ pub(crate) fn runtime_dir() -> Option<PathBuf> {
     Some(runtime_dir::path())
 }
 
+/// A mailslot sender can tell who owns the receiver's socket file.
+pub(crate) const MAILSLOT_RECEIVER_UNKNOWN: Option<&str> = None;
+
 /// Broadcast groups live in the runtime directory (`NAME.group/`) on Unix.
 pub(crate) fn mailslot_groups_dir() -> Option<PathBuf> {
     None

@@ -20,6 +20,9 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
 use rustix::shm;
 
+use crate::security::PeerCredentials;
+use crate::sys::ObjectOwner;
+
 /// A mapping of shared memory into this process, unmapped on drop.
 #[derive(Debug)]
 pub(crate) struct Mapping {
@@ -89,10 +92,31 @@ fn size_of_fd(fd: impl AsFd) -> io::Result<usize> {
     usize::try_from(st.st_size).map_err(|_| io::Error::other("region size out of range"))
 }
 
+/// The owner and permission bits of the object `fd` refers to.
+fn owner_of_fd(fd: impl AsFd) -> io::Result<ObjectOwner> {
+    let st = rustix::fs::fstat(fd)?;
+    #[allow(clippy::useless_conversion)] // `st_mode` is a u16 on macOS
+    let mode = u32::from(st.st_mode) & 0o7777;
+    Ok(ObjectOwner {
+        user: PeerCredentials {
+            pid: None,
+            uid: Some(st.st_uid),
+            gid: Some(st.st_gid),
+            sid: None,
+        },
+        mode: Some(mode),
+    })
+}
+
+/// A region's owner and mode are read (`fstat`) on Unix.
+pub(crate) const OWNER_UNKNOWN: Option<&str> = None;
+
 /// A named region of shared memory.
 #[derive(Debug)]
 pub(crate) struct Region {
     map: Mapping,
+    /// Its owner and mode when it was opened (`fstat` on the `shm_open` fd).
+    owner: ObjectOwner,
 }
 
 impl Region {
@@ -107,9 +131,9 @@ impl Region {
         let sized = u64::try_from(len)
             .map_err(|_| io::Error::other("size out of range"))
             .and_then(|l| rustix::fs::ftruncate(&fd, l).map_err(io::Error::from))
-            .and_then(|()| Mapping::map(&fd, len));
+            .and_then(|()| Ok((Mapping::map(&fd, len)?, owner_of_fd(&fd)?)));
         match sized {
-            Ok(map) => Ok(Region { map }),
+            Ok((map, owner)) => Ok(Region { map, owner }),
             Err(e) => {
                 let _ = unlink(name);
                 Err(e)
@@ -132,7 +156,13 @@ impl Region {
         }
         Ok(Region {
             map: Mapping::map(&fd, len)?,
+            owner: owner_of_fd(&fd)?,
         })
+    }
+
+    /// Who owns the region and its mode, as `fstat` told when it was opened.
+    pub(crate) fn owner(&self) -> io::Result<ObjectOwner> {
+        Ok(self.owner.clone())
     }
 
     pub(crate) fn mapping(&self) -> &Mapping {

@@ -290,7 +290,7 @@ pub(super) fn connect_socket(
     let addr = socket_addr(ep)?;
     let limit = opts.timeout.map(|t| Instant::now() + t);
     loop {
-        match connect_once(&addr, ty, limit) {
+        match check_private_dir(ep).and_then(|()| connect_once(&addr, ty, limit)) {
             Err(e) if opts.retry_not_found && is_absent(&e) => match retry_pause(limit) {
                 Some(pause) => std::thread::sleep(pause),
                 None => return Err(fdio::timed_out("connect (nobody listening yet)")),
@@ -330,6 +330,19 @@ pub(super) fn wrong_kind(ty: SocketType) -> io::Error {
         format!("cannot open {wanted} there: the listener serves {found}"),
     )
     .into()
+}
+
+/// Before a client reaches `ep`: a portable name's directory must be ipckit's
+/// private one (see [`runtime_dir::check`]); checked again on every attempt, as
+/// a directory missing at first (`NotFound`) may appear later.
+pub(super) fn check_private_dir(ep: &Endpoint) -> io::Result<()> {
+    match ep {
+        Endpoint::UnixPath {
+            path,
+            private: true,
+        } => path.parent().map_or(Ok(()), runtime_dir::check),
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn is_absent(e: &io::Error) -> bool {

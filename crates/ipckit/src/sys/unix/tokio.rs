@@ -16,7 +16,9 @@ use rustix::io::Errno;
 use rustix::net::{SocketAddrUnix, SocketFlags, SocketType};
 
 use super::fdio::timed_out;
-use super::stream::{self, OwnFile, is_absent, new_socket_of, socket_addr, wrong_kind};
+use super::stream::{
+    self, OwnFile, check_private_dir, is_absent, new_socket_of, socket_addr, wrong_kind,
+};
 use super::{dgram, seqpacket};
 use crate::address::Endpoint;
 use crate::stream::retry_pause;
@@ -65,9 +67,10 @@ pub(crate) async fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<
     let addr = socket_addr(ep)?;
     let limit = opts.timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
-        let tried = match limit {
-            None => connect_once(&addr).await,
-            Some(limit) => timeout_at(limit, connect_once(&addr))
+        let tried = match (check_private_dir(ep), limit) {
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => connect_once(&addr).await,
+            (Ok(()), Some(limit)) => timeout_at(limit, connect_once(&addr))
                 .await
                 .unwrap_or_else(|_| Err(timed_out("connect"))),
         };

@@ -424,6 +424,17 @@ impl MailslotSender {
         MailslotSender::open(&mailslot_path(ep)?)
     }
 
+    /// Who created the mailslot: Windows does not say. A sender's handle to a
+    /// mailslot carries no identity of its receiver (there is no connection,
+    /// and no call like `GetNamedPipeServerProcessId`), so this is always
+    /// `Unsupported`.
+    pub(crate) fn receiver_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "Windows tells a mailslot's sender nothing about who created the mailslot",
+        ))
+    }
+
     /// Opens the mailslot at `path` (NUL-terminated) for writing.
     ///
     /// `FILE_SHARE_WRITE` as well as `FILE_SHARE_READ`: Windows before Vista,

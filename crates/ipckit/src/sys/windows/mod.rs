@@ -68,6 +68,12 @@ pub(crate) fn env() -> Env {
     }
 }
 
+/// Windows tells a mailslot's sender nothing about who created the mailslot.
+pub(crate) const MAILSLOT_RECEIVER_UNKNOWN: Option<&str> = Some(
+    "Windows tells a mailslot's sender nothing about who created the mailslot (no call names \
+     its creator, and a sender's handle may not read its security descriptor)",
+);
+
 /// Where broadcast groups register their members: a directory per group, a
 /// marker file per member.
 pub(crate) fn mailslot_groups_dir() -> Option<PathBuf> {

@@ -107,6 +107,12 @@ fn object_name(name: &str) -> Vec<u16> {
     wide(&format!("Local\\{name}"))
 }
 
+/// Why a region's owner is not checked on Windows.
+pub(crate) const OWNER_UNKNOWN: Option<&str> = Some(
+    "ipckit does not read a file mapping's owner on Windows; a region is reachable only \
+     within this logon session (Local\\) and created with a DACL for the current user only",
+);
+
 /// A named region of shared memory.
 #[derive(Debug)]
 pub(crate) struct Region {
@@ -168,6 +174,14 @@ impl Region {
         Ok(Region {
             map: Mapping::view(handle, 0)?,
         })
+    }
+
+    /// Who owns the mapping: not read on Windows (see [`OWNER_UNKNOWN`]).
+    pub(crate) fn owner(&self) -> io::Result<crate::sys::ObjectOwner> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            OWNER_UNKNOWN.unwrap_or_default(),
+        ))
     }
 
     pub(crate) fn mapping(&self) -> &Mapping {
