@@ -119,12 +119,26 @@ pub(crate) fn accept_through<T>(
 /// A cap on the connections a blocking server holds at once: take a
 /// [`ConnectionSlot`] before each `accept` and keep it as long as the
 /// connection lives. At the cap, the loop waits in [`acquire`](Self::acquire)
-/// and accepts nobody: new clients queue in the listener's backlog (Unix, TCP)
-/// or for a pipe instance (Windows) until a connection closes, and are then
-/// served in turn. (Clients that arrive while the backlog is full are refused
-/// by the OS.)
+/// and accepts nobody, so new clients queue until a connection closes, and
+/// are then served in turn (it queues rather than refuses, as Go's
+/// `netutil.LimitListener` does).
 ///
 /// Clones share the same slots.
+///
+/// # Platform-specific behavior
+///
+/// ### Unix
+///
+/// Waiting clients are connected in the listener's backlog (TCP too): their
+/// `connect` succeeds and what they send is buffered. Clients that arrive
+/// while the backlog is full are refused by the OS, or wait in `connect`.
+///
+/// ### Windows
+///
+/// One client connects to the pipe instance the listener keeps waiting and is
+/// held there; later ones find every instance busy and wait for one within
+/// their connect timeout ([`ConnectOptions::timeout`](crate::ConnectOptions::timeout)),
+/// as for any busy pipe (TCP clients queue in the backlog as on Unix).
 ///
 /// # Examples
 ///
