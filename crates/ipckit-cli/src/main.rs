@@ -113,8 +113,9 @@ enum Command {
     /// of the stream (Windows named pipes have no half-close: there the client
     /// must close first).
     ///
-    /// With --echo, serve any number of concurrent clients, sending every byte back,
-    /// until killed.
+    /// With --echo, serve concurrent clients, sending every byte back, until
+    /// killed; at most --max-connections at once (the others wait), and running
+    /// out of file descriptors only pauses accepting (see --max-connections).
     ///
     /// With --message, serve a message channel instead of a byte stream, with the
     /// rules of `ipckit connect --message`: a message per line of stdin, a line of
@@ -141,6 +142,17 @@ enum Command {
         /// has ended too. An error if the client closes first.
         #[arg(long, value_name = "N", requires = "message", conflicts_with = "echo")]
         count: Option<u64>,
+
+        /// With --echo: serve at most N clients at once [default: half the
+        /// open-file limit, `ulimit -n`; 4096 on Windows]. The server queues:
+        /// at the limit it accepts nobody until a client is done, so a new
+        /// client's connect succeeds but it is served only then (clients beyond
+        /// the listener's backlog are refused by the OS). An accept that fails
+        /// for lack of resources (out of file descriptors) never ends the
+        /// server: it pauses, 5 ms doubling to 1 s, and goes on; -v reports it.
+        /// Not for shm:, which serves one peer.
+        #[arg(long, value_name = "N", requires = "echo", value_parser = parse_max_connections)]
+        max_connections: Option<usize>,
 
         /// Where to listen.
         #[arg(value_name = "ADDR", value_parser = parse_address)]
@@ -516,6 +528,15 @@ enum Command {
         #[command(flatten)]
         conn: rpc::ConnArgs,
 
+        /// Serve at most N clients at once [default: half the open-file limit,
+        /// `ulimit -n`; 4096 on Windows]. The server queues: at the limit it
+        /// accepts nobody until a client disconnects, so a new client's connect
+        /// succeeds but its calls are answered only then. An accept that fails
+        /// for lack of resources (out of file descriptors) never ends the
+        /// server: it pauses, 5 ms doubling to 1 s, and goes on; -v reports it.
+        #[arg(long, value_name = "N", value_parser = parse_max_connections)]
+        max_connections: Option<usize>,
+
         /// Where to listen.
         #[arg(value_name = "ADDR", value_parser = parse_address)]
         addr: Address,
@@ -542,6 +563,15 @@ fn parse_serialization(text: &str) -> Result<ipckit::child::Serialization, Strin
 
 fn parse_address(text: &str) -> Result<Address, ipckit::Error> {
     text.parse()
+}
+
+/// --max-connections N: a whole number of at least 1.
+fn parse_max_connections(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("a server limited to 0 connections would serve nobody: give 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number of connections: {e}")),
+    }
 }
 
 /// Sorts out `send`'s arguments: with --broadcast its first argument is MSG.
@@ -582,10 +612,20 @@ fn send_args(
 
 /// A usage error of `ipckit send`, shown with its usage like clap's own.
 fn send_usage_error(kind: clap::error::ErrorKind, message: impl fmt::Display) -> clap::Error {
+    usage_error("send", kind, message)
+}
+
+/// A usage error of the subcommand `name` found after parsing, shown with its
+/// usage like clap's own.
+fn usage_error(
+    name: &str,
+    kind: clap::error::ErrorKind,
+    message: impl fmt::Display,
+) -> clap::Error {
     let mut cli = Cli::command();
     cli.build();
-    match cli.find_subcommand_mut("send") {
-        Some(send) => send.error(kind, message),
+    match cli.find_subcommand_mut(name) {
+        Some(sub) => sub.error(kind, message),
         None => cli.error(kind, message),
     }
 }
@@ -636,14 +676,23 @@ fn run(cli: Cli) -> Result<()> {
             echo,
             message,
             count,
+            max_connections,
             addr,
         } => {
             if matches!(addr, Address::Shm(_)) {
+                if max_connections.is_some() {
+                    return Err(usage_error(
+                        "listen",
+                        clap::error::ErrorKind::ArgumentConflict,
+                        "--max-connections does not apply to shm: (a shared-memory channel serves one peer)",
+                    )
+                    .into());
+                }
                 shm::listen(&addr, echo, count, cli.verbose)
             } else if message {
-                message::listen(&addr, echo, count, cli.verbose)
+                message::listen(&addr, echo, count, max_connections, cli.verbose)
             } else {
-                relay::listen(&addr, echo, cli.verbose)
+                relay::listen(&addr, echo, max_connections, cli.verbose)
             }
         }
         Command::Connect {
@@ -756,7 +805,11 @@ fn run(cli: Cli) -> Result<()> {
             },
             cli.verbose,
         ),
-        Command::ServeDemo { conn, addr } => rpc::serve_demo(&addr, &conn, cli.verbose),
+        Command::ServeDemo {
+            conn,
+            max_connections,
+            addr,
+        } => rpc::serve_demo(&addr, &conn, max_connections, cli.verbose),
         Command::DemoPeer {
             addr,
             rounds,

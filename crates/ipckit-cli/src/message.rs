@@ -17,15 +17,21 @@ use ipckit::{Address, ConnectOptions, ErrorKind, MessageListener, MessageStream}
 use crate::relay::serve_clients;
 use crate::stdout_error;
 
-/// `ipckit listen --message [--echo | --count N] ADDR`.
-pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bool) -> Result<()> {
+/// `ipckit listen --message [--echo [--max-connections N] | --count N] ADDR`.
+pub(crate) fn listen(
+    addr: &Address,
+    echo: bool,
+    count: Option<u64>,
+    max: Option<usize>,
+    verbose: bool,
+) -> Result<()> {
     let listener = MessageListener::bind(addr)?;
     crate::cleanup::socket_of(addr);
     if verbose {
         eprintln!("listening on {}", listener.local_addr());
     }
     if echo {
-        return serve_clients(|| listener.accept(), echo_messages, verbose);
+        return serve_clients(|| listener.accept(), echo_messages, max, verbose);
     }
     let channel = listener.accept()?;
     // One client only, as for byte streams: later clients are refused.

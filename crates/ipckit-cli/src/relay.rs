@@ -8,14 +8,15 @@ use std::sync::mpsc;
 use std::thread;
 
 use anyhow::{Context, Result};
+use ipckit::stream::{AcceptBackoff, ConnectionLimit};
 use ipckit::{Address, ConnectOptions, ErrorKind, Listener, Stream};
 
 use crate::{one_line, stdout_error};
 
 const BUF_SIZE: usize = 64 * 1024;
 
-/// `ipckit listen [--echo] ADDR`.
-pub(crate) fn listen(addr: &Address, echo: bool, verbose: bool) -> Result<()> {
+/// `ipckit listen [--echo [--max-connections N]] ADDR`.
+pub(crate) fn listen(addr: &Address, echo: bool, max: Option<usize>, verbose: bool) -> Result<()> {
     let listener = Listener::bind(addr)?;
     crate::cleanup::socket_of(addr);
     if verbose {
@@ -25,6 +26,7 @@ pub(crate) fn listen(addr: &Address, echo: bool, verbose: bool) -> Result<()> {
         return serve_clients(
             || listener.accept(),
             |stream| Ok(format!("closed after {} bytes", echo_bytes(stream)?)),
+            max,
             verbose,
         );
     }
@@ -50,14 +52,28 @@ pub(crate) fn connect(opts: &ConnectOptions, addr: &Address, verbose: bool) -> R
 /// Accepts clients with `accept` until the process is killed, and runs `serve` on
 /// each in a thread of its own; `serve` returns what to report (with --verbose)
 /// when its client is done. A client's failure ends that client only.
-pub(crate) fn serve_clients<C, A, S>(mut accept: A, serve: S, verbose: bool) -> Result<()>
+///
+/// At most `max` clients (default: [`ConnectionLimit::default_max`]) are served
+/// at once; at the limit no client is accepted until one is done, so the next
+/// ones wait in the listener's backlog. An accept that fails for lack of
+/// resources (out of file descriptors) pauses the loop, 5 ms doubling to 1 s,
+/// and the loop goes on; with --verbose the first failure of each burst and
+/// its end are reported.
+pub(crate) fn serve_clients<C, A, S>(
+    mut accept: A,
+    serve: S,
+    max: Option<usize>,
+    verbose: bool,
+) -> Result<()>
 where
     C: Send + 'static,
     A: FnMut() -> ipckit::Result<C>,
     S: Fn(&C) -> Result<String> + Copy + Send + 'static,
 {
+    let limit = ConnectionLimit::new(max.unwrap_or_else(ConnectionLimit::default_max))?;
+    let mut backoff = AcceptBackoff::new();
     let mut clients = 0u64;
-    loop {
+    while let Some(slot) = limit.acquire() {
         let conn = match accept() {
             Ok(conn) => conn,
             // A client that gave up while queued, or a signal: not the server's fault.
@@ -67,16 +83,42 @@ where
                 }
                 continue;
             }
-            Err(err) => return Err(err.into()),
+            // Out of descriptors (say): the clients we have go on being served.
+            Err(err) => match backoff.on_error(&err) {
+                Some(pause) => {
+                    if verbose && backoff.failures() == 1 {
+                        eprintln!(
+                            "ipckit: {err} (still listening: new clients wait until \
+                             resources are freed; {} clients being served)",
+                            limit.in_use() - 1
+                        );
+                    }
+                    thread::sleep(pause);
+                    continue;
+                }
+                None => return Err(err.into()),
+            },
         };
+        let failed = backoff.on_success();
+        if verbose && failed > 0 {
+            eprintln!("ipckit: accepting again after {failed} failed accepts");
+        }
         clients += 1;
         let client = clients;
         if verbose {
             eprintln!("client {client}: connected");
+            if limit.in_use() == limit.max() {
+                eprintln!(
+                    "ipckit: {} clients, the limit: new clients wait until one is done",
+                    limit.max()
+                );
+            }
         }
         let spawned = thread::Builder::new()
             .name(format!("client-{client}"))
             .spawn(move || {
+                // Held until this client is done.
+                let _slot = slot;
                 let result = serve(&conn);
                 if verbose {
                     match result {
@@ -90,6 +132,7 @@ where
             eprintln!("ipckit: client {client}: cannot start a thread: {err}");
         }
     }
+    Ok(())
 }
 
 fn is_transient_accept_error(err: &ipckit::Error) -> bool {

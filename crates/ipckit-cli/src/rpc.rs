@@ -97,10 +97,19 @@ fn demo_methods() -> Methods {
     m
 }
 
-/// Serves the demo's methods until killed.
-pub(crate) fn serve_demo(addr: &Address, conn: &ConnArgs, verbose: bool) -> Result<()> {
+/// Serves the demo's methods until killed, to at most `max_connections`
+/// clients at once (the library's default when `None`).
+pub(crate) fn serve_demo(
+    addr: &Address,
+    conn: &ConnArgs,
+    max_connections: Option<usize>,
+    verbose: bool,
+) -> Result<()> {
     let mut opts = ServerOptions::new();
     opts.framing(conn.framing);
+    if let Some(n) = max_connections {
+        opts.max_connections(n);
+    }
     if let Some(key) = &conn.authkey {
         opts.authkey(key);
     }

@@ -230,15 +230,7 @@ impl Proc {
     /// thread so the server never blocks on it.
     fn listening_on(&mut self) -> String {
         let mut stderr = self.stderr.take().expect("stderr is still open");
-        let mut line = String::new();
-        stderr
-            .read_line(&mut line)
-            .expect("read the server's stderr");
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("expected 'listening on ADDR', got {line:?}"))
-            .to_owned();
+        let addr = util::listening_on(&mut stderr);
         thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         addr
     }

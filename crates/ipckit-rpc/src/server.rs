@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use ipckit::stream::{AcceptBackoff, ConnectionLimit};
 use ipckit::{Address, ConnectOptions, ListenerOptions, ToAddress};
 
 use crate::auth::ChallengeDigest;
@@ -21,6 +22,10 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// How long `stop` tries to wake the accept thread, and then waits for it.
 const WAKE_LIMIT: Duration = Duration::from_secs(2);
+
+/// The pause after an accept fails with anything but a resource error (those
+/// pause as [`AcceptBackoff`] says).
+pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
 /// [`ServerOptions::reply_timeout`]'s default.
 const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +57,7 @@ pub struct ServerOptions {
     pub(crate) max_concurrent_calls: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) reply_timeout: Duration,
+    pub(crate) max_connections: Option<usize>,
     pub(crate) on_error: Option<ErrorHook>,
 }
 
@@ -68,6 +74,7 @@ impl fmt::Debug for ServerOptions {
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("reply_timeout", &self.reply_timeout)
+            .field("max_connections", &self.max_connections)
             .field(
                 "on_connection_error",
                 &self.on_error.as_ref().map(|_| "<fn>"),
@@ -86,6 +93,7 @@ impl Default for ServerOptions {
             max_concurrent_calls: 64,
             handshake_timeout: Duration::from_secs(10),
             reply_timeout: DEFAULT_REPLY_TIMEOUT,
+            max_connections: None,
             on_error: None,
         }
     }
@@ -103,7 +111,8 @@ pub(crate) fn check_size(what: &str, n: usize) -> Result<()> {
 
 impl ServerOptions {
     /// The defaults: [`Framing::LengthPrefix`], no authkey, 64 MiB frames, 64
-    /// concurrent calls per connection, a 10 s handshake.
+    /// concurrent calls per connection, a 10 s handshake, at most
+    /// [`ConnectionLimit::default_max`] connections.
     pub fn new() -> ServerOptions {
         ServerOptions::default()
     }
@@ -159,10 +168,34 @@ impl ServerOptions {
         self
     }
 
+    /// How many connections the server holds at once (default:
+    /// [`ConnectionLimit::default_max`], half the soft `RLIMIT_NOFILE` on Unix,
+    /// 4096 on Windows). At the limit the server queues: it accepts nobody
+    /// until a connection closes, so new clients wait in the listener's
+    /// backlog (or for a pipe instance on Windows) and are then served in
+    /// turn; their `connect` succeeds, their first call waits. Clients that
+    /// arrive once the backlog is full are refused by the OS.
+    pub fn max_connections(&mut self, n: usize) -> &mut Self {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// The connection limit a server starts with.
+    pub(crate) fn connection_limit(&self) -> usize {
+        self.max_connections
+            .unwrap_or_else(ConnectionLimit::default_max)
+    }
+
     /// Calls `hook` with the error that ends a connection early: a failed
     /// handshake (a wrong authkey, say), a frame over the limit, broken
     /// framing, a client that stopped reading its responses. The server has no other way to tell; by default nothing is
     /// reported. The hook runs on the connection's thread (or task).
+    ///
+    /// It is also called with the first error of each burst of accepts that
+    /// fail for lack of resources (out of file descriptors, say): the server
+    /// pauses (5 ms doubling to 1 s, see [`AcceptBackoff`]) and goes on
+    /// accepting, its connections unharmed; that hook call runs on the accept
+    /// thread (or task).
     pub fn on_connection_error(
         &mut self,
         hook: impl Fn(&Error) + Send + Sync + 'static,
@@ -183,6 +216,7 @@ impl ServerOptions {
             "maximum number of concurrent calls",
             self.max_concurrent_calls,
         )?;
+        check_size("maximum number of connections", self.connection_limit())?;
         if self.handshake_timeout.is_zero() {
             return Err(Error::new(
                 ErrorKind::InvalidOption,
@@ -229,9 +263,12 @@ impl ServerOptions {
         .ok()
         .map_err(Error::from_ipckit)?;
         let local = listener.local_addr().clone();
+        let limit = ConnectionLimit::new(self.connection_limit())
+            .map_err(|e| Error::ipckit("bind the RPC server", e))?;
         let shared = Arc::new(Shared {
             methods,
             opts: self.clone(),
+            limit,
             stopping: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
         });
@@ -279,6 +316,8 @@ impl Listening<ipckit::Listener, ipckit::MessageListener> {
 struct Shared {
     methods: Methods,
     opts: ServerOptions,
+    /// The connections held, at most `max_connections`.
+    limit: ConnectionLimit,
     stopping: AtomicBool,
     conns: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -351,6 +390,8 @@ impl Server {
             return;
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
+        // An accept loop waiting for a free connection slot stops there.
+        self.shared.limit.close();
         // Wake the accept loop with a connection of our own; it sees the flag
         // and drops it.
         let mut copts = ConnectOptions::new();
@@ -393,7 +434,9 @@ fn accept_loop(
     listener: &Listening<ipckit::Listener, ipckit::MessageListener>,
 ) {
     let max = shared.opts.max_frame_size;
-    loop {
+    let mut backoff = AcceptBackoff::new();
+    // At the connection limit, wait for a connection to close (or the stop).
+    while let Some(slot) = shared.limit.acquire() {
         let accepted = match listener {
             Listening::Stream(l) => l
                 .accept()
@@ -404,24 +447,56 @@ fn accept_loop(
             return;
         }
         let conn = match accepted {
-            Ok(Ok(conn)) => conn,
-            // A client that failed on the way in (gone already, say) is its own
-            // problem; a failing listener (out of descriptors) gets a breather.
-            Ok(Err(_)) => continue,
-            Err(_) => {
-                thread::sleep(Duration::from_millis(10));
+            Ok(accepted) => {
+                backoff.on_success();
+                match accepted {
+                    Ok(conn) => conn,
+                    // A client that failed on the way in (gone already, say)
+                    // is its own problem.
+                    Err(_) => continue,
+                }
+            }
+            // Out of descriptors (say): pause, longer while it lasts, and go
+            // on; another failure of the listener gets a breather.
+            Err(e) => {
+                thread::sleep(accept_pause(&shared.opts, &mut backoff, e));
                 continue;
             }
         };
         let s = Arc::clone(shared);
         let spawned = thread::Builder::new()
             .name("ipckit-rpc-conn".into())
-            .spawn(move || serve_conn(&s, conn));
+            .spawn(move || {
+                // Held until the connection is done.
+                let _slot = slot;
+                serve_conn(&s, conn);
+            });
         let mut conns = lock(&shared.conns);
         conns.retain(|h| !h.is_finished());
         if let Ok(handle) = spawned {
             conns.push(handle);
         }
+    }
+}
+
+/// How long an accept loop pauses after `err`, which it reports when it starts
+/// a burst of resource errors.
+pub(crate) fn accept_pause(
+    opts: &ServerOptions,
+    backoff: &mut AcceptBackoff,
+    err: ipckit::Error,
+) -> Duration {
+    match backoff.on_error(&err) {
+        Some(pause) => {
+            if backoff.failures() == 1 {
+                opts.report(&Error::ipckit(
+                    "accept a connection (the server pauses and goes on accepting)",
+                    err,
+                ));
+            }
+            pause
+        }
+        None => ACCEPT_ERROR_PAUSE,
     }
 }
 

@@ -29,6 +29,7 @@ use std::time::Duration;
 use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ::tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use ::tokio::task::{JoinHandle, JoinSet};
+use ipckit::stream::AcceptBackoff;
 use ipckit::tokio::{Framed, MessageListener, MessageStream, OwnedReadHalf, OwnedWriteHalf};
 use ipckit::{Address, ToAddress};
 use serde::Serialize;
@@ -44,7 +45,7 @@ use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{ContentLengthDecoder, Framing, encode_content_length};
 use crate::jsonrpc::{Entry, Id, Incoming, Request, Response, decode_incoming};
 use crate::methods::{CatchUnwind, Handler, Job, Methods, panicked};
-use crate::server::{ServerOptions, lock, reply_timed_out, too_large_response};
+use crate::server::{ServerOptions, accept_pause, lock, reply_timed_out, too_large_response};
 
 /// Frames waiting for the writer task, per connection.
 const QUEUE: usize = 64;
@@ -373,7 +374,16 @@ async fn accept_loop(
 ) {
     let mut conns = JoinSet::new();
     let max = shared.opts.max_frame_size;
+    let limit = shared.opts.connection_limit().min(Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(limit));
+    let mut backoff = AcceptBackoff::new();
     loop {
+        // At the connection limit, wait for a connection to close (or the stop).
+        let slot = ::tokio::select! {
+            _ = stop.changed() => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = ::tokio::select! {
             _ = stop.changed() => break,
             a = async {
@@ -384,11 +394,26 @@ async fn accept_loop(
             } => a,
         };
         match accepted {
-            Ok(Ok(conn)) => {
-                conns.spawn(serve_conn(Arc::clone(&shared), conn, stop.clone()));
+            Ok(accepted) => {
+                backoff.on_success();
+                if let Ok(conn) = accepted {
+                    let serving = serve_conn(Arc::clone(&shared), conn, stop.clone());
+                    conns.spawn(async move {
+                        // Held until the connection is done.
+                        let _slot = slot;
+                        serving.await;
+                    });
+                }
             }
-            Ok(Err(_)) => {}
-            Err(_) => ::tokio::time::sleep(Duration::from_millis(10)).await,
+            // Out of descriptors (say): pause, longer while it lasts, and go
+            // on; another failure of the listener gets a breather.
+            Err(e) => {
+                let pause = accept_pause(&shared.opts, &mut backoff, e);
+                ::tokio::select! {
+                    _ = stop.changed() => break,
+                    () = ::tokio::time::sleep(pause) => {}
+                }
+            }
         }
         while conns.try_join_next().is_some() {}
     }

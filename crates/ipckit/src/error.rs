@@ -199,6 +199,31 @@ impl Error {
             .as_ref()
             .is_some_and(|e| e.kind() == io::ErrorKind::Interrupted)
     }
+
+    /// True when the process or the machine ran out of something the call
+    /// needed: file descriptors or handles, socket buffers, memory, kernel
+    /// quota. Retrying at once fails the same way; retrying once something has
+    /// been freed (a connection closed) can succeed. A server meets this in
+    /// `accept`, and should pause and go on rather than stop: see
+    /// [`AcceptBackoff`](crate::stream::AcceptBackoff).
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// ### Unix
+    ///
+    /// `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`.
+    ///
+    /// ### Windows
+    ///
+    /// `ERROR_TOO_MANY_OPEN_FILES`, `ERROR_NOT_ENOUGH_MEMORY`, `ERROR_OUTOFMEMORY`,
+    /// `ERROR_NO_SYSTEM_RESOURCES` and its paged/non-paged pool, working-set,
+    /// pagefile and commit-limit variants, `ERROR_NOT_ENOUGH_QUOTA` (what
+    /// `CreateNamedPipeW` returns when no pipe buffers can be had), and
+    /// Winsock's `WSAEMFILE`, `WSAENOBUFS`.
+    pub fn is_resource_exhausted(&self) -> bool {
+        self.raw_os_error()
+            .is_some_and(crate::sys::is_resource_error)
+    }
 }
 
 impl fmt::Debug for Error {

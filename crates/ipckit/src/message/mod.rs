@@ -82,8 +82,8 @@ use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result, breaks_channel};
 use crate::security::{self, PeerCredentials, unknown_server};
 use crate::stream::{
-    ConnectOptions, Limits, Listener, ListenerOptions, Stream, check_max_message_size,
-    check_timeout,
+    AcceptBackoff, ConnectOptions, Limits, Listener, ListenerOptions, Stream, accept_through,
+    check_max_message_size, check_timeout,
 };
 use crate::sys;
 
@@ -198,9 +198,14 @@ impl MessageListener {
         Ok(MessageStream::new(conn, self.addr.clone(), self.max))
     }
 
-    /// An endless iterator over incoming message channels.
+    /// An endless iterator over incoming message channels that rides out
+    /// resource errors (out of file descriptors, say) with a pause, as
+    /// [`Listener::incoming`] does; every other error is yielded.
     pub fn incoming(&self) -> IncomingMessages<'_> {
-        IncomingMessages { listener: self }
+        IncomingMessages {
+            listener: self,
+            backoff: AcceptBackoff::new(),
+        }
     }
 
     /// The address this listener serves; for `tcp:` with port 0, the port the OS
@@ -214,13 +219,15 @@ impl MessageListener {
 #[derive(Debug)]
 pub struct IncomingMessages<'a> {
     listener: &'a MessageListener,
+    backoff: AcceptBackoff,
 }
 
 impl Iterator for IncomingMessages<'_> {
     type Item = Result<MessageStream>;
 
     fn next(&mut self) -> Option<Result<MessageStream>> {
-        Some(self.listener.accept())
+        let listener = self.listener;
+        Some(accept_through(&mut self.backoff, || listener.accept()))
     }
 }
 

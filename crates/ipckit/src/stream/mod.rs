@@ -1,6 +1,7 @@
 //! Byte streams: [`Listener`] and [`Stream`] over named pipes (Windows), Unix
 //! sockets (Unix) and TCP (everywhere), with timeouts and Go-style deadlines.
 
+mod accept;
 mod options;
 
 use std::fmt;
@@ -8,6 +9,8 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+pub(crate) use accept::accept_through;
+pub use accept::{AcceptBackoff, ConnectionLimit, ConnectionSlot};
 pub use options::{ConnectOptions, ListenerOptions};
 pub(crate) use options::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size, retry_pause};
 
@@ -183,9 +186,20 @@ impl Listener {
         }
     }
 
-    /// An endless iterator over incoming connections, like std's `incoming`.
+    /// An endless iterator over incoming connections, like std's `incoming`,
+    /// that rides out resource errors.
+    ///
+    /// An accept that fails because the process or the machine ran out of
+    /// something ([`Error::is_resource_exhausted`]: out of file descriptors,
+    /// say) is not yielded: the iterator pauses as [`AcceptBackoff`] says (5 ms
+    /// doubling to 1 s) and accepts again, so a loop that stops at the first
+    /// `Err` does not end the server when clients use up its descriptors.
+    /// Every other error is yielded, as from [`accept`](Self::accept).
     pub fn incoming(&self) -> Incoming<'_> {
-        Incoming { listener: self }
+        Incoming {
+            listener: self,
+            backoff: AcceptBackoff::new(),
+        }
     }
 
     /// The address this listener serves; for `tcp:` with port 0, the port the OS
@@ -199,13 +213,15 @@ impl Listener {
 #[derive(Debug)]
 pub struct Incoming<'a> {
     listener: &'a Listener,
+    backoff: AcceptBackoff,
 }
 
 impl Iterator for Incoming<'_> {
     type Item = Result<Stream>;
 
     fn next(&mut self) -> Option<Result<Stream>> {
-        Some(self.listener.accept())
+        let listener = self.listener;
+        Some(accept_through(&mut self.backoff, || listener.accept()))
     }
 }
 

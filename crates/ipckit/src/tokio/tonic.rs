@@ -91,7 +91,7 @@ use hyper_util::rt::TokioIo;
 use super::{Listener, Stream};
 use crate::address::{Address, ToAddress};
 use crate::error::{Error, Result};
-use crate::stream::ConnectOptions;
+use crate::stream::{AcceptBackoff, ConnectOptions};
 
 /// The placeholder URI of [`endpoint`]: `http://ipckit.invalid` (`.invalid`
 /// is reserved, so it can never reach a real host by mistake).
@@ -234,10 +234,12 @@ impl tonic::transport::server::Connected for Stream {
     }
 }
 
-/// How long [`Incoming`] waits before accepting again after an accept failed.
+/// How long [`Incoming`] waits before accepting again after an accept failed
+/// with something other than a resource error (those pause as
+/// [`AcceptBackoff`] says).
 ///
 /// tonic logs a failed accept and polls for the next one at once; a failure
-/// that repeats (out of file descriptors) would make that a busy loop.
+/// that repeats would make that a busy loop.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 type Accepting = Pin<Box<dyn Future<Output = Result<Stream>> + Send>>;
@@ -248,7 +250,9 @@ type Accepting = Pin<Box<dyn Future<Output = Result<Stream>> + Send>>;
 ///
 /// It never ends. A failed accept is yielded as an error (tonic logs it and
 /// goes on), and the next accept starts 50 ms later, so a failure that repeats
-/// does not spin; a client refused by `current_user_only` is yielded as a
+/// does not spin; after a resource error (out of file descriptors, see
+/// [`AcceptBackoff`]) the pause starts at 5 ms and doubles up to 1 s while the
+/// errors go on; a client refused by `current_user_only` is yielded as a
 /// `PermissionDenied` error without that pause. Dropping it (as tonic does when a graceful shutdown begins)
 /// drops the listener, so no new client is served: a Unix socket file is
 /// removed at once; a Windows pipe name lives on while a connection on it is
@@ -274,6 +278,7 @@ pub struct Incoming {
     listener: Arc<Listener>,
     accepting: Option<Accepting>,
     pause: Option<Pin<Box<::tokio::time::Sleep>>>,
+    backoff: AcceptBackoff,
 }
 
 impl fmt::Debug for Incoming {
@@ -293,6 +298,7 @@ impl Incoming {
             listener: Arc::new(listener),
             accepting: None,
             pause: None,
+            backoff: AcceptBackoff::new(),
         }
     }
 
@@ -337,11 +343,15 @@ impl futures_core::Stream for Incoming {
         // A client refused by `current_user_only` says nothing about the
         // listener, which is fine: pausing then would let another user stall
         // the server 50 ms per connection it makes.
-        if result
-            .as_ref()
-            .is_err_and(|e| e.kind() != crate::ErrorKind::PermissionDenied)
-        {
-            this.pause = Some(Box::pin(::tokio::time::sleep(ACCEPT_ERROR_PAUSE)));
+        match &result {
+            Ok(_) => {
+                this.backoff.on_success();
+            }
+            Err(e) if e.kind() != crate::ErrorKind::PermissionDenied => {
+                let pause = this.backoff.on_error(e).unwrap_or(ACCEPT_ERROR_PAUSE);
+                this.pause = Some(Box::pin(::tokio::time::sleep(pause)));
+            }
+            Err(_) => {}
         }
         Poll::Ready(Some(result))
     }

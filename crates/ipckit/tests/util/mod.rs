@@ -175,3 +175,64 @@ impl Drop for Kid {
         let _ = self.child.wait();
     }
 }
+
+/// A client of an echo server, on a byte stream or a message channel.
+pub(crate) enum EchoClient {
+    Bytes(ipckit::Stream),
+    Messages(ipckit::MessageStream),
+}
+
+impl EchoClient {
+    /// Connects to `addr`; every read gives up after `limit` (a bound for a
+    /// broken test).
+    pub(crate) fn connect(message: bool, addr: &str, limit: Duration) -> EchoClient {
+        let t = Some(limit);
+        if message {
+            let mut m = ipckit::MessageStream::connect(addr).expect("connect");
+            m.set_read_timeout(t).expect("set_read_timeout");
+            EchoClient::Messages(m)
+        } else {
+            let mut s = ipckit::Stream::connect(addr).expect("connect");
+            s.set_read_timeout(t).expect("set_read_timeout");
+            EchoClient::Bytes(s)
+        }
+    }
+
+    /// Sends 4 KiB that depend on `seq` and checks that they come back whole.
+    pub(crate) fn round_trip(&mut self, seq: usize) {
+        use std::io::{Read, Write};
+        let sent = pattern(seq as u64, 4096);
+        let got = match self {
+            EchoClient::Bytes(s) => {
+                s.write_all(&sent)
+                    .unwrap_or_else(|e| panic!("client {seq}: write: {e}"));
+                let mut got = vec![0; sent.len()];
+                s.read_exact(&mut got)
+                    .unwrap_or_else(|e| panic!("client {seq}: no echo: {e}"));
+                got
+            }
+            EchoClient::Messages(m) => {
+                m.send(&sent)
+                    .unwrap_or_else(|e| panic!("client {seq}: send: {e}"));
+                m.recv()
+                    .unwrap_or_else(|e| panic!("client {seq}: no echo: {e}"))
+                    .unwrap_or_else(|| panic!("client {seq}: the server closed the channel"))
+            }
+        };
+        assert!(got == sent, "client {seq}: the echo differs");
+    }
+}
+
+/// For `ipckit -v listen ...` and the like: reads the first line of the
+/// server's stderr, "listening on ADDR", and returns ADDR (with the real port
+/// for tcp:HOST:0).
+pub(crate) fn listening_on(stderr: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    stderr
+        .read_line(&mut line)
+        .expect("read the server's stderr");
+    line.trim_end()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("expected 'listening on ADDR', got {line:?}"))
+        .to_owned()
+}

@@ -107,3 +107,19 @@ pub(crate) fn wine_version() -> Option<String> {
 pub(crate) fn os_error_kind(_code: i32) -> Option<crate::ErrorKind> {
     None
 }
+
+/// Whether `code` says the process or the machine ran out of something a new
+/// connection needs (descriptors, socket buffers, kernel memory): `EMFILE`,
+/// `ENFILE`, `ENOBUFS`, `ENOMEM`. Such a failure passes once something is freed.
+pub(crate) fn is_resource_error(code: i32) -> bool {
+    use rustix::io::Errno;
+    [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+        .iter()
+        .any(|e| e.raw_os_error() == code)
+}
+
+/// The soft limit on this process's open descriptors (`RLIMIT_NOFILE`); `None`
+/// when unlimited.
+pub(crate) fn open_files_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}

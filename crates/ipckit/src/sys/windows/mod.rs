@@ -44,7 +44,12 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use windows_sys::Win32::Foundation::{ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_NOT_CONNECTED};
+use windows_sys::Win32::Foundation::{
+    ERROR_COMMITMENT_LIMIT, ERROR_NO_DATA, ERROR_NO_SYSTEM_RESOURCES,
+    ERROR_NONPAGED_SYSTEM_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, ERROR_NOT_ENOUGH_QUOTA,
+    ERROR_OUTOFMEMORY, ERROR_PAGED_SYSTEM_RESOURCES, ERROR_PAGEFILE_QUOTA, ERROR_PIPE_BUSY,
+    ERROR_PIPE_NOT_CONNECTED, ERROR_TOO_MANY_OPEN_FILES, ERROR_WORKING_SET_QUOTA,
+};
 
 use crate::ErrorKind;
 use crate::address::{Env, Os};
@@ -97,6 +102,43 @@ pub(crate) fn os_error_kind(code: i32) -> Option<ErrorKind> {
         ERROR_NO_DATA | ERROR_PIPE_NOT_CONNECTED => Some(ErrorKind::Disconnected),
         _ => None,
     }
+}
+
+/// Winsock's `WSAEMFILE` and `WSAENOBUFS` (a TCP accept out of sockets or
+/// buffers); written out to spare the whole WinSock binding for two numbers.
+const WSAEMFILE: u32 = 10024;
+const WSAENOBUFS: u32 = 10055;
+
+/// Whether `code` says the process or the machine ran out of something a new
+/// connection needs: handles, memory, kernel pool or quota. `CreateNamedPipeW`
+/// reports `ERROR_NO_SYSTEM_RESOURCES`, `ERROR_NOT_ENOUGH_QUOTA` or one of the
+/// memory errors when the pipe buffers cannot be had; a TCP accept reports
+/// `WSAEMFILE` or `WSAENOBUFS`. Such a failure passes once something is freed.
+pub(crate) fn is_resource_error(code: i32) -> bool {
+    let Ok(code) = u32::try_from(code) else {
+        return false;
+    };
+    matches!(
+        code,
+        ERROR_TOO_MANY_OPEN_FILES
+            | ERROR_NOT_ENOUGH_MEMORY
+            | ERROR_OUTOFMEMORY
+            | ERROR_NO_SYSTEM_RESOURCES
+            | ERROR_NONPAGED_SYSTEM_RESOURCES
+            | ERROR_PAGED_SYSTEM_RESOURCES
+            | ERROR_WORKING_SET_QUOTA
+            | ERROR_PAGEFILE_QUOTA
+            | ERROR_COMMITMENT_LIMIT
+            | ERROR_NOT_ENOUGH_QUOTA
+            | WSAEMFILE
+            | WSAENOBUFS
+    )
+}
+
+/// No per-process limit on open handles that a program can read and that a
+/// server would meet first (handles run out with memory).
+pub(crate) fn open_files_limit() -> Option<u64> {
+    None
 }
 
 /// The time left until `limit`, or a `TimedOut` error when none is left.
