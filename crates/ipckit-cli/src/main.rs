@@ -49,8 +49,9 @@ Exit status:
   1    failure; the reason is one line on stderr: `ipckit: what failed: why`
   2    usage error: an unknown option, a bad value, or an address or name text
        that breaks the address rules (even when found only on use)
-  130  interrupted (Ctrl-C, SIGTERM): the socket files and shared-memory
-       channels the command created were removed first";
+  130  interrupted (Ctrl-C; SIGTERM and SIGHUP on Unix): the socket files,
+       broadcast group members and shared-memory channels the command created
+       (listen, serve-demo, recv, bench) were removed first";
 
 /// Local IPC from the command line: named pipes, Unix sockets and TCP behind one
 /// address syntax.
@@ -483,7 +484,8 @@ enum Command {
     /// of clients until killed. With --authkey every client must pass
     /// multiprocessing.connection's authkey handshake, so a Python
     /// multiprocessing.connection.Client(ADDR, authkey=b"KEY") can call it.
-    /// --verbose reports the address and clients that fail.
+    /// --verbose reports the address and clients that fail. Ctrl-C (SIGTERM,
+    /// SIGHUP) removes its socket file and exits 130.
     #[command(after_help = concat!(
         "Examples:\n",
         "  ipckit serve-demo pipe:rpc-demo\n",

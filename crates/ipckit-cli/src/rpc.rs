@@ -108,6 +108,7 @@ pub(crate) fn serve_demo(addr: &Address, conn: &ConnArgs, verbose: bool) -> Resu
     let server = opts
         .bind(addr, demo_methods())
         .context("serve the JSON-RPC demo")?;
+    crate::cleanup::socket_of(addr);
     if verbose {
         eprintln!("listening on {}", server.local_addr());
     }
