@@ -200,7 +200,13 @@ enum Command {
     /// argument is MSG. A group nobody has joined reaches nobody, which is not an
     /// error; --verbose reports on stderr, for each message, how many members got
     /// it and how many dead members (receivers killed without leaving) were
-    /// removed from the group.
+    /// removed from the group, and a summary at the end.
+    ///
+    /// A broadcast never waits for a member: on Unix a member whose queue is full
+    /// (it reads too slowly, or not at all) is skipped and loses that message.
+    /// Then a summary line on stderr says how many messages were sent and how
+    /// many deliveries were skipped to which members, and the command exits 1;
+    /// with --best-effort it still prints the line but exits 0.
     #[command(
         override_usage = "ipckit send [OPTIONS] <ADDR> [MSG]\n       \
                           ipckit send [OPTIONS] --broadcast <GROUP> [MSG]",
@@ -208,13 +214,19 @@ enum Command {
             "Examples:\n",
             "  ipckit send mailslot:logs 'service started'\n",
             "  tail -f app.log | ipckit send mailslot:logs  # a message per line\n",
-            "  ipckit send -v --broadcast workers reload    # tell every member\n\n",
+            "  ipckit send -v --broadcast workers reload    # tell every member\n",
+            "  tail -f app.log | ipckit send --broadcast --best-effort viewers\n\n",
         ),
     )]
     Send {
         /// Send to every member of this broadcast group instead of to ADDR.
         #[arg(long, value_name = "GROUP")]
         broadcast: Option<String>,
+
+        /// With --broadcast: exit 0 even when a member missed messages because
+        /// its queue was full (they are still counted on stderr).
+        #[arg(long, requires = "broadcast")]
+        best_effort: bool,
 
         /// Where to send (with --broadcast: MSG).
         #[arg(value_name = "ADDR", required_unless_present = "broadcast")]
@@ -649,12 +661,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Send {
             broadcast,
+            best_effort,
             addr,
             msg,
         } => {
             let (to, msg) = send_args(broadcast, addr, msg)?;
             let msg = msg.as_deref().map(std::ffi::OsStr::as_encoded_bytes);
-            mailslot::send(&to, msg, cli.verbose)
+            mailslot::send(&to, msg, best_effort, cli.verbose)
         }
         Command::Recv {
             broadcast,

@@ -356,17 +356,24 @@ fn a_member_that_does_not_read_never_stalls_a_broadcast() {
         let reader = MailslotReceiver::join(&group).unwrap();
         let _stuck = MailslotReceiver::join(&group).unwrap();
         let mut full = 0;
+        let mut skipped = std::collections::BTreeSet::new();
         for seq in 0..200u32 {
             let sent = MailslotSender::broadcast(&group, &seq.to_be_bytes()).unwrap();
             assert_eq!(sent.dead, 0);
             assert_eq!(sent.delivered + sent.full, 2, "{sent:?}");
+            assert_eq!(sent.full_members.len(), sent.full, "{sent:?}");
             full += sent.full;
+            skipped.extend(sent.full_members);
             assert_eq!(reader.recv_timeout(limit(5)).unwrap(), seq.to_be_bytes());
         }
         if cfg!(windows) {
             assert_eq!(full, 0, "mailslots queue without a bound");
         } else {
             assert!(full > 0, "200 datagrams overflow a Unix datagram queue");
+            // Only the member that does not read was skipped, named PID-N.
+            assert_eq!(skipped.len(), 1, "{skipped:?}");
+            let ours = format!("{}-", std::process::id());
+            assert!(skipped.iter().all(|m| m.starts_with(&ours)), "{skipped:?}");
         }
     });
 }

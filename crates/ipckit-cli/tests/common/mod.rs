@@ -131,8 +131,17 @@ impl Drop for Ipckit {
 /// Runs `ipckit ARGS` to the end with empty stdin, under a watchdog; returns
 /// (status, stdout, stderr).
 pub(crate) fn run(args: &[&str]) -> (ExitStatus, String, String) {
+    run_with_stdin(args, Vec::new())
+}
+
+/// Runs `ipckit ARGS` to the end with `input` on stdin (written by a thread of
+/// its own), under a watchdog; returns (status, stdout, stderr).
+pub(crate) fn run_with_stdin(args: &[&str], input: Vec<u8>) -> (ExitStatus, String, String) {
     let mut proc = Ipckit::start(args);
-    proc.stdin = None;
+    if let Some(mut stdin) = proc.stdin.take() {
+        // The command may rightly stop reading early; the test checks the rest.
+        thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    }
     let out = proc.stdout.take();
     let err = proc.stderr.take();
     let (stdout, stderr) = util::watchdog(limit(), move || {
