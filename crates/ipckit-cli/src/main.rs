@@ -48,7 +48,8 @@ Exit status:
   0    success
   1    failure; the reason is one line on stderr: `ipckit: what failed: why`
   2    usage error: an unknown option, a bad value, or an address or name text
-       that breaks the address rules (even when found only on use)
+       that breaks the address rules or is too long for the OS (even when
+       found only on use)
   130  interrupted (Ctrl-C; SIGTERM and SIGHUP on Unix): the socket files,
        broadcast group members and shared-memory channels the command created
        (listen, serve-demo, recv, bench) were removed first";
@@ -72,7 +73,12 @@ enum ShmAction {
     /// Create a region of SIZE bytes, all zero, only the current user can open.
     /// On Unix it stays until `ipckit shm rm`; on Windows, where a mapping lives
     /// only while a process holds it, the command holds it until stdin ends.
-    Create { name: String, size: usize },
+    /// An existing NAME is an error: remove it first with `ipckit shm rm`.
+    Create {
+        name: String,
+        #[arg(value_parser = shm::parse_size)]
+        size: usize,
+    },
     /// Copy stdin into the region at --offset.
     Write {
         name: String,
@@ -87,7 +93,8 @@ enum ShmAction {
         #[arg(long)]
         len: Option<usize>,
     },
-    /// Remove the region's name (Unix; processes that map it keep it).
+    /// Remove the region's name (Unix; processes that map it keep it). A NAME
+    /// that does not exist is an error.
     Rm { name: String },
 }
 
@@ -747,15 +754,24 @@ fn run(cli: Cli) -> Result<()> {
 const USAGE: u8 = 2;
 
 /// Whether `err` is a text on the command line that names nothing valid (a
-/// group or region name found bad only when it is used).
+/// group or region name found bad only when it is used, a name too long for
+/// the OS), also when ipckit-rpc carries the ipckit error (`serve-demo`,
+/// `call`).
 fn is_usage_error(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
-        let lib = cause.downcast_ref::<ipckit::Error>().or_else(|| {
-            cause
-                .downcast_ref::<io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<ipckit::Error>())
-        });
+        let lib = cause
+            .downcast_ref::<ipckit::Error>()
+            .or_else(|| {
+                cause
+                    .downcast_ref::<io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .and_then(|inner| inner.downcast_ref::<ipckit::Error>())
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<ipckit_rpc::Error>()
+                    .and_then(ipckit_rpc::Error::ipckit_error)
+            });
         lib.is_some_and(|e| e.kind() == ipckit::ErrorKind::InvalidAddress)
     })
 }

@@ -115,7 +115,8 @@ pub struct Broadcast {
 }
 
 /// Checks a broadcast group name: a valid mailslot name that is also one
-/// plain component of a file name on every OS (the group is a directory).
+/// plain component of a file name on every OS (the group is a directory),
+/// short enough for its members' socket paths on Unix.
 fn group_name(group: &str) -> Result<String> {
     let invalid = |why: String| {
         Error::new(
@@ -136,6 +137,7 @@ fn group_name(group: &str) -> Result<String> {
             "it cannot contain {c:?} (it is one component of a file name)"
         )));
     }
+    crate::address::check_group_name_len(&name, &sys::env())?;
     Ok(name)
 }
 
@@ -199,7 +201,9 @@ impl MailslotReceiver {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidAddress`] for a group name that is not a valid
-    /// mailslot name or holds `/` or `\`, and the OS error otherwise.
+    /// mailslot name, holds `/` or `\`, or (Unix) is too long for its members'
+    /// socket paths (`RUNTIME_DIR/GROUP.group/PID-N.dgram` must fit in
+    /// `sun_path`), and the OS error otherwise.
     pub fn join(group: &str) -> Result<MailslotReceiver> {
         ListenerOptions::new().join_mailslot_group(group)
     }
@@ -341,7 +345,8 @@ impl MailslotSender {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidAddress`] for a bad group name, and the OS error of a
+    /// [`ErrorKind::InvalidAddress`] for a bad group name (as for
+    /// [`MailslotReceiver::join`]), and the OS error of a
     /// member that is alive but could not be written to, naming the member
     /// (every member is tried first). A member whose queue is full is no
     /// error: it is skipped, loses this message, and is counted in
