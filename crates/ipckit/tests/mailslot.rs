@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ipckit::{ErrorKind, ListenerOptions, MailslotReceiver, MailslotSender};
-use util::{slow_factor, unique_name, watchdog};
+use util::{GroupDir, slow_factor, unique_name, watchdog};
 
 fn limit(secs: u64) -> Duration {
     Duration::from_secs(secs * u64::from(slow_factor()))
@@ -237,12 +237,15 @@ fn a_receiver_that_is_dropped_frees_its_name() {
 fn broadcast_reaches_every_member_and_only_members() {
     watchdog(limit(30), || {
         let group = unique_name("group");
+        let _dir = GroupDir(group.clone());
         let nobody = MailslotSender::broadcast(&group, b"hello?").unwrap();
         assert_eq!((nobody.delivered, nobody.dead), (0, 0));
         let members: Vec<_> = (0..3)
             .map(|_| MailslotReceiver::join(&group).unwrap())
             .collect();
-        let other = MailslotReceiver::join(&unique_name("other")).unwrap();
+        let other_group = unique_name("other");
+        let _other_dir = GroupDir(other_group.clone());
+        let other = MailslotReceiver::join(&other_group).unwrap();
         let sent = MailslotSender::broadcast(&group, b"to all").unwrap();
         assert_eq!((sent.delivered, sent.dead), (3, 0));
         for m in &members {
@@ -322,6 +325,7 @@ fn member_process(group: &str) -> std::process::Child {
 fn a_killed_member_is_removed_from_its_group() {
     watchdog(limit(60), || {
         let group = unique_name("killed");
+        let _dir = GroupDir(group.clone());
         let live: Vec<_> = (0..2)
             .map(|_| MailslotReceiver::join(&group).unwrap())
             .collect();
@@ -353,6 +357,7 @@ fn a_killed_member_is_removed_from_its_group() {
 fn a_member_that_does_not_read_never_stalls_a_broadcast() {
     watchdog(limit(60), || {
         let group = unique_name("stuck");
+        let _dir = GroupDir(group.clone());
         let reader = MailslotReceiver::join(&group).unwrap();
         let _stuck = MailslotReceiver::join(&group).unwrap();
         let mut full = 0;

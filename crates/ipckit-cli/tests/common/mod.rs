@@ -186,11 +186,10 @@ impl Leftovers {
         self.dirs.push(path.into());
     }
 
-    /// A broadcast group's directory and every member file in it (Unix).
+    /// A broadcast group's directory and every member file in it.
     pub(crate) fn group(&mut self, group: &str) {
-        if let Some(dir) = ipckit::platform::runtime_dir() {
-            self.dirs.push(dir.join(format!("{group}.group")));
-        }
+        self.dirs
+            .extend(ipckit::platform::mailslot_group_dir(group));
     }
 
     /// A shared-memory region or channel, by name.
