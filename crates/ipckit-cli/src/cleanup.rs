@@ -83,13 +83,8 @@ pub(crate) fn shm_channel(addr: &ipckit::Address) {
 /// a socket file `PID-N.dgram` in `GROUP.group/` of the runtime directory;
 /// Windows: a marker file `PID-N` in the group's directory).
 pub(crate) fn group_member(group: &str) {
-    let dir = match (
-        ipckit::platform::runtime_dir(),
-        ipckit::platform::mailslot_groups_dir(),
-    ) {
-        (Some(runtime), _) => runtime.join(format!("{group}.group")),
-        (None, Some(groups)) => groups.join(group),
-        (None, None) => return,
+    let Some(dir) = ipckit::platform::mailslot_group_dir(group) else {
+        return;
     };
     let ours = format!("{}-", std::process::id());
     let Ok(entries) = std::fs::read_dir(&dir) else {

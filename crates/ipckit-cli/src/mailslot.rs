@@ -25,16 +25,20 @@ pub(crate) enum Target {
 
 /// `ipckit send ADDR [MSG]` and `ipckit send --broadcast GROUP [MSG]`: sends
 /// `msg`, or without it each line of stdin, as one message.
+///
+/// A broadcast that skipped a member (its queue was full) is reported on
+/// stderr at the end, and is an error unless `best_effort`.
 pub(crate) fn send(
     opts: &ConnectOptions,
     to: &Target,
     msg: Option<&[u8]>,
+    best_effort: bool,
     verbose: bool,
 ) -> Result<()> {
     // Connect before reading stdin: nobody receiving is an error at once.
     let mut sink = match to {
         Target::Addr(addr) => Sink::One(opts.connect_mailslot(addr)?),
-        Target::Group(group) => Sink::Group(group, 0),
+        Target::Group(group) => Sink::Group(group, Tally::default()),
     };
     let sent = match msg {
         Some(msg) => {
@@ -43,21 +47,45 @@ pub(crate) fn send(
         }
         None => {
             let mut sent = 0u64;
-            each_stdin_line(|msg| {
+            let lines = each_stdin_line(|msg| {
                 sink.send(msg, verbose)?;
                 sent += 1;
                 Ok(ControlFlow::Continue(()))
-            })?;
+            });
+            if let (Err(_), Sink::Group(group, tally)) = (&lines, &sink) {
+                // What was lost before the failure is worth knowing too.
+                if tally.skipped > 0 {
+                    eprintln!("ipckit: {}", tally.summary(group));
+                }
+            }
+            lines?;
             sent
         }
     };
-    if verbose {
-        if let Sink::One(sender) = &sink {
-            eprintln!(
-                "sent {} to {}",
-                counted(sent, "message"),
-                sender.peer_addr()
-            );
+    match &sink {
+        Sink::One(sender) => {
+            if verbose {
+                eprintln!(
+                    "sent {} to {}",
+                    counted(sent, "message"),
+                    sender.peer_addr()
+                );
+            }
+        }
+        Sink::Group(group, tally) if tally.skipped > 0 => {
+            if !best_effort {
+                bail!(
+                    "{}; the skipped messages are lost for those members \
+                     (--best-effort: exit 0 all the same)",
+                    tally.summary(group)
+                );
+            }
+            eprintln!("ipckit: {}", tally.summary(group));
+        }
+        Sink::Group(group, tally) => {
+            if verbose {
+                eprintln!("{}", tally.summary(group));
+            }
         }
     }
     Ok(())
@@ -66,17 +94,73 @@ pub(crate) fn send(
 /// Where `send`'s messages go.
 enum Sink<'a> {
     One(MailslotSender),
-    /// A group, and how many messages were broadcast to it so far.
-    Group(&'a str, u64),
+    /// A group, and what happened to the messages broadcast to it so far.
+    Group(&'a str, Tally),
+}
+
+/// The sum of a `send --broadcast`'s deliveries.
+#[derive(Default)]
+struct Tally {
+    messages: u64,
+    delivered: u64,
+    skipped: u64,
+    dead: u64,
+    /// How many messages each skipped member missed, by member name.
+    missed: std::collections::BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn add(&mut self, reached: ipckit::mailslot::Broadcast) {
+        self.messages += 1;
+        self.delivered += reached.delivered as u64;
+        self.skipped += reached.full as u64;
+        self.dead += reached.dead as u64;
+        for member in reached.full_members {
+            *self.missed.entry(member).or_default() += 1;
+        }
+    }
+
+    /// "sent 10000 messages to group G: 7269 deliveries, 2731 deliveries
+    /// skipped to 1 member whose queue was full (member 123-0 missed 2731), 0
+    /// dead members removed".
+    fn summary(&self, group: &str) -> String {
+        let mut line = format!(
+            "sent {} to group {group}: {}",
+            counted(self.messages, "message"),
+            counted(self.delivered, "delivery"),
+        );
+        if self.skipped > 0 {
+            const SHOWN: usize = 5;
+            let members: Vec<String> = self
+                .missed
+                .iter()
+                .take(SHOWN)
+                .map(|(member, n)| format!("member {member} missed {n}"))
+                .collect();
+            let more = self.missed.len().saturating_sub(SHOWN);
+            let more = if more > 0 {
+                format!(", {more} more")
+            } else {
+                String::new()
+            };
+            line.push_str(&format!(
+                ", {} skipped to {} whose queue was full ({}{more})",
+                counted(self.skipped, "delivery"),
+                counted(self.missed.len() as u64, "member"),
+                members.join(", "),
+            ));
+        }
+        line.push_str(&format!(", {} removed", counted(self.dead, "dead member")));
+        line
+    }
 }
 
 impl Sink<'_> {
     fn send(&mut self, msg: &[u8], verbose: bool) -> Result<()> {
         match self {
             Sink::One(sender) => sender.send(msg)?,
-            Sink::Group(group, sent) => {
+            Sink::Group(group, tally) => {
                 let reached = MailslotSender::broadcast(group, msg)?;
-                *sent += 1;
                 if verbose {
                     let full = if reached.full > 0 {
                         format!(
@@ -87,11 +171,13 @@ impl Sink<'_> {
                         String::new()
                     };
                     eprintln!(
-                        "message {sent} to group {group}: delivered to {}, {} removed{full}",
+                        "message {} to group {group}: delivered to {}, {} removed{full}",
+                        tally.messages + 1,
                         counted(reached.delivered as u64, "member"),
                         counted(reached.dead as u64, "dead member"),
                     );
                 }
+                tally.add(reached);
             }
         }
         Ok(())
@@ -100,10 +186,10 @@ impl Sink<'_> {
 
 /// "1 member", "2 members".
 fn counted(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
     }
 }
 

@@ -49,9 +49,11 @@ Exit status:
   0    success
   1    failure; the reason is one line on stderr: `ipckit: what failed: why`
   2    usage error: an unknown option, a bad value, or an address or name text
-       that breaks the address rules (even when found only on use)
-  130  interrupted (Ctrl-C, SIGTERM): the socket files and shared-memory
-       channels the command created were removed first";
+       that breaks the address rules or is too long for the OS (even when
+       found only on use)
+  130  interrupted (Ctrl-C; SIGTERM and SIGHUP on Unix): the socket files,
+       broadcast group members and shared-memory channels the command created
+       (listen, serve-demo, recv, bench) were removed first";
 
 /// Local IPC from the command line: named pipes, Unix sockets and TCP behind one
 /// address syntax.
@@ -72,7 +74,12 @@ enum ShmAction {
     /// Create a region of SIZE bytes, all zero, only the current user can open.
     /// On Unix it stays until `ipckit shm rm`; on Windows, where a mapping lives
     /// only while a process holds it, the command holds it until stdin ends.
-    Create { name: String, size: usize },
+    /// An existing NAME is an error: remove it first with `ipckit shm rm`.
+    Create {
+        name: String,
+        #[arg(value_parser = shm::parse_size)]
+        size: usize,
+    },
     /// Copy stdin into the region at --offset. A region of another user, or
     /// one its group or others can write to, is refused (Unix) unless
     /// --allow-foreign is given.
@@ -99,7 +106,8 @@ enum ShmAction {
         #[arg(long)]
         allow_foreign: bool,
     },
-    /// Remove the region's name (Unix; processes that map it keep it).
+    /// Remove the region's name (Unix; processes that map it keep it). A NAME
+    /// that does not exist is an error.
     Rm { name: String },
 }
 
@@ -227,7 +235,13 @@ enum Command {
     /// argument is MSG. A group nobody has joined reaches nobody, which is not an
     /// error; --verbose reports on stderr, for each message, how many members got
     /// it and how many dead members (receivers killed without leaving) were
-    /// removed from the group.
+    /// removed from the group, and a summary at the end.
+    ///
+    /// A broadcast never waits for a member: on Unix a member whose queue is full
+    /// (it reads too slowly, or not at all) is skipped and loses that message.
+    /// Then a summary line on stderr says how many messages were sent and how
+    /// many deliveries were skipped to which members, and the command exits 1;
+    /// with --best-effort it still prints the line but exits 0.
     #[command(
         override_usage = "ipckit send [OPTIONS] <ADDR> [MSG]\n       \
                           ipckit send [OPTIONS] --broadcast <GROUP> [MSG]",
@@ -235,7 +249,8 @@ enum Command {
             "Examples:\n",
             "  ipckit send mailslot:logs 'service started'\n",
             "  tail -f app.log | ipckit send mailslot:logs  # a message per line\n",
-            "  ipckit send -v --broadcast workers reload    # tell every member\n\n",
+            "  ipckit send -v --broadcast workers reload    # tell every member\n",
+            "  tail -f app.log | ipckit send --broadcast --best-effort viewers\n\n",
         ),
     )]
     Send {
@@ -245,6 +260,11 @@ enum Command {
 
         #[command(flatten)]
         server_user: server_user::ServerUserArg,
+
+        /// With --broadcast: exit 0 even when a member missed messages because
+        /// its queue was full (they are still counted on stderr).
+        #[arg(long, requires = "broadcast")]
+        best_effort: bool,
 
         /// Where to send (with --broadcast: MSG).
         #[arg(value_name = "ADDR", required_unless_present = "broadcast")]
@@ -517,7 +537,8 @@ enum Command {
     /// of clients until killed. With --authkey every client must pass
     /// multiprocessing.connection's authkey handshake, so a Python
     /// multiprocessing.connection.Client(ADDR, authkey=b"KEY") can call it.
-    /// --verbose reports the address and clients that fail.
+    /// --verbose reports the address and clients that fail. Ctrl-C (SIGTERM,
+    /// SIGHUP) removes its socket file and exits 130.
     #[command(after_help = concat!(
         "Examples:\n",
         "  ipckit serve-demo pipe:rpc-demo\n",
@@ -721,6 +742,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Send {
             broadcast,
             server_user,
+            best_effort,
             addr,
             msg,
         } => {
@@ -736,7 +758,7 @@ fn run(cli: Cli) -> Result<()> {
             let msg = msg.as_deref().map(std::ffi::OsStr::as_encoded_bytes);
             let mut opts = ConnectOptions::new();
             server_user.apply(&mut opts);
-            mailslot::send(&opts, &to, msg, cli.verbose)
+            mailslot::send(&opts, &to, msg, best_effort, cli.verbose)
         }
         Command::Recv {
             broadcast,
@@ -831,15 +853,24 @@ fn run(cli: Cli) -> Result<()> {
 const USAGE: u8 = 2;
 
 /// Whether `err` is a text on the command line that names nothing valid (a
-/// group or region name found bad only when it is used).
+/// group or region name found bad only when it is used, a name too long for
+/// the OS), also when ipckit-rpc carries the ipckit error (`serve-demo`,
+/// `call`).
 fn is_usage_error(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
-        let lib = cause.downcast_ref::<ipckit::Error>().or_else(|| {
-            cause
-                .downcast_ref::<io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<ipckit::Error>())
-        });
+        let lib = cause
+            .downcast_ref::<ipckit::Error>()
+            .or_else(|| {
+                cause
+                    .downcast_ref::<io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .and_then(|inner| inner.downcast_ref::<ipckit::Error>())
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<ipckit_rpc::Error>()
+                    .and_then(ipckit_rpc::Error::ipckit_error)
+            });
         lib.is_some_and(|e| e.kind() == ipckit::ErrorKind::InvalidAddress)
     })
 }

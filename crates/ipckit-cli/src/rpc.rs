@@ -119,6 +119,7 @@ pub(crate) fn serve_demo(
     let server = opts
         .bind(addr, demo_methods())
         .context("serve the JSON-RPC demo")?;
+    crate::cleanup::socket_of(addr);
     if verbose {
         eprintln!("listening on {}", server.local_addr());
     }

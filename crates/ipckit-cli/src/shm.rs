@@ -16,7 +16,17 @@ use crate::stdout_error;
 /// (remove it with `shm rm`); on Windows a mapping lives only while a process
 /// holds it, so the command holds it until its stdin ends.
 pub(crate) fn create(name: &str, size: usize, verbose: bool) -> Result<()> {
-    let mut region = SharedMemory::create(name, size)?;
+    let mut region = SharedMemory::create(name, size).map_err(|e| {
+        if e.kind() == ipckit::ErrorKind::AddrInUse {
+            let bare = bare(name);
+            anyhow::anyhow!(
+                "shm create {bare}: a region named {bare} exists already (remove it with \
+                 `ipckit shm rm {bare}`, or choose another name)"
+            )
+        } else {
+            e.into()
+        }
+    })?;
     region.set_remove_on_drop(false);
     if verbose {
         eprintln!("created {} of {} bytes", display(name), region.len());
@@ -29,6 +39,20 @@ pub(crate) fn create(name: &str, size: usize, verbose: bool) -> Result<()> {
         io::copy(&mut io::stdin().lock(), &mut io::sink()).context("read stdin")?;
     }
     Ok(())
+}
+
+/// SIZE of `shm create`: at least one byte.
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("a region holds at least 1 byte".into()),
+        Ok(size) => Ok(size),
+        Err(e) => Err(format!("not a number of bytes: {e}")),
+    }
+}
+
+/// NAME without `shm:`, as `shm rm` and `shm create` take it.
+fn bare(name: &str) -> &str {
+    name.strip_prefix("shm:").unwrap_or(name)
 }
 
 fn display(name: &str) -> String {
@@ -81,8 +105,14 @@ pub(crate) fn read(
 
 /// `ipckit shm rm NAME`.
 pub(crate) fn remove(name: &str) -> Result<()> {
-    SharedMemory::remove(name)?;
-    Ok(())
+    SharedMemory::remove(name).map_err(|e| {
+        if e.kind() == ipckit::ErrorKind::NotFound {
+            let bare = bare(name);
+            anyhow::anyhow!("shm rm {bare}: no region named {bare} exists (nothing to remove)")
+        } else {
+            e.into()
+        }
+    })
 }
 
 /// `ipckit listen [--echo] [--count N] shm:NAME`: one peer.

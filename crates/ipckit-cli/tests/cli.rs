@@ -41,7 +41,8 @@ struct Children {
 
 /// What a killed child may leave behind (on Unix).
 enum Leftover {
-    /// The socket file of a listener or mailslot receiver at this address.
+    /// The socket file of a listener or mailslot receiver at this address, or
+    /// the region of a shared-memory channel (`shm:NAME`).
     Socket(String),
     /// The socket file of a member of this broadcast group.
     Member(String),
@@ -87,7 +88,8 @@ impl Children {
         self.leave(Leftover::Socket(addr.to_owned()));
     }
 
-    /// After the children are killed, remove the members they left in `group`.
+    /// After the children are killed, remove the members they left in `group`,
+    /// and the group's directory.
     fn clean_up_group(&self, group: &str) {
         self.leave(Leftover::Member(group.to_owned()));
     }
@@ -120,11 +122,16 @@ impl Drop for Children {
                 Leftover::Socket(addr) if addr.starts_with("mailslot:") => {
                     let _ = ipckit::MailslotReceiver::bind(addr.as_str());
                 }
+                // A killed channel listener's region.
+                Leftover::Socket(addr) if addr.starts_with("shm:") => {
+                    let _ = ipckit::shm::SharedMemory::remove(addr.as_str());
+                }
                 Leftover::Socket(addr) => {
                     let _ = ipckit::Listener::bind(addr.as_str());
                 }
                 Leftover::Member(group) => {
                     let _ = ipckit::MailslotSender::broadcast(group, b"");
+                    util::remove_group_dir(group);
                 }
             }
         }
@@ -1099,6 +1106,7 @@ fn ls_shows_live_endpoints_with_their_owner_and_stale_socket_files() {
     let kids = Children::new();
     kids.clean_up(&stream);
     kids.clean_up(&slot);
+    kids.clean_up(&shm);
     let mut s = kids.ipckit(&["-v", "listen", "--echo", &stream]);
     let mut m = kids.ipckit(&["-v", "listen", "-m", "--echo", &message]);
     let mut c = kids.ipckit(&["-v", "listen", &shm]);

@@ -482,6 +482,37 @@ impl Address {
     }
 }
 
+/// The longest name a member of a broadcast group takes on Unix: `PID-N.dgram`
+/// with a pid of 10 digits (any `u32`) and N, the process's count of joins,
+/// below 1000.
+const LONGEST_MEMBER: &str = "4294967295-999.dgram";
+
+/// Checks that the member sockets of broadcast group `group` fit in
+/// `sun_path` on Unix (`RUNTIME_DIR/GROUP.group/PID-N.dgram`), so that a name
+/// no member could join with is refused by senders and receivers alike.
+pub(crate) fn check_group_name_len(group: &str, env: &Env) -> Result<()> {
+    if env.os == Os::Windows {
+        return Ok(());
+    }
+    let dir = env.runtime_dir.join(format!("{group}.group"));
+    let max = env.os.sun_path_len() - 1;
+    let len = dir.join(LONGEST_MEMBER).as_os_str().len();
+    if len > max {
+        let room = max.saturating_sub(len - group.len());
+        return Err(Error::new(
+            ErrorKind::InvalidAddress,
+            format!(
+                "invalid broadcast group name {group:?}: it is {} bytes, and here at most \
+                 {room} fit (each member is a socket file {}/PID-N.dgram, and \
+                 sockaddr_un.sun_path holds at most {max} bytes)",
+                group.len(),
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_sun_path(addr: &Address, path: &Path, os: Os) -> Result<()> {
     let len = path.as_os_str().len();
     let max = os.sun_path_len() - 1;
@@ -519,6 +550,20 @@ mod tests {
             runtime_dir: PathBuf::from("/run/user/1000/ipckit"),
             temp_dir: PathBuf::from("/tmp"),
         }
+    }
+
+    #[test]
+    fn refuses_a_group_name_no_member_socket_path_could_hold() {
+        // /run/user/1000/ipckit/G.group/4294967295-999.dgram: 49 bytes + G.
+        let linux = env(Os::Linux);
+        assert!(check_group_name_len(&"g".repeat(58), &linux).is_ok());
+        let err = check_group_name_len(&"g".repeat(59), &linux).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidAddress);
+        let msg = err.to_string();
+        assert!(msg.contains("59 bytes, and here at most 58 fit"), "{msg}");
+        assert!(msg.contains("sun_path holds at most 107"), "{msg}");
+        assert!(check_group_name_len(&"g".repeat(56), &env(Os::OtherUnix)).is_err());
+        assert!(check_group_name_len(&"g".repeat(60), &env(Os::Windows)).is_ok());
     }
 
     #[test]

@@ -44,8 +44,11 @@
 //! [`MailslotSender::broadcast`] sends one message to every live member on this
 //! machine and removes the registration of members that died without leaving.
 //! It never waits for a member: on Unix, a member whose datagram queue is full
-//! (it is not reading) is skipped and counted in [`Broadcast::full`], so one
-//! stuck member cannot stall the others.
+//! (it is not reading, or not fast enough) is skipped, so one stuck member
+//! cannot stall the others. The skipped member loses that message: the
+//! [`Broadcast`] each call returns says how many members received it and how
+//! many were skipped ([`Broadcast::full`], named in
+//! [`Broadcast::full_members`]).
 //! (Windows also has a domain-wide broadcast, writing to `\\*\mailslot\NAME`,
 //! which reaches the mailslot `NAME` of every machine in the domain over the
 //! network, in messages of at most 424 bytes. ipckit does not use it: groups are
@@ -83,24 +86,37 @@ impl Pending {
     }
 }
 
-/// The outcome of [`MailslotSender::broadcast`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The outcome of one [`MailslotSender::broadcast`]: which members received
+/// the message and which did not.
+///
+/// Every live member either received the message (`delivered`) or was
+/// skipped (`full`, named in `full_members`): a skipped member never gets this
+/// message, as a broadcast does not wait and does not retry. A sender that
+/// must not lose messages checks `full` after each broadcast (`ipckit send
+/// --broadcast` fails, exit 1, when any member was skipped).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Broadcast {
-    /// How many receivers the message was delivered to.
+    /// How many members received the message.
     pub delivered: usize,
     /// How many dead members (receivers that exited without leaving) were found
     /// and removed from the group.
     pub dead: usize,
-    /// How many live members did not get the message because their queue was
-    /// full (Unix, where a datagram queue is bounded; a broadcast never waits
-    /// for one member). Always 0 on Windows, whose mailslots queue without a
-    /// bound.
+    /// How many live members were skipped: their queue was full (they are not
+    /// reading, or not fast enough), so they lost this message. Unix only,
+    /// where a datagram queue is bounded and a broadcast never waits for one
+    /// member; always 0 on Windows, whose mailslots queue without a bound.
+    #[doc(alias = "skipped")]
     pub full: usize,
+    /// The members counted in `full`, by their name in the group: `PID-N`,
+    /// the id of the member's process, then a number (as
+    /// [`MailslotReceiver::join`] names them).
+    pub full_members: Vec<String>,
 }
 
 /// Checks a broadcast group name: a valid mailslot name that is also one
-/// plain component of a file name on every OS (the group is a directory).
+/// plain component of a file name on every OS (the group is a directory),
+/// short enough for its members' socket paths on Unix.
 fn group_name(group: &str) -> Result<String> {
     let invalid = |why: String| {
         Error::new(
@@ -121,6 +137,7 @@ fn group_name(group: &str) -> Result<String> {
             "it cannot contain {c:?} (it is one component of a file name)"
         )));
     }
+    crate::address::check_group_name_len(&name, &sys::env())?;
     Ok(name)
 }
 
@@ -184,7 +201,9 @@ impl MailslotReceiver {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidAddress`] for a group name that is not a valid
-    /// mailslot name or holds `/` or `\`, and the OS error otherwise.
+    /// mailslot name, holds `/` or `\`, or (Unix) is too long for its members'
+    /// socket paths (`RUNTIME_DIR/GROUP.group/PID-N.dgram` must fit in
+    /// `sun_path`), and the OS error otherwise.
     pub fn join(group: &str) -> Result<MailslotReceiver> {
         ListenerOptions::new().join_mailslot_group(group)
     }
@@ -326,10 +345,12 @@ impl MailslotSender {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidAddress`] for a bad group name, and the OS error of a
+    /// [`ErrorKind::InvalidAddress`] for a bad group name (as for
+    /// [`MailslotReceiver::join`]), and the OS error of a
     /// member that is alive but could not be written to, naming the member
     /// (every member is tried first). A member whose queue is full is no
-    /// error: it is counted in [`Broadcast::full`].
+    /// error: it is skipped, loses this message, and is counted in
+    /// [`Broadcast::full`] and named in [`Broadcast::full_members`].
     pub fn broadcast(group: &str, msg: &[u8]) -> Result<Broadcast> {
         let name = group_name(group)?;
         sys::broadcast(&name, msg)

@@ -55,6 +55,19 @@ pub fn mailslot_groups_dir() -> Option<PathBuf> {
     crate::sys::mailslot_groups_dir()
 }
 
+/// The directory of broadcast group `group`'s members: `GROUP.group/` in
+/// [`runtime_dir`] on Unix (a socket file per member), `GROUP` in
+/// [`mailslot_groups_dir`] on Windows (a marker file per member). It stays
+/// when the last member leaves. `None` when there is no such place; `group` is
+/// not checked.
+pub fn mailslot_group_dir(group: &str) -> Option<PathBuf> {
+    match (runtime_dir(), mailslot_groups_dir()) {
+        (Some(runtime), _) => Some(runtime.join(format!("{group}.group"))),
+        (None, Some(groups)) => Some(groups.join(group)),
+        (None, None) => None,
+    }
+}
+
 /// The names of the named pipes on this machine (what follows `\\.\pipe\`).
 ///
 /// This corresponds to `FindFirstFileW` / `FindNextFileW` on `\\.\pipe\*`.

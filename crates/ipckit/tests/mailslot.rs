@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ipckit::{ErrorKind, ListenerOptions, MailslotReceiver, MailslotSender};
-use util::{slow_factor, unique_name, watchdog};
+use util::{GroupDir, slow_factor, unique_name, watchdog};
 
 fn limit(secs: u64) -> Duration {
     Duration::from_secs(secs * u64::from(slow_factor()))
@@ -237,12 +237,15 @@ fn a_receiver_that_is_dropped_frees_its_name() {
 fn broadcast_reaches_every_member_and_only_members() {
     watchdog(limit(30), || {
         let group = unique_name("group");
+        let _dir = GroupDir(group.clone());
         let nobody = MailslotSender::broadcast(&group, b"hello?").unwrap();
         assert_eq!((nobody.delivered, nobody.dead), (0, 0));
         let members: Vec<_> = (0..3)
             .map(|_| MailslotReceiver::join(&group).unwrap())
             .collect();
-        let other = MailslotReceiver::join(&unique_name("other")).unwrap();
+        let other_group = unique_name("other");
+        let _other_dir = GroupDir(other_group.clone());
+        let other = MailslotReceiver::join(&other_group).unwrap();
         let sent = MailslotSender::broadcast(&group, b"to all").unwrap();
         assert_eq!((sent.delivered, sent.dead), (3, 0));
         for m in &members {
@@ -322,6 +325,7 @@ fn member_process(group: &str) -> std::process::Child {
 fn a_killed_member_is_removed_from_its_group() {
     watchdog(limit(60), || {
         let group = unique_name("killed");
+        let _dir = GroupDir(group.clone());
         let live: Vec<_> = (0..2)
             .map(|_| MailslotReceiver::join(&group).unwrap())
             .collect();
@@ -353,20 +357,28 @@ fn a_killed_member_is_removed_from_its_group() {
 fn a_member_that_does_not_read_never_stalls_a_broadcast() {
     watchdog(limit(60), || {
         let group = unique_name("stuck");
+        let _dir = GroupDir(group.clone());
         let reader = MailslotReceiver::join(&group).unwrap();
         let _stuck = MailslotReceiver::join(&group).unwrap();
         let mut full = 0;
+        let mut skipped = std::collections::BTreeSet::new();
         for seq in 0..200u32 {
             let sent = MailslotSender::broadcast(&group, &seq.to_be_bytes()).unwrap();
             assert_eq!(sent.dead, 0);
             assert_eq!(sent.delivered + sent.full, 2, "{sent:?}");
+            assert_eq!(sent.full_members.len(), sent.full, "{sent:?}");
             full += sent.full;
+            skipped.extend(sent.full_members);
             assert_eq!(reader.recv_timeout(limit(5)).unwrap(), seq.to_be_bytes());
         }
         if cfg!(windows) {
             assert_eq!(full, 0, "mailslots queue without a bound");
         } else {
             assert!(full > 0, "200 datagrams overflow a Unix datagram queue");
+            // Only the member that does not read was skipped, named PID-N.
+            assert_eq!(skipped.len(), 1, "{skipped:?}");
+            let ours = format!("{}-", std::process::id());
+            assert!(skipped.iter().all(|m| m.starts_with(&ours)), "{skipped:?}");
         }
     });
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipckit::tokio::MailslotReceiver;
 use ipckit::{ErrorKind, ListenerOptions, MailslotSender};
-use util::{slow_factor, unique_name, watchdog};
+use util::{GroupDir, slow_factor, unique_name, watchdog};
 
 fn limit(secs: u64) -> Duration {
     Duration::from_secs(secs * u64::from(slow_factor()))
@@ -68,6 +68,7 @@ fn options_and_groups_work_on_tokio() {
         let inbox = MailslotReceiver::new(blocking).unwrap();
         assert_eq!(inbox.max_message_size(), 10);
         let group = unique_name("agroup");
+        let _dir = GroupDir(group.clone());
         let a = MailslotReceiver::join(&group).unwrap();
         let b = MailslotReceiver::join(&group).unwrap();
         let sent = MailslotSender::broadcast(&group, b"all").unwrap();

@@ -236,3 +236,31 @@ pub(crate) fn listening_on(stderr: &mut impl std::io::BufRead) -> String {
         .unwrap_or_else(|| panic!("expected 'listening on ADDR', got {line:?}"))
         .to_owned()
 }
+
+/// Removes broadcast group `name`'s directory, and any member left in it (by
+/// a killed member), when dropped: members leave a group, but its directory
+/// stays (`ipckit ls` shows it as empty), and a test must leave nothing
+/// behind (`scripts/check-leftovers.sh`). Create it before the members, so
+/// that it is dropped after them.
+pub(crate) struct GroupDir(pub(crate) String);
+
+impl Drop for GroupDir {
+    fn drop(&mut self) {
+        remove_group_dir(&self.0);
+    }
+}
+
+/// Removes broadcast group `name`'s directory and what is left in it (Unix:
+/// `NAME.group/` in the runtime directory; Windows: the group's directory of
+/// member markers).
+pub(crate) fn remove_group_dir(name: &str) {
+    let Some(dir) = ipckit::platform::mailslot_group_dir(name) else {
+        return;
+    };
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+}

@@ -288,7 +288,7 @@ pub(crate) fn join_group(name: &str, opts: &ListenerOptions) -> io::Result<Mails
 
 /// Sends `msg` to every live member of group `name`, never waiting for one:
 /// returns how many got it, how many dead members (sockets nobody receives
-/// on) were removed, and how many live members were skipped because their
+/// on) were removed, and which live members were skipped because their
 /// queue was full. Every member is tried; the first other error, naming its
 /// member, is returned after all were.
 pub(crate) fn broadcast(name: &str, msg: &[u8]) -> io::Result<Delivery> {
@@ -318,7 +318,13 @@ pub(crate) fn broadcast(name: &str, msg: &[u8]) -> io::Result<Delivery> {
             .and_then(|to| send_to(&sock, Some(&to), msg, true));
         match sent {
             Ok(()) => done.delivered += 1,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => done.full += 1,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                done.full += 1;
+                let file = entry.file_name();
+                let file = file.to_string_lossy();
+                let member = file.strip_suffix(".dgram").unwrap_or(&file);
+                done.full_members.push(member.to_owned());
+            }
             Err(e) if e.raw_os_error() == Some(Errno::CONNREFUSED.raw_os_error()) => {
                 // A member that died without removing its file.
                 match fs::remove_file(&path) {

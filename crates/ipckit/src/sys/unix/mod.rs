@@ -103,9 +103,11 @@ pub(crate) fn wine_version() -> Option<String> {
     None
 }
 
-/// Error codes whose `io::ErrorKind` does not say enough; none on Unix.
-pub(crate) fn os_error_kind(_code: i32) -> Option<crate::ErrorKind> {
-    None
+/// Error codes whose `io::ErrorKind` does not say enough: a name too long for
+/// the OS (`ENAMETOOLONG`) is an invalid address.
+pub(crate) fn os_error_kind(code: i32) -> Option<crate::ErrorKind> {
+    (code == rustix::io::Errno::NAMETOOLONG.raw_os_error())
+        .then_some(crate::ErrorKind::InvalidAddress)
 }
 
 /// Whether `code` says the process or the machine ran out of something a new
