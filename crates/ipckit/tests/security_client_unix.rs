@@ -158,12 +158,12 @@ fn clients_refuse_a_runtime_directory_squatted_by_another_user() {
     watchdog(LIMIT, || {
         // The squatter made `ipckit/` in the victim's runtime directory first,
         // mode 0755, and serves the victim's names in it.
-        let xdg = TempDir::new("sec-cl-xdg", 0o755);
+        let xdg = TempDir::new("x", 0o755);
         let dir = xdg.0.join("ipckit");
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::chown(&dir, Some(OTHER_UID), Some(OTHER_GID)).unwrap();
-        let name = unique_name("sec-cl");
+        let name = unique_name("c");
         let group = dir.join(format!("{name}.group"));
         std::fs::create_dir(&group).unwrap();
         std::os::unix::fs::chown(&group, Some(OTHER_UID), Some(OTHER_GID)).unwrap();
@@ -216,9 +216,9 @@ fn clients_refuse_a_symlinked_runtime_directory_and_a_missing_one_is_not_found()
     watchdog(LIMIT, || {
         // Our own server, in a directory reached through a symlink that
         // stands in for `ipckit/`: refused, though the server is ours.
-        let xdg = TempDir::new("sec-cl-link", 0o700);
+        let xdg = TempDir::new("l", 0o700);
         let target = TempDir::new("sec-cl-target", 0o700);
-        let name = unique_name("sec-cl-ln");
+        let name = unique_name("n");
         let listener = Listener::bind(format!(
             "unix:{}",
             target.sock(&format!("{name}.sock")).display()
