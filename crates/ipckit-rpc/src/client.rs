@@ -15,8 +15,12 @@ use crate::conn::{Conn, Reader, Writer};
 use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
 use crate::jsonrpc::{Id, Request, Response, Responses, decode_responses};
-use crate::server::{TICK, check_size, lock};
+use crate::server::{check_size, lock};
 use ipckit::{ConnectOptions, ToAddress};
+
+/// How often a client's call that waits for its turn to read, or reads with
+/// no deadline, looks up to see whether the client was dropped.
+const TICK: Duration = Duration::from_millis(100);
 
 /// How a client connects, and the defaults of its calls; one value serves any
 /// number of connections, blocking ([`connect`](ClientOptions::connect)) or

@@ -39,12 +39,14 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 pub mod auth;
+mod budget;
 mod client;
 mod conn;
 mod error;
 pub mod framing;
 pub mod jsonrpc;
 mod methods;
+mod pool;
 mod server;
 #[cfg(feature = "tokio")]
 pub mod tokio;

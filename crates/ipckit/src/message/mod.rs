@@ -563,6 +563,38 @@ impl MessageStream {
         self.write.deadline = deadline;
     }
 
+    /// Shuts down the receiving half, the sending half, or both, for this
+    /// handle and every clone of it. After `Shutdown::Read` every `recv`, the
+    /// one waiting now included, returns `None` (the end): one thread can
+    /// wake another that waits in `recv`, with no read timeout to poll.
+    ///
+    /// # Errors
+    ///
+    /// The OS error, and [`ErrorKind::Unsupported`] where the channel has no
+    /// such half-close.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// ### Unix
+    ///
+    /// `shutdown(2)` on the socket: after `Write` the peer's `recv` finds the
+    /// end once it has taken what was sent; after `Read` the peer's sends fail
+    /// on a Unix socket (not on TCP).
+    ///
+    /// ### Windows
+    ///
+    /// A named pipe has no half-close: `Read` ends the receives of this
+    /// process's handles only (the peer is not told); `Write` and `Both` fail
+    /// with [`ErrorKind::Unsupported`]: drop every handle to close the channel.
+    /// Over `tcp:` as on Unix.
+    pub fn shutdown(&self, how: Shutdown) -> Result<()> {
+        match &self.shared.conn {
+            Conn::Local(s) => s.shutdown(how),
+            Conn::Framed(f) => return f.stream.shutdown(how),
+        }
+        .map_err(|e| Error::io(format!("shut down the message channel to {}", self.peer), e))
+    }
+
     /// Another handle to the same channel, with this one's timeouts, deadlines
     /// and maximum message size to start with.
     ///
