@@ -102,7 +102,9 @@ impl ClientOptions {
         self
     }
 
-    /// How long to try connecting (default: the transport's own).
+    /// How long to try connecting (default: the transport's own). With an
+    /// [`authkey`](Self::authkey) the handshake is part of connecting: it
+    /// must finish within what is left of this too.
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.connect_timeout = Some(timeout);
         self
@@ -131,6 +133,18 @@ impl ClientOptions {
         Ok(())
     }
 
+    /// How long the handshake may take, connecting having begun at `started`:
+    /// the handshake timeout, within what is left of the connect timeout.
+    pub(crate) fn handshake_limit(&self, started: Instant) -> Duration {
+        match self.connect_timeout {
+            None => self.handshake_timeout,
+            Some(t) => self
+                .handshake_timeout
+                .min(t.saturating_sub(started.elapsed()))
+                .max(Duration::from_millis(1)),
+        }
+    }
+
     pub(crate) fn transport(&self) -> ConnectOptions {
         let mut c = ConnectOptions::new();
         c.max_message_size(self.max_frame_size);
@@ -149,6 +163,7 @@ impl ClientOptions {
     /// [`ErrorKind::InvalidOption`] for a zero option.
     pub fn connect(&self, addr: impl ToAddress) -> Result<Client> {
         self.check()?;
+        let started = Instant::now();
         let addr = addr
             .to_address()
             .map_err(|e| Error::ipckit("connect the RPC client", e))?;
@@ -167,7 +182,8 @@ impl ClientOptions {
             )?
         };
         if let Some(key) = &self.authkey {
-            conn.handshake(key, self.digest, false, self.handshake_timeout, None)?;
+            let limit = self.handshake_limit(started);
+            conn.handshake(key, self.digest, false, limit, None)?;
         }
         Client::start(conn, self.timeout)
     }
