@@ -60,11 +60,12 @@
 //! Each receiver has a limit ([`MessageStream::set_max_message_size`], default
 //! 64 MiB). An incoming message over it fails `recv` with
 //! [`ErrorKind::FrameTooLarge`], naming both
-//! sizes; no part of it is delivered. The channel is then **closed**: every later
-//! `send` and `recv` on it (and on its clones) fails with
-//! [`ErrorKind::Disconnected`], and the peer sees
-//! the end of the channel (on Windows at once from a server end, which
-//! disconnects its client; from a client end when its last handle is dropped).
+//! sizes; no part of it is delivered. The channel then **receives no more**:
+//! every later `recv` on it (and on its clones) fails with
+//! [`ErrorKind::Disconnected`]. Sending goes on, so the receiver can tell the
+//! peer why before it drops the channel (as Python's `recv_bytes(maxlength)`
+//! leaves a connection writable); the peer sees the end when the receiver's
+//! last handle is dropped (on Unix its sends fail from the refusal on).
 
 pub(crate) mod frame;
 mod framed;
@@ -304,15 +305,14 @@ impl Shared {
         }
     }
 
-    /// Closes the channel for good after an oversized message, so neither side
-    /// can go on out of step.
+    /// Receives no more after a message that put the channel out of step
+    /// (an oversized one); sending goes on, so the receiver can tell the peer
+    /// why before it drops the channel.
     fn close(&self, why: String) {
         let _ = self.closed.set(why);
         match &self.conn {
-            Conn::Local(s) => s.close(),
-            Conn::Framed(f) => {
-                let _ = f.stream.shutdown(Shutdown::Both);
-            }
+            Conn::Local(s) => drop(s.shutdown(Shutdown::Read)),
+            Conn::Framed(f) => drop(f.stream.shutdown(Shutdown::Read)),
         }
     }
 
@@ -449,7 +449,6 @@ impl MessageStream {
     /// type's docs for what was sent), [`ErrorKind::Disconnected`] when the peer
     /// has gone or the channel was closed, and the OS error otherwise.
     pub fn send(&self, msg: &[u8]) -> Result<()> {
-        self.shared.check_open(&self.peer)?;
         self.shared
             .send(msg, self.write.until())
             .map_err(|e| Error::io(format!("send a message to {}", self.peer), e))
