@@ -1,10 +1,24 @@
 //! The blocking server's calls run on one bounded set of threads, shared by
 //! every connection: however many clients send however many requests, the
 //! server has at most `max` threads running calls.
+//!
+//! A thread that sends a response says so ([`Pool::sending`]); once its send
+//! has taken longer than [`STUCK`] (a client that does not read its
+//! responses), it no longer counts against the pool when work waits: another
+//! thread is started for that work, and the stuck one ends when its send is
+//! done, if the pool is full by then. So such clients hold a thread each
+//! (one per connection: its other responses queue behind that one) until
+//! the reply timeout, but no place in the pool.
 
-use std::collections::VecDeque;
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How long a send may take before its thread stops counting against the
+/// pool.
+const STUCK: Duration = Duration::from_millis(20);
 
 use crate::server::lock;
 
@@ -23,8 +37,33 @@ struct State {
     queue: VecDeque<Job>,
     /// Threads waiting for a job.
     idle: usize,
+    /// Threads in the pool: at most `max`, plus those stuck in a send.
+    members: usize,
+    /// The sends in progress on threads of the pool, and when they began.
+    sending: HashMap<u64, Instant>,
+    next_send: u64,
+    /// Every thread started, to join at the end.
     threads: Vec<JoinHandle<()>>,
     closed: bool,
+}
+
+thread_local! {
+    /// On a thread of a pool: whether it is in it (not leaving it).
+    static MEMBER: Cell<bool> = const { Cell::new(false) };
+}
+
+impl State {
+    /// The threads that count against the pool's size: not those stuck in a
+    /// send.
+    fn counted(&self) -> usize {
+        let now = Instant::now();
+        let stuck = self
+            .sending
+            .values()
+            .filter(|since| now.duration_since(**since) >= STUCK)
+            .count();
+        self.members - stuck
+    }
 }
 
 impl Pool {
@@ -47,19 +86,34 @@ impl Pool {
             self.work.notify_one();
             return None;
         }
-        if state.threads.len() < self.max {
-            let pool = Arc::clone(self);
-            let started = thread::Builder::new()
-                .name("ipckit-rpc-call".into())
-                .spawn(move || pool.work());
-            match started {
-                Ok(handle) => state.threads.push(handle),
-                Err(_) if state.threads.is_empty() => return state.queue.pop_back(),
-                // The threads there are take it in turn.
-                Err(_) => {}
-            }
+        if !self.start(&mut state) && state.members == 0 {
+            return state.queue.pop_back();
         }
         None
+    }
+
+    /// Starts a thread if the pool has room for one; whether it did.
+    fn start(self: &Arc<Pool>, state: &mut State) -> bool {
+        if state.closed || state.counted() >= self.max {
+            return false;
+        }
+        state.threads.retain(|t| !t.is_finished());
+        let pool = Arc::clone(self);
+        let started = thread::Builder::new()
+            .name("ipckit-rpc-call".into())
+            .spawn(move || {
+                MEMBER.set(true);
+                pool.work();
+            });
+        match started {
+            Ok(handle) => {
+                state.members += 1;
+                state.threads.push(handle);
+                true
+            }
+            // The threads there are take the work in turn.
+            Err(_) => false,
+        }
     }
 
     fn work(&self) {
@@ -69,15 +123,33 @@ impl Pool {
                 drop(state);
                 job();
                 state = lock(&self.state);
+                if !MEMBER.get() {
+                    // It was stuck in a send, and the pool is full without it.
+                    return;
+                }
                 continue;
             }
             if state.closed {
+                state.members -= 1;
                 return;
             }
             state.idle += 1;
             state = self.work.wait(state).unwrap_or_else(|p| p.into_inner());
             state.idle -= 1;
         }
+    }
+
+    /// Marks the calling thread as sending until the guard is dropped
+    /// (nothing if it is not a thread of this pool).
+    pub(crate) fn sending(&self) -> Sending<'_> {
+        let token = MEMBER.get().then(|| {
+            let mut state = lock(&self.state);
+            state.next_send += 1;
+            let token = state.next_send;
+            state.sending.insert(token, Instant::now());
+            token
+        });
+        Sending { pool: self, token }
     }
 
     /// Runs the jobs queued, then ends every thread and waits for them.
@@ -97,6 +169,28 @@ impl Pool {
     #[cfg(test)]
     fn threads(&self) -> usize {
         lock(&self.state).threads.len()
+    }
+}
+
+/// A send in progress on a thread of the pool; see [`Pool::sending`].
+pub(crate) struct Sending<'a> {
+    pool: &'a Pool,
+    token: Option<u64>,
+}
+
+impl Drop for Sending<'_> {
+    /// A thread stuck in its send, replaced meanwhile, leaves the pool after
+    /// its job.
+    fn drop(&mut self) {
+        let Some(token) = self.token else {
+            return;
+        };
+        let mut state = lock(&self.pool.state);
+        state.sending.remove(&token);
+        if state.members > self.pool.max {
+            state.members -= 1;
+            MEMBER.set(false);
+        }
     }
 }
 

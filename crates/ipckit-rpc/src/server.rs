@@ -493,6 +493,8 @@ struct Served {
     changed: Condvar,
     /// Ends the reader's reads from another thread.
     waker: Waker,
+    /// The server's pool, told when a thread of it sends.
+    pool: Arc<Pool>,
     peer: String,
     /// A response could not be sent (the client is gone, or stopped reading
     /// for the reply timeout): nothing more is sent, or read.
@@ -523,8 +525,10 @@ impl Served {
 
     /// Sends the response to one request (`None`: a notification, nothing to
     /// send), unless an earlier send failed. Only one thread sends at a time;
-    /// a response that comes while one does is queued for it, so a client
-    /// that stops reading holds at most one thread of the pool.
+    /// a response that comes while one does is queued for it, and once that
+    /// thread is stuck in its send it no longer counts against the pool: a
+    /// client that stops reading holds one thread (until the reply timeout),
+    /// but no place in the pool.
     fn respond(&self, opts: &ServerOptions, bytes: Option<Vec<u8>>) {
         let Some(bytes) = bytes.filter(|_| !self.broken.load(Ordering::SeqCst)) else {
             return self.answered(1);
@@ -537,6 +541,7 @@ impl Served {
             }
             outbox.sending = true;
         }
+        let _sending = self.pool.sending();
         let mut writer = lock(&self.writer);
         loop {
             let batch: Vec<Vec<u8>> = {
@@ -614,6 +619,7 @@ fn serve_conn(shared: &Arc<Shared>, mut conn: Conn) {
         in_flight: Mutex::new(0),
         changed: Condvar::new(),
         waker,
+        pool: Arc::clone(&shared.pool),
         peer,
         broken: AtomicBool::new(false),
     });
