@@ -250,6 +250,33 @@ fn an_oversized_message_is_refused_whole_and_ends_receiving() {
     });
 }
 
+/// `shutdown(Read)` on a clone ends a `recv` waiting on another handle, and
+/// every later one; sending goes on.
+#[test]
+fn shutdown_read_on_a_clone_wakes_a_blocked_recv() {
+    watchdog(limit(30), || {
+        for addr in addrs("shut-rd") {
+            let listener = MessageListener::bind(addr.as_str()).unwrap();
+            let client = MessageStream::connect(listener.local_addr()).unwrap();
+            let server = listener.accept().unwrap();
+            let waker = server.try_clone().unwrap();
+            let reader = thread::spawn(move || {
+                let first = server.recv().unwrap();
+                let later = server.recv().unwrap();
+                server.send(b"still sends").unwrap();
+                (first, later)
+            });
+            waker.shutdown(std::net::Shutdown::Read).unwrap();
+            assert_eq!(reader.join().unwrap(), (None, None), "{addr}");
+            assert_eq!(
+                client.recv().unwrap(),
+                Some(b"still sends".to_vec()),
+                "{addr}"
+            );
+        }
+    });
+}
+
 #[test]
 fn a_client_limit_applies_to_what_the_client_receives() {
     watchdog(limit(30), || {
