@@ -36,6 +36,17 @@ pub(crate) enum Waker {
 }
 
 impl Waker {
+    /// Whether [`wake`](Waker::wake) ends a read waiting now. Not over TCP on
+    /// Windows, where `shutdown(SD_RECEIVE)` leaves a blocked `recv` waiting:
+    /// there the reader must look up now and then.
+    pub(crate) fn wakes_reads(&self) -> bool {
+        let addr = match self {
+            Waker::Stream(s) => s.peer_addr(),
+            Waker::Message(m) => m.peer_addr(),
+        };
+        !(cfg!(windows) && matches!(addr, ipckit::Address::Tcp { .. }))
+    }
+
     pub(crate) fn wake(&self) {
         // A connection that has ended already has nothing to wake.
         let _ = match self {
@@ -387,19 +398,25 @@ impl HandshakeIo for HandshakeConn<'_, '_> {
     /// Waits until the deadline; a server that stops ends the wait (it
     /// shuts the reading down, see [`Waker`]).
     fn recv_frame(&mut self) -> Result<Vec<u8>> {
-        let got = self.conn.reader.recv(self.conn.peer);
-        if self.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-            return Err(Error::new(
-                ErrorKind::Disconnected,
-                "the server is stopping",
-            ));
-        }
-        match got {
-            Err(e) if e.kind() == ErrorKind::TimedOut => Err(Error::new(
-                ErrorKind::TimedOut,
-                format!("the handshake did not finish within {:?}", self.timeout),
-            )),
-            other => handshake_frame(other),
+        loop {
+            let got = self.conn.reader.recv(self.conn.peer);
+            if self.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return Err(Error::new(
+                    ErrorKind::Disconnected,
+                    "the server is stopping",
+                ));
+            }
+            return match got {
+                // A reader that looks up now and then (see `Waker::wakes_reads`).
+                Err(e) if e.kind() == ErrorKind::TimedOut && Instant::now() < self.deadline => {
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut => Err(Error::new(
+                    ErrorKind::TimedOut,
+                    format!("the handshake did not finish within {:?}", self.timeout),
+                )),
+                other => handshake_frame(other),
+            };
         }
     }
 }

@@ -19,6 +19,10 @@ use crate::jsonrpc::{Entry, Id, Incoming, Response, decode_incoming};
 use crate::methods::{Job, Methods};
 use crate::pool::Pool;
 
+/// How often a reader whose reads cannot be woken (TCP on Windows) looks up
+/// to see whether it should stop.
+const LOOK_UP: Duration = Duration::from_millis(100);
+
 /// How long `stop` tries to wake the accept thread, and then waits for it.
 const WAKE_LIMIT: Duration = Duration::from_secs(2);
 
@@ -607,6 +611,9 @@ fn serve_conn(shared: &Arc<Shared>, mut conn: Conn) {
     let Ok(waker) = conn.reader.waker() else {
         return;
     };
+    if !waker.wakes_reads() && conn.reader.set_timeout(Some(LOOK_UP)).is_err() {
+        return;
+    }
     let Conn {
         mut reader,
         writer,
@@ -710,6 +717,8 @@ fn read_requests(shared: &Arc<Shared>, reader: &mut Reader, served: &Arc<Served>
             // A request read as the server began to stop is not run.
             _ if ended() => return None,
             Ok(Some(frame)) => frame,
+            // A reader that looks up now and then (see `LOOK_UP`).
+            Err(e) if e.kind() == ErrorKind::TimedOut => continue,
             Ok(None) => return None,
             Err(e) if e.kind() == ErrorKind::FrameTooLarge => {
                 opts.report(&e);

@@ -256,6 +256,11 @@ fn an_oversized_message_is_refused_whole_and_ends_receiving() {
 fn shutdown_read_on_a_clone_wakes_a_blocked_recv() {
     watchdog(limit(30), || {
         for addr in addrs("shut-rd") {
+            // Winsock's shutdown(SD_RECEIVE) does not wake a recv already
+            // waiting (seen under Wine): not promised there.
+            if cfg!(windows) && addr.starts_with("tcp:") {
+                continue;
+            }
             let listener = MessageListener::bind(addr.as_str()).unwrap();
             let client = MessageStream::connect(listener.local_addr()).unwrap();
             let server = listener.accept().unwrap();

@@ -263,6 +263,11 @@ fn shutdown_read_on_a_clone_wakes_a_blocked_reader() {
             format!("pipe:{}", unique_name("shut-rd")),
             "tcp:127.0.0.1:0".to_owned(),
         ] {
+            // Winsock's shutdown(SD_RECEIVE) does not wake a recv already
+            // waiting (seen under Wine): not promised there.
+            if cfg!(windows) && addr.starts_with("tcp:") {
+                continue;
+            }
             let listener = Listener::bind(addr.as_str()).unwrap();
             let mut client = Stream::connect(listener.local_addr()).unwrap();
             let server = listener.accept().unwrap();

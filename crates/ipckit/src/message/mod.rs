@@ -585,7 +585,8 @@ impl MessageStream {
     /// A named pipe has no half-close: `Read` ends the receives of this
     /// process's handles only (the peer is not told); `Write` and `Both` fail
     /// with [`ErrorKind::Unsupported`]: drop every handle to close the channel.
-    /// Over `tcp:` as on Unix.
+    /// Over `tcp:` this is Winsock's `shutdown`, which does not end a receive
+    /// that is already waiting.
     pub fn shutdown(&self, how: Shutdown) -> Result<()> {
         match &self.shared.conn {
             Conn::Local(s) => s.shutdown(how),

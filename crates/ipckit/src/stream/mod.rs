@@ -487,6 +487,8 @@ impl Stream {
     /// Named pipes have no half-close: `Read` ends the reads of this process's
     /// handles only (the peer is not told), and `Write` and `Both` fail with
     /// [`ErrorKind::Unsupported`]: drop every handle to the stream to close it.
+    /// Over `tcp:` this is Winsock's `shutdown`, which does not end a read that
+    /// is already waiting.
     pub fn shutdown(&self, how: Shutdown) -> Result<()> {
         match &self.inner {
             StreamKind::Local(s) => s.shutdown(how),

@@ -268,7 +268,9 @@ impl MsgStream {
                          is another process reading this socket?"
                     )));
                 }
-                Err(Errno::INTR) => continue,
+                // The peer closed, with records of ours unread, after the peek:
+                // Linux reports that once; the record peeked is still there.
+                Err(Errno::INTR | Errno::CONNRESET) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
