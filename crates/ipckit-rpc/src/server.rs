@@ -194,7 +194,7 @@ impl ServerOptions {
     /// Calls `hook` with the error that ends a connection early: a failed
     /// handshake (a wrong authkey, say), a frame over the limit, broken
     /// framing, a client that stopped reading its responses. The server has no other way to tell; by default nothing is
-    /// reported. The hook runs on the connection's thread (or task).
+    /// reported. The hook runs on a thread (or task) of the server.
     pub fn on_connection_error(
         &mut self,
         hook: impl Fn(&Error) + Send + Sync + 'static,
