@@ -506,7 +506,8 @@ enum Command {
         "  ipckit call --authkey secret unix:/tmp/py.sock echo '{\"a\": 1}'\n\n",
     ))]
     Call {
-        /// Give up when connecting or the call takes longer: 500ms, 2s, 1m.
+        /// Give up when the whole call takes longer (connecting, the authkey
+        /// handshake and the response together): 500ms, 2s, 1m.
         #[arg(long, value_name = "DUR", value_parser = duration::parse)]
         timeout: Option<Duration>,
 

@@ -3,11 +3,11 @@
 
 use std::io::Write;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ipckit::Address;
-use ipckit_rpc::{ClientOptions, Framing, Methods, RpcError, ServerOptions};
+use ipckit_rpc::{ClientOptions, ErrorKind, Framing, Methods, RpcError, ServerOptions};
 use serde_json::Value;
 
 use crate::stdout_error;
@@ -53,7 +53,11 @@ pub(crate) struct Call<'a> {
 
 /// Calls the method and prints its result as one line of JSON. A JSON-RPC
 /// error is returned as the error (one line on stderr, exit 1).
+///
+/// `--timeout` bounds the whole call: connecting, the authkey handshake
+/// (which is part of connecting) and the response share it.
 pub(crate) fn call(args: &Call<'_>, verbose: bool) -> Result<()> {
+    let started = Instant::now();
     let mut opts = ClientOptions::new();
     args.server_user.apply_rpc(&mut opts);
     opts.framing(args.conn.framing);
@@ -61,16 +65,31 @@ pub(crate) fn call(args: &Call<'_>, verbose: bool) -> Result<()> {
         opts.authkey(key);
     }
     if let Some(t) = args.timeout {
-        opts.timeout(t).connect_timeout(t);
+        opts.connect_timeout(t).handshake_timeout(t);
     }
     let client = opts.connect(args.addr)?;
     if verbose {
         eprintln!("connected to {}", client.peer());
     }
+    // What is left of the timeout for the response (at least a moment, so a
+    // response that is there already is taken).
+    let left = args.timeout.map(|t| {
+        t.saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1))
+    });
     let result: Value = match &args.params {
-        Some(p) => client.call(args.method, p)?,
-        None => client.call(args.method, ())?,
-    };
+        Some(p) => client.call_timeout(args.method, p, left),
+        None => client.call_timeout(args.method, (), left),
+    }
+    .map_err(|e| match (e.kind(), args.timeout) {
+        // Say the timeout given, not what was left of it.
+        (ErrorKind::TimedOut, Some(t)) => anyhow::anyhow!(
+            "call {:?} on {}: no response within {t:?} (--timeout)",
+            args.method,
+            client.peer()
+        ),
+        _ => e.into(),
+    })?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{result}")
         .and_then(|()| out.flush())

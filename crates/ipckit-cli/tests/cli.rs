@@ -1804,6 +1804,47 @@ fn call_and_serve_demo_with_an_authkey() {
     assert_one_line_error(&stderr, &["call \"add\""]);
 }
 
+/// `call --timeout` bounds the authkey handshake too (it waited a fixed 10 s
+/// for it before): against a server that accepts and never answers, the call
+/// fails within about the timeout, naming the server.
+#[test]
+fn call_timeout_bounds_the_authkey_handshake() {
+    let addr = format!("pipe:{}", unique_name("cli-rpc-mute"));
+    let listener = ipckit::Listener::bind(addr.as_str()).expect("bind");
+    let at = listener.local_addr().to_string();
+    // Accepts and holds the connection, saying nothing, until the call ends.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let mute = thread::spawn(move || {
+        let held = listener.accept();
+        let _ = done_rx.recv();
+        drop(held);
+    });
+    let started = Instant::now();
+    let (status, stdout, stderr) = run(&[
+        "call",
+        "--timeout",
+        "500ms",
+        "--authkey",
+        "k",
+        &at,
+        "add",
+        "[1, 2]",
+    ]);
+    let took = started.elapsed();
+    let _ = done_tx.send(());
+    mute.join().expect("the mute server");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line_error(
+        &stderr,
+        &[&at, "authkey handshake", "did not finish within"],
+    );
+    assert!(
+        took < Duration::from_secs(1) * util::slow_factor(),
+        "the call took {took:?} with --timeout 500ms"
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn a_python_multiprocessing_client_calls_serve_demo() {

@@ -15,9 +15,13 @@ use crate::conn::{Conn, Reader, Writer};
 use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
 use crate::jsonrpc::{Id, Request, Response, Responses, decode_responses};
-use crate::server::{TICK, check_size, lock};
+use crate::server::{check_size, lock};
 use ipckit::security::UserId;
 use ipckit::{ConnectOptions, ToAddress};
+
+/// How often a client's call that waits for its turn to read, or reads with
+/// no deadline, looks up to see whether the client was dropped.
+const TICK: Duration = Duration::from_millis(100);
 
 /// How a client connects, and the defaults of its calls; one value serves any
 /// number of connections, blocking ([`connect`](ClientOptions::connect)) or
@@ -104,7 +108,9 @@ impl ClientOptions {
         self
     }
 
-    /// How long to try connecting (default: the transport's own).
+    /// How long to try connecting (default: the transport's own). With an
+    /// [`authkey`](Self::authkey) the handshake is part of connecting: it
+    /// must finish within what is left of this too.
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.connect_timeout = Some(timeout);
         self
@@ -157,6 +163,18 @@ impl ClientOptions {
         Ok(())
     }
 
+    /// How long the handshake may take, connecting having begun at `started`:
+    /// the handshake timeout, within what is left of the connect timeout.
+    pub(crate) fn handshake_limit(&self, started: Instant) -> Duration {
+        match self.connect_timeout {
+            None => self.handshake_timeout,
+            Some(t) => self
+                .handshake_timeout
+                .min(t.saturating_sub(started.elapsed()))
+                .max(Duration::from_millis(1)),
+        }
+    }
+
     pub(crate) fn transport(&self) -> ConnectOptions {
         let mut c = self.server_check.clone();
         c.max_message_size(self.max_frame_size);
@@ -175,6 +193,7 @@ impl ClientOptions {
     /// [`ErrorKind::InvalidOption`] for a zero option.
     pub fn connect(&self, addr: impl ToAddress) -> Result<Client> {
         self.check()?;
+        let started = Instant::now();
         let addr = addr
             .to_address()
             .map_err(|e| Error::ipckit("connect the RPC client", e))?;
@@ -193,7 +212,8 @@ impl ClientOptions {
             )?
         };
         if let Some(key) = &self.authkey {
-            conn.handshake(key, self.digest, false, self.handshake_timeout, None)?;
+            let limit = self.handshake_limit(started);
+            conn.handshake(key, self.digest, false, limit, None)?;
         }
         Client::start(conn, self.timeout)
     }

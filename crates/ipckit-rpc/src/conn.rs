@@ -3,25 +3,57 @@
 //! while others write.
 
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ipckit::{Framed, MessageStream, Stream};
 
 use crate::auth::{self, ChallengeDigest, HandshakeIo, MAX_HANDSHAKE_FRAME};
+use crate::budget::{Budget, Meter, Metered, refused};
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing::{ContentLengthDecoder, Framing, encode_content_length};
-use crate::server::TICK;
 
-/// The receiving half.
+/// The receiving half. On a server, the bytes of a frame not yet whole are
+/// granted by a [`Meter`] (see [`Reader::set_budget`]).
 pub(crate) enum Reader {
-    Framed(Framed<Stream>),
+    Framed(Framed<Metered>),
     ContentLength {
         stream: Stream,
         decoder: ContentLengthDecoder,
         buf: Vec<u8>,
+        meter: Option<Meter>,
     },
     Message(MessageStream),
+}
+
+/// A handle to a connection that ends its reads from another thread: the
+/// one waiting now, and every later one, find the end of the connection.
+pub(crate) enum Waker {
+    Stream(Stream),
+    Message(MessageStream),
+}
+
+impl Waker {
+    /// Whether [`wake`](Waker::wake) ends a read waiting now. Not over TCP on
+    /// Windows, where `shutdown(SD_RECEIVE)` leaves a blocked `recv` waiting:
+    /// there the reader must look up now and then.
+    pub(crate) fn wakes_reads(&self) -> bool {
+        let addr = match self {
+            Waker::Stream(s) => s.peer_addr(),
+            Waker::Message(m) => m.peer_addr(),
+        };
+        !(cfg!(windows) && matches!(addr, ipckit::Address::Tcp { .. }))
+    }
+
+    pub(crate) fn wake(&self) {
+        // A connection that has ended already has nothing to wake.
+        let _ = match self {
+            Waker::Stream(s) => s.shutdown(Shutdown::Read),
+            Waker::Message(m) => m.shutdown(Shutdown::Read),
+        };
+    }
 }
 
 /// The sending half.
@@ -89,17 +121,42 @@ impl Reader {
     pub(crate) fn recv(&mut self, peer: &str) -> Result<Option<Vec<u8>>> {
         let context = format!("receive from {peer}");
         match self {
-            Reader::Framed(f) => f.recv().map_err(|e| Error::io(&context, &e)),
+            Reader::Framed(f) => match f.recv() {
+                Ok(frame) => {
+                    f.get_mut().frame_done();
+                    Ok(frame)
+                }
+                Err(e) => Err(refused(&e, &context).unwrap_or_else(|| Error::io(&context, &e))),
+            },
             Reader::Message(m) => m.recv().map_err(|e| Error::ipckit(&context, e)),
             Reader::ContentLength {
                 stream,
                 decoder,
                 buf,
+                meter,
             } => loop {
                 if let Some(frame) = next_content_length(decoder, &context)? {
+                    if let Some(m) = meter {
+                        m.hold(decoder.buffered());
+                    }
                     return Ok(Some(frame));
                 }
-                let n = match stream.read(buf) {
+                let room = match meter {
+                    Some(m) => m.grant(buf.len()),
+                    None => buf.len(),
+                };
+                if let (0, Some(m)) = (room, meter.as_mut()) {
+                    let spent = m.spent();
+                    return Err(
+                        refused(&spent, &context).unwrap_or_else(|| Error::io(&context, &spent))
+                    );
+                }
+                let read = stream.read(&mut buf[..room]);
+                if let Some(m) = meter {
+                    // Give back the room the read did not fill.
+                    m.hold(decoder.buffered() + *read.as_ref().unwrap_or(&0));
+                }
+                let n = match read {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(Error::io(&context, &e)),
@@ -112,10 +169,39 @@ impl Reader {
         }
     }
 
+    /// Grants the bytes of every frame not yet whole from `budget`, the
+    /// server's (the message framing holds none: a message arrives whole).
+    pub(crate) fn set_budget(&mut self, budget: &Arc<Budget>) {
+        match self {
+            Reader::Framed(f) => f.get_mut().meter = Some(Meter::new(Arc::clone(budget))),
+            Reader::ContentLength { meter, .. } => *meter = Some(Meter::new(Arc::clone(budget))),
+            Reader::Message(_) => {}
+        }
+    }
+
+    /// A handle that ends this reader's reads from another thread.
+    pub(crate) fn waker(&self) -> Result<Waker> {
+        match self {
+            Reader::Framed(f) => f.get_ref().stream.try_clone().map(Waker::Stream),
+            Reader::ContentLength { stream, .. } => stream.try_clone().map(Waker::Stream),
+            Reader::Message(m) => m.try_clone().map(Waker::Message),
+        }
+        .map_err(|e| Error::ipckit("clone the connection", e))
+    }
+
+    /// Bounds each later `recv` by `deadline` (`None`: wait for ever).
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        match self {
+            Reader::Framed(f) => f.get_mut().stream.set_read_deadline(deadline),
+            Reader::ContentLength { stream, .. } => stream.set_read_deadline(deadline),
+            Reader::Message(m) => m.set_read_deadline(deadline),
+        }
+    }
+
     /// Bounds each later `recv` (`None`: wait for ever).
     pub(crate) fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
         let r = match self {
-            Reader::Framed(f) => f.get_mut().set_read_timeout(timeout),
+            Reader::Framed(f) => f.get_mut().stream.set_read_timeout(timeout),
             Reader::ContentLength { stream, .. } => stream.set_read_timeout(timeout),
             Reader::Message(m) => m.set_read_timeout(timeout),
         };
@@ -192,6 +278,7 @@ impl Conn {
                     stream,
                     decoder: ContentLengthDecoder::new(max),
                     buf: vec![0; 64 * 1024],
+                    meter: None,
                 },
                 Writer::ContentLength {
                     stream: second,
@@ -199,7 +286,10 @@ impl Conn {
                 },
             ),
             _ => (
-                Reader::Framed(Framed::new(stream)),
+                Reader::Framed(Framed::new(Metered {
+                    stream,
+                    meter: None,
+                })),
                 Writer::Framed(Framed::new(second)),
             ),
         };
@@ -229,9 +319,39 @@ impl Conn {
         Ok(conn)
     }
 
+    /// Runs the authkey handshake, as [`Halves::handshake`].
+    pub(crate) fn handshake(
+        &mut self,
+        key: &[u8],
+        digest: ChallengeDigest,
+        accepting: bool,
+        timeout: Duration,
+        stop: Option<&AtomicBool>,
+    ) -> Result<()> {
+        Halves {
+            reader: &mut self.reader,
+            writer: &mut self.writer,
+            peer: &self.peer,
+            max: self.max,
+        }
+        .handshake(key, digest, accepting, timeout, stop)
+    }
+}
+
+/// Both halves of a connection, borrowed, for its handshake.
+pub(crate) struct Halves<'a> {
+    pub(crate) reader: &'a mut Reader,
+    pub(crate) writer: &'a mut Writer,
+    pub(crate) peer: &'a str,
+    /// The maximum frame size after the handshake.
+    pub(crate) max: usize,
+}
+
+impl Halves<'_> {
     /// Runs the authkey handshake, the accepting side's way round (deliver a
     /// challenge, then answer one) or the connecting side's, within `timeout`.
-    /// `stop` ends a handshake in progress early (the server is stopping).
+    /// `stop` set ends a handshake in progress early (the server is stopping
+    /// and has woken the reader).
     pub(crate) fn handshake(
         &mut self,
         key: &[u8],
@@ -241,8 +361,8 @@ impl Conn {
         stop: Option<&AtomicBool>,
     ) -> Result<()> {
         self.reader.set_max(MAX_HANDSHAKE_FRAME)?;
-        self.reader.set_timeout(Some(TICK.min(timeout)))?;
         let deadline = Instant::now() + timeout;
+        self.reader.set_deadline(Some(deadline));
         let mut io = HandshakeConn {
             conn: self,
             deadline,
@@ -254,47 +374,49 @@ impl Conn {
         } else {
             auth::answer_peer(&mut io, key).and_then(|()| auth::deliver(&mut io, key, digest))
         };
-        let peer = self.peer.clone();
+        let peer = self.peer;
         result.map_err(|e| Error::new(e.kind(), format!("authkey handshake with {peer}: {e}")))?;
-        self.reader.set_timeout(None)?;
+        self.reader.set_deadline(None);
         self.reader.set_max(self.max)
     }
 }
 
-struct HandshakeConn<'a> {
-    conn: &'a mut Conn,
+struct HandshakeConn<'a, 'b> {
+    conn: &'a mut Halves<'b>,
     deadline: Instant,
     timeout: Duration,
     stop: Option<&'a AtomicBool>,
 }
 
-impl HandshakeIo for HandshakeConn<'_> {
+impl HandshakeIo for HandshakeConn<'_, '_> {
     fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
         self.conn
             .writer
-            .send(frame, Some(self.deadline), &self.conn.peer)
+            .send(frame, Some(self.deadline), self.conn.peer)
     }
 
+    /// Waits until the deadline; a server that stops ends the wait (it
+    /// shuts the reading down, see [`Waker`]).
     fn recv_frame(&mut self) -> Result<Vec<u8>> {
-        let got = loop {
-            match self.conn.reader.recv(&self.conn.peer) {
-                Err(e) if e.kind() == ErrorKind::TimedOut => {
-                    if self.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-                        return Err(Error::new(
-                            ErrorKind::Disconnected,
-                            "the server is stopping",
-                        ));
-                    }
-                    if Instant::now() >= self.deadline {
-                        return Err(Error::new(
-                            ErrorKind::TimedOut,
-                            format!("the handshake did not finish within {:?}", self.timeout),
-                        ));
-                    }
-                }
-                other => break other,
+        loop {
+            let got = self.conn.reader.recv(self.conn.peer);
+            if self.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return Err(Error::new(
+                    ErrorKind::Disconnected,
+                    "the server is stopping",
+                ));
             }
-        };
-        handshake_frame(got)
+            return match got {
+                // A reader that looks up now and then (see `Waker::wakes_reads`).
+                Err(e) if e.kind() == ErrorKind::TimedOut && Instant::now() < self.deadline => {
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut => Err(Error::new(
+                    ErrorKind::TimedOut,
+                    format!("the handshake did not finish within {:?}", self.timeout),
+                )),
+                other => handshake_frame(other),
+            };
+        }
     }
 }

@@ -146,6 +146,12 @@ impl ContentLengthDecoder {
         self.buf.is_empty()
     }
 
+    /// How many bytes are buffered: the part of a frame read so far, and any
+    /// bytes of the next.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next whole frame's body, or `None` until more bytes come.
     ///
     /// # Errors

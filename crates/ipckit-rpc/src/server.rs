@@ -1,7 +1,8 @@
 //! The blocking [`Server`] and the [`ServerOptions`] both servers share.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -11,14 +12,17 @@ use ipckit::stream::{AcceptBackoff, ConnectionLimit};
 use ipckit::{Address, ConnectOptions, ListenerOptions, ToAddress};
 
 use crate::auth::ChallengeDigest;
-use crate::conn::{Conn, Reader, Writer};
+use crate::budget::{Budget, DEFAULT_MAX_BUFFERED_BYTES};
+use crate::conn::{Conn, Halves, Reader, Waker, Writer};
 use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
 use crate::jsonrpc::{Entry, Id, Incoming, Response, decode_incoming};
 use crate::methods::{Job, Methods};
+use crate::pool::Pool;
 
-/// How often a blocked reader looks up to see whether it should stop.
-pub(crate) const TICK: Duration = Duration::from_millis(100);
+/// How often a reader whose reads cannot be woken (TCP on Windows) looks up
+/// to see whether it should stop.
+const LOOK_UP: Duration = Duration::from_millis(100);
 
 /// How long `stop` tries to wake the accept thread, and then waits for it.
 const WAKE_LIMIT: Duration = Duration::from_secs(2);
@@ -54,6 +58,7 @@ pub struct ServerOptions {
     pub(crate) authkey: Option<Vec<u8>>,
     pub(crate) digest: ChallengeDigest,
     pub(crate) max_frame_size: usize,
+    pub(crate) max_buffered_bytes: usize,
     pub(crate) max_concurrent_calls: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) reply_timeout: Duration,
@@ -71,6 +76,7 @@ impl fmt::Debug for ServerOptions {
             .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
             .field("digest", &self.digest)
             .field("max_frame_size", &self.max_frame_size)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("reply_timeout", &self.reply_timeout)
@@ -90,6 +96,7 @@ impl Default for ServerOptions {
             authkey: None,
             digest: ChallengeDigest::default(),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_concurrent_calls: 64,
             handshake_timeout: Duration::from_secs(10),
             reply_timeout: DEFAULT_REPLY_TIMEOUT,
@@ -110,9 +117,9 @@ pub(crate) fn check_size(what: &str, n: usize) -> Result<()> {
 }
 
 impl ServerOptions {
-    /// The defaults: [`Framing::LengthPrefix`], no authkey, 64 MiB frames, 64
-    /// concurrent calls per connection, a 10 s handshake, at most
-    /// [`ConnectionLimit::default_max`] connections.
+    /// The defaults: [`Framing::LengthPrefix`], no authkey, 64 MiB frames,
+    /// 256 MiB buffered for unfinished frames, 64 concurrent calls, a 10 s
+    /// handshake, at most [`ConnectionLimit::default_max`] connections.
     pub fn new() -> ServerOptions {
         ServerOptions::default()
     }
@@ -143,8 +150,32 @@ impl ServerOptions {
         self
     }
 
-    /// How many calls of one connection run at once; the next request waits
-    /// to be read until one finishes.
+    /// The most bytes the server holds, for all its connections together, in
+    /// frames that have not ended yet (default 256 MiB). A request's bytes
+    /// count from the first read until the frame is whole. A connection whose
+    /// next read would go over it is answered with -32600 (`... the server
+    /// holds its limit of N bytes in unfinished requests ...`), reported to
+    /// [`on_connection_error`](Self::on_connection_error) as
+    /// [`ErrorKind::FrameTooLarge`] and closed; the others go on. So clients
+    /// that announce large frames and send them slowly, or never finish them,
+    /// cannot make the server hold more than this.
+    ///
+    /// The length-prefix and `Content-Length` framings are metered, on the
+    /// blocking server; a message of the message framing arrives whole from
+    /// the OS, so it holds nothing unfinished (over `tcp:`, where it is a
+    /// length-prefixed frame inside ipckit, it is not metered). The async
+    /// server does not meter yet.
+    pub fn max_buffered_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.max_buffered_bytes = bytes;
+        self
+    }
+
+    /// How many calls run at once. On the blocking server this bounds the
+    /// calls of the whole server (they run on a pool of at most this many
+    /// threads, shared by every connection) and so those of one connection;
+    /// on the async server, those of one connection. A request waits to be
+    /// read until its connection has a call fewer in flight; a call counts
+    /// until its response is sent (default 64).
     pub fn max_concurrent_calls(&mut self, n: usize) -> &mut Self {
         self.max_concurrent_calls = n;
         self
@@ -189,7 +220,7 @@ impl ServerOptions {
     /// Calls `hook` with the error that ends a connection early: a failed
     /// handshake (a wrong authkey, say), a frame over the limit, broken
     /// framing, a client that stopped reading its responses. The server has no other way to tell; by default nothing is
-    /// reported. The hook runs on the connection's thread (or task).
+    /// reported. The hook runs on a thread (or task) of the server.
     ///
     /// It is also called with the first error of each burst of accepts that
     /// fail for lack of resources (out of file descriptors, say): the server
@@ -212,6 +243,7 @@ impl ServerOptions {
 
     pub(crate) fn check(&self) -> Result<()> {
         check_size("maximum frame size", self.max_frame_size)?;
+        check_size("maximum of buffered bytes", self.max_buffered_bytes)?;
         check_size(
             "maximum number of concurrent calls",
             self.max_concurrent_calls,
@@ -233,7 +265,7 @@ impl ServerOptions {
     }
 
     /// Binds `addr` and serves `methods` on it, a thread per connection and a
-    /// thread per call, until [`shutdown`](Server::shutdown).
+    /// pool of threads for the calls, until [`shutdown`](Server::shutdown).
     ///
     /// # Errors
     ///
@@ -271,6 +303,9 @@ impl ServerOptions {
             limit,
             stopping: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
+            live: Mutex::new(Live::default()),
+            pool: Pool::new(self.max_concurrent_calls),
+            budget: Budget::new(self.max_buffered_bytes),
         });
         let s = Arc::clone(&shared);
         let (ended_tx, ended_rx) = mpsc::channel::<()>();
@@ -320,14 +355,29 @@ struct Shared {
     limit: ConnectionLimit,
     stopping: AtomicBool,
     conns: Mutex<Vec<JoinHandle<()>>>,
+    /// The connections being served, to wake their readers when stopping.
+    live: Mutex<Live>,
+    pool: Arc<Pool>,
+    budget: Arc<Budget>,
+}
+
+/// The connections being served, by a number of their own.
+#[derive(Default)]
+struct Live {
+    next: u64,
+    conns: HashMap<u64, Arc<Served>>,
 }
 
 /// A blocking JSON-RPC server: a thread accepts connections, a thread per
-/// connection reads its requests, and each request runs on a thread of its own
-/// (at most [`max_concurrent_calls`](ServerOptions::max_concurrent_calls) at once
-/// per connection), so calls of one client finish in any order and each
-/// response goes back, matched by id, as soon as it is ready. A batch runs on
-/// one thread, its entries in order.
+/// connection reads its requests (blocked in the OS while the client is
+/// silent: an idle connection costs no CPU), and the calls run on a pool of
+/// at most [`max_concurrent_calls`](ServerOptions::max_concurrent_calls)
+/// threads shared by all connections, so calls of one client finish in any
+/// order and each response goes back, matched by id, as soon as it is ready.
+/// A batch runs as one call, its entries in order. However many clients
+/// connect and whatever they send or fail to read, the server has one thread
+/// per connection, its accept thread and at most `max_concurrent_calls`
+/// more.
 ///
 /// # Examples
 ///
@@ -416,10 +466,19 @@ impl Server {
         {
             let _ = accept.join();
         }
+        // Wake every reader: it reads no more requests, lets its calls in
+        // flight finish and send their responses, then closes.
+        {
+            let live = lock(&self.shared.live);
+            for served in live.conns.values() {
+                served.stop_reading();
+            }
+        }
         let conns = std::mem::take(&mut *lock(&self.shared.conns));
         for conn in conns {
             let _ = conn.join();
         }
+        self.shared.pool.close();
     }
 }
 
@@ -500,73 +559,96 @@ pub(crate) fn accept_pause(
     }
 }
 
-/// How many threads serve one connection, bounded.
-#[derive(Default)]
-struct Workers {
-    n: Mutex<usize>,
-    changed: Condvar,
-}
-
-impl Workers {
-    /// Counts one more worker if there are fewer than `max`.
-    fn try_add(&self, max: usize) -> bool {
-        let mut n = lock(&self.n);
-        if *n >= max {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    fn remove(&self) {
-        *lock(&self.n) -= 1;
-        self.changed.notify_all();
-    }
-
-    fn wait_none(&self) {
-        let mut n = lock(&self.n);
-        while *n > 0 {
-            n = self.changed.wait(n).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
-/// One connection, shared by the threads that serve it. They take turns to
-/// read (leader/follower): the thread that has read a request hands the turn
-/// on and runs the call itself, so a reply leaves from the thread that read
-/// its request, with no hand-over on the way, while the next request is read
-/// by another thread (one is started when none is waiting, up to
-/// `max_concurrent_calls`), so a slow call holds up no other.
+/// One connection, shared by its reader thread and the calls of it that run
+/// on the pool.
 struct Served {
-    reader: Mutex<Reader>,
     writer: Mutex<Writer>,
+    /// Responses waiting for the writer, and whether a thread is sending them.
+    outbox: Mutex<Outbox>,
+    /// Requests read whose response has not been sent (or dropped) yet.
+    in_flight: Mutex<usize>,
+    /// Signalled when `in_flight` drops, and when the reader should stop.
+    changed: Condvar,
+    /// Ends the reader's reads from another thread.
+    waker: Waker,
+    /// The server's pool, told when a thread of it sends.
+    pool: Arc<Pool>,
     peer: String,
-    /// Threads waiting for their turn to read.
-    waiting: AtomicUsize,
-    workers: Workers,
-    /// The connection has ended (or broke): nothing more is read.
-    ended: AtomicBool,
     /// A response could not be sent (the client is gone, or stopped reading
-    /// for the reply timeout): nothing more is sent either.
+    /// for the reply timeout): nothing more is sent, or read.
     broken: AtomicBool,
 }
 
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Vec<u8>>,
+    sending: bool,
+}
+
 impl Served {
-    /// Sends a response, unless an earlier one failed. A failed send ends
-    /// the connection: a client that has gone cannot get it, which is not
-    /// the server's failure; one that stopped reading is reported.
-    fn send(&self, opts: &ServerOptions, bytes: &[u8]) {
-        if self.broken.load(Ordering::SeqCst) {
-            return;
+    /// Ends the reader's wait, for a read or for a free slot: the server is
+    /// stopping, or the connection broke.
+    fn stop_reading(&self) {
+        self.waker.wake();
+        let _held = lock(&self.in_flight);
+        self.changed.notify_all();
+    }
+
+    /// Counts `n` requests answered.
+    fn answered(&self, n: usize) {
+        let mut in_flight = lock(&self.in_flight);
+        *in_flight -= n;
+        self.changed.notify_all();
+    }
+
+    /// Sends the response to one request (`None`: a notification, nothing to
+    /// send), unless an earlier send failed. Only one thread sends at a time;
+    /// a response that comes while one does is queued for it, and once that
+    /// thread is stuck in its send it no longer counts against the pool: a
+    /// client that stops reading holds one thread (until the reply timeout),
+    /// but no place in the pool.
+    fn respond(&self, opts: &ServerOptions, bytes: Option<Vec<u8>>) {
+        let Some(bytes) = bytes.filter(|_| !self.broken.load(Ordering::SeqCst)) else {
+            return self.answered(1);
+        };
+        {
+            let mut outbox = lock(&self.outbox);
+            outbox.queue.push_back(bytes);
+            if outbox.sending {
+                return;
+            }
+            outbox.sending = true;
         }
+        let _sending = self.pool.sending();
         let mut writer = lock(&self.writer);
+        loop {
+            let batch: Vec<Vec<u8>> = {
+                let mut outbox = lock(&self.outbox);
+                if outbox.queue.is_empty() {
+                    outbox.sending = false;
+                    return;
+                }
+                outbox.queue.drain(..).collect()
+            };
+            let n = batch.len();
+            for bytes in batch {
+                self.send(&mut writer, opts, &bytes);
+            }
+            self.answered(n);
+        }
+    }
+
+    /// Sends a response. A failed send ends the connection: a client that has
+    /// gone cannot get it, which is not the server's failure; one that stopped
+    /// reading is reported.
+    fn send(&self, writer: &mut Writer, opts: &ServerOptions, bytes: &[u8]) {
         if self.broken.load(Ordering::SeqCst) {
             return;
         }
         let deadline = Instant::now() + opts.reply_timeout;
         if let Err(e) = writer.send(bytes, Some(deadline), &self.peer) {
             self.broken.store(true, Ordering::SeqCst);
-            self.ended.store(true, Ordering::SeqCst);
+            self.stop_reading();
             if e.kind() == ErrorKind::TimedOut {
                 opts.report(&reply_timed_out(&e, opts.reply_timeout));
             }
@@ -595,114 +677,151 @@ pub(crate) fn too_large_response(err: &Error) -> Vec<u8> {
     .encode()
 }
 
+/// Serves one connection on the thread it was accepted for: the handshake,
+/// then its requests, until it ends or the server stops; then waits for its
+/// calls in flight to send their responses, and closes it.
 fn serve_conn(shared: &Arc<Shared>, mut conn: Conn) {
-    let opts = &shared.opts;
-    if let Some(key) = &opts.authkey {
-        if conn
-            .handshake(
-                key,
-                opts.digest,
-                true,
-                opts.handshake_timeout,
-                Some(&shared.stopping),
-            )
-            .map_err(|e| opts.report(&e))
-            .is_err()
-        {
-            return;
-        }
-    }
-    if conn.reader.set_timeout(Some(TICK)).is_err() {
+    conn.reader.set_budget(&shared.budget);
+    let Ok(waker) = conn.reader.waker() else {
+        return;
+    };
+    if !waker.wakes_reads() && conn.reader.set_timeout(Some(LOOK_UP)).is_err() {
         return;
     }
     let Conn {
-        reader,
+        mut reader,
         writer,
         peer,
         ..
     } = conn;
     let served = Arc::new(Served {
-        reader: Mutex::new(reader),
         writer: Mutex::new(writer),
+        outbox: Mutex::new(Outbox::default()),
+        in_flight: Mutex::new(0),
+        changed: Condvar::new(),
+        waker,
+        pool: Arc::clone(&shared.pool),
         peer,
-        waiting: AtomicUsize::new(0),
-        workers: Workers::default(),
-        ended: AtomicBool::new(false),
         broken: AtomicBool::new(false),
     });
-    // This thread is the first worker; the connection is done when the last
-    // has finished its call.
-    served.workers.try_add(usize::MAX);
-    work(shared, &served);
-    served.workers.wait_none();
-}
-
-/// A worker: reads a request in its turn, then runs it.
-fn work(shared: &Arc<Shared>, served: &Arc<Served>) {
-    while let Some(frame) = next_frame(shared, served) {
-        if served.waiting.load(Ordering::SeqCst) == 0 {
-            start_worker(shared, served);
+    // Registered before anything is read, so a stop can wake the reads; under
+    // the lock `stop` takes to wake them, so none is missed.
+    let id = {
+        let mut live = lock(&shared.live);
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
         }
-        dispatch(shared, &frame, served);
+        live.next += 1;
+        let id = live.next;
+        live.conns.insert(id, Arc::clone(&served));
+        id
+    };
+    let refused = if handshake(shared, &mut reader, &served) {
+        read_requests(shared, &mut reader, &served)
+    } else {
+        None
+    };
+    // What the reader holds (a frame refused half read) goes first.
+    drop(reader);
+    if let Some(e) = refused {
+        *lock(&served.in_flight) += 1;
+        served.respond(&shared.opts, Some(too_large_response(&e)));
     }
-    served.workers.remove();
+    let mut in_flight = lock(&served.in_flight);
+    while *in_flight > 0 {
+        in_flight = served
+            .changed
+            .wait(in_flight)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+    drop(in_flight);
+    lock(&shared.live).conns.remove(&id);
 }
 
-/// Another worker, if the connection may have one more; without it, this
-/// thread reads again once its call is done.
-fn start_worker(shared: &Arc<Shared>, served: &Arc<Served>) {
-    if !served.workers.try_add(shared.opts.max_concurrent_calls) {
-        return;
-    }
-    let (s, c) = (Arc::clone(shared), Arc::clone(served));
-    let spawned = thread::Builder::new()
-        .name("ipckit-rpc-call".into())
-        .spawn(move || work(&s, &c));
-    if spawned.is_err() {
-        served.workers.remove();
-    }
-}
-
-/// The next request, in this thread's turn to read; `None` once the
-/// connection has ended or the server stops.
-fn next_frame(shared: &Arc<Shared>, served: &Served) -> Option<Vec<u8>> {
-    served.waiting.fetch_add(1, Ordering::SeqCst);
-    let mut reader = lock(&served.reader);
-    served.waiting.fetch_sub(1, Ordering::SeqCst);
+/// The authkey handshake, if the server asks for one; whether it passed.
+fn handshake(shared: &Shared, reader: &mut Reader, served: &Served) -> bool {
     let opts = &shared.opts;
-    while !served.ended.load(Ordering::SeqCst) && !shared.stopping.load(Ordering::SeqCst) {
-        match reader.recv(&served.peer) {
-            Ok(Some(frame)) => return Some(frame),
-            Ok(None) => break,
-            Err(e) if e.kind() == ErrorKind::TimedOut => {}
+    let Some(key) = &opts.authkey else {
+        return true;
+    };
+    let result = Halves {
+        reader,
+        writer: &mut lock(&served.writer),
+        peer: &served.peer,
+        max: opts.max_frame_size,
+    }
+    .handshake(
+        key,
+        opts.digest,
+        true,
+        opts.handshake_timeout,
+        Some(&shared.stopping),
+    );
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            if !shared.stopping.load(Ordering::SeqCst) {
+                opts.report(&e);
+            }
+            false
+        }
+    }
+}
+
+/// Reads requests and hands each to the pool, while the connection has a
+/// free slot, until it ends, breaks or the server stops; returns the error
+/// of a frame refused for its size (reported), to be answered.
+fn read_requests(shared: &Arc<Shared>, reader: &mut Reader, served: &Arc<Served>) -> Option<Error> {
+    let opts = &shared.opts;
+    let ended = || served.broken.load(Ordering::SeqCst) || shared.stopping.load(Ordering::SeqCst);
+    loop {
+        {
+            let mut in_flight = lock(&served.in_flight);
+            while *in_flight >= opts.max_concurrent_calls && !ended() {
+                in_flight = served
+                    .changed
+                    .wait(in_flight)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        if ended() {
+            return None;
+        }
+        let frame = match reader.recv(&served.peer) {
+            // A request read as the server began to stop is not run.
+            _ if ended() => return None,
+            Ok(Some(frame)) => frame,
+            // A reader that looks up now and then (see `LOOK_UP`).
+            Err(e) if e.kind() == ErrorKind::TimedOut => continue,
+            Ok(None) => return None,
             Err(e) if e.kind() == ErrorKind::FrameTooLarge => {
                 opts.report(&e);
-                served.send(opts, &too_large_response(&e));
-                break;
+                return Some(e);
             }
             Err(e) => {
                 if e.kind() == ErrorKind::Protocol {
                     opts.report(&e);
                 }
-                break;
+                return None;
             }
+        };
+        *lock(&served.in_flight) += 1;
+        let (s, c) = (Arc::clone(shared), Arc::clone(served));
+        let call = Box::new(move || c.respond(&s.opts, run(&s.methods, &frame)));
+        if let Some(call) = shared.pool.submit(call) {
+            call();
         }
     }
-    served.ended.store(true, Ordering::SeqCst);
-    None
 }
 
-/// Runs one request (or batch) and sends its reply from this thread.
-fn dispatch(shared: &Arc<Shared>, frame: &[u8], served: &Served) {
-    let opts = &shared.opts;
+/// Runs one request (or batch): its response, if it has one.
+fn run(methods: &Methods, frame: &[u8]) -> Option<Vec<u8>> {
     let job = match decode_incoming(frame) {
         Incoming::Invalid(resp) | Incoming::Single(Entry::Invalid(resp)) => {
-            return served.send(opts, &resp.encode());
+            return Some(resp.encode());
         }
         Incoming::Single(Entry::Request(req)) => Job::One(req),
         Incoming::Batch(entries) => Job::Batch(entries),
     };
-    if let Some(bytes) = job.run_sync(&shared.methods) {
-        served.send(opts, &bytes);
-    }
+    job.run_sync(methods)
 }

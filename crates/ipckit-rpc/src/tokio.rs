@@ -558,6 +558,7 @@ impl ClientOptions {
     /// As for [`ClientOptions::connect`].
     pub async fn connect_tokio(&self, addr: impl ToAddress) -> Result<Client> {
         self.check()?;
+        let started = std::time::Instant::now();
         let addr = addr
             .to_address()
             .map_err(|e| Error::ipckit("connect the RPC client", e))?;
@@ -582,8 +583,8 @@ impl ClientOptions {
             )?
         };
         if let Some(key) = &self.authkey {
-            conn.handshake(key, self.digest, false, self.handshake_timeout)
-                .await?;
+            let limit = self.handshake_limit(started);
+            conn.handshake(key, self.digest, false, limit).await?;
         }
         Ok(Client::start(conn, self.timeout))
     }

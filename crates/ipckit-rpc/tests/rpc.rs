@@ -410,6 +410,40 @@ fn an_oversized_request_is_refused_and_closes_the_connection() {
     });
 }
 
+/// The message framing answers an oversized request with -32600 too, as the
+/// other framings do (it closed the connection without a word before).
+#[test]
+fn an_oversized_request_over_the_message_framing_gets_its_error_response() {
+    watchdog(limit(), || {
+        let (g, _open, _entered) = gate();
+        let mut so = ServerOptions::new();
+        so.framing(Framing::Message).max_frame_size(1000);
+        let server = so
+            .bind(format!("pipe:{}", unique_name("rpc-msg-big")), methods(g))
+            .unwrap();
+        let channel = ipckit::MessageStream::connect(server.local_addr()).unwrap();
+        let big =
+            json!({"jsonrpc": "2.0", "method": "echo", "params": ["x".repeat(2000)], "id": 1});
+        channel.send(big.to_string().as_bytes()).unwrap();
+        let reply = channel.recv().unwrap().expect("the -32600 response");
+        let reply: Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(reply["id"], Value::Null, "{reply}");
+        assert_eq!(reply["error"]["code"], json!(-32600), "{reply}");
+        let msg = reply["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("exceeds the maximum message size of 1000 bytes"),
+            "{msg}"
+        );
+        assert!(msg.contains("closing the connection"), "{msg}");
+        // Then the connection ends.
+        assert!(
+            !matches!(channel.recv(), Ok(Some(_))),
+            "more after the refusal"
+        );
+        server.shutdown();
+    });
+}
+
 #[test]
 fn pythons_extended_length_for_a_frame_over_2_gib_is_refused_clearly() {
     use std::io::Write;

@@ -253,6 +253,43 @@ fn shutdown_write_gives_the_peer_eof_or_says_unsupported() {
     });
 }
 
+/// `shutdown(Read)` on a clone wakes a read waiting on another handle, with
+/// the end of the stream, and every later read ends too; writing goes on
+/// (on Windows too, where a pipe has no half-close).
+#[test]
+fn shutdown_read_on_a_clone_wakes_a_blocked_reader() {
+    watchdog(limit(20), || {
+        for addr in [
+            format!("pipe:{}", unique_name("shut-rd")),
+            "tcp:127.0.0.1:0".to_owned(),
+        ] {
+            // Winsock's shutdown(SD_RECEIVE) does not wake a recv already
+            // waiting (seen under Wine): not promised there.
+            if cfg!(windows) && addr.starts_with("tcp:") {
+                continue;
+            }
+            let listener = Listener::bind(addr.as_str()).unwrap();
+            let mut client = Stream::connect(listener.local_addr()).unwrap();
+            let server = listener.accept().unwrap();
+            let waker = server.try_clone().unwrap();
+            let reader = thread::spawn(move || {
+                let mut server = server;
+                let mut buf = [0u8; 16];
+                let first = server.read(&mut buf).unwrap();
+                let later = server.read(&mut buf).unwrap();
+                server.write_all(b"still writes").unwrap();
+                (first, later)
+            });
+            // The reader is (or will be) waiting: nothing was sent.
+            waker.shutdown(Shutdown::Read).unwrap();
+            assert_eq!(reader.join().unwrap(), (0, 0), "{addr}");
+            let mut got = [0u8; 12];
+            client.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"still writes", "{addr}");
+        }
+    });
+}
+
 #[test]
 fn many_concurrent_clients_each_checksummed() {
     let clients = 200;

@@ -17,6 +17,9 @@ const SHORT_MAX: u64 = 0x7fff_ffff;
 /// Messages below this size go out with their header in one write (one syscall),
 /// as Python does below 16 KiB.
 const COALESCE: usize = 16 * 1024;
+/// The most a frame's buffer grows by before any of its body has arrived;
+/// after that it at most doubles what has.
+const GROW_FIRST: usize = 64 * 1024;
 
 /// `Ok` while a framed stream is in step; once a frame was cut (`broken` says
 /// why), every call fails with `Disconnected`. Shared by the blocking and the
@@ -81,7 +84,13 @@ impl FrameReader {
             },
         };
         while self.body.len() < len {
-            let want = (len - self.body.len()).min(1 << 20);
+            // Grow as bytes arrive, never from the announced length: a peer
+            // that announces a large frame and sends little of it makes this
+            // hold little more than it sent.
+            let want = (len - self.body.len())
+                .min(self.body.len().max(GROW_FIRST))
+                .min(1 << 20);
+            self.body.reserve(want);
             let got = r.by_ref().take(want as u64).read_to_end(&mut self.body)?;
             if got == 0 {
                 return Err(protocol(format!(
@@ -136,7 +145,6 @@ impl FrameReader {
         }
         let len = len as usize;
         self.body.clear();
-        self.body.reserve(len.min(1 << 20));
         self.body_len = Some(len);
         Ok(Some(len))
     }

@@ -60,11 +60,12 @@
 //! Each receiver has a limit ([`MessageStream::set_max_message_size`], default
 //! 64 MiB). An incoming message over it fails `recv` with
 //! [`ErrorKind::FrameTooLarge`], naming both
-//! sizes; no part of it is delivered. The channel is then **closed**: every later
-//! `send` and `recv` on it (and on its clones) fails with
-//! [`ErrorKind::Disconnected`], and the peer sees
-//! the end of the channel (on Windows at once from a server end, which
-//! disconnects its client; from a client end when its last handle is dropped).
+//! sizes; no part of it is delivered. The channel then **receives no more**:
+//! every later `recv` on it (and on its clones) fails with
+//! [`ErrorKind::Disconnected`]. Sending goes on, so the receiver can tell the
+//! peer why before it drops the channel (as Python's `recv_bytes(maxlength)`
+//! leaves a connection writable); the peer sees the end when the receiver's
+//! last handle is dropped (on Unix its sends fail from the refusal on).
 
 pub(crate) mod frame;
 mod framed;
@@ -311,15 +312,14 @@ impl Shared {
         }
     }
 
-    /// Closes the channel for good after an oversized message, so neither side
-    /// can go on out of step.
+    /// Receives no more after a message that put the channel out of step
+    /// (an oversized one); sending goes on, so the receiver can tell the peer
+    /// why before it drops the channel.
     fn close(&self, why: String) {
         let _ = self.closed.set(why);
         match &self.conn {
-            Conn::Local(s) => s.close(),
-            Conn::Framed(f) => {
-                let _ = f.stream.shutdown(Shutdown::Both);
-            }
+            Conn::Local(s) => drop(s.shutdown(Shutdown::Read)),
+            Conn::Framed(f) => drop(f.stream.shutdown(Shutdown::Read)),
         }
     }
 
@@ -455,7 +455,6 @@ impl MessageStream {
     /// type's docs for what was sent), [`ErrorKind::Disconnected`] when the peer
     /// has gone or the channel was closed, and the OS error otherwise.
     pub fn send(&self, msg: &[u8]) -> Result<()> {
-        self.shared.check_open(&self.peer)?;
         self.shared
             .send(msg, self.write.until())
             .map_err(|e| Error::io(format!("send a message to {}", self.peer), e))
@@ -567,6 +566,39 @@ impl MessageStream {
     /// An absolute time after which `send` fails with `TimedOut`.
     pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
         self.write.deadline = deadline;
+    }
+
+    /// Shuts down the receiving half, the sending half, or both, for this
+    /// handle and every clone of it. After `Shutdown::Read` every `recv`, the
+    /// one waiting now included, returns `None` (the end): one thread can
+    /// wake another that waits in `recv`, with no read timeout to poll.
+    ///
+    /// # Errors
+    ///
+    /// The OS error, and [`ErrorKind::Unsupported`] where the channel has no
+    /// such half-close.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// ### Unix
+    ///
+    /// `shutdown(2)` on the socket: after `Write` the peer's `recv` finds the
+    /// end once it has taken what was sent; after `Read` the peer's sends fail
+    /// on a Unix socket (not on TCP).
+    ///
+    /// ### Windows
+    ///
+    /// A named pipe has no half-close: `Read` ends the receives of this
+    /// process's handles only (the peer is not told); `Write` and `Both` fail
+    /// with [`ErrorKind::Unsupported`]: drop every handle to close the channel.
+    /// Over `tcp:` this is Winsock's `shutdown`, which does not end a receive
+    /// that is already waiting.
+    pub fn shutdown(&self, how: Shutdown) -> Result<()> {
+        match &self.shared.conn {
+            Conn::Local(s) => s.shutdown(how),
+            Conn::Framed(f) => return f.stream.shutdown(how),
+        }
+        .map_err(|e| Error::io(format!("shut down the message channel to {}", self.peer), e))
     }
 
     /// Another handle to the same channel, with this one's timeouts, deadlines

@@ -489,12 +489,24 @@ impl Stream {
         })
     }
 
-    /// Shuts down the read half, the write half, or both.
+    /// Shuts down the read half, the write half, or both, for this handle and
+    /// every clone of it. After `Shutdown::Read` every read, the one waiting
+    /// now included, returns 0 bytes (the end): one thread can wake another
+    /// that waits in `read`, with no read timeout to poll.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Unsupported`] on Windows named pipes, which have no half-close:
-    /// drop every handle to the stream to close it.
+    /// The OS error; [`ErrorKind::Unsupported`] as below.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// ### Windows
+    ///
+    /// Named pipes have no half-close: `Read` ends the reads of this process's
+    /// handles only (the peer is not told), and `Write` and `Both` fail with
+    /// [`ErrorKind::Unsupported`]: drop every handle to the stream to close it.
+    /// Over `tcp:` this is Winsock's `shutdown`, which does not end a read that
+    /// is already waiting.
     pub fn shutdown(&self, how: Shutdown) -> Result<()> {
         match &self.inner {
             StreamKind::Local(s) => s.shutdown(how),

@@ -273,7 +273,6 @@ impl MessageStream {
     ///
     /// As for [`crate::MessageStream::send`].
     pub async fn send(&self, msg: &[u8]) -> Result<()> {
-        self.check_open()?;
         let limit = self.write.until();
         let op = async {
             match &self.shared.conn {
@@ -295,7 +294,8 @@ impl MessageStream {
     /// # Errors
     ///
     /// As for [`crate::MessageStream::recv`]; after
-    /// [`ErrorKind::FrameTooLarge`] the channel is closed.
+    /// [`ErrorKind::FrameTooLarge`] the channel receives no more (sending
+    /// goes on).
     pub async fn recv(&self) -> Result<Option<Vec<u8>>> {
         self.check_open()?;
         let mut out = Vec::new();
@@ -324,11 +324,13 @@ impl MessageStream {
         }
     }
 
+    /// Receives no more, after a message that put the channel out of step;
+    /// sending goes on, so the receiver can tell the peer why.
     fn close_io(&self) {
         match &self.shared.conn {
-            Conn::Local(s) => s.close(),
-            // The halves close when the last handle drops; nothing reads or
-            // writes them again meanwhile (`check_open`).
+            Conn::Local(s) => s.close_receiving(),
+            // The halves close when the last handle drops; nothing reads them
+            // again meanwhile (`check_open`).
             Conn::Framed(_) => {}
         }
     }

@@ -268,7 +268,9 @@ impl MsgStream {
                          is another process reading this socket?"
                     )));
                 }
-                Err(Errno::INTR) => continue,
+                // The peer closed, with records of ours unread, after the peek:
+                // Linux reports that once; the record peeked is still there.
+                Err(Errno::INTR | Errno::CONNRESET) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -385,6 +387,17 @@ impl MsgStream {
 
     pub(crate) fn close(&self) {
         let _ = rustix::net::shutdown(&self.sock, rustix::net::Shutdown::Both);
+    }
+
+    /// Shuts down one direction or both (`shutdown(2)`): after `Read`, a
+    /// receive, the one waiting now included, finds the end of the channel.
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        let how = match how {
+            std::net::Shutdown::Read => rustix::net::Shutdown::Read,
+            std::net::Shutdown::Write => rustix::net::Shutdown::Write,
+            std::net::Shutdown::Both => rustix::net::Shutdown::Both,
+        };
+        Ok(rustix::net::shutdown(&self.sock, how)?)
     }
 }
 

@@ -175,6 +175,11 @@ impl MsgStream {
         self.io.get_ref().close();
     }
 
+    /// Receives no more: the peer's sends fail from now on.
+    pub(crate) fn close_receiving(&self) {
+        let _ = self.io.get_ref().shutdown(std::net::Shutdown::Read);
+    }
+
     pub(crate) fn peer_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
         self.io.get_ref().peer_credentials()
     }

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::io;
 use std::mem::MaybeUninit;
+use std::net::Shutdown;
 use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
 use std::ptr;
 use std::sync::Mutex;
@@ -94,6 +95,9 @@ pub(crate) struct MsgStream {
     write_event: Mutex<Event>,
     /// Signalled to give up every operation, now and later (see `abort`).
     stop: Event,
+    /// Signalled to give up every receive, now and later (see `abort` and
+    /// `shutdown`); receives wait for this one, sends for `stop`.
+    read_stop: Event,
 }
 
 /// The peer has gone: the end of the channel, or of the message in progress.
@@ -145,6 +149,7 @@ impl MsgStream {
             }),
             write_event: Mutex::new(Event::new()?),
             stop: Event::new()?,
+            read_stop: Event::new()?,
         })
     }
 
@@ -259,6 +264,8 @@ impl MsgStream {
             reader.scratch.clear();
             let more = match self.read_append(&reader.event, &mut reader.scratch, CHUNK, limit) {
                 Err(e) if is_end(&e) => return Ok(false),
+                // Receiving was shut down: the end, as after `SHUT_RD`.
+                Err(_) if self.read_stop.is_set() => return Ok(false),
                 other => other?,
             };
             if !more {
@@ -360,7 +367,7 @@ impl MsgStream {
         let (n, more) = overlapped::run_message(
             self.handle.as_handle(),
             event,
-            &self.stop,
+            &self.read_stop,
             limit,
             "receive",
             |ov| {
@@ -407,6 +414,23 @@ impl MsgStream {
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn abort(&self) {
         self.stop.set();
+        self.read_stop.set();
+    }
+
+    /// `Read` ends every receive, the one waiting now included, with the end
+    /// of the channel; the peer is not told. A pipe has no half-close, so
+    /// `Write` and `Both` are unsupported.
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match how {
+            Shutdown::Read => {
+                self.read_stop.set();
+                Ok(())
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a named pipe cannot be half-closed; drop every handle to the channel instead",
+            )),
+        }
     }
 
     /// Makes the peer see the end of the channel now: a server end disconnects

@@ -5,7 +5,7 @@ use std::io;
 use std::net::Shutdown;
 use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
 use std::ptr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use windows_sys::Win32::Foundation::{
@@ -248,14 +248,22 @@ pub(crate) struct Stream {
     handle: OwnedHandle,
     read_event: Mutex<Event>,
     write_event: Mutex<Event>,
+    /// Signalled by `shutdown(Read)`: reads of this handle and of its clones
+    /// (which share it) end, now and later.
+    read_stop: Arc<Event>,
 }
 
 impl Stream {
     fn new(handle: OwnedHandle) -> io::Result<Stream> {
+        Stream::with_read_stop(handle, Arc::new(Event::new()?))
+    }
+
+    fn with_read_stop(handle: OwnedHandle, read_stop: Arc<Event>) -> io::Result<Stream> {
         Ok(Stream {
             handle,
             read_event: Mutex::new(Event::new()?),
             write_event: Mutex::new(Event::new()?),
+            read_stop,
         })
     }
 
@@ -272,7 +280,9 @@ impl Stream {
         let event = lock(&self.read_event);
         let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
         let raw = self.handle.as_raw_handle();
-        let res = overlapped::run(self.handle.as_handle(), &event, limit, "read", &[], |ov| {
+        let handle = self.handle.as_handle();
+        let stop = &self.read_stop;
+        let res = overlapped::run_stoppable(handle, &event, stop, limit, "read", &[], |ov| {
             // SAFETY: `raw` is our live overlapped pipe handle; `buf` is valid for
             // `len` bytes and, like `ov`, outlives the operation because `run`
             // waits for it to finish.
@@ -280,6 +290,8 @@ impl Stream {
         });
         match res {
             Err(e) if e.raw_os_error() == Some(ERROR_BROKEN_PIPE as i32) => Ok(0),
+            // Reading was shut down: the end, as after `SHUT_RD` on a socket.
+            Err(_) if self.read_stop.is_set() => Ok(0),
             other => other.map(|n| n as usize),
         }
     }
@@ -304,18 +316,27 @@ impl Stream {
     }
 
     pub(crate) fn try_clone(&self) -> io::Result<Stream> {
-        Stream::new(self.handle.try_clone()?)
+        Stream::with_read_stop(self.handle.try_clone()?, Arc::clone(&self.read_stop))
     }
 
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         peer_credentials(self.handle.as_handle())
     }
 
-    pub(crate) fn shutdown(&self, _how: Shutdown) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "named pipes have no half-close; drop every handle to the stream to close it",
-        ))
+    /// `Read` ends every read of this handle and its clones, the one waiting
+    /// now included, with the end of the stream (0 bytes); the peer is not
+    /// told. A pipe has no half-close, so `Write` and `Both` are unsupported.
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match how {
+            Shutdown::Read => {
+                self.read_stop.set();
+                Ok(())
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "named pipes have no half-close; drop every handle to the stream to close it",
+            )),
+        }
     }
 }
 

@@ -76,6 +76,11 @@ impl MsgStream {
         self.inner.close();
     }
 
+    /// Receives no more; the peer is not told (a pipe has no half-close).
+    pub(crate) fn close_receiving(&self) {
+        let _ = self.inner.shutdown(std::net::Shutdown::Read);
+    }
+
     pub(crate) fn peer_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
         self.inner.peer_credentials()
     }
