@@ -1,2 +1,698 @@
+//! faults: peers SIGKILLed mid-message, half-close, idle and non-reading
+//! clients, a server killed and restarted on its name, racing binds, and a
+//! server out of file descriptors. The RPC server's share is in `rpc_faults`.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use ipckit::shm::ShmChannel;
+use ipckit::{MailslotSender, MessageStream, Stream};
+use rustix::process::Signal;
+
+use crate::load::{Kind, echo_messages, echo_stream, fresh_addr, start_server};
 use crate::run::Scenario;
-pub(crate) fn scenarios() -> Vec<Scenario> { Vec::new() }
+use crate::util::{self, Ctx, Outcome, Proc, Usage, pattern};
+
+const ATOMIC_BINDS: &str = "atomic binds (AddrInUse naming the winner's pid)";
+const EMFILE: &str = "accept surviving EMFILE";
+
+pub(crate) fn scenarios() -> Vec<Scenario> {
+    let mut v = Vec::new();
+    for k in [
+        Kind::UnixPath,
+        Kind::Pipe,
+        Kind::Abstract,
+        Kind::Tcp,
+        Kind::Message,
+        Kind::Shm,
+        Kind::Mailslot,
+    ] {
+        v.push(Scenario::new(
+            format!("faults/kill-client/{}", k.name()),
+            30,
+            None,
+            move |c| kill_client(c, k),
+        ));
+    }
+    for k in [
+        Kind::Pipe,
+        Kind::Tcp,
+        Kind::Message,
+        Kind::Shm,
+        Kind::Mailslot,
+    ] {
+        v.push(Scenario::new(
+            format!("faults/kill-server/{}", k.name()),
+            30,
+            None,
+            move |c| kill_server(c, k),
+        ));
+    }
+    for k in [Kind::Pipe, Kind::Message, Kind::Shm, Kind::Mailslot] {
+        v.push(Scenario::new(
+            format!("faults/restart/{}", k.name()),
+            30,
+            None,
+            move |c| restart(c, k),
+        ));
+    }
+    for k in [Kind::Pipe, Kind::Tcp] {
+        v.push(Scenario::new(
+            format!("faults/half-close/{}", k.name()),
+            30,
+            None,
+            move |c| half_close(c, k),
+        ));
+    }
+    for k in [Kind::Pipe, Kind::Message] {
+        v.push(Scenario::new(
+            format!("faults/idle-and-nonreading/{}", k.name()),
+            30,
+            None,
+            move |c| idle_and_nonreading(c, k),
+        ));
+    }
+    v.push(Scenario::new(
+        "faults/racing-binds",
+        90,
+        Some(ATOMIC_BINDS),
+        racing_binds,
+    ));
+    for k in [Kind::Pipe, Kind::Message, Kind::Tcp] {
+        v.push(Scenario::new(
+            format!("faults/fd-exhaustion/{}", k.name()),
+            40,
+            Some(EMFILE),
+            move |c| fd_exhaustion(c, k),
+        ));
+    }
+    v.extend(crate::rpc_faults::scenarios());
+    v
+}
+
+/// One good client after a fault: 256 KiB echoed unchanged (a message kind:
+/// as messages; a mailslot: one message seen by the receiver).
+fn serves(kind: Kind, addr: &str, server: &Proc) -> Result<(), String> {
+    let a = addr.to_string();
+    let r = match kind {
+        Kind::Message => util::bounded(Duration::from_secs(20), move || {
+            echo_messages(&a, 7, 256 << 10)
+        }),
+        Kind::Mailslot => {
+            let msg = format!("after-the-fault-{}", util::unique("m"));
+            let tx = MailslotSender::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+            tx.send(msg.as_bytes()).map_err(|e| format!("send: {e}"))?;
+            return match server.stdout_line(&msg, Duration::from_secs(10)) {
+                Some(_) => Ok(()),
+                None => Err("the receiver did not print a message sent after the fault".into()),
+            };
+        }
+        Kind::Shm => util::bounded(Duration::from_secs(20), move || shm_echo(&a)),
+        _ => util::bounded(Duration::from_secs(20), move || {
+            echo_stream(&a, 7, 256 << 10)
+        }),
+    };
+    r.unwrap_or_else(|| Err("a good client hung after the fault".into()))
+        .map_err(|e| format!("the server does not serve a good client after the fault: {e}"))
+}
+
+fn shm_echo(addr: &str) -> Result<(), String> {
+    let mut ch = ShmChannel::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    ch.set_read_timeout(Some(Duration::from_secs(10)));
+    let msg = pattern(3, 64 << 10);
+    ch.send(&msg).map_err(|e| e.to_string())?;
+    match ch.recv() {
+        Ok(Some(m)) if m == msg => Ok(()),
+        other => Err(format!("echo: {other:?}")),
+    }
+}
+
+/// A client process (`ipckit connect`, or `send` for a mailslot) is SIGKILLed
+/// while the server is echoing to it; the server lives and serves the next.
+fn kill_client(ctx: &Ctx, kind: Kind) -> Outcome {
+    let (server, addr) = start_server(ctx, kind, &fresh_addr(ctx, kind))?;
+    let base = server.usage();
+    let mut cmd = match kind {
+        Kind::Message => ctx.ipckit(&["connect", "--message", &addr]),
+        Kind::Mailslot => ctx.ipckit(&["send", &addr]),
+        _ => ctx.ipckit(&["connect", &addr]),
+    };
+    cmd.stdin(Stdio::piped());
+    // stdout is a pipe nobody reads: the echo backs up into the client, so it
+    // dies with bytes in flight both ways.
+    let mut client = Proc::spawn(&mut cmd, true)?;
+    let stdin = client.stdin().ok_or("no stdin")?;
+    let fed = Arc::new(AtomicUsize::new(0));
+    let f = Arc::clone(&fed);
+    let line_based = matches!(kind, Kind::Message | Kind::Mailslot | Kind::Shm);
+    let feeder = util::spawn(move || {
+        let mut stdin = stdin;
+        for i in 0..4096u64 {
+            let mut chunk = if line_based {
+                crate::load::mail(0, i % 10_000, 1000)
+            } else {
+                pattern(i, 1024)
+            };
+            if line_based {
+                chunk.push(b'\n');
+            }
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+            f.fetch_add(chunk.len(), Ordering::SeqCst);
+        }
+    });
+    // Kill once 1 MiB went in, or once the feeder is blocked: the pipes are
+    // full both ways (nothing went in for 200 ms).
+    let t = Instant::now();
+    let (mut last, mut still) = (0, Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = fed.load(Ordering::SeqCst);
+        if now != last {
+            (last, still) = (now, Instant::now());
+        }
+        if now >= 1 << 20
+            || (now > 0 && still.elapsed() > Duration::from_millis(200))
+            || t.elapsed() > Duration::from_secs(5)
+        {
+            break;
+        }
+    }
+    let fed_bytes = fed.load(Ordering::SeqCst);
+    client.kill();
+    let _ = feeder.join();
+    let mut server = server;
+    if kind == Kind::Shm {
+        // A channel has one peer: its server must notice the death and end.
+        let st = server.exited_within(Duration::from_secs(10));
+        let figures = format!("fed={fed_bytes}B server-ended={st:?}");
+        if st.is_none() {
+            return Err(format!(
+                "{figures}: `listen --echo shm:` still runs 10 s after its peer was SIGKILLed (it cannot see the death)"
+            ));
+        }
+        let (next, a2) = start_server(ctx, kind, &addr)?;
+        serves(kind, &a2, &next).map_err(|e| format!("{figures}: rebinding after: {e}"))?;
+        return Ok(format!("{figures} rebound+served lost=0"));
+    }
+    if !server.alive() {
+        return Err(format!(
+            "fed={fed_bytes}B: the server exited after its client was killed: {}",
+            server.stderr_text()
+        ));
+    }
+    serves(kind, &addr, &server)?;
+    let after = Usage::settle(server.pid, base, Duration::from_secs(5));
+    let figures = format!(
+        "fed={fed_bytes}B killed-client survived {}",
+        Usage::show(base, after)
+    );
+    Usage::check(base, after, &figures)?;
+    Ok(format!("{figures} lost=0"))
+}
+
+/// The server process is SIGKILLed while a library client is mid-transfer:
+/// the client gets an error or the end of the stream in time, never a hang.
+fn kill_server(ctx: &Ctx, kind: Kind) -> Outcome {
+    let (mut server, addr) = start_server(ctx, kind, &fresh_addr(ctx, kind))?;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let a = addr.clone();
+    let client = util::spawn(move || -> Result<String, String> {
+        match kind {
+            Kind::Mailslot => {
+                let s = MailslotSender::connect(a.as_str()).map_err(|e| e.to_string())?;
+                s.send(b"before").map_err(|e| e.to_string())?;
+                let _ = tx.send(());
+                // Send until the dead receiver shows.
+                for i in 0.. {
+                    if let Err(e) = s.send(&pattern(i, 1000)) {
+                        return Ok(format!("send failed after {i}: {e}"));
+                    }
+                    if i > 100_000 {
+                        break;
+                    }
+                }
+                Err("100000 sends to a killed receiver all succeeded".into())
+            }
+            Kind::Shm => {
+                let ch = ShmChannel::connect(a.as_str()).map_err(|e| e.to_string())?;
+                ch.send(b"hello").map_err(|e| e.to_string())?;
+                ch.recv().map_err(|e| e.to_string())?;
+                let _ = tx.send(());
+                match ch.recv() {
+                    Ok(None) => Ok("recv: the end".into()),
+                    Ok(Some(_)) => Err("a message from a killed server".into()),
+                    Err(e) => Ok(format!("recv: {e}")),
+                }
+            }
+            Kind::Message => {
+                let m = MessageStream::connect(a.as_str()).map_err(|e| e.to_string())?;
+                let w = m.try_clone().map_err(|e| e.to_string())?;
+                let writer = util::spawn(move || {
+                    (0..100_000u64).find_map(|i| w.send(&pattern(i, 8192)).err())
+                });
+                m.recv().map_err(|e| e.to_string())?;
+                let _ = tx.send(());
+                let end = loop {
+                    match m.recv() {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break "recv: the end".to_string(),
+                        Err(e) => break format!("recv: {e}"),
+                    }
+                };
+                let w = writer.join().map_err(|_| "writer panicked")?;
+                Ok(format!(
+                    "{end}; send: {}",
+                    w.map_or("-".into(), |e| e.to_string())
+                ))
+            }
+            _ => {
+                let mut s = Stream::connect(a.as_str()).map_err(|e| e.to_string())?;
+                let w = s.try_clone().map_err(|e| e.to_string())?;
+                let writer = util::spawn(move || {
+                    let chunk = pattern(1, 64 << 10);
+                    (0..4096).find_map(|_| (&w).write_all(&chunk).err())
+                });
+                let mut buf = vec![0; 64 << 10];
+                let mut n = 0;
+                while n < 64 << 10 {
+                    n += s.read(&mut buf).map_err(|e| e.to_string())?;
+                }
+                let _ = tx.send(());
+                let end = loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => break format!("read: the end after {n} bytes"),
+                        Ok(k) => n += k,
+                        Err(e) => break format!("read: {e}"),
+                    }
+                };
+                let w = writer.join().map_err(|_| "writer panicked")?;
+                Ok(format!(
+                    "{end}; write: {}",
+                    w.map_or("-".into(), |e| e.to_string())
+                ))
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+        return Err("the client never got going".into());
+    }
+    server.kill();
+    let got = util::bounded(Duration::from_secs(10), move || client.join());
+    remove_stale(ctx, kind, &addr);
+    match got {
+        None => Err("the client of a killed server hung (no error within 10 s)".into()),
+        Some(Err(_)) => Err("the client panicked".into()),
+        Some(Ok(Err(e))) => Err(e),
+        Some(Ok(Ok(how))) => Ok(format!("client ended: {how}")),
+    }
+}
+
+/// Removes what a SIGKILLed server of `kind` left at `addr`.
+fn remove_stale(ctx: &Ctx, kind: Kind, addr: &str) {
+    let name = addr.split_once(':').map_or("", |(_, n)| n);
+    let _ = match kind {
+        Kind::Pipe | Kind::Message => std::fs::remove_file(ctx.sock_path(name)),
+        Kind::Mailslot => {
+            std::fs::remove_file(ctx.xdg.join("ipckit").join(format!("{name}.dgram")))
+        }
+        Kind::Shm => std::fs::remove_file(format!("/dev/shm/{name}")),
+        Kind::UnixPath => std::fs::remove_file(name),
+        _ => Ok(()),
+    };
+}
+
+/// A server SIGKILLed (its socket file or region left behind), then started
+/// again on the same name: it binds and serves.
+fn restart(ctx: &Ctx, kind: Kind) -> Outcome {
+    let addr = fresh_addr(ctx, kind);
+    let (mut first, _) = start_server(ctx, kind, &addr)?;
+    if kind == Kind::Shm {
+        // The first must have been joined once, like a real one.
+        shm_echo(&addr)?;
+        first.exited_within(Duration::from_secs(5));
+    }
+    first.kill();
+    let (second, _) = start_server(ctx, kind, &addr)
+        .map_err(|e| format!("restarting on the name a killed server left: {e}"))?;
+    serves(kind, &addr, &second)?;
+    Ok(format!("killed, restarted on {addr} and served lost=0"))
+}
+
+/// Clients that half-close at once, after one byte, and after shutting down
+/// their read side; a full client served meanwhile.
+fn half_close(ctx: &Ctx, kind: Kind) -> Outcome {
+    let (server, addr) = start_server(ctx, kind, &fresh_addr(ctx, kind))?;
+    let base = server.usage();
+    let mut cases = 0;
+    for (len, shut_read) in [(0usize, false), (1, false), (64 << 10, true)] {
+        let mut s = Stream::connect(addr.as_str()).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        if shut_read {
+            s.shutdown(Shutdown::Read).map_err(|e| e.to_string())?;
+        }
+        (&s).write_all(&pattern(9, len))
+            .map_err(|e| e.to_string())?;
+        s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+        if !shut_read {
+            let mut back = Vec::new();
+            s.read_to_end(&mut back)
+                .map_err(|e| format!("half-closed after {len} bytes: {e}"))?;
+            if back != pattern(9, len) {
+                return Err(format!(
+                    "half-closed after {len} bytes: {} came back",
+                    back.len()
+                ));
+            }
+        }
+        cases += 1;
+    }
+    let a = addr.clone();
+    util::bounded(Duration::from_secs(20), move || echo_stream(&a, 1, 1 << 20))
+        .unwrap_or_else(|| Err("hung".into()))?;
+    let after = Usage::settle(server.pid, base, Duration::from_secs(5));
+    let figures = format!(
+        "half-closed={cases} then 1MiB echoed {}",
+        Usage::show(base, after)
+    );
+    Usage::check(base, after, &figures)?;
+    Ok(format!("{figures} lost=0"))
+}
+
+/// 200 idle clients and 20 that send without reading hold the server while a
+/// good client is served; all gone, the server is back to its baseline.
+fn idle_and_nonreading(ctx: &Ctx, kind: Kind) -> Outcome {
+    let (server, addr) = start_server(ctx, kind, &fresh_addr(ctx, kind))?;
+    let base = server.usage();
+    let mut idle_streams = Vec::new();
+    let mut idle_msgs = Vec::new();
+    for _ in 0..200 {
+        if kind == Kind::Message {
+            idle_msgs.push(MessageStream::connect(addr.as_str()).map_err(|e| e.to_string())?);
+        } else {
+            idle_streams.push(Stream::connect(addr.as_str()).map_err(|e| e.to_string())?);
+        }
+    }
+    // Non-readers: send until their write blocks (1 s write timeout).
+    let blocked = Arc::new(AtomicUsize::new(0));
+    let mut pushers = Vec::new();
+    for i in 0..20u64 {
+        let (a, b) = (addr.clone(), Arc::clone(&blocked));
+        pushers.push(util::spawn(move || -> Result<Box<dyn Send>, String> {
+            let chunk = pattern(i, 64 << 10);
+            if kind == Kind::Message {
+                let mut m = MessageStream::connect(a.as_str()).map_err(|e| e.to_string())?;
+                m.set_write_timeout(Some(Duration::from_secs(1)))
+                    .map_err(|e| e.to_string())?;
+                while m.send(&chunk).is_ok() {}
+                b.fetch_add(1, Ordering::SeqCst);
+                Ok(Box::new(m))
+            } else {
+                let mut s = Stream::connect(a.as_str()).map_err(|e| e.to_string())?;
+                s.set_write_timeout(Some(Duration::from_secs(1)))
+                    .map_err(|e| e.to_string())?;
+                while (&s).write_all(&chunk).is_ok() {}
+                b.fetch_add(1, Ordering::SeqCst);
+                Ok(Box::new(s))
+            }
+        }));
+    }
+    let held: Vec<_> = pushers
+        .into_iter()
+        .filter_map(|h| h.join().ok()?.ok())
+        .collect();
+    let during = server.usage();
+    let a = addr.clone();
+    let t = Instant::now();
+    let good = util::bounded(Duration::from_secs(20), move || {
+        if kind == Kind::Message {
+            echo_messages(&a, 5, 1 << 20)
+        } else {
+            echo_stream(&a, 5, 1 << 20)
+        }
+    })
+    .unwrap_or_else(|| Err("hung".into()));
+    let served_in = t.elapsed();
+    drop((idle_streams, idle_msgs, held));
+    let after = Usage::settle(server.pid, base, Duration::from_secs(10));
+    let figures = format!(
+        "idle=200 nonreading={} (blocked) fds-during={} good-client=1MiB in {} {}",
+        blocked.load(Ordering::SeqCst),
+        during.fds,
+        util::secs(served_in),
+        Usage::show(base, after)
+    );
+    good.map_err(|e| format!("{figures}: the good client failed: {e}"))?;
+    Usage::check(base, after, &figures)?;
+    Ok(format!("{figures} lost=0"))
+}
+
+/// ≥ 100 trials of 8 `ipckit listen --echo pipe:NAME` started at once, on a
+/// fresh name and over a stale socket file: exactly one runs, it is the one
+/// reachable, and every other names it.
+fn racing_binds(ctx: &Ctx) -> Outcome {
+    const TRIALS: usize = 100;
+    let (mut two_alive, mut none_alive, mut unreachable, mut unnamed) = (0, 0, 0, 0);
+    let mut first_problem = String::new();
+    for trial in 0..TRIALS {
+        let name = util::unique("race");
+        let path = ctx.sock_path(&name);
+        if trial % 2 == 1 {
+            // A stale file: a socket bound and closed (std does not unlink).
+            std::fs::create_dir_all(path.parent().unwrap_or(&path)).map_err(|e| e.to_string())?;
+            drop(std::os::unix::net::UnixListener::bind(&path).map_err(|e| e.to_string())?);
+        }
+        let addr = format!("pipe:{name}");
+        let gate = Arc::new(Barrier::new(8));
+        let starters: Vec<_> = (0..8)
+            .map(|_| {
+                let (g, mut cmd) = (Arc::clone(&gate), ctx.ipckit(&["listen", "--echo", &addr]));
+                util::spawn(move || {
+                    g.wait();
+                    Proc::spawn(&mut cmd, false)
+                })
+            })
+            .collect();
+        let mut procs = Vec::new();
+        for s in starters {
+            procs.push(s.join().map_err(|_| "starter panicked")??);
+        }
+        // Losers exit at once; wait for 7 exits (at most 5 s).
+        let t = Instant::now();
+        while procs
+            .iter_mut()
+            .filter_map(|p| p.alive().then_some(()))
+            .count()
+            > 1
+            && t.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let alive: Vec<u32> = procs
+            .iter_mut()
+            .filter_map(|p| p.alive().then_some(p.pid))
+            .collect();
+        let problem = match alive.len() {
+            1 => {
+                let a = addr.clone();
+                let ok = util::bounded(Duration::from_secs(5), move || echo_stream(&a, 1, 100))
+                    .is_some_and(|r| r.is_ok());
+                let winner = alive[0].to_string();
+                let silent: Vec<String> = procs
+                    .iter()
+                    .filter(|p| p.pid != alive[0])
+                    .map(|p| p.stderr_final(Duration::from_secs(2)))
+                    .filter(|e| !e.contains(&winner))
+                    .collect();
+                if !silent.is_empty() {
+                    unnamed += 1;
+                }
+                if !ok {
+                    unreachable += 1;
+                    Some("the one alive is not reachable".to_string())
+                } else {
+                    silent
+                        .first()
+                        .map(|e| format!("a loser does not name the winner (pid {winner}): {e}"))
+                }
+            }
+            0 => {
+                none_alive += 1;
+                let errs = procs
+                    .first()
+                    .map(|p| p.stderr_final(Duration::from_secs(1)));
+                Some(format!("none alive: {errs:?}"))
+            }
+            n => {
+                two_alive += 1;
+                Some(format!("{n} alive"))
+            }
+        };
+        if let (Some(p), true) = (problem, first_problem.is_empty()) {
+            first_problem = format!("trial {trial}: {p}");
+        }
+        drop(procs);
+        let _ = std::fs::remove_file(&path);
+    }
+    let figures = format!(
+        "trials={TRIALS}x8 (half over a stale file) two-or-more-alive={two_alive} none-alive={none_alive} unreachable={unreachable} losers-not-naming-winner={unnamed}"
+    );
+    if two_alive + none_alive + unreachable + unnamed > 0 {
+        return Err(format!("{figures}; first: {first_problem}"));
+    }
+    Ok(figures)
+}
+
+/// A server under `prlimit --nofile=64:64` gets more clients than it has
+/// descriptors: it stays up, its early clients are intact, and once the flood
+/// leaves new clients are served.
+fn fd_exhaustion(ctx: &Ctx, kind: Kind) -> Outcome {
+    const LIMIT: usize = 64;
+    let addr = fresh_addr(ctx, kind);
+    let mut args = vec![
+        "--nofile=64:64".to_string(),
+        ctx.ipckit.display().to_string(),
+        "-v".into(),
+        "listen".into(),
+    ];
+    if kind == Kind::Message {
+        args.push("--message".into());
+    }
+    args.extend(["--echo".into(), addr.clone()]);
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.args(&args).env("XDG_RUNTIME_DIR", &ctx.xdg);
+    let mut server = Proc::spawn(&mut cmd, false)?;
+    let line = server
+        .stderr_line("listening on ", Duration::from_secs(10))
+        .ok_or_else(|| {
+            format!(
+                "prlimit ipckit listen did not start: {}",
+                server.stderr_text()
+            )
+        })?;
+    let addr = if kind == Kind::Tcp {
+        line.split_once("listening on ")
+            .map_or(String::new(), |(_, a)| a.to_string())
+    } else {
+        addr
+    };
+    // Early clients: connected and echoing before the flood.
+    let early: Vec<Stream> = if kind == Kind::Message {
+        Vec::new()
+    } else {
+        (0..8)
+            .map(|_| {
+                let mut s = Stream::connect(addr.as_str()).map_err(|e| e.to_string())?;
+                s.set_read_timeout(Some(Duration::from_secs(10)))
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(s)
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let early_msgs: Vec<MessageStream> = if kind == Kind::Message {
+        (0..8)
+            .map(|_| {
+                let mut m = MessageStream::connect(addr.as_str()).map_err(|e| e.to_string())?;
+                m.set_read_timeout(Some(Duration::from_secs(10)))
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(m)
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    let check_early = |round: u64| -> Result<(), String> {
+        for (i, s) in early.iter().enumerate() {
+            let mut s = s;
+            let data = pattern(round * 100 + i as u64, 4096);
+            s.write_all(&data)
+                .map_err(|e| format!("early client {i}: {e}"))?;
+            let mut back = vec![0; data.len()];
+            s.read_exact(&mut back)
+                .map_err(|e| format!("early client {i}: {e}"))?;
+            if back != data {
+                return Err(format!("early client {i}: echo changed"));
+            }
+        }
+        for (i, m) in early_msgs.iter().enumerate() {
+            let data = pattern(round * 100 + i as u64, 4096);
+            m.send(&data)
+                .map_err(|e| format!("early client {i}: {e}"))?;
+            if m.recv().map_err(|e| format!("early client {i}: {e}"))? != Some(data) {
+                return Err(format!("early client {i}: echo changed"));
+            }
+        }
+        Ok(())
+    };
+    check_early(1)?;
+    // The flood: three times the descriptors the server has.
+    let mut flood_s = Vec::new();
+    let mut flood_m = Vec::new();
+    let mut refused = 0;
+    for _ in 0..3 * LIMIT {
+        let r = if kind == Kind::Message {
+            MessageStream::connect(addr.as_str()).map(|m| flood_m.push(m))
+        } else {
+            Stream::connect(addr.as_str()).map(|s| flood_s.push(s))
+        };
+        if r.is_err() {
+            refused += 1;
+        }
+    }
+    // The server reaches its limit: wait until its fds stop growing.
+    let t = Instant::now();
+    let mut peak = server.usage().fds;
+    while t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = server.usage().fds;
+        if now == peak && now + 2 >= LIMIT {
+            break;
+        }
+        peak = peak.max(now);
+    }
+    let figures = |extra: &str| {
+        format!(
+            "nofile={LIMIT} early=8 flood={} refused-at-connect={refused} server-fds-peak={peak}{extra}",
+            3 * LIMIT
+        )
+    };
+    if !server.alive() {
+        return Err(format!(
+            "{}: the server exited when out of descriptors: {}",
+            figures(""),
+            server.stderr_text()
+        ));
+    }
+    check_early(2).map_err(|e| format!("{}: {e}", figures("")))?;
+    drop((flood_s, flood_m));
+    let a = addr.clone();
+    let t = Instant::now();
+    let next = util::bounded(Duration::from_secs(15), move || {
+        if kind == Kind::Message {
+            echo_messages(&a, 11, 64 << 10)
+        } else {
+            echo_stream(&a, 11, 64 << 10)
+        }
+    })
+    .unwrap_or_else(|| Err("hung".into()));
+    let after_in = util::secs(t.elapsed());
+    next.map_err(|e| format!("{}: a new client after the flood: {e}", figures("")))?;
+    if !server.alive() {
+        return Err(format!(
+            "{}: the server died: {}",
+            figures(""),
+            server.stderr_text()
+        ));
+    }
+    server.signal(Signal::TERM);
+    Ok(format!(
+        "{} new-client-served-in={after_in} lost=0",
+        figures("")
+    ))
+}

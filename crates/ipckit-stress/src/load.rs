@@ -49,7 +49,11 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
     let mut v: Vec<Scenario> = Kind::STREAMS
         .into_iter()
         .chain([Kind::Message])
-        .map(|k| Scenario::new(format!("load/{}", k.name()), 60, None, move |c| connected(c, k)))
+        .map(|k| {
+            Scenario::new(format!("load/{}", k.name()), 60, None, move |c| {
+                connected(c, k)
+            })
+        })
         .collect();
     v.push(Scenario::new("load/shm", 60, None, shm));
     v.push(Scenario::new("load/mailslot", 60, None, mailslot));
@@ -73,6 +77,17 @@ pub(crate) fn fresh_addr(ctx: &Ctx, kind: Kind) -> String {
 /// `ipckit recv` for a mailslot) on `addr`; the process and the address it
 /// listens on (the port filled in for tcp).
 pub(crate) fn start_server(ctx: &Ctx, kind: Kind, addr: &str) -> Result<(Proc, String), String> {
+    start_server_with(ctx, kind, addr, false)
+}
+
+/// `start_server`, with the receiver's stdout left as a raw pipe for the
+/// caller to read (`raw_stdout`) instead of collected as lines.
+fn start_server_with(
+    ctx: &Ctx,
+    kind: Kind,
+    addr: &str,
+    raw_stdout: bool,
+) -> Result<(Proc, String), String> {
     let mut cmd = match kind {
         Kind::Message => ctx.ipckit(&["-v", "listen", "--message", "--echo", addr]),
         Kind::Mailslot => ctx.ipckit(&["-v", "recv", addr]),
@@ -83,8 +98,7 @@ pub(crate) fn start_server(ctx: &Ctx, kind: Kind, addr: &str) -> Result<(Proc, S
     } else {
         "listening on "
     };
-    let raw = kind == Kind::Mailslot;
-    let mut p = Proc::spawn(&mut cmd, raw)?;
+    let mut p = Proc::spawn(&mut cmd, raw_stdout)?;
     let line = p
         .stderr_line(ready, Duration::from_secs(10))
         .ok_or_else(|| {
@@ -95,7 +109,11 @@ pub(crate) fn start_server(ctx: &Ctx, kind: Kind, addr: &str) -> Result<(Proc, S
             )
         })?;
     let at = line.split_once(ready).map_or("", |(_, a)| a).to_string();
-    let addr = if kind == Kind::Tcp { at } else { addr.to_string() };
+    let addr = if kind == Kind::Tcp {
+        at
+    } else {
+        addr.to_string()
+    };
     Ok((p, addr))
 }
 
@@ -115,7 +133,10 @@ pub(crate) fn echo_stream(addr: &str, seed: u64, len: usize) -> Result<(), Strin
     let (got, n) = read_all(&mut s);
     let wrote = writer.join().map_err(|_| "writer panicked".to_string())?;
     wrote.map_err(|e| format!("client {seed}: write: {e}"))?;
-    let (sum, n) = (got, n.map_err(|e| format!("client {seed}: read after {e}"))?);
+    let (sum, n) = (
+        got,
+        n.map_err(|e| format!("client {seed}: read after {e}"))?,
+    );
     if n != len || sum != want {
         return Err(format!(
             "client {seed}: {n} of {len} bytes came back, checksum {}",
@@ -256,7 +277,9 @@ fn shm(_: &Ctx) -> Outcome {
     let figures = figures(took, base, after);
     result.map_err(|e| format!("{figures} {e}"))?;
     Usage::check(base, after, &figures)?;
-    Ok(format!("{figures} lost=0 (servers: threads of this process)"))
+    Ok(format!(
+        "{figures} lost=0 (servers: threads of this process)"
+    ))
 }
 
 fn shm_client(addr: &str, seed: u64) -> Result<(), String> {
@@ -297,7 +320,8 @@ pub(crate) fn mail(sender: u64, seq: u64, len: usize) -> Vec<u8> {
 /// load on one mailslot: 200 senders (this process's threads), one receiver
 /// (`ipckit recv`); every message is accounted for.
 fn mailslot(ctx: &Ctx) -> Outcome {
-    let (mut server, addr) = start_server(ctx, Kind::Mailslot, &fresh_addr(ctx, Kind::Mailslot))?;
+    let (mut server, addr) =
+        start_server_with(ctx, Kind::Mailslot, &fresh_addr(ctx, Kind::Mailslot), true)?;
     let base = server.usage();
     let per = (BYTES / CHUNK) as u64;
     let stdout = server.stdout().ok_or("no stdout")?;
@@ -308,9 +332,12 @@ fn mailslot(ctx: &Ctx) -> Outcome {
         for line in BufReader::new(stdout).split(b'\n') {
             let Ok(line) = line else { break };
             let id = std::str::from_utf8(&line[..10.min(line.len())]).unwrap_or("");
-            let parsed = id
-                .split_once(':')
-                .and_then(|(s, q)| Some((s.parse::<u64>().ok()?, q.trim_end_matches(':').parse::<u64>().ok()?)));
+            let parsed = id.split_once(':').and_then(|(s, q)| {
+                Some((
+                    s.parse::<u64>().ok()?,
+                    q.trim_end_matches(':').parse::<u64>().ok()?,
+                ))
+            });
             match parsed {
                 Some((s, q)) if (s as usize) < CLIENTS && line == mail(s, q, CHUNK) => {
                     seen[s as usize] += 1;

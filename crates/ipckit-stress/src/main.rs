@@ -18,6 +18,8 @@ mod faults;
 #[cfg(unix)]
 mod load;
 #[cfg(unix)]
+mod rpc_faults;
+#[cfg(unix)]
 mod security;
 #[cfg(unix)]
 mod util;

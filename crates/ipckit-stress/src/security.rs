@@ -1,2 +1,4 @@
 use crate::run::Scenario;
-pub(crate) fn scenarios() -> Vec<Scenario> { Vec::new() }
+pub(crate) fn scenarios() -> Vec<Scenario> {
+    Vec::new()
+}

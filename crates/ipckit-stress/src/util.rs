@@ -165,7 +165,9 @@ impl Proc {
         let what = format!("{cmd:?}");
         cmd.stderr(Stdio::piped()).stdout(Stdio::piped());
         let mut live = lock(&LIVE);
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start {what}: {e}"))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {what}: {e}"))?;
         live.push(child.id());
         drop(live);
         let stderr = Lines::collect(child.stderr.take().expect("piped"));
@@ -231,9 +233,9 @@ impl Proc {
         self.exited_within(Duration::from_secs(10))
     }
 
-    /// Everything it wrote to stderr so far, one line.
+    /// The end of what it wrote to stderr so far (at most 300 bytes), one line.
     pub(crate) fn stderr_text(&self) -> String {
-        self.stderr.all(Duration::ZERO).replace('\n', " | ")
+        tail(&self.stderr.all(Duration::ZERO).replace('\n', " | "))
     }
 
     /// Everything it wrote to stderr, once it has ended (at most `timeout`).
@@ -276,6 +278,14 @@ impl Drop for Proc {
             self.status = self.child.wait().ok();
             live.retain(|&p| p != self.pid);
         }
+    }
+}
+
+/// The last 300 bytes of `text` (a child's stderr in a figures line).
+fn tail(text: &str) -> String {
+    match text.char_indices().rev().nth(299) {
+        Some((i, _)) => format!("…{}", &text[i..]),
+        None => text.to_string(),
     }
 }
 
