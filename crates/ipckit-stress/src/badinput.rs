@@ -31,7 +31,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         Scenario::new("badinput/message", 60, Some(MSG_32600), |c| {
             rpc_corpus(c, Framing::Message)
         }),
-        Scenario::new("badinput/authkey", 60, None, authkey),
+        Scenario::new("badinput/authkey", 60, None, crate::handshake::authkey),
         Scenario::new("badinput/memfd-records", 30, None, memfd_records),
     ]
 }
@@ -433,106 +433,6 @@ fn rpc_corpus(ctx: &Ctx, framing: Framing) -> Outcome {
         cases.len(),
         server.alive()
     );
-    if failures.is_empty() {
-        Ok(format!("{figures} lost=0"))
-    } else {
-        Err(format!("{figures}; {}", failures.join("; ")))
-    }
-}
-
-/// The authkey handshake, broken every way a client can break it.
-fn authkey(ctx: &Ctx) -> Outcome {
-    use ipckit_rpc::auth;
-    const KEY: &str = "stress-key";
-    let (mut server, addr) = start_demo(ctx, Framing::LengthPrefix, Some(KEY))?;
-    type Answer = fn(&[u8]) -> Vec<u8>;
-    let cases: Vec<(&str, Option<Answer>, &[u8])> = vec![
-        ("closes-at-once", None, b"closed"),
-        ("garbage-answer", Some(|_| lp(b"garbage")), auth::FAILURE),
-        (
-            "wrong-key",
-            Some(|c| lp(&auth::answer(b"wrong", c).unwrap_or_default())),
-            auth::FAILURE,
-        ),
-        (
-            "json-instead",
-            Some(|_| lp(br#"{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}"#)),
-            auth::FAILURE,
-        ),
-        (
-            "oversized-answer",
-            Some(|_| (1u32 << 20).to_be_bytes().to_vec()),
-            b"closed",
-        ),
-        (
-            "truncated-answer",
-            Some(|_| [40u32.to_be_bytes().as_slice(), b"abc"].concat()),
-            b"closed",
-        ),
-        (
-            "right-key",
-            Some(|c| lp(&auth::answer(KEY.as_bytes(), c).unwrap_or_default())),
-            auth::WELCOME,
-        ),
-    ];
-    let (mut ok, mut failures) = (0, Vec::new());
-    for (name, answer, want) in &cases {
-        let (a, answer, want) = (addr.clone(), *answer, want.to_vec());
-        let got = util::bounded(Duration::from_secs(20), move || -> Result<(), String> {
-            let mut raw = Raw::connect(&a, Framing::LengthPrefix)?;
-            let challenge = raw.reply()?.ok_or("no challenge")?;
-            let Some(answer) = answer else { return Ok(()) };
-            raw.send_raw(&answer(&challenge))?;
-            if want == b"closed" {
-                if let Raw::Bytes(s, _) = &raw {
-                    let _ = s.shutdown(std::net::Shutdown::Write);
-                }
-                return match raw.reply() {
-                    Ok(None) | Err(_) => Ok(()),
-                    Ok(Some(f)) if f == auth::FAILURE => Ok(()),
-                    Ok(Some(f)) => Err(format!(
-                        "got {:?} instead of the end",
-                        String::from_utf8_lossy(&f)
-                    )),
-                };
-            }
-            let verdict = raw.reply()?.unwrap_or_default();
-            if verdict != want {
-                return Err(format!(
-                    "verdict {:?}, expected {:?}",
-                    String::from_utf8_lossy(&verdict),
-                    String::from_utf8_lossy(&want)
-                ));
-            }
-            if want == auth::FAILURE {
-                if let Ok(Some(f)) = raw.reply() {
-                    return Err(format!(
-                        "the connection went on after #FAILURE# ({} bytes)",
-                        f.len()
-                    ));
-                }
-            } else {
-                raw.send(br#"{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}"#)?;
-                let r = raw.reply()?.unwrap_or_default();
-                if !String::from_utf8_lossy(&r).contains("\"result\":3") {
-                    return Err("no answer after #WELCOME#".into());
-                }
-            }
-            Ok(())
-        })
-        .unwrap_or_else(|| Err("hang".into()));
-        let after = if server.alive() {
-            good_call(&addr, Framing::LengthPrefix, Some(KEY))
-        } else {
-            Err(format!("the server died: {}", server.stderr_text()))
-        };
-        match (got, after) {
-            (Ok(()), Ok(())) => ok += 1,
-            (Err(e), _) => failures.push(format!("{name}: {e}")),
-            (Ok(()), Err(e)) => failures.push(format!("{name}: then a good client: {e}")),
-        }
-    }
-    let figures = format!("handshakes={} answered-as-documented={ok}", cases.len());
     if failures.is_empty() {
         Ok(format!("{figures} lost=0"))
     } else {

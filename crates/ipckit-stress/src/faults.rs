@@ -19,6 +19,7 @@ use crate::util::{self, Ctx, Outcome, Proc, Usage, pattern};
 
 const ATOMIC_BINDS: &str = "atomic binds (AddrInUse naming the winner's pid)";
 const EMFILE: &str = "accept surviving EMFILE";
+const SIGNALS: &str = "CLI signal cleanup (every endpoint removed on SIGINT/SIGTERM/SIGHUP)";
 
 pub(crate) fn scenarios() -> Vec<Scenario> {
     let mut v = Vec::new();
@@ -90,6 +91,12 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             move |c| fd_exhaustion(c, k),
         ));
     }
+    v.push(Scenario::new(
+        "faults/signal-cleanup",
+        60,
+        Some(SIGNALS),
+        signal_cleanup,
+    ));
     v.extend(crate::rpc_faults::scenarios());
     v
 }
@@ -695,4 +702,64 @@ fn fd_exhaustion(ctx: &Ctx, kind: Kind) -> Outcome {
         "{} new-client-served-in={after_in} lost=0",
         figures("")
     ))
+}
+
+/// Every subcommand that creates an endpoint, stopped by SIGTERM, SIGINT and
+/// SIGHUP: it exits 130 within 5 s and its socket file or region is gone.
+fn signal_cleanup(ctx: &Ctx) -> Outcome {
+    let kinds: [(&str, &[&str], Kind); 5] = [
+        ("listen", &["listen", "--echo"], Kind::Pipe),
+        (
+            "listen-message",
+            &["listen", "--message", "--echo"],
+            Kind::Message,
+        ),
+        ("recv", &["recv"], Kind::Mailslot),
+        ("serve-demo", &["serve-demo"], Kind::Pipe),
+        ("listen-shm", &["listen", "--echo"], Kind::Shm),
+    ];
+    let (mut ok, mut failures) = (0, Vec::new());
+    for (label, args, kind) in kinds {
+        for sig in [Signal::TERM, Signal::INT, Signal::HUP] {
+            let addr = fresh_addr(ctx, kind);
+            let name = addr.split_once(':').map_or("", |(_, n)| n);
+            let file = match kind {
+                Kind::Shm => std::path::PathBuf::from(format!("/dev/shm/{name}")),
+                Kind::Mailslot => ctx.xdg.join("ipckit").join(format!("{name}.dgram")),
+                _ => ctx.sock_path(name),
+            };
+            let mut all = vec!["-v"];
+            all.extend_from_slice(args);
+            all.push(&addr);
+            let ready = if kind == Kind::Mailslot {
+                "receiving on"
+            } else {
+                "listening on"
+            };
+            let mut p = Proc::spawn(&mut ctx.ipckit(&all), false)?;
+            let case = format!("{label} {sig:?}");
+            if p.stderr_line(ready, Duration::from_secs(10)).is_none() || !file.exists() {
+                failures.push(format!("{case}: did not start ({})", p.stderr_text()));
+                continue;
+            }
+            p.signal(sig);
+            let st = p.exited_within(Duration::from_secs(5));
+            let left = file.exists();
+            let _ = std::fs::remove_file(&file);
+            match st.map(|s| s.code()) {
+                Some(Some(130)) if !left => ok += 1,
+                Some(code) => failures.push(format!(
+                    "{case}: exit {code:?}{}",
+                    if left { ", endpoint left behind" } else { "" }
+                )),
+                None => failures.push(format!("{case}: still running 5 s after the signal")),
+            }
+        }
+    }
+    let figures = format!("cases=15 clean-exit-130={ok}");
+    if failures.is_empty() {
+        Ok(figures)
+    } else {
+        Err(format!("{figures}; {}", failures.join("; ")))
+    }
 }

@@ -16,6 +16,8 @@ mod badinput;
 #[cfg(unix)]
 mod faults;
 #[cfg(unix)]
+mod handshake;
+#[cfg(unix)]
 mod load;
 #[cfg(unix)]
 mod rpc_faults;

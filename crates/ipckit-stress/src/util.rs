@@ -152,7 +152,6 @@ impl Lines {
 pub(crate) struct Proc {
     child: Child,
     pub(crate) pid: u32,
-    what: String,
     stderr: Arc<Lines>,
     stdout: Option<Arc<Lines>>,
     status: Option<ExitStatus>,
@@ -179,7 +178,6 @@ impl Proc {
         Ok(Proc {
             pid: child.id(),
             child,
-            what,
             stderr,
             stdout,
             status: None,
