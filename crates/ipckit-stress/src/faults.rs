@@ -197,7 +197,12 @@ fn kill_client(ctx: &Ctx, kind: Kind) -> Outcome {
     if kind == Kind::Shm {
         // A channel has one peer: its server must notice the death and end.
         let st = server.exited_within(Duration::from_secs(10));
-        let figures = format!("fed={fed_bytes}B server-ended={st:?}");
+        let figures = format!(
+            "fed={fed_bytes}B server-ended={}",
+            st.map_or("no".into(), |s| s
+                .code()
+                .map_or("by-a-signal".into(), |c| format!("exit-{c}")))
+        );
         if st.is_none() {
             return Err(format!(
                 "{figures}: `listen --echo shm:` still runs 10 s after its peer was SIGKILLed (it cannot see the death)"
@@ -720,7 +725,11 @@ fn signal_cleanup(ctx: &Ctx) -> Outcome {
     ];
     let (mut ok, mut failures) = (0, Vec::new());
     for (label, args, kind) in kinds {
-        for sig in [Signal::TERM, Signal::INT, Signal::HUP] {
+        for (sig, sig_name) in [
+            (Signal::TERM, "TERM"),
+            (Signal::INT, "INT"),
+            (Signal::HUP, "HUP"),
+        ] {
             let addr = fresh_addr(ctx, kind);
             let name = addr.split_once(':').map_or("", |(_, n)| n);
             let file = match kind {
@@ -737,7 +746,7 @@ fn signal_cleanup(ctx: &Ctx) -> Outcome {
                 "listening on"
             };
             let mut p = Proc::spawn(&mut ctx.ipckit(&all), false)?;
-            let case = format!("{label} {sig:?}");
+            let case = format!("{label} SIG{sig_name}");
             if p.stderr_line(ready, Duration::from_secs(10)).is_none() || !file.exists() {
                 failures.push(format!("{case}: did not start ({})", p.stderr_text()));
                 continue;
@@ -749,7 +758,8 @@ fn signal_cleanup(ctx: &Ctx) -> Outcome {
             match st.map(|s| s.code()) {
                 Some(Some(130)) if !left => ok += 1,
                 Some(code) => failures.push(format!(
-                    "{case}: exit {code:?}{}",
+                    "{case}: exit {}{}",
+                    code.map_or("by a signal".into(), |c| c.to_string()),
                     if left { ", endpoint left behind" } else { "" }
                 )),
                 None => failures.push(format!("{case}: still running 5 s after the signal")),

@@ -77,6 +77,8 @@ mod run {
 
     /// The scenario running now, for the watchdog's message.
     static CURRENT: Mutex<String> = Mutex::new(String::new());
+    /// The scenarios passed and failed so far (the watchdog's last line too).
+    static COUNTS: Mutex<(u32, u32)> = Mutex::new((0, 0));
 
     /// Set in the process that runs the scenarios: this run's directory.
     const DIR_VAR: &str = "IPCKIT_STRESS_DIR";
@@ -192,7 +194,7 @@ mod run {
         });
         raise_fd_limit();
         watchdog();
-        let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+        let mut skipped = 0;
         let started = Instant::now();
         for s in chosen {
             *lock(&CURRENT) = s.name.clone();
@@ -225,11 +227,11 @@ mod run {
                     println!("SKIP {:<34} {fig}", s.name);
                 }
                 Ok(fig) => {
-                    passed += 1;
+                    lock(&COUNTS).0 += 1;
                     println!("PASS {:<34} {fig} time={took}", s.name);
                 }
                 Err(why) => {
-                    failed += 1;
+                    lock(&COUNTS).1 += 1;
                     let needs = s
                         .needs
                         .map(|n| format!(" [needs: {n}]"))
@@ -238,7 +240,11 @@ mod run {
                 }
             }
         }
-        leftovers(&ctx.xdg, &mut failed);
+        if let Err(left) = leftovers(&ctx.xdg) {
+            lock(&COUNTS).1 += 1;
+            println!("FAIL {:<34} {left}", "leftovers");
+        }
+        let (passed, failed) = *lock(&COUNTS);
         println!(
             "total time {}{}",
             util::secs(started.elapsed()),
@@ -256,8 +262,8 @@ mod run {
         }
     }
 
-    /// Fails the run if a socket file or channel region of this run is left.
-    fn leftovers(xdg: &Path, failed: &mut u32) {
+    /// An error if a socket file or channel region of this run is left.
+    fn leftovers(xdg: &Path) -> Result<(), String> {
         let mut left: Vec<String> = std::fs::read_dir(xdg.join("ipckit"))
             .map(|d| {
                 d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
@@ -268,16 +274,15 @@ mod run {
             "ipckit-stress-{}-",
             std::process::id()
         )));
-        if !left.is_empty() {
-            *failed += 1;
-            left.sort();
-            println!(
-                "FAIL {:<34} the run left {} endpoints behind: {}",
-                "leftovers",
-                left.len(),
-                left.join(" ")
-            );
+        if left.is_empty() {
+            return Ok(());
         }
+        left.sort();
+        Err(format!(
+            "the run left {} endpoints behind: {}",
+            left.len(),
+            left.join(" ")
+        ))
     }
 
     /// Thousands of clients need more descriptors than the usual soft limit.
@@ -304,7 +309,8 @@ mod run {
                 "FAIL watchdog: the run exceeded its budget of {budget}s during scenario {}; killed its {n} child processes",
                 lock(&CURRENT)
             );
-            println!("0 passed, 1 failed");
+            let (passed, failed) = *lock(&COUNTS);
+            println!("{passed} passed, {} failed", failed + 1);
             std::process::exit(1);
         });
     }
