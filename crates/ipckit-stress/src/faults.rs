@@ -21,76 +21,51 @@ const ATOMIC_BINDS: &str = "atomic binds (AddrInUse naming the winner's pid)";
 const EMFILE: &str = "accept surviving EMFILE";
 const SIGNALS: &str = "CLI signal cleanup (every endpoint removed on SIGINT/SIGTERM/SIGHUP)";
 
+/// One scenario per transport: `faults/GROUP/KIND`.
+fn per_kind(
+    v: &mut Vec<Scenario>,
+    group: &str,
+    kinds: &[Kind],
+    needs: Option<&'static str>,
+    f: fn(&Ctx, Kind) -> Outcome,
+) {
+    for &k in kinds {
+        let name = format!("faults/{group}/{}", k.name());
+        v.push(Scenario::new(name, 40, needs, move |c| f(c, k)));
+    }
+}
+
 pub(crate) fn scenarios() -> Vec<Scenario> {
+    use Kind::*;
     let mut v = Vec::new();
-    for k in [
-        Kind::UnixPath,
-        Kind::Pipe,
-        Kind::Abstract,
-        Kind::Tcp,
-        Kind::Message,
-        Kind::Shm,
-        Kind::Mailslot,
-    ] {
-        v.push(Scenario::new(
-            format!("faults/kill-client/{}", k.name()),
-            30,
-            None,
-            move |c| kill_client(c, k),
-        ));
-    }
-    for k in [
-        Kind::Pipe,
-        Kind::Tcp,
-        Kind::Message,
-        Kind::Shm,
-        Kind::Mailslot,
-    ] {
-        v.push(Scenario::new(
-            format!("faults/kill-server/{}", k.name()),
-            30,
-            None,
-            move |c| kill_server(c, k),
-        ));
-    }
-    for k in [Kind::Pipe, Kind::Message, Kind::Shm, Kind::Mailslot] {
-        v.push(Scenario::new(
-            format!("faults/restart/{}", k.name()),
-            30,
-            None,
-            move |c| restart(c, k),
-        ));
-    }
-    for k in [Kind::Pipe, Kind::Tcp] {
-        v.push(Scenario::new(
-            format!("faults/half-close/{}", k.name()),
-            30,
-            None,
-            move |c| half_close(c, k),
-        ));
-    }
-    for k in [Kind::Pipe, Kind::Message] {
-        v.push(Scenario::new(
-            format!("faults/idle-and-nonreading/{}", k.name()),
-            30,
-            None,
-            move |c| idle_and_nonreading(c, k),
-        ));
-    }
+    let all = [UnixPath, Pipe, Abstract, Tcp, Message, Shm, Mailslot];
+    per_kind(&mut v, "kill-client", &all, None, kill_client);
+    let kinds = [Pipe, Tcp, Message, Shm, Mailslot];
+    per_kind(&mut v, "kill-server", &kinds, None, kill_server);
+    per_kind(
+        &mut v,
+        "restart",
+        &[Pipe, Message, Shm, Mailslot],
+        None,
+        restart,
+    );
+    per_kind(&mut v, "half-close", &[Pipe, Tcp], None, half_close);
+    let idle = [Pipe, Message];
+    per_kind(
+        &mut v,
+        "idle-and-nonreading",
+        &idle,
+        None,
+        idle_and_nonreading,
+    );
     v.push(Scenario::new(
         "faults/racing-binds",
         90,
         Some(ATOMIC_BINDS),
         racing_binds,
     ));
-    for k in [Kind::Pipe, Kind::Message, Kind::Tcp] {
-        v.push(Scenario::new(
-            format!("faults/fd-exhaustion/{}", k.name()),
-            40,
-            Some(EMFILE),
-            move |c| fd_exhaustion(c, k),
-        ));
-    }
+    let fd = [Pipe, Message, Tcp];
+    per_kind(&mut v, "fd-exhaustion", &fd, Some(EMFILE), fd_exhaustion);
     v.push(Scenario::new(
         "faults/signal-cleanup",
         60,
@@ -125,6 +100,22 @@ fn serves(kind: Kind, addr: &str, server: &Proc) -> Result<(), String> {
     };
     r.unwrap_or_else(|| Err("a good client hung after the fault".into()))
         .map_err(|e| format!("the server does not serve a good client after the fault: {e}"))
+}
+
+/// A good client of a stream or message server, `len` bytes echoed (20 s at
+/// most): its result and how long it took.
+fn timed_echo(kind: Kind, addr: &str, len: usize) -> (Result<(), String>, Duration) {
+    let a = addr.to_string();
+    let t = Instant::now();
+    let r = util::bounded(Duration::from_secs(20), move || {
+        if kind == Kind::Message {
+            echo_messages(&a, 5, len)
+        } else {
+            echo_stream(&a, 5, len)
+        }
+    })
+    .unwrap_or_else(|| Err("hung".into()));
+    (r, t.elapsed())
 }
 
 fn shm_echo(addr: &str) -> Result<(), String> {
@@ -219,13 +210,11 @@ fn kill_client(ctx: &Ctx, kind: Kind) -> Outcome {
         ));
     }
     serves(kind, &addr, &server)?;
-    let after = Usage::settle(server.pid, base, Duration::from_secs(5));
-    let figures = format!(
-        "fed={fed_bytes}B killed-client survived {}",
-        Usage::show(base, after)
-    );
-    Usage::check(base, after, &figures)?;
-    Ok(format!("{figures} lost=0"))
+    Usage::finish(
+        server.pid,
+        base,
+        &format!("fed={fed_bytes}B killed-client survived"),
+    )
 }
 
 /// The server process is SIGKILLed while a library client is mid-transfer:
@@ -388,13 +377,11 @@ fn half_close(ctx: &Ctx, kind: Kind) -> Outcome {
     let a = addr.clone();
     util::bounded(Duration::from_secs(20), move || echo_stream(&a, 1, 1 << 20))
         .unwrap_or_else(|| Err("hung".into()))?;
-    let after = Usage::settle(server.pid, base, Duration::from_secs(5));
-    let figures = format!(
-        "half-closed={cases} then 1MiB echoed {}",
-        Usage::show(base, after)
-    );
-    Usage::check(base, after, &figures)?;
-    Ok(format!("{figures} lost=0"))
+    Usage::finish(
+        server.pid,
+        base,
+        &format!("half-closed={cases} then 1MiB echoed"),
+    )
 }
 
 /// 200 idle clients and 20 that send without reading hold the server while a
@@ -440,17 +427,7 @@ fn idle_and_nonreading(ctx: &Ctx, kind: Kind) -> Outcome {
         .filter_map(|h| h.join().ok()?.ok())
         .collect();
     let during = server.usage();
-    let a = addr.clone();
-    let t = Instant::now();
-    let good = util::bounded(Duration::from_secs(20), move || {
-        if kind == Kind::Message {
-            echo_messages(&a, 5, 1 << 20)
-        } else {
-            echo_stream(&a, 5, 1 << 20)
-        }
-    })
-    .unwrap_or_else(|| Err("hung".into()));
-    let served_in = t.elapsed();
+    let (good, served_in) = timed_echo(kind, &addr, 1 << 20);
     drop((idle_streams, idle_msgs, held));
     let after = Usage::settle(server.pid, base, Duration::from_secs(10));
     let figures = format!(
@@ -683,17 +660,8 @@ fn fd_exhaustion(ctx: &Ctx, kind: Kind) -> Outcome {
     }
     check_early(2).map_err(|e| format!("{}: {e}", figures("")))?;
     drop((flood_s, flood_m));
-    let a = addr.clone();
-    let t = Instant::now();
-    let next = util::bounded(Duration::from_secs(15), move || {
-        if kind == Kind::Message {
-            echo_messages(&a, 11, 64 << 10)
-        } else {
-            echo_stream(&a, 11, 64 << 10)
-        }
-    })
-    .unwrap_or_else(|| Err("hung".into()));
-    let after_in = util::secs(t.elapsed());
+    let (next, after_in) = timed_echo(kind, &addr, 64 << 10);
+    let after_in = util::secs(after_in);
     next.map_err(|e| format!("{}: a new client after the flood: {e}", figures("")))?;
     if !server.alive() {
         return Err(format!(

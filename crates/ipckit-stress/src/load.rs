@@ -169,13 +169,24 @@ pub(crate) fn echo_messages(addr: &str, seed: u64, len: usize) -> Result<(), Str
     m.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
     let w = m.try_clone().map_err(|e| e.to_string())?;
+    exchange(seed, len, move |c| w.send(c), |buf| m.recv_into(buf))
+}
+
+/// Sends `pattern(seed)` as messages of `CHUNK` with `send` (on a thread of
+/// its own) while `recv` takes each echo and compares it with what was sent.
+fn exchange(
+    seed: u64,
+    len: usize,
+    mut send: impl FnMut(&[u8]) -> ipckit::Result<()> + Send + 'static,
+    mut recv: impl FnMut(&mut Vec<u8>) -> ipckit::Result<bool>,
+) -> Result<(), String> {
     let data = pattern(seed, len);
     let chunks: Vec<Vec<u8>> = data.chunks(CHUNK).map(<[u8]>::to_vec).collect();
     let sent = chunks.clone();
-    let writer = util::spawn(move || sent.iter().try_for_each(|c| w.send(c)));
+    let writer = util::spawn(move || sent.iter().try_for_each(|c| send(c)));
     let mut buf = Vec::new();
     for (i, c) in chunks.iter().enumerate() {
-        match m.recv_into(&mut buf) {
+        match recv(&mut buf) {
             Ok(true) if buf == *c => {}
             Ok(true) => return Err(format!("client {seed}: message {i} came back changed")),
             Ok(false) => return Err(format!("client {seed}: closed after {i} messages")),
@@ -286,23 +297,7 @@ fn shm_client(addr: &str, seed: u64) -> Result<(), String> {
     let ch = ShmChannel::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     let (mut tx, mut rx) = ch.split();
     rx.set_read_timeout(Some(Duration::from_secs(30)));
-    let data = pattern(seed, BYTES);
-    let chunks: Vec<Vec<u8>> = data.chunks(CHUNK).map(<[u8]>::to_vec).collect();
-    let sent = chunks.clone();
-    let writer = util::spawn(move || sent.iter().try_for_each(|c| tx.send(c)));
-    let mut buf = Vec::new();
-    for (i, c) in chunks.iter().enumerate() {
-        match rx.recv_into(&mut buf) {
-            Ok(true) if buf == *c => {}
-            Ok(true) => return Err(format!("client {seed}: message {i} came back changed")),
-            Ok(false) => return Err(format!("client {seed}: closed after {i} messages")),
-            Err(e) => return Err(format!("client {seed}: after {i} messages: {e}")),
-        }
-    }
-    writer
-        .join()
-        .map_err(|_| "writer panicked".to_string())?
-        .map_err(|e| format!("client {seed}: send: {e}"))
+    exchange(seed, BYTES, move |c| tx.send(c), |buf| rx.recv_into(buf))
 }
 
 /// The message `seq` of sender `sender`: its ids, then letters (the receiver

@@ -218,6 +218,13 @@ impl VictimDir {
         d
     }
 
+    /// The victim's directory, created by the attacker with mode 0755.
+    fn squatted(attacker: &User, victim: &User) -> Result<VictimDir, String> {
+        let d = VictimDir::new(victim);
+        util::make_dir(&d.0, 0o755, Some((attacker.uid, attacker.gid)))?;
+        Ok(d)
+    }
+
     fn clear(&self) {
         match std::fs::symlink_metadata(&self.0) {
             Ok(m) if m.is_dir() => {
@@ -261,6 +268,32 @@ fn serve_as(ctx: &Ctx, u: &User, args: &[&str], ready: &str) -> Result<Proc, Str
     Ok(p)
 }
 
+/// As `u`, the four servers the victim's clients aim at, in `dir`:
+/// `listen --echo` (`sq.sock`), `listen --message --echo` (`sqm.sock`),
+/// `serve-demo` (`rpc.sock`) and `recv` (`ms.dgram`).
+fn serve_four(ctx: &Ctx, u: &User, dir: &Path) -> Result<Vec<Proc>, String> {
+    let at = |f: &str| format!("unix:{}/{f}", dir.display());
+    [
+        (vec!["listen", "--echo"], "sq.sock", "listening on"),
+        (
+            vec!["listen", "--message", "--echo"],
+            "sqm.sock",
+            "listening on",
+        ),
+        (vec!["serve-demo"], "rpc.sock", "listening on"),
+        (vec!["recv"], "ms.dgram", "receiving on"),
+    ]
+    .into_iter()
+    .map(|(args, file, ready)| {
+        let path = at(file);
+        let mut all = vec!["-v"];
+        all.extend(args);
+        all.push(&path);
+        serve_as(ctx, u, &all, ready)
+    })
+    .collect()
+}
+
 /// The other user squats the victim's `/tmp/ipckit-UID` (mode 0755, with a
 /// live socket of theirs in it); the victim's servers refuse to bind there.
 fn squatted_server(ctx: &Ctx) -> Outcome {
@@ -268,8 +301,7 @@ fn squatted_server(ctx: &Ctx) -> Outcome {
         return Ok(SKIP.into());
     }
     let (attacker, victim) = users()?;
-    let dir = VictimDir::new(&victim);
-    util::make_dir(&dir.0, 0o755, Some((attacker.uid, attacker.gid)))?;
+    let dir = VictimDir::squatted(&attacker, &victim)?;
     let live = format!("unix:{}/live.sock", dir.0.display());
     let _squatter = serve_as(
         ctx,
@@ -305,35 +337,8 @@ fn squatted_client(ctx: &Ctx) -> Outcome {
         return Ok(SKIP.into());
     }
     let (attacker, victim) = users()?;
-    let dir = VictimDir::new(&victim);
-    util::make_dir(&dir.0, 0o755, Some((attacker.uid, attacker.gid)))?;
-    let at = |f: &str| format!("unix:{}/{f}", dir.0.display());
-    let _servers = [
-        serve_as(
-            ctx,
-            &attacker,
-            &["-v", "listen", "--echo", &at("sq.sock")],
-            "listening on",
-        )?,
-        serve_as(
-            ctx,
-            &attacker,
-            &["-v", "listen", "--message", "--echo", &at("sqm.sock")],
-            "listening on",
-        )?,
-        serve_as(
-            ctx,
-            &attacker,
-            &["-v", "serve-demo", &at("rpc.sock")],
-            "listening on",
-        )?,
-        serve_as(
-            ctx,
-            &attacker,
-            &["-v", "recv", &at("ms.dgram")],
-            "receiving on",
-        )?,
-    ];
+    let dir = VictimDir::squatted(&attacker, &victim)?;
+    let _servers = serve_four(ctx, &attacker, &dir.0)?;
     open_up(&dir.0);
     victim_clients(ctx, &victim, &dir.0, "squatted")
 }
@@ -387,33 +392,7 @@ fn symlinked(ctx: &Ctx) -> Outcome {
         .map_err(|e| format!("symlink {}: {e}", dir.0.display()))?;
     std::os::unix::fs::lchown(&dir.0, Some(victim.uid), Some(victim.gid))
         .map_err(|e| e.to_string())?;
-    let at = |f: &str| format!("unix:{}/{f}", real.display());
-    let _servers = [
-        serve_as(
-            ctx,
-            &victim,
-            &["-v", "listen", "--echo", &at("sq.sock")],
-            "listening on",
-        )?,
-        serve_as(
-            ctx,
-            &victim,
-            &["-v", "listen", "--message", "--echo", &at("sqm.sock")],
-            "listening on",
-        )?,
-        serve_as(
-            ctx,
-            &victim,
-            &["-v", "serve-demo", &at("rpc.sock")],
-            "listening on",
-        )?,
-        serve_as(
-            ctx,
-            &victim,
-            &["-v", "recv", &at("ms.dgram")],
-            "receiving on",
-        )?,
-    ];
+    let _servers = serve_four(ctx, &victim, &real)?;
     let server = run_client(as_user(ctx, &victim, &["listen", "--echo", "pipe:srv"]), "")?;
     let server = refused("listen", server, Some(&dir.0));
     let clients = victim_clients(ctx, &victim, &dir.0, "symlink");

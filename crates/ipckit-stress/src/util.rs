@@ -328,6 +328,16 @@ impl Usage {
         )
     }
 
+    /// The end of a scenario whose server is `pid`: waits (5 s at most) for
+    /// it to come back to `base`; `"{what} fds=… threads=… lost=0"`, or an
+    /// error naming the leak.
+    pub(crate) fn finish(pid: u32, base: Usage, what: &str) -> Outcome {
+        let after = Usage::settle(pid, base, Duration::from_secs(5));
+        let figures = format!("{what} {}", Usage::show(base, after));
+        Usage::check(base, after, &figures)?;
+        Ok(format!("{figures} lost=0"))
+    }
+
     /// An error unless `after` is back to `base`.
     pub(crate) fn check(base: Usage, after: Usage, figures: &str) -> Result<(), String> {
         if after.fds > base.fds || after.threads > base.threads {
