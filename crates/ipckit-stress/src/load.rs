@@ -11,8 +11,9 @@ use ipckit::{MailslotSender, MessageStream, Stream};
 use crate::run::Scenario;
 use crate::util::{self, Ctx, Outcome, Proc, Sum, Usage, pattern};
 
-pub(crate) const CLIENTS: usize = 200;
-pub(crate) const BYTES: usize = 1 << 20;
+/// Concurrent clients, and bytes each: scaled down under Wine (~100× slower).
+pub(crate) const CLIENTS: usize = if cfg!(windows) { 16 } else { 200 };
+pub(crate) const BYTES: usize = if cfg!(windows) { 256 << 10 } else { 1 << 20 };
 /// A message of the message, shm and mailslot transports.
 const CHUNK: usize = 32 << 10;
 
@@ -46,8 +47,14 @@ impl Kind {
 }
 
 pub(crate) fn scenarios() -> Vec<Scenario> {
-    let mut v: Vec<Scenario> = Kind::STREAMS
-        .into_iter()
+    let streams: &[Kind] = if cfg!(windows) {
+        &[Kind::Pipe, Kind::Tcp]
+    } else {
+        &Kind::STREAMS
+    };
+    let mut v: Vec<Scenario> = streams
+        .iter()
+        .copied()
         .chain([Kind::Message])
         .map(|k| {
             Scenario::new(format!("load/{}", k.name()), 60, None, move |c| {
@@ -325,7 +332,10 @@ fn mailslot(ctx: &Ctx) -> Outcome {
         let mut seen = vec![0u64; CLIENTS];
         let (mut good, mut bad) = (0u64, 0u64);
         for line in BufReader::new(stdout).split(b'\n') {
-            let Ok(line) = line else { break };
+            let Ok(mut line) = line else { break };
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
             let id = std::str::from_utf8(&line[..10.min(line.len())]).unwrap_or("");
             let parsed = id.split_once(':').and_then(|(s, q)| {
                 Some((

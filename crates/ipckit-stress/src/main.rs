@@ -7,43 +7,34 @@
 //! See docs/RELIABILITY.md.
 //!
 //! The `ipckit` binary is `$IPCKIT_BIN`, else the one next to this program
-//! (`cargo build --release -p ipckit-cli` first). Every scenario has a
+//! (`cargo build --release -p ipckit-cli` first). On Windows (under Wine) only
+//! load and faults run, scaled down, over named pipes, tcp and mailslots. Every scenario has a
 //! deadline; a watchdog ends the whole run after `$IPCKIT_STRESS_BUDGET`
 //! seconds (default 330). Only processes this run started are ever killed.
 
 #[cfg(unix)]
 mod badinput;
-#[cfg(unix)]
 mod faults;
 #[cfg(unix)]
 mod handshake;
 #[cfg(unix)]
+mod limits;
 mod load;
 #[cfg(unix)]
 mod rpc_faults;
 #[cfg(unix)]
 mod security;
-#[cfg(unix)]
 mod util;
 
 use std::process::ExitCode;
 
-#[cfg(not(unix))]
-fn main() -> ExitCode {
-    eprintln!("ipckit-stress: only the Linux part exists yet (docs/RELIABILITY.md)");
-    ExitCode::from(2)
-}
-
-#[cfg(unix)]
 fn main() -> ExitCode {
     run::main()
 }
 
-#[cfg(unix)]
 mod run {
-    use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
-    use std::process::{Command, ExitCode};
+    use std::process::ExitCode;
     use std::sync::{Arc, Mutex};
     use std::thread;
     use std::time::{Duration, Instant};
@@ -112,8 +103,37 @@ mod run {
             eprintln!("ipckit-stress: no scenario matches {args:?} (see --list)");
             return ExitCode::from(2);
         }
+        if cfg!(windows) {
+            // No runtime directory to make private (pipe names are global) and
+            // no other user to let in: run here, with the binary where it is.
+            return match find_ipckit() {
+                Ok(ipckit) => {
+                    let dir = std::env::temp_dir();
+                    run_all(
+                        Ctx {
+                            ipckit,
+                            xdg: dir.clone(),
+                            dir,
+                        },
+                        chosen,
+                    )
+                }
+                Err(e) => {
+                    eprintln!("ipckit-stress: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         match std::env::var_os(DIR_VAR) {
-            Some(dir) => run_all(PathBuf::from(dir), chosen),
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                let ctx = Ctx {
+                    ipckit: dir.join("ipckit"),
+                    xdg: dir.join("xdg"),
+                    dir,
+                };
+                run_all(ctx, chosen)
+            }
             None => supervise(),
         }
     }
@@ -122,7 +142,9 @@ mod run {
     /// scenarios in a child (this same program) whose `XDG_RUNTIME_DIR` is
     /// private to the run, so that `pipe:NAME` on both ends lands there;
     /// removes the directory afterwards.
+    #[cfg(unix)]
     fn supervise() -> ExitCode {
+        use std::os::unix::fs::PermissionsExt;
         let ipckit = match find_ipckit() {
             Ok(p) => p,
             Err(e) => {
@@ -147,7 +169,7 @@ mod run {
             return ExitCode::from(2);
         }
         let status = std::env::current_exe().and_then(|me| {
-            Command::new(me)
+            std::process::Command::new(me)
                 .args(std::env::args_os().skip(1))
                 .env(DIR_VAR, &dir)
                 .env("XDG_RUNTIME_DIR", &xdg)
@@ -169,13 +191,18 @@ mod run {
         }
     }
 
+    #[cfg(not(unix))]
+    fn supervise() -> ExitCode {
+        unreachable!("Windows runs the scenarios in this process")
+    }
+
     /// `$IPCKIT_BIN`, else `ipckit` next to this program.
     fn find_ipckit() -> Result<PathBuf, String> {
         if let Some(p) = std::env::var_os("IPCKIT_BIN") {
             return Ok(PathBuf::from(p));
         }
         let me = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
-        let p = me.with_file_name("ipckit");
+        let p = me.with_file_name(format!("ipckit{}", std::env::consts::EXE_SUFFIX));
         if p.is_file() {
             Ok(p)
         } else {
@@ -186,12 +213,9 @@ mod run {
         }
     }
 
-    fn run_all(dir: PathBuf, chosen: Vec<Scenario>) -> ExitCode {
-        let ctx = Arc::new(Ctx {
-            ipckit: dir.join("ipckit"),
-            xdg: dir.join("xdg"),
-            dir,
-        });
+    fn run_all(ctx: Ctx, chosen: Vec<Scenario>) -> ExitCode {
+        let ctx = Arc::new(ctx);
+        #[cfg(unix)]
         raise_fd_limit();
         watchdog();
         let mut skipped = 0;
@@ -286,6 +310,7 @@ mod run {
     }
 
     /// Thousands of clients need more descriptors than the usual soft limit.
+    #[cfg(unix)]
     fn raise_fd_limit() {
         use rustix::process::{Resource, getrlimit, setrlimit};
         let mut lim = getrlimit(Resource::Nofile);
@@ -318,8 +343,13 @@ mod run {
     fn scenarios() -> Vec<Scenario> {
         let mut all = crate::load::scenarios();
         all.extend(crate::faults::scenarios());
-        all.extend(crate::security::scenarios());
-        all.extend(crate::badinput::scenarios());
+        #[cfg(unix)]
+        {
+            all.extend(crate::limits::scenarios());
+            all.extend(crate::rpc_faults::scenarios());
+            all.extend(crate::security::scenarios());
+            all.extend(crate::badinput::scenarios());
+        }
         all
     }
 }

@@ -4,13 +4,14 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use rustix::process::{Pid, Signal};
 
 /// A scenario's result: `Ok(figures)` or `Err(why, with the figures so far)`.
@@ -67,11 +68,17 @@ static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 pub(crate) fn kill_all_children() -> usize {
     let live = lock(&LIVE);
     for &pid in live.iter() {
+        #[cfg(unix)]
         signal(pid, Signal::KILL);
+        #[cfg(windows)]
+        let _ = Command::new("taskkill")
+            .args(["/F", "/PID", &pid.to_string()])
+            .output();
     }
     live.len()
 }
 
+#[cfg(unix)]
 fn signal(pid: u32, sig: Signal) {
     if let Some(pid) = Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(pid, sig);
@@ -217,7 +224,8 @@ impl Proc {
         self.exited_within(Duration::ZERO).is_none()
     }
 
-    /// Sends SIGKILL (or another signal) unless it was reaped already.
+    /// Sends a signal unless it was reaped already.
+    #[cfg(unix)]
     pub(crate) fn signal(&mut self, sig: Signal) {
         let _live = lock(&LIVE);
         if self.status.is_none() {
@@ -225,9 +233,21 @@ impl Proc {
         }
     }
 
-    /// SIGKILL and reap.
+    /// Asks it to end: SIGTERM on Unix; Windows has no such request for a
+    /// console program that is not ours to Ctrl-C, so nothing there.
+    fn terminate(&mut self) {
+        #[cfg(unix)]
+        self.signal(Signal::TERM);
+    }
+
+    /// SIGKILL (`TerminateProcess` on Windows) and reap.
     pub(crate) fn kill(&mut self) -> Option<ExitStatus> {
-        self.signal(Signal::KILL);
+        {
+            let _live = lock(&LIVE);
+            if self.status.is_none() {
+                let _ = self.child.kill();
+            }
+        }
         self.exited_within(Duration::from_secs(10))
     }
 
@@ -237,11 +257,13 @@ impl Proc {
     }
 
     /// Everything it wrote to stderr, once it has ended (at most `timeout`).
+    #[cfg(unix)]
     pub(crate) fn stderr_final(&self, timeout: Duration) -> String {
         self.stderr.all(timeout).replace('\n', " | ")
     }
 
     /// Everything it wrote to stdout once it ended (at most `timeout`).
+    #[cfg(unix)]
     pub(crate) fn stdout_final(&self, timeout: Duration) -> String {
         self.stdout
             .as_ref()
@@ -269,8 +291,9 @@ impl Drop for Proc {
     /// Asks it to end with SIGTERM (so that it removes what it created: the
     /// CLI promises that), gives it 2 s, then SIGKILL; reaps it in any case.
     fn drop(&mut self) {
-        self.signal(Signal::TERM);
-        if self.exited_within(Duration::from_secs(2)).is_none() {
+        self.terminate();
+        let grace = if cfg!(unix) { 2 } else { 0 };
+        if self.exited_within(Duration::from_secs(grace)).is_none() {
             let mut live = lock(&LIVE);
             let _ = self.child.kill();
             self.status = self.child.wait().ok();
@@ -322,6 +345,9 @@ impl Usage {
 
     /// `fds=A->B threads=C->D`.
     pub(crate) fn show(base: Usage, after: Usage) -> String {
+        if cfg!(windows) {
+            return "fds/threads=not-measured(no-/proc)".into();
+        }
         format!(
             "fds={}->{} threads={}->{}",
             base.fds, after.fds, base.threads, after.threads
@@ -350,6 +376,7 @@ impl Usage {
 }
 
 /// CPU time (user + system) of a process so far, in clock ticks (1/100 s).
+#[cfg(unix)]
 pub(crate) fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
@@ -361,6 +388,7 @@ pub(crate) fn cpu_ticks(pid: u32) -> u64 {
 }
 
 /// A process's resident memory in KiB (`VmRSS`).
+#[cfg(unix)]
 pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -440,7 +468,12 @@ pub(crate) fn secs(d: Duration) -> String {
 }
 
 /// Makes a directory (and its parents) with `mode`, owned by `uid:gid` when given.
-pub(crate) fn make_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<(), String> {
+#[cfg(unix)]
+pub(crate) fn make_dir(
+    path: &std::path::Path,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(path).map_err(|e| format!("mkdir {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
