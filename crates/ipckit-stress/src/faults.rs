@@ -198,7 +198,7 @@ fn kill_client(ctx: &Ctx, kind: Kind) -> Outcome {
     if !server.alive() {
         return Err(format!(
             "fed={fed_bytes}B: the server exited after its client was killed: {}",
-            server.stderr_text()
+            server.stderr_last()
         ));
     }
     serves(kind, &addr, &server)?;

@@ -156,7 +156,7 @@ fn fd_exhaustion(ctx: &Ctx, kind: Kind) -> Outcome {
         .ok_or_else(|| {
             format!(
                 "prlimit ipckit listen did not start: {}",
-                server.stderr_text()
+                server.stderr_last()
             )
         })?;
     let addr = if kind == Kind::Tcp {
@@ -249,7 +249,7 @@ fn fd_exhaustion(ctx: &Ctx, kind: Kind) -> Outcome {
         return Err(format!(
             "{}: the server exited when out of descriptors: {}",
             figures(""),
-            server.stderr_text()
+            server.stderr_last()
         ));
     }
     check_early(2).map_err(|e| format!("{}: {e}", figures("")))?;
@@ -261,7 +261,7 @@ fn fd_exhaustion(ctx: &Ctx, kind: Kind) -> Outcome {
         return Err(format!(
             "{}: the server died: {}",
             figures(""),
-            server.stderr_text()
+            server.stderr_last()
         ));
     }
     server.signal(Signal::TERM);

@@ -271,6 +271,12 @@ impl Proc {
             .unwrap_or_default()
     }
 
+    /// The last line it wrote to stderr so far (its error, once it has died).
+    pub(crate) fn stderr_last(&self) -> String {
+        let all = self.stderr.all(Duration::ZERO);
+        all.lines().last().unwrap_or("").to_string()
+    }
+
     /// Waits for a line on stderr that holds `needle`.
     pub(crate) fn stderr_line(&self, needle: &str, timeout: Duration) -> Option<String> {
         self.stderr.wait_for(needle, timeout)
