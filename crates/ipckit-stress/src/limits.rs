@@ -149,7 +149,9 @@ fn fd_exhaustion(ctx: &Ctx, kind: Kind) -> Outcome {
     }
     args.extend(["--echo".into(), addr.clone()]);
     let mut cmd = std::process::Command::new("prlimit");
-    cmd.args(&args).env("XDG_RUNTIME_DIR", &ctx.xdg);
+    cmd.args(&args)
+        .env("XDG_RUNTIME_DIR", &ctx.xdg)
+        .stdin(std::process::Stdio::null());
     let mut server = Proc::spawn(&mut cmd, false)?;
     let line = server
         .stderr_line("listening on ", Duration::from_secs(10))

@@ -98,6 +98,7 @@ fn as_user(ctx: &Ctx, u: &User, args: &[&str]) -> Command {
         .args(args)
         .env_remove("XDG_RUNTIME_DIR")
         .env("HOME", "/")
+        .stdin(Stdio::null())
         .current_dir("/");
     cmd
 }

@@ -33,10 +33,12 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     /// A command running `ipckit ARGS` as this user, with this run's runtime
-    /// directory.
+    /// directory and stdin from /dev/null (a caller may give it a pipe).
     pub(crate) fn ipckit(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.ipckit);
-        cmd.args(args).env("XDG_RUNTIME_DIR", &self.xdg);
+        cmd.args(args)
+            .env("XDG_RUNTIME_DIR", &self.xdg)
+            .stdin(Stdio::null());
         cmd
     }
 
