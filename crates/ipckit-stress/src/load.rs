@@ -124,8 +124,10 @@ fn start_server_with(
     Ok((p, addr))
 }
 
-/// Sends `len` bytes of `pattern(seed)` over a stream, half-closes, reads the
-/// echo to the end: an error unless every byte came back unchanged.
+/// Sends `len` bytes of `pattern(seed)` over a stream and reads the echo:
+/// an error unless every byte came back unchanged. Where the stream can
+/// half-close (not Windows pipes), the writer does, and the echo must then end
+/// right after the last byte.
 pub(crate) fn echo_stream(addr: &str, seed: u64, len: usize) -> Result<(), String> {
     let mut s = Stream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))
@@ -133,34 +135,41 @@ pub(crate) fn echo_stream(addr: &str, seed: u64, len: usize) -> Result<(), Strin
     let w = s.try_clone().map_err(|e| e.to_string())?;
     let data = pattern(seed, len);
     let want = Sum::of(&data);
-    let writer = util::spawn(move || {
+    let writer = util::spawn(move || -> std::io::Result<bool> {
         (&w).write_all(&data)?;
-        w.shutdown(Shutdown::Write).map_err(std::io::Error::from)
+        Ok(w.shutdown(Shutdown::Write).is_ok())
     });
-    let (got, n) = read_all(&mut s);
-    let wrote = writer.join().map_err(|_| "writer panicked".to_string())?;
-    wrote.map_err(|e| format!("client {seed}: write: {e}"))?;
-    let (sum, n) = (
-        got,
-        n.map_err(|e| format!("client {seed}: read after {e}"))?,
-    );
+    let (sum, n) = read_all(&mut s, len);
+    let half_closed = writer
+        .join()
+        .map_err(|_| "writer panicked".to_string())?
+        .map_err(|e| format!("client {seed}: write: {e}"))?;
+    let n = n.map_err(|e| format!("client {seed}: read after {e}"))?;
     if n != len || sum != want {
         return Err(format!(
             "client {seed}: {n} of {len} bytes came back, checksum {}",
             if sum == want { "equal" } else { "differs" }
         ));
     }
+    if half_closed {
+        match s.read(&mut [0u8; 1]) {
+            Ok(0) => {}
+            Ok(_) => return Err(format!("client {seed}: more than {len} bytes came back")),
+            Err(e) => return Err(format!("client {seed}: the end of the echo: {e}")),
+        }
+    }
     Ok(())
 }
 
-/// Reads to the end of the stream: the checksum and the count (or the error
-/// and the count before it).
-fn read_all(s: &mut Stream) -> (Sum, Result<usize, String>) {
+/// Reads `len` bytes, or to the end of the stream if it comes first: the
+/// checksum and the count (or the error and the count before it).
+fn read_all(s: &mut Stream, len: usize) -> (Sum, Result<usize, String>) {
     let mut buf = vec![0; 64 << 10];
     let (mut sum, mut n) = (Sum::default(), 0);
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return (sum, Ok(n)),
+    while n < len {
+        let want = buf.len().min(len - n);
+        match s.read(&mut buf[..want]) {
+            Ok(0) => break,
             Ok(k) => {
                 sum.add(&buf[..k]);
                 n += k;
@@ -168,6 +177,7 @@ fn read_all(s: &mut Stream) -> (Sum, Result<usize, String>) {
             Err(e) => return (sum, Err(format!("{n} bytes: {e}"))),
         }
     }
+    (sum, Ok(n))
 }
 
 /// Sends `len` bytes as messages of `CHUNK` and checks each echoed message.
