@@ -12,8 +12,8 @@ use crate::run::Scenario;
 use crate::util::{self, Ctx, Outcome, Proc, Sum, Usage, pattern};
 
 /// Concurrent clients (fewer under Wine, ~100× slower), and bytes each.
-pub(crate) const CLIENTS: usize = if cfg!(windows) { 64 } else { 200 };
-pub(crate) const BYTES: usize = 1 << 20;
+pub(crate) const CLIENTS: usize = if cfg!(windows) { 16 } else { 200 };
+pub(crate) const BYTES: usize = if cfg!(windows) { 256 << 10 } else { 1 << 20 };
 /// A message of the message, shm and mailslot transports.
 const CHUNK: usize = 32 << 10;
 
