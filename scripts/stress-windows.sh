@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The reliability suite's Windows part under Wine: load and faults over named
+# pipes, tcp and mailslots, scaled down (docs/RELIABILITY.md).
+#
+#   bash scripts/stress-windows.sh [ipckit-stress args...]     e.g. --list, load
+#
+# Uses the toolchain, Wine prefix and stand-in DLL that scripts/test-windows.sh
+# sets up in target-windows/ (run that once first), and takes the same lock, so
+# it never runs beside a test run (whose final `wineserver -k` would end it).
+# The dev profile, whose std the test runs have built already.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "${IPCKIT_REPO:-$SCRIPT_DIR/..}" && pwd)
+TARGET=x86_64-pc-windows-gnu
+OUT=$REPO/target-windows
+
+export WINEPREFIX=$OUT/wineprefix
+export WINEARCH=win64
+export WINEDEBUG=-all
+export DISPLAY=
+
+[[ -f $WINEPREFIX/system.reg ]] \
+    || { echo "no Wine prefix in $WINEPREFIX: run scripts/test-windows.sh once first" >&2; exit 2; }
+
+exec 9>"$OUT/.test-windows.lock"
+if ! flock -n 9; then
+    echo "== waiting for another Wine run on $REPO to finish"
+    flock 9
+fi
+
+cd "$REPO"
+start=$(date +%s)
+PATH=/usr/bin:$PATH \
+    RUSTC=/usr/bin/rustc \
+    RUSTC_BOOTSTRAP=1 \
+    CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+    /usr/bin/cargo build -p ipckit-cli -p ipckit-stress \
+    -Zbuild-std=std,panic_abort --target "$TARGET" --target-dir "$OUT"
+echo "== built in $(( $(date +%s) - start ))s"
+
+start=$(date +%s)
+status=0
+# The suite's own watchdog ends it; the timeout is a second guard against a
+# Wine that hangs before the program runs.
+IPCKIT_STRESS_BUDGET=${IPCKIT_STRESS_BUDGET:-600} \
+    timeout 900 wine "$OUT/$TARGET/debug/ipckit-stress.exe" "$@" || status=$?
+echo "== reliability suite under Wine took $(( $(date +%s) - start ))s (exit $status)"
+exit "$status"
