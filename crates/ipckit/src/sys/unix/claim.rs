@@ -207,7 +207,9 @@ pub(super) struct Live {
 /// the bind lock a refused connect means a stale file (see the module docs).
 pub(super) fn holder(addr: &SocketAddrUnix) -> io::Result<Holder> {
     for ty in [SocketType::STREAM, SocketType::SEQPACKET, SocketType::DGRAM] {
-        let probe = new_socket_of(ty, SocketFlags::NONBLOCK)?;
+        let probe = new_socket_of(ty, SocketFlags::empty())?;
+        // Not `SOCK_NONBLOCK`, which macOS lacks.
+        rustix::io::ioctl_fionbio(&probe, true)?;
         match rustix::net::connect(&probe, addr) {
             Ok(()) => {
                 return Ok(Holder::Live(Live {
