@@ -174,9 +174,13 @@ mod os {
                     continue;
                 };
                 let file = file.to_owned();
+                if is_bind_lock(&path, &meta) {
+                    continue;
+                }
                 if meta.is_dir() {
                     if let Some(group) = file.strip_suffix(".group") {
-                        let members = dir_entries(&path)?;
+                        let mut members = dir_entries(&path)?;
+                        members.retain(|(member, meta)| !is_bind_lock(member, meta));
                         let state = if members.is_empty() { "empty" } else { "-" };
                         list.push(Entry {
                             path: Some(path.display().to_string()),
@@ -274,6 +278,13 @@ mod os {
             None if cfg!(any(target_os = "linux", target_os = "android")) => "stale",
             None => "-",
         }
+    }
+
+    /// A bind lock file (`SOCKET.lock`): the library holds one beside a socket
+    /// file only while it binds it, and removes it after; one is left only by a
+    /// process killed in that instant. Not an endpoint, so not listed.
+    fn is_bind_lock(path: &Path, meta: &fs::Metadata) -> bool {
+        meta.is_file() && path.extension().is_some_and(|e| e == "lock")
     }
 
     /// The entries of `dir`, with their metadata (not following links); none if

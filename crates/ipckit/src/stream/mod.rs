@@ -96,7 +96,10 @@ impl Listener {
     ///
     /// [`ErrorKind::InvalidAddress`] or [`ErrorKind::Unsupported`] for an address
     /// this OS cannot serve; [`ErrorKind::AddrInUse`] when a live listener already
-    /// serves it; otherwise the OS error with the address in the message.
+    /// serves it (the message names its pid where the OS lets it be read: Linux
+    /// `SO_PEERCRED`, Windows `GetNamedPipeServerProcessId`); otherwise the OS
+    /// error with the address in the message. Of several binds of one name at
+    /// the same instant, in one process or many, exactly one succeeds.
     pub fn bind(addr: impl ToAddress) -> Result<Listener> {
         ListenerOptions::new().bind(addr)
     }

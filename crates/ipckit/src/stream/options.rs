@@ -85,6 +85,12 @@ impl ListenerOptions {
 
     /// Whether `bind` replaces a Unix socket file that nobody listens on (default
     /// true). A file a live listener serves is never replaced.
+    ///
+    /// Binding is atomic among ipckit processes, replacement included: of
+    /// several processes binding one path at once exactly one wins, the others
+    /// fail with [`ErrorKind::AddrInUse`] naming the winner's pid where it can
+    /// be read. They take turns on a lock file `SOCKET.lock` beside the socket
+    /// file, which the winner removes once it listens (docs/SECURITY.md).
     pub fn replace_stale(&mut self, yes: bool) -> &mut Self {
         self.replace_stale = yes;
         self

@@ -11,7 +11,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use rustix::net::{
     RecvAncillaryBuffer, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
 
+use super::claim::{self, BindLock, Holder};
 use super::fdio::Wait;
 use super::runtime_dir;
 use super::stream::{OwnFile, bind_socket, check_private_dir, new_socket_of, socket_addr};
@@ -327,9 +328,9 @@ pub(crate) fn broadcast(name: &str, msg: &[u8]) -> io::Result<Delivery> {
             }
             Err(e) if e.raw_os_error() == Some(Errno::CONNREFUSED.raw_os_error()) => {
                 // A member that died without removing its file.
-                match fs::remove_file(&path) {
-                    Ok(()) => done.dead += 1,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                match remove_dead_member(&path) {
+                    Ok(true) => done.dead += 1,
+                    Ok(false) => {}
                     Err(e) => {
                         first_error.get_or_insert(member_error(e));
                     }
@@ -345,5 +346,24 @@ pub(crate) fn broadcast(name: &str, msg: &[u8]) -> io::Result<Delivery> {
     match first_error {
         Some(e) => Err(e),
         None => Ok(done),
+    }
+}
+
+/// Removes the file of a member that refused a datagram, unless somebody
+/// receives on it after all: under its bind lock, which a member holds from
+/// before its `bind` until that returned (see `claim`), so a member that was
+/// binding at that instant, or a new one on the path of a dead one with the same
+/// pid, is found live and kept. True if the file was removed.
+fn remove_dead_member(path: &Path) -> io::Result<bool> {
+    let Some(_lock) = BindLock::acquire(path)? else {
+        return Ok(false);
+    };
+    match claim::holder(&SocketAddrUnix::new(path)?)? {
+        Holder::Live(_) => Ok(false),
+        Holder::Nobody => match fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        },
     }
 }

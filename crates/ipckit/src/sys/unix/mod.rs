@@ -2,6 +2,7 @@
 //! `SOCK_SEQPACKET` message channels, with poll-based deadlines.
 
 pub(crate) mod child;
+mod claim;
 mod dgram;
 mod fdio;
 mod runtime_dir;

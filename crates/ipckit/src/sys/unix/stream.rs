@@ -12,6 +12,7 @@ use std::time::Instant;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
 
+use super::claim::{self, BindLock, Holder};
 use super::{fdio, runtime_dir};
 use crate::address::Endpoint;
 use crate::security::PeerCredentials;
@@ -139,15 +140,31 @@ pub(super) fn bind_socket(
     let addr = socket_addr(ep)?;
     let fd = new_socket_of(ty, SocketFlags::empty())?;
     prepare(&fd, ty)?;
+    // Held until this function returns, after `listen`: racing binders of the
+    // same path, stale-file replacement included, go one at a time (see `claim`).
+    // Declared before `file`, so a failure below removes the file under the lock.
+    let _lock = match ep {
+        Endpoint::UnixPath { path, .. } => BindLock::acquire(path)?,
+        _ => None,
+    };
     match rustix::net::bind(&fd, &addr) {
         Ok(()) => {}
-        Err(Errno::ADDRINUSE) => match ep {
-            Endpoint::UnixPath { path, .. } if opts.replace_stale => {
-                replace_stale(path)?;
-                rustix::net::bind(&fd, &addr)?;
+        Err(Errno::ADDRINUSE) => {
+            let path = match ep {
+                Endpoint::UnixPath { path, .. } => Some(path.as_path()),
+                _ => None,
+            };
+            match (path, claim::holder(&addr)?) {
+                (Some(path), Holder::Nobody) if opts.replace_stale => {
+                    replace_stale(path)?;
+                    rustix::net::bind(&fd, &addr)?;
+                }
+                (Some(_), Holder::Nobody) => return Err(stale_kept()),
+                (_, Holder::Live(live)) => return Err(in_use(live.describe(path))),
+                // An abstract name whose socket closed in the meantime.
+                (None, Holder::Nobody) => rustix::net::bind(&fd, &addr)?,
             }
-            _ => return Err(in_use()),
-        },
+        }
         Err(e) => return Err(e.into()),
     }
     let file = match ep {
@@ -174,17 +191,28 @@ pub(super) fn bind_socket(
     Ok((fd, file))
 }
 
-fn in_use() -> io::Error {
+fn in_use(who: String) -> io::Error {
+    io::Error::new(io::ErrorKind::AddrInUse, who)
+}
+
+fn stale_kept() -> io::Error {
     io::Error::new(
         io::ErrorKind::AddrInUse,
-        "a live listener already serves it",
+        "a file nobody listens on (a stale socket file, or not a socket) is there, and \
+         replace_stale is off, so it was kept",
     )
 }
 
-/// The socket file exists: remove it if nobody listens on it (a crashed server's
-/// leftover); refuse if somebody does, or if it is not a socket at all.
+/// The socket file nobody listens on (a crashed server's leftover) is removed,
+/// if it is a socket at all. Called only under the bind lock, after
+/// `claim::holder` found nobody serving it.
 fn replace_stale(path: &Path) -> io::Result<()> {
-    let meta = fs::symlink_metadata(path)?;
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        // Its server removed it since.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
     if !meta.file_type().is_socket() {
         return Err(io::Error::new(
             io::ErrorKind::AddrInUse,
@@ -194,12 +222,9 @@ fn replace_stale(path: &Path) -> io::Result<()> {
             ),
         ));
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(in_use()),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => fs::remove_file(path),
-        // A live listener of the other kind (message channel vs byte stream).
-        Err(e) if e.raw_os_error() == Some(Errno::PROTOTYPE.raw_os_error()) => Err(in_use()),
-        Err(e) => Err(e),
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -163,7 +163,7 @@ fn name_taken(e: io::Error) -> io::Error {
         io::Error::new(
             io::ErrorKind::AddrInUse,
             "another receiver already owns this mailslot name (CreateMailslotW: \
-             ERROR_ALREADY_EXISTS)",
+             ERROR_ALREADY_EXISTS; Windows does not tell which process holds a mailslot)",
         )
     } else {
         e

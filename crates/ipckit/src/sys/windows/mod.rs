@@ -20,6 +20,7 @@
 
 pub(crate) mod child;
 mod crt_fds;
+mod first_instance;
 mod handle;
 mod mailslot;
 mod mailslot_group;

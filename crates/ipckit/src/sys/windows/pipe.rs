@@ -23,6 +23,7 @@ use windows_sys::Win32::System::Pipes::{
     PIPE_WAIT, WaitNamedPipeW,
 };
 
+use super::first_instance::create_first;
 use super::handle::{Event, owned, wide};
 use super::security::{SecurityAttributes, describe, peer_credentials};
 use super::{overlapped, timed_out};
@@ -51,7 +52,8 @@ pub(super) fn remote_mode(opts: &ListenerOptions) -> NAMED_PIPE_MODE {
 
 /// Refuses to bind a name that already has instances (another server's, maybe a
 /// squatter's). `FILE_FLAG_FIRST_PIPE_INSTANCE` is the guard that holds against
-/// races; this check comes first because Wine (8) ignores that flag.
+/// races; this check comes first because Wine (8) ignores that flag (see
+/// `first_instance`, which calls it).
 /// `WaitNamedPipeW` tells a name with instances (free: success; all busy:
 /// `ERROR_SEM_TIMEOUT`) from a free name (`ERROR_FILE_NOT_FOUND`) without
 /// taking an instance.
@@ -62,24 +64,58 @@ pub(super) fn refuse_existing(path: &[u16]) -> io::Result<()> {
     if exists {
         return Err(io::Error::new(
             io::ErrorKind::AddrInUse,
-            "another server already owns this pipe name (it has instances; \
-             FILE_FLAG_FIRST_PIPE_INSTANCE would be refused): it may be a squatter; \
-             this listener did not start",
+            format!(
+                "another server already owns this pipe name ({}; it has instances, so \
+                 FILE_FLAG_FIRST_PIPE_INSTANCE would be refused): it may be a squatter; \
+                 this listener did not start",
+                server_pid(path)
+            ),
         ));
     }
     Ok(())
 }
 
-/// What a refused first instance means: another server owns the name.
-pub(super) fn first_instance_error(e: io::Error) -> io::Error {
+/// What a refused first instance of `path` means: another server owns the name.
+pub(super) fn first_instance_error(path: &[u16], e: io::Error) -> io::Error {
     if e.raw_os_error() == Some(windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED as i32) {
         io::Error::new(
             io::ErrorKind::AddrInUse,
-            "another server already owns this pipe name (FILE_FLAG_FIRST_PIPE_INSTANCE \
-             refused): it may be a squatter; this listener did not start",
+            format!(
+                "another server already owns this pipe name ({}; \
+                 FILE_FLAG_FIRST_PIPE_INSTANCE refused): it may be a squatter; this \
+                 listener did not start",
+                server_pid(path)
+            ),
         )
     } else {
         e
+    }
+}
+
+/// The pid of the server of pipe `path`, as text, read by opening it as a client
+/// (identification level only, sending nothing) and asking
+/// `GetNamedPipeServerProcessId`; or why it could not be read. Opening takes an
+/// instance: when none is free (a server that is not accepting), it waits for
+/// one up to half a second.
+fn server_pid(path: &[u16]) -> String {
+    let limit = Instant::now() + std::time::Duration::from_millis(500);
+    let opened = loop {
+        match open_client(path) {
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
+                if wait_for_instance(path, Some(limit)).is_err() {
+                    break Err(e);
+                }
+            }
+            other => break other,
+        }
+    };
+    match opened.and_then(|client| peer_credentials(client.as_handle())) {
+        Ok(PeerCredentials { pid: Some(pid), .. }) => format!("pid {pid}"),
+        Ok(_) => "its pid could not be read".into(),
+        Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
+            "its pid could not be read: all its instances are busy".into()
+        }
+        Err(e) => format!("its pid could not be read: {e}"),
     }
 }
 
@@ -150,10 +186,7 @@ impl Listener {
             security: SecurityAttributes::new(opts.sddl.as_deref())?,
             remote: remote_mode(opts),
         };
-        refuse_existing(&listener.path)?;
-        let first = listener
-            .create_instance(true)
-            .map_err(first_instance_error)?;
+        let first = create_first(&listener.path, || listener.create_instance(true))?;
         *listener
             .waiting
             .get_mut()

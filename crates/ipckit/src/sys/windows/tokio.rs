@@ -21,7 +21,7 @@ use ::tokio::sync::Mutex;
 use ::tokio::time::{Instant, sleep};
 use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY};
 
-use super::pipe::{first_instance_error, refuse_existing};
+use super::first_instance::create_first;
 use super::security::SecurityAttributes;
 pub(crate) use super::tokio_mailslot::MailslotReceiver;
 pub(crate) use super::tokio_message::{MsgListener, MsgStream, connect_message};
@@ -73,9 +73,9 @@ impl Listener {
             // `ListenerOptions` refuses 0 and 255; tokio panics above 254.
             options.max_instances(usize::from(n.min(254)));
         }
-        refuse_existing(&super::handle::wide(&path))?;
-        let first = create(options.clone().first_pipe_instance(true), &path, &security)
-            .map_err(first_instance_error)?;
+        let first = create_first(&super::handle::wide(&path), || {
+            create(options.clone().first_pipe_instance(true), &path, &security)
+        })?;
         Ok(Listener {
             path,
             options,
