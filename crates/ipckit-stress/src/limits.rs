@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use ipckit::{MessageStream, Stream};
+use ipckit::{ConnectOptions, MessageStream, Stream};
 use rustix::process::Signal;
 
 use crate::faults::{per_kind, timed_echo};
@@ -216,18 +216,28 @@ fn fd_exhaustion(ctx: &Ctx, kind: Kind) -> Outcome {
         Ok(())
     };
     check_early(1)?;
-    // The flood: three times the descriptors the server has.
+    // The flood: three times the descriptors the server has. A server that
+    // cannot accept (out of descriptors, or at its connection limit) leaves
+    // clients in the listen backlog; once that is full too, a TCP connect
+    // waits for the kernel's SYN retries, so each flood connect is bounded
+    // and one that times out is counted as waiting, not as a failure.
+    let mut flood_opts = ConnectOptions::new();
+    flood_opts.timeout(Duration::from_millis(250));
     let mut flood_s = Vec::new();
     let mut flood_m = Vec::new();
-    let mut refused = 0;
+    let (mut refused, mut waiting) = (0, 0);
     for _ in 0..3 * LIMIT {
         let r = if kind == Kind::Message {
-            MessageStream::connect(addr.as_str()).map(|m| flood_m.push(m))
+            flood_opts
+                .connect_message(addr.as_str())
+                .map(|m| flood_m.push(m))
         } else {
-            Stream::connect(addr.as_str()).map(|s| flood_s.push(s))
+            flood_opts.connect(addr.as_str()).map(|s| flood_s.push(s))
         };
-        if r.is_err() {
-            refused += 1;
+        match r {
+            Ok(()) => {}
+            Err(e) if e.is_timeout() => waiting += 1,
+            Err(_) => refused += 1,
         }
     }
     // The server reaches its limit: wait until its fds stop growing.
@@ -243,7 +253,7 @@ fn fd_exhaustion(ctx: &Ctx, kind: Kind) -> Outcome {
     }
     let figures = |extra: &str| {
         format!(
-            "nofile={LIMIT} early=8 flood={} refused-at-connect={refused} server-fds-peak={peak}{extra}",
+            "nofile={LIMIT} early=8 flood={} refused-at-connect={refused} waiting-at-connect={waiting} server-fds-peak={peak}{extra}",
             3 * LIMIT
         )
     };
