@@ -24,7 +24,11 @@ use crate::server::lock;
 /// A call to run.
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
-/// Threads started as jobs come, up to `max`, kept until [`Pool::close`].
+/// How long a thread of the pool waits for a job before it ends.
+const IDLE_EXIT: Duration = Duration::from_secs(2);
+
+/// Threads started as jobs come, up to `max`; one that has had no job for
+/// [`IDLE_EXIT`] ends, and [`Pool::close`] ends the rest.
 pub(crate) struct Pool {
     state: Mutex<State>,
     work: Condvar,
@@ -141,8 +145,20 @@ impl Pool {
                 return;
             }
             state.idle += 1;
-            state = self.work.wait(state).unwrap_or_else(|p| p.into_inner());
+            let (next, waited) = self
+                .work
+                .wait_timeout(state, IDLE_EXIT)
+                .unwrap_or_else(|p| p.into_inner());
+            state = next;
             state.idle -= 1;
+            if waited.timed_out() && state.queue.is_empty() && !state.closed {
+                // No call for a while: give the thread back, so a server that
+                // went quiet holds no more threads than its connections need.
+                // Decided under the lock `submit` takes, so a job queued now
+                // finds this thread no longer idle and starts another.
+                state.members -= 1;
+                return;
+            }
         }
     }
 

@@ -44,10 +44,19 @@ fn idle_cpu(ctx: &Ctx) -> Outcome {
     let conns: Vec<Stream> = (0..IDLE)
         .map(|_| Stream::connect(addr.as_str()).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
-    // All accepted: the server holds a descriptor for each.
+    // All accepted and set up: the server holds at least a descriptor for each
+    // (a connection may hold more, e.g. a handle to wake its reader), and the
+    // count has stopped moving for half a second.
     let t = Instant::now();
-    while server.usage().fds < base.fds + IDLE && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
+    let (mut last, mut steady) = (0, 0);
+    while t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        let fds = server.usage().fds;
+        steady = if fds == last { steady + 1 } else { 0 };
+        last = fds;
+        if fds >= base.fds + IDLE && steady >= 5 {
+            break;
+        }
     }
     let window = Duration::from_secs(3);
     let before = cpu_ticks(server.pid);
@@ -72,13 +81,15 @@ fn idle_cpu(ctx: &Ctx) -> Outcome {
 }
 
 /// 32 clients send `sleep [1]` requests with 64 KiB padding and never read:
-/// the server's threads must stay ≤ baseline + max_concurrent_calls + one per
-/// connection + 8.
+/// the server's threads must stay ≤ baseline + max_concurrent_calls + two per
+/// connection (its reader, and at most one thread blocked sending to it while
+/// it does not read, until the reply timeout: docs/RPC.md) + 8. Before the
+/// fix they grew with every request (thousands).
 fn nonreading(ctx: &Ctx) -> Outcome {
     const CONNS: usize = 32;
     let (server, addr) = start_demo(ctx, Framing::LengthPrefix, None)?;
     let base = server.usage();
-    let limit = base.threads + MAX_CALLS + CONNS + 8;
+    let limit = base.threads + MAX_CALLS + 2 * CONNS + 8;
     let pad = "x".repeat(64 << 10);
     let req =
         lp(format!(r#"{{"jsonrpc":"2.0","method":"echo","params":["{pad}"],"id":1}}"#).as_bytes());
@@ -126,7 +137,8 @@ fn nonreading(ctx: &Ctx) -> Outcome {
 }
 
 /// 8 connections each announce a 60 MiB frame and send all of it but the last
-/// byte: the server must not buffer 480 MiB (its RSS may grow by ≤ 256 MiB),
+/// byte: the server must not buffer 480 MiB (its cap is 256 MiB; its RSS may
+/// grow by ≤ 320 MiB, allowing for buffers' spare capacity and the allocator),
 /// must refuse at least one of them, and serves a good client meanwhile.
 fn unfinished(ctx: &Ctx) -> Outcome {
     const CONNS: usize = 8;
@@ -169,11 +181,11 @@ fn unfinished(ctx: &Ctx) -> Outcome {
     let served = good_call(&addr, Framing::LengthPrefix, None);
     drop(conns);
     let figures = format!(
-        "conns={CONNS}x{}MiB-unfinished rss-growth={grew}MiB (limit 256) refused={refused}",
+        "conns={CONNS}x{}MiB-unfinished rss-growth={grew}MiB (limit 320) refused={refused}",
         FRAME >> 20
     );
     served.map_err(|e| format!("{figures}: a good client meanwhile: {e}"))?;
-    if grew > 256 || refused == 0 {
+    if grew > 320 || refused == 0 {
         return Err(format!(
             "{figures}: unfinished frames are buffered without a server-wide cap"
         ));
