@@ -374,13 +374,24 @@ fn a_client_whose_server_is_gone_gets_an_error() {
             .unwrap_err();
         assert_eq!(status.code(), Code::Unknown, "{status:?}");
 
-        // ...and so does the next call: the channel dials again, and nobody
-        // listens any more.
-        let status = tokio::time::timeout(limit(10), hello(&mut client, "again"))
-            .await
-            .expect("a call after the server died hung")
-            .unwrap_err();
-        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        // ...and so do the next calls: once the channel has seen its
+        // connection end it dials again, and nobody listens any more. A call
+        // made before it has seen that may be cancelled with the connection
+        // (`Cancelled`, seen in about 1 run in 5 on a loaded machine); every
+        // call must fail, none may hang, and `Unavailable` must follow.
+        let deadline = tokio::time::Instant::now() + limit(10);
+        let mut seen = Vec::new();
+        loop {
+            let status = tokio::time::timeout_at(deadline, hello(&mut client, "again"))
+                .await
+                .unwrap_or_else(|_| panic!("calls after the server died hung; got {seen:?}"))
+                .unwrap_err();
+            match status.code() {
+                Code::Unavailable => break,
+                Code::Cancelled if seen.len() < 3 => seen.push(status.code()),
+                _ => panic!("expected Unavailable after {seen:?}, got {status:?}"),
+            }
+        }
     });
 }
 
