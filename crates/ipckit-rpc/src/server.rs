@@ -24,6 +24,10 @@ use crate::pool::Pool;
 /// to see whether it should stop.
 const LOOK_UP: Duration = Duration::from_millis(100);
 
+/// How long `stop` gives an accept thread that waits for a free connection
+/// slot to see that the server stops.
+const SLOT_WAKE: Duration = Duration::from_millis(20);
+
 /// How long `stop` tries to wake the accept thread, and then waits for it.
 const WAKE_LIMIT: Duration = Duration::from_secs(2);
 
@@ -440,31 +444,34 @@ impl Server {
             return;
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
-        // An accept loop waiting for a free connection slot stops there.
+        // An accept loop waiting for a free connection slot stops there, at
+        // once: give it a moment. Waking it with a connection of our own
+        // would then be wrong: at the limit on Windows no pipe instance is
+        // waiting, so that connect would wait its whole timeout.
         self.shared.limit.close();
-        // Wake the accept loop with a connection of our own; it sees the flag
-        // and drops it.
-        let mut copts = ConnectOptions::new();
-        copts.timeout(WAKE_LIMIT);
-        let woken = if self.shared.opts.framing.is_message() {
-            copts.connect_message(&self.local).map(drop)
-        } else {
-            copts.connect(&self.local).map(drop)
+        let ended = ended.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let gone = |r: std::result::Result<(), RecvTimeoutError>| {
+            matches!(r, Err(RecvTimeoutError::Disconnected))
         };
-        // If the address no longer leads to the listener (its socket file was
-        // removed, say), nothing can wake the accept thread: it is left
-        // blocked, and ends at its next connection without serving it. The
-        // rest of the shutdown does not wait for it.
-        if woken.is_ok()
-            && matches!(
-                ended
-                    .get_mut()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .recv_timeout(WAKE_LIMIT),
-                Err(RecvTimeoutError::Disconnected)
-            )
-        {
+        if gone(ended.recv_timeout(SLOT_WAKE)) {
             let _ = accept.join();
+        } else {
+            // Wake the accept loop with a connection of our own; it sees the
+            // flag and drops it.
+            let mut copts = ConnectOptions::new();
+            copts.timeout(WAKE_LIMIT);
+            let woken = if self.shared.opts.framing.is_message() {
+                copts.connect_message(&self.local).map(drop)
+            } else {
+                copts.connect(&self.local).map(drop)
+            };
+            // If the address no longer leads to the listener (its socket file
+            // was removed, say), nothing can wake the accept thread: it is
+            // left blocked, and ends at its next connection without serving
+            // it. The rest of the shutdown does not wait for it.
+            if woken.is_ok() && gone(ended.recv_timeout(WAKE_LIMIT)) {
+                let _ = accept.join();
+            }
         }
         // Wake every reader: it reads no more requests, lets its calls in
         // flight finish and send their responses, then closes.

@@ -92,31 +92,13 @@ pub(super) fn first_instance_error(path: &[u16], e: io::Error) -> io::Error {
     }
 }
 
-/// The pid of the server of pipe `path`, as text, read by opening it as a client
-/// (identification level only, sending nothing) and asking
-/// `GetNamedPipeServerProcessId`; or why it could not be read. Opening takes an
-/// instance: when none is free (a server that is not accepting), it waits for
-/// one up to half a second.
-fn server_pid(path: &[u16]) -> String {
-    let limit = Instant::now() + std::time::Duration::from_millis(500);
-    let opened = loop {
-        match open_client(path) {
-            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
-                if wait_for_instance(path, Some(limit)).is_err() {
-                    break Err(e);
-                }
-            }
-            other => break other,
-        }
-    };
-    match opened.and_then(|client| peer_credentials(client.as_handle())) {
-        Ok(PeerCredentials { pid: Some(pid), .. }) => format!("pid {pid}"),
-        Ok(_) => "its pid could not be read".into(),
-        Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
-            "its pid could not be read: all its instances are busy".into()
-        }
-        Err(e) => format!("its pid could not be read: {e}"),
-    }
+/// Why the refusal does not name the pipe server's pid. It could be read only
+/// by opening the pipe as a client (`GetNamedPipeServerProcessId` takes a
+/// client handle), which takes one of its instances: a server that serves one
+/// client (`ipckit listen`) would take that probe for its client and end its
+/// session when it closes. Binding a name must not disturb its live owner.
+fn server_pid(_path: &[u16]) -> &'static str {
+    "its pid is not read: on Windows that would take a connection to it"
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
