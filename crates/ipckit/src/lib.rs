@@ -90,6 +90,7 @@ pub mod child;
 mod error;
 pub mod mailslot;
 pub mod message;
+mod peer;
 pub mod platform;
 pub mod security;
 pub mod shm;

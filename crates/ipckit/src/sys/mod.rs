@@ -37,7 +37,7 @@
 #[derive(Debug, Clone)]
 pub(crate) struct ObjectOwner {
     /// The owner: `uid` and `gid` on Unix, `sid` on Windows.
-    pub(crate) user: crate::security::PeerCredentials,
+    pub(crate) user: crate::peer::PeerCredentials,
     /// The permission bits (Unix).
     pub(crate) mode: Option<u32>,
 }

@@ -31,7 +31,7 @@ use crate::ErrorKind;
 use crate::address::Endpoint;
 use crate::error::{Error, timed_out, too_large};
 use crate::mailslot::Broadcast as Delivery;
-use crate::security::PeerCredentials;
+use crate::peer::PeerCredentials;
 use crate::stream::ListenerOptions;
 
 /// A datagram socket that receives one mailslot's messages.

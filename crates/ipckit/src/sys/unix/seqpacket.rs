@@ -131,7 +131,7 @@ impl MsgStream {
         self.sock.as_fd()
     }
 
-    pub(crate) fn peer_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::peer::PeerCredentials> {
         super::stream::peer_credentials(self.sock.as_fd())
     }
 

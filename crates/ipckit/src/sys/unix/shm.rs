@@ -20,7 +20,7 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
 use rustix::shm;
 
-use crate::security::PeerCredentials;
+use crate::peer::PeerCredentials;
 use crate::sys::ObjectOwner;
 
 /// A mapping of shared memory into this process, unmapped on drop.

@@ -15,7 +15,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockop
 use super::claim::{self, BindLock, Holder};
 use super::{fdio, runtime_dir};
 use crate::address::Endpoint;
-use crate::security::PeerCredentials;
+use crate::peer::PeerCredentials;
 use crate::stream::{ConnectOptions, ListenerOptions, retry_pause};
 
 pub(super) fn socket_addr(ep: &Endpoint) -> io::Result<SocketAddrUnix> {

@@ -113,7 +113,7 @@ async fn connect_once(addr: &SocketAddrUnix) -> io::Result<Stream> {
 }
 
 /// The credentials of the peer of a connected stream (`SO_PEERCRED`).
-pub(crate) fn peer_credentials(stream: &Stream) -> io::Result<crate::security::PeerCredentials> {
+pub(crate) fn peer_credentials(stream: &Stream) -> io::Result<crate::peer::PeerCredentials> {
     use std::os::fd::AsFd;
     stream::peer_credentials(stream.as_fd())
 }
@@ -180,7 +180,7 @@ impl MsgStream {
         let _ = self.io.get_ref().shutdown(std::net::Shutdown::Read);
     }
 
-    pub(crate) fn peer_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::peer::PeerCredentials> {
         self.io.get_ref().peer_credentials()
     }
 }

@@ -428,7 +428,7 @@ impl MailslotSender {
     /// mailslot carries no identity of its receiver (there is no connection,
     /// and no call like `GetNamedPipeServerProcessId`), so this is always
     /// `Unsupported`.
-    pub(crate) fn receiver_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
+    pub(crate) fn receiver_credentials(&self) -> io::Result<crate::peer::PeerCredentials> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "Windows tells a mailslot's sender nothing about who created the mailslot",

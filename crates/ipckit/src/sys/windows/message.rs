@@ -157,7 +157,7 @@ impl MsgStream {
         MsgStream::new(client_handle(ep, opts)?, false)
     }
 
-    pub(crate) fn peer_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::peer::PeerCredentials> {
         super::security::peer_credentials(self.handle.as_handle())
     }
 

@@ -28,7 +28,7 @@ use super::handle::{Event, owned, wide};
 use super::security::{SecurityAttributes, describe, peer_credentials};
 use super::{overlapped, timed_out};
 use crate::address::Endpoint;
-use crate::security::PeerCredentials;
+use crate::peer::PeerCredentials;
 use crate::stream::{ConnectOptions, ListenerOptions, retry_pause};
 
 fn pipe_path(ep: &Endpoint) -> io::Result<Vec<u16>> {

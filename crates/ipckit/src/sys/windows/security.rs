@@ -35,7 +35,7 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::handle::{owned, wide};
-use crate::security::PeerCredentials;
+use crate::peer::PeerCredentials;
 
 /// Frees memory the system allocated with `LocalAlloc` for us, when dropped.
 struct Local(*mut c_void);

@@ -26,7 +26,7 @@ use super::security::SecurityAttributes;
 pub(crate) use super::tokio_mailslot::MailslotReceiver;
 pub(crate) use super::tokio_message::{MsgListener, MsgStream, connect_message};
 use crate::address::Endpoint;
-use crate::security::PeerCredentials;
+use crate::peer::PeerCredentials;
 use crate::stream::{ConnectOptions, ListenerOptions};
 
 /// The first pause of a client that finds every instance busy; it doubles on

@@ -81,7 +81,7 @@ impl MsgStream {
         let _ = self.inner.shutdown(std::net::Shutdown::Read);
     }
 
-    pub(crate) fn peer_credentials(&self) -> io::Result<crate::security::PeerCredentials> {
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::peer::PeerCredentials> {
         self.inner.peer_credentials()
     }
 }
