@@ -108,7 +108,7 @@ use std::any::type_name;
 use std::fmt;
 use std::io;
 use std::process::{Child, Command};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -117,6 +117,7 @@ use serde::de::DeserializeOwned;
 use self::json::Lines;
 use crate::error::{Error, ErrorKind, Result, breaks_channel};
 use crate::stream::{DEFAULT_MAX_MESSAGE_SIZE, Limits, check_max_message_size, check_timeout};
+use crate::sync::lock;
 use crate::sys;
 
 /// The variable that names the child's end of a message channel.
@@ -126,10 +127,6 @@ pub const NODE_CHANNEL_FD: &str = "NODE_CHANNEL_FD";
 /// The variable in which Node's `fork` names the serialization (`json` or
 /// `advanced`).
 pub const NODE_CHANNEL_SERIALIZATION_MODE: &str = "NODE_CHANNEL_SERIALIZATION_MODE";
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// How messages travel over a child-process channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -73,7 +73,7 @@ mod framed;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use framed::Framed;
@@ -86,11 +86,8 @@ use crate::stream::{
     AcceptBackoff, ConnectOptions, Limits, Listener, ListenerOptions, Stream, accept_through,
     check_max_message_size, check_timeout,
 };
+use crate::sync::lock;
 use crate::sys;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 enum ListenerKind {
     Local(sys::MsgListener),

@@ -176,7 +176,7 @@ struct SlotState {
 
 impl Slots {
     fn lock(&self) -> MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 
@@ -236,7 +236,7 @@ impl ConnectionLimit {
         let slots = &self.inner;
         let mut state = slots.lock();
         while state.in_use >= slots.max && !state.closed {
-            state = slots.freed.wait(state).unwrap_or_else(|p| p.into_inner());
+            state = crate::sync::relock(slots.freed.wait(state));
         }
         if state.closed {
             return None;

@@ -29,7 +29,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering as StdOrdering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::ObjectOwner;
@@ -39,6 +39,7 @@ use super::shm::{
 };
 use crate::ErrorKind;
 use crate::error::{Error, timed_out};
+use crate::sync::relock;
 use crate::sync::{Ordering, compiler_fence, fence};
 
 /// `b"ipckitch"`: an ipckit channel region.
@@ -123,10 +124,6 @@ fn protocol(msg: String) -> io::Error {
 
 fn disconnected(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionReset, msg.to_owned())
-}
-
-fn relock<T>(r: Result<T, PoisonError<T>>) -> T {
-    r.unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A value on cache lines of its own: the sending and the receiving thread

@@ -84,7 +84,7 @@ impl MailslotReceiver {
         wait.check("receive")?;
         loop {
             {
-                let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+                let _turn = crate::sync::lock(&self.turn);
                 match self.peek() {
                     Ok(len) if len > self.max => {
                         // Refused whole: the datagram is dropped, the receiver
@@ -146,7 +146,7 @@ impl MailslotReceiver {
     /// The next datagram's size, and how many are queued: 0 when none is, and
     /// unknown (`None`) otherwise, as Unix does not count datagrams.
     pub(crate) fn pending(&self) -> io::Result<(Option<usize>, Option<usize>)> {
-        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        let _turn = crate::sync::lock(&self.turn);
         match self.peek() {
             Ok(len) => Ok((Some(len), None)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((None, Some(0))),

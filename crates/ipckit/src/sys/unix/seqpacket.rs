@@ -242,7 +242,7 @@ impl MsgStream {
     /// two cannot peek the same record and then take different ones.
     fn recv_with(&self, out: &mut Vec<u8>, max: usize, wait: Wait) -> io::Result<bool> {
         wait.check("receive")?;
-        let _turn = self.recv_turn.lock().unwrap_or_else(|p| p.into_inner());
+        let _turn = crate::sync::lock(&self.recv_turn);
         let next = self.peek(wait)?;
         let (len, has_fds) = match next {
             Next::End => return Ok(false),

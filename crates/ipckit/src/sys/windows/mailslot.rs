@@ -32,7 +32,7 @@ use std::mem::MaybeUninit;
 use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
 use std::path::PathBuf;
 use std::ptr;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
@@ -52,6 +52,7 @@ use crate::ErrorKind;
 use crate::address::Endpoint;
 use crate::error::{Error, timed_out, too_large};
 use crate::stream::ListenerOptions;
+use crate::sync::relock;
 
 /// `lReadTimeout` for reads that wait until a message comes (winbase.h).
 const MAILSLOT_WAIT_FOREVER: u32 = u32::MAX;
@@ -93,10 +94,6 @@ struct Turn {
 
 /// The turn, held until dropped.
 struct TurnGuard<'a>(&'a Turn);
-
-fn relock<T>(r: Result<T, PoisonError<T>>) -> T {
-    r.unwrap_or_else(PoisonError::into_inner)
-}
 
 impl Turn {
     fn take(&self, limit: Option<Instant>) -> io::Result<TurnGuard<'_>> {

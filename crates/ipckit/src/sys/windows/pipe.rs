@@ -101,9 +101,7 @@ fn server_pid(_path: &[u16]) -> &'static str {
     "its pid is not read: on Windows that would take a connection to it"
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub(super) use crate::sync::lock;
 
 /// What the instances of a pipe carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +170,7 @@ impl Listener {
         *listener
             .waiting
             .get_mut()
-            .unwrap_or_else(|p| p.into_inner()) = Some(first);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(first);
         Ok(listener)
     }
 
