@@ -219,7 +219,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         .and_then(|()| out.flush())
         .map_err(stdout_error)?;
     if let Some(plot) = &args.plot {
-        std::fs::write(plot, svg(&rows))
+        std::fs::write(plot, svg(&rows)?)
             .with_context(|| format!("cannot write the plot to {}", plot.display()))?;
     }
     let failed: Vec<_> = rows
@@ -832,19 +832,19 @@ fn json_report(
     Ok(text)
 }
 
-/// The latency distributions as an SVG: for each transport, the round-trip
-/// time (log scale) at each percentile from 0 to 99.99 % (x on a "nines"
-/// scale: 90 %, 99 %, 99.9 % equally spaced).
-fn svg(rows: &[Row]) -> String {
-    const W: f64 = 760.0;
-    const H: f64 = 440.0;
-    const L: f64 = 70.0;
-    const R: f64 = 150.0;
-    const T: f64 = 30.0;
-    const B: f64 = 50.0;
+/// The latency distributions as an SVG, drawn with `plotters`: for each
+/// transport, the round-trip time (log scale) at each percentile from 0 to
+/// 99.99 % (x on a "nines" scale: 90 %, 99 %, 99.9 % equally spaced).
+fn svg(rows: &[Row]) -> Result<String> {
+    use plotters::prelude::*;
     const NINES: f64 = 4.0;
-    const COLOURS: [&str; 6] = [
-        "#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    const COLOURS: [RGBColor; 6] = [
+        RGBColor(0x00, 0x00, 0x00),
+        RGBColor(0x1f, 0x77, 0xb4),
+        RGBColor(0xff, 0x7f, 0x0e),
+        RGBColor(0x2c, 0xa0, 0x2c),
+        RGBColor(0xd6, 0x27, 0x28),
+        RGBColor(0x94, 0x67, 0xbd),
     ];
     let ok: Vec<(&str, &Measured)> = rows
         .iter()
@@ -854,91 +854,73 @@ fn svg(rows: &[Row]) -> String {
         .iter()
         .map(|(_, m)| m.hist.min().max(1))
         .min()
-        .unwrap_or(1) as f64;
+        .unwrap_or(1);
     let hi = ok
         .iter()
-        .map(|(_, m)| m.hist.value_at_quantile(0.9999).max(2))
+        .map(|(_, m)| m.hist.value_at_quantile(0.9999))
         .max()
-        .unwrap_or(2) as f64;
-    let (ylo, yhi) = (
-        lo.log10().floor(),
-        hi.log10().ceil().max(lo.log10().floor() + 1.0),
-    );
-    let x = |nines: f64| L + (W - L - R) * nines / NINES;
-    let y = |ns: f64| T + (H - T - B) * (1.0 - (ns.max(1.0).log10() - ylo) / (yhi - ylo));
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
-         font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{L}\" y=\"18\" font-size=\"14\">ipckit bench: round-trip latency by percentile</text>\n"
-    );
-    // Axes and grid.
-    for k in 0..=NINES as u32 {
-        let px = x(f64::from(k));
-        let label = match k {
-            0 => "0%".to_owned(),
-            k => format!("{}%", 100.0 - 100.0 / 10f64.powi(k as i32)),
-        };
-        let _ = writeln!(
-            s,
-            "<line x1=\"{px:.1}\" y1=\"{T}\" x2=\"{px:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>\
-             <text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>",
-            H - B,
-            H - B + 16.0
-        );
-    }
-    let mut decade = ylo;
-    while decade <= yhi {
-        let py = y(10f64.powf(decade));
-        let ns = 10f64.powf(decade);
-        let label = if ns >= 1e6 {
-            format!("{} ms", ns / 1e6)
-        } else if ns >= 1e3 {
-            format!("{} µs", ns / 1e3)
-        } else {
-            format!("{ns} ns")
-        };
-        let _ = writeln!(
-            s,
-            "<line x1=\"{L}\" y1=\"{py:.1}\" x2=\"{:.1}\" y2=\"{py:.1}\" stroke=\"#ddd\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>",
-            W - R,
-            L - 6.0,
-            py + 4.0
-        );
-        decade += 1.0;
-    }
-    let _ = writeln!(
-        s,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">percentile</text>",
-        (L + W - R) / 2.0,
-        H - 10.0
-    );
-    // One curve per transport.
-    for (i, (name, m)) in ok.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        let mut points = String::new();
-        for step in 0..=80 {
-            let nines = f64::from(step) * NINES / 80.0;
-            let q = 1.0 - 10f64.powf(-nines);
-            let ns = m.hist.value_at_quantile(q) as f64;
-            let _ = write!(points, "{:.1},{:.1} ", x(nines), y(ns));
+        .unwrap_or(2)
+        .max(lo * 10);
+    let mut text = String::new();
+    let plot_error = |e: &dyn std::fmt::Display| anyhow!("draw the latency plot: {e}");
+    {
+        let root = SVGBackend::with_string(&mut text, (760, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_error(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "ipckit bench: round-trip latency by percentile",
+                ("sans-serif", 16),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..NINES, (lo as f64..hi as f64).log_scale())
+            .map_err(|e| plot_error(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .x_labels(NINES as usize + 1)
+            .x_label_formatter(&|nines| match nines.round() as i32 {
+                0 => "0%".to_owned(),
+                k => format!("{}%", 100.0 - 100.0 / 10f64.powi(k)),
+            })
+            .y_label_formatter(&|ns| {
+                if *ns >= 1e6 {
+                    format!("{} ms", ns / 1e6)
+                } else if *ns >= 1e3 {
+                    format!("{} µs", ns / 1e3)
+                } else {
+                    format!("{ns} ns")
+                }
+            })
+            .draw()
+            .map_err(|e| plot_error(&e))?;
+        for (i, (name, m)) in ok.iter().enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            let points = (0..=80).map(|step| {
+                let nines = f64::from(step) * NINES / 80.0;
+                let ns = m.hist.value_at_quantile(1.0 - 10f64.powf(-nines)) as f64;
+                (nines, ns.max(lo as f64))
+            });
+            chart
+                .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+                .map_err(|e| plot_error(&e))?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 2), (x + 16, y + 2)], colour.filled())
+                });
         }
-        let ly = T + 16.0 * i as f64 + 10.0;
-        let _ = writeln!(
-            s,
-            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>\
-             <line x1=\"{:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{colour}\" stroke-width=\"2\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\">{name}</text>",
-            points.trim_end(),
-            W - R + 10.0,
-            W - R + 30.0,
-            W - R + 36.0,
-            ly + 4.0
-        );
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| plot_error(&e))?;
+        root.present().map_err(|e| plot_error(&e))?;
     }
-    s.push_str("</svg>\n");
-    s
+    text.push('\n');
+    Ok(text)
 }
 
 #[cfg(test)]
