@@ -16,6 +16,18 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// As [`parse`], but zero (`0` or `0s`) is allowed: for waits that may be
+/// skipped, such as `connect -q 0`.
+pub(crate) fn parse_or_zero(text: &str) -> Result<Duration, String> {
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    match parse(text) {
+        Err(_) if humantime::parse_duration(text).is_ok_and(|d| d.is_zero()) => Ok(Duration::ZERO),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

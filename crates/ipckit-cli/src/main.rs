@@ -171,7 +171,9 @@ enum Command {
     ///
     /// Like `nc`: copy stdin to the stream and the stream to stdout. At the end of
     /// stdin the write half is shut down (where the transport allows) and the
-    /// command keeps reading until the server closes, then exits 0.
+    /// command keeps reading until the server closes, then exits 0. Windows
+    /// named pipes have no half-close, so a server there is never told that
+    /// stdin ended: give -q DUR to leave DUR after the end of stdin.
     ///
     /// With --message, open a message channel (a named pipe in message mode on
     /// Windows, a SOCK_SEQPACKET socket on Linux, length-prefixed frames over tcp:)
@@ -194,7 +196,8 @@ enum Command {
         "  ipckit connect --retry --timeout 5s unix:/tmp/app.sock < request.json\n",
         "  ipckit connect --timeout 1.5s tcp:127.0.0.1:7000\n",
         "  printf 'one\\n\\nthree\\n' | ipckit connect --message --count 3 pipe:echo\n",
-        "  ipckit connect -m --count 0 pipe:inbox < lines.txt  # send, don't wait\n\n",
+        "  ipckit connect -m --count 0 pipe:inbox < lines.txt  # send, don't wait\n",
+        "  ipckit connect -q 2s pipe:legacy-server < request.bin  # nc -q style\n\n",
     ))]
     Connect {
         /// Give up connecting after this long: 500ms, 2s, 1.5s, 1m.
@@ -213,6 +216,13 @@ enum Command {
         /// has ended too. An error if the peer closes first.
         #[arg(long, value_name = "N", requires = "message")]
         count: Option<u64>,
+
+        /// After the end of stdin, wait at most DUR for the peer, then exit 0
+        /// (as `nc -q`; `-q 0` exits at once). Needed on transports without a
+        /// half-close (Windows named pipes, message channels), where the peer
+        /// is never told that stdin ended and may keep the channel open.
+        #[arg(short = 'q', long = "quit-after", value_name = "DUR", value_parser = duration::parse_or_zero)]
+        quit_after: Option<Duration>,
 
         #[command(flatten)]
         server_user: server_user::ServerUserArg,
@@ -722,6 +732,7 @@ fn run(cli: Cli) -> Result<()> {
             retry,
             message,
             count,
+            quit_after,
             server_user,
             addr,
         } => {
@@ -732,12 +743,12 @@ fn run(cli: Cli) -> Result<()> {
                 opts.timeout(timeout);
             }
             if matches!(addr, Address::Shm(_)) {
-                return shm::connect(&opts, &addr, count, cli.verbose);
+                return shm::connect(&opts, &addr, count, quit_after, cli.verbose);
             }
             if message {
-                message::connect(&opts, &addr, count, cli.verbose)
+                message::connect(&opts, &addr, count, quit_after, cli.verbose)
             } else {
-                relay::connect(&opts, &addr, cli.verbose)
+                relay::connect(&opts, &addr, quit_after, cli.verbose)
             }
         }
         Command::Send {

@@ -10,6 +10,7 @@ use std::io::{self, BufRead, Write};
 use std::ops::ControlFlow;
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ipckit::{Address, ConnectOptions, ErrorKind, MessageListener, MessageStream};
@@ -39,7 +40,7 @@ pub(crate) fn listen(
     if verbose {
         eprintln!("accepted a client on {}", channel.peer_addr());
     }
-    relay(&channel, count)
+    relay(&channel, count, None)
 }
 
 /// `ipckit connect --message [--timeout DUR] [--retry] [--count N] ADDR`.
@@ -47,13 +48,14 @@ pub(crate) fn connect(
     opts: &ConnectOptions,
     addr: &Address,
     count: Option<u64>,
+    quit_after: Option<Duration>,
     verbose: bool,
 ) -> Result<()> {
     let channel = opts.connect_message(addr)?;
     if verbose {
         eprintln!("connected to {}", channel.peer_addr());
     }
-    relay(&channel, count)
+    relay(&channel, count, quit_after)
 }
 
 /// Sends every message back whole until the client closes the channel.
@@ -85,7 +87,7 @@ enum Received {
 
 /// Sends stdin line by line and prints what arrives, concurrently, on a message
 /// stream (one clone of it sends, another receives).
-fn relay(channel: &MessageStream, count: Option<u64>) -> Result<()> {
+fn relay(channel: &MessageStream, count: Option<u64>, quit_after: Option<Duration>) -> Result<()> {
     let sender = channel.try_clone()?;
     let receiver = channel.try_clone()?;
     relay_with(
@@ -93,18 +95,21 @@ fn relay(channel: &MessageStream, count: Option<u64>) -> Result<()> {
         move |msg| sender.send(msg),
         move |buf| receiver.recv_into(buf),
         count,
+        quit_after,
     )
 }
 
 /// The relay of any message channel: `send` on one thread, `recv` (`false` at
 /// the end) on another. Ends when the peer closes the channel (an error if
 /// that comes before `count` messages), or once stdin has ended and `count`
-/// messages were printed; a failure on either side ends it at once.
+/// messages were printed, or `quit_after` after the end of stdin (`connect -q`);
+/// a failure on either side ends it at once.
 pub(crate) fn relay_with(
     peer: &Address,
     mut send: impl FnMut(&[u8]) -> ipckit::Result<()> + Send + 'static,
     recv: impl FnMut(&mut Vec<u8>) -> ipckit::Result<bool> + Send + 'static,
     count: Option<u64>,
+    quit_after: Option<Duration>,
 ) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let to_main = tx.clone();
@@ -125,7 +130,10 @@ pub(crate) fn relay_with(
 
     let (mut stdin_done, mut count_reached) = (false, false);
     loop {
-        match rx.recv() {
+        let Some(event) = next_event(&rx, stdin_done, quit_after) else {
+            return Ok(());
+        };
+        match event {
             Ok(Event::Stdin(Ok(()))) => stdin_done = true,
             Ok(Event::Stdout(Ok(Received::Count))) => count_reached = true,
             Ok(Event::Stdin(Err(err)) | Event::Stdout(Err(err))) => return Err(err),
@@ -142,6 +150,23 @@ pub(crate) fn relay_with(
         if stdin_done && count_reached {
             return Ok(());
         }
+    }
+}
+
+/// The next event of a relay; `None` once `quit_after` has passed since the
+/// end of stdin (`connect -q DUR`, as `nc -q`): the relay then ends, exit 0.
+pub(crate) fn next_event<T>(
+    rx: &mpsc::Receiver<T>,
+    stdin_done: bool,
+    quit_after: Option<Duration>,
+) -> Option<Result<T, mpsc::RecvError>> {
+    match quit_after.filter(|_| stdin_done) {
+        None => Some(rx.recv()),
+        Some(wait) => match rx.recv_timeout(wait) {
+            Ok(event) => Some(Ok(event)),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(mpsc::RecvError)),
+        },
     }
 }
 

@@ -6,11 +6,13 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ipckit::stream::{AcceptBackoff, ConnectionLimit};
 use ipckit::{Address, ConnectOptions, ErrorKind, Listener, Stream};
 
+use crate::message::next_event;
 use crate::{one_line, stdout_error};
 
 const BUF_SIZE: usize = 64 * 1024;
@@ -37,16 +39,21 @@ pub(crate) fn listen(addr: &Address, echo: bool, max: Option<usize>, verbose: bo
     if verbose {
         eprintln!("accepted a client on {}", stream.peer_addr());
     }
-    relay(stream)
+    relay(stream, None)
 }
 
 /// `ipckit connect [--timeout DUR] [--retry] ADDR`.
-pub(crate) fn connect(opts: &ConnectOptions, addr: &Address, verbose: bool) -> Result<()> {
+pub(crate) fn connect(
+    opts: &ConnectOptions,
+    addr: &Address,
+    quit_after: Option<Duration>,
+    verbose: bool,
+) -> Result<()> {
     let stream = opts.connect(addr)?;
     if verbose {
         eprintln!("connected to {}", stream.peer_addr());
     }
-    relay(stream)
+    relay(stream, quit_after)
 }
 
 /// Accepts clients with `accept` until the process is killed, and runs `serve` on
@@ -185,7 +192,7 @@ enum Done {
 
 /// Copies stdin to the stream and the stream to stdout, concurrently, until the
 /// peer closes the stream.
-fn relay(stream: Stream) -> Result<()> {
+fn relay(stream: Stream, quit_after: Option<Duration>) -> Result<()> {
     let peer = stream.peer_addr().clone();
     let writer = stream.try_clone()?;
     let (tx, rx) = mpsc::channel();
@@ -204,9 +211,13 @@ fn relay(stream: Stream) -> Result<()> {
             let _ = tx.send(Done::Stream(stream_to_stdout(&stream)));
         })
         .context("start the stdout thread")?;
+    let mut stdin_done = false;
     loop {
-        match rx.recv() {
-            Ok(Done::Stdin(Ok(()))) => {}
+        let Some(event) = next_event(&rx, stdin_done, quit_after) else {
+            return Ok(());
+        };
+        match event {
+            Ok(Done::Stdin(Ok(()))) => stdin_done = true,
             Ok(Done::Stdin(Err(err)) | Done::Stream(Err(err))) => return Err(err),
             Ok(Done::Stream(Ok(()))) => return Ok(()),
             Err(mpsc::RecvError) => anyhow::bail!("the relay to {peer} stopped unexpectedly"),

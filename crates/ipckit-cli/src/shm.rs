@@ -3,6 +3,7 @@
 //! stdin per message, one line of stdout per message).
 
 use std::io::{self, Read, Write};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ipckit::Address;
@@ -138,7 +139,7 @@ pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bo
         }
         return Ok(());
     }
-    relay(channel, addr, count)
+    relay(channel, addr, count, None)
 }
 
 /// `ipckit connect [--timeout DUR] [--retry] [--count N] shm:NAME`.
@@ -146,23 +147,30 @@ pub(crate) fn connect(
     opts: &ConnectOptions,
     addr: &Address,
     count: Option<u64>,
+    quit_after: Option<Duration>,
     verbose: bool,
 ) -> Result<()> {
     let channel = opts.connect_shm(addr)?;
     if verbose {
         eprintln!("connected to {addr}");
     }
-    relay(channel, addr, count)
+    relay(channel, addr, count, quit_after)
 }
 
 /// The message relay (`message::relay_with`) on the channel's two lock-free
 /// halves.
-fn relay(channel: ShmChannel, addr: &Address, count: Option<u64>) -> Result<()> {
+fn relay(
+    channel: ShmChannel,
+    addr: &Address,
+    count: Option<u64>,
+    quit_after: Option<Duration>,
+) -> Result<()> {
     let (mut sender, mut receiver) = channel.split();
     relay_with(
         addr,
         move |msg| sender.send(msg),
         move |buf| receiver.recv_into(buf),
         count,
+        quit_after,
     )
 }

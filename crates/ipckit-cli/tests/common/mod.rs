@@ -91,6 +91,11 @@ impl Ipckit {
         })
     }
 
+    /// Whether the process is still running (not exited, not reaped).
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
     /// Waits for the exit, at most `within`.
     #[track_caller]
     pub(crate) fn wait(&mut self, within: Duration) -> ExitStatus {
