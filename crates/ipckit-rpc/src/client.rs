@@ -328,6 +328,14 @@ impl<S: ReplyTx> Pending<S> {
                     "the server sent a message that is not a JSON-RPC response ({why}); the connection is closed"
                 ));
             }
+            Route::WantsAuthkey => {
+                return Some(
+                    "the server asks for an authkey: it began multiprocessing.connection's \
+                     authkey handshake (#CHALLENGE#); connect with the server's authkey \
+                     (ClientOptions::authkey, `ipckit call --authkey KEY`)"
+                        .into(),
+                );
+            }
         }
         None
     }
@@ -345,9 +353,15 @@ pub(crate) enum Route {
     Ignore,
     /// Not a response: the connection is out of step.
     Broken(String),
+    /// The server began multiprocessing's authkey handshake: it wants an
+    /// authkey this client was not given.
+    WantsAuthkey,
 }
 
 pub(crate) fn route(frame: &[u8]) -> Route {
+    if frame.starts_with(crate::auth::CHALLENGE) {
+        return Route::WantsAuthkey;
+    }
     let responses = match decode_responses(frame) {
         Ok(Responses::Single(r)) => vec![r],
         Ok(Responses::Batch(rs)) => rs,

@@ -196,6 +196,27 @@ fn an_ipckit_client_calls_a_python_listener() {
 }
 
 #[test]
+fn a_client_without_an_authkey_is_told_that_the_server_wants_one() {
+    watchdog(limit(), || {
+        let path = socket_path("py-listener-nokey");
+        let args = script_args(&path, "py secret", false);
+        let mut py = Python::start("mp_listener.py", &args);
+        assert_eq!(py.first_line(), "ready");
+        let client = ClientOptions::new()
+            .connect(format!("unix:{}", path.display()))
+            .unwrap();
+        let err = client.call::<_, i64>("add", (1, 2)).unwrap_err();
+        assert!(err.to_string().contains("asks for an authkey"), "{err}");
+        assert!(err.to_string().contains("--authkey"), "{err}");
+        drop(client);
+        // The listener never served it: its handshake failed (the client hung up
+        // on the challenge, or sent a request where the answer belonged).
+        let (code, lines, _) = py.finish();
+        assert_ne!(code, Some(0), "{lines:?}");
+    });
+}
+
+#[test]
 fn an_ipckit_client_with_the_wrong_authkey_is_refused_on_both_sides() {
     watchdog(limit(), || {
         for modern in [false, true] {
