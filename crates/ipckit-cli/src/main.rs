@@ -15,6 +15,7 @@ mod bench;
 mod cleanup;
 mod demo;
 mod duration;
+mod keyed;
 mod ls;
 mod mailslot;
 mod message;
@@ -151,6 +152,18 @@ enum Command {
         #[arg(long, value_name = "N", requires = "message", conflicts_with = "echo")]
         count: Option<u64>,
 
+        /// With --message: be a Python multiprocessing.connection.Listener with
+        /// this authkey: the client must pass the authkey handshake, then
+        /// messages travel as Connection.send_bytes/recv_bytes carry them
+        /// (length-prefixed frames; pipe messages on Windows). One client.
+        #[arg(
+            long,
+            value_name = "KEY",
+            requires = "message",
+            conflicts_with = "echo"
+        )]
+        authkey: Option<String>,
+
         /// With --echo: serve at most N clients at once [default: half the
         /// open-file limit, `ulimit -n`; 4096 on Windows]. The server queues:
         /// at the limit it accepts nobody until a client is done, so a new
@@ -223,6 +236,13 @@ enum Command {
         /// is never told that stdin ended and may keep the channel open.
         #[arg(short = 'q', long = "quit-after", value_name = "DUR", value_parser = duration::parse_or_zero)]
         quit_after: Option<Duration>,
+
+        /// With --message: be a Python multiprocessing.connection.Client with
+        /// this authkey: pass the server's authkey handshake, then carry
+        /// messages as Connection.send_bytes/recv_bytes do (length-prefixed
+        /// frames; pipe messages on Windows), so a keyed Listener is a peer.
+        #[arg(long, value_name = "KEY", requires = "message")]
+        authkey: Option<String>,
 
         #[command(flatten)]
         server_user: server_user::ServerUserArg,
@@ -708,9 +728,13 @@ fn run(cli: Cli) -> Result<()> {
             echo,
             message,
             count,
+            authkey,
             max_connections,
             addr,
         } => {
+            if let Some(key) = authkey {
+                return keyed::listen(&addr, key.as_bytes(), count, cli.verbose);
+            }
             if matches!(addr, Address::Shm(_)) {
                 if max_connections.is_some() {
                     return Err(usage_error(
@@ -733,6 +757,7 @@ fn run(cli: Cli) -> Result<()> {
             message,
             count,
             quit_after,
+            authkey,
             server_user,
             addr,
         } => {
@@ -741,6 +766,16 @@ fn run(cli: Cli) -> Result<()> {
             opts.retry_not_found(retry);
             if let Some(timeout) = timeout {
                 opts.timeout(timeout);
+            }
+            if let Some(key) = authkey {
+                return keyed::connect(
+                    &opts,
+                    &addr,
+                    key.as_bytes(),
+                    count,
+                    quit_after,
+                    cli.verbose,
+                );
             }
             if matches!(addr, Address::Shm(_)) {
                 return shm::connect(&opts, &addr, count, quit_after, cli.verbose);

@@ -104,10 +104,10 @@ fn relay(channel: &MessageStream, count: Option<u64>, quit_after: Option<Duratio
 /// that comes before `count` messages), or once stdin has ended and `count`
 /// messages were printed, or `quit_after` after the end of stdin (`connect -q`);
 /// a failure on either side ends it at once.
-pub(crate) fn relay_with(
+pub(crate) fn relay_with<SendError: Failure + PeerGone, RecvError: Failure>(
     peer: &Address,
-    mut send: impl FnMut(&[u8]) -> ipckit::Result<()> + Send + 'static,
-    recv: impl FnMut(&mut Vec<u8>) -> ipckit::Result<bool> + Send + 'static,
+    mut send: impl FnMut(&[u8]) -> Result<(), SendError> + Send + 'static,
+    recv: impl FnMut(&mut Vec<u8>) -> Result<bool, RecvError> + Send + 'static,
     count: Option<u64>,
     quit_after: Option<Duration>,
 ) -> Result<()> {
@@ -172,13 +172,37 @@ pub(crate) fn next_event<T>(
 
 /// Sends each line of stdin as one message (see [`each_stdin_line`]) until stdin
 /// ends or the peer goes.
-fn stdin_to_channel(send: &mut impl FnMut(&[u8]) -> ipckit::Result<()>) -> Result<()> {
+fn stdin_to_channel<E: Failure + PeerGone>(
+    send: &mut impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<()> {
     each_stdin_line(|msg| match send(msg) {
         Ok(()) => Ok(ControlFlow::Continue(())),
         // The peer is gone: nothing more to send. The receiver sees the close.
-        Err(e) if e.kind() == ErrorKind::Disconnected => Ok(ControlFlow::Break(())),
+        Err(e) if e.peer_gone() => Ok(ControlFlow::Break(())),
         Err(e) => Err(e.into()),
     })
+}
+
+/// An error a relay's channel may fail with.
+pub(crate) trait Failure: std::error::Error + Send + Sync + 'static {}
+impl<E: std::error::Error + Send + Sync + 'static> Failure for E {}
+
+/// Whether a send failed only because the peer is gone: then there is nothing
+/// more to send, and the receiving side sees the close.
+pub(crate) trait PeerGone {
+    fn peer_gone(&self) -> bool;
+}
+
+impl PeerGone for ipckit::Error {
+    fn peer_gone(&self) -> bool {
+        self.kind() == ErrorKind::Disconnected
+    }
+}
+
+impl PeerGone for io::Error {
+    fn peer_gone(&self) -> bool {
+        crate::relay::is_peer_gone(self)
+    }
 }
 
 /// Calls `f` with each line of stdin without its `\n` or `\r\n`, until stdin ends
@@ -210,8 +234,8 @@ fn strip_line_ending(line: &[u8]) -> &[u8] {
 
 /// Prints each message, bytes unchanged, followed by `\n`, until `count` messages
 /// were printed or the peer closes the channel.
-fn channel_to_stdout(
-    mut recv: impl FnMut(&mut Vec<u8>) -> ipckit::Result<bool>,
+fn channel_to_stdout<E: Failure>(
+    mut recv: impl FnMut(&mut Vec<u8>) -> Result<bool, E>,
     count: Option<u64>,
 ) -> Result<Received> {
     let mut stdout = io::stdout().lock();

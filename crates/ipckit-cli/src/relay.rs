@@ -260,7 +260,7 @@ fn stdin_to_stream(mut stream: &Stream) -> Result<()> {
     }
 }
 
-fn is_peer_gone(err: &io::Error) -> bool {
+pub(crate) fn is_peer_gone(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected

@@ -198,19 +198,34 @@ pub fn check_verdict(frame: &[u8]) -> Result<()> {
     }
 }
 
-/// One frame of the handshake each way; the blocking and async connections
-/// implement it.
-pub(crate) trait HandshakeIo {
+/// One frame of the handshake each way: the connections of this crate
+/// implement it, and so can any message channel (a `ipckit::Framed` stream, an
+/// `ipckit::MessageStream`) that is to pass the handshake before carrying
+/// messages of its own, as `ipckit connect --message --authkey` does.
+pub trait HandshakeIo {
+    /// Sends one handshake frame.
+    ///
+    /// # Errors
+    ///
+    /// The channel's failure.
     fn send_frame(&mut self, frame: &[u8]) -> Result<()>;
+    /// Receives one handshake frame (at most [`MAX_HANDSHAKE_FRAME`] bytes).
+    ///
+    /// # Errors
+    ///
+    /// The channel's failure; the peer closing it.
     fn recv_frame(&mut self) -> Result<Vec<u8>>;
 }
 
-/// The deliverer's half: challenge, check, verdict.
-pub(crate) fn deliver(
-    io: &mut impl HandshakeIo,
-    key: &[u8],
-    digest: ChallengeDigest,
-) -> Result<()> {
+/// The deliverer's half, what a `multiprocessing.connection.Listener` does
+/// first: challenge, check the answer, verdict (`#WELCOME#` or `#FAILURE#`).
+/// A `Client` then delivers a challenge of its own: call [`answer_peer`] after.
+///
+/// # Errors
+///
+/// [`ErrorKind::Authentication`](crate::ErrorKind::Authentication) when the
+/// peer's answer is wrong (the peer was sent `#FAILURE#`); the channel's failure.
+pub fn deliver(io: &mut impl HandshakeIo, key: &[u8], digest: ChallengeDigest) -> Result<()> {
     let msg = new_challenge(digest)?;
     io.send_frame(&[CHALLENGE, &msg].concat())?;
     let response = io.recv_frame()?;
@@ -223,8 +238,15 @@ pub(crate) fn deliver(
     }
 }
 
-/// The answerer's half: read the challenge, answer, read the verdict.
-pub(crate) fn answer_peer(io: &mut impl HandshakeIo, key: &[u8]) -> Result<()> {
+/// The answerer's half, what a `multiprocessing.connection.Client` does first:
+/// read the challenge, answer, read the verdict.
+///
+/// # Errors
+///
+/// [`ErrorKind::Authentication`](crate::ErrorKind::Authentication) when the
+/// peer refused the answer (`#FAILURE#`: the authkeys differ) or sent no
+/// challenge; the channel's failure.
+pub fn answer_peer(io: &mut impl HandshakeIo, key: &[u8]) -> Result<()> {
     let challenge = io.recv_frame()?;
     io.send_frame(&answer(key, &challenge)?)?;
     check_verdict(&io.recv_frame()?)

@@ -273,6 +273,15 @@ impl fmt::Display for Error {
 /// `source()` is `None`: the cause's text is already part of the message.
 impl std::error::Error for Error {}
 
+/// An I/O failure of a channel this crate does not own (an implementation of
+/// [`HandshakeIo`](crate::auth::HandshakeIo), say): its kind follows the
+/// `io::Error`'s (timeouts, a closed peer), its message is the error's text.
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Error {
+        Error::new(ErrorKind::from_io(&err), err.to_string())
+    }
+}
+
 impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         let kind = match err.kind {
