@@ -146,7 +146,7 @@ pub(crate) fn listen(addr: &Address, key: &[u8], count: Option<u64>, verbose: bo
         let listener = MessageListener::bind(addr)?;
         crate::cleanup::socket_of(addr);
         if verbose {
-            eprintln!("listening on {}", listener.local_addr());
+            crate::report_ready("listening", listener.local_addr());
         }
         let channel = listener.accept()?;
         drop(listener);
@@ -155,7 +155,7 @@ pub(crate) fn listen(addr: &Address, key: &[u8], count: Option<u64>, verbose: bo
         let listener = Listener::bind(addr)?;
         crate::cleanup::socket_of(addr);
         if verbose {
-            eprintln!("listening on {}", listener.local_addr());
+            crate::report_ready("listening", listener.local_addr());
         }
         let stream = listener.accept()?;
         drop(listener);

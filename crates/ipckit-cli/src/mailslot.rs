@@ -230,7 +230,7 @@ pub(crate) fn recv(args: &Recv, verbose: bool) -> Result<()> {
     if verbose {
         // The receiver exists: senders may start. Scripts and tests wait for this.
         match &args.from {
-            Target::Addr(_) => eprintln!("receiving on {}", inbox.local_addr()),
+            Target::Addr(_) => crate::report_ready("receiving", inbox.local_addr()),
             Target::Group(group) => eprintln!("receiving broadcasts to group {group}"),
         }
     }

@@ -396,13 +396,15 @@ enum Command {
     /// --serialization messages is ipckit's own channel (IPCKIT_CHANNEL): whole
     /// messages of any bytes, for a child that calls ipckit's parent_channel().
     ///
-    /// At the end of stdin the child is told that no more messages come (a Node
-    /// child sees 'disconnect'), and its replies are still printed. On Windows
-    /// a channel cannot be half-closed: there the bridge closes it once the
-    /// child has sent nothing for --linger (as libuv ends a pipe it shuts
-    /// down), so a reply that takes longer than that is lost. The command exits
-    /// when the child has closed the channel and exited: 0 if it succeeded, 1
-    /// otherwise.
+    /// At the end of stdin the channel stays open for the child's replies,
+    /// which are all printed, in order; it is closed (a Node child sees
+    /// 'disconnect') once the child has sent nothing for --linger, or earlier
+    /// when the child closes it or exits. A reply that takes longer than
+    /// --linger after the previous one is lost: raise --linger for slow
+    /// children. The command exits when the child has closed the channel and
+    /// exited: 0 if it succeeded and every message from it was printed, 1
+    /// otherwise (a message cut short by the child's end, or a line that is
+    /// not JSON, is reported on stderr and makes the exit 1).
     #[command(after_help = concat!(
         "Examples:\n",
         "  echo '{\"job\": 1}' | ipckit spawn -- node worker.js\n",
@@ -414,9 +416,9 @@ enum Command {
         #[arg(long, value_name = "S", default_value = "json", value_parser = parse_serialization)]
         serialization: ipckit::child::Serialization,
 
-        /// Where the channel cannot be half-closed (Windows): after the end of
-        /// stdin, close it once the child has been quiet this long (checked
-        /// every DUR, so it may be up to twice that).
+        /// After the end of stdin, close the channel once the child has been
+        /// quiet this long (checked every DUR, so it may be up to twice that).
+        /// On every OS.
         #[arg(long, value_name = "DUR", default_value = "1s", value_parser = duration::parse)]
         linger: std::time::Duration,
 
@@ -720,6 +722,23 @@ pub(crate) fn one_line(err: &anyhow::Error) -> String {
         line.push_str(text);
     }
     line.replace(['\r', '\n'], " ")
+}
+
+/// The `-v` line of a server that is ready: `listening on ADDR` (or `receiving
+/// on ADDR`), then, for a name whose place on this OS its text does not show,
+/// a second line with that place (`pipe:app is /run/user/1000/ipckit/app.sock`),
+/// which is what a foreign peer must be given.
+pub(crate) fn report_ready(what: &str, addr: &ipckit::Address) {
+    eprintln!("{what} on {addr}");
+    if let Ok(place) = addr.os_name()
+        && place != addr.to_string()
+        && !matches!(
+            addr,
+            Address::UnixPath(_) | Address::Tcp { .. } | Address::Abstract(_)
+        )
+    {
+        eprintln!("{addr} is {place}");
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {

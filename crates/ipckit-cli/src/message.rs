@@ -29,7 +29,7 @@ pub(crate) fn listen(
     let listener = MessageListener::bind(addr)?;
     crate::cleanup::socket_of(addr);
     if verbose {
-        eprintln!("listening on {}", listener.local_addr());
+        crate::report_ready("listening", listener.local_addr());
     }
     if echo {
         return serve_clients(|| listener.accept(), echo_messages, max, verbose);

@@ -22,7 +22,7 @@ pub(crate) fn listen(addr: &Address, echo: bool, max: Option<usize>, verbose: bo
     let listener = Listener::bind(addr)?;
     crate::cleanup::socket_of(addr);
     if verbose {
-        eprintln!("listening on {}", listener.local_addr());
+        crate::report_ready("listening", listener.local_addr());
     }
     if echo {
         return serve_clients(

@@ -140,7 +140,7 @@ pub(crate) fn serve_demo(
         .context("serve the JSON-RPC demo")?;
     crate::cleanup::socket_of(addr);
     if verbose {
-        eprintln!("listening on {}", server.local_addr());
+        crate::report_ready("listening", server.local_addr());
     }
     loop {
         thread::park();

@@ -121,7 +121,7 @@ pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bo
     let mut listener = ShmListener::bind(addr)?;
     crate::cleanup::shm_channel(addr);
     if verbose {
-        eprintln!("listening on {}", listener.local_addr());
+        crate::report_ready("listening", listener.local_addr());
     }
     let channel = listener.accept()?;
     if verbose {

@@ -51,7 +51,8 @@ pub(crate) fn run(
     };
     let sender = channel.try_clone()?;
     let peer = channel.peer().to_owned();
-    // Set when stdin has ended and the child could not be told (no half-close).
+    // Set when stdin has ended: from then on the channel is closed once the
+    // child has been quiet for `linger` (or when it closes it, or exits).
     let untold = Arc::new(AtomicBool::new(false));
     let untold_here = Arc::clone(&untold);
     // Detached: it may be blocked reading stdin when the child is done, and then
@@ -66,7 +67,7 @@ pub(crate) fn run(
             });
         })
         .context("start the stdin thread")?;
-    let printed = channel_to_stdout(channel, linger, &untold_here)?;
+    let Printed { printed, lost } = channel_to_stdout(channel, linger, &untold_here)?;
     let status = child.wait().with_context(|| format!("wait for {peer}"))?;
     // The child is done: a stdin thread that failed has said so by now (it
     // reports before it ends the channel, and the child exits after that).
@@ -86,14 +87,22 @@ pub(crate) fn run(
     if !status.success() {
         bail!("{peer} failed: {status}");
     }
+    if lost > 0 {
+        bail!(
+            "{lost} of the messages from {peer} could not be printed (cut short or not \
+             JSON: each is reported above); {printed} were"
+        );
+    }
     Ok(())
 }
 
 /// Sends each line of stdin as one message; a line that is not JSON on a JSON
 /// channel is reported on stderr and skipped. At the end of stdin, or when
-/// reading or sending fails, the child is told that no more messages come
-/// (where the channel can be half-closed; elsewhere `untold` is set). A
-/// failure goes to `failed` before the child is told, so it is there when the
+/// reading or sending fails, `untold` is set: the channel stays open for the
+/// child's replies, and the receiving side closes it once the child has been
+/// quiet for --linger. (A half-close would be the end of the channel for a
+/// Node child, whose late replies then fail with ERR_IPC_CHANNEL_CLOSED.) A
+/// failure goes to `failed` before `untold` is set, so it is there when the
 /// child exits.
 fn stdin_to_channel(
     channel: &ChildChannel,
@@ -117,26 +126,29 @@ fn stdin_to_channel(
     if let Err(err) = sent {
         failed(err);
     }
-    match channel.shutdown_send() {
-        Err(e) if e.kind() == ErrorKind::Unsupported => untold.store(true, Ordering::SeqCst),
-        Err(e) if e.kind() != ErrorKind::Disconnected => failed(e.into()),
-        _ => {}
-    }
+    untold.store(true, Ordering::SeqCst);
+}
+
+/// What the receiving side did: messages printed, and messages lost (a line
+/// that is not JSON, a message cut short by the child's end).
+struct Printed {
+    printed: u64,
+    lost: u64,
 }
 
 /// Prints each message and a `\n` until the child closes the channel; a line
-/// from the child that is not JSON is reported on stderr and skipped. Once
-/// `untold` is set (stdin ended, and the channel could not say so), the
-/// channel is closed when the child has sent nothing for `linger`: that is
-/// how the child learns of the end there. Returns how many were printed.
+/// from the child that is not JSON, or a message cut short, is reported on
+/// stderr and counted as lost. Once `untold` is set (stdin ended), the channel
+/// is closed when the child has sent nothing for `linger`: that is how the
+/// child learns of the end.
 fn channel_to_stdout(
     mut channel: ChildChannel,
     linger: Duration,
     untold: &AtomicBool,
-) -> Result<u64> {
+) -> Result<Printed> {
     let mut stdout = io::stdout().lock();
     let mut msg = Vec::new();
-    let mut printed = 0u64;
+    let (mut printed, mut lost) = (0u64, 0u64);
     channel.set_read_timeout(Some(linger))?;
     // Since when the child has been quiet, once stdin's end is known. The end
     // is first seen at a read timeout, so the channel closes one to two
@@ -154,7 +166,7 @@ fn channel_to_stdout(
                         // Dropping the last handle closes the channel; the
                         // stdin thread, which held the other, has ended.
                         drop(channel);
-                        return Ok(printed);
+                        return Ok(Printed { printed, lost });
                     }
                     Some(_) => {}
                 }
@@ -164,8 +176,11 @@ fn channel_to_stdout(
                 printed += 1;
                 quiet_since = quiet_since.map(|_| std::time::Instant::now());
             }
-            Ok(false) => return Ok(printed),
-            Err(e) if e.kind() == ErrorKind::Protocol => eprintln!("ipckit: {e}"),
+            Ok(false) => return Ok(Printed { printed, lost }),
+            Err(e) if e.kind() == ErrorKind::Protocol => {
+                eprintln!("ipckit: {e}");
+                lost += 1;
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -29,6 +29,9 @@ fn holding_server(message: bool) -> (String, mpsc::Receiver<Vec<u8>>) {
         let listener = MessageListener::bind(&addr).expect("bind the message server");
         thread::spawn(move || {
             let channel = listener.accept().expect("accept");
+            // Closing the listener removes its socket file (Unix) now, not never:
+            // this thread is still asleep when the test program exits.
+            drop(listener);
             let _ = tx.send(channel.recv().expect("receive").unwrap_or_default());
             thread::sleep(Duration::from_secs(600));
             drop(channel);
@@ -37,6 +40,7 @@ fn holding_server(message: bool) -> (String, mpsc::Receiver<Vec<u8>>) {
         let listener = Listener::bind(&addr).expect("bind the stream server");
         thread::spawn(move || {
             let mut stream = listener.accept().expect("accept");
+            drop(listener);
             let mut buf = [0u8; 64];
             let n = stream.read(&mut buf).expect("read");
             let _ = tx.send(buf[..n].to_vec());

@@ -470,6 +470,43 @@ impl Address {
         }
     }
 
+    /// Where this address lives on this OS, as the OS names it: the socket
+    /// file of a portable name (`NAME`, `pipe:NAME`, `dotnet:NAME`) or of a
+    /// `unix:` path, `@NAME` for an abstract socket, `\\.\pipe\NAME` on
+    /// Windows, `HOST:PORT` for TCP; for `mailslot:NAME` the receiver's socket
+    /// file (Unix) or `\\.\mailslot\NAME` (Windows); for `shm:NAME` the
+    /// shared-memory object (`/NAME` on Unix, `Local\NAME` on Windows). This
+    /// is what a foreign peer (Python, Go, socat) must be given.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] for an address this OS cannot serve, and the
+    /// errors of finding ipckit's runtime directory (Unix).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let addr: ipckit::Address = "tcp:127.0.0.1:7000".parse()?;
+    /// assert_eq!(addr.os_name()?, "127.0.0.1:7000");
+    /// # Ok::<(), ipckit::Error>(())
+    /// ```
+    pub fn os_name(&self) -> Result<String> {
+        let env = crate::sys::env();
+        let ep = match self {
+            Address::Shm(name) if env.os == Os::Windows => return Ok(format!("Local\\{name}")),
+            Address::Shm(name) => return Ok(format!("/{name}")),
+            Address::Mailslot(_) => self.mailslot_endpoint(&env)?,
+            _ => self.stream_endpoint(&env)?,
+        };
+        Ok(match ep {
+            Endpoint::Pipe(path) | Endpoint::Mailslot(path) => path,
+            Endpoint::UnixPath { path, .. } => path.display().to_string(),
+            Endpoint::Abstract(name) => format!("@{}", String::from_utf8_lossy(&name)),
+            Endpoint::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
+            Endpoint::Tcp { host, port } => format!("{host}:{port}"),
+        })
+    }
+
     /// Whether this is a name whose place ipckit (or .NET) chose, rather than a
     /// path, abstract name, pipe path or TCP address the caller wrote out:
     /// `NAME`/`pipe:NAME`, `mailslot:NAME`, `shm:NAME` and `dotnet:NAME`.
