@@ -212,6 +212,20 @@ export IPCKIT_NODE_EXE
 export NODE_SKIP_PLATFORM_CHECK=1
 echo "IPCKIT_NODE_EXE=$IPCKIT_NODE_EXE"
 
+# Classic Win32 C programs as peers (tests/win32_peers.rs of ipckit and of the
+# CLI): built here with mingw, rebuilt when a source changed.
+PEERS_DIR=$OUT/win32-peers
+mkdir -p "$PEERS_DIR"
+for src in "$REPO"/crates/ipckit/tests/win32/*.c; do
+    exe=$PEERS_DIR/$(basename "$src" .c).exe
+    if [[ ! -f $exe || $src -nt $exe ]]; then
+        x86_64-w64-mingw32-gcc -O2 -Wall -Werror -o "$exe" "$src" || die "cannot build the Win32 peer $src"
+    fi
+done
+IPCKIT_WIN32_PEERS=$(winepath -w "$PEERS_DIR")
+export IPCKIT_WIN32_PEERS
+echo "IPCKIT_WIN32_PEERS=$IPCKIT_WIN32_PEERS ($(ls "$PEERS_DIR" | wc -l) programs)"
+
 # ---------------------------------------------------------------- 5. clippy
 
 # The Linux `cargo clippy` never sees the Windows code (`cfg(windows)`), so lint

@@ -1,8 +1,8 @@
 //! `ipckit spawn` keeps the channel open after the end of stdin until the
 //! child has been quiet for --linger (or exits), on every OS, so that a Node
 //! child's late replies are all printed, in order; and it never exits 0 when a
-//! message from the child was lost. Real Node children.
-#![cfg(unix)]
+//! message from the child was lost. Real Node children: `node` on Linux,
+//! npm's `node.exe` under Wine (IPCKIT_NODE_EXE, set by scripts/test-windows.sh).
 
 #[path = "../../ipckit/tests/util/mod.rs"]
 mod util;
@@ -11,6 +11,10 @@ mod common;
 
 use common::{limit, run_with_stdin};
 use util::watchdog;
+
+fn node() -> String {
+    std::env::var("IPCKIT_NODE_EXE").unwrap_or_else(|_| "node".into())
+}
 
 fn node_script(name: &str) -> String {
     format!("{}/../ipckit/tests/node/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -21,7 +25,7 @@ fn an_async_reply_after_the_end_of_stdin_is_printed() {
     watchdog(limit(), || {
         let script = node_script("late_replies.js");
         let (status, stdout, stderr) = run_with_stdin(
-            &["spawn", "--", "node", &script, "300"],
+            &["spawn", "--", &node(), &script, "300"],
             b"{\"job\":1}\n".to_vec(),
         );
         assert!(status.success(), "{status}: {stderr}");
@@ -35,7 +39,7 @@ fn five_thousand_replies_are_all_printed_in_order() {
         let script = node_script("late_replies.js");
         let input: String = (0..5000).map(|n| format!("{{\"job\":{n}}}\n")).collect();
         let (status, stdout, stderr) =
-            run_with_stdin(&["spawn", "--", "node", &script, "50"], input.into_bytes());
+            run_with_stdin(&["spawn", "--", &node(), &script, "50"], input.into_bytes());
         assert!(status.success(), "{status}: {stderr}");
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(lines.len(), 5000, "{stderr}");
@@ -50,7 +54,7 @@ fn a_one_mib_reply_is_printed_whole() {
     watchdog(limit(), || {
         let script = node_script("late_replies.js");
         let (status, stdout, stderr) = run_with_stdin(
-            &["spawn", "--", "node", &script, "100"],
+            &["spawn", "--", &node(), &script, "100"],
             b"{\"big\":1048576}\n".to_vec(),
         );
         assert!(status.success(), "{status}: {stderr}");
@@ -63,6 +67,7 @@ fn a_one_mib_reply_is_printed_whole() {
     });
 }
 
+#[cfg(unix)]
 #[test]
 fn a_message_cut_short_by_the_childs_end_fails_the_command() {
     watchdog(limit(), || {

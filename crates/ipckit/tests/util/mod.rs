@@ -6,6 +6,8 @@
 
 #[cfg(unix)]
 pub(crate) mod users;
+#[cfg(windows)]
+pub(crate) mod win32;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
