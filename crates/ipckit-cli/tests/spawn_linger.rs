@@ -12,6 +12,13 @@ mod common;
 use common::{limit, run_with_stdin};
 use util::watchdog;
 
+/// --linger for these children: quiet this long after the end of stdin ends
+/// the channel, so it must outlast Node's start and the replies' delay (Node
+/// starts in seconds under Wine).
+fn linger() -> String {
+    format!("{}s", 2 * util::slow_factor())
+}
+
 fn node() -> String {
     std::env::var("IPCKIT_NODE_EXE").unwrap_or_else(|_| "node".into())
 }
@@ -25,7 +32,15 @@ fn an_async_reply_after_the_end_of_stdin_is_printed() {
     watchdog(limit(), || {
         let script = node_script("late_replies.js");
         let (status, stdout, stderr) = run_with_stdin(
-            &["spawn", "--", &node(), &script, "300"],
+            &[
+                "spawn",
+                "--linger",
+                &linger(),
+                "--",
+                &node(),
+                &script,
+                "300",
+            ],
             b"{\"job\":1}\n".to_vec(),
         );
         assert!(status.success(), "{status}: {stderr}");
@@ -38,8 +53,10 @@ fn five_thousand_replies_are_all_printed_in_order() {
     watchdog(limit() * 2, || {
         let script = node_script("late_replies.js");
         let input: String = (0..5000).map(|n| format!("{{\"job\":{n}}}\n")).collect();
-        let (status, stdout, stderr) =
-            run_with_stdin(&["spawn", "--", &node(), &script, "50"], input.into_bytes());
+        let (status, stdout, stderr) = run_with_stdin(
+            &["spawn", "--linger", &linger(), "--", &node(), &script, "50"],
+            input.into_bytes(),
+        );
         assert!(status.success(), "{status}: {stderr}");
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(lines.len(), 5000, "{stderr}");
@@ -54,7 +71,15 @@ fn a_one_mib_reply_is_printed_whole() {
     watchdog(limit(), || {
         let script = node_script("late_replies.js");
         let (status, stdout, stderr) = run_with_stdin(
-            &["spawn", "--", &node(), &script, "100"],
+            &[
+                "spawn",
+                "--linger",
+                &linger(),
+                "--",
+                &node(),
+                &script,
+                "100",
+            ],
             b"{\"big\":1048576}\n".to_vec(),
         );
         assert!(status.success(), "{status}: {stderr}");
