@@ -1,6 +1,7 @@
 //! `listen` and `connect` relaying bytes: the echo server, netcat-style
 //! exchanges, `--retry`, and Python's socket module as a foreign peer (Unix).
 
+#[cfg(unix)]
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};

@@ -2,6 +2,7 @@
 //! multiprocessing client as a foreign peer (Unix).
 
 use std::io::BufRead;
+#[cfg(unix)]
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};

@@ -1,8 +1,10 @@
 //! `ipckit spawn`: a child's channel bridged to stdio, Node and ipckit children.
 
+#[cfg(unix)]
 use std::process::Command;
 
 use crate::support::*;
+#[cfg(unix)]
 use crate::util::watchdog;
 
 /// A Node script of the library's tests.

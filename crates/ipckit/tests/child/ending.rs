@@ -2,6 +2,8 @@
 //! message, the parent dies, a later child must not hold an earlier channel.
 
 use std::io::BufReader;
+#[cfg(windows)]
+use std::process::Command;
 use std::process::Stdio;
 
 use ipckit::ErrorKind;

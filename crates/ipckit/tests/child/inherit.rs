@@ -1,16 +1,21 @@
 //! Finding the channel: what a child inherits (its channel and nothing else),
 //! and the clear errors when there is none or it is of the wrong kind.
 
+#[cfg(unix)]
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use ipckit::ErrorKind;
-use ipckit::child::{CommandExt, Serialization, parent_channel};
-use serde_json::Value;
-use serde_json::json;
+#[cfg(unix)]
+use ipckit::child::Serialization;
+use ipckit::child::{CommandExt, parent_channel};
+#[cfg(unix)]
+use serde_json::{Value, json};
 
 use crate::support::*;
-use crate::util::{self, watchdog};
+#[cfg(unix)]
+use crate::util;
+use crate::util::watchdog;
 
 #[test]
 fn a_process_not_started_with_a_channel_gets_a_clear_error() {

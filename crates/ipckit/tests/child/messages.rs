@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use ipckit::ErrorKind;
 use ipckit::child::{ChannelOptions, Serialization};
-use serde_json::Value;
-use serde_json::json;
+#[cfg(unix)]
+use serde_json::{Value, json};
 
 use crate::support::*;
 use crate::util::watchdog;

