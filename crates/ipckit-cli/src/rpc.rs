@@ -59,7 +59,7 @@ pub(crate) struct Call<'a> {
 pub(crate) fn call(args: &Call<'_>, verbose: bool) -> Result<()> {
     let started = Instant::now();
     let mut opts = ClientOptions::new();
-    args.server_user.apply_rpc(&mut opts);
+    args.server_user.apply(&mut opts);
     opts.framing(args.conn.framing);
     if let Some(key) = &args.conn.authkey {
         opts.authkey(key);
