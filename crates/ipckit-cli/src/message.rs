@@ -25,8 +25,9 @@ pub(crate) fn listen(
     max: Option<usize>,
     verbose: bool,
 ) -> Result<()> {
+    let pending = crate::cleanup::pending();
     let listener = MessageListener::bind(addr)?;
-    crate::cleanup::socket_of(addr);
+    pending.socket_of(addr);
     if verbose {
         eprintln!("listening on {}", listener.local_addr());
     }

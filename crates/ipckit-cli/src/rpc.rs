@@ -135,10 +135,11 @@ pub(crate) fn serve_demo(
     if verbose {
         opts.on_connection_error(|e| eprintln!("ipckit: a client failed: {e}"));
     }
+    let pending = crate::cleanup::pending();
     let server = opts
         .bind(addr, demo_methods())
         .context("serve the JSON-RPC demo")?;
-    crate::cleanup::socket_of(addr);
+    pending.socket_of(addr);
     if verbose {
         eprintln!("listening on {}", server.local_addr());
     }
