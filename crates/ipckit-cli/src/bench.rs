@@ -325,15 +325,17 @@ fn bind(transport: Transport, tag: &str) -> Result<(Bound, String)> {
                 format!("pipe:{name}")
             };
             let addr: Address = text.parse()?;
+            let pending = crate::cleanup::pending();
             let listener = Listener::bind(&addr)?;
-            crate::cleanup::socket_of(&addr);
+            pending.socket_of(&addr);
             let local = listener.local_addr().to_string();
             (Bound::Stream(listener), local)
         }
         Transport::Message => {
             let addr: Address = format!("pipe:{name}").parse()?;
+            let pending = crate::cleanup::pending();
             let listener = MessageListener::bind(&addr)?;
-            crate::cleanup::socket_of(&addr);
+            pending.socket_of(&addr);
             (Bound::Message(listener), addr.to_string())
         }
         Transport::Datagram => {
@@ -341,14 +343,16 @@ fn bind(transport: Transport, tag: &str) -> Result<(Bound, String)> {
             let addr: Address = format!("mailslot:{name}-a").parse()?;
             let mut opts = ipckit::ListenerOptions::new();
             opts.max_message_size(MAX_DATAGRAM);
+            let pending = crate::cleanup::pending();
             let rx = opts.bind_mailslot(&addr)?;
-            crate::cleanup::socket_of(&addr);
+            pending.socket_of(&addr);
             (Bound::Datagram(Some(rx)), addr.to_string())
         }
         Transport::Shm => {
             let addr: Address = format!("shm:{name}").parse()?;
+            let pending = crate::cleanup::pending();
             let listener = ShmListener::bind(&addr)?;
-            crate::cleanup::shm_channel(&addr);
+            pending.shm_channel(&addr);
             (Bound::Shm(listener), addr.to_string())
         }
     })
@@ -357,10 +361,11 @@ fn bind(transport: Transport, tag: &str) -> Result<(Bound, String)> {
 #[cfg(unix)]
 fn bind_std(name: &str) -> Result<(Bound, String)> {
     let path = std::env::temp_dir().join(format!("{name}.sock"));
+    let addr: Address = format!("unix:{}", path.display()).parse()?;
+    let pending = crate::cleanup::pending();
     let listener = std::os::unix::net::UnixListener::bind(&path)
         .with_context(|| format!("bind std's UnixListener at {}", path.display()))?;
-    let addr: Address = format!("unix:{}", path.display()).parse()?;
-    crate::cleanup::socket_of(&addr);
+    pending.socket_of(&addr);
     Ok((
         Bound::Std(listener, path.clone()),
         path.display().to_string(),
@@ -685,8 +690,9 @@ pub(crate) fn peer(transport: &str, addr: &str, size: usize, reply: Option<&str>
             let ours: Address = addr.parse()?;
             let mut opts = ipckit::ListenerOptions::new();
             opts.max_message_size(MAX_DATAGRAM);
+            let pending = crate::cleanup::pending();
             let rx = opts.bind_mailslot(&ours)?;
-            crate::cleanup::socket_of(&ours);
+            pending.socket_of(&ours);
             let tx = MailslotSender::connect(reply)?;
             let mut out = io::stdout().lock();
             writeln!(out, "ready").and_then(|()| out.flush())?;

@@ -217,13 +217,15 @@ pub(crate) fn recv(args: &Recv, verbose: bool) -> Result<()> {
     }
     let inbox = match &args.from {
         Target::Addr(addr) => {
+            let pending = crate::cleanup::pending();
             let inbox = opts.bind_mailslot(addr)?;
-            crate::cleanup::socket_of(addr);
+            pending.socket_of(addr);
             inbox
         }
         Target::Group(group) => {
+            let pending = crate::cleanup::pending();
             let inbox = opts.join_mailslot_group(group)?;
-            crate::cleanup::group_member(group);
+            pending.group_member(group);
             inbox
         }
     };

@@ -82,28 +82,29 @@ enum ShmAction {
         size: usize,
     },
     /// Copy stdin into the region at --offset. A region of another user, or
-    /// one its group or others can write to, is refused (Unix) unless
-    /// --allow-foreign is given.
+    /// one other users can write to (Unix: its group or others; Windows: its
+    /// DACL), is refused unless --allow-foreign is given.
     Write {
         name: String,
         #[arg(long, default_value_t = 0)]
         offset: usize,
-        /// Open the region even if another user owns it or its group or others
-        /// can write to it (Unix): only for a region shared on purpose.
+        /// Open the region even if another user owns it or other users can
+        /// write to it: only for a region shared on purpose.
         #[arg(long)]
         allow_foreign: bool,
     },
     /// Print --len bytes of the region from --offset (default: to the end).
-    /// A region of another user, or one its group or others can write to, is
-    /// refused (Unix) unless --allow-foreign is given.
+    /// A region of another user, or one other users can write to (Unix: its
+    /// group or others; Windows: its DACL), is refused unless --allow-foreign
+    /// is given.
     Read {
         name: String,
         #[arg(long, default_value_t = 0)]
         offset: usize,
         #[arg(long)]
         len: Option<usize>,
-        /// Open the region even if another user owns it or its group or others
-        /// can write to it (Unix): only for a region shared on purpose.
+        /// Open the region even if another user owns it or other users can
+        /// write to it: only for a region shared on purpose.
         #[arg(long)]
         allow_foreign: bool,
     },

@@ -26,8 +26,9 @@ pub(crate) fn listen(
     max: Option<usize>,
     verbose: bool,
 ) -> Result<()> {
+    let pending = crate::cleanup::pending();
     let listener = MessageListener::bind(addr)?;
-    crate::cleanup::socket_of(addr);
+    pending.socket_of(addr);
     if verbose {
         crate::report_ready("listening", listener.local_addr());
     }

@@ -19,8 +19,9 @@ const BUF_SIZE: usize = 64 * 1024;
 
 /// `ipckit listen [--echo [--max-connections N]] ADDR`.
 pub(crate) fn listen(addr: &Address, echo: bool, max: Option<usize>, verbose: bool) -> Result<()> {
+    let pending = crate::cleanup::pending();
     let listener = Listener::bind(addr)?;
-    crate::cleanup::socket_of(addr);
+    pending.socket_of(addr);
     if verbose {
         crate::report_ready("listening", listener.local_addr());
     }

@@ -59,7 +59,7 @@ pub(crate) struct Call<'a> {
 pub(crate) fn call(args: &Call<'_>, verbose: bool) -> Result<()> {
     let started = Instant::now();
     let mut opts = ClientOptions::new();
-    args.server_user.apply_rpc(&mut opts);
+    args.server_user.apply(&mut opts);
     opts.framing(args.conn.framing);
     if let Some(key) = &args.conn.authkey {
         opts.authkey(key);
@@ -135,10 +135,11 @@ pub(crate) fn serve_demo(
     if verbose {
         opts.on_connection_error(|e| eprintln!("ipckit: a client failed: {e}"));
     }
+    let pending = crate::cleanup::pending();
     let server = opts
         .bind(addr, demo_methods())
         .context("serve the JSON-RPC demo")?;
-    crate::cleanup::socket_of(addr);
+    pending.socket_of(addr);
     if verbose {
         crate::report_ready("listening", server.local_addr());
     }

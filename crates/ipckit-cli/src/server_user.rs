@@ -8,9 +8,9 @@ use ipckit_rpc::ClientOptions;
 /// The option, flattened into the subcommands that connect.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ServerUserArg {
-    /// Which user the server must run as: a uid or user name (Unix), a SID
-    /// such as S-1-5-21-... (Windows), or `any` to accept a server of any
-    /// user. Without it, a portable name (NAME, pipe:NAME, mailslot:NAME,
+    /// Which user the server must run as: a uid or user name (Unix), an
+    /// account name or a SID such as S-1-5-21-... (Windows), or `any` to
+    /// accept a server of any user. Without it, a portable name (NAME, pipe:NAME, mailslot:NAME,
     /// shm:NAME, dotnet:NAME) must be served by the current user; an address
     /// written out in full (unix:/path, @NAME, \\.\pipe\NAME) by anyone; tcp:
     /// cannot tell, nor can a Windows mailslot. On Unix a runtime directory of
@@ -25,40 +25,48 @@ enum ServerUser {
     Is(UserId),
 }
 
+/// Options that take the rule: the transport's and the RPC client's.
+pub(crate) trait TakesServerUser {
+    fn any(&mut self);
+    fn is(&mut self, user: UserId);
+}
+
+impl TakesServerUser for ConnectOptions {
+    fn any(&mut self) {
+        self.server_user_any();
+    }
+    fn is(&mut self, user: UserId) {
+        self.require_server_user(user);
+    }
+}
+
+impl TakesServerUser for ClientOptions {
+    fn any(&mut self) {
+        self.server_user_any();
+    }
+    fn is(&mut self, user: UserId) {
+        self.require_server_user(user);
+    }
+}
+
 impl ServerUserArg {
     /// Whether the option was given.
     pub(crate) fn is_set(&self) -> bool {
         self.server_user.is_some()
     }
 
-    /// Sets the rule on transport options.
-    pub(crate) fn apply(&self, opts: &mut ConnectOptions) {
+    /// Sets the rule on transport or RPC client options.
+    pub(crate) fn apply(&self, opts: &mut impl TakesServerUser) {
         match &self.server_user {
             None => {}
-            Some(ServerUser::Any) => {
-                opts.server_user_any();
-            }
-            Some(ServerUser::Is(user)) => {
-                opts.require_server_user(user.clone());
-            }
-        }
-    }
-
-    /// Sets the rule on RPC client options.
-    pub(crate) fn apply_rpc(&self, opts: &mut ClientOptions) {
-        match &self.server_user {
-            None => {}
-            Some(ServerUser::Any) => {
-                opts.server_user_any();
-            }
-            Some(ServerUser::Is(user)) => {
-                opts.require_server_user(user.clone());
-            }
+            Some(ServerUser::Any) => opts.any(),
+            Some(ServerUser::Is(user)) => opts.is(user.clone()),
         }
     }
 }
 
-/// `any`, a uid, a SID (`S-...`), or on Unix a user name from /etc/passwd.
+/// `any`, a uid, a SID (`S-...`), or a user name: on Unix from /etc/passwd,
+/// on Windows an account name (`LookupAccountNameW`).
 fn parse(text: &str) -> Result<ServerUser, String> {
     if text == "any" {
         return Ok(ServerUser::Any);
@@ -69,34 +77,15 @@ fn parse(text: &str) -> Result<ServerUser, String> {
     if text.len() > 2 && text[..2].eq_ignore_ascii_case("S-") {
         return Ok(ServerUser::Is(UserId::Sid(text.to_owned())));
     }
-    if cfg!(windows) {
-        return Err(format!(
-            "{text:?} is not a SID: give the user's SID (S-1-5-21-..., as `whoami /user` \
-             shows it) or `any`; account names are not looked up"
-        ));
-    }
-    uid_of(text).map(|uid| ServerUser::Is(UserId::Uid(uid)))
-}
-
-/// The uid of user `name` in /etc/passwd.
-fn uid_of(name: &str) -> Result<u32, String> {
-    let passwd = std::fs::read_to_string("/etc/passwd")
-        .map_err(|e| format!("cannot read /etc/passwd to find user {name:?}: {e}"))?;
-    passwd
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let user = fields.next()?;
-            let uid = fields.nth(1)?.parse::<u32>().ok()?;
-            (user == name).then_some(uid)
-        })
-        .next()
-        .ok_or_else(|| {
-            format!(
-                "no user {name:?} in /etc/passwd: give a uid, a user name from /etc/passwd, \
-                 or `any`"
-            )
-        })
+    UserId::lookup(text).map(ServerUser::Is).map_err(|e| {
+        let how = if cfg!(windows) {
+            "give an account name (NAME or DOMAIN\\NAME), a SID (S-1-5-21-..., as \
+             `whoami /user` shows it)"
+        } else {
+            "give a user name from /etc/passwd, a uid"
+        };
+        format!("{e}; {how} or `any`")
+    })
 }
 
 #[cfg(test)]
@@ -113,8 +102,23 @@ mod tests {
         ));
         if cfg!(unix) {
             assert!(matches!(parse("root"), Ok(ServerUser::Is(UserId::Uid(0)))));
-            let err = parse("no-such-user-here").unwrap_err();
-            assert!(err.contains("no user \"no-such-user-here\""), "{err}");
         }
+        // The current user by name (Windows: the account name GetUserNameW
+        // gives, which the OS also puts in USERNAME; Unix: USER or LOGNAME).
+        let name = ["USERNAME", "USER", "LOGNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()));
+        if let Some(name) = name {
+            match parse(&name) {
+                Ok(ServerUser::Is(user)) => assert_eq!(user, UserId::current().unwrap(), "{name}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let err = parse("no-such-user-here").unwrap_err();
+        assert!(
+            err.contains("look up the user \"no-such-user-here\": no such user"),
+            "{err}"
+        );
+        assert!(err.contains("or `any`"), "{err}");
     }
 }

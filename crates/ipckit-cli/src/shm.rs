@@ -118,8 +118,9 @@ pub(crate) fn remove(name: &str) -> Result<()> {
 
 /// `ipckit listen [--echo] [--count N] shm:NAME`: one peer.
 pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bool) -> Result<()> {
+    let pending = crate::cleanup::pending();
     let mut listener = ShmListener::bind(addr)?;
-    crate::cleanup::shm_channel(addr);
+    pending.shm_channel(addr);
     if verbose {
         crate::report_ready("listening", listener.local_addr());
     }

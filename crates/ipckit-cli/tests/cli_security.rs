@@ -235,5 +235,8 @@ fn server_user_is_checked_as_a_usage_error() {
         b"",
     );
     assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("no user \"no-such-user-here\""), "{stderr}");
+    assert!(
+        stderr.contains("look up the user \"no-such-user-here\": no such user"),
+        "{stderr}"
+    );
 }

@@ -144,3 +144,78 @@ fn recv_removes_its_receiver_and_its_group_member_on_int_term_and_hup() {
         assert!(!member.exists(), "{what} left {}", member.display());
     }
 }
+
+/// SIGTERM at a random early moment of `listen pipe:NAME`, 0–30 ms after the
+/// spawn: before the handler is installed (the default action: nothing was
+/// bound yet), during the bind, between the bind and its registration for
+/// cleanup, or after. No moment may leave the socket file: a signal that comes
+/// while the command binds waits until the endpoint is registered
+/// (`cleanup::Pending`). `IPCKIT_EARLY_SIGNALS` sets the number of processes
+/// (default 2500, four at a time).
+#[test]
+fn a_signal_at_any_early_moment_leaves_no_socket_file() {
+    let trials: usize = std::env::var("IPCKIT_EARLY_SIGNALS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2500);
+    let mut left = Leftovers::new();
+    let dir = runtime_dir();
+    let names: Vec<String> = (0..trials).map(|_| unique_name("sig-early")).collect();
+    for name in &names {
+        left.file(dir.join(format!("{name}.sock")));
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let limit = limit() * 10;
+    let results = util::watchdog(limit, move || {
+        std::thread::scope(|s| {
+            let workers: Vec<_> = names
+                .chunks(trials.div_ceil(4).max(1))
+                .enumerate()
+                .map(|(i, chunk)| {
+                    let dir = dir.clone();
+                    s.spawn(move || {
+                        let mut rng = seed.wrapping_mul(i as u64 + 1) | 1;
+                        chunk
+                            .iter()
+                            .map(|name| {
+                                // xorshift64: a delay of 0 to 30 ms, in µs.
+                                rng ^= rng << 13;
+                                rng ^= rng >> 7;
+                                rng ^= rng << 17;
+                                let delay = std::time::Duration::from_micros(rng % 30_001);
+                                let mut proc = Ipckit::start(&["listen", &format!("pipe:{name}")]);
+                                std::thread::sleep(delay);
+                                proc.signal("TERM");
+                                let status = proc.wait(common::limit());
+                                let file = dir.join(format!("{name}.sock"));
+                                (status.code(), file.exists().then_some(file))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("a trial thread panicked"))
+                .collect::<Vec<_>>()
+        })
+    });
+    let cleaned = results.iter().filter(|r| r.0 == Some(130)).count();
+    let default_action = results.iter().filter(|r| r.0.is_none()).count();
+    let leftovers: Vec<_> = results.iter().filter_map(|r| r.1.as_ref()).collect();
+    println!(
+        "{trials} listen processes sent SIGTERM 0-30 ms after spawn: {cleaned} exited 130 \
+         (handler ran), {default_action} ended by the signal (before the handler), \
+         {} leftover socket files",
+        leftovers.len()
+    );
+    let other: Vec<_> = results
+        .iter()
+        .filter(|r| !matches!(r.0, None | Some(130)))
+        .collect();
+    assert!(other.is_empty(), "unexpected exit codes: {other:?}");
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}

@@ -326,7 +326,20 @@ impl MailslotSender {
         ConnectOptions::new().connect_mailslot(addr)
     }
 
-    /// Sends `msg` as one message.
+    /// Sends `msg` as one message. Nothing acknowledges it: a mailslot is a
+    /// one-way datagram queue.
+    ///
+    /// # A receiver that died
+    ///
+    /// A send never hangs: on Unix it fails at once once the receiver has gone
+    /// (and an old sender never reaches a receiver restarted on the name:
+    /// connect again). On Windows the mailslot goes with its receiver's last
+    /// handle and, as the Win32 documentation says, its senders' handles with
+    /// it; a send that has not completed after 5 s (Wine keeps a dead
+    /// receiver's mailslot alive for its senders, and its writes block once
+    /// its buffer is full) is given up, and this sender fails every send from
+    /// then on with [`ErrorKind::Disconnected`]. Under Wine the sends before
+    /// that succeed and are lost. docs/RELIABILITY.md has the details.
     ///
     /// # Errors
     ///

@@ -63,6 +63,29 @@ impl UserId {
         sys::current_user().map_err(|e| Error::io("find the current user", e))
     }
 
+    /// The user named `name`: on Unix a user name in `/etc/passwd` (users
+    /// known only to NSS, such as LDAP users, are not found: give their uid);
+    /// on Windows an account name (`NAME`, `DOMAIN\\NAME`, `NAME@DOMAIN`),
+    /// looked up with `LookupAccountNameW`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] naming `name` when no user has it, and the OS
+    /// error of the lookup otherwise.
+    #[doc(alias = "LookupAccountNameW")]
+    #[doc(alias = "getpwnam")]
+    pub fn lookup(name: &str) -> Result<UserId> {
+        let what = || format!("look up the user {name:?}");
+        match sys::user_named(name) {
+            Ok(Some(user)) => Ok(user),
+            Ok(None) => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{}: no such user on this machine", what()),
+            )),
+            Err(e) => Err(Error::io(what(), e)),
+        }
+    }
+
     /// Whether `other` names the same user (string SIDs compare without regard to
     /// case, as Windows does).
     fn same_as(&self, other: &UserId) -> bool {
@@ -200,11 +223,15 @@ impl ServerUser {
     }
 }
 
-/// Checks a shared-memory region (`what`, e.g. `shm:NAME`) opened by a client
-/// against a rule [`ServerUser::precheck`] returned: unless the rule is
-/// [`ServerUser::Any`], the region must belong to the user the rule wants and
-/// be writable by its owner only (Unix). The error names the object, its owner
-/// and mode, and the rule (the default one with how to turn it off, `opt_out`).
+/// Checks a shared-memory region or one of its objects (`what`, e.g.
+/// `shm:NAME`) opened by a client against a rule [`ServerUser::precheck`]
+/// returned: unless the rule is [`ServerUser::Any`], it must belong to the user
+/// the rule wants (for the current user: its uid; on Windows its user SID or
+/// the default owner its new objects get) and be writable by no other user
+/// (Unix: mode `& 0o022 == 0`; Windows: no allow-ACE granting write to another
+/// SID, see `sys::windows::object_owner`). The error names the object, the
+/// owner and mode or ACE found, and the rule (the default one with how to turn
+/// it off, `opt_out`).
 pub(crate) fn check_object_owner(
     rule: &ServerUser,
     what: &str,
@@ -213,8 +240,12 @@ pub(crate) fn check_object_owner(
 ) -> Result<()> {
     let wanted = match rule {
         ServerUser::Any | ServerUser::Default => return Ok(()),
-        ServerUser::Current | ServerUser::CurrentByDefault => UserId::current()?,
-        ServerUser::Is(user) => user.clone(),
+        ServerUser::Current | ServerUser::CurrentByDefault => None,
+        ServerUser::Is(user) => Some(user.clone()),
+    };
+    let wanted = match wanted {
+        Some(user) if !user.same_as(&UserId::current()?) => vec![user],
+        _ => sys::current_owners().map_err(|e| Error::io("find the current user", e))?,
     };
     let rule = rule.rule_or_default(opt_out);
     let owner = found.map_err(|e| Error::io(format!("{rule}: cannot tell who owns {what}"), e))?;
@@ -222,22 +253,32 @@ pub(crate) fn check_object_owner(
         .mode
         .map(|m| format!(" with mode {m:#o}"))
         .unwrap_or_default();
+    let names = wanted
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" or ");
     let refuse = |why: String| {
         Err(Error::new(
             ErrorKind::PermissionDenied,
             format!(
-                "{rule}: refusing {what}: {why}; it must be owned by {wanted} and writable by \
-                 its owner only, or another user could have made it to read or change what \
+                "{rule}: refusing {what}: {why}; it must be owned by {names} and writable by \
+                 no other user, or another user could have made it to read or change what \
                  you share"
             ),
         ))
     };
     match owner.user.user() {
-        Some(user) if !user.same_as(&wanted) => refuse(format!("it is owned by {user}{mode}")),
+        Some(user) if !wanted.iter().any(|w| user.same_as(w)) => {
+            refuse(format!("it is owned by {user}{mode}"))
+        }
         Some(user) if owner.mode.is_some_and(|m| m & 0o022 != 0) => refuse(format!(
             "it is owned by {user}{mode}, so its group or others can write to it"
         )),
-        Some(_) => Ok(()),
+        Some(user) => match owner.others_write {
+            Some(why) => refuse(format!("it is owned by {user}, but {why}")),
+            None => Ok(()),
+        },
         None => refuse("the OS does not say who owns it".to_owned()),
     }
 }

@@ -1,5 +1,6 @@
 //! Access control and peer identity on Windows: the default DACL read back, SDDL
-//! options, the first-instance guard against squatters, and peer process ids
+//! options, the first-instance guard against squatters, the owner and DACL
+//! check of shared-memory clients, account names, and peer process ids
 //! and SIDs with a real child process (this program re-run,
 //! `security_child_entry`, `util::this_test_as_child`).
 //!
@@ -14,6 +15,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use ipckit::security::UserId;
+use ipckit::shm::{CreateOptions, OpenOptions, SharedMemory, ShmChannel, ShmListener};
 use ipckit::{ConnectOptions, ErrorKind, Listener, ListenerOptions, MessageListener, Stream};
 use util::{Kid, slow_factor, this_test_as_child, unique_name, watchdog};
 
@@ -327,5 +329,171 @@ fn unix_only_options_are_ignored_and_remote_clients_are_an_explicit_opt_in() {
             .bind(format!("pipe:{}", unique_name("sec-badmode")))
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidOption);
+    });
+}
+
+#[test]
+fn account_names_are_looked_up_and_an_unknown_one_is_named() {
+    watchdog(limit(), || {
+        // USERNAME holds the account name GetUserNameW returns (Windows and
+        // Wine set it at logon); a test cannot call the API itself.
+        let name = std::env::var("USERNAME").expect("USERNAME is set at logon");
+        assert_eq!(
+            UserId::lookup(&name).unwrap(),
+            UserId::current().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            UserId::lookup("SYSTEM").unwrap(),
+            UserId::Sid(SYSTEM.into())
+        );
+        let err = UserId::lookup("no-such-account-here").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        assert!(
+            err.to_string()
+                .contains("look up the user \"no-such-account-here\": no such user"),
+            "{err}"
+        );
+    });
+}
+
+// Shared memory: the owner and DACL check of clients (docs/SECURITY.md, "What a
+// client checks"). The foreign regions are made by this user with
+// `CreateOptions::security_descriptor` (Wine runs everything as one user): what
+// the client reads back is the OS's descriptor, whoever wrote it.
+
+/// Creates region `name` with descriptor `sddl`.
+fn region_with(name: &str, sddl: &str) -> SharedMemory {
+    CreateOptions::new()
+        .security_descriptor(sddl)
+        .create(name, 4096)
+        .unwrap_or_else(|e| panic!("create {name} with {sddl}: {e}"))
+}
+
+fn assert_denied(err: &ipckit::Error, parts: &[&str]) {
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    let text = err.to_string();
+    for part in parts {
+        assert!(text.contains(part), "{part:?} not in: {text}");
+    }
+}
+
+#[test]
+fn own_regions_and_channels_are_joined_whatever_owner_the_token_gives() {
+    watchdog(limit(), || {
+        let name = format!("shm:{}", unique_name("own-win"));
+        let region = SharedMemory::create(&name, 4096).unwrap();
+        region.write_at(0, b"mine").unwrap();
+        let other = SharedMemory::open(&name).unwrap();
+        let mut word = [0; 4];
+        other.read_at(0, &mut word).unwrap();
+        assert_eq!(&word, b"mine");
+        // Everyone may read, only we may write: still ours.
+        let me = my_sid();
+        let read_only = format!("shm:{}", unique_name("own-win-ro"));
+        let _r = region_with(
+            &read_only,
+            &format!("D:P(A;;FA;;;SY)(A;;FA;;;{me})(A;;0x4;;;WD)"),
+        );
+        drop(SharedMemory::open(&read_only).unwrap());
+        // The channel's region and events: checked by default and by the
+        // explicit rule alike.
+        let chan = format!("shm:{}", unique_name("own-win-chan"));
+        let _l = ShmListener::bind(chan.as_str()).unwrap();
+        drop(
+            ConnectOptions::new()
+                .server_user_is_current()
+                .connect_shm(chan.as_str())
+                .unwrap(),
+        );
+        let chan2 = format!("shm:{}", unique_name("own-win-chan2"));
+        let _l2 = ShmListener::bind(chan2.as_str()).unwrap();
+        drop(ShmChannel::connect(chan2.as_str()).unwrap());
+    });
+}
+
+#[test]
+fn a_region_others_may_write_is_refused_by_name_unless_allowed() {
+    watchdog(limit(), || {
+        let me = my_sid();
+        let name = format!("shm:{}", unique_name("foreign-win"));
+        let _r = region_with(
+            &name,
+            &format!("D:P(A;;FA;;;SY)(A;;FA;;;{me})(A;;0x2;;;WD)"),
+        );
+        let err = SharedMemory::open(&name).unwrap_err();
+        println!("refused: {err}");
+        assert_denied(
+            &err,
+            &[
+                &format!("refusing {name}"),
+                "its DACL lets S-1-1-0",
+                "(A;;0x00000002;;;S-1-1-0)",
+                "SYSTEM",
+                "allow_foreign",
+            ],
+        );
+        // Everyone with all rights (GA), as a careless creator gives it.
+        let all = format!("shm:{}", unique_name("foreign-win-ga"));
+        let _a = region_with(&all, "D:(A;;GA;;;WD)");
+        assert_denied(
+            &SharedMemory::open(&all).unwrap_err(),
+            &[&format!("refusing {all}"), ";;;S-1-1-0)"],
+        );
+        // A NULL DACL: everyone may do anything.
+        let null = format!("shm:{}", unique_name("foreign-win-null"));
+        let _n = region_with(&null, "D:NO_ACCESS_CONTROL");
+        let err = SharedMemory::open(&null).unwrap_err();
+        if err.to_string().contains("os error 5") {
+            // Wine grants nothing on a NULL DACL, where Windows grants all.
+            println!("SKIPPED the NULL DACL case: the OS denies opening it: {err}");
+        } else {
+            assert_denied(&err, &[&format!("refusing {null}"), "NULL DACL"]);
+        }
+        // Opted out: joined, and shared.
+        let opened = OpenOptions::new().allow_foreign(true).open(&name).unwrap();
+        opened.write_at(0, b"ok").unwrap();
+
+        // A channel name held by such a region is refused before anything in
+        // it is read, by default and with the explicit rule.
+        let chan = format!("shm:{}", unique_name("foreign-win-chan"));
+        let _c = region_with(&chan, "D:(A;;GA;;;WD)");
+        let err = ShmChannel::connect(chan.as_str()).unwrap_err();
+        assert_denied(&err, &[&format!("refusing {chan}"), "server_user_any"]);
+        let err = ConnectOptions::new()
+            .server_user_is_current()
+            .connect_shm(chan.as_str())
+            .unwrap_err();
+        assert_denied(&err, &["server_user_is_current: refusing", ";;;S-1-1-0)"]);
+    });
+}
+
+#[test]
+fn a_region_owned_by_another_sid_is_refused_naming_the_owner() {
+    watchdog(limit(), || {
+        let me = my_sid();
+        let name = format!("shm:{}", unique_name("owner-win"));
+        // Owner SYSTEM: Windows lets only a process with SeRestorePrivilege set
+        // an owner other than its own; where it refuses, say so.
+        let made = CreateOptions::new()
+            .security_descriptor(&format!("O:SYD:P(A;;FA;;;SY)(A;;FA;;;{me})"))
+            .create(&name, 4096);
+        let _r = match made {
+            Ok(r) => r,
+            Err(e) => {
+                println!("SKIPPED: cannot create a region owned by SYSTEM here: {e}");
+                return;
+            }
+        };
+        let err = SharedMemory::open(&name).unwrap_err();
+        println!("refused: {err}");
+        assert_denied(
+            &err,
+            &[
+                &format!("refusing {name}: it is owned by SID S-1-5-18"),
+                &format!("it must be owned by SID {me}"),
+            ],
+        );
+        drop(OpenOptions::new().allow_foreign(true).open(&name).unwrap());
     });
 }

@@ -39,11 +39,12 @@ pub(crate) fn run_rpc(exe: &Path, addr: &str) -> (Option<u32>, Result<RpcFigures
         count.fetch_add(1, Ordering::SeqCst);
         Ok(a + b)
     });
+    let pending = crate::cleanup::pending();
     let server = match Server::bind(address.clone(), methods) {
         Ok(s) => s,
         Err(err) => return (None, Err(err.into())),
     };
-    crate::cleanup::socket_of(&address);
+    pending.socket_of(&address);
     let started = Instant::now();
     let child = Command::new(exe)
         .args(["call", addr, "add", "[2, 40]"])

@@ -28,11 +28,12 @@ pub(super) fn run_shm(
         Ok(addr) => addr,
         Err(err) => return failed(transport, err.into()),
     };
+    let pending = crate::cleanup::pending();
     let mut listener = match ShmListener::bind(&addr) {
         Ok(listener) => listener,
         Err(err) => return failed(transport, err.into()),
     };
-    crate::cleanup::shm_channel(&addr);
+    pending.shm_channel(&addr);
     let mut pid = None;
     let outcome = (|| {
         let child = spawn_peer(exe, &addr, settings)?;
@@ -176,11 +177,12 @@ pub(super) fn run_mailslot(
         Ok(addr) => addr,
         Err(err) => return (None, Err(anyhow::Error::new(err))),
     };
+    let pending = crate::cleanup::pending();
     let inbox = match MailslotReceiver::bind(&addr) {
         Ok(inbox) => inbox,
         Err(err) => return (None, Err(err.into())),
     };
-    crate::cleanup::socket_of(&addr);
+    pending.socket_of(&addr);
     let child = match spawn_peer(exe, &addr, settings) {
         Ok(child) => child,
         Err(err) => return (None, Err(err)),

@@ -349,7 +349,7 @@ const NO_IDENTITY: &str =
 fn connect_with(addr: impl ToAddress, opts: &ConnectOptions) -> Result<ShmChannel> {
     let addr = addr.to_address()?;
     let name = shm_name(&addr)?;
-    let rule = opts.server_user.precheck(&addr, sys::shm::OWNER_UNKNOWN)?;
+    let rule = opts.server_user.precheck(&addr, None)?;
     let accept = |owner| {
         crate::security::check_object_owner(
             &rule,

@@ -85,18 +85,22 @@ impl OpenOptions {
         Self::default()
     }
 
-    /// Whether to open a region that another user owns, or that its group or
-    /// others can write to (default false: refused with
-    /// [`ErrorKind::PermissionDenied`], naming the owner and mode). Such a
-    /// region may have been made by another user to read or change what you
-    /// share; allow it only for a region shared on purpose.
+    /// Whether to open a region that another user owns, or that other users
+    /// can write to (default false: refused with
+    /// [`ErrorKind::PermissionDenied`], naming the owner and the mode or ACE
+    /// found). Such a region may have been made by another user to read or
+    /// change what you share; allow it only for a region shared on purpose.
     ///
     /// # Platform-specific behavior
     ///
-    /// Unix: the owner and mode come from `fstat` on the `shm_open` descriptor.
-    /// Windows: the owner is not read (the option changes nothing); a `Local\`
-    /// mapping is reachable within the logon session only, and ipckit creates
-    /// it with a DACL for the current user only.
+    /// Unix: the owner and mode come from `fstat` on the `shm_open` descriptor;
+    /// refused: another owner than the effective uid, or a mode that lets group
+    /// or others write. Windows: the owner and DACL come from
+    /// `GetSecurityInfo` on the mapping handle; refused: an owner that is
+    /// neither the user's SID nor the default owner of its new objects
+    /// (`TokenOwner`: `BUILTIN\Administrators` when elevated), a NULL DACL, or
+    /// an ACE that grants write to another SID than the owner, the user, that
+    /// default owner, SYSTEM, Administrators and the logon session.
     pub fn allow_foreign(&mut self, yes: bool) -> &mut Self {
         self.allow_foreign = yes;
         self
@@ -109,6 +113,57 @@ impl OpenOptions {
     /// See [`SharedMemory::open`].
     pub fn open(&self, name: &str) -> Result<SharedMemory> {
         SharedMemory::open_with(name, self)
+    }
+}
+
+/// Options for creating a region, like [`std::fs::OpenOptions`]: who may
+/// open it.
+///
+/// # Examples
+///
+/// ```no_run
+/// // A region every authenticated user of this machine may read (Windows).
+/// let region = ipckit::shm::CreateOptions::new()
+///     .security_descriptor("D:P(A;;GA;;;SY)(A;;GA;;;OW)(A;;GR;;;AU)")
+///     .create("shm:service-status", 4096)?;
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    sddl: Option<String>,
+}
+
+impl CreateOptions {
+    /// The default options: a region only the current user can open.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The security descriptor of the file mapping, in SDDL, instead of the
+    /// default that grants only the current user and SYSTEM, like
+    /// [`ListenerOptions::security_descriptor`](crate::ListenerOptions::security_descriptor).
+    /// A descriptor that lets other users write the region makes the default
+    /// [`SharedMemory::open`] refuse it: they need
+    /// [`OpenOptions::allow_foreign`].
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows only. Unix ignores it (the object's mode stays 0600): it only
+    /// ever widens access, so ignoring it keeps the stricter default.
+    #[doc(alias = "SDDL")]
+    pub fn security_descriptor(&mut self, sddl: &str) -> &mut Self {
+        self.sddl = Some(sddl.to_owned());
+        self
+    }
+
+    /// Creates the region `name` of `size` bytes with these options.
+    ///
+    /// # Errors
+    ///
+    /// See [`SharedMemory::create`]; also [`ErrorKind::InvalidOption`] for
+    /// SDDL that Windows cannot parse, naming it.
+    pub fn create(&self, name: &str, size: usize) -> Result<SharedMemory> {
+        SharedMemory::create_with(name, size, self)
     }
 }
 
@@ -153,6 +208,10 @@ impl SharedMemory {
     #[doc(alias = "CreateFileMappingW")]
     #[doc(alias = "shm_open")]
     pub fn create(name: &str, size: usize) -> Result<SharedMemory> {
+        CreateOptions::new().create(name, size)
+    }
+
+    fn create_with(name: &str, size: usize, opts: &CreateOptions) -> Result<SharedMemory> {
         let name = region_name(name)?;
         if size == 0 {
             return Err(Error::new(
@@ -160,14 +219,15 @@ impl SharedMemory {
                 format!("cannot create shm:{name} with a size of 0 bytes"),
             ));
         }
-        let region = sys::shm::Region::create(&name, size).map_err(|e| {
-            let e = if e.kind() == std::io::ErrorKind::AlreadyExists {
-                std::io::Error::new(std::io::ErrorKind::AddrInUse, e)
-            } else {
-                e
-            };
-            Error::io(format!("create shm:{name} of {size} bytes"), e)
-        })?;
+        let region =
+            sys::shm::Region::create_with(&name, size, opts.sddl.as_deref()).map_err(|e| {
+                let e = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    std::io::Error::new(std::io::ErrorKind::AddrInUse, e)
+                } else {
+                    e
+                };
+                Error::io(format!("create shm:{name} of {size} bytes"), e)
+            })?;
         Ok(SharedMemory {
             backing: Backing::Named(region),
             name: Some(name),
@@ -176,8 +236,8 @@ impl SharedMemory {
     }
 
     /// Opens the existing region `name`, mapping all of it, with the default
-    /// [`OpenOptions`]: a region another user made, or that its group or others
-    /// can write to, is refused (Unix).
+    /// [`OpenOptions`]: a region another user made, or that other users can
+    /// write to, is refused.
     ///
     /// # Platform-specific behavior
     ///
@@ -191,8 +251,8 @@ impl SharedMemory {
     /// # Errors
     ///
     /// [`ErrorKind::NotFound`] when no region has the name,
-    /// [`ErrorKind::PermissionDenied`] for a region of another user or one its
-    /// group or others can write to (see [`OpenOptions::allow_foreign`]), and
+    /// [`ErrorKind::PermissionDenied`] for a region of another user or one other
+    /// users can write to (see [`OpenOptions::allow_foreign`]), and
     /// the OS error otherwise.
     #[doc(alias = "OpenFileMappingW")]
     pub fn open(name: &str) -> Result<SharedMemory> {
@@ -206,7 +266,7 @@ impl SharedMemory {
         } else {
             ServerUser::Default
         }
-        .precheck(&Address::Shm(name.clone()), sys::shm::OWNER_UNKNOWN)?;
+        .precheck(&Address::Shm(name.clone()), None)?;
         let region = sys::shm::Region::open(&name).map_err(|e| {
             let what = format!("open shm:{name}");
             match e.kind() {

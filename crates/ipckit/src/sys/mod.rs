@@ -40,6 +40,9 @@ pub(crate) struct ObjectOwner {
     pub(crate) user: crate::peer::PeerCredentials,
     /// The permission bits (Unix).
     pub(crate) mode: Option<u32>,
+    /// Windows: why the object's DACL lets someone other than the current
+    /// user write it (the ACE found and the rule), if it does.
+    pub(crate) others_write: Option<String>,
 }
 
 pub(crate) mod mem;

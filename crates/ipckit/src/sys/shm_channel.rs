@@ -735,6 +735,9 @@ pub(crate) fn connect(
         ));
     }
     let wakers = Wakers::open(name)?;
+    for owner in wakers.owners() {
+        accept(owner)?;
+    }
     hdr.max_message[1].store(max_in as u64, StdOrdering::Relaxed);
     hdr.opener_pid.store(current_pid(), StdOrdering::Relaxed);
     if hdr

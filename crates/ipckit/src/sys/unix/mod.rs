@@ -11,6 +11,7 @@ pub(crate) mod shm;
 mod stream;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
+mod users;
 
 use std::io;
 use std::net::TcpStream;
@@ -23,6 +24,7 @@ use crate::address::{Env, Os};
 pub(crate) use dgram::{MailslotReceiver, MailslotSender, broadcast, join_group};
 pub(crate) use seqpacket::{MsgListener, MsgStream};
 pub(crate) use stream::{Listener, Stream};
+pub(crate) use users::{current_owners, user_named};
 
 #[cfg(target_os = "linux")]
 pub(crate) const OS: Os = Os::Linux;

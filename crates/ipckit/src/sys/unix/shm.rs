@@ -105,11 +105,9 @@ fn owner_of_fd(fd: impl AsFd) -> io::Result<ObjectOwner> {
             sid: None,
         },
         mode: Some(mode),
+        others_write: None,
     })
 }
-
-/// A region's owner and mode are read (`fstat`) on Unix.
-pub(crate) const OWNER_UNKNOWN: Option<&str> = None;
 
 /// A named region of shared memory.
 #[derive(Debug)]
@@ -122,6 +120,12 @@ pub(crate) struct Region {
 impl Region {
     /// Creates region `name` of `len` bytes (zeroed), owner-only (0600). A name
     /// that exists is `AlreadyExists`.
+    /// [`create`](Self::create): a security descriptor (Windows) has no
+    /// meaning here and is ignored, which keeps the stricter mode 0600.
+    pub(crate) fn create_with(name: &str, len: usize, _sddl: Option<&str>) -> io::Result<Region> {
+        Region::create(name, len)
+    }
+
     pub(crate) fn create(name: &str, len: usize) -> io::Result<Region> {
         let fd = shm::open(
             posix_name(name).as_str(),
@@ -237,6 +241,11 @@ impl Wakers {
     }
 
     /// See [`wait`]; `index` names the word for platforms that need it.
+    /// The words live in the region: no objects of their own to check.
+    pub(crate) fn owners(&self) -> Vec<io::Result<ObjectOwner>> {
+        Vec::new()
+    }
+
     pub(crate) fn wait(&self, _index: usize, word: &AtomicU32, seen: u32, timeout: Duration) {
         wait(word, seen, timeout);
     }

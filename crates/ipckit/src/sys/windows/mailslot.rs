@@ -40,8 +40,8 @@ use windows_sys::Win32::Foundation::{
     GENERIC_WRITE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    CreateFileW, FILE_ATTRIBUTE_NORMAL, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING, ReadFile,
-    WriteFile,
+    CreateFileW, FILE_ATTRIBUTE_NORMAL, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    OPEN_EXISTING, ReadFile, WriteFile,
 };
 use windows_sys::Win32::System::Mailslots::{CreateMailslotW, GetMailslotInfo};
 
@@ -73,6 +73,19 @@ const FIRST_READ: usize = 64 * 1024;
 /// the caller's timeout (a poll has none left): it completes at once, and this
 /// only bounds a read that does not.
 const QUEUED_READ_GRACE: Duration = Duration::from_millis(100);
+
+/// Why a send failed after one did not complete within [`SEND_LIMIT`].
+fn stuck_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        format!(
+            "a message to this mailslot was not taken within {} s: its receiver has gone \
+             (Wine keeps a dead receiver's mailslot for its senders) or stopped reading; \
+             connect again to reach a new receiver",
+            SEND_LIMIT.as_secs()
+        ),
+    )
+}
 
 fn mailslot_path(ep: &Endpoint) -> io::Result<Vec<u16>> {
     match ep {
@@ -411,8 +424,20 @@ impl Drop for MailslotReceiver {
 /// A handle that writes messages to one mailslot.
 #[derive(Debug)]
 pub(crate) struct MailslotSender {
-    handle: OwnedHandle,
+    /// The client handle and the event of its writes (one write at a time:
+    /// the lock is held for it); `None` once a send did not complete within
+    /// [`SEND_LIMIT`]: the receiver is gone or stopped reading, every later
+    /// send fails at once, and the handle is closed (under Wine it would keep
+    /// a dead receiver's mailslot, and its name, alive).
+    handle: Mutex<Option<(OwnedHandle, Event)>>,
 }
+
+/// How long one `WriteFile` to a mailslot may take. Windows queues a message
+/// or fails at once, and ipckit promises that a send never waits for its
+/// receiver; but Wine keeps the mailslot of a receiver that died for its
+/// senders, and a write blocks once its buffer is full (after ~90 messages of
+/// 1000 bytes). Such a write is cancelled after this long and the send fails.
+const SEND_LIMIT: Duration = Duration::from_secs(5);
 
 impl MailslotSender {
     /// Opens `ep` for writing. No receiver is the OS error
@@ -447,18 +472,25 @@ impl MailslotSender {
                 FILE_SHARE_READ | FILE_SHARE_WRITE,
                 ptr::null(),
                 OPEN_EXISTING,
-                FILE_ATTRIBUTE_NORMAL,
+                FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OVERLAPPED,
                 ptr::null_mut(),
             )
         };
         Ok(MailslotSender {
-            handle: owned(raw)?,
+            handle: Mutex::new(Some((owned(raw)?, Event::new()?))),
         })
     }
 
-    /// Sends `msg` as one message (one `WriteFile`, which never waits for the
-    /// receiver). A message over the receiver's maximum is the OS error.
+    /// Sends `msg` as one message (one overlapped `WriteFile`, which Windows
+    /// completes at once; one that has not completed after [`SEND_LIMIT`] is
+    /// cancelled, and this sender fails every send from then on, as a sender
+    /// whose receiver has gone: `BrokenPipe`). A message over the receiver's
+    /// maximum is the OS error.
     pub(crate) fn send(&self, msg: &[u8]) -> io::Result<()> {
+        let mut handle = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((open, event)) = handle.as_ref() else {
+            return Err(stuck_error());
+        };
         let Ok(len) = u32::try_from(msg.len()) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -469,22 +501,22 @@ impl MailslotSender {
                 ),
             ));
         };
-        let mut written = 0u32;
-        // SAFETY: `self.handle` is a live mailslot client handle opened for
-        // synchronous writes; `msg` is valid for reads of `len` bytes and
-        // `written` for a write during the call.
-        let ok = unsafe {
-            WriteFile(
-                self.handle.as_raw_handle(),
-                msg.as_ptr(),
-                len,
-                &mut written,
-                ptr::null_mut(),
-            )
+        let raw = open.as_raw_handle();
+        let limit = Instant::now() + SEND_LIMIT;
+        let sent = overlapped::run(open.as_handle(), event, Some(limit), "send", &[], |ov| {
+            // SAFETY: `raw` is our live mailslot client handle (asynchronous
+            // I/O); `msg` is valid for reads of `len` bytes and, like `ov`,
+            // outlives the operation because `run` waits for it to finish.
+            unsafe { WriteFile(raw, msg.as_ptr(), len, ptr::null_mut(), ov) }
+        });
+        let written = match sent {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                *handle = None;
+                return Err(stuck_error());
+            }
+            Err(e) => return Err(e),
         };
-        if ok == 0 {
-            return Err(io::Error::last_os_error());
-        }
         if written != len {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,

@@ -15,6 +15,8 @@
 //! - `pipe_list`: the names in `\\.\pipe\` (`pipe_names`).
 //! - `security`: the current-user DACL every named object is created with (or
 //!   a listener's SDDL), peer process ids and user SIDs, descriptors read back.
+//! - `object_owner`: who owns a kernel object and whom its DACL lets write it
+//!   (checked by shared-memory clients); account names to SIDs.
 //! - `wine`: Wine detection.
 #![allow(unsafe_code)]
 
@@ -25,6 +27,7 @@ mod handle;
 mod mailslot;
 mod mailslot_group;
 mod message;
+mod object_owner;
 mod overlapped;
 mod pipe;
 mod pipe_list;
@@ -59,6 +62,7 @@ use crate::error::timed_out;
 pub(crate) use mailslot::{MailslotReceiver, MailslotSender};
 pub(crate) use mailslot_group::{broadcast, groups_dir, join_group};
 pub(crate) use message::{MsgListener, MsgStream};
+pub(crate) use object_owner::{current_owners, user_named};
 pub(crate) use pipe::{Listener, Stream};
 pub(crate) use pipe_list::pipe_names;
 pub(crate) use wine::{is_wine, wine_version};

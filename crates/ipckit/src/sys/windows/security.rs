@@ -9,6 +9,7 @@
 //! - `current_user_sid`, `peer_credentials`: the user SID of this process, and the
 //!   process id and user SID of the other end of a pipe.
 //! - `describe`: an object's owner and DACL read back as SDDL (`GetSecurityInfo`).
+//!   (`object_owner` reads them to check an object a client opens.)
 
 use std::ffi::c_void;
 use std::io;
@@ -17,13 +18,13 @@ use std::ptr;
 
 use windows_sys::Win32::Foundation::{ERROR_SUCCESS, HANDLE, HLOCAL, LocalFree};
 use windows_sys::Win32::Security::Authorization::{
-    ConvertSecurityDescriptorToStringSecurityDescriptorW, ConvertSidToStringSidW,
+    ConvertSecurityDescriptorToStringSecurityDescriptorW,
     ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
     SE_KERNEL_OBJECT,
 };
 use windows_sys::Win32::Security::{
-    DACL_SECURITY_INFORMATION, GetTokenInformation, OWNER_SECURITY_INFORMATION,
-    PSECURITY_DESCRIPTOR, RevertToSelf, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER, TokenUser,
+    DACL_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, RevertToSelf,
+    SECURITY_ATTRIBUTES, TOKEN_QUERY,
 };
 use windows_sys::Win32::System::Pipes::{
     GetNamedPipeClientProcessId, GetNamedPipeInfo, GetNamedPipeServerProcessId,
@@ -35,10 +36,11 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::handle::{owned, wide};
+use super::object_owner::token_user_sid;
 use crate::peer::PeerCredentials;
 
 /// Frees memory the system allocated with `LocalAlloc` for us, when dropped.
-struct Local(*mut c_void);
+pub(super) struct Local(pub(super) *mut c_void);
 
 impl Drop for Local {
     fn drop(&mut self) {
@@ -56,7 +58,7 @@ impl Drop for Local {
 ///
 /// `p` must be null or point to a NUL-terminated UTF-16 string that stays valid
 /// for the call.
-unsafe fn read_wide(p: *const u16) -> String {
+pub(super) unsafe fn read_wide(p: *const u16) -> String {
     if p.is_null() {
         return String::new();
     }
@@ -155,45 +157,8 @@ impl SecurityAttributes {
     }
 }
 
-/// The user SID of `token`, in string form.
-fn token_user_sid(token: BorrowedHandle<'_>) -> io::Result<String> {
-    // TOKEN_USER (16 bytes on 64-bit, 8 on 32-bit) plus the SID it points into
-    // (at most SECURITY_MAX_SID_SIZE, 68 bytes): 84 bytes at most, in 256. A
-    // larger need fails the call (ERROR_INSUFFICIENT_BUFFER), never overruns.
-    // u64s keep the buffer aligned for TOKEN_USER.
-    let mut buf = [0u64; 32];
-    let mut len = 0u32;
-    // SAFETY: `token` is a live token handle opened with TOKEN_QUERY; `buf` is
-    // writable for the size passed, and `len` is a valid out-pointer.
-    let ok = unsafe {
-        GetTokenInformation(
-            token.as_raw_handle(),
-            TokenUser,
-            buf.as_mut_ptr().cast(),
-            size_of_val(&buf) as u32,
-            &mut len,
-        )
-    };
-    if ok == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the call succeeded, so `buf` starts with a TOKEN_USER (aligned:
-    // `buf` is an array of u64) whose SID lies inside `buf`.
-    let sid = unsafe { (*buf.as_ptr().cast::<TOKEN_USER>()).User.Sid };
-    let mut text: *mut u16 = ptr::null_mut();
-    // SAFETY: `sid` points to a valid SID inside `buf`, which outlives the call;
-    // `text` is a valid out-pointer.
-    if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let text = Local(text.cast());
-    // SAFETY: `ConvertSidToStringSidW` returned a NUL-terminated string, freed
-    // only when `text` drops after this read.
-    Ok(unsafe { read_wide(text.0.cast()) })
-}
-
 /// A token of `process` (TOKEN_QUERY).
-fn process_token(process: HANDLE) -> io::Result<OwnedHandle> {
+pub(super) fn process_token(process: HANDLE) -> io::Result<OwnedHandle> {
     let mut token: HANDLE = ptr::null_mut();
     // SAFETY: `process` is a live process handle (or the current-process
     // pseudo-handle); `token` is a valid out-pointer.

@@ -12,7 +12,7 @@
 use std::ffi::c_void;
 use std::fs::File;
 use std::io;
-use std::os::windows::io::{AsRawHandle, OwnedHandle};
+use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
@@ -20,6 +20,7 @@ use std::time::Duration;
 use windows_sys::Win32::Foundation::{
     ERROR_ALREADY_EXISTS, GetLastError, INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
 };
+use windows_sys::Win32::Storage::FileSystem::READ_CONTROL;
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, FILE_MAP_ALL_ACCESS, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS,
     MapViewOfFile, OpenFileMappingW, PAGE_READWRITE, UnmapViewOfFile, VirtualQuery,
@@ -30,6 +31,7 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::handle::{owned, wide};
+use super::object_owner::{EVENT_WRITE, SECTION_WRITE, object_owner};
 use super::security::SecurityAttributes;
 
 /// A view of a file mapping in this process, unmapped on drop; it holds the
@@ -38,7 +40,7 @@ use super::security::SecurityAttributes;
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
-    _mapping: OwnedHandle,
+    handle: OwnedHandle,
 }
 
 // SAFETY: a `Mapping` is a plain range of shared memory and a handle, neither
@@ -61,7 +63,7 @@ impl Mapping {
         let mut map = Mapping {
             ptr,
             len,
-            _mapping: mapping,
+            handle: mapping,
         };
         if len == 0 {
             let mut info = MEMORY_BASIC_INFORMATION::default();
@@ -107,12 +109,6 @@ fn object_name(name: &str) -> Vec<u16> {
     wide(&format!("Local\\{name}"))
 }
 
-/// Why a region's owner is not checked on Windows.
-pub(crate) const OWNER_UNKNOWN: Option<&str> = Some(
-    "ipckit does not read a file mapping's owner on Windows; a region is reachable only \
-     within this logon session (Local\\) and created with a DACL for the current user only",
-);
-
 /// A named region of shared memory.
 #[derive(Debug)]
 pub(crate) struct Region {
@@ -120,9 +116,15 @@ pub(crate) struct Region {
 }
 
 impl Region {
-    /// Creates mapping `name` of `len` bytes (zeroed). A name that exists is
-    /// `AlreadyExists`.
+    /// Creates mapping `name` of `len` bytes (zeroed), with the current-user
+    /// DACL. A name that exists is `AlreadyExists`.
     pub(crate) fn create(name: &str, len: usize) -> io::Result<Region> {
+        Region::create_with(name, len, None)
+    }
+
+    /// [`create`](Self::create) with the security descriptor `sddl` (SDDL)
+    /// instead of the current-user DACL.
+    pub(crate) fn create_with(name: &str, len: usize, sddl: Option<&str>) -> io::Result<Region> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -131,12 +133,12 @@ impl Region {
         }
         let wide = object_name(name);
         let size = len as u64;
-        let security = SecurityAttributes::new(None)?;
+        let security = SecurityAttributes::new(sddl)?;
         let (raw, existed) = security.with(|sa| {
             // SAFETY: `wide` is NUL-terminated and outlives the call; the paging
             // file backs the mapping (INVALID_HANDLE_VALUE); `sa` points to
-            // SECURITY_ATTRIBUTES whose descriptor (current user and SYSTEM only)
-            // `security` owns for the whole call. The result is checked by `owned`.
+            // SECURITY_ATTRIBUTES whose descriptor `security` owns for the whole
+            // call. The result is checked by `owned`.
             let raw = unsafe {
                 CreateFileMappingW(
                     INVALID_HANDLE_VALUE,
@@ -176,12 +178,10 @@ impl Region {
         })
     }
 
-    /// Who owns the mapping: not read on Windows (see [`OWNER_UNKNOWN`]).
+    /// Who owns the mapping, and whether its DACL lets others write it
+    /// (`GetSecurityInfo` on the mapping handle: see `object_owner`).
     pub(crate) fn owner(&self) -> io::Result<crate::sys::ObjectOwner> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            OWNER_UNKNOWN.unwrap_or_default(),
-        ))
+        object_owner(self.map.handle.as_handle(), SECTION_WRITE)
     }
 
     pub(crate) fn mapping(&self) -> &Mapping {
@@ -244,15 +244,30 @@ impl Wakers {
         let events = (0..EVENTS)
             .map(|i| {
                 let wide = event_name(name, i);
-                let raw = security.with(|sa| {
+                let (raw, existed) = security.with(|sa| {
                     // SAFETY: `wide` is NUL-terminated and outlives the call; an
                     // auto-reset event that starts non-signalled; `sa` points to
                     // SECURITY_ATTRIBUTES whose descriptor (current user and
                     // SYSTEM only) `security` owns for the whole call. The result
                     // is checked by `owned`.
-                    unsafe { CreateEventW(sa, 0, 0, wide.as_ptr()) }
+                    let raw = unsafe { CreateEventW(sa, 0, 0, wide.as_ptr()) };
+                    // SAFETY: reads this thread's last-error value; no pointers.
+                    (raw, unsafe { GetLastError() } == ERROR_ALREADY_EXISTS)
                 });
-                owned(raw)
+                let event = owned(raw)?;
+                if existed {
+                    // Someone holds an event of this name already (it lives
+                    // only while a handle does): never share its state, whose
+                    // DACL is not ours.
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!(
+                            "the wake-up event Local\\{name}.ipckit-wake-{i} exists already \
+                             (CreateEventW: ERROR_ALREADY_EXISTS)"
+                        ),
+                    ));
+                }
+                Ok(event)
             })
             .collect::<io::Result<_>>()?;
         Ok(Wakers { events })
@@ -266,7 +281,7 @@ impl Wakers {
                 // result is checked by `owned`.
                 let raw = unsafe {
                     OpenEventW(
-                        EVENT_MODIFY_STATE | SYNCHRONIZATION_SYNCHRONIZE,
+                        EVENT_MODIFY_STATE | SYNCHRONIZATION_SYNCHRONIZE | READ_CONTROL,
                         0,
                         wide.as_ptr(),
                     )
@@ -275,6 +290,15 @@ impl Wakers {
             })
             .collect::<io::Result<_>>()?;
         Ok(Wakers { events })
+    }
+
+    /// The owner (and DACL verdict) of each event, for a client to check, as
+    /// it checks the region's.
+    pub(crate) fn owners(&self) -> Vec<io::Result<crate::sys::ObjectOwner>> {
+        self.events
+            .iter()
+            .map(|e| object_owner(e.as_handle(), EVENT_WRITE))
+            .collect()
     }
 
     /// Waits for a wake of word `index`, for at most `timeout`. It may return
