@@ -28,6 +28,7 @@ mod message;
 mod overlapped;
 mod pipe;
 mod pipe_list;
+pub(crate) mod registry;
 mod security;
 pub(crate) mod shm;
 #[cfg(feature = "tokio")]
