@@ -9,7 +9,8 @@
 //! creator is this process), never a newer one of the same name.
 //!
 //! Windows removes a pipe, a mailslot and a file mapping with the last handle to
-//! it, so there is nothing to register there.
+//! it, so there is nothing to register there but broadcast-group markers and,
+//! on every OS, the service record of `--register`.
 
 use std::sync::{Mutex, Once, PoisonError};
 
@@ -29,6 +30,8 @@ enum Leftover {
     /// process's id, so it is this process's.
     #[cfg(windows)]
     Marker(std::path::PathBuf),
+    /// This process's service record (`--register`).
+    ServiceRecord(std::path::PathBuf),
 }
 
 static LEFTOVERS: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
@@ -110,6 +113,12 @@ pub(crate) fn group_member(group: &str) {
     }
 }
 
+/// Removes this process's service record (`--register`) on an interrupt;
+/// call it right after registering.
+pub(crate) fn service_record(path: &std::path::Path) {
+    push(Leftover::ServiceRecord(path.to_owned()));
+}
+
 fn push(leftover: Leftover) {
     LEFTOVERS
         .lock()
@@ -132,6 +141,10 @@ fn remove_all() {
             }
             #[cfg(windows)]
             Leftover::Marker(path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            // Named after this process (PID-START-N.json): no one else's.
+            Leftover::ServiceRecord(path) => {
                 let _ = std::fs::remove_file(path);
             }
             Leftover::ShmChannel(name) => {

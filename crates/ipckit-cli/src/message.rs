@@ -6,6 +6,7 @@
 //! sending and goes on printing until the peer closes the channel, or, with
 //! `--count N`, until it has printed N messages.
 
+use ipckit::registry::Kind;
 use std::io::{self, BufRead, Write};
 use std::ops::ControlFlow;
 use std::sync::mpsc;
@@ -27,6 +28,7 @@ pub(crate) fn listen(
 ) -> Result<()> {
     let listener = MessageListener::bind(addr)?;
     crate::cleanup::socket_of(addr);
+    crate::services::registered(listener.local_addr(), Kind::Message, verbose)?;
     if verbose {
         eprintln!("listening on {}", listener.local_addr());
     }

@@ -2,6 +2,7 @@
 //! the echo server; and the accept loop that both echo servers (bytes and
 //! messages) share.
 
+use ipckit::registry::Kind;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc;
@@ -19,6 +20,7 @@ const BUF_SIZE: usize = 64 * 1024;
 pub(crate) fn listen(addr: &Address, echo: bool, max: Option<usize>, verbose: bool) -> Result<()> {
     let listener = Listener::bind(addr)?;
     crate::cleanup::socket_of(addr);
+    crate::services::registered(listener.local_addr(), Kind::Stream, verbose)?;
     if verbose {
         eprintln!("listening on {}", listener.local_addr());
     }

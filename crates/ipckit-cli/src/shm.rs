@@ -2,6 +2,7 @@
 //! `listen`/`connect` on `shm:NAME` channels (always message mode: one line of
 //! stdin per message, one line of stdout per message).
 
+use ipckit::registry::Kind;
 use std::io::{self, Read, Write};
 
 use anyhow::{Context, Result};
@@ -119,6 +120,7 @@ pub(crate) fn remove(name: &str) -> Result<()> {
 pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bool) -> Result<()> {
     let mut listener = ShmListener::bind(addr)?;
     crate::cleanup::shm_channel(addr);
+    crate::services::registered(listener.local_addr(), Kind::Shm, verbose)?;
     if verbose {
         eprintln!("listening on {}", listener.local_addr());
     }

@@ -183,31 +183,42 @@ impl Service {
         &self.path
     }
 
-    /// Whether the address still answers, told without connecting where a
-    /// connection would take the place of a real client: a listening socket
-    /// in `/proc/net/unix` (Linux) or a socket file (other Unix), pipe
-    /// instances (`WaitNamedPipeW`, Windows), a shared-memory channel whose
-    /// creator runs; a TCP address is connected to (and closed at once), within
-    /// one second. [`State::Unknown`] where this cannot be told (mailslots).
+    /// Whether the address still answers: [`probe`] of it.
     pub fn probe(&self) -> State {
-        let present = match &self.record.address {
-            Address::Tcp { host, port } => Some(tcp_answers(host, *port)),
-            Address::Shm(name) => {
-                Some(crate::platform::shm_channel_creator(name).is_some_and(|(_, live)| live))
-            }
-            Address::Mailslot(_) | Address::Service(_) => None,
-            addr => match addr.stream_endpoint(&sys::env()) {
-                Ok(
-                    ep @ (Endpoint::UnixPath { .. } | Endpoint::Abstract(_) | Endpoint::Pipe(_)),
-                ) => sys::registry::endpoint_present(&ep),
-                _ => None,
-            },
-        };
-        match present {
-            Some(true) => State::Answering,
-            Some(false) => State::NotAnswering,
-            None => State::Unknown,
+        probe(&self.record.address)
+    }
+}
+
+/// Whether something serves `addr`, told without connecting where a connection
+/// would take the place of a real client (a server of one client would take
+/// the probe for it): a listening socket in `/proc/net/unix` (Linux) or a
+/// socket file (other Unix), pipe instances (`WaitNamedPipeW`, Windows), a
+/// shared-memory channel whose creator runs, a mailslot that opens for
+/// sending. A TCP address is connected to (and closed at once), within one
+/// second. A `service:` name is resolved first. [`State::Unknown`] where this
+/// cannot be told.
+pub fn probe(addr: &Address) -> State {
+    let present = match addr {
+        Address::Tcp { host, port } => Some(tcp_answers(host, *port)),
+        Address::Shm(name) => {
+            Some(crate::platform::shm_channel_creator(name).is_some_and(|(_, live)| live))
         }
+        Address::Mailslot(_) => Some(crate::MailslotSender::connect(addr).is_ok()),
+        Address::Service(_) => match resolve(addr) {
+            Ok(addr) => return probe(&addr),
+            Err(_) => Some(false),
+        },
+        addr => match addr.stream_endpoint(&sys::env()) {
+            Ok(ep @ (Endpoint::UnixPath { .. } | Endpoint::Abstract(_) | Endpoint::Pipe(_))) => {
+                sys::registry::endpoint_present(&ep)
+            }
+            _ => None,
+        },
+    };
+    match present {
+        Some(true) => State::Answering,
+        Some(false) => State::NotAnswering,
+        None => State::Unknown,
     }
 }
 
@@ -406,11 +417,17 @@ fn owner_runs(pid: u32, start: u64) -> bool {
     }
 }
 
-/// The first live instance a `service:NAME` address names, or the address
-/// itself; every connect entry point calls this first.
-pub(crate) fn resolve(addr: Address) -> Result<Address> {
-    let Address::Service(name) = &addr else {
-        return Ok(addr);
+/// The address of the first live instance (oldest registration) of the
+/// service a `service:NAME` address names; any other address as it is. Every
+/// connect entry point of ipckit does this first.
+///
+/// # Errors
+///
+/// [`ErrorKind::NotFound`] when the service has no live instance, naming it;
+/// the errors of [`lookup`].
+pub fn resolve(addr: &Address) -> Result<Address> {
+    let Address::Service(name) = addr else {
+        return Ok(addr.clone());
     };
     let found = lookup(name)?;
     match found.into_iter().next() {
