@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{Ipckit, limit, run, run_with_stdin};
 use serde_json::Value;
-use util::{unique_name, watchdog};
+use util::unique_name;
 
 /// `ipckit services --json`, the instances of `name`.
 fn services(name: &str) -> Vec<Value> {
@@ -167,7 +167,7 @@ fn wait_returns_when_the_service_registers_and_fails_at_the_timeout() {
 #[cfg(unix)]
 #[test]
 fn sigterm_removes_the_record_and_a_killed_owner_is_not_shown() {
-    watchdog(limit() * 2, || {
+    util::watchdog(limit() * 2, || {
         for (sig, removed) in [("TERM", true), ("KILL", false)] {
             let name = unique_name("sig");
             let listen = Ipckit::start(&[
