@@ -386,8 +386,8 @@ fn foreign_record() {
     }
     #[cfg(windows)]
     eprintln!(
-        "SKIPPED foreign_record on Windows: no second user account to own a file (Wine maps \
-         every file to the current user)"
+        "SKIPPED foreign_record on Windows: no second user account here to own a file (and \
+         giving a file another owner needs SeRestorePrivilege)"
     );
 }
 
@@ -485,8 +485,8 @@ fn squatted_dir() {
         let msg = err.to_string();
         assert!(msg.contains(&*dir.to_string_lossy()), "{msg}");
         eprintln!(
-            "SKIPPED on Windows: a directory owned by another user or a junction (one account \
-             under Wine, and Wine's junctions are not reparse points to std)"
+            "SKIPPED on Windows: a directory owned by another user, and a junction (no second \
+             account here; junctions were not tried)"
         );
     }
 }

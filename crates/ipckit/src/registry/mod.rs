@@ -115,8 +115,7 @@ impl Kind {
     }
 
     /// The kind named `text` (as [`as_str`](Kind::as_str) gives it).
-    #[allow(clippy::should_implement_trait)] // no error type worth a FromStr
-    pub fn from_str(text: &str) -> Option<Kind> {
+    pub fn from_name(text: &str) -> Option<Kind> {
         [
             Kind::Stream,
             Kind::Message,
@@ -443,7 +442,7 @@ pub fn resolve(addr: &Address) -> Result<Address> {
 }
 
 /// A service registration being built: [`Registration::builder`], then
-/// [`meta`](Registration::meta) and [`register`](Registration::register).
+/// [`meta`](RegistrationBuilder::meta) and [`register`](RegistrationBuilder::register).
 #[derive(Debug)]
 pub struct RegistrationBuilder {
     name: String,

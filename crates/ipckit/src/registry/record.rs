@@ -94,7 +94,7 @@ impl Record {
             .parse()
             .map_err(|e| format!("its \"address\" is invalid: {e}"))?;
         let kind_text = field(obj, "kind", Value::as_str)?;
-        let kind = Kind::from_str(kind_text)
+        let kind = Kind::from_name(kind_text)
             .ok_or_else(|| format!("its \"kind\" {kind_text:?} is unknown"))?;
         let pid = field(obj, "pid", Value::as_u64)?;
         let pid = u32::try_from(pid).map_err(|_| format!("its \"pid\" {pid} is out of range"))?;
