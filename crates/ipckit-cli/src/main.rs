@@ -208,7 +208,8 @@ enum Command {
         #[arg(long, value_name = "DUR", value_parser = duration::parse)]
         timeout: Option<Duration>,
 
-        /// Keep trying while nobody listens at the address yet (until --timeout).
+        /// Keep trying while nobody listens at the address yet (until --timeout);
+        /// for service:NAME, wait until the service registers.
         #[arg(long)]
         retry: bool,
 
@@ -797,7 +798,7 @@ fn run(cli: Cli) -> Result<()> {
                 opts.timeout(timeout);
             }
             // service:NAME may name a shared-memory channel.
-            let addr = ipckit::registry::resolve(&addr)?;
+            let addr = services::resolve(&addr, retry, timeout)?;
             if matches!(addr, Address::Shm(_)) {
                 return shm::connect(&opts, &addr, count, cli.verbose);
             }

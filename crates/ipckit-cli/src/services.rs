@@ -83,6 +83,23 @@ pub(crate) fn unregister() {
     drop(MADE.lock().unwrap_or_else(PoisonError::into_inner).take());
 }
 
+/// What `service:NAME` names now (any other address as it is); with `retry`,
+/// a service not registered yet is waited for, until `timeout` if given.
+pub(crate) fn resolve(
+    addr: &Address,
+    retry: bool,
+    timeout: Option<std::time::Duration>,
+) -> Result<Address> {
+    match addr {
+        Address::Service(name) if retry => {
+            // No timeout: wait as long as anyone would (a century).
+            let limit = timeout.unwrap_or(std::time::Duration::from_secs(100 * 365 * 86_400));
+            Ok(registry::wait_for(name, limit)?.address().clone())
+        }
+        _ => Ok(registry::resolve(addr)?),
+    }
+}
+
 /// The service names registered for each address (its text), for `ipckit ls`;
 /// empty if the registry cannot be read.
 pub(crate) fn names_by_address() -> HashMap<String, Vec<String>> {

@@ -151,6 +151,47 @@ fn wait_returns_when_the_service_registers_and_fails_at_the_timeout() {
     );
     drop(listen);
 
+    // connect --retry waits for a service that is not registered yet.
+    let late = unique_name("late");
+    let late_addr = format!("pipe:{}", unique_name("ep"));
+    let (late_tx, late_rx) = std::sync::mpsc::channel();
+    let client = std::thread::spawn({
+        let late = late.clone();
+        move || {
+            let out = run_with_stdin(
+                &[
+                    "connect",
+                    "-m",
+                    "--count",
+                    "1",
+                    "--retry",
+                    "--timeout",
+                    "60s",
+                    &format!("service:{late}"),
+                ],
+                b"late\n".to_vec(),
+            );
+            late_tx.send(()).unwrap();
+            out
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(late_rx.try_recv().is_err(), "connect --retry did not wait");
+    let mut server = Ipckit::start(&[
+        "listen",
+        "-v",
+        "-m",
+        "--echo",
+        "--register",
+        &late,
+        &late_addr,
+    ]);
+    server.wait_for_stderr("listening on");
+    let (status, out, err) = client.join().unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "late\n");
+    drop(server);
+
     let begun = Instant::now();
     let (status, _, err) = run(&[
         "wait",
