@@ -170,6 +170,10 @@ fn killed_owner() {
         path.exists(),
         "the killed owner cannot have removed its record"
     );
+    // As if it had also been killed while writing another record.
+    let file = path.file_name().unwrap().to_str().unwrap();
+    let unfinished = path.with_file_name(format!(".{}.tmp", file.replace("-0.json", "-9.json")));
+    std::fs::write(&unfinished, "{\"format\": \"ipckit-serv").unwrap();
     assert!(registry::lookup(&name).unwrap().is_empty());
     assert!(registry::list().unwrap().services.is_empty());
     // The next writer (of another name) cleans it up.
@@ -177,6 +181,11 @@ fn killed_owner() {
         .register()
         .unwrap();
     assert!(!path.exists(), "{} was not cleaned up", path.display());
+    assert!(
+        !unfinished.exists(),
+        "{} was not cleaned up",
+        unfinished.display()
+    );
 }
 
 /// A record that names a live process by pid but with another start time (the

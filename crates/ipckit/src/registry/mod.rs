@@ -352,8 +352,17 @@ fn scan(dir: &Path) -> Result<(Listing, Vec<PathBuf>)> {
         let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
+        if let Some(tmp) = file.strip_prefix('.').and_then(|f| f.strip_suffix(".tmp")) {
+            // A record being written; one whose writer is gone (killed between
+            // the write and the rename) is removed like a dead owner's record.
+            let ours = matches!(sys::registry::foreign_record(&path), Ok(None));
+            if ours && record::owner_of(tmp).is_some_and(|(pid, start)| !owner_runs(pid, start)) {
+                dead.push(path);
+            }
+            continue;
+        }
         if !file.ends_with(".json") {
-            continue; // a record being written, or not ours to read
+            continue; // not a record
         }
         let problem = |reason: String| Problem {
             path: path.clone(),
