@@ -16,7 +16,8 @@
 //! bound behind the handler's back.
 //!
 //! Windows removes a pipe, a mailslot and a file mapping with the last handle to
-//! it, so there is nothing to register there.
+//! it, so there is nothing to register there but broadcast-group markers and,
+//! on every OS, the service record of `--register`.
 
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
@@ -36,6 +37,8 @@ enum Leftover {
     /// process's id, so it is this process's.
     #[cfg(windows)]
     Marker(std::path::PathBuf),
+    /// This process's service record (`--register`).
+    ServiceRecord(std::path::PathBuf),
 }
 
 static LEFTOVERS: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
@@ -135,6 +138,12 @@ impl Pending {
     }
 }
 
+/// Removes this process's service record (`--register`) on an interrupt;
+/// call it right after registering.
+pub(crate) fn service_record(path: &std::path::Path) {
+    push(Leftover::ServiceRecord(path.to_owned()));
+}
+
 fn push(leftover: Leftover) {
     LEFTOVERS
         .lock()
@@ -157,6 +166,10 @@ fn remove_all() {
             }
             #[cfg(windows)]
             Leftover::Marker(path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            // Named after this process (PID-START-N.json): no one else's.
+            Leftover::ServiceRecord(path) => {
                 let _ = std::fs::remove_file(path);
             }
             Leftover::ShmChannel(name) => {

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ipckit::registry::Kind;
 use ipckit::{Address, ConnectOptions, Framed, Listener, MessageListener, MessageStream, Stream};
 use ipckit_rpc::ChallengeDigest;
 use ipckit_rpc::auth::{self, HandshakeIo, MAX_HANDSHAKE_FRAME};
@@ -143,8 +144,10 @@ pub(crate) fn connect(
 /// that serves one client, as `listen` without --echo does.
 pub(crate) fn listen(addr: &Address, key: &[u8], count: Option<u64>, verbose: bool) -> Result<()> {
     if pipe_messages(addr) {
+        let pending = crate::cleanup::pending();
         let listener = MessageListener::bind(addr)?;
-        crate::cleanup::socket_of(addr);
+        pending.socket_of(addr);
+        crate::services::registered(listener.local_addr(), Kind::Message, verbose)?;
         if verbose {
             crate::report_ready("listening", listener.local_addr());
         }
@@ -152,8 +155,10 @@ pub(crate) fn listen(addr: &Address, key: &[u8], count: Option<u64>, verbose: bo
         drop(listener);
         relay_messages(channel, key, true, count, None)
     } else {
+        let pending = crate::cleanup::pending();
         let listener = Listener::bind(addr)?;
-        crate::cleanup::socket_of(addr);
+        pending.socket_of(addr);
+        crate::services::registered(listener.local_addr(), Kind::Message, verbose)?;
         if verbose {
             crate::report_ready("listening", listener.local_addr());
         }

@@ -36,6 +36,8 @@ pub(crate) struct Entry {
     pub(crate) process: Option<String>,
     /// The file behind it, if any.
     pub(crate) path: Option<String>,
+    /// The services registered at its address (`--register`), comma-separated.
+    pub(crate) service: Option<String>,
 }
 
 impl Entry {
@@ -47,6 +49,7 @@ impl Entry {
             pid: None,
             process: None,
             path: None,
+            service: None,
         }
     }
 }
@@ -60,6 +63,10 @@ pub(crate) fn run(json: bool) -> Result<()> {
     let (mut entries, missing) = os::entries()?;
     entries.sort();
     entries.dedup();
+    let services = crate::services::names_by_address();
+    for e in &mut entries {
+        e.service = services.get(&e.address).map(|names| names.join(","));
+    }
     let text = if json {
         let list: Vec<_> = entries
             .iter()
@@ -71,6 +78,7 @@ pub(crate) fn run(json: bool) -> Result<()> {
                     "pid": e.pid,
                     "process": e.process,
                     "path": e.path,
+                    "service": e.service,
                 })
             })
             .collect();
@@ -103,16 +111,23 @@ fn table(entries: &[Entry]) -> String {
         .max()
         .unwrap_or(0)
         .max(5);
+    let service_w = entries
+        .iter()
+        .map(|e| e.service.as_deref().map_or(1, str::len))
+        .max()
+        .unwrap_or(0)
+        .max(7);
     let mut text = format!(
-        "{:<kind_w$}  {:<state_w$}  {:>7}  {:<15}  ADDRESS\n",
-        "KIND", "STATE", "PID", "PROCESS"
+        "{:<kind_w$}  {:<state_w$}  {:>7}  {:<15}  {:<service_w$}  ADDRESS\n",
+        "KIND", "STATE", "PID", "PROCESS", "SERVICE"
     );
     for e in entries {
         let pid = e.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
         let process = e.process.as_deref().unwrap_or("-");
+        let service = e.service.as_deref().unwrap_or("-");
         writeln!(
             text,
-            "{:<kind_w$}  {:<state_w$}  {pid:>7}  {process:<15}  {}",
+            "{:<kind_w$}  {:<state_w$}  {pid:>7}  {process:<15}  {service:<service_w$}  {}",
             e.kind, e.state, e.address
         )
         .expect("writing to a String cannot fail");
@@ -174,7 +189,7 @@ mod os {
                     continue;
                 };
                 let file = file.to_owned();
-                if is_bind_lock(&path, &meta) {
+                if is_bind_lock(&path, &meta) || is_registry(&path) {
                     continue;
                 }
                 if meta.is_dir() {
@@ -278,6 +293,12 @@ mod os {
             None if cfg!(any(target_os = "linux", target_os = "android")) => "stale",
             None => "-",
         }
+    }
+
+    /// The service registry's directory: its records are shown by `ipckit
+    /// services`, and as the SERVICE of their endpoints.
+    fn is_registry(path: &Path) -> bool {
+        ipckit::registry::dir().is_ok_and(|d| d == path)
     }
 
     /// A bind lock file (`SOCKET.lock`): the library holds one beside a socket

@@ -2,6 +2,7 @@
 //! broadcast group, and the receiver that prints them, a line of stdout per
 //! message.
 
+use ipckit::registry::Kind;
 use std::io;
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -220,6 +221,7 @@ pub(crate) fn recv(args: &Recv, verbose: bool) -> Result<()> {
             let pending = crate::cleanup::pending();
             let inbox = opts.bind_mailslot(addr)?;
             pending.socket_of(addr);
+            crate::services::registered(inbox.local_addr(), Kind::Mailslot, verbose)?;
             inbox
         }
         Target::Group(group) => {

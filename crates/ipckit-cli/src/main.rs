@@ -22,8 +22,10 @@ mod message;
 mod relay;
 mod rpc;
 mod server_user;
+mod services;
 mod shm;
 mod spawn;
+mod wait;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -45,6 +47,8 @@ Addresses:
   mailslot:NAME     for send and recv: a mailslot on Windows, a datagram socket file
                     in the private per-user directory on Unix (where recv and send
                     also take unix:/path and @NAME)
+  service:NAME      the first live instance of a service registered with --register
+                    (see `ipckit services`); for connect, call, send, wait
 
 Exit status:
   0    success
@@ -53,8 +57,8 @@ Exit status:
        that breaks the address rules or is too long for the OS (even when
        found only on use)
   130  interrupted (Ctrl-C; SIGTERM and SIGHUP on Unix): the socket files,
-       broadcast group members and shared-memory channels the command created
-       (listen, serve-demo, recv, bench) were removed first";
+       broadcast group members, shared-memory channels and service records the
+       command created (listen, serve-demo, recv, bench) were removed first";
 
 /// Local IPC from the command line: named pipes, Unix sockets and TCP behind one
 /// address syntax.
@@ -176,6 +180,9 @@ enum Command {
         #[arg(long, value_name = "N", requires = "echo", value_parser = parse_max_connections)]
         max_connections: Option<usize>,
 
+        #[command(flatten)]
+        register: services::RegisterArgs,
+
         /// Where to listen.
         #[arg(value_name = "ADDR", value_parser = parse_address)]
         addr: Address,
@@ -218,7 +225,8 @@ enum Command {
         #[arg(long, value_name = "DUR", value_parser = duration::parse)]
         timeout: Option<Duration>,
 
-        /// Keep trying while nobody listens at the address yet (until --timeout).
+        /// Keep trying while nobody listens at the address yet (until --timeout);
+        /// for service:NAME, wait until the service registers.
         #[arg(long)]
         retry: bool,
 
@@ -359,6 +367,9 @@ enum Command {
         /// Where to receive: mailslot:NAME (on Unix also unix:/path or @NAME).
         #[arg(value_name = "ADDR", value_parser = parse_address)]
         addr: Option<Address>,
+
+        #[command(flatten)]
+        register: services::RegisterArgs,
     },
 
     /// Create, write, read and remove named shared-memory regions.
@@ -477,13 +488,17 @@ enum Command {
     /// Windows: the entries of \\.\pipe\ and the members of ipckit's mailslot
     /// broadcast groups, each checked by opening its mailslot. Windows has no list
     /// of plain mailslots, so `mailslot:NAME` receivers are not shown.
+    ///
+    /// SERVICE shows the names under which a live process registered the
+    /// endpoint's address (`--register`; see `ipckit services`).
     #[command(after_help = concat!(
         "Examples:\n",
         "  ipckit ls\n",
         "  ipckit ls --json | jq '.[] | select(.state == \"stale\")'\n\n",
     ))]
     Ls {
-        /// Print a JSON array of {kind, address, state, pid, process, path}.
+        /// Print a JSON array of {kind, address, state, pid, process, path,
+        /// service}.
         #[arg(long)]
         json: bool,
     },
@@ -592,7 +607,56 @@ enum Command {
         #[arg(long, value_name = "N", value_parser = parse_max_connections)]
         max_connections: Option<usize>,
 
+        #[command(flatten)]
+        register: services::RegisterArgs,
+
         /// Where to listen.
+        #[arg(value_name = "ADDR", value_parser = parse_address)]
+        addr: Address,
+    },
+
+    /// List the services registered in the per-user service registry.
+    ///
+    /// One line per live instance: NAME, ADDRESS, KIND (stream, message, rpc,
+    /// shm, mailslot), PID and PROCESS of its owner, STATE (live: the address
+    /// answers; not answering: its owner runs but nothing serves the address;
+    /// unknown: it cannot be told without connecting) and METADATA. A record
+    /// whose owner has exited is never shown. Records that are not the user's
+    /// own, or cannot be read, are skipped with a warning on stderr.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ipckit listen --echo --register billing --meta version=2 pipe:billing-1 &\n",
+        "  ipckit services\n",
+        "  ipckit services --json | jq '.[] | select(.name == \"billing\")'\n\n",
+    ))]
+    Services {
+        /// Print a JSON array of {name, address, kind, pid, process, metadata,
+        /// state, record}.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Wait until ADDR answers: exit 0 as soon as it does, 1 at the timeout.
+    ///
+    /// For scripts that start a server and must wait for it. ADDR is any
+    /// address, or service:NAME: then the wait is woken by the registration
+    /// itself (the registry's change notification, not polling), and ends once
+    /// the registered address answers. Whether an address answers is told
+    /// without taking a connection where that would be a server's only client
+    /// (a listening socket, free pipe instances, a live shared-memory channel,
+    /// a mailslot that opens); a tcp: address is connected to and closed.
+    /// Other addresses are checked every 20 ms.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ipckit serve-demo --register calc pipe:calc & ipckit wait --timeout 5s service:calc\n",
+        "  ipckit wait --timeout 10s tcp:127.0.0.1:7000 && ./client\n\n",
+    ))]
+    Wait {
+        /// Give up after this long (exit 1): 500ms, 2s, 1m.
+        #[arg(long, value_name = "DUR", value_parser = duration::parse)]
+        timeout: Duration,
+
+        /// What to wait for: service:NAME or any address.
         #[arg(value_name = "ADDR", value_parser = parse_address)]
         addr: Address,
     },
@@ -750,8 +814,10 @@ fn run(cli: Cli) -> Result<()> {
             count,
             authkey,
             max_connections,
+            register,
             addr,
         } => {
+            services::will_register(register);
             if let Some(key) = authkey {
                 return keyed::listen(&addr, key.as_bytes(), count, cli.verbose);
             }
@@ -787,6 +853,8 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(timeout) = timeout {
                 opts.timeout(timeout);
             }
+            // service:NAME may name a shared-memory channel.
+            let addr = services::resolve(&addr, retry, timeout)?;
             if let Some(key) = authkey {
                 return keyed::connect(
                     &opts,
@@ -833,7 +901,17 @@ fn run(cli: Cli) -> Result<()> {
             timeout,
             max_size,
             addr,
+            register,
         } => {
+            if broadcast.is_some() && register.register.is_some() {
+                return Err(usage_error(
+                    "recv",
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--register cannot be used with --broadcast: a group has no address to register",
+                )
+                .into());
+            }
+            services::will_register(register);
             let from = match (addr, broadcast) {
                 (Some(addr), _) => mailslot::Target::Addr(addr),
                 (None, Some(group)) => mailslot::Target::Group(group),
@@ -897,8 +975,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::ServeDemo {
             conn,
             max_connections,
+            register,
             addr,
-        } => rpc::serve_demo(&addr, &conn, max_connections, cli.verbose),
+        } => {
+            services::will_register(register);
+            rpc::serve_demo(&addr, &conn, max_connections, cli.verbose)
+        }
+        Command::Services { json } => services::run(json),
+        Command::Wait { timeout, addr } => wait::run(&addr, timeout, cli.verbose),
         Command::DemoPeer {
             addr,
             rounds,
@@ -953,7 +1037,9 @@ fn main() -> ExitCode {
         }
     };
     cleanup::install();
-    match run(cli) {
+    let result = run(cli);
+    services::unregister();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is::<StdoutClosed>() => ExitCode::SUCCESS,
         Err(err) => match err.downcast_ref::<clap::Error>() {

@@ -6,6 +6,7 @@
 //! sending and goes on printing until the peer closes the channel, or, with
 //! `--count N`, until it has printed N messages.
 
+use ipckit::registry::Kind;
 use std::io::{self, BufRead, Write};
 use std::ops::ControlFlow;
 use std::sync::mpsc;
@@ -29,6 +30,7 @@ pub(crate) fn listen(
     let pending = crate::cleanup::pending();
     let listener = MessageListener::bind(addr)?;
     pending.socket_of(addr);
+    crate::services::registered(listener.local_addr(), Kind::Message, verbose)?;
     if verbose {
         crate::report_ready("listening", listener.local_addr());
     }

@@ -2,6 +2,7 @@
 //! the echo server; and the accept loop that both echo servers (bytes and
 //! messages) share.
 
+use ipckit::registry::Kind;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc;
@@ -22,6 +23,7 @@ pub(crate) fn listen(addr: &Address, echo: bool, max: Option<usize>, verbose: bo
     let pending = crate::cleanup::pending();
     let listener = Listener::bind(addr)?;
     pending.socket_of(addr);
+    crate::services::registered(listener.local_addr(), Kind::Stream, verbose)?;
     if verbose {
         crate::report_ready("listening", listener.local_addr());
     }

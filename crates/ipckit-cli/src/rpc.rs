@@ -1,6 +1,7 @@
 //! `ipckit call` and `ipckit serve-demo`: JSON-RPC 2.0 from the command line,
 //! on ipckit-rpc.
 
+use ipckit::registry::Kind;
 use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -140,6 +141,7 @@ pub(crate) fn serve_demo(
         .bind(addr, demo_methods())
         .context("serve the JSON-RPC demo")?;
     pending.socket_of(addr);
+    crate::services::registered(server.local_addr(), Kind::Rpc, verbose)?;
     if verbose {
         crate::report_ready("listening", server.local_addr());
     }

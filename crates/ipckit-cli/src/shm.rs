@@ -2,6 +2,7 @@
 //! `listen`/`connect` on `shm:NAME` channels (always message mode: one line of
 //! stdin per message, one line of stdout per message).
 
+use ipckit::registry::Kind;
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
@@ -121,6 +122,7 @@ pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bo
     let pending = crate::cleanup::pending();
     let mut listener = ShmListener::bind(addr)?;
     pending.shm_channel(addr);
+    crate::services::registered(listener.local_addr(), Kind::Shm, verbose)?;
     if verbose {
         crate::report_ready("listening", listener.local_addr());
     }

@@ -11,6 +11,7 @@
 //! | `mailslot:NAME` | a mailslot (Windows) or datagram name (Unix) |
 //! | `shm:NAME` | a shared-memory region |
 //! | `dotnet:NAME` | the endpoint a .NET `NamedPipeServerStream("NAME")` uses on this OS |
+//! | `service:NAME` | the first live instance of service `NAME` in the [registry](crate::registry) |
 //!
 //! Parsing is the same on every OS; whether this OS can serve an address is decided
 //! when it is used, with an [`ErrorKind::Unsupported`] error that says why.
@@ -25,7 +26,7 @@ use crate::error::{Error, ErrorKind, Result};
 const MAX_PIPE_PATH: usize = 256;
 const PIPE_PREFIX: &str = r"\\.\pipe\";
 /// The schemes the parser knows, for error messages.
-const SCHEMES: &str = "pipe:, unix:, tcp:, mailslot:, shm:, dotnet:";
+const SCHEMES: &str = "pipe:, unix:, tcp:, mailslot:, shm:, dotnet:, service:";
 
 /// An endpoint address, parsed from its text form.
 ///
@@ -77,6 +78,9 @@ pub enum Address {
     Shm(String),
     /// The endpoint .NET's `NamedPipeServerStream(NAME)` uses on this OS.
     DotNet(String),
+    /// A service registered under this name in the [registry](crate::registry):
+    /// connecting reaches its first live instance.
+    Service(String),
 }
 
 fn invalid(text: &str, rule: impl fmt::Display) -> Error {
@@ -215,6 +219,9 @@ impl FromStr for Address {
         if let Some(rest) = strip_scheme(text, "dotnet:") {
             return check_name(text, ".NET pipe name", rest).map(Address::DotNet);
         }
+        if let Some(rest) = strip_scheme(text, "service:") {
+            return check_name(text, "service name", rest).map(Address::Service);
+        }
         if text.starts_with(r"\\") {
             return parse_pipe_path(text);
         }
@@ -246,6 +253,7 @@ impl fmt::Display for Address {
             Address::Mailslot(n) => write!(f, "mailslot:{n}"),
             Address::Shm(n) => write!(f, "shm:{n}"),
             Address::DotNet(n) => write!(f, "dotnet:{n}"),
+            Address::Service(n) => write!(f, "service:{n}"),
         }
     }
 }
@@ -402,6 +410,10 @@ impl Address {
             )),
             (Address::Shm(_), _) => Err(unsupported(
                 "a shared-memory region is not a stream endpoint",
+            )),
+            (Address::Service(_), _) => Err(unsupported(
+                "a service name is not an endpoint: connecting resolves it through the \
+                 registry; a server binds its own address and registers it",
             )),
         }
     }
@@ -646,6 +658,8 @@ mod tests {
         assert_eq!(parse("mailslot:m"), Address::Mailslot("m".into()));
         assert_eq!(parse("shm:s"), Address::Shm("s".into()));
         assert_eq!(parse("dotnet:d"), Address::DotNet("d".into()));
+        assert_eq!(parse("service:billing"), Address::Service("billing".into()));
+        assert_eq!(parse("SERVICE:b.v2"), Address::Service("b.v2".into()));
     }
 
     #[test]
@@ -660,6 +674,7 @@ mod tests {
             "mailslot:m",
             "shm:s",
             "dotnet:d",
+            "service:s",
         ] {
             assert_eq!(parse(text).to_string(), text);
             assert_eq!(parse(&parse(text).to_string()), parse(text));
@@ -674,6 +689,8 @@ mod tests {
         reject("pipe:", "pipe name is empty");
         reject(r"pipe:a\b", "may not contain");
         reject("unix:", "socket path is empty");
+        reject("service:", "service name is empty");
+        reject("service:a/b", "may not contain");
         reject("@", "empty");
         reject("tcp:host", "tcp:HOST:PORT");
         reject("tcp::80", "HOST is empty");
@@ -747,6 +764,7 @@ mod tests {
             ("@x", Os::OtherUnix, "only on Linux"),
             ("mailslot:x", Os::Linux, "not a stream"),
             ("shm:x", Os::Windows, "not a stream"),
+            ("service:x", Os::Linux, "not an endpoint"),
         ];
         for (text, os, needle) in cases {
             let err = parse(text).stream_endpoint(&env(os)).unwrap_err();

@@ -68,6 +68,12 @@
 //! back in the child with [`child::parent_channel`]; Node's `json` channel
 //! (`child_process.fork`) too.
 //!
+//! ## Service discovery
+//!
+//! [`registry`]: a service registers its address under a name
+//! ([`registry::Registration`]); clients [`registry::lookup`] it,
+//! [`registry::wait_for`] it, or connect to `service:NAME`.
+//!
 //! ## Security
 //!
 //! Endpoints are owner-only by default (a current-user DACL on Windows, mode
@@ -92,6 +98,7 @@ pub mod mailslot;
 pub mod message;
 mod peer;
 pub mod platform;
+pub mod registry;
 pub mod security;
 pub mod shm;
 pub mod stream;

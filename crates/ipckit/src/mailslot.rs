@@ -402,7 +402,7 @@ impl ConnectOptions {
     ///
     /// See [`MailslotSender::connect`].
     pub fn connect_mailslot(&self, addr: impl ToAddress) -> Result<MailslotSender> {
-        let addr = addr.to_address()?;
+        let addr = crate::registry::resolve(&addr.to_address()?)?;
         let ep = addr.mailslot_endpoint(&sys::env())?;
         let server_user = self
             .server_user

@@ -416,6 +416,7 @@ impl MessageStream {
     }
 
     fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<MessageStream> {
+        let addr = crate::registry::resolve(&addr)?;
         let ep = addr.stream_endpoint(&sys::env())?;
         let server_user = opts.server_user.precheck(&addr, unknown_server(&ep))?;
         let conn = match &ep {

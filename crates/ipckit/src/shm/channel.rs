@@ -347,7 +347,7 @@ const NO_IDENTITY: &str =
     "a shared-memory channel reads no peer identity from the OS (its region is owner-only)";
 
 fn connect_with(addr: impl ToAddress, opts: &ConnectOptions) -> Result<ShmChannel> {
-    let addr = addr.to_address()?;
+    let addr = crate::registry::resolve(&addr.to_address()?)?;
     let name = shm_name(&addr)?;
     let rule = opts.server_user.precheck(&addr, None)?;
     let accept = |owner| {

@@ -382,6 +382,7 @@ impl Stream {
     }
 
     pub(crate) fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<Stream> {
+        let addr = crate::registry::resolve(&addr)?;
         let ep = resolve(&addr)?;
         let server_user = opts.server_user.precheck(&addr, unknown_server(&ep))?;
         let inner = match &ep {

@@ -443,7 +443,7 @@ impl ConnectOptions {
     /// See [`ConnectOptions::connect_message`].
     pub async fn connect_message_tokio(&self, addr: impl ToAddress) -> Result<MessageStream> {
         check_max_message_size(self.max_message_size)?;
-        let addr = addr.to_address()?;
+        let addr = crate::registry::resolve(&addr.to_address()?)?;
         in_runtime(format!("connect to {addr}"))?;
         let ep = addr.stream_endpoint(&sys::env())?;
         let server_user = self.server_user.precheck(&addr, unknown_server(&ep))?;

@@ -311,7 +311,7 @@ impl ConnectOptions {
     ///
     /// See [`Stream::connect`].
     pub async fn connect_tokio(&self, addr: impl ToAddress) -> Result<Stream> {
-        let addr = addr.to_address()?;
+        let addr = crate::registry::resolve(&addr.to_address()?)?;
         in_runtime(format!("connect to {addr}"))?;
         let ep = addr.stream_endpoint(&sys::env())?;
         let server_user = self.server_user.precheck(&addr, unknown_server(&ep))?;

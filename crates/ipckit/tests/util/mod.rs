@@ -164,6 +164,13 @@ impl Kid {
         self.child.id()
     }
 
+    /// Kills the child (SIGKILL on Unix, `TerminateProcess` on Windows: no
+    /// destructor of it runs) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Closes the child's stdin: a child that waits for the end of its input
     /// goes on.
     pub(crate) fn close_stdin(&mut self) {

@@ -5,6 +5,7 @@ pub(crate) mod child;
 mod claim;
 mod dgram;
 mod fdio;
+pub(crate) mod registry;
 mod runtime_dir;
 mod seqpacket;
 pub(crate) mod shm;

@@ -31,6 +31,7 @@ mod object_owner;
 mod overlapped;
 mod pipe;
 mod pipe_list;
+pub(crate) mod registry;
 mod security;
 pub(crate) mod shm;
 #[cfg(feature = "tokio")]

@@ -20,11 +20,12 @@ use windows_sys::Win32::Foundation::{ERROR_SUCCESS, HANDLE, HLOCAL, LocalFree};
 use windows_sys::Win32::Security::Authorization::{
     ConvertSecurityDescriptorToStringSecurityDescriptorW,
     ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
-    SE_KERNEL_OBJECT,
+    SE_FILE_OBJECT, SE_KERNEL_OBJECT,
 };
 use windows_sys::Win32::Security::{
-    DACL_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, RevertToSelf,
-    SECURITY_ATTRIBUTES, TOKEN_QUERY,
+    DACL_SECURITY_INFORMATION, GetTokenInformation, OWNER_SECURITY_INFORMATION,
+    PSECURITY_DESCRIPTOR, PSID, RevertToSelf, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER,
+    TokenUser,
 };
 use windows_sys::Win32::System::Pipes::{
     GetNamedPipeClientProcessId, GetNamedPipeInfo, GetNamedPipeServerProcessId,
@@ -264,6 +265,43 @@ pub(super) fn peer_credentials(handle: BorrowedHandle<'_>) -> io::Result<PeerCre
         gid: None,
         sid,
     })
+}
+
+/// The owner SID (string form) of the file or directory behind `handle`,
+/// which must have been opened with `READ_CONTROL`.
+pub(super) fn file_owner_sid(handle: BorrowedHandle<'_>) -> io::Result<String> {
+    let mut owner: PSID = ptr::null_mut();
+    let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
+    // SAFETY: `handle` is live and was opened with READ_CONTROL; `owner` and
+    // `descriptor` are valid out-pointers (`owner` points into the descriptor,
+    // which is LocalAlloc'd for us); the group/DACL/SACL out-pointers may be null.
+    let status = unsafe {
+        GetSecurityInfo(
+            handle.as_raw_handle(),
+            SE_FILE_OBJECT,
+            OWNER_SECURITY_INFORMATION,
+            &mut owner,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            &mut descriptor,
+        )
+    };
+    if status != ERROR_SUCCESS {
+        return Err(io::Error::from_raw_os_error(status as i32));
+    }
+    let descriptor = Local(descriptor);
+    let mut text: *mut u16 = ptr::null_mut();
+    // SAFETY: `owner` points into `descriptor`, alive until it drops after this
+    // call; `text` is a valid out-pointer.
+    if unsafe { ConvertSidToStringSidW(owner, &mut text) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    drop(descriptor);
+    let text = Local(text.cast());
+    // SAFETY: `ConvertSidToStringSidW` returned a NUL-terminated string, freed
+    // only when `text` drops after this read.
+    Ok(unsafe { read_wide(text.0.cast()) })
 }
 
 /// The owner and DACL of the object behind `handle`, as SDDL.
