@@ -487,7 +487,7 @@ impl MailslotSender {
     /// whose receiver has gone: `BrokenPipe`). A message over the receiver's
     /// maximum is the OS error.
     pub(crate) fn send(&self, msg: &[u8]) -> io::Result<()> {
-        let mut handle = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut handle = crate::sync::lock(&self.handle);
         let Some((open, event)) = handle.as_ref() else {
             return Err(stuck_error());
         };
