@@ -5,7 +5,7 @@
 //! [`Pool`].
 //!
 //! A connection is a task that reads requests (an idle one costs nothing: it
-//! waits in the reactor) and a task that writes responses from a queue. A
+//! waits in the reactor) and an [`Outbox`] for its responses. A
 //! request is read only while its connection has fewer than
 //! `max_concurrent_calls` calls whose responses are not yet written, so a
 //! client that does not read its responses holds at most that many
@@ -13,10 +13,13 @@
 //! timeout, the connection is closed and reported. The bytes of frames not
 //! yet whole come from the server's one [`Budget`].
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use ::tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use ::tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use ::tokio::task::JoinSet;
 use ipckit::stream::AcceptBackoff;
 use ipckit::tokio::MessageListener;
@@ -28,16 +31,26 @@ use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::Framing;
 use crate::jsonrpc::{Entry, Incoming, Request, Response, decode_incoming};
 use crate::methods::{CatchUnwind, Handler, Job, Methods, panicked};
+use crate::outbox::{Outbox, Reply};
 use crate::pool::Pool;
 use crate::server::{ServerOptions, accept_pause, reply_timed_out, too_large_response};
+
+/// A call of the blocking server whose method's last call took at most this
+/// long runs at once on the connection's own thread (the hand-over to the
+/// pool and back would cost more than the call); others run on the pool.
+const INLINE: Duration = Duration::from_micros(50);
 
 /// Where the calls of a server run.
 pub(crate) enum Calls {
     /// As tokio tasks; sync handlers on tokio's blocking pool.
     Tokio,
-    /// On a bounded pool of threads (the blocking server: only sync handlers).
+    /// On a bounded pool of threads (the blocking server: only sync
+    /// handlers), or at once when they are quick (see [`INLINE`]).
     Pool(Arc<Pool>),
 }
+
+/// Per method of the blocking server: whether its last call was quick.
+type Quick = HashMap<String, Arc<AtomicBool>>;
 
 /// What a server serves and how.
 pub(crate) struct Core {
@@ -45,6 +58,7 @@ pub(crate) struct Core {
     pub(crate) opts: ServerOptions,
     budget: Arc<Budget>,
     calls: Calls,
+    quick: Quick,
 }
 
 /// A bound listener of either kind.
@@ -52,15 +66,6 @@ pub(crate) enum Listening {
     Stream(ipckit::tokio::Listener),
     Message(MessageListener),
 }
-
-/// A response on its way to the writer, with the connection's slot of the
-/// request it answers: the slot is free once the response is written.
-struct Reply {
-    bytes: Vec<u8>,
-    _slot: Option<OwnedSemaphorePermit>,
-}
-
-type ReplyTx = mpsc::UnboundedSender<Reply>;
 
 impl Core {
     /// Binds `addr` (within a tokio runtime) for `methods`.
@@ -79,11 +84,18 @@ impl Core {
         } else {
             Listening::Stream(lopts.bind_tokio(addr).map_err(Error::from_ipckit)?)
         };
+        // A method is taken for slow until a call of it shows otherwise.
+        let quick = methods
+            .names()
+            .into_iter()
+            .map(|name| (name.to_owned(), Arc::new(AtomicBool::new(false))))
+            .collect();
         let core = Arc::new(Core {
             methods,
             opts: opts.clone(),
             budget: Budget::new(opts.max_buffered_bytes),
             calls,
+            quick,
         });
         Ok((core, listener))
     }
@@ -192,149 +204,153 @@ async fn serve_conn(core: Arc<Core>, mut conn: Conn, mut stop: watch::Receiver<b
         peer,
         ..
     } = conn;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writing = ::tokio::spawn(write_replies(Arc::clone(&core), writer, rx, peer.clone()));
+    let outbox = Outbox::new(writer, &peer, opts.reply_timeout);
+    let reporter = Arc::clone(&core);
+    let writing = ::tokio::spawn(Arc::clone(&outbox).run(move |e| {
+        let opts = &reporter.opts;
+        opts.report(&reply_timed_out(e, opts.reply_timeout));
+    }));
+    let most = opts
+        .max_concurrent_calls
+        .min(Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize);
+    let slots = Arc::new(Semaphore::new(most));
     let mut calls = JoinSet::new();
-    read_requests(&core, &mut reader, &peer, &tx, &mut stop, &mut calls).await;
+    let conn = Connection {
+        core: &core,
+        outbox: &outbox,
+        slots: &slots,
+    };
+    conn.read_requests(&mut reader, &peer, &mut stop, &mut calls)
+        .await;
     drop(reader);
     while calls.join_next().await.is_some() {}
-    // The writer ends once every call has handed in its response and they
-    // are all written (or the client stopped reading them).
-    drop(tx);
+    // Every call has handed in its response and they are all written (or
+    // dropped: the client stopped reading them) once every slot is free.
+    let _all = slots.acquire_many(most as u32).await;
+    outbox.close();
     let _ = writing.await;
 }
 
-/// Reads requests and starts their calls while the connection has a free
-/// slot, until it ends, breaks, its writer gives up or the server stops.
-async fn read_requests(
-    core: &Arc<Core>,
-    reader: &mut Reader,
-    peer: &str,
-    tx: &ReplyTx,
-    stop: &mut watch::Receiver<bool>,
-    calls: &mut JoinSet<()>,
-) {
-    let opts = &core.opts;
-    let slots = Arc::new(Semaphore::new(opts.max_concurrent_calls));
-    loop {
-        let got = ::tokio::select! {
-            biased;
-            _ = stop.changed() => return,
-            // The writer gave up: nothing more can be answered.
-            () = tx.closed() => return,
-            got = async {
-                let slot = Arc::clone(&slots).acquire_owned().await.ok();
-                (slot, reader.recv(peer).await)
-            } => got,
-        };
-        let (slot, frame) = match got {
-            (slot, Ok(Some(frame))) => (slot, frame),
-            (_, Ok(None)) => return,
-            (slot, Err(e)) if e.kind() == ErrorKind::FrameTooLarge => {
-                opts.report(&e);
-                let _ = tx.send(Reply {
-                    bytes: too_large_response(&e),
-                    _slot: slot,
-                });
-                return;
-            }
-            (_, Err(e)) => {
-                if e.kind() == ErrorKind::Protocol {
-                    opts.report(&e);
-                }
-                return;
-            }
-        };
-        let job = match decode_incoming(&frame) {
-            Incoming::Invalid(resp) | Incoming::Single(Entry::Invalid(resp)) => {
-                let _ = tx.send(Reply {
-                    bytes: resp.encode(),
-                    _slot: slot,
-                });
-                continue;
-            }
-            Incoming::Single(Entry::Request(req)) => Job::One(req),
-            Incoming::Batch(entries) => Job::Batch(entries),
-        };
-        start_call(core, job, tx.clone(), slot, calls);
-        while calls.try_join_next().is_some() {}
-    }
+/// What the reading of one connection needs.
+struct Connection<'a> {
+    core: &'a Arc<Core>,
+    outbox: &'a Arc<Outbox>,
+    /// A slot per request whose response is not yet written.
+    slots: &'a Arc<Semaphore>,
 }
 
-/// Starts one call (a request or a batch); its response goes to `tx`.
-fn start_call(
-    core: &Arc<Core>,
-    job: Job,
-    tx: ReplyTx,
-    slot: Option<OwnedSemaphorePermit>,
-    calls: &mut JoinSet<()>,
-) {
-    let c = Arc::clone(core);
-    let reply = move |out: Option<Vec<u8>>| {
-        if let Some(bytes) = out {
-            let _ = tx.send(Reply { bytes, _slot: slot });
+impl Connection<'_> {
+    /// Reads requests and starts their calls while the connection has a
+    /// free slot, until it ends, breaks, its writer gives up or the server
+    /// stops.
+    async fn read_requests(
+        &self,
+        reader: &mut Reader,
+        peer: &str,
+        stop: &mut watch::Receiver<bool>,
+        calls: &mut JoinSet<()>,
+    ) {
+        let opts = &self.core.opts;
+        loop {
+            let got = ::tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                // The writer gave up: nothing more can be answered.
+                () = self.outbox.broken() => return,
+                got = async {
+                    let slot = Arc::clone(self.slots).acquire_owned().await.ok();
+                    (slot, reader.recv(peer).await)
+                } => got,
+            };
+            let (slot, frame) = match got {
+                (slot, Ok(Some(frame))) => (slot, frame),
+                (_, Ok(None)) => return,
+                (slot, Err(e)) if e.kind() == ErrorKind::FrameTooLarge => {
+                    opts.report(&e);
+                    self.outbox.deliver(Reply {
+                        bytes: too_large_response(&e),
+                        slot,
+                    });
+                    return;
+                }
+                (_, Err(e)) => {
+                    if e.kind() == ErrorKind::Protocol {
+                        opts.report(&e);
+                    }
+                    return;
+                }
+            };
+            let job = match decode_incoming(&frame) {
+                Incoming::Invalid(resp) | Incoming::Single(Entry::Invalid(resp)) => {
+                    self.outbox.deliver(Reply {
+                        bytes: resp.encode(),
+                        slot,
+                    });
+                    continue;
+                }
+                Incoming::Single(Entry::Request(req)) => Job::One(req),
+                Incoming::Batch(entries) => Job::Batch(entries),
+            };
+            self.start_call(job, slot, calls);
+            while calls.try_join_next().is_some() {}
         }
-    };
-    match &core.calls {
-        Calls::Pool(pool) => {
-            let call = Box::new(move || reply(job.run_sync(&c.methods)));
-            // No thread of the pool can take it (none could be started): run
-            // it here.
-            if let Some(call) = pool.submit(call) {
-                call();
+    }
+
+    /// Starts one call (a request or a batch); its response goes to the
+    /// outbox.
+    fn start_call(&self, job: Job, slot: Option<OwnedSemaphorePermit>, calls: &mut JoinSet<()>) {
+        let (c, outbox) = (Arc::clone(self.core), Arc::clone(self.outbox));
+        let reply = move |out: Option<Vec<u8>>| {
+            if let Some(bytes) = out {
+                outbox.deliver(Reply { bytes, slot });
             }
-        }
-        Calls::Tokio => {
-            calls.spawn(async move {
-                let out = match job {
-                    Job::One(req) => run(&c.methods, req).await.map(|r| r.encode()),
-                    Job::Batch(entries) => {
-                        let mut responses = Vec::new();
-                        for e in entries {
-                            match e {
-                                Entry::Invalid(r) => responses.push(r),
-                                Entry::Request(req) => {
-                                    responses.extend(run(&c.methods, req).await);
+        };
+        match &self.core.calls {
+            Calls::Pool(pool) => {
+                let quick = match &job {
+                    Job::One(req) => c.quick.get(&req.method).cloned(),
+                    Job::Batch(_) => None,
+                };
+                let now = quick.as_ref().is_some_and(|q| q.load(Ordering::Relaxed));
+                let timed = move || {
+                    let started = Instant::now();
+                    let out = job.run_sync(&c.methods);
+                    if let Some(q) = &quick {
+                        q.store(started.elapsed() <= INLINE, Ordering::Relaxed);
+                    }
+                    reply(out);
+                };
+                if now {
+                    return timed();
+                }
+                let call = Box::new(timed);
+                // No thread of the pool can take it (none could be started):
+                // run it here.
+                if let Some(call) = pool.submit(call) {
+                    call();
+                }
+            }
+            Calls::Tokio => {
+                calls.spawn(async move {
+                    let out = match job {
+                        Job::One(req) => run(&c.methods, req).await.map(|r| r.encode()),
+                        Job::Batch(entries) => {
+                            let mut responses = Vec::new();
+                            for e in entries {
+                                match e {
+                                    Entry::Invalid(r) => responses.push(r),
+                                    Entry::Request(req) => {
+                                        responses.extend(run(&c.methods, req).await);
+                                    }
                                 }
                             }
+                            (!responses.is_empty()).then(|| Response::encode_batch(&responses))
                         }
-                        (!responses.is_empty()).then(|| Response::encode_batch(&responses))
-                    }
-                };
-                reply(out);
-            });
-        }
-    }
-}
-
-/// Writes the responses of one connection in order. A response that takes
-/// longer than the reply timeout (a client that does not read) ends the
-/// connection and is reported; one to a client that has gone just ends it.
-async fn write_replies(
-    core: Arc<Core>,
-    mut writer: crate::aconn::Writer,
-    mut rx: mpsc::UnboundedReceiver<Reply>,
-    peer: String,
-) {
-    let opts = &core.opts;
-    let limit = opts.reply_timeout;
-    while let Some(reply) = rx.recv().await {
-        writer.set_deadline(limit);
-        let sent = ::tokio::time::timeout(limit, writer.send(&reply.bytes, &peer))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::TimedOut,
-                    format!("send to {peer}: timed out"),
-                ))
-            });
-        if let Err(e) = sent {
-            if e.kind() == ErrorKind::TimedOut {
-                opts.report(&reply_timed_out(&e, limit));
+                    };
+                    reply(out);
+                });
             }
-            // Dropping the queue tells the reader (`tx.closed()`) and the
-            // calls in flight (their responses go nowhere).
-            return;
         }
     }
 }

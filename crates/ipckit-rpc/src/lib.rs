@@ -48,6 +48,7 @@ mod error;
 pub mod framing;
 pub mod jsonrpc;
 mod methods;
+mod outbox;
 mod pool;
 mod server;
 #[cfg(feature = "tokio")]

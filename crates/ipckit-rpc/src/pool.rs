@@ -1,8 +1,8 @@
 //! The blocking server's calls run on one bounded set of threads, shared by
 //! every connection: however many clients send however many requests, the
 //! server has at most `max` threads running calls. A call hands its response
-//! to its connection's writer task and is done: no thread of the pool ever
-//! waits for a client.
+//! to its connection's outbox and is done: no thread of the pool ever waits
+//! for a client.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
