@@ -9,13 +9,16 @@
 //! trickles it, or never finishes it, holds at most what it has sent, and all
 //! such clients together at most the cap.
 
-use std::io::{self, Read, Write};
-use std::sync::Arc;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use ipckit::Stream;
+use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::error::{Error, ErrorKind};
+use crate::server::lock;
 
 /// [`ServerOptions::max_buffered_bytes`](crate::ServerOptions::max_buffered_bytes)'s
 /// default: 256 MiB.
@@ -142,53 +145,64 @@ pub(crate) fn refused(e: &io::Error, context: &str) -> Option<Error> {
     ))
 }
 
-/// A stream whose reads are granted by a [`Meter`], if it has one: the
-/// reading half of a length-prefixed connection. `ipckit::Framed` reads
-/// exactly one frame and nothing past it, so once a frame is whole the
-/// connection holds nothing: [`Metered::frame_done`].
+/// A read half whose reads are granted by a [`Meter`], if it has one: the
+/// reading half of a length-prefixed or `Content-Length` connection on a
+/// server. The meter sits in a mutex only so that the holder of a shared
+/// reference (`ipckit::tokio::Framed::get_ref`) can say a frame is whole; a
+/// read takes it without locking.
 #[derive(Debug)]
-pub(crate) struct Metered {
-    pub(crate) stream: Stream,
-    pub(crate) meter: Option<Meter>,
+pub(crate) struct Metered<R> {
+    pub(crate) io: R,
+    meter: Mutex<Option<Meter>>,
 }
 
-impl Metered {
-    pub(crate) fn frame_done(&mut self) {
-        if let Some(m) = &mut self.meter {
-            m.hold(0);
+impl<R> Metered<R> {
+    pub(crate) fn new(io: R, budget: Option<&Arc<Budget>>) -> Metered<R> {
+        Metered {
+            io,
+            meter: Mutex::new(budget.map(|b| Meter::new(Arc::clone(b)))),
+        }
+    }
+
+    /// The connection now holds `n` bytes of a frame not yet whole (0 once
+    /// `ipckit::tokio::Framed` has returned a frame: it reads nothing past
+    /// one).
+    pub(crate) fn holds(&self, n: usize) {
+        if let Some(m) = &mut *lock(&self.meter) {
+            m.hold(n);
         }
     }
 }
 
-impl Read for Metered {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(meter) = &mut self.meter else {
-            return self.stream.read(buf);
+impl<R: AsyncRead + Unpin> AsyncRead for Metered<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let meter = this.meter.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Some(meter) = meter else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
         };
-        if buf.is_empty() {
-            return Ok(0);
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
         }
-        let granted = meter.grant(buf.len());
+        let granted = meter.grant(buf.remaining());
         if granted == 0 {
-            return Err(meter.spent());
+            return Poll::Ready(Err(meter.spent()));
         }
-        let got = self.stream.read(&mut buf[..granted]);
-        let n = *got.as_ref().unwrap_or(&0);
+        let mut part = ReadBuf::new(buf.initialize_unfilled_to(granted));
+        let polled = Pin::new(&mut this.io).poll_read(cx, &mut part);
+        let n = match polled {
+            Poll::Ready(Ok(())) => part.filled().len(),
+            _ => 0,
+        };
+        buf.advance(n);
         // Give back what was granted and not read.
         let held = meter.held - (granted - n);
         meter.hold(held);
-        got
-    }
-}
-
-/// Never written: `Framed` needs both to receive.
-impl Write for Metered {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
+        polled
     }
 }
 

@@ -213,7 +213,7 @@ impl ClientOptions {
         };
         if let Some(key) = &self.authkey {
             let limit = self.handshake_limit(started);
-            conn.handshake(key, self.digest, false, limit, None)?;
+            conn.handshake(key, self.digest, false, limit)?;
         }
         Client::start(conn, self.timeout)
     }

@@ -1,59 +1,26 @@
-//! A blocking connection cut into frames: a reader half and a writer half, each
-//! a handle of its own to the same stream or channel, so one thread can read
-//! while others write.
+//! A blocking connection cut into frames, as the blocking client uses it: a
+//! reader half and a writer half, each a handle of its own to the same stream
+//! or channel, so one thread can read while others write. (Both servers use
+//! the async form, `aconn`.)
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ipckit::{Framed, MessageStream, Stream};
 
 use crate::auth::{self, ChallengeDigest, HandshakeIo, MAX_HANDSHAKE_FRAME};
-use crate::budget::{Budget, Meter, Metered, refused};
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing::{ContentLengthDecoder, Framing, encode_content_length};
 
-/// The receiving half. On a server, the bytes of a frame not yet whole are
-/// granted by a [`Meter`] (see [`Reader::set_budget`]).
+/// The receiving half.
 pub(crate) enum Reader {
-    Framed(Framed<Metered>),
+    Framed(Framed<Stream>),
     ContentLength {
         stream: Stream,
         decoder: ContentLengthDecoder,
         buf: Vec<u8>,
-        meter: Option<Meter>,
     },
     Message(MessageStream),
-}
-
-/// A handle to a connection that ends its reads from another thread: the
-/// one waiting now, and every later one, find the end of the connection.
-pub(crate) enum Waker {
-    Stream(Stream),
-    Message(MessageStream),
-}
-
-impl Waker {
-    /// Whether [`wake`](Waker::wake) ends a read waiting now. Not over TCP on
-    /// Windows, where `shutdown(SD_RECEIVE)` leaves a blocked `recv` waiting:
-    /// there the reader must look up now and then.
-    pub(crate) fn wakes_reads(&self) -> bool {
-        let addr = match self {
-            Waker::Stream(s) => s.peer_addr(),
-            Waker::Message(m) => m.peer_addr(),
-        };
-        !(cfg!(windows) && matches!(addr, ipckit::Address::Tcp { .. }))
-    }
-
-    pub(crate) fn wake(&self) {
-        // A connection that has ended already has nothing to wake.
-        let _ = match self {
-            Waker::Stream(s) => s.shutdown(Shutdown::Read),
-            Waker::Message(m) => m.shutdown(Shutdown::Read),
-        };
-    }
 }
 
 /// The sending half.
@@ -121,41 +88,17 @@ impl Reader {
     pub(crate) fn recv(&mut self, peer: &str) -> Result<Option<Vec<u8>>> {
         let context = format!("receive from {peer}");
         match self {
-            Reader::Framed(f) => match f.recv() {
-                Ok(frame) => {
-                    f.get_mut().frame_done();
-                    Ok(frame)
-                }
-                Err(e) => Err(refused(&e, &context).unwrap_or_else(|| Error::io(&context, &e))),
-            },
+            Reader::Framed(f) => f.recv().map_err(|e| Error::io(&context, &e)),
             Reader::Message(m) => m.recv().map_err(|e| Error::ipckit(&context, e)),
             Reader::ContentLength {
                 stream,
                 decoder,
                 buf,
-                meter,
             } => loop {
                 if let Some(frame) = next_content_length(decoder, &context)? {
-                    if let Some(m) = meter {
-                        m.hold(decoder.buffered());
-                    }
                     return Ok(Some(frame));
                 }
-                let room = match meter {
-                    Some(m) => m.grant(buf.len()),
-                    None => buf.len(),
-                };
-                if let (0, Some(m)) = (room, meter.as_mut()) {
-                    let spent = m.spent();
-                    return Err(
-                        refused(&spent, &context).unwrap_or_else(|| Error::io(&context, &spent))
-                    );
-                }
-                let read = stream.read(&mut buf[..room]);
-                if let Some(m) = meter {
-                    // Give back the room the read did not fill.
-                    m.hold(decoder.buffered() + *read.as_ref().unwrap_or(&0));
-                }
+                let read = stream.read(buf);
                 let n = match read {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -169,30 +112,10 @@ impl Reader {
         }
     }
 
-    /// Grants the bytes of every frame not yet whole from `budget`, the
-    /// server's (the message framing holds none: a message arrives whole).
-    pub(crate) fn set_budget(&mut self, budget: &Arc<Budget>) {
-        match self {
-            Reader::Framed(f) => f.get_mut().meter = Some(Meter::new(Arc::clone(budget))),
-            Reader::ContentLength { meter, .. } => *meter = Some(Meter::new(Arc::clone(budget))),
-            Reader::Message(_) => {}
-        }
-    }
-
-    /// A handle that ends this reader's reads from another thread.
-    pub(crate) fn waker(&self) -> Result<Waker> {
-        match self {
-            Reader::Framed(f) => f.get_ref().stream.try_clone().map(Waker::Stream),
-            Reader::ContentLength { stream, .. } => stream.try_clone().map(Waker::Stream),
-            Reader::Message(m) => m.try_clone().map(Waker::Message),
-        }
-        .map_err(|e| Error::ipckit("clone the connection", e))
-    }
-
     /// Bounds each later `recv` by `deadline` (`None`: wait for ever).
     fn set_deadline(&mut self, deadline: Option<Instant>) {
         match self {
-            Reader::Framed(f) => f.get_mut().stream.set_read_deadline(deadline),
+            Reader::Framed(f) => f.get_mut().set_read_deadline(deadline),
             Reader::ContentLength { stream, .. } => stream.set_read_deadline(deadline),
             Reader::Message(m) => m.set_read_deadline(deadline),
         }
@@ -201,13 +124,15 @@ impl Reader {
     /// Bounds each later `recv` (`None`: wait for ever).
     pub(crate) fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
         let r = match self {
-            Reader::Framed(f) => f.get_mut().stream.set_read_timeout(timeout),
+            Reader::Framed(f) => f.get_mut().set_read_timeout(timeout),
             Reader::ContentLength { stream, .. } => stream.set_read_timeout(timeout),
             Reader::Message(m) => m.set_read_timeout(timeout),
         };
         r.map_err(|e| Error::ipckit("set the read timeout", e))
     }
+}
 
+impl FrameLimit for Reader {
     fn set_max(&mut self, max: usize) -> Result<()> {
         match self {
             Reader::Framed(f) => f.set_max_message_size(max),
@@ -257,13 +182,37 @@ impl Writer {
     }
 }
 
-/// Both halves of one connection, and the peer's name for messages.
-pub(crate) struct Conn {
-    pub(crate) reader: Reader,
-    pub(crate) writer: Writer,
+/// Both halves of one connection, and the peer's name for messages: the
+/// blocking halves ([`Conn`]) or the async ones (`aconn::Conn`).
+pub(crate) struct Halves<R, W> {
+    pub(crate) reader: R,
+    pub(crate) writer: W,
     pub(crate) peer: String,
-    max: usize,
+    /// The largest frame after the handshake.
+    pub(crate) max: usize,
 }
+
+/// A reader half whose largest frame can be set (smaller for the handshake).
+pub(crate) trait FrameLimit {
+    fn set_max(&mut self, max: usize) -> Result<()>;
+}
+
+impl<R: FrameLimit, W> Halves<R, W> {
+    /// Both halves of a connection to `peer`, the reader held to `max`.
+    pub(crate) fn new(reader: R, writer: W, peer: String, max: usize) -> Result<Self> {
+        let mut conn = Halves {
+            reader,
+            writer,
+            peer,
+            max,
+        };
+        conn.reader.set_max(max)?;
+        Ok(conn)
+    }
+}
+
+/// A blocking connection.
+pub(crate) type Conn = Halves<Reader, Writer>;
 
 impl Conn {
     /// Frames a byte stream with `framing` (not [`Framing::Message`]).
@@ -278,7 +227,6 @@ impl Conn {
                     stream,
                     decoder: ContentLengthDecoder::new(max),
                     buf: vec![0; 64 * 1024],
-                    meter: None,
                 },
                 Writer::ContentLength {
                     stream: second,
@@ -286,21 +234,11 @@ impl Conn {
                 },
             ),
             _ => (
-                Reader::Framed(Framed::new(Metered {
-                    stream,
-                    meter: None,
-                })),
+                Reader::Framed(Framed::new(stream)),
                 Writer::Framed(Framed::new(second)),
             ),
         };
-        let mut conn = Conn {
-            reader,
-            writer,
-            peer,
-            max,
-        };
-        conn.reader.set_max(max)?;
-        Ok(conn)
+        Conn::new(reader, writer, peer, max)
     }
 
     /// A message channel: one message, one JSON text.
@@ -309,56 +247,17 @@ impl Conn {
         let second = channel
             .try_clone()
             .map_err(|e| Error::ipckit(&format!("clone the channel to {peer}"), e))?;
-        let mut conn = Conn {
-            reader: Reader::Message(channel),
-            writer: Writer::Message(second),
-            peer,
-            max,
-        };
-        conn.reader.set_max(max)?;
-        Ok(conn)
+        Conn::new(Reader::Message(channel), Writer::Message(second), peer, max)
     }
 
-    /// Runs the authkey handshake, as [`Halves::handshake`].
-    pub(crate) fn handshake(
-        &mut self,
-        key: &[u8],
-        digest: ChallengeDigest,
-        accepting: bool,
-        timeout: Duration,
-        stop: Option<&AtomicBool>,
-    ) -> Result<()> {
-        Halves {
-            reader: &mut self.reader,
-            writer: &mut self.writer,
-            peer: &self.peer,
-            max: self.max,
-        }
-        .handshake(key, digest, accepting, timeout, stop)
-    }
-}
-
-/// Both halves of a connection, borrowed, for its handshake.
-pub(crate) struct Halves<'a> {
-    pub(crate) reader: &'a mut Reader,
-    pub(crate) writer: &'a mut Writer,
-    pub(crate) peer: &'a str,
-    /// The maximum frame size after the handshake.
-    pub(crate) max: usize,
-}
-
-impl Halves<'_> {
     /// Runs the authkey handshake, the accepting side's way round (deliver a
     /// challenge, then answer one) or the connecting side's, within `timeout`.
-    /// `stop` set ends a handshake in progress early (the server is stopping
-    /// and has woken the reader).
     pub(crate) fn handshake(
         &mut self,
         key: &[u8],
         digest: ChallengeDigest,
         accepting: bool,
         timeout: Duration,
-        stop: Option<&AtomicBool>,
     ) -> Result<()> {
         self.reader.set_max(MAX_HANDSHAKE_FRAME)?;
         let deadline = Instant::now() + timeout;
@@ -367,56 +266,39 @@ impl Halves<'_> {
             conn: self,
             deadline,
             timeout,
-            stop,
         };
         let result = if accepting {
             auth::deliver(&mut io, key, digest).and_then(|()| auth::answer_peer(&mut io, key))
         } else {
             auth::answer_peer(&mut io, key).and_then(|()| auth::deliver(&mut io, key, digest))
         };
-        let peer = self.peer;
+        let peer = &self.peer;
         result.map_err(|e| Error::new(e.kind(), format!("authkey handshake with {peer}: {e}")))?;
         self.reader.set_deadline(None);
         self.reader.set_max(self.max)
     }
 }
 
-struct HandshakeConn<'a, 'b> {
-    conn: &'a mut Halves<'b>,
+struct HandshakeConn<'a> {
+    conn: &'a mut Conn,
     deadline: Instant,
     timeout: Duration,
-    stop: Option<&'a AtomicBool>,
 }
 
-impl HandshakeIo for HandshakeConn<'_, '_> {
+impl HandshakeIo for HandshakeConn<'_> {
     fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
-        self.conn
-            .writer
-            .send(frame, Some(self.deadline), self.conn.peer)
+        let conn = &mut *self.conn;
+        conn.writer.send(frame, Some(self.deadline), &conn.peer)
     }
 
-    /// Waits until the deadline; a server that stops ends the wait (it
-    /// shuts the reading down, see [`Waker`]).
+    /// Waits until the deadline.
     fn recv_frame(&mut self) -> Result<Vec<u8>> {
-        loop {
-            let got = self.conn.reader.recv(self.conn.peer);
-            if self.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-                return Err(Error::new(
-                    ErrorKind::Disconnected,
-                    "the server is stopping",
-                ));
-            }
-            return match got {
-                // A reader that looks up now and then (see `Waker::wakes_reads`).
-                Err(e) if e.kind() == ErrorKind::TimedOut && Instant::now() < self.deadline => {
-                    continue;
-                }
-                Err(e) if e.kind() == ErrorKind::TimedOut => Err(Error::new(
-                    ErrorKind::TimedOut,
-                    format!("the handshake did not finish within {:?}", self.timeout),
-                )),
-                other => handshake_frame(other),
-            };
+        match self.conn.reader.recv(&self.conn.peer) {
+            Err(e) if e.kind() == ErrorKind::TimedOut => Err(Error::new(
+                ErrorKind::TimedOut,
+                format!("the handshake did not finish within {:?}", self.timeout),
+            )),
+            other => handshake_frame(other),
         }
     }
 }

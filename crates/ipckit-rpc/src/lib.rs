@@ -9,8 +9,8 @@
 //!   a 4-byte big-endian length prefix (Python's `send_bytes`/`recv_bytes`),
 //!   `Content-Length:` headers (as LSP), or one message of an ipckit message
 //!   channel per text.
-//! - [`Server`] and [`Client`]: the blocking server (a thread per connection,
-//!   the calls on a bounded pool) and client (calls from many threads in flight on one connection,
+//! - [`Server`] and [`Client`]: the blocking server (its connections on two
+//!   threads of its own, the calls on a bounded pool) and client (calls from many threads in flight on one connection,
 //!   matched by id); with the `tokio` feature, `tokio::Server` and
 //!   `tokio::Client` are the async ones.
 //! - [`auth`]: the `authkey` challenge/response of `multiprocessing.connection`,
@@ -38,14 +38,17 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
 
+mod aconn;
 pub mod auth;
 mod budget;
 mod client;
 mod conn;
+mod core;
 mod error;
 pub mod framing;
 pub mod jsonrpc;
 mod methods;
+mod outbox;
 mod pool;
 mod server;
 #[cfg(feature = "tokio")]

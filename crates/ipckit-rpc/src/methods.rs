@@ -207,7 +207,6 @@ impl Job {
 }
 
 /// A future that turns a panic while it is polled into an error.
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) struct CatchUnwind(pub(crate) BoxFuture);
 
 impl Future for CatchUnwind {

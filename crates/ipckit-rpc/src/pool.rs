@@ -1,23 +1,13 @@
 //! The blocking server's calls run on one bounded set of threads, shared by
 //! every connection: however many clients send however many requests, the
-//! server has at most `max` threads running calls.
-//!
-//! A thread that sends a response says so ([`Pool::sending`]); once its send
-//! has taken longer than [`STUCK`] (a client that does not read its
-//! responses), it no longer counts against the pool when work waits: another
-//! thread is started for that work, and the stuck one ends when its send is
-//! done, if the pool is full by then. So such clients hold a thread each
-//! (one per connection: its other responses queue behind that one) until
-//! the reply timeout, but no place in the pool.
+//! server has at most `max` threads running calls. A call hands its response
+//! to its connection's outbox and is done: no thread of the pool ever waits
+//! for a client.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
-
-/// How long a send may take before its thread stops counting against the
-/// pool.
-const STUCK: Duration = Duration::from_millis(20);
+use std::time::Duration;
 
 use crate::server::lock;
 
@@ -40,41 +30,11 @@ struct State {
     queue: VecDeque<Job>,
     /// Threads waiting for a job.
     idle: usize,
-    /// Threads in the pool: at most `max`, plus those stuck in a send.
+    /// Threads in the pool: at most `max`.
     members: usize,
-    /// The sends in progress on threads of the pool, and when they began.
-    sending: HashMap<u64, Instant>,
-    next_send: u64,
     /// Every thread started, to join at the end.
     threads: Vec<JoinHandle<()>>,
     closed: bool,
-}
-
-// The initializer is `const` already; clippy of the Windows cross build
-// (1.96, build-std) says it is not.
-#[allow(clippy::missing_const_for_thread_local)]
-mod member {
-    use std::cell::Cell;
-
-    thread_local! {
-        /// On a thread of a pool: whether it is in it (not leaving it).
-        pub(super) static MEMBER: Cell<bool> = const { Cell::new(false) };
-    }
-}
-use member::MEMBER;
-
-impl State {
-    /// The threads that count against the pool's size: not those stuck in a
-    /// send.
-    fn counted(&self) -> usize {
-        let now = Instant::now();
-        let stuck = self
-            .sending
-            .values()
-            .filter(|since| now.duration_since(**since) >= STUCK)
-            .count();
-        self.members - stuck
-    }
 }
 
 impl Pool {
@@ -105,17 +65,14 @@ impl Pool {
 
     /// Starts a thread if the pool has room for one; whether it did.
     fn start(self: &Arc<Pool>, state: &mut State) -> bool {
-        if state.closed || state.counted() >= self.max {
+        if state.closed || state.members >= self.max {
             return false;
         }
         state.threads.retain(|t| !t.is_finished());
         let pool = Arc::clone(self);
         let started = thread::Builder::new()
             .name("ipckit-rpc-call".into())
-            .spawn(move || {
-                MEMBER.set(true);
-                pool.work();
-            });
+            .spawn(move || pool.work());
         match started {
             Ok(handle) => {
                 state.members += 1;
@@ -134,10 +91,6 @@ impl Pool {
                 drop(state);
                 job();
                 state = lock(&self.state);
-                if !MEMBER.get() {
-                    // It was stuck in a send, and the pool is full without it.
-                    return;
-                }
                 continue;
             }
             if state.closed {
@@ -162,19 +115,6 @@ impl Pool {
         }
     }
 
-    /// Marks the calling thread as sending until the guard is dropped
-    /// (nothing if it is not a thread of this pool).
-    pub(crate) fn sending(&self) -> Sending<'_> {
-        let token = MEMBER.get().then(|| {
-            let mut state = lock(&self.state);
-            state.next_send += 1;
-            let token = state.next_send;
-            state.sending.insert(token, Instant::now());
-            token
-        });
-        Sending { pool: self, token }
-    }
-
     /// Runs the jobs queued, then ends every thread and waits for them.
     pub(crate) fn close(&self) {
         let threads = {
@@ -192,28 +132,6 @@ impl Pool {
     #[cfg(test)]
     fn threads(&self) -> usize {
         lock(&self.state).threads.len()
-    }
-}
-
-/// A send in progress on a thread of the pool; see [`Pool::sending`].
-pub(crate) struct Sending<'a> {
-    pool: &'a Pool,
-    token: Option<u64>,
-}
-
-impl Drop for Sending<'_> {
-    /// A thread stuck in its send, replaced meanwhile, leaves the pool after
-    /// its job.
-    fn drop(&mut self) {
-        let Some(token) = self.token else {
-            return;
-        };
-        let mut state = lock(&self.pool.state);
-        state.sending.remove(&token);
-        if state.members > self.pool.max {
-            state.members -= 1;
-            MEMBER.set(false);
-        }
     }
 }
 

@@ -1,35 +1,34 @@
 //! The blocking [`Server`] and the [`ServerOptions`] both servers share.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use ::tokio::runtime::Runtime;
+use ::tokio::sync::watch;
 use ipckit::stream::{AcceptBackoff, ConnectionLimit};
-use ipckit::{Address, ConnectOptions, ListenerOptions, ToAddress};
+use ipckit::{Address, ToAddress};
 
 use crate::auth::ChallengeDigest;
-use crate::budget::{Budget, DEFAULT_MAX_BUFFERED_BYTES};
-use crate::conn::{Conn, Halves, Reader, Waker, Writer};
+use crate::budget::DEFAULT_MAX_BUFFERED_BYTES;
+use crate::core::{Calls, Core, accept_loop};
 use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
-use crate::jsonrpc::{Entry, Id, Incoming, Response, decode_incoming};
-use crate::methods::{Job, Methods};
+use crate::jsonrpc::{Id, Response};
+use crate::methods::Methods;
 use crate::pool::Pool;
 
-/// How often a reader whose reads cannot be woken (TCP on Windows) looks up
-/// to see whether it should stop.
-const LOOK_UP: Duration = Duration::from_millis(100);
+/// The threads of the blocking server's runtime that serve all its
+/// connections.
+const IO_THREADS: usize = 2;
 
-/// How long `stop` gives an accept thread that waits for a free connection
-/// slot to see that the server stops.
-const SLOT_WAKE: Duration = Duration::from_millis(20);
+/// The most threads the blocking server's runtime starts for transports
+/// whose operations wait on a thread (message-mode pipes on Windows).
+const BLOCKING_THREADS: usize = 4;
 
-/// How long `stop` tries to wake the accept thread, and then waits for it.
-const WAKE_LIMIT: Duration = Duration::from_secs(2);
+/// How long `stop` waits for the runtime's threads to end.
+const THREADS_END: Duration = Duration::from_secs(2);
 
 /// The pause after an accept fails with anything but a resource error (those
 /// pause as [`AcceptBackoff`] says).
@@ -164,11 +163,11 @@ impl ServerOptions {
     /// that announce large frames and send them slowly, or never finish them,
     /// cannot make the server hold more than this.
     ///
-    /// The length-prefix and `Content-Length` framings are metered, on the
-    /// blocking server; a message of the message framing arrives whole from
-    /// the OS, so it holds nothing unfinished (over `tcp:`, where it is a
-    /// length-prefixed frame inside ipckit, it is not metered). The async
-    /// server does not meter yet.
+    /// Both servers meter the length-prefix and `Content-Length` framings,
+    /// and the message framing over `tcp:` (there a message is a
+    /// length-prefixed frame on a byte stream); a message of a message
+    /// channel (Unix `SOCK_SEQPACKET`, a Windows message-mode pipe) arrives
+    /// whole from the OS, so it holds nothing unfinished.
     pub fn max_buffered_bytes(&mut self, bytes: usize) -> &mut Self {
         self.max_buffered_bytes = bytes;
         self
@@ -193,8 +192,11 @@ impl ServerOptions {
 
     /// How long sending one response may take before the server gives up on
     /// the client (10 s by default). A client that sends requests but stops
-    /// reading the responses fills the connection's buffer; once a response
-    /// has taken this long, the server closes that connection (reported to
+    /// reading the responses fills the connection's buffer; the server keeps
+    /// at most [`max_concurrent_calls`](Self::max_concurrent_calls) responses
+    /// of that connection waiting (it reads no more requests from it
+    /// meanwhile) and no thread; once a response has waited this long, the
+    /// server closes that connection (reported to
     /// [`on_connection_error`](Self::on_connection_error) as
     /// [`ErrorKind::TimedOut`]) and sends it nothing more. This also bounds
     /// how long [`Server::shutdown`] waits for such a client.
@@ -268,8 +270,9 @@ impl ServerOptions {
         Ok(())
     }
 
-    /// Binds `addr` and serves `methods` on it, a thread per connection and a
-    /// pool of threads for the calls, until [`shutdown`](Server::shutdown).
+    /// Binds `addr` and serves `methods` on it, the connections on two
+    /// threads of the server and the calls on a pool of threads, until
+    /// [`shutdown`](Server::shutdown).
     ///
     /// # Errors
     ///
@@ -286,102 +289,71 @@ impl ServerOptions {
                 ),
             ));
         }
-        let mut lopts = ListenerOptions::new();
-        lopts.max_message_size(self.max_frame_size);
         let addr = addr
             .to_address()
             .map_err(|e| Error::ipckit("bind the RPC server", e))?;
-        let listener = if self.framing.is_message() {
-            Listening::Message(lopts.bind_message(addr.clone()))
-        } else {
-            Listening::Stream(lopts.bind(addr.clone()))
-        }
-        .ok()
-        .map_err(Error::from_ipckit)?;
+        let runtime = ::tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(IO_THREADS)
+            .max_blocking_threads(BLOCKING_THREADS)
+            .thread_name("ipckit-rpc-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("start the RPC server's I/O threads", &e))?;
+        let pool = Pool::new(self.max_concurrent_calls);
+        let bound = {
+            let _in = runtime.enter();
+            Core::bind(self, addr, methods, Calls::Pool(Arc::clone(&pool)))
+        };
+        let (core, listener) = match bound {
+            Ok(bound) => bound,
+            Err(e) => {
+                dispose(runtime);
+                return Err(e);
+            }
+        };
         let local = listener.local_addr().clone();
-        let limit = ConnectionLimit::new(self.connection_limit())
-            .map_err(|e| Error::ipckit("bind the RPC server", e))?;
-        let shared = Arc::new(Shared {
-            methods,
-            opts: self.clone(),
-            limit,
-            stopping: AtomicBool::new(false),
-            conns: Mutex::new(Vec::new()),
-            live: Mutex::new(Live::default()),
-            pool: Pool::new(self.max_concurrent_calls),
-            budget: Budget::new(self.max_buffered_bytes),
+        let (stop, stop_rx) = watch::channel(false);
+        let (ended_tx, ended) = mpsc::channel::<()>();
+        let serving = accept_loop(Arc::clone(&core), listener, stop_rx);
+        runtime.spawn(async move {
+            serving.await;
+            drop(ended_tx);
         });
-        let s = Arc::clone(&shared);
-        let (ended_tx, ended_rx) = mpsc::channel::<()>();
-        let accept = thread::Builder::new()
-            .name("ipckit-rpc-accept".into())
-            .spawn(move || {
-                // Dropped when the thread ends: `stop` waits for that.
-                let _ended = ended_tx;
-                accept_loop(&s, &listener);
-            })
-            .map_err(|e| Error::io("start the accept thread", &e))?;
         Ok(Server {
-            shared,
-            accept: Some((accept, Mutex::new(ended_rx))),
+            core,
+            pool,
+            runtime: Some(runtime),
+            stop,
+            ended: Mutex::new(ended),
             local,
         })
     }
 }
 
-enum Listening<S, M> {
-    Stream(S),
-    Message(M),
-}
-
-impl<S, M> Listening<ipckit::Result<S>, ipckit::Result<M>> {
-    fn ok(self) -> ipckit::Result<Listening<S, M>> {
-        Ok(match self {
-            Listening::Stream(s) => Listening::Stream(s?),
-            Listening::Message(m) => Listening::Message(m?),
-        })
+/// Ends a runtime: waits for its threads, unless that is not allowed here
+/// (within another runtime), where they end in the background.
+fn dispose(runtime: Runtime) {
+    if ::tokio::runtime::Handle::try_current().is_ok() {
+        runtime.shutdown_background();
+    } else {
+        runtime.shutdown_timeout(THREADS_END);
     }
 }
 
-impl Listening<ipckit::Listener, ipckit::MessageListener> {
-    fn local_addr(&self) -> &Address {
-        match self {
-            Listening::Stream(l) => l.local_addr(),
-            Listening::Message(l) => l.local_addr(),
-        }
-    }
-}
-
-struct Shared {
-    methods: Methods,
-    opts: ServerOptions,
-    /// The connections held, at most `max_connections`.
-    limit: ConnectionLimit,
-    stopping: AtomicBool,
-    conns: Mutex<Vec<JoinHandle<()>>>,
-    /// The connections being served, to wake their readers when stopping.
-    live: Mutex<Live>,
-    pool: Arc<Pool>,
-    budget: Arc<Budget>,
-}
-
-/// The connections being served, by a number of their own.
-#[derive(Default)]
-struct Live {
-    next: u64,
-    conns: HashMap<u64, Arc<Served>>,
-}
-
-/// A blocking JSON-RPC server: a thread accepts connections, a thread per
-/// connection reads its requests (blocked in the OS while the client is
-/// silent: an idle connection costs no CPU), and the calls run on a pool of
-/// at most [`max_concurrent_calls`](ServerOptions::max_concurrent_calls)
+/// A blocking JSON-RPC server. Its connections are served by a few threads
+/// of its own, whatever their number (the async `tokio::Server`, on
+/// a private tokio runtime of two threads): an idle connection
+/// costs no CPU and no thread, and a client that does not read its responses
+/// holds no thread either (see
+/// [`reply_timeout`](ServerOptions::reply_timeout)). The calls run on a pool
+/// of at most [`max_concurrent_calls`](ServerOptions::max_concurrent_calls)
 /// threads shared by all connections, so calls of one client finish in any
 /// order and each response goes back, matched by id, as soon as it is ready.
-/// A batch runs as one call, its entries in order. However many clients
-/// connect and whatever they send or fail to read, the server has one thread
-/// per connection, its accept thread and at most `max_concurrent_calls`
-/// more.
+/// A batch runs as one call, its entries in order. So however many clients
+/// connect and whatever they send or fail to read, the server has at most
+/// `max_concurrent_calls` threads for calls and a handful more (the two of
+/// the runtime, and up to four for transports that wait on a thread:
+/// message-mode pipes on Windows).
 ///
 /// # Examples
 ///
@@ -397,10 +369,14 @@ struct Live {
 /// # Ok::<(), ipckit_rpc::Error>(())
 /// ```
 pub struct Server {
-    shared: Arc<Shared>,
-    /// The accept thread, and what tells that it has ended.
+    core: Arc<Core>,
+    pool: Arc<Pool>,
+    /// `None` once stopped.
+    runtime: Option<Runtime>,
+    stop: watch::Sender<bool>,
+    /// Disconnected when the accept loop, and so every connection, has ended.
     /// (In a mutex only to keep `Server` `Sync`.)
-    accept: Option<(JoinHandle<()>, Mutex<mpsc::Receiver<()>>)>,
+    ended: Mutex<mpsc::Receiver<()>>,
     local: Address,
 }
 
@@ -408,8 +384,8 @@ impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local)
-            .field("methods", &self.shared.methods)
-            .field("options", &self.shared.opts)
+            .field("methods", &self.core.methods)
+            .field("options", &self.core.opts)
             .finish_non_exhaustive()
     }
 }
@@ -440,108 +416,20 @@ impl Server {
     }
 
     fn stop(&mut self) {
-        let Some((accept, mut ended)) = self.accept.take() else {
+        let Some(runtime) = self.runtime.take() else {
             return;
         };
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        // An accept loop waiting for a free connection slot stops there, at
-        // once: give it a moment. Waking it with a connection of our own
-        // would then be wrong: at the limit on Windows no pipe instance is
-        // waiting, so that connect would wait its whole timeout.
-        self.shared.limit.close();
-        let ended = ended.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let gone = |r: std::result::Result<(), RecvTimeoutError>| {
-            matches!(r, Err(RecvTimeoutError::Disconnected))
-        };
-        if gone(ended.recv_timeout(SLOT_WAKE)) {
-            let _ = accept.join();
-        } else {
-            // Wake the accept loop with a connection of our own; it sees the
-            // flag and drops it.
-            let mut copts = ConnectOptions::new();
-            copts.timeout(WAKE_LIMIT);
-            let woken = if self.shared.opts.framing.is_message() {
-                copts.connect_message(&self.local).map(drop)
-            } else {
-                copts.connect(&self.local).map(drop)
-            };
-            // If the address no longer leads to the listener (its socket file
-            // was removed, say), nothing can wake the accept thread: it is
-            // left blocked, and ends at its next connection without serving
-            // it. The rest of the shutdown does not wait for it.
-            if woken.is_ok() && gone(ended.recv_timeout(WAKE_LIMIT)) {
-                let _ = accept.join();
-            }
-        }
-        // Wake every reader: it reads no more requests, lets its calls in
-        // flight finish and send their responses, then closes.
-        {
-            let live = lock(&self.shared.live);
-            for served in live.conns.values() {
-                served.stop_reading();
-            }
-        }
-        let conns = std::mem::take(&mut *lock(&self.shared.conns));
-        for conn in conns {
-            let _ = conn.join();
-        }
-        self.shared.pool.close();
+        let _ = self.stop.send(true);
+        // Returns (disconnected) when the accept loop has ended.
+        let _ = lock(&self.ended).recv();
+        self.pool.close();
+        dispose(runtime);
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-fn accept_loop(
-    shared: &Arc<Shared>,
-    listener: &Listening<ipckit::Listener, ipckit::MessageListener>,
-) {
-    let max = shared.opts.max_frame_size;
-    let mut backoff = AcceptBackoff::new();
-    // At the connection limit, wait for a connection to close (or the stop).
-    while let Some(slot) = shared.limit.acquire() {
-        let accepted = match listener {
-            Listening::Stream(l) => l
-                .accept()
-                .map(|s| Conn::stream(s, shared.opts.framing, max)),
-            Listening::Message(l) => l.accept().map(|m| Conn::message(m, max)),
-        };
-        if shared.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let conn = match accepted {
-            Ok(accepted) => {
-                backoff.on_success();
-                match accepted {
-                    Ok(conn) => conn,
-                    // A client that failed on the way in (gone already, say)
-                    // is its own problem.
-                    Err(_) => continue,
-                }
-            }
-            // Out of descriptors (say): pause, longer while it lasts, and go
-            // on; another failure of the listener gets a breather.
-            Err(e) => {
-                thread::sleep(accept_pause(&shared.opts, &mut backoff, e));
-                continue;
-            }
-        };
-        let s = Arc::clone(shared);
-        let spawned = thread::Builder::new()
-            .name("ipckit-rpc-conn".into())
-            .spawn(move || {
-                // Held until the connection is done.
-                let _slot = slot;
-                serve_conn(&s, conn);
-            });
-        let mut conns = lock(&shared.conns);
-        conns.retain(|h| !h.is_finished());
-        if let Ok(handle) = spawned {
-            conns.push(handle);
-        }
     }
 }
 
@@ -566,103 +454,6 @@ pub(crate) fn accept_pause(
     }
 }
 
-/// One connection, shared by its reader thread and the calls of it that run
-/// on the pool.
-struct Served {
-    writer: Mutex<Writer>,
-    /// Responses waiting for the writer, and whether a thread is sending them.
-    outbox: Mutex<Outbox>,
-    /// Requests read whose response has not been sent (or dropped) yet.
-    in_flight: Mutex<usize>,
-    /// Signalled when `in_flight` drops, and when the reader should stop.
-    changed: Condvar,
-    /// Ends the reader's reads from another thread.
-    waker: Waker,
-    /// The server's pool, told when a thread of it sends.
-    pool: Arc<Pool>,
-    peer: String,
-    /// A response could not be sent (the client is gone, or stopped reading
-    /// for the reply timeout): nothing more is sent, or read.
-    broken: AtomicBool,
-}
-
-#[derive(Default)]
-struct Outbox {
-    queue: VecDeque<Vec<u8>>,
-    sending: bool,
-}
-
-impl Served {
-    /// Ends the reader's wait, for a read or for a free slot: the server is
-    /// stopping, or the connection broke.
-    fn stop_reading(&self) {
-        self.waker.wake();
-        let _held = lock(&self.in_flight);
-        self.changed.notify_all();
-    }
-
-    /// Counts `n` requests answered.
-    fn answered(&self, n: usize) {
-        let mut in_flight = lock(&self.in_flight);
-        *in_flight -= n;
-        self.changed.notify_all();
-    }
-
-    /// Sends the response to one request (`None`: a notification, nothing to
-    /// send), unless an earlier send failed. Only one thread sends at a time;
-    /// a response that comes while one does is queued for it, and once that
-    /// thread is stuck in its send it no longer counts against the pool: a
-    /// client that stops reading holds one thread (until the reply timeout),
-    /// but no place in the pool.
-    fn respond(&self, opts: &ServerOptions, bytes: Option<Vec<u8>>) {
-        let Some(bytes) = bytes.filter(|_| !self.broken.load(Ordering::SeqCst)) else {
-            return self.answered(1);
-        };
-        {
-            let mut outbox = lock(&self.outbox);
-            outbox.queue.push_back(bytes);
-            if outbox.sending {
-                return;
-            }
-            outbox.sending = true;
-        }
-        let _sending = self.pool.sending();
-        let mut writer = lock(&self.writer);
-        loop {
-            let batch: Vec<Vec<u8>> = {
-                let mut outbox = lock(&self.outbox);
-                if outbox.queue.is_empty() {
-                    outbox.sending = false;
-                    return;
-                }
-                outbox.queue.drain(..).collect()
-            };
-            let n = batch.len();
-            for bytes in batch {
-                self.send(&mut writer, opts, &bytes);
-            }
-            self.answered(n);
-        }
-    }
-
-    /// Sends a response. A failed send ends the connection: a client that has
-    /// gone cannot get it, which is not the server's failure; one that stopped
-    /// reading is reported.
-    fn send(&self, writer: &mut Writer, opts: &ServerOptions, bytes: &[u8]) {
-        if self.broken.load(Ordering::SeqCst) {
-            return;
-        }
-        let deadline = Instant::now() + opts.reply_timeout;
-        if let Err(e) = writer.send(bytes, Some(deadline), &self.peer) {
-            self.broken.store(true, Ordering::SeqCst);
-            self.stop_reading();
-            if e.kind() == ErrorKind::TimedOut {
-                opts.report(&reply_timed_out(&e, opts.reply_timeout));
-            }
-        }
-    }
-}
-
 /// What [`ServerOptions::on_connection_error`] gets for a response that could
 /// not be sent within the reply timeout.
 pub(crate) fn reply_timed_out(err: &Error, timeout: Duration) -> Error {
@@ -682,153 +473,4 @@ pub(crate) fn too_large_response(err: &Error) -> Vec<u8> {
         RpcError::invalid_request(format!("invalid request: {err}; closing the connection")),
     )
     .encode()
-}
-
-/// Serves one connection on the thread it was accepted for: the handshake,
-/// then its requests, until it ends or the server stops; then waits for its
-/// calls in flight to send their responses, and closes it.
-fn serve_conn(shared: &Arc<Shared>, mut conn: Conn) {
-    conn.reader.set_budget(&shared.budget);
-    let Ok(waker) = conn.reader.waker() else {
-        return;
-    };
-    if !waker.wakes_reads() && conn.reader.set_timeout(Some(LOOK_UP)).is_err() {
-        return;
-    }
-    let Conn {
-        mut reader,
-        writer,
-        peer,
-        ..
-    } = conn;
-    let served = Arc::new(Served {
-        writer: Mutex::new(writer),
-        outbox: Mutex::new(Outbox::default()),
-        in_flight: Mutex::new(0),
-        changed: Condvar::new(),
-        waker,
-        pool: Arc::clone(&shared.pool),
-        peer,
-        broken: AtomicBool::new(false),
-    });
-    // Registered before anything is read, so a stop can wake the reads; under
-    // the lock `stop` takes to wake them, so none is missed.
-    let id = {
-        let mut live = lock(&shared.live);
-        if shared.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        live.next += 1;
-        let id = live.next;
-        live.conns.insert(id, Arc::clone(&served));
-        id
-    };
-    let refused = if handshake(shared, &mut reader, &served) {
-        read_requests(shared, &mut reader, &served)
-    } else {
-        None
-    };
-    // What the reader holds (a frame refused half read) goes first.
-    drop(reader);
-    if let Some(e) = refused {
-        *lock(&served.in_flight) += 1;
-        served.respond(&shared.opts, Some(too_large_response(&e)));
-    }
-    let mut in_flight = lock(&served.in_flight);
-    while *in_flight > 0 {
-        in_flight = served
-            .changed
-            .wait(in_flight)
-            .unwrap_or_else(|p| p.into_inner());
-    }
-    drop(in_flight);
-    lock(&shared.live).conns.remove(&id);
-}
-
-/// The authkey handshake, if the server asks for one; whether it passed.
-fn handshake(shared: &Shared, reader: &mut Reader, served: &Served) -> bool {
-    let opts = &shared.opts;
-    let Some(key) = &opts.authkey else {
-        return true;
-    };
-    let result = Halves {
-        reader,
-        writer: &mut lock(&served.writer),
-        peer: &served.peer,
-        max: opts.max_frame_size,
-    }
-    .handshake(
-        key,
-        opts.digest,
-        true,
-        opts.handshake_timeout,
-        Some(&shared.stopping),
-    );
-    match result {
-        Ok(()) => true,
-        Err(e) => {
-            if !shared.stopping.load(Ordering::SeqCst) {
-                opts.report(&e);
-            }
-            false
-        }
-    }
-}
-
-/// Reads requests and hands each to the pool, while the connection has a
-/// free slot, until it ends, breaks or the server stops; returns the error
-/// of a frame refused for its size (reported), to be answered.
-fn read_requests(shared: &Arc<Shared>, reader: &mut Reader, served: &Arc<Served>) -> Option<Error> {
-    let opts = &shared.opts;
-    let ended = || served.broken.load(Ordering::SeqCst) || shared.stopping.load(Ordering::SeqCst);
-    loop {
-        {
-            let mut in_flight = lock(&served.in_flight);
-            while *in_flight >= opts.max_concurrent_calls && !ended() {
-                in_flight = served
-                    .changed
-                    .wait(in_flight)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
-        }
-        if ended() {
-            return None;
-        }
-        let frame = match reader.recv(&served.peer) {
-            // A request read as the server began to stop is not run.
-            _ if ended() => return None,
-            Ok(Some(frame)) => frame,
-            // A reader that looks up now and then (see `LOOK_UP`).
-            Err(e) if e.kind() == ErrorKind::TimedOut => continue,
-            Ok(None) => return None,
-            Err(e) if e.kind() == ErrorKind::FrameTooLarge => {
-                opts.report(&e);
-                return Some(e);
-            }
-            Err(e) => {
-                if e.kind() == ErrorKind::Protocol {
-                    opts.report(&e);
-                }
-                return None;
-            }
-        };
-        *lock(&served.in_flight) += 1;
-        let (s, c) = (Arc::clone(shared), Arc::clone(served));
-        let call = Box::new(move || c.respond(&s.opts, run(&s.methods, &frame)));
-        if let Some(call) = shared.pool.submit(call) {
-            call();
-        }
-    }
-}
-
-/// Runs one request (or batch): its response, if it has one.
-fn run(methods: &Methods, frame: &[u8]) -> Option<Vec<u8>> {
-    let job = match decode_incoming(frame) {
-        Incoming::Invalid(resp) | Incoming::Single(Entry::Invalid(resp)) => {
-            return Some(resp.encode());
-        }
-        Incoming::Single(Entry::Request(req)) => Job::One(req),
-        Incoming::Batch(entries) => Job::Batch(entries),
-    };
-    job.run_sync(methods)
 }

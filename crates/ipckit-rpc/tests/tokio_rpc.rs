@@ -293,3 +293,39 @@ fn the_server_user_rule_reaches_the_transport_of_both_clients() {
         }
     });
 }
+
+/// The async server answers an oversized request over the message framing
+/// with -32600 before it closes the connection, as the other framings do, on
+/// a message channel and over `tcp:`.
+#[test]
+fn an_oversized_request_over_the_message_framing_gets_its_error_response_async() {
+    run(async {
+        for name in [addr("msg-big"), "tcp:127.0.0.1:0".to_owned()] {
+            let (entered, _rx) = mpsc::unbounded_channel();
+            let mut so = ServerOptions::new();
+            so.framing(Framing::Message).max_frame_size(1000);
+            let server = so
+                .serve_tokio(name.as_str(), methods(Arc::new(Notify::new()), entered))
+                .unwrap();
+            let channel = ipckit::tokio::MessageStream::connect(server.local_addr())
+                .await
+                .unwrap();
+            let big =
+                json!({"jsonrpc": "2.0", "method": "echo", "params": ["x".repeat(2000)], "id": 1});
+            channel.send(big.to_string().as_bytes()).await.unwrap();
+            let reply = channel.recv().await.unwrap().expect("the -32600 response");
+            let reply: Value = serde_json::from_slice(&reply).unwrap();
+            assert_eq!(reply["id"], Value::Null, "{name}: {reply}");
+            assert_eq!(reply["error"]["code"], json!(-32600), "{name}: {reply}");
+            let msg = reply["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("1000 bytes"), "{name}: {msg}");
+            assert!(msg.contains("closing the connection"), "{name}: {msg}");
+            // Then the connection ends.
+            assert!(
+                !matches!(channel.recv().await, Ok(Some(_))),
+                "{name}: the connection goes on"
+            );
+            server.shutdown().await;
+        }
+    });
+}
