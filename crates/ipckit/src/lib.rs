@@ -88,9 +88,11 @@
 mod address;
 pub mod child;
 mod error;
+mod limits;
 pub mod mailslot;
 pub mod message;
 mod peer;
+mod plain;
 pub mod platform;
 pub mod security;
 pub mod shm;

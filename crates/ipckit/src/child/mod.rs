@@ -116,7 +116,7 @@ use serde::de::DeserializeOwned;
 
 use self::json::Lines;
 use crate::error::{Error, ErrorKind, Result, breaks_channel};
-use crate::stream::{DEFAULT_MAX_MESSAGE_SIZE, Limits, check_max_message_size, check_timeout};
+use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, Limits, check_max_message_size, check_timeout};
 use crate::sys;
 
 /// The variable that names the child's end of a message channel.

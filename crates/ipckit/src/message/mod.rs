@@ -81,11 +81,9 @@ pub use framed::Framed;
 use self::frame::{FrameReader, FrameWriter};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result, breaks_channel};
+use crate::limits::{AcceptBackoff, Limits, accept_through, check_max_message_size, check_timeout};
 use crate::security::{self, PeerCredentials, unknown_server};
-use crate::stream::{
-    AcceptBackoff, ConnectOptions, Limits, Listener, ListenerOptions, Stream, accept_through,
-    check_max_message_size, check_timeout,
-};
+use crate::stream::{ConnectOptions, Listener, ListenerOptions, Stream};
 use crate::sys;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -164,14 +162,15 @@ impl MessageListener {
                 (ListenerKind::Framed(l), addr)
             }
             ep => {
-                let l = sys::MsgListener::bind(ep, opts).map_err(|e| Error::bind(&addr, ep, e))?;
+                let l = sys::MsgListener::bind(ep, opts.config())
+                    .map_err(|e| Error::bind(&addr, ep, e))?;
                 (ListenerKind::Local(l), addr)
             }
         };
         Ok(MessageListener {
             inner,
             addr,
-            max: opts.max_message_size,
+            max: opts.sys.max_message_size,
             current_user_only: opts.current_user_only,
         })
     }
@@ -424,8 +423,8 @@ impl MessageStream {
         let conn = match &ep {
             Endpoint::Tcp { .. } => Conn::framed(Stream::connect_with(addr.clone(), opts)?),
             ep => {
-                let s =
-                    sys::MsgStream::connect(ep, opts).map_err(|e| Error::connect(&addr, ep, e))?;
+                let s = sys::MsgStream::connect(ep, opts.config())
+                    .map_err(|e| Error::connect(&addr, ep, e))?;
                 server_user.verify(&addr, "server", || s.peer_credentials())?;
                 Conn::Local(s)
             }

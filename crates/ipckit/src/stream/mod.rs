@@ -1,7 +1,6 @@
 //! Byte streams: [`Listener`] and [`Stream`] over named pipes (Windows), Unix
 //! sockets (Unix) and TCP (everywhere), with timeouts and Go-style deadlines.
 
-mod accept;
 mod options;
 
 use std::fmt;
@@ -9,13 +8,13 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-pub(crate) use accept::accept_through;
-pub use accept::{AcceptBackoff, ConnectionLimit, ConnectionSlot};
+pub use crate::limits::{AcceptBackoff, ConnectionLimit, ConnectionSlot};
 pub use options::{ConnectOptions, ListenerOptions};
-pub(crate) use options::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size, retry_pause};
 
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
+use crate::limits::{Limits, accept_through, check_timeout};
+use crate::plain::{RetrySchedule, deadline};
 use crate::security::{self, PeerCredentials, unknown_server};
 use crate::sys;
 
@@ -113,7 +112,7 @@ impl Listener {
             Endpoint::Tcp { host, port } => {
                 TcpListener::bind((host.as_str(), *port)).map(ListenerKind::Tcp)
             }
-            ep => sys::Listener::bind(ep, opts).map(ListenerKind::Local),
+            ep => sys::Listener::bind(ep, opts.config()).map(ListenerKind::Local),
         }
         .map_err(|e| Error::bind(&addr, &ep, e))?;
         let addr = match &inner {
@@ -233,24 +232,6 @@ enum StreamKind {
     Tcp(TcpStream),
 }
 
-/// The time limits of one direction: a per-call timeout and an absolute deadline.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Limits {
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) deadline: Option<Instant>,
-}
-
-impl Limits {
-    /// When the next call must give up: the earlier of now + timeout and the deadline.
-    pub(crate) fn until(&self) -> Option<Instant> {
-        let by_timeout = self.timeout.map(|t| Instant::now() + t);
-        match (by_timeout, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
-
 /// A connected byte stream.
 ///
 /// `Read` and `Write` are implemented for `Stream` and `&Stream`. Reads and writes
@@ -296,22 +277,13 @@ impl fmt::Debug for Stream {
     }
 }
 
-pub(crate) fn check_timeout(timeout: Option<Duration>, what: &str) -> Result<()> {
-    if timeout == Some(Duration::ZERO) {
-        return Err(Error::new(
-            ErrorKind::InvalidOption,
-            format!("a {what} timeout of zero is not allowed (use None for no timeout)"),
-        ));
-    }
-    Ok(())
-}
-
 fn connect_tcp(host: &str, port: u16, opts: &ConnectOptions) -> io::Result<TcpStream> {
-    let limit = opts.timeout.map(|t| Instant::now() + t);
+    let limit = deadline(opts.sys.timeout);
+    let mut pauses = RetrySchedule::until(limit);
     loop {
         match connect_tcp_once(host, port, limit) {
-            Err(e) if opts.retry_not_found && e.kind() == io::ErrorKind::ConnectionRefused => {
-                match retry_pause(limit) {
+            Err(e) if opts.sys.retry_not_found && e.kind() == io::ErrorKind::ConnectionRefused => {
+                match pauses.next() {
                     Some(pause) => std::thread::sleep(pause),
                     None => {
                         return Err(io::Error::new(
@@ -386,7 +358,7 @@ impl Stream {
         let server_user = opts.server_user.precheck(&addr, unknown_server(&ep))?;
         let inner = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, opts).map(StreamKind::Tcp),
-            ep => sys::Stream::connect(ep, opts).map(StreamKind::Local),
+            ep => sys::Stream::connect(ep, opts.config()).map(StreamKind::Local),
         }
         .map_err(|e| Error::connect(&addr, &ep, e))?;
         if let StreamKind::Local(s) = &inner {

@@ -12,7 +12,7 @@ use crate::child::{
     ChannelOptions, ChannelState, Conn, Serialization, Settings, SpawnTarget, adopt_parent,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::stream::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::limits::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::sys;
 
 impl SpawnTarget for Command {

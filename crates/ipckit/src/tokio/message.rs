@@ -14,12 +14,12 @@ use ::tokio::sync::Mutex;
 use super::framed::{read_frame, write_frame};
 use super::{bind_tcp, connect_tcp, in_runtime};
 use crate::address::{Address, Endpoint, ToAddress};
-use crate::error::{Error, ErrorKind, Result, breaks_channel, timed_out};
+use crate::error::{Error, ErrorKind, Result, breaks_channel};
+use crate::limits::{Limits, check_max_message_size, check_timeout};
 use crate::message::frame::{FrameReader, FrameWriter};
+use crate::plain::timed_out;
 use crate::security::{self, PeerCredentials, unknown_server};
-use crate::stream::{
-    ConnectOptions, Limits, ListenerOptions, check_max_message_size, check_timeout,
-};
+use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
 enum ListenerKind {
@@ -82,7 +82,7 @@ impl MessageListener {
         }
         let inner = match &ep {
             Endpoint::Tcp { host, port } => bind_tcp(host, *port).map(ListenerKind::Framed),
-            ep => sys::tokio::MsgListener::bind(ep, opts).map(ListenerKind::Local),
+            ep => sys::tokio::MsgListener::bind(ep, opts.config()).map(ListenerKind::Local),
         }
         .map_err(|e| Error::bind(&addr, &ep, e))?;
         let addr = match &inner {
@@ -98,7 +98,7 @@ impl MessageListener {
         Ok(MessageListener {
             inner,
             addr,
-            max: opts.max_message_size,
+            max: opts.sys.max_message_size,
             current_user_only: opts.current_user_only,
         })
     }
@@ -449,7 +449,9 @@ impl ConnectOptions {
         let server_user = self.server_user.precheck(&addr, unknown_server(&ep))?;
         let conn = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(Conn::framed),
-            ep => sys::tokio::connect_message(ep, self).await.map(Conn::Local),
+            ep => sys::tokio::connect_message(ep, self.config())
+                .await
+                .map(Conn::Local),
         }
         .map_err(|e| Error::connect(&addr, &ep, e))?;
         if let Conn::Local(s) = &conn {

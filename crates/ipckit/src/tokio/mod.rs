@@ -81,8 +81,9 @@ use ::tokio::net::{TcpListener, TcpStream, tcp};
 use self::limit::{Limit, timed_out};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
+use crate::limits::check_timeout;
 use crate::security::{self, PeerCredentials, unknown_server};
-use crate::stream::{ConnectOptions, ListenerOptions, check_timeout};
+use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
 pub use framed::Framed;
@@ -198,7 +199,7 @@ impl Listener {
         }
         let inner = match &ep {
             Endpoint::Tcp { host, port } => bind_tcp(host, *port).map(ListenerKind::Tcp),
-            ep => sys::tokio::Listener::bind(ep, opts).map(ListenerKind::Local),
+            ep => sys::tokio::Listener::bind(ep, opts.config()).map(ListenerKind::Local),
         }
         .map_err(|e| Error::bind(&addr, &ep, e))?;
         let addr = match &inner {
@@ -317,7 +318,9 @@ impl ConnectOptions {
         let server_user = self.server_user.precheck(&addr, unknown_server(&ep))?;
         let io = match &ep {
             Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(StreamIo::Tcp),
-            ep => sys::tokio::connect(ep, self).await.map(StreamIo::Local),
+            ep => sys::tokio::connect(ep, self.config())
+                .await
+                .map(StreamIo::Local),
         }
         .map_err(|e| Error::connect(&addr, &ep, e))?;
         if let StreamIo::Local(s) = &io {
@@ -346,7 +349,7 @@ async fn connect_tcp(host: &str, port: u16, opts: &ConnectOptions) -> io::Result
             )
         }))
     };
-    match opts.timeout {
+    match opts.sys.timeout {
         None => attempt.await,
         Some(t) => ::tokio::time::timeout(t, attempt)
             .await

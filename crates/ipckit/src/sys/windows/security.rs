@@ -36,6 +36,7 @@ use windows_sys::Win32::System::Threading::{
 
 use super::handle::{owned, wide};
 use crate::peer::PeerCredentials;
+use crate::plain::{Fault, FaultKind};
 
 /// Frees memory the system allocated with `LocalAlloc` for us, when dropped.
 struct Local(*mut c_void);
@@ -123,13 +124,12 @@ impl SecurityAttributes {
         };
         if ok == 0 {
             let os = io::Error::last_os_error();
-            return Err(crate::Error::new(
-                crate::ErrorKind::InvalidOption,
+            return Err(Fault::io(
+                FaultKind::InvalidOption,
                 format!(
                     "security_descriptor {sddl:?} is not a valid SDDL security descriptor: {os}"
                 ),
-            )
-            .into());
+            ));
         }
         Ok(SecurityAttributes {
             descriptor: Local(descriptor),
