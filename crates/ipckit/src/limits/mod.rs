@@ -54,3 +54,33 @@ impl Limits {
         }
     }
 }
+
+/// The read and write limits of one handle: what the timeout and deadline
+/// setters of every face change.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Deadlines {
+    pub(crate) read: Limits,
+    pub(crate) write: Limits,
+}
+
+impl Deadlines {
+    /// `set_read_timeout`: refuses zero, as std does.
+    pub(crate) fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        check_timeout(timeout, "read")?;
+        self.read.timeout = timeout;
+        Ok(())
+    }
+
+    /// `set_write_timeout`: refuses zero, as std does.
+    pub(crate) fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        check_timeout(timeout, "write")?;
+        self.write.timeout = timeout;
+        Ok(())
+    }
+
+    /// `set_deadline`: both directions (Go's `SetDeadline`).
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.read.deadline = deadline;
+        self.write.deadline = deadline;
+    }
+}

@@ -1,6 +1,7 @@
 //! Byte streams: [`Listener`] and [`Stream`] over named pipes (Windows), Unix
 //! sockets (Unix) and TCP (everywhere), with timeouts and Go-style deadlines.
 
+pub(crate) mod core;
 mod options;
 
 use std::fmt;
@@ -11,11 +12,13 @@ use std::time::{Duration, Instant};
 pub use crate::limits::{AcceptBackoff, ConnectionLimit, ConnectionSlot};
 pub use options::{ConnectOptions, ListenerOptions};
 
+use self::core::{Either, TcpBind};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::limits::{Limits, accept_through, check_timeout};
-use crate::plain::{RetrySchedule, deadline};
-use crate::security::{self, PeerCredentials, unknown_server};
+use crate::limits::Deadlines;
+use crate::limits::accept_through;
+use crate::plain::{ConnectConfig, RetrySchedule, deadline};
+use crate::security::{self, PeerCredentials};
 use crate::sys;
 
 /// `peer_credentials` on a TCP stream: the OS knows no local user for it.
@@ -26,9 +29,16 @@ pub(crate) fn no_tcp_credentials(addr: &Address) -> Error {
     )
 }
 
-enum ListenerKind {
-    Local(sys::Listener),
-    Tcp(TcpListener),
+type ListenerKind = Either<sys::Listener, TcpListener>;
+
+impl TcpBind for TcpListener {
+    fn bind_tcp(host: &str, port: u16) -> io::Result<TcpListener> {
+        TcpListener::bind((host, port))
+    }
+
+    fn bound_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.local_addr()
+    }
 }
 
 /// A server endpoint that accepts byte-stream connections.
@@ -84,10 +94,6 @@ impl fmt::Debug for Listener {
     }
 }
 
-fn resolve(addr: &Address) -> Result<Endpoint> {
-    addr.stream_endpoint(&sys::env())
-}
-
 impl Listener {
     /// Binds a listener at `addr` with the default [`ListenerOptions`].
     ///
@@ -104,32 +110,22 @@ impl Listener {
     }
 
     pub(crate) fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
-        let ep = resolve(&addr)?;
-        if matches!(ep, Endpoint::Tcp { .. }) {
-            security::refuse_current_user_only(opts.current_user_only, &addr)?;
-        }
-        let inner = match &ep {
-            Endpoint::Tcp { host, port } => {
-                TcpListener::bind((host.as_str(), *port)).map(ListenerKind::Tcp)
-            }
-            ep => sys::Listener::bind(ep, opts.config()).map(ListenerKind::Local),
-        }
-        .map_err(|e| Error::bind(&addr, &ep, e))?;
-        let addr = match &inner {
-            ListenerKind::Tcp(l) => match l.local_addr() {
-                Ok(sa) => Address::Tcp {
-                    host: sa.ip().to_string(),
-                    port: sa.port(),
-                },
-                Err(_) => addr,
-            },
-            ListenerKind::Local(_) => addr,
-        };
+        let bound = core::bind::<_, TcpListener>(addr, opts, sys::Listener::bind)?;
         Ok(Listener {
-            inner,
-            addr,
-            current_user_only: opts.current_user_only,
+            inner: bound.inner,
+            addr: bound.addr,
+            current_user_only: bound.current_user_only,
         })
+    }
+
+    /// A listener over a TCP listener the core bound at `addr` (a message
+    /// listener's framed TCP).
+    pub(crate) fn from_tcp(l: TcpListener, addr: Address) -> Listener {
+        Listener {
+            inner: Either::Tcp(l),
+            addr,
+            current_user_only: false,
+        }
     }
 
     /// Waits for the next client and returns the connected stream.
@@ -227,10 +223,7 @@ impl Iterator for Incoming<'_> {
     }
 }
 
-enum StreamKind {
-    Local(sys::Stream),
-    Tcp(TcpStream),
-}
+type StreamKind = Either<sys::Stream, TcpStream>;
 
 /// A connected byte stream.
 ///
@@ -263,36 +256,28 @@ enum StreamKind {
 pub struct Stream {
     inner: StreamKind,
     peer: Address,
-    read: Limits,
-    write: Limits,
+    lim: Deadlines,
 }
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream")
             .field("peer", &self.peer)
-            .field("read", &self.read)
-            .field("write", &self.write)
+            .field("read", &self.lim.read)
+            .field("write", &self.lim.write)
             .finish_non_exhaustive()
     }
 }
 
-fn connect_tcp(host: &str, port: u16, opts: &ConnectOptions) -> io::Result<TcpStream> {
-    let limit = deadline(opts.sys.timeout);
+pub(crate) fn connect_tcp(host: &str, port: u16, opts: &ConnectConfig) -> io::Result<TcpStream> {
+    let limit = deadline(opts.timeout);
     let mut pauses = RetrySchedule::until(limit);
     loop {
         match connect_tcp_once(host, port, limit) {
-            Err(e) if opts.sys.retry_not_found && e.kind() == io::ErrorKind::ConnectionRefused => {
-                match pauses.next() {
-                    Some(pause) => std::thread::sleep(pause),
-                    None => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "connect did not succeed before its timeout (nobody listening yet)",
-                        ));
-                    }
-                }
-            }
+            Err(e) if core::retry_tcp(opts, &e) => match pauses.next() {
+                Some(pause) => std::thread::sleep(pause),
+                None => return Err(core::tcp_gave_up()),
+            },
             other => return other,
         }
     }
@@ -320,12 +305,7 @@ fn connect_tcp_once(host: &str, port: u16, limit: Option<Instant>) -> io::Result
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            "the host name resolved to no address",
-        )
-    }))
+    Err(last.unwrap_or_else(core::no_address))
 }
 
 impl Stream {
@@ -333,9 +313,13 @@ impl Stream {
         Stream {
             inner,
             peer,
-            read: Limits::default(),
-            write: Limits::default(),
+            lim: Deadlines::default(),
         }
+    }
+
+    /// A stream over a TCP connection the core made to `peer`.
+    pub(crate) fn from_tcp(s: TcpStream, peer: Address) -> Stream {
+        Stream::new(Either::Tcp(s), peer)
     }
 
     /// Connects to `addr` with the default [`ConnectOptions`].
@@ -354,16 +338,14 @@ impl Stream {
     }
 
     pub(crate) fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<Stream> {
-        let ep = resolve(&addr)?;
-        let server_user = opts.server_user.precheck(&addr, unknown_server(&ep))?;
-        let inner = match &ep {
-            Endpoint::Tcp { host, port } => connect_tcp(host, *port, opts).map(StreamKind::Tcp),
-            ep => sys::Stream::connect(ep, opts.config()).map(StreamKind::Local),
-        }
-        .map_err(|e| Error::connect(&addr, &ep, e))?;
-        if let StreamKind::Local(s) = &inner {
-            server_user.verify(&addr, "server", || s.peer_credentials())?;
-        }
+        let connecting = core::connecting(addr, opts)?;
+        let made = match &connecting.ep {
+            Endpoint::Tcp { host, port } => {
+                connect_tcp(host, *port, opts.config()).map(Either::Tcp)
+            }
+            ep => sys::Stream::connect(ep, opts.config()).map(Either::Local),
+        };
+        let (inner, addr) = connecting.finish(made, sys::Stream::peer_credentials)?;
         Ok(Stream::new(inner, addr))
     }
 
@@ -399,9 +381,7 @@ impl Stream {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "read")?;
-        self.read.timeout = timeout;
-        Ok(())
+        self.lim.set_read_timeout(timeout)
     }
 
     /// Bounds every later write to `timeout` (None: no bound).
@@ -410,38 +390,35 @@ impl Stream {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "write")?;
-        self.write.timeout = timeout;
-        Ok(())
+        self.lim.set_write_timeout(timeout)
     }
 
     /// The read timeout.
     pub fn read_timeout(&self) -> Option<Duration> {
-        self.read.timeout
+        self.lim.read.timeout
     }
 
     /// The write timeout.
     pub fn write_timeout(&self) -> Option<Duration> {
-        self.write.timeout
+        self.lim.write.timeout
     }
 
     /// Sets both the read and the write deadline (Go's `SetDeadline`).
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.read.deadline = deadline;
-        self.write.deadline = deadline;
+        self.lim.set_deadline(deadline);
     }
 
     /// An absolute time after which reads fail with `TimedOut` until the deadline
     /// is moved (Go's `SetReadDeadline`). A deadline in the past fails reads at once.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.read.deadline = deadline;
+        self.lim.read.deadline = deadline;
     }
 
     /// An absolute time after which writes fail with `TimedOut` (Go's
     /// `SetWriteDeadline`). A write cut short by the deadline may have written part
     /// of the buffer; `write` reports how much.
     pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.write.deadline = deadline;
+        self.lim.write.deadline = deadline;
     }
 
     /// A second handle to the same connection, for reading in one thread while
@@ -459,8 +436,7 @@ impl Stream {
         Ok(Stream {
             inner,
             peer: self.peer.clone(),
-            read: self.read,
-            write: self.write,
+            lim: self.lim,
         })
     }
 
@@ -491,7 +467,7 @@ impl Stream {
     }
 
     fn do_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_limited(buf, self.read.until())
+        self.read_limited(buf, self.lim.read.until())
     }
 
     /// One read that gives up at `limit`, whatever this handle's own limits are.
@@ -503,7 +479,7 @@ impl Stream {
     }
 
     fn do_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.write_limited(buf, self.write.until())
+        self.write_limited(buf, self.lim.write.until())
     }
 
     /// One write that gives up at `limit`, whatever this handle's own limits are.
