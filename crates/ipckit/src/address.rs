@@ -17,10 +17,12 @@
 //! when it is used, with an [`ErrorKind::Unsupported`] error that says why.
 
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::{Error, ErrorKind, Result};
+pub(crate) use crate::plain::{Endpoint, Env, Os};
 
 /// The longest Windows pipe path, `\\.\pipe\` included (Win32 `CreateNamedPipeW`).
 const MAX_PIPE_PATH: usize = 256;
@@ -292,16 +294,6 @@ impl<T: ToAddress + ?Sized> ToAddress for &T {
     }
 }
 
-/// The operating-system families whose mappings differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // each platform builds one variant; the unit tests use all three
-pub(crate) enum Os {
-    Windows,
-    Linux,
-    /// macOS and the BSDs: Unix sockets, but no abstract names and a 104-byte `sun_path`.
-    OtherUnix,
-}
-
 impl Os {
     /// Bytes in `sockaddr_un.sun_path`; a path needs one more for its NUL.
     fn sun_path_len(self) -> usize {
@@ -310,31 +302,6 @@ impl Os {
             _ => 104,
         }
     }
-}
-
-/// What the resolver needs to know about the running system.
-#[derive(Debug, Clone)]
-pub(crate) struct Env {
-    pub(crate) os: Os,
-    /// ipckit's private per-user directory for portable names (Unix).
-    pub(crate) runtime_dir: PathBuf,
-    /// The directory .NET's `Path.GetTempPath()` returns (Unix).
-    pub(crate) temp_dir: PathBuf,
-}
-
-/// A stream endpoint as this operating system sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    /// A full Windows pipe path.
-    Pipe(String),
-    /// A Unix socket file; `private` when it lives in ipckit's runtime directory.
-    UnixPath { path: PathBuf, private: bool },
-    /// A Linux abstract socket name (without the leading NUL).
-    Abstract(Vec<u8>),
-    /// A TCP host and port.
-    Tcp { host: String, port: u16 },
-    /// A full Windows mailslot path, `\\.\mailslot\NAME`.
-    Mailslot(String),
 }
 
 impl Address {
@@ -455,20 +422,6 @@ impl Address {
     }
 }
 
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Pipe(path) => f.write_str(path),
-            Endpoint::UnixPath { path, .. } => write!(f, "socket file {}", path.display()),
-            Endpoint::Abstract(name) => {
-                write!(f, "abstract socket @{}", String::from_utf8_lossy(name))
-            }
-            Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
-            Endpoint::Mailslot(path) => f.write_str(path),
-        }
-    }
-}
-
 impl Address {
     /// The address as error messages show it: its text, and, for a name whose
     /// place on this OS the text does not show, that place too, e.g.
@@ -575,6 +528,28 @@ fn check_sun_path(addr: &Address, path: &Path, os: Os) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The errors of a failed `bind` or `connect`, which name the address and
+/// where it lives on this OS (here, not in `error`, which names no address).
+impl Error {
+    /// A failed `bind` of `addr`, which lives at `ep` on this OS.
+    pub(crate) fn bind(addr: &Address, ep: &Endpoint, source: io::Error) -> Error {
+        Error::io(format!("bind {}", addr.describe(ep)), source)
+    }
+
+    /// A failed `connect` to `addr`, which lives at `ep` on this OS; says so
+    /// plainly when nobody listens there.
+    pub(crate) fn connect(addr: &Address, ep: &Endpoint, source: io::Error) -> Error {
+        let mut context = format!("connect to {}", addr.describe(ep));
+        if matches!(
+            source.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+        ) {
+            context.push_str(": nobody listens there");
+        }
+        Error::io(context, source)
+    }
 }
 
 #[cfg(test)]

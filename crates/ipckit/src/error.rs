@@ -16,7 +16,7 @@
 use std::fmt;
 use std::io;
 
-use crate::address::{Address, Endpoint};
+use crate::plain::{FaultKind, OsErrorClass, fault_of};
 
 /// A specialized `Result` for ipckit operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,8 +74,19 @@ impl ErrorKind {
         if let Some(inner) = err.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
             return inner.kind;
         }
-        if let Some(kind) = err.raw_os_error().and_then(crate::sys::os_error_kind) {
-            return kind;
+        if let Some(fault) = fault_of(err) {
+            return match fault.kind {
+                FaultKind::TooLarge => ErrorKind::FrameTooLarge,
+                FaultKind::Protocol => ErrorKind::Protocol,
+                FaultKind::InvalidOption => ErrorKind::InvalidOption,
+            };
+        }
+        if let Some(class) = err.raw_os_error().and_then(crate::sys::os_error_class) {
+            return match class {
+                OsErrorClass::InvalidAddress => ErrorKind::InvalidAddress,
+                OsErrorClass::Busy => ErrorKind::Busy,
+                OsErrorClass::Disconnected => ErrorKind::Disconnected,
+            };
         }
         match err.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::TimedOut,
@@ -148,24 +159,6 @@ impl Error {
             message: context.into(),
             source: Some(source),
         }
-    }
-
-    /// A failed `bind` of `addr`, which lives at `ep` on this OS.
-    pub(crate) fn bind(addr: &Address, ep: &Endpoint, source: io::Error) -> Error {
-        Error::io(format!("bind {}", addr.describe(ep)), source)
-    }
-
-    /// A failed `connect` to `addr`, which lives at `ep` on this OS; says so
-    /// plainly when nobody listens there.
-    pub(crate) fn connect(addr: &Address, ep: &Endpoint, source: io::Error) -> Error {
-        let mut context = format!("connect to {}", addr.describe(ep));
-        if matches!(
-            source.kind(),
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-        ) {
-            context.push_str(": nobody listens there");
-        }
-        Error::io(context, source)
     }
 
     /// What kind of failure this is.
@@ -250,15 +243,6 @@ impl fmt::Display for Error {
 /// message; reach the OS error itself with [`Error::io_error`].
 impl std::error::Error for Error {}
 
-/// The error every bounded operation returns when its timeout or deadline has
-/// passed: `io::ErrorKind::TimedOut`, naming the operation.
-pub(crate) fn timed_out(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!("{what} did not finish before its deadline"),
-    )
-}
-
 /// The error for an incoming message over the receiver's limit; it names both
 /// sizes. The message is never delivered in part.
 pub(crate) fn too_large(len: u64, max: usize) -> io::Error {
@@ -274,12 +258,14 @@ pub(crate) fn too_large(len: u64, max: usize) -> io::Error {
 /// Whether a receive error leaves the channel out of step with its peer (an
 /// oversized message, broken framing), so it must be closed rather than used on.
 pub(crate) fn breaks_channel(e: &io::Error) -> bool {
-    matches!(
-        e.get_ref()
+    let kind = match fault_of(e) {
+        Some(fault) => return matches!(fault.kind, FaultKind::TooLarge | FaultKind::Protocol),
+        None => e
+            .get_ref()
             .and_then(|inner| inner.downcast_ref::<Error>())
             .map(Error::kind),
-        Some(ErrorKind::FrameTooLarge | ErrorKind::Protocol)
-    )
+    };
+    matches!(kind, Some(ErrorKind::FrameTooLarge | ErrorKind::Protocol))
 }
 
 /// Converts into an [`io::Error`] whose kind matches and whose inner error is this

@@ -94,9 +94,11 @@
 mod address;
 pub mod child;
 mod error;
+mod limits;
 pub mod mailslot;
 pub mod message;
 mod peer;
+mod plain;
 pub mod platform;
 pub mod registry;
 pub mod security;

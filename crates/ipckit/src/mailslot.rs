@@ -86,33 +86,7 @@ impl Pending {
     }
 }
 
-/// The outcome of one [`MailslotSender::broadcast`]: which members received
-/// the message and which did not.
-///
-/// Every live member either received the message (`delivered`) or was
-/// skipped (`full`, named in `full_members`): a skipped member never gets this
-/// message, as a broadcast does not wait and does not retry. A sender that
-/// must not lose messages checks `full` after each broadcast (`ipckit send
-/// --broadcast` fails, exit 1, when any member was skipped).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Broadcast {
-    /// How many members received the message.
-    pub delivered: usize,
-    /// How many dead members (receivers that exited without leaving) were found
-    /// and removed from the group.
-    pub dead: usize,
-    /// How many live members were skipped: their queue was full (they are not
-    /// reading, or not fast enough), so they lost this message. Unix only,
-    /// where a datagram queue is bounded and a broadcast never waits for one
-    /// member; always 0 on Windows, whose mailslots queue without a bound.
-    #[doc(alias = "skipped")]
-    pub full: usize,
-    /// The members counted in `full`, by their name in the group: `PID-N`,
-    /// the id of the member's process, then a number (as
-    /// [`MailslotReceiver::join`] names them).
-    pub full_members: Vec<String>,
-}
+pub use crate::plain::Broadcast;
 
 /// Checks a broadcast group name: a valid mailslot name that is also one
 /// plain component of a file name on every OS (the group is a directory),
@@ -433,9 +407,9 @@ impl ListenerOptions {
             NO_SENDER,
         )?;
         let ep = addr.mailslot_endpoint(&sys::env())?;
-        let max = self.max_message_size;
-        let inner =
-            sys::MailslotReceiver::bind(&ep, self).map_err(|e| Error::bind(&addr, &ep, e))?;
+        let max = self.sys.max_message_size;
+        let inner = sys::MailslotReceiver::bind(&ep, self.config())
+            .map_err(|e| Error::bind(&addr, &ep, e))?;
         Ok(MailslotReceiver { inner, addr, max })
     }
 
@@ -454,8 +428,8 @@ impl ListenerOptions {
             format!("broadcast group {name}"),
             NO_SENDER,
         )?;
-        let max = self.max_message_size;
-        let inner = sys::join_group(&name, self)
+        let max = self.sys.max_message_size;
+        let inner = sys::join_group(&name, self.config())
             .map_err(|e| Error::io(format!("join broadcast group {name}"), e))?;
         Ok(MailslotReceiver {
             inner,

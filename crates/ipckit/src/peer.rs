@@ -1,4 +1,4 @@
-//! Peer credentials as plain data: what `sys` reads from the OS and returns,
+//! Peer credentials and user ids as plain data: what `sys` reads from the OS and returns,
 //! below every public module (re-exported as
 //! [`security::PeerCredentials`](crate::security::PeerCredentials), whose
 //! methods live there).
@@ -27,4 +27,22 @@ pub struct PeerCredentials {
     pub gid: Option<u32>,
     /// The peer's user SID, string form (Windows).
     pub sid: Option<String>,
+}
+
+/// A user as the operating system names it: a uid on Unix, a SID on Windows.
+///
+/// # Examples
+///
+/// ```
+/// let me = ipckit::security::UserId::current()?;
+/// println!("running as {me}");
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UserId {
+    /// A Unix user id.
+    Uid(u32),
+    /// A Windows security identifier in its string form (`S-1-5-21-...`).
+    Sid(String),
 }

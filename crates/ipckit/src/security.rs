@@ -31,23 +31,7 @@ use crate::address::{Address, Endpoint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 
-/// A user as the operating system names it: a uid on Unix, a SID on Windows.
-///
-/// # Examples
-///
-/// ```
-/// let me = ipckit::security::UserId::current()?;
-/// println!("running as {me}");
-/// # Ok::<(), ipckit::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum UserId {
-    /// A Unix user id.
-    Uid(u32),
-    /// A Windows security identifier in its string form (`S-1-5-21-...`).
-    Sid(String),
-}
+pub use crate::peer::UserId;
 
 impl UserId {
     /// The user this process runs as: the effective uid on Unix (the one the kernel

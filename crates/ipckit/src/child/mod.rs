@@ -116,7 +116,7 @@ use serde::de::DeserializeOwned;
 
 use self::json::Lines;
 use crate::error::{Error, ErrorKind, Result, breaks_channel};
-use crate::stream::{DEFAULT_MAX_MESSAGE_SIZE, Limits, check_max_message_size, check_timeout};
+use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, Deadlines, check_max_message_size};
 use crate::sync::lock;
 use crate::sys;
 
@@ -435,16 +435,14 @@ impl CommandExt for Command {
 /// deadlines of each direction and the maximum message size, checked when set.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
-    pub(crate) read: Limits,
-    pub(crate) write: Limits,
+    pub(crate) lim: Deadlines,
     pub(crate) max: usize,
 }
 
 impl Settings {
     pub(crate) fn new(max: usize) -> Settings {
         Settings {
-            read: Limits::default(),
-            write: Limits::default(),
+            lim: Deadlines::default(),
             max,
         }
     }
@@ -452,18 +450,6 @@ impl Settings {
     pub(crate) fn set_max_message_size(&mut self, bytes: usize) -> Result<()> {
         check_max_message_size(bytes)?;
         self.max = bytes;
-        Ok(())
-    }
-
-    pub(crate) fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "read")?;
-        self.read.timeout = timeout;
-        Ok(())
-    }
-
-    pub(crate) fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "write")?;
-        self.write.timeout = timeout;
         Ok(())
     }
 }
@@ -606,7 +592,7 @@ impl ChildChannel {
     /// gone, and the OS error otherwise.
     pub fn send(&self, msg: &[u8]) -> Result<()> {
         self.shared.state.check_open()?;
-        let limit = self.settings.write.until();
+        let limit = self.settings.lim.write.until();
         match &self.shared.conn {
             Conn::Messages(s) => s.send(msg, limit),
             Conn::Json(l) => l.send(msg, limit),
@@ -663,7 +649,7 @@ impl ChildChannel {
     pub fn recv_into(&self, buf: &mut Vec<u8>) -> Result<bool> {
         buf.clear();
         self.shared.state.check_open()?;
-        let limit = self.settings.read.until();
+        let limit = self.settings.lim.read.until();
         let got = match &self.shared.conn {
             Conn::Messages(s) => s.recv(buf, self.settings.max, limit),
             Conn::Json(l) => l.recv(buf, self.settings.max, limit).and_then(|more| {
@@ -744,7 +730,7 @@ impl ChildChannel {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.settings.set_read_timeout(timeout)
+        self.settings.lim.set_read_timeout(timeout)
     }
 
     /// Bounds every later `send` to `timeout` (None: no bound).
@@ -753,17 +739,17 @@ impl ChildChannel {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.settings.set_write_timeout(timeout)
+        self.settings.lim.set_write_timeout(timeout)
     }
 
     /// An absolute time after which `recv` fails with `TimedOut`.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.settings.read.deadline = deadline;
+        self.settings.lim.read.deadline = deadline;
     }
 
     /// An absolute time after which `send` fails with `TimedOut`.
     pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.settings.write.deadline = deadline;
+        self.settings.lim.write.deadline = deadline;
     }
 
     /// Another handle to the same channel, with this one's limits to start with.

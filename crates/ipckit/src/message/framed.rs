@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 
 use super::frame::{FrameReader, FrameWriter};
 use crate::error::breaks_channel;
-use crate::stream::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
+use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
 
 /// Whole messages over any byte stream you hand in (`Read + Write`), in the
 /// length-prefixed frames of Python's `multiprocessing.connection`.

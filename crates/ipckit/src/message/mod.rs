@@ -81,11 +81,11 @@ pub use framed::Framed;
 use self::frame::{FrameReader, FrameWriter};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result, breaks_channel};
-use crate::security::{self, PeerCredentials, unknown_server};
-use crate::stream::{
-    AcceptBackoff, ConnectOptions, Limits, Listener, ListenerOptions, Stream, accept_through,
-    check_max_message_size, check_timeout,
-};
+use crate::limits::Deadlines;
+use crate::limits::{AcceptBackoff, accept_through, check_max_message_size};
+use crate::security::{self, PeerCredentials};
+use crate::stream::core::{self, Either};
+use crate::stream::{ConnectOptions, Listener, ListenerOptions, Stream};
 use crate::sync::lock;
 use crate::sys;
 
@@ -153,23 +153,16 @@ impl MessageListener {
     }
 
     fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<MessageListener> {
-        let ep = addr.stream_endpoint(&sys::env())?;
-        let (inner, addr) = match &ep {
-            Endpoint::Tcp { .. } => {
-                let l = Listener::bind_with(addr, opts)?;
-                let addr = l.local_addr().clone();
-                (ListenerKind::Framed(l), addr)
-            }
-            ep => {
-                let l = sys::MsgListener::bind(ep, opts).map_err(|e| Error::bind(&addr, ep, e))?;
-                (ListenerKind::Local(l), addr)
-            }
+        let bound = core::bind::<_, std::net::TcpListener>(addr, opts, sys::MsgListener::bind)?;
+        let inner = match bound.inner {
+            Either::Local(l) => ListenerKind::Local(l),
+            Either::Tcp(l) => ListenerKind::Framed(Listener::from_tcp(l, bound.addr.clone())),
         };
         Ok(MessageListener {
             inner,
-            addr,
-            max: opts.max_message_size,
-            current_user_only: opts.current_user_only,
+            addr: bound.addr,
+            max: opts.sys.max_message_size,
+            current_user_only: bound.current_user_only,
         })
     }
 
@@ -375,8 +368,7 @@ impl Shared {
 pub struct MessageStream {
     shared: Arc<Shared>,
     peer: Address,
-    read: Limits,
-    write: Limits,
+    lim: Deadlines,
     max: usize,
 }
 
@@ -384,8 +376,8 @@ impl fmt::Debug for MessageStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MessageStream")
             .field("peer", &self.peer)
-            .field("read", &self.read)
-            .field("write", &self.write)
+            .field("read", &self.lim.read)
+            .field("write", &self.lim.write)
             .field("max_message_size", &self.max)
             .finish_non_exhaustive()
     }
@@ -399,8 +391,7 @@ impl MessageStream {
                 closed: OnceLock::new(),
             }),
             peer,
-            read: Limits::default(),
-            write: Limits::default(),
+            lim: Deadlines::default(),
             max,
         }
     }
@@ -416,17 +407,17 @@ impl MessageStream {
     }
 
     fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<MessageStream> {
-        let addr = crate::registry::resolve(&addr)?;
-        let ep = addr.stream_endpoint(&sys::env())?;
-        let server_user = opts.server_user.precheck(&addr, unknown_server(&ep))?;
-        let conn = match &ep {
-            Endpoint::Tcp { .. } => Conn::framed(Stream::connect_with(addr.clone(), opts)?),
-            ep => {
-                let s =
-                    sys::MsgStream::connect(ep, opts).map_err(|e| Error::connect(&addr, ep, e))?;
-                server_user.verify(&addr, "server", || s.peer_credentials())?;
-                Conn::Local(s)
+        let connecting = core::connecting(addr, opts)?;
+        let made = match &connecting.ep {
+            Endpoint::Tcp { host, port } => {
+                crate::stream::connect_tcp(host, *port, opts.config()).map(Either::Tcp)
             }
+            ep => sys::MsgStream::connect(ep, opts.config()).map(Either::Local),
+        };
+        let (conn, addr) = connecting.finish(made, sys::MsgStream::peer_credentials)?;
+        let conn = match conn {
+            Either::Local(s) => Conn::Local(s),
+            Either::Tcp(s) => Conn::framed(Stream::from_tcp(s, addr.clone())),
         };
         Ok(MessageStream::new(conn, addr, opts.max_message_size))
     }
@@ -454,7 +445,7 @@ impl MessageStream {
     /// has gone or the channel was closed, and the OS error otherwise.
     pub fn send(&self, msg: &[u8]) -> Result<()> {
         self.shared
-            .send(msg, self.write.until())
+            .send(msg, self.lim.write.until())
             .map_err(|e| Error::io(format!("send a message to {}", self.peer), e))
     }
 
@@ -480,7 +471,7 @@ impl MessageStream {
     pub fn recv_into(&self, buf: &mut Vec<u8>) -> Result<bool> {
         buf.clear();
         self.shared.check_open(&self.peer)?;
-        match self.shared.recv(buf, self.max, self.read.until()) {
+        match self.shared.recv(buf, self.max, self.lim.read.until()) {
             Ok(more) => Ok(more),
             Err(e) => {
                 buf.clear();
@@ -523,9 +514,7 @@ impl MessageStream {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "read")?;
-        self.read.timeout = timeout;
-        Ok(())
+        self.lim.set_read_timeout(timeout)
     }
 
     /// Bounds every later `send` to `timeout` (None: no bound).
@@ -534,36 +523,33 @@ impl MessageStream {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "write")?;
-        self.write.timeout = timeout;
-        Ok(())
+        self.lim.set_write_timeout(timeout)
     }
 
     /// The read timeout.
     pub fn read_timeout(&self) -> Option<Duration> {
-        self.read.timeout
+        self.lim.read.timeout
     }
 
     /// The write timeout.
     pub fn write_timeout(&self) -> Option<Duration> {
-        self.write.timeout
+        self.lim.write.timeout
     }
 
     /// Sets both the read and the write deadline (Go's `SetDeadline`).
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.read.deadline = deadline;
-        self.write.deadline = deadline;
+        self.lim.set_deadline(deadline);
     }
 
     /// An absolute time after which `recv` fails with `TimedOut` until the
     /// deadline is moved. A deadline in the past fails at once.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.read.deadline = deadline;
+        self.lim.read.deadline = deadline;
     }
 
     /// An absolute time after which `send` fails with `TimedOut`.
     pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.write.deadline = deadline;
+        self.lim.write.deadline = deadline;
     }
 
     /// Shuts down the receiving half, the sending half, or both, for this
@@ -610,8 +596,7 @@ impl MessageStream {
         Ok(MessageStream {
             shared: Arc::clone(&self.shared),
             peer: self.peer.clone(),
-            read: self.read,
-            write: self.write,
+            lim: self.lim,
             max: self.max,
         })
     }

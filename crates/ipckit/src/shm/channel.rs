@@ -50,7 +50,8 @@ use std::time::{Duration, Instant};
 
 use crate::address::{Address, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::stream::{ConnectOptions, ListenerOptions, retry_pause};
+use crate::plain::{RetrySchedule, deadline};
+use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
 fn shm_name(addr: &Address) -> Result<String> {
@@ -61,10 +62,6 @@ fn shm_name(addr: &Address) -> Result<String> {
             format!("{other} is not a shared-memory channel address (shm:NAME)"),
         )),
     }
-}
-
-fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
 /// The creating end of a shared-memory channel, waiting for its one peer.
@@ -359,11 +356,11 @@ fn connect_with(addr: impl ToAddress, opts: &ConnectOptions) -> Result<ShmChanne
         )
         .map_err(Into::into)
     };
-    let limit = deadline(opts.timeout);
+    let mut pauses = RetrySchedule::until(deadline(opts.sys.timeout));
     let inner = loop {
         match sys::shm_channel::connect(&name, opts.max_message_size, &accept) {
-            Err(e) if opts.retry_not_found && e.kind() == std::io::ErrorKind::NotFound => {
-                match retry_pause(limit) {
+            Err(e) if opts.sys.retry_not_found && e.kind() == std::io::ErrorKind::NotFound => {
+                match pauses.next() {
                     Some(pause) => std::thread::sleep(pause),
                     None => break Err(e),
                 }
@@ -417,7 +414,7 @@ impl ListenerOptions {
             ));
         }
         let capacity = self.shm_capacity.next_multiple_of(64);
-        let inner = sys::shm_channel::ShmListener::bind(&name, capacity, self.max_message_size)
+        let inner = sys::shm_channel::ShmListener::bind(&name, capacity, self.sys.max_message_size)
             .map_err(|e| Error::io(format!("bind {addr}"), e))?;
         Ok(ShmListener { inner, addr })
     }

@@ -1,7 +1,7 @@
 //! Byte streams: [`Listener`] and [`Stream`] over named pipes (Windows), Unix
 //! sockets (Unix) and TCP (everywhere), with timeouts and Go-style deadlines.
 
-mod accept;
+pub(crate) mod core;
 mod options;
 
 use std::fmt;
@@ -9,14 +9,16 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-pub(crate) use accept::accept_through;
-pub use accept::{AcceptBackoff, ConnectionLimit, ConnectionSlot};
+pub use crate::limits::{AcceptBackoff, ConnectionLimit, ConnectionSlot};
 pub use options::{ConnectOptions, ListenerOptions};
-pub(crate) use options::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size, retry_pause};
 
+use self::core::{Either, TcpBind};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::security::{self, PeerCredentials, unknown_server};
+use crate::limits::Deadlines;
+use crate::limits::accept_through;
+use crate::plain::{ConnectConfig, RetrySchedule, deadline};
+use crate::security::{self, PeerCredentials};
 use crate::sys;
 
 /// `peer_credentials` on a TCP stream: the OS knows no local user for it.
@@ -27,9 +29,16 @@ pub(crate) fn no_tcp_credentials(addr: &Address) -> Error {
     )
 }
 
-enum ListenerKind {
-    Local(sys::Listener),
-    Tcp(TcpListener),
+type ListenerKind = Either<sys::Listener, TcpListener>;
+
+impl TcpBind for TcpListener {
+    fn bind_tcp(host: &str, port: u16) -> io::Result<TcpListener> {
+        TcpListener::bind((host, port))
+    }
+
+    fn bound_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.local_addr()
+    }
 }
 
 /// A server endpoint that accepts byte-stream connections.
@@ -85,10 +94,6 @@ impl fmt::Debug for Listener {
     }
 }
 
-fn resolve(addr: &Address) -> Result<Endpoint> {
-    addr.stream_endpoint(&sys::env())
-}
-
 impl Listener {
     /// Binds a listener at `addr` with the default [`ListenerOptions`].
     ///
@@ -105,32 +110,22 @@ impl Listener {
     }
 
     pub(crate) fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
-        let ep = resolve(&addr)?;
-        if matches!(ep, Endpoint::Tcp { .. }) {
-            security::refuse_current_user_only(opts.current_user_only, &addr)?;
-        }
-        let inner = match &ep {
-            Endpoint::Tcp { host, port } => {
-                TcpListener::bind((host.as_str(), *port)).map(ListenerKind::Tcp)
-            }
-            ep => sys::Listener::bind(ep, opts).map(ListenerKind::Local),
-        }
-        .map_err(|e| Error::bind(&addr, &ep, e))?;
-        let addr = match &inner {
-            ListenerKind::Tcp(l) => match l.local_addr() {
-                Ok(sa) => Address::Tcp {
-                    host: sa.ip().to_string(),
-                    port: sa.port(),
-                },
-                Err(_) => addr,
-            },
-            ListenerKind::Local(_) => addr,
-        };
+        let bound = core::bind::<_, TcpListener>(addr, opts, sys::Listener::bind)?;
         Ok(Listener {
-            inner,
-            addr,
-            current_user_only: opts.current_user_only,
+            inner: bound.inner,
+            addr: bound.addr,
+            current_user_only: bound.current_user_only,
         })
+    }
+
+    /// A listener over a TCP listener the core bound at `addr` (a message
+    /// listener's framed TCP).
+    pub(crate) fn from_tcp(l: TcpListener, addr: Address) -> Listener {
+        Listener {
+            inner: Either::Tcp(l),
+            addr,
+            current_user_only: false,
+        }
     }
 
     /// Waits for the next client and returns the connected stream.
@@ -228,28 +223,7 @@ impl Iterator for Incoming<'_> {
     }
 }
 
-enum StreamKind {
-    Local(sys::Stream),
-    Tcp(TcpStream),
-}
-
-/// The time limits of one direction: a per-call timeout and an absolute deadline.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Limits {
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) deadline: Option<Instant>,
-}
-
-impl Limits {
-    /// When the next call must give up: the earlier of now + timeout and the deadline.
-    pub(crate) fn until(&self) -> Option<Instant> {
-        let by_timeout = self.timeout.map(|t| Instant::now() + t);
-        match (by_timeout, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
+type StreamKind = Either<sys::Stream, TcpStream>;
 
 /// A connected byte stream.
 ///
@@ -282,45 +256,28 @@ impl Limits {
 pub struct Stream {
     inner: StreamKind,
     peer: Address,
-    read: Limits,
-    write: Limits,
+    lim: Deadlines,
 }
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream")
             .field("peer", &self.peer)
-            .field("read", &self.read)
-            .field("write", &self.write)
+            .field("read", &self.lim.read)
+            .field("write", &self.lim.write)
             .finish_non_exhaustive()
     }
 }
 
-pub(crate) fn check_timeout(timeout: Option<Duration>, what: &str) -> Result<()> {
-    if timeout == Some(Duration::ZERO) {
-        return Err(Error::new(
-            ErrorKind::InvalidOption,
-            format!("a {what} timeout of zero is not allowed (use None for no timeout)"),
-        ));
-    }
-    Ok(())
-}
-
-fn connect_tcp(host: &str, port: u16, opts: &ConnectOptions) -> io::Result<TcpStream> {
-    let limit = opts.timeout.map(|t| Instant::now() + t);
+pub(crate) fn connect_tcp(host: &str, port: u16, opts: &ConnectConfig) -> io::Result<TcpStream> {
+    let limit = deadline(opts.timeout);
+    let mut pauses = RetrySchedule::until(limit);
     loop {
         match connect_tcp_once(host, port, limit) {
-            Err(e) if opts.retry_not_found && e.kind() == io::ErrorKind::ConnectionRefused => {
-                match retry_pause(limit) {
-                    Some(pause) => std::thread::sleep(pause),
-                    None => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "connect did not succeed before its timeout (nobody listening yet)",
-                        ));
-                    }
-                }
-            }
+            Err(e) if core::retry_tcp(opts, &e) => match pauses.next() {
+                Some(pause) => std::thread::sleep(pause),
+                None => return Err(core::tcp_gave_up()),
+            },
             other => return other,
         }
     }
@@ -348,12 +305,7 @@ fn connect_tcp_once(host: &str, port: u16, limit: Option<Instant>) -> io::Result
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            "the host name resolved to no address",
-        )
-    }))
+    Err(last.unwrap_or_else(core::no_address))
 }
 
 impl Stream {
@@ -361,9 +313,13 @@ impl Stream {
         Stream {
             inner,
             peer,
-            read: Limits::default(),
-            write: Limits::default(),
+            lim: Deadlines::default(),
         }
+    }
+
+    /// A stream over a TCP connection the core made to `peer`.
+    pub(crate) fn from_tcp(s: TcpStream, peer: Address) -> Stream {
+        Stream::new(Either::Tcp(s), peer)
     }
 
     /// Connects to `addr` with the default [`ConnectOptions`].
@@ -382,17 +338,14 @@ impl Stream {
     }
 
     pub(crate) fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<Stream> {
-        let addr = crate::registry::resolve(&addr)?;
-        let ep = resolve(&addr)?;
-        let server_user = opts.server_user.precheck(&addr, unknown_server(&ep))?;
-        let inner = match &ep {
-            Endpoint::Tcp { host, port } => connect_tcp(host, *port, opts).map(StreamKind::Tcp),
-            ep => sys::Stream::connect(ep, opts).map(StreamKind::Local),
-        }
-        .map_err(|e| Error::connect(&addr, &ep, e))?;
-        if let StreamKind::Local(s) = &inner {
-            server_user.verify(&addr, "server", || s.peer_credentials())?;
-        }
+        let connecting = core::connecting(addr, opts)?;
+        let made = match &connecting.ep {
+            Endpoint::Tcp { host, port } => {
+                connect_tcp(host, *port, opts.config()).map(Either::Tcp)
+            }
+            ep => sys::Stream::connect(ep, opts.config()).map(Either::Local),
+        };
+        let (inner, addr) = connecting.finish(made, sys::Stream::peer_credentials)?;
         Ok(Stream::new(inner, addr))
     }
 
@@ -428,9 +381,7 @@ impl Stream {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "read")?;
-        self.read.timeout = timeout;
-        Ok(())
+        self.lim.set_read_timeout(timeout)
     }
 
     /// Bounds every later write to `timeout` (None: no bound).
@@ -439,38 +390,35 @@ impl Stream {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "write")?;
-        self.write.timeout = timeout;
-        Ok(())
+        self.lim.set_write_timeout(timeout)
     }
 
     /// The read timeout.
     pub fn read_timeout(&self) -> Option<Duration> {
-        self.read.timeout
+        self.lim.read.timeout
     }
 
     /// The write timeout.
     pub fn write_timeout(&self) -> Option<Duration> {
-        self.write.timeout
+        self.lim.write.timeout
     }
 
     /// Sets both the read and the write deadline (Go's `SetDeadline`).
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.read.deadline = deadline;
-        self.write.deadline = deadline;
+        self.lim.set_deadline(deadline);
     }
 
     /// An absolute time after which reads fail with `TimedOut` until the deadline
     /// is moved (Go's `SetReadDeadline`). A deadline in the past fails reads at once.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.read.deadline = deadline;
+        self.lim.read.deadline = deadline;
     }
 
     /// An absolute time after which writes fail with `TimedOut` (Go's
     /// `SetWriteDeadline`). A write cut short by the deadline may have written part
     /// of the buffer; `write` reports how much.
     pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.write.deadline = deadline;
+        self.lim.write.deadline = deadline;
     }
 
     /// A second handle to the same connection, for reading in one thread while
@@ -488,8 +436,7 @@ impl Stream {
         Ok(Stream {
             inner,
             peer: self.peer.clone(),
-            read: self.read,
-            write: self.write,
+            lim: self.lim,
         })
     }
 
@@ -520,7 +467,7 @@ impl Stream {
     }
 
     fn do_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_limited(buf, self.read.until())
+        self.read_limited(buf, self.lim.read.until())
     }
 
     /// One read that gives up at `limit`, whatever this handle's own limits are.
@@ -532,7 +479,7 @@ impl Stream {
     }
 
     fn do_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.write_limited(buf, self.write.until())
+        self.write_limited(buf, self.lim.write.until())
     }
 
     /// One write that gives up at `limit`, whatever this handle's own limits are.

@@ -1,10 +1,12 @@
 //! Builders for listeners and client connections.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Listener, Stream};
 use crate::address::ToAddress;
 use crate::error::{Error, ErrorKind, Result};
+use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
+use crate::plain::{ConnectConfig, ListenConfig};
 use crate::security::{ServerUser, UserId};
 
 /// Options for [`Listener::bind`], like tokio's `ServerOptions`: set once, bind many.
@@ -23,32 +25,17 @@ use crate::security::{ServerUser, UserId};
 /// ```
 #[derive(Debug, Clone)]
 pub struct ListenerOptions {
-    pub(crate) max_instances: Option<u8>,
-    pub(crate) in_buffer: u32,
-    pub(crate) out_buffer: u32,
-    pub(crate) replace_stale: bool,
-    pub(crate) backlog: i32,
-    pub(crate) max_message_size: usize,
+    /// What `sys` takes: instances, buffers, backlog, mode, SDDL, ...
+    pub(crate) sys: ListenConfig,
     pub(crate) shm_capacity: usize,
-    pub(crate) mode: Option<u32>,
-    pub(crate) sddl: Option<String>,
-    pub(crate) accept_remote: bool,
     pub(crate) current_user_only: bool,
 }
 
 impl Default for ListenerOptions {
     fn default() -> Self {
         ListenerOptions {
-            max_instances: None,
-            in_buffer: 64 * 1024,
-            out_buffer: 64 * 1024,
-            replace_stale: true,
-            backlog: 1024,
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            sys: ListenConfig::default(),
             shm_capacity: crate::sys::shm_channel::DEFAULT_CAPACITY,
-            mode: None,
-            sddl: None,
-            accept_remote: false,
             current_user_only: false,
         }
     }
@@ -68,7 +55,7 @@ impl ListenerOptions {
     /// Windows only (`nMaxInstances` of `CreateNamedPipeW`); Unix sockets and TCP
     /// have no such limit and ignore it.
     pub fn max_instances(&mut self, n: u8) -> &mut Self {
-        self.max_instances = Some(n);
+        self.sys.max_instances = Some(n);
         self
     }
 
@@ -78,8 +65,8 @@ impl ListenerOptions {
     ///
     /// Windows only (`nInBufferSize`/`nOutBufferSize`); elsewhere ignored.
     pub fn buffer_sizes(&mut self, input: u32, output: u32) -> &mut Self {
-        self.in_buffer = input;
-        self.out_buffer = output;
+        self.sys.in_buffer = input;
+        self.sys.out_buffer = output;
         self
     }
 
@@ -92,13 +79,13 @@ impl ListenerOptions {
     /// be read. They take turns on a lock file `SOCKET.lock` beside the socket
     /// file, which the winner removes once it listens (docs/SECURITY.md).
     pub fn replace_stale(&mut self, yes: bool) -> &mut Self {
-        self.replace_stale = yes;
+        self.sys.replace_stale = yes;
         self
     }
 
     /// The listen backlog for Unix sockets (default 1024, capped by the kernel).
     pub fn backlog(&mut self, n: i32) -> &mut Self {
-        self.backlog = n;
+        self.sys.backlog = n;
         self
     }
 
@@ -106,7 +93,7 @@ impl ListenerOptions {
     /// streams accept (default 64 MiB); byte streams ignore it. See
     /// [`MessageStream::set_max_message_size`](crate::MessageStream::set_max_message_size).
     pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
-        self.max_message_size = bytes;
+        self.sys.max_message_size = bytes;
         self
     }
 
@@ -130,7 +117,7 @@ impl ListenerOptions {
     /// socket has no file and no mode; `bind` refuses a mode for one.
     #[doc(alias = "chmod")]
     pub fn mode(&mut self, mode: u32) -> &mut Self {
-        self.mode = Some(mode);
+        self.sys.mode = Some(mode);
         self
     }
 
@@ -149,7 +136,7 @@ impl ListenerOptions {
     /// widens access, so ignoring it keeps the stricter default.
     #[doc(alias = "SDDL")]
     pub fn security_descriptor(&mut self, sddl: &str) -> &mut Self {
-        self.sddl = Some(sddl.to_owned());
+        self.sys.sddl = Some(sddl.to_owned());
         self
     }
 
@@ -160,7 +147,7 @@ impl ListenerOptions {
     ///
     /// Windows only; Unix sockets are local by nature and ignore it.
     pub fn accept_remote_clients(&mut self, yes: bool) -> &mut Self {
-        self.accept_remote = yes;
+        self.sys.accept_remote = yes;
         self
     }
 
@@ -199,10 +186,15 @@ impl ListenerOptions {
         Listener::bind_with(addr.to_address()?, self)
     }
 
+    /// The settings `sys` takes from these options.
+    pub(crate) fn config(&self) -> &ListenConfig {
+        &self.sys
+    }
+
     /// Refuses option values no listener can use.
     pub(crate) fn check(&self) -> Result<()> {
-        check_max_message_size(self.max_message_size)?;
-        if let Some(n) = self.max_instances {
+        check_max_message_size(self.sys.max_message_size)?;
+        if let Some(n) = self.sys.max_instances {
             if n == 0 || n == 255 {
                 return Err(Error::new(
                     ErrorKind::InvalidOption,
@@ -210,7 +202,7 @@ impl ListenerOptions {
                 ));
             }
         }
-        if let Some(mode) = self.mode {
+        if let Some(mode) = self.sys.mode {
             crate::security::check_mode(mode)?;
         }
         Ok(())
@@ -230,8 +222,8 @@ impl ListenerOptions {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) retry_not_found: bool,
+    /// What `sys` takes: the timeout and whether to retry.
+    pub(crate) sys: ConnectConfig,
     pub(crate) max_message_size: usize,
     pub(crate) server_user: ServerUser,
 }
@@ -239,27 +231,11 @@ pub struct ConnectOptions {
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
-            timeout: None,
-            retry_not_found: false,
+            sys: ConnectConfig::default(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             server_user: ServerUser::Default,
         }
     }
-}
-
-/// The largest incoming message a message stream accepts unless told otherwise.
-pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
-
-/// Refuses a maximum message size of zero, which admits only empty messages and
-/// is surely a mistake.
-pub(crate) fn check_max_message_size(bytes: usize) -> Result<()> {
-    if bytes == 0 {
-        return Err(Error::new(
-            ErrorKind::InvalidOption,
-            "max_message_size(0): a maximum of 0 bytes is not allowed (it would admit only empty messages)",
-        ));
-    }
-    Ok(())
 }
 
 impl ConnectOptions {
@@ -279,14 +255,14 @@ impl ConnectOptions {
     /// The longest `connect` may take, retries included. On Windows this bounds
     /// the wait for a free instance of a busy pipe.
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.timeout = Some(timeout);
+        self.sys.timeout = Some(timeout);
         self
     }
 
     /// Keep trying while nobody listens at the address yet (until the timeout, or
     /// for ever without one), instead of failing at once with `NotFound`.
     pub fn retry_not_found(&mut self, yes: bool) -> &mut Self {
-        self.retry_not_found = yes;
+        self.sys.retry_not_found = yes;
         self
     }
 
@@ -351,6 +327,11 @@ impl ConnectOptions {
         self
     }
 
+    /// The settings `sys` takes from these options.
+    pub(crate) fn config(&self) -> &ConnectConfig {
+        &self.sys
+    }
+
     /// Connects to `addr` with these options.
     ///
     /// # Errors
@@ -358,21 +339,5 @@ impl ConnectOptions {
     /// See [`Stream::connect`].
     pub fn connect(&self, addr: impl ToAddress) -> Result<Stream> {
         Stream::connect_with(addr.to_address()?, self)
-    }
-}
-
-/// How long a client waits between tries while nobody listens yet.
-const RETRY_PAUSE: Duration = Duration::from_millis(5);
-
-/// The pause before the next connect attempt with `retry_not_found`: at most
-/// `RETRY_PAUSE`, never past `limit`; `None` once no time is left, so a timeout
-/// never fires before its full duration.
-pub(crate) fn retry_pause(limit: Option<Instant>) -> Option<Duration> {
-    match limit {
-        None => Some(RETRY_PAUSE),
-        Some(limit) => {
-            let left = limit.saturating_duration_since(Instant::now());
-            (!left.is_zero()).then(|| left.min(RETRY_PAUSE))
-        }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Each platform provides:
 //!
-//! - `OS`: which [`Os`](crate::address::Os) mapping applies, and `env()`, the
+//! - `OS`: which `plain::Os` mapping applies, and `env()`, the
 //!   directories the address resolver needs.
 //! - `Listener` / `Stream`: local byte streams. Unix: `SOCK_STREAM` Unix sockets
 //!   (path and, on Linux, abstract names). Windows: named pipes in byte mode with

@@ -37,8 +37,7 @@ use super::ring::{Positions, Reader, Ring};
 use super::shm::{
     Peer, Region, Wakers, current_pid, heavy_barrier, light_barrier, pid_alive, unlink,
 };
-use crate::ErrorKind;
-use crate::error::{Error, timed_out};
+use crate::plain::{Fault, FaultKind, timed_out};
 use crate::sync::relock;
 use crate::sync::{Ordering, compiler_fence, fence};
 
@@ -119,7 +118,7 @@ pub(crate) fn region_size(capacity: usize) -> Option<usize> {
 }
 
 fn protocol(msg: String) -> io::Error {
-    Error::new(ErrorKind::Protocol, msg).into()
+    Fault::io(FaultKind::Protocol, msg)
 }
 
 fn disconnected(msg: &str) -> io::Error {
@@ -298,15 +297,14 @@ impl Shared {
     /// Sends `msg` whole, waiting for room until `limit`.
     fn send(&self, read_seen: &mut u64, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
         if msg.len() > self.max_out {
-            return Err(Error::new(
-                ErrorKind::FrameTooLarge,
+            return Err(Fault::io(
+                FaultKind::TooLarge,
                 format!(
                     "a message of {} bytes exceeds the peer's maximum message size of {} bytes",
                     msg.len(),
                     self.max_out
                 ),
-            )
-            .into());
+            ));
         }
         let ring = self.ring(self.out);
         let rs = &self.header().rings[self.out];

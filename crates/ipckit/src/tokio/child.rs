@@ -12,7 +12,7 @@ use crate::child::{
     ChannelOptions, ChannelState, Conn, Serialization, Settings, SpawnTarget, adopt_parent,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::stream::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::limits::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::sys;
 
 impl SpawnTarget for Command {
@@ -146,7 +146,7 @@ impl ChildChannel {
     /// As for [`crate::child::ChildChannel::send`].
     pub async fn send(&self, msg: &[u8]) -> Result<()> {
         self.shared.state.check_open()?;
-        let limit = self.settings.write.until();
+        let limit = self.settings.lim.write.until();
         bounded(limit, "send", self.shared.io.send(msg, limit))
             .await
             .map_err(|e| {
@@ -167,7 +167,7 @@ impl ChildChannel {
         self.shared.state.check_open()?;
         let mut out = Vec::new();
         let op = self.shared.io.recv(&mut out, self.settings.max);
-        match bounded(self.settings.read.until(), "receive", op).await {
+        match bounded(self.settings.lim.read.until(), "receive", op).await {
             Ok(more) => Ok(more.then_some(out)),
             Err(e) => Err(self
                 .shared
@@ -191,7 +191,7 @@ impl ChildChannel {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.settings.set_read_timeout(timeout)
+        self.settings.lim.set_read_timeout(timeout)
     }
 
     /// Bounds every later `send` to `timeout` (None: no bound).
@@ -200,17 +200,17 @@ impl ChildChannel {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.settings.set_write_timeout(timeout)
+        self.settings.lim.set_write_timeout(timeout)
     }
 
     /// An absolute time after which `recv` fails with `TimedOut`.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.settings.read.deadline = deadline;
+        self.settings.lim.read.deadline = deadline;
     }
 
     /// An absolute time after which `send` fails with `TimedOut`.
     pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.settings.write.deadline = deadline;
+        self.settings.lim.write.deadline = deadline;
     }
 
     /// Another handle to the same channel, with this one's limits.

@@ -11,8 +11,8 @@ use std::task::{Context, Poll};
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::breaks_channel;
+use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
 use crate::message::frame::{FrameReader, FrameWriter};
-use crate::stream::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
 
 /// A blocking-style reader over one poll: `Pending` reads as `WouldBlock`.
 struct PollRead<'a, 'b, R> {

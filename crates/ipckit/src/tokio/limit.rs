@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-pub(super) use crate::error::timed_out;
+pub(super) use crate::plain::timed_out;
 use ::tokio::time::{Instant, Sleep, sleep_until};
 
 /// Where the operation in progress stands.

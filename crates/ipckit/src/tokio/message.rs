@@ -12,20 +12,19 @@ use ::tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use ::tokio::sync::Mutex;
 
 use super::framed::{read_frame, write_frame};
-use super::{bind_tcp, connect_tcp, in_runtime};
+use super::{connect_tcp, in_runtime};
 use crate::address::{Address, Endpoint, ToAddress};
-use crate::error::{Error, ErrorKind, Result, breaks_channel, timed_out};
+use crate::error::{Error, ErrorKind, Result, breaks_channel};
+use crate::limits::Deadlines;
+use crate::limits::check_max_message_size;
 use crate::message::frame::{FrameReader, FrameWriter};
-use crate::security::{self, PeerCredentials, unknown_server};
-use crate::stream::{
-    ConnectOptions, Limits, ListenerOptions, check_max_message_size, check_timeout,
-};
+use crate::plain::timed_out;
+use crate::security::{self, PeerCredentials};
+use crate::stream::core::{self, Either};
+use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
-enum ListenerKind {
-    Local(sys::tokio::MsgListener),
-    Framed(TcpListener),
-}
+type ListenerKind = Either<sys::tokio::MsgListener, TcpListener>;
 
 /// An async server endpoint that accepts message channels: the async form of
 /// [`crate::MessageListener`], with the same transports.
@@ -76,30 +75,12 @@ impl MessageListener {
 
     fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<MessageListener> {
         in_runtime(format!("bind {addr}"))?;
-        let ep = addr.stream_endpoint(&sys::env())?;
-        if matches!(ep, Endpoint::Tcp { .. }) {
-            security::refuse_current_user_only(opts.current_user_only, &addr)?;
-        }
-        let inner = match &ep {
-            Endpoint::Tcp { host, port } => bind_tcp(host, *port).map(ListenerKind::Framed),
-            ep => sys::tokio::MsgListener::bind(ep, opts).map(ListenerKind::Local),
-        }
-        .map_err(|e| Error::bind(&addr, &ep, e))?;
-        let addr = match &inner {
-            ListenerKind::Framed(l) => match l.local_addr() {
-                Ok(sa) => Address::Tcp {
-                    host: sa.ip().to_string(),
-                    port: sa.port(),
-                },
-                Err(_) => addr,
-            },
-            ListenerKind::Local(_) => addr,
-        };
+        let bound = core::bind::<_, TcpListener>(addr, opts, sys::tokio::MsgListener::bind)?;
         Ok(MessageListener {
-            inner,
-            addr,
-            max: opts.max_message_size,
-            current_user_only: opts.current_user_only,
+            inner: bound.inner,
+            addr: bound.addr,
+            max: opts.sys.max_message_size,
+            current_user_only: bound.current_user_only,
         })
     }
 
@@ -116,7 +97,7 @@ impl MessageListener {
     pub async fn accept(&self) -> Result<MessageStream> {
         let conn = match &self.inner {
             ListenerKind::Local(l) => l.accept().await.map(Conn::Local),
-            ListenerKind::Framed(l) => l.accept().await.map(|(s, _)| Conn::framed(s)),
+            ListenerKind::Tcp(l) => l.accept().await.map(|(s, _)| Conn::framed(s)),
         }
         .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
         if let Conn::Local(s) = &conn {
@@ -193,8 +174,7 @@ struct Shared {
 pub struct MessageStream {
     shared: Arc<Shared>,
     peer: Address,
-    read: Limits,
-    write: Limits,
+    lim: Deadlines,
     max: usize,
 }
 
@@ -202,8 +182,8 @@ impl fmt::Debug for MessageStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MessageStream")
             .field("peer", &self.peer)
-            .field("read", &self.read)
-            .field("write", &self.write)
+            .field("read", &self.lim.read)
+            .field("write", &self.lim.write)
             .field("max_message_size", &self.max)
             .finish_non_exhaustive()
     }
@@ -236,8 +216,7 @@ impl MessageStream {
                 closed: OnceLock::new(),
             }),
             peer,
-            read: Limits::default(),
-            write: Limits::default(),
+            lim: Deadlines::default(),
             max,
         }
     }
@@ -273,7 +252,7 @@ impl MessageStream {
     ///
     /// As for [`crate::MessageStream::send`].
     pub async fn send(&self, msg: &[u8]) -> Result<()> {
-        let limit = self.write.until();
+        let limit = self.lim.write.until();
         let op = async {
             match &self.shared.conn {
                 Conn::Local(s) => s.send(msg, limit).await,
@@ -310,7 +289,7 @@ impl MessageStream {
                 }
             }
         };
-        match bounded(self.read.until(), "receive", op).await {
+        match bounded(self.lim.read.until(), "receive", op).await {
             Ok(more) => Ok(more.then_some(out)),
             Err(e) => {
                 let broken = breaks_channel(&e);
@@ -372,9 +351,7 @@ impl MessageStream {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "read")?;
-        self.read.timeout = timeout;
-        Ok(())
+        self.lim.set_read_timeout(timeout)
     }
 
     /// Bounds every later `send` to `timeout` (None: no bound).
@@ -383,25 +360,22 @@ impl MessageStream {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "write")?;
-        self.write.timeout = timeout;
-        Ok(())
+        self.lim.set_write_timeout(timeout)
     }
 
     /// Sets both the read and the write deadline (Go's `SetDeadline`).
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.read.deadline = deadline;
-        self.write.deadline = deadline;
+        self.lim.set_deadline(deadline);
     }
 
     /// An absolute time after which `recv` fails with `TimedOut`.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.read.deadline = deadline;
+        self.lim.read.deadline = deadline;
     }
 
     /// An absolute time after which `send` fails with `TimedOut`.
     pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.write.deadline = deadline;
+        self.lim.write.deadline = deadline;
     }
 
     /// Another handle to the same channel, with this one's limits to start with.
@@ -414,8 +388,7 @@ impl MessageStream {
         Ok(MessageStream {
             shared: Arc::clone(&self.shared),
             peer: self.peer.clone(),
-            read: self.read,
-            write: self.write,
+            lim: self.lim,
             max: self.max,
         })
     }
@@ -443,18 +416,22 @@ impl ConnectOptions {
     /// See [`ConnectOptions::connect_message`].
     pub async fn connect_message_tokio(&self, addr: impl ToAddress) -> Result<MessageStream> {
         check_max_message_size(self.max_message_size)?;
-        let addr = crate::registry::resolve(&addr.to_address()?)?;
+        let addr = addr.to_address()?;
         in_runtime(format!("connect to {addr}"))?;
-        let ep = addr.stream_endpoint(&sys::env())?;
-        let server_user = self.server_user.precheck(&addr, unknown_server(&ep))?;
-        let conn = match &ep {
-            Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(Conn::framed),
-            ep => sys::tokio::connect_message(ep, self).await.map(Conn::Local),
-        }
-        .map_err(|e| Error::connect(&addr, &ep, e))?;
-        if let Conn::Local(s) = &conn {
-            server_user.verify(&addr, "server", || s.peer_credentials())?;
-        }
+        let connecting = core::connecting(addr, self)?;
+        let made = match &connecting.ep {
+            Endpoint::Tcp { host, port } => connect_tcp(host, *port, self.config())
+                .await
+                .map(Either::Tcp),
+            ep => sys::tokio::connect_message(ep, self.config())
+                .await
+                .map(Either::Local),
+        };
+        let (conn, addr) = connecting.finish(made, sys::tokio::MsgStream::peer_credentials)?;
+        let conn = match conn {
+            Either::Local(s) => Conn::Local(s),
+            Either::Tcp(s) => Conn::framed(s),
+        };
         Ok(MessageStream::new(conn, addr, self.max_message_size))
     }
 }

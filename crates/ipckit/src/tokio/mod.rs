@@ -81,8 +81,11 @@ use ::tokio::net::{TcpListener, TcpStream, tcp};
 use self::limit::{Limit, timed_out};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::security::{self, PeerCredentials, unknown_server};
-use crate::stream::{ConnectOptions, ListenerOptions, check_timeout};
+use crate::limits::check_timeout;
+use crate::plain::{ConnectConfig, RetrySchedule, deadline};
+use crate::security::{self, PeerCredentials};
+use crate::stream::core::{self, Either, TcpBind};
+use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
 pub use framed::Framed;
@@ -100,10 +103,7 @@ fn in_runtime(what: impl fmt::Display) -> Result<()> {
     }
 }
 
-enum ListenerKind {
-    Local(sys::tokio::Listener),
-    Tcp(TcpListener),
-}
+type ListenerKind = Either<sys::tokio::Listener, TcpListener>;
 
 /// An async server endpoint that accepts byte-stream connections: the async
 /// form of [`crate::Listener`].
@@ -164,10 +164,16 @@ impl fmt::Debug for Listener {
     }
 }
 
-fn bind_tcp(host: &str, port: u16) -> io::Result<TcpListener> {
-    let std = std::net::TcpListener::bind((host, port))?;
-    std.set_nonblocking(true)?;
-    TcpListener::from_std(std)
+impl TcpBind for TcpListener {
+    fn bind_tcp(host: &str, port: u16) -> io::Result<TcpListener> {
+        let std = std::net::TcpListener::bind((host, port))?;
+        std.set_nonblocking(true)?;
+        TcpListener::from_std(std)
+    }
+
+    fn bound_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.local_addr()
+    }
 }
 
 impl Listener {
@@ -192,29 +198,11 @@ impl Listener {
 
     fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
         in_runtime(format!("bind {addr}"))?;
-        let ep = addr.stream_endpoint(&sys::env())?;
-        if matches!(ep, Endpoint::Tcp { .. }) {
-            security::refuse_current_user_only(opts.current_user_only, &addr)?;
-        }
-        let inner = match &ep {
-            Endpoint::Tcp { host, port } => bind_tcp(host, *port).map(ListenerKind::Tcp),
-            ep => sys::tokio::Listener::bind(ep, opts).map(ListenerKind::Local),
-        }
-        .map_err(|e| Error::bind(&addr, &ep, e))?;
-        let addr = match &inner {
-            ListenerKind::Tcp(l) => match l.local_addr() {
-                Ok(sa) => Address::Tcp {
-                    host: sa.ip().to_string(),
-                    port: sa.port(),
-                },
-                Err(_) => addr,
-            },
-            ListenerKind::Local(_) => addr,
-        };
+        let bound = core::bind::<_, TcpListener>(addr, opts, sys::tokio::Listener::bind)?;
         Ok(Listener {
-            inner,
-            addr,
-            current_user_only: opts.current_user_only,
+            inner: bound.inner,
+            addr: bound.addr,
+            current_user_only: bound.current_user_only,
         })
     }
 
@@ -311,53 +299,59 @@ impl ConnectOptions {
     ///
     /// See [`Stream::connect`].
     pub async fn connect_tokio(&self, addr: impl ToAddress) -> Result<Stream> {
-        let addr = crate::registry::resolve(&addr.to_address()?)?;
+        let addr = addr.to_address()?;
         in_runtime(format!("connect to {addr}"))?;
-        let ep = addr.stream_endpoint(&sys::env())?;
-        let server_user = self.server_user.precheck(&addr, unknown_server(&ep))?;
-        let io = match &ep {
-            Endpoint::Tcp { host, port } => connect_tcp(host, *port, self).await.map(StreamIo::Tcp),
-            ep => sys::tokio::connect(ep, self).await.map(StreamIo::Local),
-        }
-        .map_err(|e| Error::connect(&addr, &ep, e))?;
-        if let StreamIo::Local(s) = &io {
-            server_user.verify(&addr, "server", || sys::tokio::peer_credentials(s))?;
-        }
+        let connecting = core::connecting(addr, self)?;
+        let made = match &connecting.ep {
+            Endpoint::Tcp { host, port } => connect_tcp(host, *port, self.config())
+                .await
+                .map(Either::Tcp),
+            ep => sys::tokio::connect(ep, self.config())
+                .await
+                .map(Either::Local),
+        };
+        let (io, addr) = connecting.finish(made, sys::tokio::peer_credentials)?;
         Ok(Stream::new(io, addr))
     }
 }
 
 /// Connects over TCP, trying each address the host resolves to, all within the
-/// connect timeout.
-async fn connect_tcp(host: &str, port: u16, opts: &ConnectOptions) -> io::Result<TcpStream> {
-    let attempt = async {
-        let mut last = None;
-        let addrs = ::tokio::net::lookup_host((host, port)).await?;
-        for sa in addrs {
-            match TcpStream::connect(sa).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
-            }
+/// connect timeout; with `retry_not_found`, again while nobody listens, as the
+/// blocking face does (the rule and the pauses are the core's).
+async fn connect_tcp(host: &str, port: u16, opts: &ConnectConfig) -> io::Result<TcpStream> {
+    let limit = deadline(opts.timeout);
+    let mut pauses = RetrySchedule::until(limit);
+    loop {
+        let attempt = connect_tcp_once(host, port);
+        let tried = match limit {
+            None => attempt.await,
+            Some(limit) => ::tokio::time::timeout_at(limit.into(), attempt)
+                .await
+                .unwrap_or_else(|_| Err(timed_out("connect"))),
+        };
+        match tried {
+            Err(e) if core::retry_tcp(opts, &e) => match pauses.next() {
+                Some(pause) => ::tokio::time::sleep(pause).await,
+                None => return Err(core::tcp_gave_up()),
+            },
+            other => return other,
         }
-        Err(last.unwrap_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                "the host name resolved to no address",
-            )
-        }))
-    };
-    match opts.timeout {
-        None => attempt.await,
-        Some(t) => ::tokio::time::timeout(t, attempt)
-            .await
-            .unwrap_or_else(|_| Err(timed_out("connect"))),
     }
 }
 
-enum StreamIo {
-    Local(sys::tokio::Stream),
-    Tcp(TcpStream),
+/// One try at every address the host resolves to.
+async fn connect_tcp_once(host: &str, port: u16) -> io::Result<TcpStream> {
+    let mut last = None;
+    for sa in ::tokio::net::lookup_host((host, port)).await? {
+        match TcpStream::connect(sa).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(core::no_address))
 }
+
+type StreamIo = Either<sys::tokio::Stream, TcpStream>;
 
 /// A connected async byte stream: the async form of [`crate::Stream`].
 ///

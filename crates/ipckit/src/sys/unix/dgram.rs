@@ -27,12 +27,11 @@ use super::claim::{self, BindLock, Holder};
 use super::fdio::Wait;
 use super::runtime_dir;
 use super::stream::{OwnFile, bind_socket, check_private_dir, new_socket_of, socket_addr};
-use crate::ErrorKind;
-use crate::address::Endpoint;
-use crate::error::{Error, timed_out, too_large};
-use crate::mailslot::Broadcast as Delivery;
 use crate::peer::PeerCredentials;
-use crate::stream::ListenerOptions;
+use crate::plain::Broadcast as Delivery;
+use crate::plain::Endpoint;
+use crate::plain::ListenConfig;
+use crate::plain::{Fault, FaultKind, timed_out, too_large};
 
 /// A datagram socket that receives one mailslot's messages.
 #[derive(Debug)]
@@ -48,7 +47,7 @@ pub(crate) struct MailslotReceiver {
 impl MailslotReceiver {
     /// Binds `ep` with `opts` (the maximum message size, and whether a stale
     /// socket file is replaced).
-    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<MailslotReceiver> {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<MailslotReceiver> {
         let (sock, file) = bind_socket(ep, opts, SocketType::DGRAM)?;
         Ok(MailslotReceiver {
             _file: file,
@@ -235,15 +234,14 @@ fn send_to(
             Ok(_) => return Ok(()),
             Err(Errno::INTR) => continue,
             Err(Errno::MSGSIZE) => {
-                return Err(Error::new(
-                    ErrorKind::FrameTooLarge,
+                return Err(Fault::io(
+                    FaultKind::TooLarge,
                     format!(
                         "a message of {} bytes is more than a Unix datagram carries here \
                          (the sending socket's SO_SNDBUF bounds it)",
                         msg.len()
                     ),
-                )
-                .into());
+                ));
             }
             Err(Errno::CONNREFUSED) if to.is_none() => {
                 return Err(io::Error::new(
@@ -264,7 +262,7 @@ fn group_dir(name: &str) -> PathBuf {
 }
 
 /// Joins broadcast group `name`: a receiver on a member socket of its own.
-pub(crate) fn join_group(name: &str, opts: &ListenerOptions) -> io::Result<MailslotReceiver> {
+pub(crate) fn join_group(name: &str, opts: &ListenConfig) -> io::Result<MailslotReceiver> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = group_dir(name);
     if let Some(parent) = dir.parent() {

@@ -20,7 +20,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::address::{Env, Os};
+use crate::plain::{Env, Os, OsErrorClass};
 
 pub(crate) use dgram::{MailslotReceiver, MailslotSender, broadcast, join_group};
 pub(crate) use seqpacket::{MsgListener, MsgStream};
@@ -96,8 +96,8 @@ pub(crate) fn pipe_names() -> io::Result<Vec<String>> {
 
 /// The user this process runs as: its effective uid, the one the kernel gives
 /// the files it creates and reports to its peers (`SO_PEERCRED`).
-pub(crate) fn current_user() -> io::Result<crate::security::UserId> {
-    Ok(crate::security::UserId::Uid(
+pub(crate) fn current_user() -> io::Result<crate::peer::UserId> {
+    Ok(crate::peer::UserId::Uid(
         rustix::process::geteuid().as_raw(),
     ))
 }
@@ -109,9 +109,8 @@ pub(crate) fn wine_version() -> Option<String> {
 
 /// Error codes whose `io::ErrorKind` does not say enough: a name too long for
 /// the OS (`ENAMETOOLONG`) is an invalid address.
-pub(crate) fn os_error_kind(code: i32) -> Option<crate::ErrorKind> {
-    (code == rustix::io::Errno::NAMETOOLONG.raw_os_error())
-        .then_some(crate::ErrorKind::InvalidAddress)
+pub(crate) fn os_error_class(code: i32) -> Option<OsErrorClass> {
+    (code == rustix::io::Errno::NAMETOOLONG.raw_os_error()).then_some(OsErrorClass::InvalidAddress)
 }
 
 /// Whether `code` says the process or the machine ran out of something a new

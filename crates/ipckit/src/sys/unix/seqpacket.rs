@@ -27,9 +27,9 @@ use rustix::net::{
 
 use super::fdio::Wait;
 use super::stream::{OwnFile, bind_socket, connect_socket};
-use crate::address::Endpoint;
-use crate::error::{Error, ErrorKind, too_large};
-use crate::stream::{ConnectOptions, ListenerOptions};
+use crate::plain::Endpoint;
+use crate::plain::{ConnectConfig, ListenConfig};
+use crate::plain::{Fault, FaultKind, too_large};
 
 /// The payload of a record that passes a large message as a `memfd`, followed
 /// by the message length (8 bytes, little-endian).
@@ -45,7 +45,7 @@ pub(crate) struct MsgListener {
 }
 
 impl MsgListener {
-    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<MsgListener> {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<MsgListener> {
         let (sock, file) = bind_socket(ep, opts, SocketType::SEQPACKET)?;
         Ok(MsgListener { _file: file, sock })
     }
@@ -110,11 +110,11 @@ fn recv_flags(wait: Wait) -> RecvFlags {
 }
 
 fn protocol(message: String) -> io::Error {
-    Error::new(ErrorKind::Protocol, message).into()
+    Fault::io(FaultKind::Protocol, message)
 }
 
 impl MsgStream {
-    pub(crate) fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<MsgStream> {
+    pub(crate) fn connect(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<MsgStream> {
         let sock = connect_socket(ep, opts, SocketType::SEQPACKET)?;
         Ok(MsgStream::from_fd(sock))
     }

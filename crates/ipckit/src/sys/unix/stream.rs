@@ -14,9 +14,9 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockop
 
 use super::claim::{self, BindLock, Holder};
 use super::{fdio, runtime_dir};
-use crate::address::Endpoint;
 use crate::peer::PeerCredentials;
-use crate::stream::{ConnectOptions, ListenerOptions, retry_pause};
+use crate::plain::Endpoint;
+use crate::plain::{ConnectConfig, Fault, FaultKind, ListenConfig, RetrySchedule, deadline};
 
 pub(super) fn socket_addr(ep: &Endpoint) -> io::Result<SocketAddrUnix> {
     match ep {
@@ -69,7 +69,7 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<Listener> {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<Listener> {
         let (fd, file) = bind_socket(ep, opts, SocketType::STREAM)?;
         Ok(Listener {
             sock: UnixListener::from(fd),
@@ -115,7 +115,7 @@ impl Listener {
 /// removes the file again if anything after `bind` fails, or when dropped.
 pub(super) fn bind_socket(
     ep: &Endpoint,
-    opts: &ListenerOptions,
+    opts: &ListenConfig,
     ty: SocketType,
 ) -> io::Result<(OwnedFd, Option<OwnFile>)> {
     if let Endpoint::UnixPath {
@@ -128,14 +128,13 @@ pub(super) fn bind_socket(
         }
     }
     if let (Some(mode), Endpoint::Abstract(_)) = (opts.mode, ep) {
-        return Err(crate::Error::new(
-            crate::ErrorKind::InvalidOption,
+        return Err(Fault::io(
+            FaultKind::InvalidOption,
             format!(
                 "mode {mode:#o}: an abstract socket has no file and no mode (any local process \
                  may connect to it; use current_user_only to refuse other users)"
             ),
-        )
-        .into());
+        ));
     }
     let addr = socket_addr(ep)?;
     let fd = new_socket_of(ty, SocketFlags::empty())?;
@@ -242,7 +241,7 @@ impl Stream {
         }
     }
 
-    pub(crate) fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<Stream> {
+    pub(crate) fn connect(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<Stream> {
         let fd = connect_socket(ep, opts, SocketType::STREAM)?;
         Ok(Stream {
             sock: UnixStream::from(fd),
@@ -309,14 +308,15 @@ pub(super) fn peer_credentials(_fd: BorrowedFd<'_>) -> io::Result<PeerCredential
 /// (with `retry_not_found`) until the connect timeout.
 pub(super) fn connect_socket(
     ep: &Endpoint,
-    opts: &ConnectOptions,
+    opts: &ConnectConfig,
     ty: SocketType,
 ) -> io::Result<OwnedFd> {
     let addr = socket_addr(ep)?;
-    let limit = opts.timeout.map(|t| Instant::now() + t);
+    let limit = deadline(opts.timeout);
+    let mut pauses = RetrySchedule::until(limit);
     loop {
         match check_private_dir(ep).and_then(|()| connect_once(&addr, ty, limit)) {
-            Err(e) if opts.retry_not_found && is_absent(&e) => match retry_pause(limit) {
+            Err(e) if opts.retry_not_found && is_absent(&e) => match pauses.next() {
                 Some(pause) => std::thread::sleep(pause),
                 None => return Err(fdio::timed_out("connect (nobody listening yet)")),
             },
@@ -350,11 +350,10 @@ pub(super) fn wrong_kind(ty: SocketType) -> io::Error {
     } else {
         ("a message channel", "byte streams (SOCK_STREAM)")
     };
-    crate::Error::new(
-        crate::ErrorKind::Protocol,
+    Fault::io(
+        FaultKind::Protocol,
         format!("cannot open {wanted} there: the listener serves {found}"),
     )
-    .into()
 }
 
 /// Before a client reaches `ep`: a portable name's directory must be ipckit's

@@ -20,9 +20,9 @@ use super::stream::{
     self, OwnFile, check_private_dir, is_absent, new_socket_of, socket_addr, wrong_kind,
 };
 use super::{dgram, seqpacket};
-use crate::address::Endpoint;
-use crate::stream::retry_pause;
-use crate::stream::{ConnectOptions, ListenerOptions};
+use crate::plain::Endpoint;
+use crate::plain::RetrySchedule;
+use crate::plain::{ConnectConfig, ListenConfig};
 
 /// A connected stream: tokio's own type.
 pub(crate) type Stream = UnixStream;
@@ -44,7 +44,7 @@ impl Listener {
     /// Binds through the blocking layer, then adopts the socket.
     ///
     /// Panics outside a tokio runtime (`UnixListener::from_std`).
-    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<Listener> {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<Listener> {
         let (sock, file) = stream::Listener::bind(ep, opts)?.into_parts();
         // Should adoption fail, `file` is dropped here and removes the socket file.
         sock.set_nonblocking(true)?;
@@ -63,9 +63,10 @@ impl Listener {
 /// Connects to a Unix socket, retrying while nobody listens (with
 /// `retry_not_found`) and while the listener's backlog is full, until the connect
 /// timeout.
-pub(crate) async fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<Stream> {
+pub(crate) async fn connect(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<Stream> {
     let addr = socket_addr(ep)?;
     let limit = opts.timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut pauses = RetrySchedule::until(limit.map(Instant::into_std));
     loop {
         let tried = match (check_private_dir(ep), limit) {
             (Err(e), _) => Err(e),
@@ -79,7 +80,7 @@ pub(crate) async fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => "connect (listener backlog full)",
             other => return other,
         };
-        match retry_pause(limit.map(Instant::into_std)) {
+        match pauses.next() {
             Some(pause) => sleep(pause).await,
             None => return Err(timed_out(why)),
         }
@@ -192,7 +193,7 @@ pub(crate) struct MsgListener {
 }
 
 impl MsgListener {
-    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<MsgListener> {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<MsgListener> {
         let sock = seqpacket::MsgListener::bind(ep, opts)?;
         sock.set_nonblocking()?;
         Ok(MsgListener { io: watch(sock)? })
@@ -213,7 +214,7 @@ impl MsgListener {
 /// Connects a message channel. A Unix connect does not wait for the server to
 /// accept, so it runs on the blocking pool (where retries and the timeout work
 /// as in the blocking layer); dropping the future closes what it connected.
-pub(crate) async fn connect_message(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<MsgStream> {
+pub(crate) async fn connect_message(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<MsgStream> {
     let (ep, opts) = (ep.clone(), opts.clone());
     let sock = ::tokio::task::spawn_blocking(move || seqpacket::MsgStream::connect(&ep, &opts))
         .await

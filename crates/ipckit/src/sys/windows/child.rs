@@ -38,8 +38,8 @@ use windows_sys::Win32::System::Threading::{CREATE_SUSPENDED, GetStartupInfoW, S
 use super::crt_fds;
 use super::message::{MsgStream, client_handle};
 use super::pipe::{Listener, PipeKind, connect_handle, lock};
-use crate::address::Endpoint;
-use crate::stream::{ConnectOptions, ListenerOptions};
+use crate::plain::Endpoint;
+use crate::plain::{ConnectConfig, ListenConfig};
 
 /// Held by every ipckit spawn while its child end is inheritable.
 static SPAWN_LOCK: Mutex<()> = Mutex::new(());
@@ -73,10 +73,12 @@ fn unique_path() -> String {
 /// A connected message-mode pipe: the parent's end and the child's end.
 pub(crate) fn message_pair() -> io::Result<(MsgStream, ChildEnd)> {
     let ep = Endpoint::Pipe(unique_path());
-    let mut opts = ListenerOptions::new();
-    opts.max_instances(1);
+    let opts = ListenConfig {
+        max_instances: Some(1),
+        ..ListenConfig::default()
+    };
     let listener = Listener::bind_kind(&ep, &opts, PipeKind::Messages)?;
-    let client = client_handle(&ep, &ConnectOptions::new())?;
+    let client = client_handle(&ep, &ConnectConfig::default())?;
     // The client is connected already: this returns at once (ERROR_PIPE_CONNECTED).
     let server = listener.accept_handle()?;
     let end = ChildEnd {
@@ -94,10 +96,12 @@ pub(crate) const LIBUV_FRAMES: bool = true;
 /// 3 (see [`ChildEnd::spawn_with`]).
 pub(crate) fn stream_pair() -> io::Result<(super::Stream, ChildEnd)> {
     let ep = Endpoint::Pipe(unique_path());
-    let mut opts = ListenerOptions::new();
-    opts.max_instances(1);
+    let opts = ListenConfig {
+        max_instances: Some(1),
+        ..ListenConfig::default()
+    };
     let listener = Listener::bind_kind(&ep, &opts, PipeKind::Bytes)?;
-    let client = connect_handle(&ep, &ConnectOptions::new())?;
+    let client = connect_handle(&ep, &ConnectConfig::default())?;
     let server = listener.accept_handle()?;
     let end = ChildEnd {
         handle: client,

@@ -48,10 +48,9 @@ use windows_sys::Win32::System::Mailslots::{CreateMailslotW, GetMailslotInfo};
 use super::handle::{Event, owned, wide};
 use super::security::SecurityAttributes;
 use super::{is_wine, overlapped};
-use crate::ErrorKind;
-use crate::address::Endpoint;
-use crate::error::{Error, timed_out, too_large};
-use crate::stream::ListenerOptions;
+use crate::plain::Endpoint;
+use crate::plain::ListenConfig;
+use crate::plain::{Fault, FaultKind, timed_out, too_large};
 use crate::sync::relock;
 
 /// `lReadTimeout` for reads that wait until a message comes (winbase.h).
@@ -194,7 +193,7 @@ fn cut_by_wine(read: usize, max: usize) -> io::Error {
          message at the read's size), so it was dropped",
         read.saturating_sub(1)
     );
-    Error::new(ErrorKind::FrameTooLarge, why).into()
+    Fault::io(FaultKind::TooLarge, why)
 }
 
 impl MailslotReceiver {
@@ -205,7 +204,7 @@ impl MailslotReceiver {
     /// That is the mailslot's `nMaxMessageSize` (clamped to `u32::MAX`):
     /// Windows refuses a larger `WriteFile` to it with an error to the sender,
     /// and nothing is queued (Wine queues it; `recv` then drops it).
-    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<MailslotReceiver> {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<MailslotReceiver> {
         let security = SecurityAttributes::new(opts.sddl.as_deref())?;
         MailslotReceiver::create(&mailslot_path(ep)?, opts.max_message_size, None, &security)
     }

@@ -22,8 +22,8 @@ use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND}
 use super::handle::wide;
 use super::mailslot::{MailslotReceiver, MailslotSender};
 use super::security::SecurityAttributes;
-use crate::mailslot::Broadcast;
-use crate::stream::ListenerOptions;
+use crate::plain::Broadcast;
+use crate::plain::ListenConfig;
 
 /// The directory of every group's markers, under the temp dir.
 const GROUPS_DIR: &str = "ipckit-mailslot-groups";
@@ -46,7 +46,7 @@ fn member_path(name: &str, member: &str) -> Vec<u16> {
 /// Joins broadcast group `name`: a receiver on a mailslot of its own, taking
 /// messages of up to `max` bytes (as `MailslotReceiver::bind`).
 /// `name` is checked by the portable layer: one plain file-name component.
-pub(crate) fn join_group(name: &str, opts: &ListenerOptions) -> io::Result<MailslotReceiver> {
+pub(crate) fn join_group(name: &str, opts: &ListenConfig) -> io::Result<MailslotReceiver> {
     let max = opts.max_message_size;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = group_dir(name);

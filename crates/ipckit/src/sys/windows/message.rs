@@ -30,10 +30,9 @@ use windows_sys::Win32::System::Pipes::{
 use super::handle::Event;
 use super::overlapped;
 use super::pipe::{Listener, PipeKind, connect_handle, lock};
-use crate::ErrorKind;
-use crate::address::Endpoint;
-use crate::error::{Error, too_large};
-use crate::stream::{ConnectOptions, ListenerOptions};
+use crate::plain::Endpoint;
+use crate::plain::{ConnectConfig, ListenConfig};
+use crate::plain::{Fault, FaultKind, too_large};
 
 /// The first read of each message asks for this much; larger messages take a
 /// second read of exactly their rest.
@@ -49,7 +48,7 @@ pub(crate) struct MsgListener {
 }
 
 impl MsgListener {
-    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<MsgListener> {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<MsgListener> {
         let pipe = Listener::bind_kind(ep, opts, PipeKind::Messages)?;
         Ok(MsgListener { pipe })
     }
@@ -107,33 +106,30 @@ fn is_end(e: &io::Error) -> bool {
 }
 
 fn cut_short(read: usize) -> io::Error {
-    Error::new(
-        ErrorKind::Protocol,
+    Fault::io(
+        FaultKind::Protocol,
         format!("the peer closed the channel in the middle of a message ({read} bytes read)"),
     )
-    .into()
 }
 
 /// `ERROR_MORE_DATA` promised more, but the pipe holds none: the writer's
 /// `WriteFile` was cancelled part-way, which drops the unread rest.
 fn abandoned(read: usize) -> io::Error {
-    Error::new(
-        ErrorKind::Protocol,
+    Fault::io(
+        FaultKind::Protocol,
         format!(
             "the peer abandoned a message part-way ({read} bytes read, the rest withdrawn: \
              its write was cancelled, e.g. by a send timeout)"
         ),
     )
-    .into()
 }
 
 fn wrong_kind() -> io::Error {
-    Error::new(
-        ErrorKind::Protocol,
+    Fault::io(
+        FaultKind::Protocol,
         "cannot open a message channel there: the pipe serves byte streams \
          (PIPE_TYPE_BYTE), not message channels",
     )
-    .into()
 }
 
 impl MsgStream {
@@ -153,7 +149,7 @@ impl MsgStream {
         })
     }
 
-    pub(crate) fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<MsgStream> {
+    pub(crate) fn connect(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<MsgStream> {
         MsgStream::new(client_handle(ep, opts)?, false)
     }
 
@@ -447,7 +443,7 @@ impl MsgStream {
 
 /// Opens the client end of the message pipe at `ep`, switched to
 /// `PIPE_READMODE_MESSAGE`.
-pub(super) fn client_handle(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<OwnedHandle> {
+pub(super) fn client_handle(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<OwnedHandle> {
     let handle = connect_handle(ep, opts)?;
     let mode = PIPE_READMODE_MESSAGE;
     // SAFETY: `handle` is a live pipe client handle with write access (for

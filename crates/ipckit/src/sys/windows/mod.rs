@@ -56,9 +56,8 @@ use windows_sys::Win32::Foundation::{
     ERROR_PIPE_NOT_CONNECTED, ERROR_TOO_MANY_OPEN_FILES, ERROR_WORKING_SET_QUOTA,
 };
 
-use crate::ErrorKind;
-use crate::address::{Env, Os};
-use crate::error::timed_out;
+use crate::plain::{Env, Os};
+use crate::plain::{OsErrorClass, timed_out};
 
 pub(crate) use mailslot::{MailslotReceiver, MailslotSender};
 pub(crate) use mailslot_group::{broadcast, groups_dir, join_group};
@@ -97,15 +96,15 @@ pub(crate) fn runtime_dir() -> Option<PathBuf> {
 }
 
 /// The user this process runs as: the user SID of its token.
-pub(crate) fn current_user() -> io::Result<crate::security::UserId> {
-    security::current_user_sid().map(crate::security::UserId::Sid)
+pub(crate) fn current_user() -> io::Result<crate::peer::UserId> {
+    security::current_user_sid().map(crate::peer::UserId::Sid)
 }
 
 /// Win32 error codes whose `io::ErrorKind` does not say enough.
-pub(crate) fn os_error_kind(code: i32) -> Option<ErrorKind> {
+pub(crate) fn os_error_class(code: i32) -> Option<OsErrorClass> {
     match u32::try_from(code).ok()? {
-        ERROR_PIPE_BUSY => Some(ErrorKind::Busy),
-        ERROR_NO_DATA | ERROR_PIPE_NOT_CONNECTED => Some(ErrorKind::Disconnected),
+        ERROR_PIPE_BUSY => Some(OsErrorClass::Busy),
+        ERROR_NO_DATA | ERROR_PIPE_NOT_CONNECTED => Some(OsErrorClass::Disconnected),
         _ => None,
     }
 }

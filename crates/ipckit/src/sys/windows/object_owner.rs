@@ -162,11 +162,11 @@ fn me() -> io::Result<Me> {
 /// The owners that stand for the current user: its user SID and the default
 /// owner the OS gives its new objects (the same SID, except for an elevated
 /// administrator and under Wine).
-pub(crate) fn current_owners() -> io::Result<Vec<crate::security::UserId>> {
+pub(crate) fn current_owners() -> io::Result<Vec<crate::peer::UserId>> {
     let me = me()?;
-    let mut owners = vec![crate::security::UserId::Sid(me.user.clone())];
+    let mut owners = vec![crate::peer::UserId::Sid(me.user.clone())];
     if !me.owner.eq_ignore_ascii_case(&me.user) {
-        owners.push(crate::security::UserId::Sid(me.owner));
+        owners.push(crate::peer::UserId::Sid(me.owner));
     }
     Ok(owners)
 }
@@ -208,7 +208,7 @@ unsafe fn account_name(sid: PSID) -> Option<String> {
 
 /// The SID of account `name` (`NAME`, `DOMAIN\NAME`, `NAME@DOMAIN`), or `None`
 /// when no account has that name (`LookupAccountNameW`).
-pub(crate) fn user_named(name: &str) -> io::Result<Option<crate::security::UserId>> {
+pub(crate) fn user_named(name: &str) -> io::Result<Option<crate::peer::UserId>> {
     let text = wide(name);
     // SECURITY_MAX_SID_SIZE is 68 bytes; u64s keep the buffer aligned.
     let mut sid = [0u64; 16];
@@ -238,7 +238,7 @@ pub(crate) fn user_named(name: &str) -> io::Result<Option<crate::security::UserI
     }
     // SAFETY: the call succeeded: `sid` holds a valid SID.
     let sid = unsafe { sid_string(sid.as_mut_ptr().cast())? };
-    Ok(Some(crate::security::UserId::Sid(sid)))
+    Ok(Some(crate::peer::UserId::Sid(sid)))
 }
 
 /// A SID for messages: its string form and, if known, its account name.

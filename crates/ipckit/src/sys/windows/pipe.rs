@@ -27,9 +27,9 @@ use super::first_instance::create_first;
 use super::handle::{Event, owned, wide};
 use super::security::{SecurityAttributes, describe, peer_credentials};
 use super::{overlapped, timed_out};
-use crate::address::Endpoint;
 use crate::peer::PeerCredentials;
-use crate::stream::{ConnectOptions, ListenerOptions, retry_pause};
+use crate::plain::Endpoint;
+use crate::plain::{ConnectConfig, ListenConfig, RetrySchedule, deadline};
 
 fn pipe_path(ep: &Endpoint) -> io::Result<Vec<u16>> {
     match ep {
@@ -42,7 +42,7 @@ fn pipe_path(ep: &Endpoint) -> io::Result<Vec<u16>> {
 }
 
 /// `PIPE_REJECT_REMOTE_CLIENTS`, unless the options accept remote clients.
-pub(super) fn remote_mode(opts: &ListenerOptions) -> NAMED_PIPE_MODE {
+pub(super) fn remote_mode(opts: &ListenConfig) -> NAMED_PIPE_MODE {
     if opts.accept_remote {
         PIPE_ACCEPT_REMOTE_CLIENTS
     } else {
@@ -142,14 +142,14 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<Listener> {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<Listener> {
         Listener::bind_kind(ep, opts, PipeKind::Bytes)
     }
 
     /// Creates the first instance of a pipe whose instances carry `kind`.
     pub(super) fn bind_kind(
         ep: &Endpoint,
-        opts: &ListenerOptions,
+        opts: &ListenConfig,
         kind: PipeKind,
     ) -> io::Result<Listener> {
         let mut listener = Listener {
@@ -280,7 +280,7 @@ impl Stream {
         })
     }
 
-    pub(crate) fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<Stream> {
+    pub(crate) fn connect(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<Stream> {
         Stream::new(connect_handle(ep, opts)?)
     }
 
@@ -356,9 +356,10 @@ impl Stream {
 /// Opens the client end of the pipe at `ep`: waits (within the connect timeout)
 /// while every instance is busy, and with `retry_not_found` while no server
 /// exists yet. The handle is overlapped and in byte read mode.
-pub(super) fn connect_handle(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<OwnedHandle> {
+pub(super) fn connect_handle(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<OwnedHandle> {
     let path = pipe_path(ep)?;
-    let limit = opts.timeout.map(|t| Instant::now() + t);
+    let limit = deadline(opts.timeout);
+    let mut pauses = RetrySchedule::until(limit);
     loop {
         let err = match open_client(&path) {
             Ok(h) => return Ok(h),
@@ -366,7 +367,7 @@ pub(super) fn connect_handle(ep: &Endpoint, opts: &ConnectOptions) -> io::Result
         };
         match err.raw_os_error().map(|c| c as u32) {
             Some(ERROR_PIPE_BUSY) => wait_for_instance(&path, limit)?,
-            Some(ERROR_FILE_NOT_FOUND) if opts.retry_not_found => match retry_pause(limit) {
+            Some(ERROR_FILE_NOT_FOUND) if opts.retry_not_found => match pauses.next() {
                 Some(pause) => std::thread::sleep(pause),
                 None => return Err(timed_out("connect (no server yet)")),
             },

@@ -29,7 +29,7 @@ use windows_sys::Win32::System::Threading::{
 
 use super::handle::{owned, wide};
 use super::security::{SecurityAttributes, current_user_sid, file_owner_sid};
-use crate::address::Endpoint;
+use crate::plain::Endpoint;
 
 /// The registry directory of the current user.
 pub(crate) fn dir() -> io::Result<PathBuf> {

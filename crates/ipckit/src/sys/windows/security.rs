@@ -38,6 +38,7 @@ use windows_sys::Win32::System::Threading::{
 use super::handle::{owned, wide};
 use super::object_owner::token_user_sid;
 use crate::peer::PeerCredentials;
+use crate::plain::{Fault, FaultKind};
 
 /// Frees memory the system allocated with `LocalAlloc` for us, when dropped.
 pub(super) struct Local(pub(super) *mut c_void);
@@ -125,13 +126,12 @@ impl SecurityAttributes {
         };
         if ok == 0 {
             let os = io::Error::last_os_error();
-            return Err(crate::Error::new(
-                crate::ErrorKind::InvalidOption,
+            return Err(Fault::io(
+                FaultKind::InvalidOption,
                 format!(
                     "security_descriptor {sddl:?} is not a valid SDDL security descriptor: {os}"
                 ),
-            )
-            .into());
+            ));
         }
         Ok(SecurityAttributes {
             descriptor: Local(descriptor),

@@ -25,9 +25,9 @@ use super::first_instance::create_first;
 use super::security::SecurityAttributes;
 pub(crate) use super::tokio_mailslot::MailslotReceiver;
 pub(crate) use super::tokio_message::{MsgListener, MsgStream, connect_message};
-use crate::address::Endpoint;
 use crate::peer::PeerCredentials;
-use crate::stream::{ConnectOptions, ListenerOptions};
+use crate::plain::Endpoint;
+use crate::plain::{ConnectConfig, ListenConfig};
 
 /// The first pause of a client that finds every instance busy; it doubles on
 /// each try up to [`MAX_PAUSE`].
@@ -61,7 +61,7 @@ pub(crate) struct Listener {
 impl Listener {
     /// Creates the first instance. Panics outside a tokio runtime (registering the
     /// handle with the reactor).
-    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<Listener> {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<Listener> {
         let path = pipe_path(ep)?.to_owned();
         let security = SecurityAttributes::new(opts.sddl.as_deref())?;
         let mut options = ServerOptions::new();
@@ -70,7 +70,7 @@ impl Listener {
             .in_buffer_size(opts.in_buffer)
             .out_buffer_size(opts.out_buffer);
         if let Some(n) = opts.max_instances {
-            // `ListenerOptions` refuses 0 and 255; tokio panics above 254.
+            // `ListenConfig` refuses 0 and 255; tokio panics above 254.
             options.max_instances(usize::from(n.min(254)));
         }
         let first = create_first(&super::handle::wide(&path), || {
@@ -142,7 +142,7 @@ pub(crate) fn peer_credentials(stream: &Stream) -> io::Result<PeerCredentials> {
 
 /// Connects to a pipe, retrying while every instance is busy (and, with
 /// `retry_not_found`, while there is no server) until the connect timeout.
-pub(crate) async fn connect(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<Stream> {
+pub(crate) async fn connect(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<Stream> {
     let path = pipe_path(ep)?;
     let limit = opts.timeout.and_then(|t| Instant::now().checked_add(t));
     let mut pause = FIRST_PAUSE;

@@ -21,8 +21,8 @@ use ::tokio::task::{JoinHandle, spawn_blocking};
 
 use super::message;
 use super::tokio_blocking::in_flight;
-use crate::address::Endpoint;
-use crate::stream::{ConnectOptions, ListenerOptions};
+use crate::plain::Endpoint;
+use crate::plain::{ConnectConfig, ListenConfig};
 
 type Received = (io::Result<bool>, Vec<u8>);
 
@@ -101,7 +101,7 @@ pub(crate) struct MsgListener {
 }
 
 impl MsgListener {
-    pub(crate) fn bind(ep: &Endpoint, opts: &ListenerOptions) -> io::Result<MsgListener> {
+    pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<MsgListener> {
         Ok(MsgListener {
             inner: Arc::new(message::MsgListener::bind(ep, opts)?),
             accepting: Mutex::new(None),
@@ -127,7 +127,7 @@ impl Drop for MsgListener {
 
 /// Connects on the blocking pool (busy pipes and `retry_not_found` as in the
 /// blocking layer); dropping the future closes what it connected.
-pub(crate) async fn connect_message(ep: &Endpoint, opts: &ConnectOptions) -> io::Result<MsgStream> {
+pub(crate) async fn connect_message(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<MsgStream> {
     let (ep, opts) = (ep.clone(), opts.clone());
     let inner = spawn_blocking(move || message::MsgStream::connect(&ep, &opts))
         .await

@@ -1,0 +1,16 @@
+//! Plain data that crosses the `sys` boundary: the settings `sys` takes, the
+//! endpoints it serves, the failures and outcomes it returns, the retry
+//! schedule. Like [`peer`](crate::peer) and [`sync`](crate::sync), it names
+//! nothing above it, so `sys` may name it (scripts/check-layers.sh).
+
+mod broadcast;
+mod config;
+mod endpoint;
+mod fault;
+mod retry;
+
+pub use broadcast::Broadcast;
+pub(crate) use config::{ConnectConfig, DEFAULT_MAX_MESSAGE_SIZE, ListenConfig};
+pub(crate) use endpoint::{Endpoint, Env, Os};
+pub(crate) use fault::{Fault, FaultKind, OsErrorClass, fault_of, timed_out, too_large};
+pub(crate) use retry::{RetrySchedule, deadline};

@@ -1,0 +1,144 @@
+//! The policy every stream-like face follows, written once: the blocking
+//! [`Listener`](crate::Listener) / [`Stream`](crate::Stream), the message
+//! channels (blocking and tokio) and the tokio streams call these and differ
+//! only in how they wait.
+//!
+//! - bind: resolve the address, refuse `current_user_only` on TCP, bind the
+//!   local endpoint (a `sys` call the face passes in) or TCP, name the address
+//!   in the error, put the port the OS chose into a `tcp:` address with port 0;
+//! - connect: resolve, check the server's user before (what can be checked
+//!   without a connection) and after (its credentials), name the address in
+//!   the error; the TCP retry rule and its give-up error;
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::address::{Address, Endpoint};
+use crate::error::{Error, Result};
+use crate::peer::PeerCredentials;
+use crate::plain::{ConnectConfig, ListenConfig};
+use crate::security::{self, ServerUser, unknown_server};
+use crate::stream::{ConnectOptions, ListenerOptions};
+use crate::sys;
+
+/// One endpoint of a face: a local one (`sys`) or a TCP one.
+pub(crate) enum Either<L, T> {
+    Local(L),
+    Tcp(T),
+}
+
+/// A TCP listener type of one face (std's, tokio's).
+pub(crate) trait TcpBind: Sized {
+    /// Binds `host:port`, ready for the face's way of waiting.
+    fn bind_tcp(host: &str, port: u16) -> io::Result<Self>;
+    /// The address the OS bound (the port it chose for port 0).
+    fn bound_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// What a bind produced: the endpoint, the address it serves, and whether
+/// `accept` must refuse clients of other users.
+pub(crate) struct Bound<L, T> {
+    pub(crate) inner: Either<L, T>,
+    pub(crate) addr: Address,
+    pub(crate) current_user_only: bool,
+}
+
+/// Where `addr` lives on this OS, as a stream (or message channel) endpoint.
+pub(crate) fn resolve(addr: &Address) -> Result<Endpoint> {
+    addr.stream_endpoint(&sys::env())
+}
+
+/// Binds `addr` with `opts`: the local endpoint with `local`, a `tcp:` one
+/// with `T`; the error names the address; a `tcp:` address with port 0
+/// becomes the port the OS chose.
+pub(crate) fn bind<L, T: TcpBind>(
+    addr: Address,
+    opts: &ListenerOptions,
+    local: impl FnOnce(&Endpoint, &ListenConfig) -> io::Result<L>,
+) -> Result<Bound<L, T>> {
+    let ep = resolve(&addr)?;
+    if matches!(ep, Endpoint::Tcp { .. }) {
+        security::refuse_current_user_only(opts.current_user_only, &addr)?;
+    }
+    let inner = match &ep {
+        Endpoint::Tcp { host, port } => T::bind_tcp(host, *port).map(Either::Tcp),
+        ep => local(ep, opts.config()).map(Either::Local),
+    }
+    .map_err(|e| Error::bind(&addr, &ep, e))?;
+    let addr = match &inner {
+        Either::Tcp(l) => match l.bound_addr() {
+            Ok(sa) => Address::Tcp {
+                host: sa.ip().to_string(),
+                port: sa.port(),
+            },
+            Err(_) => addr,
+        },
+        Either::Local(_) => addr,
+    };
+    Ok(Bound {
+        inner,
+        addr,
+        current_user_only: opts.current_user_only,
+    })
+}
+
+/// A connect under way: the address, where it lives, and the server-user
+/// check still to make once connected.
+pub(crate) struct Connecting {
+    pub(crate) addr: Address,
+    pub(crate) ep: Endpoint,
+    server_user: ServerUser,
+}
+
+/// Starts a connect to `addr` with `opts`: resolves it and checks what can be
+/// checked before any connection is made.
+pub(crate) fn connecting(addr: Address, opts: &ConnectOptions) -> Result<Connecting> {
+    // `service:NAME` becomes the address of a live instance (the registry).
+    let addr = crate::registry::resolve(&addr)?;
+    let ep = resolve(&addr)?;
+    let server_user = opts.server_user.precheck(&addr, unknown_server(&ep))?;
+    Ok(Connecting {
+        addr,
+        ep,
+        server_user,
+    })
+}
+
+impl Connecting {
+    /// Ends the connect: names the address in an error, and checks a local
+    /// server's user with `creds`. Returns the connection and its address.
+    pub(crate) fn finish<L, T>(
+        self,
+        made: io::Result<Either<L, T>>,
+        creds: impl FnOnce(&L) -> io::Result<PeerCredentials>,
+    ) -> Result<(Either<L, T>, Address)> {
+        let conn = made.map_err(|e| Error::connect(&self.addr, &self.ep, e))?;
+        if let Either::Local(s) = &conn {
+            self.server_user.verify(&self.addr, "server", || creds(s))?;
+        }
+        Ok((conn, self.addr))
+    }
+}
+
+/// Whether a failed TCP connect attempt is tried again: with
+/// `retry_not_found`, while nobody listens (the connection is refused). Both
+/// faces follow it, with the pauses of [`RetrySchedule`](crate::plain::RetrySchedule).
+pub(crate) fn retry_tcp(opts: &ConnectConfig, e: &io::Error) -> bool {
+    opts.retry_not_found && e.kind() == io::ErrorKind::ConnectionRefused
+}
+
+/// The error of a TCP connect whose retries ran out of time.
+pub(crate) fn tcp_gave_up() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "connect did not succeed before its timeout (nobody listening yet)",
+    )
+}
+
+/// The error of a TCP connect that found no address for the host.
+pub(crate) fn no_address() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        "the host name resolved to no address",
+    )
+}
