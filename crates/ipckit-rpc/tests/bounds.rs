@@ -15,7 +15,9 @@ use std::time::Duration;
 use std::time::Instant;
 
 use ipckit::{Framed, Stream};
-use ipckit_rpc::{Client, ErrorKind, Framing, Methods, ServerOptions};
+#[cfg(target_os = "linux")]
+use ipckit_rpc::Client;
+use ipckit_rpc::{ErrorKind, Framing, Methods, ServerOptions};
 use serde_json::{Value, json};
 use util::{unique_name, watchdog};
 
