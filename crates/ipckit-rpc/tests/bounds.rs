@@ -15,6 +15,8 @@ use std::time::Duration;
 use std::time::Instant;
 
 use ipckit::{Framed, Stream};
+#[cfg(target_os = "linux")]
+use ipckit_rpc::Client;
 use ipckit_rpc::{ErrorKind, Framing, Methods, ServerOptions};
 use serde_json::{Value, json};
 use util::{unique_name, watchdog};
@@ -183,7 +185,7 @@ fn non_reading_clients_do_not_multiply_the_servers_threads() {
         );
         // Another client is served now, not after the reply timeout.
         let started = Instant::now();
-        let client = ipckit_rpc::Client::connect(server.local_addr()).unwrap();
+        let client = Client::connect(server.local_addr()).unwrap();
         assert_eq!(client.call::<_, i64>("add", (2, 3)).unwrap(), 5);
         let took = started.elapsed();
         assert!(took < reply_timeout / 4, "another client waited {took:?}");
