@@ -362,7 +362,9 @@ fn connect_with(addr: impl ToAddress, opts: &ConnectOptions) -> Result<ShmChanne
             Err(e) if opts.sys.retry_not_found && e.kind() == std::io::ErrorKind::NotFound => {
                 match pauses.next() {
                     Some(pause) => std::thread::sleep(pause),
-                    None => break Err(e),
+                    // As every other transport: a retry that runs out of
+                    // time is a timeout, not a NotFound.
+                    None => break Err(crate::plain::timed_out("connect (nobody listening yet)")),
                 }
             }
             other => break other,
@@ -428,8 +430,9 @@ impl ConnectOptions {
     ///
     /// # Errors
     ///
-    /// See [`ShmChannel::connect`]; [`ErrorKind::NotFound`] when the timeout
-    /// passes with nobody listening.
+    /// See [`ShmChannel::connect`]; with `retry_not_found`,
+    /// [`ErrorKind::TimedOut`] when the timeout passes with nobody listening
+    /// (as for every transport).
     pub fn connect_shm(&self, addr: impl ToAddress) -> Result<ShmChannel> {
         connect_with(addr, self)
     }
