@@ -567,7 +567,7 @@ fn run_with_peer(
     loop {
         conn.send(&msg)?;
         sunk += 1;
-        if sunk % 64 == 0 {
+        if sunk.is_multiple_of(64) {
             let spent = sink_started.elapsed();
             progress(0.5 + (spent.as_secs_f64() / duration.as_secs_f64()).min(0.5));
             if spent >= half {

@@ -98,10 +98,10 @@ impl Pending {
     /// Removes shared-memory channel `addr` (`shm:NAME`) on an interrupt while
     /// this process is still its creator; call it right after the bind.
     pub(crate) fn shm_channel(self, addr: &ipckit::Address) {
-        if cfg!(unix) {
-            if let ipckit::Address::Shm(name) = addr {
-                push(Leftover::ShmChannel(name.clone()));
-            }
+        if cfg!(unix)
+            && let ipckit::Address::Shm(name) = addr
+        {
+            push(Leftover::ShmChannel(name.clone()));
         }
     }
 

@@ -343,12 +343,12 @@ fn run_transport(exe: &Path, transport: &Transport, settings: Settings, expected
         Ok(figures)
     });
     drop(listener);
-    if let Some(file) = &transport.file {
-        if file.symlink_metadata().is_ok() {
-            let _ = std::fs::remove_file(file);
-            if outcome.is_ok() {
-                outcome = Err(anyhow!("the listener left {} behind", file.display()));
-            }
+    if let Some(file) = &transport.file
+        && file.symlink_metadata().is_ok()
+    {
+        let _ = std::fs::remove_file(file);
+        if outcome.is_ok() {
+            outcome = Err(anyhow!("the listener left {} behind", file.display()));
         }
     }
     Row {

@@ -192,32 +192,32 @@ mod os {
                 if is_bind_lock(&path, &meta) || is_registry(&path) {
                     continue;
                 }
-                if meta.is_dir() {
-                    if let Some(group) = file.strip_suffix(".group") {
-                        let mut members = dir_entries(&path)?;
-                        members.retain(|(member, meta)| !is_bind_lock(member, meta));
-                        let state = if members.is_empty() { "empty" } else { "-" };
-                        list.push(Entry {
-                            path: Some(path.display().to_string()),
-                            ..Entry::new("group", format!("group:{group}"), state)
+                if meta.is_dir()
+                    && let Some(group) = file.strip_suffix(".group")
+                {
+                    let mut members = dir_entries(&path)?;
+                    members.retain(|(member, meta)| !is_bind_lock(member, meta));
+                    let state = if members.is_empty() { "empty" } else { "-" };
+                    list.push(Entry {
+                        path: Some(path.display().to_string()),
+                        ..Entry::new("group", format!("group:{group}"), state)
+                    });
+                    for (member, meta) in members {
+                        let socket = live(&member);
+                        let state = socket_state(&meta, socket);
+                        let name = member.file_name().map_or_else(String::new, |n| {
+                            n.to_string_lossy().trim_end_matches(".dgram").to_owned()
                         });
-                        for (member, meta) in members {
-                            let socket = live(&member);
-                            let state = socket_state(&meta, socket);
-                            let name = member.file_name().map_or_else(String::new, |n| {
-                                n.to_string_lossy().trim_end_matches(".dgram").to_owned()
-                            });
-                            shown.push(member.clone());
-                            list.push(owned(
-                                Entry {
-                                    path: Some(member.display().to_string()),
-                                    ..Entry::new("member", format!("group:{group}/{name}"), state)
-                                },
-                                socket,
-                            ));
-                        }
-                        continue;
+                        shown.push(member.clone());
+                        list.push(owned(
+                            Entry {
+                                path: Some(member.display().to_string()),
+                                ..Entry::new("member", format!("group:{group}/{name}"), state)
+                            },
+                            socket,
+                        ));
                     }
+                    continue;
                 }
                 let socket = live(&path);
                 let (kind, address) = if let Some(name) = file.strip_suffix(".sock") {
@@ -502,10 +502,10 @@ mod os {
                 Ok(members) => members.flatten().collect(),
                 Err(_) => Vec::new(),
             };
-            if members.is_empty() {
-                if let Some(last) = list.last_mut() {
-                    last.state = "empty";
-                }
+            if members.is_empty()
+                && let Some(last) = list.last_mut()
+            {
+                last.state = "empty";
             }
             for member in members {
                 let mname = member.file_name().to_string_lossy().into_owned();

@@ -34,13 +34,13 @@ pub(crate) fn run(addr: &Address, timeout: Duration, verbose: bool) -> Result<()
             }
             addr => Some(addr.clone()),
         };
-        if let Some(target) = target {
-            if answers(&target) {
-                if verbose {
-                    eprintln!("{addr} answers at {target}");
-                }
-                return Ok(());
+        if let Some(target) = target
+            && answers(&target)
+        {
+            if verbose {
+                eprintln!("{addr} answers at {target}");
             }
+            return Ok(());
         }
         if Instant::now() >= limit {
             bail!("wait for {addr}: it did not answer within {timeout:?}");

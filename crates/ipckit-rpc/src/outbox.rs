@@ -94,27 +94,27 @@ impl Outbox {
         if state.broken {
             return;
         }
-        if state.queue.is_empty() && state.begun.is_none() {
-            if let Some(writer) = state.writer.take() {
-                let _runtime = self.handle.enter();
-                let mut sending =
-                    send_owned(writer, reply.bytes, Arc::clone(&self.peer), self.limit);
-                match sending
-                    .as_mut()
-                    .poll(&mut Context::from_waker(Waker::noop()))
-                {
-                    Poll::Ready((writer, Ok(()))) => {
-                        state.writer = Some(writer);
-                        return;
-                    }
-                    // The client has gone: not the server's failure.
-                    Poll::Ready((_, Err(_))) => return self.break_off(&mut state),
-                    Poll::Pending => state.begun = Some((sending, reply.slot)),
+        if state.queue.is_empty()
+            && state.begun.is_none()
+            && let Some(writer) = state.writer.take()
+        {
+            let _runtime = self.handle.enter();
+            let mut sending = send_owned(writer, reply.bytes, Arc::clone(&self.peer), self.limit);
+            match sending
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready((writer, Ok(()))) => {
+                    state.writer = Some(writer);
+                    return;
                 }
-                drop(state);
-                self.work.notify_one();
-                return;
+                // The client has gone: not the server's failure.
+                Poll::Ready((_, Err(_))) => return self.break_off(&mut state),
+                Poll::Pending => state.begun = Some((sending, reply.slot)),
             }
+            drop(state);
+            self.work.notify_one();
+            return;
         }
         state.queue.push_back(reply);
         drop(state);

@@ -358,10 +358,10 @@ impl Client {
                 Err(_) => return Err(timed_out(&context, t)),
             },
         };
-        if let Err(Failure::Closed(..)) = &reply {
-            if let Some(closed) = &lock(&s.pending).closed {
-                return Err(closed_error(&context, closed));
-            }
+        if let Err(Failure::Closed(..)) = &reply
+            && let Some(closed) = &lock(&s.pending).closed
+        {
+            return Err(closed_error(&context, closed));
         }
         finish(&context, reply)
     }

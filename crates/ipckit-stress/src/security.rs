@@ -145,13 +145,13 @@ fn refused(
             }
         ));
     }
-    if let Some(p) = names {
-        if !err.contains(&p.display().to_string()) {
-            return Err(format!(
-                "{what}: refused, but the message does not name {}: {err}",
-                p.display()
-            ));
-        }
+    if let Some(p) = names
+        && !err.contains(&p.display().to_string())
+    {
+        return Err(format!(
+            "{what}: refused, but the message does not name {}: {err}",
+            p.display()
+        ));
     }
     Ok(format!("{what}:exit{}", code.unwrap_or(-1)))
 }

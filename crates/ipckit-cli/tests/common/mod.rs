@@ -127,7 +127,22 @@ impl Ipckit {
 }
 
 impl Drop for Ipckit {
+    /// Asks first (SIGTERM on Unix: the command removes the endpoints it
+    /// created, as on Ctrl-C, so a test leaves nothing behind), then kills.
     fn drop(&mut self) {
+        #[cfg(unix)]
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -384,11 +384,11 @@ fn scan(dir: &Path) -> Result<(Listing, Vec<PathBuf>)> {
         }
         // The owner named by the file name: a record that cannot be read is
         // still removed once its writer is gone.
-        if let Some((pid, start)) = record::owner_of(&file) {
-            if !owner_runs(pid, start) {
-                dead.push(path);
-                continue;
-            }
+        if let Some((pid, start)) = record::owner_of(&file)
+            && !owner_runs(pid, start)
+        {
+            dead.push(path);
+            continue;
         }
         let text = match fs::read(&path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),

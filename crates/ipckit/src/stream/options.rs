@@ -194,13 +194,13 @@ impl ListenerOptions {
     /// Refuses option values no listener can use.
     pub(crate) fn check(&self) -> Result<()> {
         check_max_message_size(self.sys.max_message_size)?;
-        if let Some(n) = self.sys.max_instances {
-            if n == 0 || n == 255 {
-                return Err(Error::new(
-                    ErrorKind::InvalidOption,
-                    format!("max_instances must be from 1 to 254, not {n}"),
-                ));
-            }
+        if let Some(n) = self.sys.max_instances
+            && (n == 0 || n == 255)
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidOption,
+                format!("max_instances must be from 1 to 254, not {n}"),
+            ));
         }
         if let Some(mode) = self.sys.mode {
             crate::security::check_mode(mode)?;

@@ -88,7 +88,7 @@ impl<'a> Ring<'a> {
     /// most one reads (`try_read`) at a time. Under loom, `data` points to
     /// `cap` `loom::sync::atomic::AtomicU8`s instead.
     pub(crate) unsafe fn new(pos: &'a Positions, data: *mut u8, cap: usize) -> Ring<'a> {
-        debug_assert!(cap % 8 == 0 && cap >= 64);
+        debug_assert!(cap.is_multiple_of(8) && cap >= 64);
         Ring { pos, data, cap }
     }
 
@@ -235,7 +235,7 @@ impl<'a> Ring<'a> {
         }
         let w = rd.write_seen;
         let published = w.wrapping_sub(r);
-        if published > self.cap as u64 || published % 8 != 0 || r % 8 != 0 {
+        if published > self.cap as u64 || !published.is_multiple_of(8) || !r.is_multiple_of(8) {
             return Err(Corrupt(format!(
                 "positions read {r} and write {w} are not those of a ring of {} bytes",
                 self.cap

@@ -453,7 +453,7 @@ impl Shared {
                 return Ok(());
             }
             spins += 1;
-            if spins % 64 == 0 {
+            if spins.is_multiple_of(64) {
                 let now = Instant::now();
                 if now >= spin_end || limit.is_some_and(|l| now >= l) {
                     break;

@@ -106,21 +106,21 @@ impl Limit {
         if let State::Idle = self.state {
             self.arm();
         }
-        if let State::Until(until) = self.state {
-            if until <= Instant::now() {
-                self.state = State::Idle;
-                return Poll::Ready(Err(timed_out(what)));
-            }
+        if let State::Until(until) = self.state
+            && until <= Instant::now()
+        {
+            self.state = State::Idle;
+            return Poll::Ready(Err(timed_out(what)));
         }
         if let Poll::Ready(done) = io(cx) {
             self.state = State::Idle;
             return Poll::Ready(done);
         }
-        if let (State::Until(_), Some(sleep)) = (self.state, &mut self.sleep) {
-            if sleep.as_mut().poll(cx).is_ready() {
-                self.state = State::Idle;
-                return Poll::Ready(Err(timed_out(what)));
-            }
+        if let (State::Until(_), Some(sleep)) = (self.state, &mut self.sleep)
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            self.state = State::Idle;
+            return Poll::Ready(Err(timed_out(what)));
         }
         Poll::Pending
     }

@@ -122,10 +122,9 @@ pub(super) fn bind_socket(
         path,
         private: true,
     } = ep
+        && let Some(dir) = path.parent()
     {
-        if let Some(dir) = path.parent() {
-            runtime_dir::ensure(dir)?;
-        }
+        runtime_dir::ensure(dir)?;
     }
     if let (Some(mode), Endpoint::Abstract(_)) = (opts.mode, ep) {
         return Err(Fault::io(
