@@ -223,7 +223,7 @@ pub trait HandshakeIo {
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Authentication`](crate::ErrorKind::Authentication) when the
+/// [`ErrorKind::Authentication`] when the
 /// peer's answer is wrong (the peer was sent `#FAILURE#`); the channel's failure.
 pub fn deliver(io: &mut impl HandshakeIo, key: &[u8], digest: ChallengeDigest) -> Result<()> {
     let msg = new_challenge(digest)?;
@@ -243,7 +243,7 @@ pub fn deliver(io: &mut impl HandshakeIo, key: &[u8], digest: ChallengeDigest) -
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Authentication`](crate::ErrorKind::Authentication) when the
+/// [`ErrorKind::Authentication`] when the
 /// peer refused the answer (`#FAILURE#`: the authkeys differ) or sent no
 /// challenge; the channel's failure.
 pub fn answer_peer(io: &mut impl HandshakeIo, key: &[u8]) -> Result<()> {
