@@ -65,7 +65,7 @@ impl ServerUserArg {
     }
 }
 
-/// `any`, a uid, a SID (`S-...`), or a user name: on Unix from /etc/passwd,
+/// `any`, a uid, a SID (`S-...`), or a user name: on Unix from the user database (getpwnam: /etc/passwd, NSS),
 /// on Windows an account name (`LookupAccountNameW`).
 fn parse(text: &str) -> Result<ServerUser, String> {
     if text == "any" {
@@ -82,7 +82,7 @@ fn parse(text: &str) -> Result<ServerUser, String> {
             "give an account name (NAME or DOMAIN\\NAME), a SID (S-1-5-21-..., as \
              `whoami /user` shows it)"
         } else {
-            "give a user name from /etc/passwd, a uid"
+            "give a user name the system knows (getent passwd), a uid"
         };
         format!("{e}; {how} or `any`")
     })

@@ -47,9 +47,9 @@ impl UserId {
         sys::current_user().map_err(|e| Error::io("find the current user", e))
     }
 
-    /// The user named `name`: on Unix a user name in `/etc/passwd` (users
-    /// known only to NSS, such as LDAP users, are not found: give their uid);
-    /// on Windows an account name (`NAME`, `DOMAIN\\NAME`, `NAME@DOMAIN`),
+    /// The user named `name`: on Unix a user name as the system's user
+    /// database knows it (`getpwnam_r`: `/etc/passwd` and NSS sources such as
+    /// LDAP or sssd); on Windows an account name (`NAME`, `DOMAIN\\NAME`, `NAME@DOMAIN`),
     /// looked up with `LookupAccountNameW`.
     ///
     /// # Errors

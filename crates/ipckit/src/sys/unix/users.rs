@@ -10,17 +10,12 @@ pub(crate) fn current_owners() -> io::Result<Vec<UserId>> {
     Ok(vec![super::current_user()?])
 }
 
-/// The uid of user `name` in /etc/passwd, or `None` when no line names it
-/// (users known only to NSS, e.g. LDAP, are not found).
+/// The uid of user `name` as the system's user database knows it
+/// (`getpwnam_r`: /etc/passwd and whatever NSS adds, such as LDAP or sssd), or
+/// `None` when it knows no such user.
 pub(crate) fn user_named(name: &str) -> io::Result<Option<UserId>> {
-    let passwd = std::fs::read_to_string("/etc/passwd")?;
-    Ok(passwd
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let user = fields.next()?;
-            let uid = fields.nth(1)?.parse::<u32>().ok()?;
-            (user == name).then_some(UserId::Uid(uid))
-        })
-        .next())
+    match nix::unistd::User::from_name(name) {
+        Ok(user) => Ok(user.map(|u| UserId::Uid(u.uid.as_raw()))),
+        Err(errno) => Err(io::Error::from_raw_os_error(errno as i32)),
+    }
 }
