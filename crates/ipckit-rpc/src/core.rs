@@ -42,7 +42,9 @@ const INLINE: Duration = Duration::from_micros(50);
 
 /// Where the calls of a server run.
 pub(crate) enum Calls {
-    /// As tokio tasks; sync handlers on tokio's blocking pool.
+    /// As tokio tasks; sync handlers on tokio's blocking pool (the async
+    /// server, public with the `tokio` feature).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Tokio,
     /// On a bounded pool of threads (the blocking server: only sync
     /// handlers), or at once when they are quick (see [`INLINE`]).
