@@ -103,8 +103,23 @@ fn foreign_owner(path: &Path) -> io::Result<Option<String>> {
         .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT)
         .open(path)?;
     let owner = file_owner_sid(file.as_handle())?;
-    let me = current_user_sid()?;
-    Ok((owner != me).then(|| format!("it is owned by {owner}, not by {me}, the current user")))
+    // The user's SID, or the default owner the OS gives its new objects (the
+    // Administrators group for an elevated administrator, another SID under
+    // Wine): both are the current user's.
+    let mine: Vec<String> = super::object_owner::current_owners()?
+        .into_iter()
+        .filter_map(|o| match o {
+            crate::peer::UserId::Sid(sid) => Some(sid),
+            crate::peer::UserId::Uid(_) => None,
+        })
+        .collect();
+    if mine.iter().any(|sid| sid.eq_ignore_ascii_case(&owner)) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "it is owned by {owner}, not by the current user ({})",
+        mine.join(" or ")
+    )))
 }
 
 /// Why the record file at `path` may not be trusted, if it may not: it must be
