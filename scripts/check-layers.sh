@@ -2,15 +2,16 @@
 # Fails if the platform layer names anything above it.
 #
 # `sys` is a leaf (docs/ARCHITECTURE.md): every file under
-# crates/ipckit/src/sys/ may name `crate::sys` and the plain-data modules it
-# shares with the layers above (`crate::plain`, `crate::peer`, `crate::sync`),
-# and nothing else of the crate: no public module (`crate::stream`,
-# `crate::security`, ...), no `crate::Error`, no `crate::address`. Comments
-# are not code and are skipped.
+# crates/ipckit/src/sys/ may name `crate::sys` and nothing else of the crate:
+# no public module (`crate::stream`, `crate::security`, ...), no
+# `crate::Error`, no `crate::address`, not even the crate-root aliases of its
+# own plain-data modules (`crate::plain`, `crate::peer`, `crate::sync` are
+# `crate::sys::...` re-exported for the layers above). Comments are not code
+# and are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-allowed='sys|plain|peer|sync'
+allowed='sys'
 bad=$(grep -rnE 'crate::[A-Za-z_]+' crates/ipckit/src/sys --include='*.rs' \
     | grep -vE '^[^:]+:[0-9]+:[[:space:]]*//' \
     | grep -E "crate::(\\{|[A-Za-z_]+)" \
@@ -27,7 +28,7 @@ while IFS= read -r line; do
     done
 done <<<"$bad"
 if [ "$fail" -ne 0 ]; then
-    echo "check-layers: sys must stay a leaf; pass plain data (crate::plain) instead" >&2
+    echo "check-layers: sys must stay a leaf; pass plain data (crate::sys::plain) instead" >&2
     exit 1
 fi
-echo "check-layers: sys names only crate::{sys, plain, peer, sync}"
+echo "check-layers: sys names only crate::sys"

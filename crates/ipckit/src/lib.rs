@@ -97,15 +97,16 @@ mod error;
 mod limits;
 pub mod mailslot;
 pub mod message;
-mod peer;
-mod plain;
 pub mod platform;
 pub mod registry;
 pub mod security;
 pub mod shm;
 pub mod stream;
-mod sync;
 mod sys;
+// What `sys` defines and the layers above share: the plain data and configs it
+// takes and returns (`plain`, `peer`) and the atomics/lock shim (`sync`). They
+// live in `sys`, which names nothing above it (scripts/check-layers.sh).
+pub(crate) use sys::{peer, plain, sync};
 #[cfg(feature = "tokio")]
 pub mod tokio;
 

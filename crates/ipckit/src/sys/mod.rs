@@ -37,7 +37,7 @@
 #[derive(Debug, Clone)]
 pub(crate) struct ObjectOwner {
     /// The owner: `uid` and `gid` on Unix, `sid` on Windows.
-    pub(crate) user: crate::peer::PeerCredentials,
+    pub(crate) user: crate::sys::peer::PeerCredentials,
     /// The permission bits (Unix).
     pub(crate) mode: Option<u32>,
     /// Windows: why the object's DACL lets someone other than the current
@@ -46,8 +46,11 @@ pub(crate) struct ObjectOwner {
 }
 
 pub(crate) mod mem;
+pub(crate) mod peer;
+pub(crate) mod plain;
 pub(crate) mod ring;
 pub(crate) mod shm_channel;
+pub(crate) mod sync;
 
 #[cfg(unix)]
 mod unix;

@@ -25,7 +25,7 @@ use std::mem::MaybeUninit;
 #[cfg(not(loom))]
 use std::ptr;
 
-use crate::sync::{AtomicU64, Ordering};
+use super::sync::{AtomicU64, Ordering};
 
 /// The size of a record's header.
 pub(crate) const RECORD_HEADER: usize = 8;

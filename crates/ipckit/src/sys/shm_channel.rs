@@ -37,9 +37,9 @@ use super::ring::{Positions, Reader, Ring};
 use super::shm::{
     Peer, Region, Wakers, current_pid, heavy_barrier, light_barrier, pid_alive, unlink,
 };
-use crate::plain::{Fault, FaultKind, timed_out};
-use crate::sync::relock;
-use crate::sync::{Ordering, compiler_fence, fence};
+use crate::sys::plain::{Fault, FaultKind, timed_out};
+use crate::sys::sync::relock;
+use crate::sys::sync::{Ordering, compiler_fence, fence};
 
 /// `b"ipckitch"`: an ipckit channel region.
 const MAGIC: [u8; 8] = *b"ipckitch";

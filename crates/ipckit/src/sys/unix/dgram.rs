@@ -27,11 +27,11 @@ use super::claim::{self, BindLock, Holder};
 use super::fdio::Wait;
 use super::runtime_dir;
 use super::stream::{OwnFile, bind_socket, check_private_dir, new_socket_of, socket_addr};
-use crate::peer::PeerCredentials;
-use crate::plain::Broadcast as Delivery;
-use crate::plain::Endpoint;
-use crate::plain::ListenConfig;
-use crate::plain::{Fault, FaultKind, timed_out, too_large};
+use crate::sys::peer::PeerCredentials;
+use crate::sys::plain::Broadcast as Delivery;
+use crate::sys::plain::Endpoint;
+use crate::sys::plain::ListenConfig;
+use crate::sys::plain::{Fault, FaultKind, timed_out, too_large};
 
 /// A datagram socket that receives one mailslot's messages.
 #[derive(Debug)]
@@ -83,7 +83,7 @@ impl MailslotReceiver {
         wait.check("receive")?;
         loop {
             {
-                let _turn = crate::sync::lock(&self.turn);
+                let _turn = crate::sys::sync::lock(&self.turn);
                 match self.peek() {
                     Ok(len) if len > self.max => {
                         // Refused whole: the datagram is dropped, the receiver
@@ -145,7 +145,7 @@ impl MailslotReceiver {
     /// The next datagram's size, and how many are queued: 0 when none is, and
     /// unknown (`None`) otherwise, as Unix does not count datagrams.
     pub(crate) fn pending(&self) -> io::Result<(Option<usize>, Option<usize>)> {
-        let _turn = crate::sync::lock(&self.turn);
+        let _turn = crate::sys::sync::lock(&self.turn);
         match self.peek() {
             Ok(len) => Ok((Some(len), None)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((None, Some(0))),

@@ -20,7 +20,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::plain::{Env, Os, OsErrorClass};
+use crate::sys::plain::{Env, Os, OsErrorClass};
 
 pub(crate) use dgram::{MailslotReceiver, MailslotSender, broadcast, join_group};
 pub(crate) use seqpacket::{MsgListener, MsgStream};
@@ -96,8 +96,8 @@ pub(crate) fn pipe_names() -> io::Result<Vec<String>> {
 
 /// The user this process runs as: its effective uid, the one the kernel gives
 /// the files it creates and reports to its peers (`SO_PEERCRED`).
-pub(crate) fn current_user() -> io::Result<crate::peer::UserId> {
-    Ok(crate::peer::UserId::Uid(
+pub(crate) fn current_user() -> io::Result<crate::sys::peer::UserId> {
+    Ok(crate::sys::peer::UserId::Uid(
         rustix::process::geteuid().as_raw(),
     ))
 }

@@ -103,8 +103,8 @@ fn linux_start(pid: u32) -> io::Result<Option<u64>> {
 /// one): on Linux, whether `/proc/net/unix` has a listening socket of that
 /// path or abstract name; elsewhere whether the socket file exists and is a
 /// socket. `None` when it cannot be told.
-pub(crate) fn endpoint_present(ep: &crate::plain::Endpoint) -> Option<bool> {
-    use crate::plain::Endpoint;
+pub(crate) fn endpoint_present(ep: &crate::sys::plain::Endpoint) -> Option<bool> {
+    use crate::sys::plain::Endpoint;
     let name = match ep {
         Endpoint::UnixPath { path, .. } => path.to_str()?.to_owned(),
         Endpoint::Abstract(name) => format!("@{}", String::from_utf8_lossy(name)),

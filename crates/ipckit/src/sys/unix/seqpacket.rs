@@ -27,9 +27,9 @@ use rustix::net::{
 
 use super::fdio::Wait;
 use super::stream::{OwnFile, bind_socket, connect_socket};
-use crate::plain::Endpoint;
-use crate::plain::{ConnectConfig, ListenConfig};
-use crate::plain::{Fault, FaultKind, too_large};
+use crate::sys::plain::Endpoint;
+use crate::sys::plain::{ConnectConfig, ListenConfig};
+use crate::sys::plain::{Fault, FaultKind, too_large};
 
 /// The payload of a record that passes a large message as a `memfd`, followed
 /// by the message length (8 bytes, little-endian).
@@ -131,7 +131,7 @@ impl MsgStream {
         self.sock.as_fd()
     }
 
-    pub(crate) fn peer_credentials(&self) -> io::Result<crate::peer::PeerCredentials> {
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::sys::peer::PeerCredentials> {
         super::stream::peer_credentials(self.sock.as_fd())
     }
 
@@ -242,7 +242,7 @@ impl MsgStream {
     /// two cannot peek the same record and then take different ones.
     fn recv_with(&self, out: &mut Vec<u8>, max: usize, wait: Wait) -> io::Result<bool> {
         wait.check("receive")?;
-        let _turn = crate::sync::lock(&self.recv_turn);
+        let _turn = crate::sys::sync::lock(&self.recv_turn);
         let next = self.peek(wait)?;
         let (len, has_fds) = match next {
             Next::End => return Ok(false),

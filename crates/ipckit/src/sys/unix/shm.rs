@@ -20,8 +20,8 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
 use rustix::shm;
 
-use crate::peer::PeerCredentials;
 use crate::sys::ObjectOwner;
+use crate::sys::peer::PeerCredentials;
 
 /// A mapping of shared memory into this process, unmapped on drop.
 #[derive(Debug)]

@@ -14,9 +14,9 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockop
 
 use super::claim::{self, BindLock, Holder};
 use super::{fdio, runtime_dir};
-use crate::peer::PeerCredentials;
-use crate::plain::Endpoint;
-use crate::plain::{ConnectConfig, Fault, FaultKind, ListenConfig, RetrySchedule, deadline};
+use crate::sys::peer::PeerCredentials;
+use crate::sys::plain::Endpoint;
+use crate::sys::plain::{ConnectConfig, Fault, FaultKind, ListenConfig, RetrySchedule, deadline};
 
 pub(super) fn socket_addr(ep: &Endpoint) -> io::Result<SocketAddrUnix> {
     match ep {

@@ -20,9 +20,9 @@ use super::stream::{
     self, OwnFile, check_private_dir, is_absent, new_socket_of, socket_addr, wrong_kind,
 };
 use super::{dgram, seqpacket};
-use crate::plain::Endpoint;
-use crate::plain::RetrySchedule;
-use crate::plain::{ConnectConfig, ListenConfig};
+use crate::sys::plain::Endpoint;
+use crate::sys::plain::RetrySchedule;
+use crate::sys::plain::{ConnectConfig, ListenConfig};
 
 /// A connected stream: tokio's own type.
 pub(crate) type Stream = UnixStream;
@@ -114,7 +114,7 @@ async fn connect_once(addr: &SocketAddrUnix) -> io::Result<Stream> {
 }
 
 /// The credentials of the peer of a connected stream (`SO_PEERCRED`).
-pub(crate) fn peer_credentials(stream: &Stream) -> io::Result<crate::peer::PeerCredentials> {
+pub(crate) fn peer_credentials(stream: &Stream) -> io::Result<crate::sys::peer::PeerCredentials> {
     use std::os::fd::AsFd;
     stream::peer_credentials(stream.as_fd())
 }
@@ -181,7 +181,7 @@ impl MsgStream {
         let _ = self.io.get_ref().shutdown(std::net::Shutdown::Read);
     }
 
-    pub(crate) fn peer_credentials(&self) -> io::Result<crate::peer::PeerCredentials> {
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::sys::peer::PeerCredentials> {
         self.io.get_ref().peer_credentials()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use crate::peer::UserId;
+use crate::sys::peer::UserId;
 
 /// The owners that stand for the current user: its effective uid (Unix gives
 /// new objects no other owner).

@@ -38,8 +38,8 @@ use windows_sys::Win32::System::Threading::{CREATE_SUSPENDED, GetStartupInfoW, S
 use super::crt_fds;
 use super::message::{MsgStream, client_handle};
 use super::pipe::{Listener, PipeKind, connect_handle, lock};
-use crate::plain::Endpoint;
-use crate::plain::{ConnectConfig, ListenConfig};
+use crate::sys::plain::Endpoint;
+use crate::sys::plain::{ConnectConfig, ListenConfig};
 
 /// Held by every ipckit spawn while its child end is inheritable.
 static SPAWN_LOCK: Mutex<()> = Mutex::new(());

@@ -48,10 +48,10 @@ use windows_sys::Win32::System::Mailslots::{CreateMailslotW, GetMailslotInfo};
 use super::handle::{Event, owned, wide};
 use super::security::SecurityAttributes;
 use super::{is_wine, overlapped};
-use crate::plain::Endpoint;
-use crate::plain::ListenConfig;
-use crate::plain::{Fault, FaultKind, timed_out, too_large};
-use crate::sync::relock;
+use crate::sys::plain::Endpoint;
+use crate::sys::plain::ListenConfig;
+use crate::sys::plain::{Fault, FaultKind, timed_out, too_large};
+use crate::sys::sync::relock;
 
 /// `lReadTimeout` for reads that wait until a message comes (winbase.h).
 const MAILSLOT_WAIT_FOREVER: u32 = u32::MAX;
@@ -449,7 +449,7 @@ impl MailslotSender {
     /// mailslot carries no identity of its receiver (there is no connection,
     /// and no call like `GetNamedPipeServerProcessId`), so this is always
     /// `Unsupported`.
-    pub(crate) fn receiver_credentials(&self) -> io::Result<crate::peer::PeerCredentials> {
+    pub(crate) fn receiver_credentials(&self) -> io::Result<crate::sys::peer::PeerCredentials> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "Windows tells a mailslot's sender nothing about who created the mailslot",
@@ -486,7 +486,7 @@ impl MailslotSender {
     /// whose receiver has gone: `BrokenPipe`). A message over the receiver's
     /// maximum is the OS error.
     pub(crate) fn send(&self, msg: &[u8]) -> io::Result<()> {
-        let mut handle = crate::sync::lock(&self.handle);
+        let mut handle = crate::sys::sync::lock(&self.handle);
         let Some((open, event)) = handle.as_ref() else {
             return Err(stuck_error());
         };

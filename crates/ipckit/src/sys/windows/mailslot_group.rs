@@ -22,8 +22,8 @@ use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND}
 use super::handle::wide;
 use super::mailslot::{MailslotReceiver, MailslotSender};
 use super::security::SecurityAttributes;
-use crate::plain::Broadcast;
-use crate::plain::ListenConfig;
+use crate::sys::plain::Broadcast;
+use crate::sys::plain::ListenConfig;
 
 /// The directory of every group's markers, under the temp dir.
 const GROUPS_DIR: &str = "ipckit-mailslot-groups";

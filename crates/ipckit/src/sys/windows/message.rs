@@ -30,9 +30,9 @@ use windows_sys::Win32::System::Pipes::{
 use super::handle::Event;
 use super::overlapped;
 use super::pipe::{Listener, PipeKind, connect_handle, lock};
-use crate::plain::Endpoint;
-use crate::plain::{ConnectConfig, ListenConfig};
-use crate::plain::{Fault, FaultKind, too_large};
+use crate::sys::plain::Endpoint;
+use crate::sys::plain::{ConnectConfig, ListenConfig};
+use crate::sys::plain::{Fault, FaultKind, too_large};
 
 /// The first read of each message asks for this much; larger messages take a
 /// second read of exactly their rest.
@@ -153,7 +153,7 @@ impl MsgStream {
         MsgStream::new(client_handle(ep, opts)?, false)
     }
 
-    pub(crate) fn peer_credentials(&self) -> io::Result<crate::peer::PeerCredentials> {
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::sys::peer::PeerCredentials> {
         super::security::peer_credentials(self.handle.as_handle())
     }
 

@@ -56,8 +56,8 @@ use windows_sys::Win32::Foundation::{
     ERROR_PIPE_NOT_CONNECTED, ERROR_TOO_MANY_OPEN_FILES, ERROR_WORKING_SET_QUOTA,
 };
 
-use crate::plain::{Env, Os};
-use crate::plain::{OsErrorClass, timed_out};
+use crate::sys::plain::{Env, Os};
+use crate::sys::plain::{OsErrorClass, timed_out};
 
 pub(crate) use mailslot::{MailslotReceiver, MailslotSender};
 pub(crate) use mailslot_group::{broadcast, groups_dir, join_group};
@@ -96,8 +96,8 @@ pub(crate) fn runtime_dir() -> Option<PathBuf> {
 }
 
 /// The user this process runs as: the user SID of its token.
-pub(crate) fn current_user() -> io::Result<crate::peer::UserId> {
-    security::current_user_sid().map(crate::peer::UserId::Sid)
+pub(crate) fn current_user() -> io::Result<crate::sys::peer::UserId> {
+    security::current_user_sid().map(crate::sys::peer::UserId::Sid)
 }
 
 /// Win32 error codes whose `io::ErrorKind` does not say enough.

@@ -41,8 +41,8 @@ use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::handle::wide;
 use super::security::{Local, process_token, read_wide};
-use crate::peer::PeerCredentials;
 use crate::sys::ObjectOwner;
+use crate::sys::peer::PeerCredentials;
 
 /// `SECTION_MAP_WRITE` and `SECTION_EXTEND_SIZE`: writing a file mapping.
 pub(super) const SECTION_WRITE: u32 = 0x0002 | 0x0010;
@@ -162,11 +162,11 @@ fn me() -> io::Result<Me> {
 /// The owners that stand for the current user: its user SID and the default
 /// owner the OS gives its new objects (the same SID, except for an elevated
 /// administrator and under Wine).
-pub(crate) fn current_owners() -> io::Result<Vec<crate::peer::UserId>> {
+pub(crate) fn current_owners() -> io::Result<Vec<crate::sys::peer::UserId>> {
     let me = me()?;
-    let mut owners = vec![crate::peer::UserId::Sid(me.user.clone())];
+    let mut owners = vec![crate::sys::peer::UserId::Sid(me.user.clone())];
     if !me.owner.eq_ignore_ascii_case(&me.user) {
-        owners.push(crate::peer::UserId::Sid(me.owner));
+        owners.push(crate::sys::peer::UserId::Sid(me.owner));
     }
     Ok(owners)
 }
@@ -208,7 +208,7 @@ unsafe fn account_name(sid: PSID) -> Option<String> {
 
 /// The SID of account `name` (`NAME`, `DOMAIN\NAME`, `NAME@DOMAIN`), or `None`
 /// when no account has that name (`LookupAccountNameW`).
-pub(crate) fn user_named(name: &str) -> io::Result<Option<crate::peer::UserId>> {
+pub(crate) fn user_named(name: &str) -> io::Result<Option<crate::sys::peer::UserId>> {
     let text = wide(name);
     // SECURITY_MAX_SID_SIZE is 68 bytes; u64s keep the buffer aligned.
     let mut sid = [0u64; 16];
@@ -238,7 +238,7 @@ pub(crate) fn user_named(name: &str) -> io::Result<Option<crate::peer::UserId>> 
     }
     // SAFETY: the call succeeded: `sid` holds a valid SID.
     let sid = unsafe { sid_string(sid.as_mut_ptr().cast())? };
-    Ok(Some(crate::peer::UserId::Sid(sid)))
+    Ok(Some(crate::sys::peer::UserId::Sid(sid)))
 }
 
 /// A SID for messages: its string form and, if known, its account name.

@@ -27,9 +27,9 @@ use super::first_instance::create_first;
 use super::handle::{Event, owned, wide};
 use super::security::{SecurityAttributes, describe, peer_credentials};
 use super::{overlapped, timed_out};
-use crate::peer::PeerCredentials;
-use crate::plain::Endpoint;
-use crate::plain::{ConnectConfig, ListenConfig, RetrySchedule, deadline};
+use crate::sys::peer::PeerCredentials;
+use crate::sys::plain::Endpoint;
+use crate::sys::plain::{ConnectConfig, ListenConfig, RetrySchedule, deadline};
 
 fn pipe_path(ep: &Endpoint) -> io::Result<Vec<u16>> {
     match ep {
@@ -101,7 +101,7 @@ fn server_pid(_path: &[u16]) -> &'static str {
     "its pid is not read: on Windows that would take a connection to it"
 }
 
-pub(super) use crate::sync::lock;
+pub(super) use crate::sys::sync::lock;
 
 /// What the instances of a pipe carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,7 +29,7 @@ use windows_sys::Win32::System::Threading::{
 
 use super::handle::{owned, wide};
 use super::security::{SecurityAttributes, current_user_sid, file_owner_sid};
-use crate::plain::Endpoint;
+use crate::sys::plain::Endpoint;
 
 /// The registry directory of the current user.
 pub(crate) fn dir() -> io::Result<PathBuf> {
@@ -109,8 +109,8 @@ fn foreign_owner(path: &Path) -> io::Result<Option<String>> {
     let mine: Vec<String> = super::object_owner::current_owners()?
         .into_iter()
         .filter_map(|o| match o {
-            crate::peer::UserId::Sid(sid) => Some(sid),
-            crate::peer::UserId::Uid(_) => None,
+            crate::sys::peer::UserId::Sid(sid) => Some(sid),
+            crate::sys::peer::UserId::Uid(_) => None,
         })
         .collect();
     if mine.iter().any(|sid| sid.eq_ignore_ascii_case(&owner)) {

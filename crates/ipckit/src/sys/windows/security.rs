@@ -37,8 +37,8 @@ use windows_sys::Win32::System::Threading::{
 
 use super::handle::{owned, wide};
 use super::object_owner::token_user_sid;
-use crate::peer::PeerCredentials;
-use crate::plain::{Fault, FaultKind};
+use crate::sys::peer::PeerCredentials;
+use crate::sys::plain::{Fault, FaultKind};
 
 /// Frees memory the system allocated with `LocalAlloc` for us, when dropped.
 pub(super) struct Local(pub(super) *mut c_void);

@@ -25,9 +25,9 @@ use super::first_instance::create_first;
 use super::security::SecurityAttributes;
 pub(crate) use super::tokio_mailslot::MailslotReceiver;
 pub(crate) use super::tokio_message::{MsgListener, MsgStream, connect_message};
-use crate::peer::PeerCredentials;
-use crate::plain::Endpoint;
-use crate::plain::{ConnectConfig, ListenConfig};
+use crate::sys::peer::PeerCredentials;
+use crate::sys::plain::Endpoint;
+use crate::sys::plain::{ConnectConfig, ListenConfig};
 
 /// The first pause of a client that finds every instance busy; it doubles on
 /// each try up to [`MAX_PAUSE`].

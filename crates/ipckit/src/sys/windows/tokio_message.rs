@@ -21,8 +21,8 @@ use ::tokio::task::{JoinHandle, spawn_blocking};
 
 use super::message;
 use super::tokio_blocking::in_flight;
-use crate::plain::Endpoint;
-use crate::plain::{ConnectConfig, ListenConfig};
+use crate::sys::plain::Endpoint;
+use crate::sys::plain::{ConnectConfig, ListenConfig};
 
 type Received = (io::Result<bool>, Vec<u8>);
 
@@ -81,7 +81,7 @@ impl MsgStream {
         let _ = self.inner.shutdown(std::net::Shutdown::Read);
     }
 
-    pub(crate) fn peer_credentials(&self) -> io::Result<crate::peer::PeerCredentials> {
+    pub(crate) fn peer_credentials(&self) -> io::Result<crate::sys::peer::PeerCredentials> {
         self.inner.peer_credentials()
     }
 }

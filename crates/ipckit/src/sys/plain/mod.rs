@@ -1,7 +1,8 @@
 //! Plain data that crosses the `sys` boundary: the settings `sys` takes, the
 //! endpoints it serves, the failures and outcomes it returns, the retry
-//! schedule. Like [`peer`](crate::peer) and [`sync`](crate::sync), it names
-//! nothing above it, so `sys` may name it (scripts/check-layers.sh).
+//! schedule. It is part of `sys` (like [`peer`](crate::sys::peer) and
+//! [`sync`](crate::sys::sync)) and names nothing above it; the layers above
+//! reach it as `crate::plain`, a re-export (scripts/check-layers.sh).
 
 mod broadcast;
 mod config;

@@ -1,6 +1,6 @@
 //! Peer credentials and user ids as plain data: what `sys` reads from the OS and returns,
-//! below every public module (re-exported as
-//! [`security::PeerCredentials`](crate::security::PeerCredentials), whose
+//! defined in `sys` so that it names nothing above it (re-exported as
+//! `ipckit::security::PeerCredentials`, whose
 //! methods live there).
 
 /// Who is on the other end of a local connection. Each field is `None` where this

@@ -2,7 +2,7 @@
 //! oversized message, broken framing, an option the OS cannot take, a
 //! deadline that passed), as `io::Error`s carrying a plain [`Fault`].
 //!
-//! `sys` builds no [`crate::Error`]: [`error`](crate::error) reads a
+//! `sys` builds no `ipckit::Error`: `error.rs`, above it, reads a
 //! `Fault`'s kind when the layer above wraps the `io::Error` with what it was
 //! doing (`Error::io`), so the caller sees the same [`crate::ErrorKind`] as
 //! before (`FrameTooLarge`, `Protocol`, `InvalidOption`).
@@ -54,7 +54,7 @@ impl Fault {
 }
 
 /// What an OS error code means where its `io::ErrorKind` does not say enough
-/// (`sys::os_error_class`); [`error`](crate::error) maps it to an `ErrorKind`.
+/// (`sys::os_error_class`); `error.rs` maps it to an `ErrorKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(dead_code)] // each OS reports some of them
 pub(crate) enum OsErrorClass {

@@ -1,5 +1,5 @@
 //! Where an address lives on this OS, as plain data: what the resolver in
-//! [`address`](crate::address) produces and `sys` consumes.
+//! the address resolver (`address.rs`) produces and `sys` consumes.
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! The outcome of a broadcast, as plain data: what `sys` returns and
-//! [`mailslot`](crate::mailslot) re-exports.
+//! `ipckit::mailslot` re-exports.
 
 /// The outcome of one [`MailslotSender::broadcast`](crate::MailslotSender::broadcast): which members received
 /// the message and which did not.
