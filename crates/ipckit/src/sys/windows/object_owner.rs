@@ -23,24 +23,21 @@ use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle};
 use std::ptr;
 
 use windows_sys::Win32::Foundation::{
-    ERROR_INSUFFICIENT_BUFFER, ERROR_NONE_MAPPED, ERROR_SUCCESS, GENERIC_ALL, GENERIC_WRITE,
-    GetLastError,
+    ERROR_INSUFFICIENT_BUFFER, ERROR_NONE_MAPPED, GENERIC_ALL, GENERIC_WRITE, GetLastError,
 };
-use windows_sys::Win32::Security::Authorization::{
-    ConvertSidToStringSidW, GetSecurityInfo, SE_KERNEL_OBJECT,
-};
+use windows_sys::Win32::Security::Authorization::SE_KERNEL_OBJECT;
 use windows_sys::Win32::Security::{
     ACCESS_ALLOWED_ACE, ACE_HEADER, ACL, ACL_SIZE_INFORMATION, AclSizeInformation,
     DACL_SECURITY_INFORMATION, GetAce, GetAclInformation, GetTokenInformation, INHERIT_ONLY_ACE,
-    LookupAccountNameW, LookupAccountSidW, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID,
-    SID_AND_ATTRIBUTES, SID_NAME_USE, TOKEN_GROUPS, TOKEN_INFORMATION_CLASS, TOKEN_OWNER,
-    TOKEN_USER, TokenGroups, TokenOwner, TokenUser,
+    LookupAccountNameW, LookupAccountSidW, OWNER_SECURITY_INFORMATION, PSID, SID_AND_ATTRIBUTES,
+    SID_NAME_USE, TOKEN_GROUPS, TOKEN_INFORMATION_CLASS, TOKEN_OWNER, TOKEN_USER, TokenGroups,
+    TokenOwner, TokenUser,
 };
 use windows_sys::Win32::Storage::FileSystem::{WRITE_DAC, WRITE_OWNER};
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::handle::wide;
-use super::security::{Local, process_token, read_wide};
+use super::security::{process_token, security_info, sid_string};
 use crate::sys::ObjectOwner;
 use crate::sys::peer::PeerCredentials;
 
@@ -62,24 +59,6 @@ const LOGON_ID: u32 = 0xC000_0000;
 /// (a different layout: refused unread).
 const ALLOWED_PLAIN: [u8; 2] = [0, 9];
 const ALLOWED_OTHER: [u8; 3] = [4, 5, 11];
-
-/// The string form of `sid`.
-///
-/// # Safety
-///
-/// `sid` must point to a valid SID that stays alive for the call.
-unsafe fn sid_string(sid: PSID) -> io::Result<String> {
-    let mut text: *mut u16 = ptr::null_mut();
-    // SAFETY: the caller guarantees `sid` is a valid SID for the call; `text` is
-    // a valid out-pointer that receives a LocalAlloc'd string on success.
-    if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let text = Local(text.cast());
-    // SAFETY: the call returned a NUL-terminated string, freed only when `text`
-    // drops after this read.
-    Ok(unsafe { read_wide(text.0.cast()) })
-}
 
 /// The information of class `class` about `token`, in a buffer of u64s (so
 /// aligned for the structures it starts with), sized as the OS asks.
@@ -258,35 +237,18 @@ unsafe fn named(sid: PSID, text: &str) -> String {
 /// why its DACL lets someone else write it (`write`: the object type's own
 /// write rights), if it does.
 pub(super) fn object_owner(handle: BorrowedHandle<'_>, write: u32) -> io::Result<ObjectOwner> {
-    let mut owner: PSID = ptr::null_mut();
-    let mut dacl: *mut ACL = ptr::null_mut();
-    let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
-    // SAFETY: `handle` is live and was opened with READ_CONTROL; the owner,
-    // DACL and descriptor out-pointers are valid, the group and SACL ones may
-    // be null. The owner and DACL point into the descriptor, LocalAlloc'd for
-    // us and freed by `Local` after their last use below.
-    let status = unsafe {
-        GetSecurityInfo(
-            handle.as_raw_handle(),
-            SE_KERNEL_OBJECT,
-            OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION,
-            &mut owner,
-            ptr::null_mut(),
-            &mut dacl,
-            ptr::null_mut(),
-            &mut descriptor,
-        )
-    };
-    if status != ERROR_SUCCESS {
-        return Err(io::Error::from_raw_os_error(status as i32));
-    }
-    let _descriptor = Local(descriptor);
+    let info = security_info(
+        handle,
+        SE_KERNEL_OBJECT,
+        OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION,
+    )?;
+    let (owner, dacl) = (info.owner, info.dacl);
     if owner.is_null() {
         return Err(io::Error::other(
             "the object's security descriptor has no owner",
         ));
     }
-    // SAFETY: `owner` points into the descriptor, alive until `_descriptor` drops.
+    // SAFETY: `owner` points into `info`'s descriptor, alive until `info` drops.
     let owner_sid = unsafe { sid_string(owner)? };
     let me = me()?;
     let mut trusted = vec![owner_sid.clone(), me.user, me.owner];
@@ -301,7 +263,7 @@ pub(super) fn object_owner(handle: BorrowedHandle<'_>, write: u32) -> io::Result
     let others_write = if dacl.is_null() {
         Some("it has a NULL DACL, which lets everyone do anything to it".to_owned())
     } else {
-        // SAFETY: `dacl` points into the descriptor, alive until it drops.
+        // SAFETY: `dacl` points into `info`'s descriptor, alive until `info` drops.
         unsafe { foreign_writer(dacl, write | ANY_OBJECT_WRITE, &trusted)? }
     }
     .map(|why| {

@@ -20,11 +20,11 @@ use windows_sys::Win32::Foundation::{ERROR_SUCCESS, HANDLE, HLOCAL, LocalFree};
 use windows_sys::Win32::Security::Authorization::{
     ConvertSecurityDescriptorToStringSecurityDescriptorW, ConvertSidToStringSidW,
     ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
-    SE_FILE_OBJECT, SE_KERNEL_OBJECT,
+    SE_FILE_OBJECT, SE_KERNEL_OBJECT, SE_OBJECT_TYPE,
 };
 use windows_sys::Win32::Security::{
-    DACL_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID,
-    RevertToSelf, SECURITY_ATTRIBUTES, TOKEN_QUERY,
+    ACL, DACL_SECURITY_INFORMATION, OBJECT_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION,
+    PSECURITY_DESCRIPTOR, PSID, RevertToSelf, SECURITY_ATTRIBUTES, TOKEN_QUERY,
 };
 use windows_sys::Win32::System::Pipes::{
     GetNamedPipeClientProcessId, GetNamedPipeInfo, GetNamedPipeServerProcessId,
@@ -266,22 +266,37 @@ pub(super) fn peer_credentials(handle: BorrowedHandle<'_>) -> io::Result<PeerCre
     })
 }
 
-/// The owner SID (string form) of the file or directory behind `handle`,
-/// which must have been opened with `READ_CONTROL`.
-pub(super) fn file_owner_sid(handle: BorrowedHandle<'_>) -> io::Result<String> {
+/// A security descriptor read with `GetSecurityInfo`, and its owner and DACL
+/// (null unless asked for), which point into it: valid while this lives.
+pub(super) struct SecurityInfo {
+    pub(super) descriptor: Local,
+    pub(super) owner: PSID,
+    pub(super) dacl: *mut ACL,
+}
+
+/// The parts `what` (`OWNER_SECURITY_INFORMATION`, `DACL_...`) of the security
+/// descriptor of the object of type `kind` behind `handle`, which must have
+/// been opened with `READ_CONTROL`.
+pub(super) fn security_info(
+    handle: BorrowedHandle<'_>,
+    kind: SE_OBJECT_TYPE,
+    what: OBJECT_SECURITY_INFORMATION,
+) -> io::Result<SecurityInfo> {
     let mut owner: PSID = ptr::null_mut();
+    let mut dacl: *mut ACL = ptr::null_mut();
     let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
-    // SAFETY: `handle` is live and was opened with READ_CONTROL; `owner` and
-    // `descriptor` are valid out-pointers (`owner` points into the descriptor,
-    // which is LocalAlloc'd for us); the group/DACL/SACL out-pointers may be null.
+    // SAFETY: `handle` is live and was opened with READ_CONTROL; the owner,
+    // DACL and descriptor out-pointers are valid, the group and SACL ones may
+    // be null. The owner and DACL point into the descriptor, LocalAlloc'd for
+    // us and freed by `Local` when the returned value drops.
     let status = unsafe {
         GetSecurityInfo(
             handle.as_raw_handle(),
-            SE_FILE_OBJECT,
-            OWNER_SECURITY_INFORMATION,
+            kind,
+            what,
             &mut owner,
             ptr::null_mut(),
-            ptr::null_mut(),
+            &mut dacl,
             ptr::null_mut(),
             &mut descriptor,
         )
@@ -289,45 +304,52 @@ pub(super) fn file_owner_sid(handle: BorrowedHandle<'_>) -> io::Result<String> {
     if status != ERROR_SUCCESS {
         return Err(io::Error::from_raw_os_error(status as i32));
     }
-    let descriptor = Local(descriptor);
+    Ok(SecurityInfo {
+        descriptor: Local(descriptor),
+        owner,
+        dacl,
+    })
+}
+
+/// The string form of `sid`.
+///
+/// # Safety
+///
+/// `sid` must point to a valid SID that stays alive for the call.
+pub(super) unsafe fn sid_string(sid: PSID) -> io::Result<String> {
     let mut text: *mut u16 = ptr::null_mut();
-    // SAFETY: `owner` points into `descriptor`, alive until it drops after this
-    // call; `text` is a valid out-pointer.
-    if unsafe { ConvertSidToStringSidW(owner, &mut text) } == 0 {
+    // SAFETY: the caller guarantees `sid` is a valid SID for the call; `text` is
+    // a valid out-pointer that receives a LocalAlloc'd string on success.
+    if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 {
         return Err(io::Error::last_os_error());
     }
-    drop(descriptor);
     let text = Local(text.cast());
-    // SAFETY: `ConvertSidToStringSidW` returned a NUL-terminated string, freed
-    // only when `text` drops after this read.
+    // SAFETY: the call returned a NUL-terminated string, freed only when `text`
+    // drops after this read.
     Ok(unsafe { read_wide(text.0.cast()) })
+}
+
+/// The owner SID (string form) of the file or directory behind `handle`,
+/// which must have been opened with `READ_CONTROL`.
+pub(super) fn file_owner_sid(handle: BorrowedHandle<'_>) -> io::Result<String> {
+    let info = security_info(handle, SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION)?;
+    if info.owner.is_null() {
+        return Err(io::Error::other(
+            "the file's security descriptor has no owner",
+        ));
+    }
+    // SAFETY: `info.owner` points into `info`'s descriptor, alive for the call.
+    unsafe { sid_string(info.owner) }
 }
 
 /// The owner and DACL of the object behind `handle`, as SDDL.
 pub(super) fn describe(handle: BorrowedHandle<'_>) -> io::Result<String> {
     let what = OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION;
-    let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
-    // SAFETY: `handle` is live and was opened with READ_CONTROL (a pipe server
-    // end has it); the owner/group/DACL/SACL out-pointers may be null, and
-    // `descriptor` is a valid out-pointer that receives a LocalAlloc'd copy.
-    let status = unsafe {
-        GetSecurityInfo(
-            handle.as_raw_handle(),
-            SE_KERNEL_OBJECT,
-            what,
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            &mut descriptor,
-        )
-    };
-    if status != ERROR_SUCCESS {
-        return Err(io::Error::from_raw_os_error(status as i32));
-    }
-    let descriptor = Local(descriptor);
+    // A pipe server end has READ_CONTROL.
+    let info = security_info(handle, SE_KERNEL_OBJECT, what)?;
+    let descriptor = &info.descriptor;
     let mut text: *mut u16 = ptr::null_mut();
-    // SAFETY: `descriptor.0` is the valid descriptor just returned, alive until
+    // SAFETY: `descriptor.0` is the valid descriptor just read, alive until
     // `descriptor` drops; `text` is a valid out-pointer, the length may be null.
     let ok = unsafe {
         ConvertSecurityDescriptorToStringSecurityDescriptorW(
