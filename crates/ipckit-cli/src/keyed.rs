@@ -144,24 +144,24 @@ pub(crate) fn connect(
 /// that serves one client, as `listen` without --echo does.
 pub(crate) fn listen(addr: &Address, key: &[u8], count: Option<u64>, verbose: bool) -> Result<()> {
     if pipe_messages(addr) {
-        let pending = crate::cleanup::pending();
-        let listener = MessageListener::bind(addr)?;
-        pending.socket_of(addr);
-        crate::services::registered(listener.local_addr(), Kind::Message, verbose)?;
-        if verbose {
-            crate::report_ready("listening", listener.local_addr());
-        }
+        let listener = crate::serve_at(
+            addr,
+            Kind::Message,
+            verbose,
+            || Ok(MessageListener::bind(addr)?),
+            MessageListener::local_addr,
+        )?;
         let channel = listener.accept()?;
         drop(listener);
         relay_messages(channel, key, true, count, None)
     } else {
-        let pending = crate::cleanup::pending();
-        let listener = Listener::bind(addr)?;
-        pending.socket_of(addr);
-        crate::services::registered(listener.local_addr(), Kind::Message, verbose)?;
-        if verbose {
-            crate::report_ready("listening", listener.local_addr());
-        }
+        let listener = crate::serve_at(
+            addr,
+            Kind::Message,
+            verbose,
+            || Ok(Listener::bind(addr)?),
+            Listener::local_addr,
+        )?;
         let stream = listener.accept()?;
         drop(listener);
         relay_framed(stream, key, true, count, None)

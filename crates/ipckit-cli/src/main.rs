@@ -806,6 +806,26 @@ pub(crate) fn report_ready(what: &str, addr: &ipckit::Address) {
     }
 }
 
+/// Binds a server endpoint of `addr` with `bind` and makes it known: removed
+/// on Ctrl-C/SIGTERM/SIGHUP (a signal during the bind waits for this),
+/// registered as a service with `--register`, and reported under `-v`.
+pub(crate) fn serve_at<L>(
+    addr: &Address,
+    kind: ipckit::registry::Kind,
+    verbose: bool,
+    bind: impl FnOnce() -> Result<L>,
+    local_addr: impl Fn(&L) -> &Address,
+) -> Result<L> {
+    let pending = cleanup::pending();
+    let server = bind()?;
+    pending.socket_of(addr);
+    services::registered(local_addr(&server), kind, verbose)?;
+    if verbose {
+        report_ready("listening", local_addr(&server));
+    }
+    Ok(server)
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Listen {

@@ -27,13 +27,13 @@ pub(crate) fn listen(
     max: Option<usize>,
     verbose: bool,
 ) -> Result<()> {
-    let pending = crate::cleanup::pending();
-    let listener = MessageListener::bind(addr)?;
-    pending.socket_of(addr);
-    crate::services::registered(listener.local_addr(), Kind::Message, verbose)?;
-    if verbose {
-        crate::report_ready("listening", listener.local_addr());
-    }
+    let listener = crate::serve_at(
+        addr,
+        Kind::Message,
+        verbose,
+        || Ok(MessageListener::bind(addr)?),
+        MessageListener::local_addr,
+    )?;
     if echo {
         return serve_clients(|| listener.accept(), echo_messages, max, verbose);
     }

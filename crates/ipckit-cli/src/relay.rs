@@ -20,13 +20,13 @@ const BUF_SIZE: usize = 64 * 1024;
 
 /// `ipckit listen [--echo [--max-connections N]] ADDR`.
 pub(crate) fn listen(addr: &Address, echo: bool, max: Option<usize>, verbose: bool) -> Result<()> {
-    let pending = crate::cleanup::pending();
-    let listener = Listener::bind(addr)?;
-    pending.socket_of(addr);
-    crate::services::registered(listener.local_addr(), Kind::Stream, verbose)?;
-    if verbose {
-        crate::report_ready("listening", listener.local_addr());
-    }
+    let listener = crate::serve_at(
+        addr,
+        Kind::Stream,
+        verbose,
+        || Ok(Listener::bind(addr)?),
+        Listener::local_addr,
+    )?;
     if echo {
         return serve_clients(
             || listener.accept(),

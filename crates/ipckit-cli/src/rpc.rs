@@ -136,15 +136,16 @@ pub(crate) fn serve_demo(
     if verbose {
         opts.on_connection_error(|e| eprintln!("ipckit: a client failed: {e}"));
     }
-    let pending = crate::cleanup::pending();
-    let server = opts
-        .bind(addr, demo_methods())
-        .context("serve the JSON-RPC demo")?;
-    pending.socket_of(addr);
-    crate::services::registered(server.local_addr(), Kind::Rpc, verbose)?;
-    if verbose {
-        crate::report_ready("listening", server.local_addr());
-    }
+    let _server = crate::serve_at(
+        addr,
+        Kind::Rpc,
+        verbose,
+        || {
+            opts.bind(addr, demo_methods())
+                .context("serve the JSON-RPC demo")
+        },
+        ipckit_rpc::Server::local_addr,
+    )?;
     loop {
         thread::park();
     }

@@ -27,39 +27,48 @@ fn node_script(name: &str) -> String {
     format!("{}/../ipckit/tests/node/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `ipckit spawn --linger ... -- node late_replies.js DELAY_MS` with `input`
+/// as stdin; must exit 0. Returns its stdout.
+fn late_replies(delay_ms: &str, input: Vec<u8>) -> String {
+    let script = node_script("late_replies.js");
+    let args = [
+        "spawn",
+        "--linger",
+        &linger(),
+        "--",
+        &node(),
+        &script,
+        delay_ms,
+    ];
+    let (status, stdout, stderr) = run_with_stdin(&args, input);
+    assert!(status.success(), "{status}: {stderr}");
+    stdout
+}
+
 #[test]
 fn an_async_reply_after_the_end_of_stdin_is_printed() {
     watchdog(limit(), || {
-        let script = node_script("late_replies.js");
-        let (status, stdout, stderr) = run_with_stdin(
-            &[
-                "spawn",
-                "--linger",
-                &linger(),
-                "--",
-                &node(),
-                &script,
-                "300",
-            ],
-            b"{\"job\":1}\n".to_vec(),
+        let stdout = late_replies(
+            "300",
+            b"{\"job\":1}
+"
+            .to_vec(),
         );
-        assert!(status.success(), "{status}: {stderr}");
-        assert_eq!(stdout, "{\"done\":1}\n", "{stderr}");
+        assert_eq!(
+            stdout,
+            "{\"done\":1}
+"
+        );
     });
 }
 
 #[test]
 fn five_thousand_replies_are_all_printed_in_order() {
     watchdog(limit() * 2, || {
-        let script = node_script("late_replies.js");
         let input: String = (0..5000).map(|n| format!("{{\"job\":{n}}}\n")).collect();
-        let (status, stdout, stderr) = run_with_stdin(
-            &["spawn", "--linger", &linger(), "--", &node(), &script, "50"],
-            input.into_bytes(),
-        );
-        assert!(status.success(), "{status}: {stderr}");
+        let stdout = late_replies("50", input.into_bytes());
         let lines: Vec<&str> = stdout.lines().collect();
-        assert_eq!(lines.len(), 5000, "{stderr}");
+        assert_eq!(lines.len(), 5000);
         for (n, line) in lines.iter().enumerate() {
             assert_eq!(*line, format!("{{\"done\":{n}}}"));
         }
@@ -69,26 +78,9 @@ fn five_thousand_replies_are_all_printed_in_order() {
 #[test]
 fn a_one_mib_reply_is_printed_whole() {
     watchdog(limit(), || {
-        let script = node_script("late_replies.js");
-        let (status, stdout, stderr) = run_with_stdin(
-            &[
-                "spawn",
-                "--linger",
-                &linger(),
-                "--",
-                &node(),
-                &script,
-                "100",
-            ],
-            b"{\"big\":1048576}\n".to_vec(),
-        );
-        assert!(status.success(), "{status}: {stderr}");
+        let stdout = late_replies("100", b"{\"big\":1048576}\n".to_vec());
         let expected = format!("{{\"big\":\"{}\"}}\n", "x".repeat(1 << 20));
-        assert!(
-            stdout == expected,
-            "{} bytes printed: {stderr}",
-            stdout.len()
-        );
+        assert!(stdout == expected, "{} bytes printed", stdout.len());
     });
 }
 
