@@ -22,6 +22,9 @@ use ipckit::{
 use util::users::{self, OTHER_GID, OTHER_UID, TempDir, can_switch_users};
 use util::{Kid, unique_name, watchdog};
 
+/// What a squatter sends itself last (see `client_child_entry`).
+const SENTINEL: &[u8] = b"\0squatter-sentinel\0";
+
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// Not a test: the entry point of this program when a test re-runs it as a
@@ -42,13 +45,21 @@ fn client_child_entry() {
             opts.mode(0o666);
             let (conns, bytes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
             let (c, b) = (conns.clone(), bytes.clone());
+            // The squatter's own last message, SENTINEL, is counted by no one:
+            // once it is seen, everything sent before it has been counted
+            // (connections are accepted, and datagrams received, in order).
+            let (seen, sentinel_seen) = std::sync::mpsc::channel();
             if role == "squat_stream" {
                 let listener = opts.bind(addr.as_str()).unwrap();
                 std::thread::spawn(move || {
                     while let Ok(mut s) = listener.accept() {
-                        c.fetch_add(1, Ordering::SeqCst);
                         let mut got = Vec::new();
                         let _ = s.read_to_end(&mut got);
+                        if got == SENTINEL {
+                            let _ = seen.send(());
+                            continue;
+                        }
+                        c.fetch_add(1, Ordering::SeqCst);
                         b.fetch_add(got.len(), Ordering::SeqCst);
                     }
                 });
@@ -56,6 +67,10 @@ fn client_child_entry() {
                 let receiver = opts.bind_mailslot(addr.as_str()).unwrap();
                 std::thread::spawn(move || {
                     while let Ok(msg) = receiver.recv() {
+                        if msg == SENTINEL {
+                            let _ = seen.send(());
+                            continue;
+                        }
                         c.fetch_add(1, Ordering::SeqCst);
                         b.fetch_add(msg.len(), Ordering::SeqCst);
                     }
@@ -63,9 +78,20 @@ fn client_child_entry() {
             }
             println!("SERVING");
             let _ = std::io::stdin().read_to_end(&mut Vec::new());
-            // Whatever was sent before stdin closed has arrived: the client
-            // reported before the parent closed it.
-            std::thread::sleep(Duration::from_millis(50));
+            // The victim is done (the parent closed stdin after its report);
+            // send the sentinel and wait until it was counted past.
+            if role == "squat_stream" {
+                let mut s = ipckit::Stream::connect(addr.as_str()).unwrap();
+                s.write_all(SENTINEL).unwrap();
+            } else {
+                ipckit::MailslotSender::connect(addr.as_str())
+                    .unwrap()
+                    .send(SENTINEL)
+                    .unwrap();
+            }
+            sentinel_seen
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the squatter saw its own sentinel");
             println!(
                 "GOT {} {}",
                 conns.load(Ordering::SeqCst),
