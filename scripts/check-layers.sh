@@ -27,8 +27,44 @@ while IFS= read -r line; do
         fi
     done
 done <<<"$bad"
+# Doc examples are code too: a doctest in sys that names a public module
+# (`ipckit::security::...`) belongs on the module that re-exports the type.
+doctest=$(grep -rnE '^[[:space:]]*//[/!].*\bipckit::[a-z_]+::' crates/ipckit/src/sys --include='*.rs' || true)
+if [ -n "$doctest" ]; then
+    echo "check-layers: sys names a public module in its docs (move the example to the re-export):" >&2
+    echo "$doctest" >&2
+    fail=1
+fi
 if [ "$fail" -ne 0 ]; then
     echo "check-layers: sys must stay a leaf; pass plain data (crate::sys::plain) instead" >&2
     exit 1
 fi
 echo "check-layers: sys names only crate::sys"
+
+# No import cycles between the modules of ipckit-rpc (docs/ARCHITECTURE.md:
+# plain types and errors -> framing and auth -> budget, pool, outbox -> core
+# -> the server and client faces). Each file names the modules it uses as
+# `crate::MODULE`; comments (doc links included) are not imports. `tsort`
+# reports a loop in that graph.
+module_cycles() {
+    local src=$1
+    local edges=""
+    local file module dep
+    for file in "$src"/*.rs "$src"/*/mod.rs; do
+        [ -e "$file" ] || continue
+        module=$(basename "$file" .rs)
+        [ "$module" = mod ] && module=$(basename "$(dirname "$file")")
+        for dep in $(grep -vE '^[[:space:]]*//' "$file" | grep -oE 'crate::[a-z_]+' | sed 's/crate:://' | sort -u); do
+            [ "$dep" = "$module" ] && continue
+            edges+="$module $dep"$'\n'
+        done
+    done
+    tsort <<<"$edges" 2>&1 >/dev/null | grep -E 'loop|^tsort: ' || true
+}
+loops=$(module_cycles crates/ipckit-rpc/src)
+if [ -n "$loops" ]; then
+    echo "check-layers: ipckit-rpc has an import cycle:" >&2
+    echo "$loops" >&2
+    exit 1
+fi
+echo "check-layers: ipckit-rpc has no import cycle"

@@ -1,7 +1,8 @@
 //! `ipckit ls`: the live IPC endpoints on this machine.
 //!
 //! - Unix: the entries of ipckit's per-user runtime directory (socket files of
-//!   portable names, mailslot receivers, broadcast groups and their members);
+//!   portable names, the rendezvous `NAME.shm.sock` of shared-memory message
+//!   listeners, mailslot receivers, broadcast groups and their members);
 //!   on Linux also every listening Unix socket in `/proc/net/unix` (its path or
 //!   `@abstract` name, and the owning process where `/proc/PID/fd` can be read),
 //!   and the ipckit shared-memory channels in `/dev/shm`. A socket file that no
@@ -58,8 +59,29 @@ impl Entry {
 /// prints the rest and fails with that error).
 type Listing = (Vec<Entry>, Option<anyhow::Error>);
 
+/// What `ls` cannot tell on this OS, and where to look instead (printed to
+/// stderr, so the listing itself stays the same shape everywhere).
+const NOT_TOLD: Option<&str> = if cfg!(target_vendor = "apple") {
+    Some(
+        "macOS has no /proc/net/unix or /dev/shm: a socket's state (listening or stale) and \
+         its owning process show as '-', and shared-memory regions are not listed \
+         (`lsof -U` lists the Unix sockets and their processes)",
+    )
+} else if cfg!(target_os = "freebsd") {
+    Some(
+        "FreeBSD has no /proc/net/unix or /dev/shm: a socket's state (listening or stale) and \
+         its owning process show as '-', and shared-memory regions are not listed \
+         (`sockstat -u` lists the Unix sockets and their processes; `posixshmcontrol ls` the regions)",
+    )
+} else {
+    None
+};
+
 /// `ipckit ls [--json]`.
 pub(crate) fn run(json: bool) -> Result<()> {
+    if let Some(note) = NOT_TOLD {
+        eprintln!("ipckit ls: not shown on this OS: {note}");
+    }
     let (mut entries, missing) = os::entries()?;
     entries.sort();
     entries.dedup();
@@ -220,7 +242,10 @@ mod os {
                     continue;
                 }
                 let socket = live(&path);
-                let (kind, address) = if let Some(name) = file.strip_suffix(".sock") {
+                let (kind, address) = if let Some(name) = file.strip_suffix(".shm.sock") {
+                    // The rendezvous of a shared-memory message listener.
+                    ("shm-channel", format!("shm:{name}"))
+                } else if let Some(name) = file.strip_suffix(".sock") {
                     let kind = socket.map_or("socket", |s| s.kind);
                     (kind, format!("pipe:{name}"))
                 } else if let Some(name) = file.strip_suffix(".dgram") {

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accepting;
 mod bench;
 mod cleanup;
 mod demo;
@@ -21,10 +22,12 @@ mod mailslot;
 mod message;
 mod relay;
 mod rpc;
+mod serve;
 mod server_user;
 mod services;
 mod shm;
 mod spawn;
+mod threaded;
 mod wait;
 
 use std::ffi::OsString;
@@ -176,7 +179,6 @@ enum Command {
         /// the listener's backlog are refused by the OS). An accept that fails
         /// for lack of resources (out of file descriptors) never ends the
         /// server: it pauses, 5 ms doubling to 1 s, and goes on; -v reports it.
-        /// Not for shm:, which serves one peer.
         #[arg(long, value_name = "N", requires = "echo", value_parser = parse_max_connections)]
         max_connections: Option<usize>,
 
@@ -503,23 +505,31 @@ enum Command {
         json: bool,
     },
 
-    /// Measure latency, message rate and throughput of every transport, against std.
+    /// Measure latency, message rate and throughput of every transport, against its bare loop.
     ///
     /// For each transport (default: all of them on this OS) this process binds
     /// the endpoint and a peer process (this same binary) connects. For the first
     /// half of --duration it times round trips of --size bytes into an HDR
     /// histogram (p50, p99, p999), checking every echo; for the second half it
     /// sends messages one way as fast as the transport takes them (message rate
-    /// and throughput). A plain-std baseline runs in the same run (std's
-    /// UnixStream on Unix; std's TcpStream on 127.0.0.1 on Windows, as std has no
-    /// named pipes), and each transport's median and throughput are shown as
-    /// ratios to it. A progress bar is drawn on stderr when it is a terminal.
-    /// Exits 1 if any transport failed (its row says why).
+    /// and throughput). Each transport's baseline runs in the same run, and its
+    /// median and message rate are shown as ratios to it: the bare loop of the
+    /// mechanism it runs on (std's stream for `stream`, a raw SOCK_SEQPACKET
+    /// socket for `message` on Linux and FreeBSD, two bare shared-memory rings
+    /// for `shm`, std's TCP for `tcp`). A
+    /// plain-std stream always runs too (std's UnixStream on Unix; std's
+    /// TcpStream on 127.0.0.1 on Windows, as std has no named pipes), and every
+    /// median is also shown over its. --pin same|split puts both processes on
+    /// one CPU, or one each (Linux and FreeBSD). A progress bar is drawn on
+    /// stderr when it is a terminal. Exits 1 if any transport failed (its row
+    /// says why).
     #[command(after_help = concat!(
-        "Transports: std (the baseline), stream, message, datagram, shm, tcp\n\n",
+        "Transports: std (std's stream), stream, seqpacket (bare), message, datagram,\n",
+        "ring (bare), shm, std-tcp (bare), tcp\n\n",
         "Examples:\n",
         "  ipckit bench\n",
         "  ipckit bench stream shm --size 4096 --duration 2s\n",
+        "  ipckit bench message --pin split\n",
         "  ipckit bench --json --duration 500ms > bench.json\n",
         "  ipckit bench --plot latency.svg\n\n",
     ))]
@@ -532,6 +542,9 @@ enum Command {
         addr: String,
         size: usize,
         reply: Option<String>,
+        /// The CPU to run on (`ipckit bench --pin`).
+        #[arg(long)]
+        cpu: Option<usize>,
     },
 
     /// Call a JSON-RPC 2.0 method and print its result as JSON.
@@ -841,17 +854,8 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(key) = authkey {
                 return keyed::listen(&addr, key.as_bytes(), count, cli.verbose);
             }
-            if matches!(addr, Address::Shm(_)) {
-                if max_connections.is_some() {
-                    return Err(usage_error(
-                        "listen",
-                        clap::error::ErrorKind::ArgumentConflict,
-                        "--max-connections does not apply to shm: (a shared-memory channel serves one peer)",
-                    )
-                    .into());
-                }
-                shm::listen(&addr, echo, count, cli.verbose)
-            } else if message {
+            // A shared-memory channel carries messages only.
+            if message || matches!(addr, Address::Shm(_)) {
                 message::listen(&addr, echo, count, max_connections, cli.verbose)
             } else {
                 relay::listen(&addr, echo, max_connections, cli.verbose)
@@ -873,8 +877,14 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(timeout) = timeout {
                 opts.timeout(timeout);
             }
-            // service:NAME may name a shared-memory channel.
-            let addr = services::resolve(&addr, retry, timeout)?;
+            // service:NAME may name a shared-memory channel; otherwise the
+            // library tries each live instance in turn.
+            let found = services::resolve(&addr, retry, timeout)?;
+            let addr = if matches!(found, Address::Shm(_)) {
+                found
+            } else {
+                addr
+            };
             if let Some(key) = authkey {
                 return keyed::connect(
                     &opts,
@@ -885,10 +895,7 @@ fn run(cli: Cli) -> Result<()> {
                     cli.verbose,
                 );
             }
-            if matches!(addr, Address::Shm(_)) {
-                return shm::connect(&opts, &addr, count, quit_after, cli.verbose);
-            }
-            if message {
+            if message || matches!(addr, Address::Shm(_)) {
                 message::connect(&opts, &addr, count, quit_after, cli.verbose)
             } else {
                 relay::connect(&opts, &addr, quit_after, cli.verbose)
@@ -1016,7 +1023,8 @@ fn run(cli: Cli) -> Result<()> {
             addr,
             size,
             reply,
-        } => bench::peer(&transport, &addr, size, reply.as_deref()),
+            cpu,
+        } => bench::peer(&transport, &addr, size, reply.as_deref(), cpu),
     }
 }
 

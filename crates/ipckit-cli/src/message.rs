@@ -1,4 +1,5 @@
-//! `listen --message` and `connect --message`: one line of stdin per message, one
+//! `listen --message` and `connect --message` (and `listen`/`connect` on
+//! `shm:NAME`, always message channels): one line of stdin per message, one
 //! line of stdout per message; and the message echo server.
 //!
 //! A message channel cannot be half-closed, and an empty message is data, so the
@@ -16,8 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ipckit::{Address, ConnectOptions, ErrorKind, MessageListener, MessageStream};
 
-use crate::relay::serve_clients;
-use crate::stdout_error;
+use crate::{serve, stdout_error};
 
 /// `ipckit listen --message [--echo [--max-connections N] | --count N] ADDR`.
 pub(crate) fn listen(
@@ -27,15 +27,24 @@ pub(crate) fn listen(
     max: Option<usize>,
     verbose: bool,
 ) -> Result<()> {
+    let kind = match addr {
+        Address::Shm(_) => Kind::Shm,
+        _ => Kind::Message,
+    };
+    // The tokio echo server serves message sockets, pipes and TCP; a
+    // shared-memory listener (no tokio face yet) is served on threads.
+    if echo && !matches!(addr, Address::Shm(_)) {
+        return echo_server(addr, max, verbose);
+    }
     let listener = crate::serve_at(
         addr,
-        Kind::Message,
+        kind,
         verbose,
         || Ok(MessageListener::bind(addr)?),
         MessageListener::local_addr,
     )?;
     if echo {
-        return serve_clients(|| listener.accept(), echo_messages, max, verbose);
+        return crate::threaded::serve_clients(|| listener.accept(), echo_blocking, max, verbose);
     }
     let channel = listener.accept()?;
     // One client only, as for byte streams: later clients are refused.
@@ -61,12 +70,29 @@ pub(crate) fn connect(
     relay(&channel, count, quit_after)
 }
 
-/// Sends every message back whole until the client closes the channel.
-fn echo_messages(channel: &MessageStream) -> Result<String> {
+/// `ipckit listen --message --echo [--max-connections N] ADDR`: every client
+/// on a task of one small runtime ([`crate::serve`]).
+fn echo_server(addr: &Address, max: Option<usize>, verbose: bool) -> Result<()> {
+    serve::run::<ipckit::tokio::MessageListener, _, _>(addr, max, verbose, echo_messages)
+}
+
+/// Sends every message back whole until the client closes the channel (a
+/// client served on a thread of its own).
+fn echo_blocking(channel: &MessageStream) -> Result<String> {
     let mut msg = Vec::new();
     let mut messages = 0u64;
     while channel.recv_into(&mut msg)? {
         channel.send(&msg)?;
+        messages += 1;
+    }
+    Ok(format!("closed after {messages} messages"))
+}
+
+/// Sends every message back whole until the client closes the channel.
+async fn echo_messages(channel: ipckit::tokio::MessageStream) -> Result<String> {
+    let mut messages = 0u64;
+    while let Some(msg) = channel.recv().await? {
+        channel.send(&msg).await?;
         messages += 1;
     }
     Ok(format!("closed after {messages} messages"))

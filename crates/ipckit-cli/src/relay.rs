@@ -1,25 +1,30 @@
 //! `listen` and `connect`: relay stdin/stdout over one stream, netcat-style, and
-//! the echo server; and the accept loop that both echo servers (bytes and
-//! messages) share.
+//! the byte echo server.
 
 use ipckit::registry::Kind;
+use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::pin::Pin;
 use std::sync::mpsc;
+use std::task::{Context as TaskContext, Poll};
 use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ipckit::stream::{AcceptBackoff, ConnectionLimit};
 use ipckit::{Address, ConnectOptions, ErrorKind, Listener, Stream};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use crate::message::next_event;
-use crate::{one_line, stdout_error};
+use crate::{serve, stdout_error};
 
 const BUF_SIZE: usize = 64 * 1024;
 
 /// `ipckit listen [--echo [--max-connections N]] ADDR`.
 pub(crate) fn listen(addr: &Address, echo: bool, max: Option<usize>, verbose: bool) -> Result<()> {
+    if echo {
+        return echo_server(addr, max, verbose);
+    }
     let listener = crate::serve_at(
         addr,
         Kind::Stream,
@@ -27,14 +32,6 @@ pub(crate) fn listen(addr: &Address, echo: bool, max: Option<usize>, verbose: bo
         || Ok(Listener::bind(addr)?),
         Listener::local_addr,
     )?;
-    if echo {
-        return serve_clients(
-            || listener.accept(),
-            |stream| Ok(format!("closed after {} bytes", echo_bytes(stream)?)),
-            max,
-            verbose,
-        );
-    }
     let stream = listener.accept()?;
     // One client only, like `nc -l`: stop listening (on Unix this removes the
     // socket file) so later clients are refused instead of left waiting.
@@ -43,6 +40,14 @@ pub(crate) fn listen(addr: &Address, echo: bool, max: Option<usize>, verbose: bo
         eprintln!("accepted a client on {}", stream.peer_addr());
     }
     relay(stream, None)
+}
+
+/// `ipckit listen --echo [--max-connections N] ADDR`: every client on a task of
+/// one small runtime ([`crate::serve`]).
+fn echo_server(addr: &Address, max: Option<usize>, verbose: bool) -> Result<()> {
+    serve::run::<ipckit::tokio::Listener, _, _>(addr, max, verbose, |stream| async move {
+        Ok(format!("closed after {} bytes", echo_bytes(stream).await?))
+    })
 }
 
 /// `ipckit connect [--timeout DUR] [--retry] ADDR`.
@@ -59,121 +64,51 @@ pub(crate) fn connect(
     relay(stream, quit_after)
 }
 
-/// Accepts clients with `accept` until the process is killed, and runs `serve` on
-/// each in a thread of its own; `serve` returns what to report (with --verbose)
-/// when its client is done. A client's failure ends that client only.
-///
-/// At most `max` clients (default: [`ConnectionLimit::default_max`]) are served
-/// at once; at the limit no client is accepted until one is done, so the next
-/// ones wait in the listener's backlog. An accept that fails for lack of
-/// resources (out of file descriptors) pauses the loop, 5 ms doubling to 1 s,
-/// and the loop goes on; with --verbose the first failure of each burst and
-/// its end are reported.
-pub(crate) fn serve_clients<C, A, S>(
-    mut accept: A,
-    serve: S,
-    max: Option<usize>,
-    verbose: bool,
-) -> Result<()>
-where
-    C: Send + 'static,
-    A: FnMut() -> ipckit::Result<C>,
-    S: Fn(&C) -> Result<String> + Copy + Send + 'static,
-{
-    let limit = ConnectionLimit::new(max.unwrap_or_else(ConnectionLimit::default_max))?;
-    let mut backoff = AcceptBackoff::new();
-    let mut clients = 0u64;
-    while let Some(slot) = limit.acquire() {
-        let conn = match accept() {
-            Ok(conn) => conn,
-            // A client that gave up while queued, or a signal: not the server's fault.
-            Err(err) if is_transient_accept_error(&err) => {
-                if verbose {
-                    eprintln!("ipckit: {err} (still listening)");
-                }
-                continue;
-            }
-            // Out of descriptors (say): the clients we have go on being served.
-            Err(err) => match backoff.on_error(&err) {
-                Some(pause) => {
-                    if verbose && backoff.failures() == 1 {
-                        eprintln!(
-                            "ipckit: {err} (still listening: new clients wait until \
-                             resources are freed; {} clients being served)",
-                            limit.in_use() - 1
-                        );
-                    }
-                    thread::sleep(pause);
-                    continue;
-                }
-                None => return Err(err.into()),
-            },
-        };
-        let failed = backoff.on_success();
-        if verbose && failed > 0 {
-            eprintln!("ipckit: accepting again after {failed} failed accepts");
-        }
-        clients += 1;
-        let client = clients;
-        if verbose {
-            eprintln!("client {client}: connected");
-            if limit.in_use() == limit.max() {
-                eprintln!(
-                    "ipckit: {} clients, the limit: new clients wait until one is done",
-                    limit.max()
-                );
-            }
-        }
-        let spawned = thread::Builder::new()
-            .name(format!("client-{client}"))
-            .spawn(move || {
-                // Held until this client is done.
-                let _slot = slot;
-                let result = serve(&conn);
-                if verbose {
-                    match result {
-                        Ok(summary) => eprintln!("client {client}: {summary}"),
-                        Err(err) => eprintln!("client {client}: {}", one_line(&err)),
-                    }
-                }
-            });
-        if let Err(err) = spawned {
-            // Out of threads: this client is dropped (closed), the server goes on.
-            eprintln!("ipckit: client {client}: cannot start a thread: {err}");
-        }
-    }
-    Ok(())
-}
-
-fn is_transient_accept_error(err: &ipckit::Error) -> bool {
-    err.io_error().is_some_and(|e| {
-        matches!(
-            e.kind(),
-            io::ErrorKind::Interrupted
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::ConnectionReset
-        )
-    })
-}
-
 /// Sends back every byte until the client's end of stream; returns the count.
-fn echo_bytes(mut stream: &Stream) -> io::Result<u64> {
-    let mut buf = vec![0; BUF_SIZE];
+///
+/// While the client is quiet no buffer is held: one is taken when a read
+/// finds bytes and given back when the next read would wait, so 10,000 idle
+/// clients do not hold 10,000 buffers.
+async fn echo_bytes(mut stream: ipckit::tokio::Stream) -> io::Result<u64> {
+    let mut buf = Vec::new();
     let mut total = 0;
     loop {
-        let n = match read_stream(stream, &mut buf) {
+        let n = match poll_fn(|cx| read_some(&mut stream, &mut buf, cx)).await {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // A peer that closed its end is the end of the stream, even where
+            // the OS reports it as a broken pipe (Windows pipes).
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
             Err(e) => return Err(e),
         };
-        stream.write_all(&buf[..n])?;
+        stream.write_all(&buf[..n]).await?;
         total += n as u64;
     }
     // Tell the client everything has been sent; on Windows pipes, which cannot
     // half-close, dropping the stream does it.
-    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.shutdown().await;
     Ok(total)
+}
+
+/// One poll of a read into `buf`, which is filled in only when the stream has
+/// bytes and emptied when the read must wait.
+fn read_some(
+    stream: &mut ipckit::tokio::Stream,
+    buf: &mut Vec<u8>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.is_empty() {
+        buf.resize(BUF_SIZE, 0);
+    }
+    let mut read = ReadBuf::new(buf);
+    match Pin::new(stream).poll_read(cx, &mut read) {
+        Poll::Ready(result) => Poll::Ready(result.map(|()| read.filled().len())),
+        Poll::Pending => {
+            *buf = Vec::new();
+            Poll::Pending
+        }
+    }
 }
 
 /// Reads from a stream; a peer that closed its end is the end of the stream, even

@@ -134,7 +134,7 @@ pub(crate) fn serve_demo(
         opts.authkey(key);
     }
     if verbose {
-        opts.on_connection_error(|e| eprintln!("ipckit: a client failed: {e}"));
+        opts.on_connection_error(|e| eprintln!("ipckit: a client failed: {e:#}"));
     }
     let _server = crate::serve_at(
         addr,

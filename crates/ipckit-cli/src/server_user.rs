@@ -84,7 +84,7 @@ fn parse(text: &str) -> Result<ServerUser, String> {
         } else {
             "give a user name the system knows (getent passwd), a uid"
         };
-        format!("{e}; {how} or `any`")
+        format!("{e:#}; {how} or `any`")
     })
 }
 

@@ -1,17 +1,12 @@
-//! `ipckit shm create|write|read|rm` on named shared-memory regions, and
-//! `listen`/`connect` on `shm:NAME` channels (always message mode: one line of
-//! stdin per message, one line of stdout per message).
+//! `ipckit shm create|write|read|rm` on named shared-memory regions. (The
+//! `shm:NAME` channels of `listen` and `connect` are message channels, served
+//! by `message`.)
 
-use ipckit::registry::Kind;
 use std::io::{self, Read, Write};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ipckit::Address;
-use ipckit::ConnectOptions;
-use ipckit::shm::{OpenOptions, SharedMemory, ShmChannel, ShmListener};
+use ipckit::shm::{OpenOptions, SharedMemory};
 
-use crate::message::relay_with;
 use crate::stdout_error;
 
 /// `ipckit shm create NAME SIZE`: on Unix the region outlives the command
@@ -115,65 +110,4 @@ pub(crate) fn remove(name: &str) -> Result<()> {
             e.into()
         }
     })
-}
-
-/// `ipckit listen [--echo] [--count N] shm:NAME`: one peer.
-pub(crate) fn listen(addr: &Address, echo: bool, count: Option<u64>, verbose: bool) -> Result<()> {
-    let pending = crate::cleanup::pending();
-    let mut listener = ShmListener::bind(addr)?;
-    pending.shm_channel(addr);
-    crate::services::registered(listener.local_addr(), Kind::Shm, verbose)?;
-    if verbose {
-        crate::report_ready("listening", listener.local_addr());
-    }
-    let channel = listener.accept()?;
-    if verbose {
-        eprintln!("accepted the peer on {addr}");
-    }
-    if echo {
-        let mut msg = Vec::new();
-        let mut messages = 0u64;
-        while channel.recv_into(&mut msg)? {
-            channel.send(&msg)?;
-            messages += 1;
-        }
-        if verbose {
-            eprintln!("the peer closed after {messages} messages");
-        }
-        return Ok(());
-    }
-    relay(channel, addr, count, None)
-}
-
-/// `ipckit connect [--timeout DUR] [--retry] [--count N] shm:NAME`.
-pub(crate) fn connect(
-    opts: &ConnectOptions,
-    addr: &Address,
-    count: Option<u64>,
-    quit_after: Option<Duration>,
-    verbose: bool,
-) -> Result<()> {
-    let channel = opts.connect_shm(addr)?;
-    if verbose {
-        eprintln!("connected to {addr}");
-    }
-    relay(channel, addr, count, quit_after)
-}
-
-/// The message relay (`message::relay_with`) on the channel's two lock-free
-/// halves.
-fn relay(
-    channel: ShmChannel,
-    addr: &Address,
-    count: Option<u64>,
-    quit_after: Option<Duration>,
-) -> Result<()> {
-    let (mut sender, mut receiver) = channel.split();
-    relay_with(
-        addr,
-        move |msg| sender.send(msg),
-        move |buf| receiver.recv_into(buf),
-        count,
-        quit_after,
-    )
 }

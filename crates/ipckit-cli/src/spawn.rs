@@ -115,7 +115,7 @@ fn stdin_to_channel(
         match channel.send(line) {
             Ok(()) => Ok(ControlFlow::Continue(())),
             Err(e) if e.kind() == ErrorKind::Protocol => {
-                eprintln!("ipckit: line {number} of stdin not sent: {e}");
+                eprintln!("ipckit: line {number} of stdin not sent: {e:#}");
                 Ok(ControlFlow::Continue(()))
             }
             // The child is gone: nothing more to send; the receiver sees the end.
@@ -178,7 +178,7 @@ fn channel_to_stdout(
             }
             Ok(false) => return Ok(Printed { printed, lost }),
             Err(e) if e.kind() == ErrorKind::Protocol => {
-                eprintln!("ipckit: {e}");
+                eprintln!("ipckit: {e:#}");
                 lost += 1;
             }
             Err(e) => return Err(e.into()),

@@ -306,7 +306,6 @@ fn max_connections_of_zero_is_a_usage_error() {
         &["listen", "--echo", "--max-connections", "0", "pipe:x"][..],
         &["serve-demo", "--max-connections", "0", "pipe:x"],
         &["listen", "--max-connections", "3", "pipe:x"],
-        &["listen", "--echo", "--max-connections", "3", "shm:x"],
     ] {
         let out = Command::new(BIN)
             .args(args)

@@ -241,3 +241,42 @@ fn sigterm_removes_the_record_and_a_killed_owner_is_not_shown() {
         }
     });
 }
+
+/// `connect service:NAME` whose oldest instance is stale (its owner, this
+/// test, is alive; nothing listens there) falls back to the next live one.
+#[test]
+fn connect_falls_back_from_a_stale_instance_to_the_next_live_one() {
+    let name = unique_name("svc");
+    let stale = format!("pipe:{}", unique_name("stale"));
+    let live = format!("pipe:{}", unique_name("live"));
+    let _stale = ipckit::registry::Registration::builder(
+        &name,
+        stale.as_str(),
+        ipckit::registry::Kind::Message,
+    )
+    .register()
+    .unwrap();
+    let mut listen = Ipckit::start(&["listen", "-v", "-m", "--echo", "--register", &name, &live]);
+    listen.wait_for_stderr("listening on");
+    let found = services(&name);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(
+        found[0]["address"],
+        stale.as_str(),
+        "the stale one is first"
+    );
+    let (status, out, err) = run_with_stdin(
+        &[
+            "connect",
+            "-v",
+            "-m",
+            "--count",
+            "1",
+            &format!("service:{name}"),
+        ],
+        b"hi\n".to_vec(),
+    );
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "hi\n");
+    assert!(err.contains(&live), "{err}");
+}

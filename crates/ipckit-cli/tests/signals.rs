@@ -79,21 +79,22 @@ fn listen_removes_its_endpoint_on_int_term_and_hup() {
         ready: "listening on ",
         made: path,
     });
-    if cfg!(target_os = "linux") {
-        for echo in [false, true] {
-            let name = unique_name("sig-shm");
-            left.region(&name);
-            let mut args = vec!["listen".to_owned()];
-            if echo {
-                args.push("--echo".into());
-            }
-            args.push(format!("shm:{name}"));
-            cases.push(Case {
-                args,
-                ready: "listening on ",
-                made: PathBuf::from("/dev/shm").join(&name),
-            });
+    // A shared-memory listener's endpoint is its rendezvous socket (its
+    // channels' regions are made per client and unlinked once joined).
+    for echo in [false, true] {
+        let name = unique_name("sig-shm");
+        let rendezvous = runtime_dir().join(format!("{name}.shm.sock"));
+        left.file(&rendezvous);
+        let mut args = vec!["listen".to_owned()];
+        if echo {
+            args.push("--echo".into());
         }
+        args.push(format!("shm:{name}"));
+        cases.push(Case {
+            args,
+            ready: "listening on ",
+            made: rendezvous,
+        });
     }
     for sig in SIGNALS {
         for case in &cases {

@@ -1,9 +1,15 @@
 //! Small JSON-RPC calls per second over a Unix socket, against tonic (gRPC)
-//! over a Unix socket in the same run:
+//! over a Unix socket in the same run, and the blocking pair over shared
+//! memory (`shm:`) and TCP on the loopback against the same pair over a Unix
+//! socket:
 //!
 //! - one connection, one call after another (what a call costs);
 //! - 16 connections at once, each calling one after another (what the server
 //!   and the machine sustain).
+//!
+//! Each row is measured in several short rounds, the rows taking turns, and
+//! reported as the median of its rounds: on a shared machine the load moves
+//! during a run, and a row measured once, after another, would carry that.
 //!
 //! Each call sends a short name and gets `"Hello, NAME!"` back: ipckit-rpc's
 //! method `hello` (blocking server and client, and the tokio ones), tonic's
@@ -44,9 +50,34 @@ mod unix {
     };
 
     /// How long each measurement runs.
-    const RUN: Duration = Duration::from_secs(2);
+    const RUN: Duration = Duration::from_millis(500);
+    /// How many times each is measured, the rows taking turns, so that a
+    /// change in the machine's load (other work on it) falls on every row
+    /// alike; each row's figure is the median of its rounds.
+    const ROUNDS: usize = 5;
     /// The concurrent connections of the second measurement.
     const CONNECTIONS: usize = 16;
+
+    /// What the blocking pair's calls go over.
+    #[derive(Clone, Copy, Debug)]
+    enum Transport {
+        /// A portable name: a Unix socket.
+        Unix,
+        /// `shm:`: a shared-memory channel per connection.
+        Shm,
+        /// `tcp:` on the loopback.
+        Tcp,
+    }
+
+    impl Transport {
+        fn scheme(self) -> &'static str {
+            match self {
+                Transport::Unix => "",
+                Transport::Shm => "shm:",
+                Transport::Tcp => "tcp:",
+            }
+        }
+    }
 
     fn hello(name: &str) -> String {
         format!("Hello, {name}!")
@@ -63,10 +94,14 @@ mod unix {
     }
 
     /// Calls per second of `clients` threads, each with its own connection,
-    /// calling one after another for `RUN`.
-    fn blocking_rate(clients: usize) -> f64 {
-        let addr = addr(&format!("blocking{clients}"));
+    /// calling one after another for `RUN`, over `transport`.
+    fn blocking_rate(clients: usize, transport: Transport) -> f64 {
+        let addr = match transport {
+            Transport::Tcp => "tcp:127.0.0.1:0".to_owned(),
+            t => format!("{}{}", t.scheme(), addr(&format!("blocking{clients}"))),
+        };
         let server = Server::bind(addr.as_str(), methods()).unwrap();
+        let addr = server.local_addr().to_string();
         let calls = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let threads: Vec<_> = (0..clients)
@@ -209,28 +244,51 @@ mod unix {
         })
     }
 
+    fn median(mut rates: Vec<f64>) -> f64 {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    }
+
     pub(super) fn main() {
-        println!("small calls per second over Unix sockets, {RUN:?} each, one run\n");
+        println!(
+            "small calls per second over Unix sockets (and shm:, tcp:): the median of \
+             {ROUNDS} rounds of {RUN:?} each, the rows taking turns\n"
+        );
         for clients in [1, CONNECTIONS] {
-            let tonic = tonic_rate(clients);
-            let blocking = blocking_rate(clients);
-            let asynchronous = async_rate(clients);
+            let mut rounds: [Vec<f64>; 5] = Default::default();
+            for _ in 0..ROUNDS {
+                rounds[0].push(tonic_rate(clients));
+                rounds[1].push(blocking_rate(clients, Transport::Unix));
+                rounds[2].push(async_rate(clients));
+                rounds[3].push(blocking_rate(clients, Transport::Shm));
+                rounds[4].push(blocking_rate(clients, Transport::Tcp));
+            }
+            let [tonic, blocking, asynchronous, shm, tcp] = rounds.map(median);
             let what = if clients == 1 {
                 "1 connection, calls one after another".to_owned()
             } else {
                 format!("{clients} connections at once")
             };
             println!("{what}:");
-            println!("  tonic (gRPC)              {:>10.0} calls/s", tonic);
+            println!("  tonic (gRPC)              {tonic:>10.0} calls/s");
+            let rows = [
+                ("ipckit-rpc blocking      ", blocking),
+                ("ipckit-rpc tokio         ", asynchronous),
+            ];
+            for (name, rate) in rows {
+                println!(
+                    "  {name} {rate:>10.0} calls/s  ({:.2}x tonic)",
+                    rate / tonic
+                );
+            }
             println!(
-                "  ipckit-rpc blocking       {:>10.0} calls/s  ({:.2}x tonic)",
-                blocking,
-                blocking / tonic
+                "  ipckit-rpc blocking, shm: {shm:>10.0} calls/s  ({:.2}x unix, {:.2}x tcp)",
+                shm / blocking,
+                shm / tcp
             );
             println!(
-                "  ipckit-rpc tokio          {:>10.0} calls/s  ({:.2}x tonic)",
-                asynchronous,
-                asynchronous / tonic
+                "  ipckit-rpc blocking, tcp: {tcp:>10.0} calls/s  ({:.2}x unix)",
+                tcp / blocking
             );
         }
     }

@@ -18,11 +18,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::error::{Error, ErrorKind};
-use crate::server::lock;
-
-/// [`ServerOptions::max_buffered_bytes`](crate::ServerOptions::max_buffered_bytes)'s
-/// default: 256 MiB.
-pub(crate) const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 << 20;
+use crate::options::lock;
 
 /// The most one read is granted: a reader waiting for bytes holds its grant,
 /// so this bounds what a connection that is silent in the middle of a frame

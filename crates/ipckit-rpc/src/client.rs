@@ -15,12 +15,12 @@ use crate::conn::{Conn, Reader, Writer};
 use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
 use crate::jsonrpc::{Id, Request, Response, Responses, decode_responses};
-use crate::server::{check_size, lock};
+use crate::options::{check_size, lock};
 use ipckit::security::UserId;
 use ipckit::{ConnectOptions, ToAddress};
 
-/// How often a client's call that waits for its turn to read, or reads with
-/// no deadline, looks up to see whether the client was dropped.
+/// How often a client's call that waits for its turn to read, or reads until
+/// a deadline, looks up (for a hand-over it missed, or its reply).
 const TICK: Duration = Duration::from_millis(100);
 
 /// How a client connects, and the defaults of its calls; one value serves any
@@ -175,9 +175,13 @@ impl ClientOptions {
         }
     }
 
+    /// The options of the connection: a message channel takes the frame
+    /// limit; over a byte stream the framing enforces it.
     pub(crate) fn transport(&self) -> ConnectOptions {
         let mut c = self.server_check.clone();
-        c.max_message_size(self.max_frame_size);
+        if self.framing.is_message() {
+            c.max_message_size(self.max_frame_size);
+        }
         if let Some(t) = self.connect_timeout {
             c.timeout(t);
         }
@@ -199,7 +203,9 @@ impl ClientOptions {
             .map_err(|e| Error::ipckit("connect the RPC client", e))?;
         let copts = self.transport();
         let max = self.max_frame_size;
-        let mut conn = if self.framing.is_message() {
+        // A shared-memory channel carries messages whatever the framing.
+        let message = self.framing.is_message() || matches!(addr, ipckit::Address::Shm(_));
+        let mut conn = if message {
             Conn::message(
                 copts.connect_message(&addr).map_err(Error::from_ipckit)?,
                 max,
@@ -553,17 +559,21 @@ impl Shared {
                 return Some(Err(Failure::Closed(kind, why)));
             };
             // Wait no longer than the deadline (and a tick, to look again).
+            // A call without a deadline reads with none: one blocking read
+            // (a read with a timeout is a try, a wait and a read), which ends
+            // with a frame, or with the connection. Its reply comes only
+            // through this reader, which keeps the turn until it has it.
             let slice = match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return None;
                     }
-                    left.min(TICK)
+                    Some(left.min(TICK))
                 }
-                None => TICK,
+                None => None,
             };
-            if let Err(e) = reader.set_timeout(Some(slice)) {
+            if let Err(e) = reader.set_timeout(slice) {
                 let (kind, why) = end_of(&e);
                 *turn = None;
                 self.close(kind, why);

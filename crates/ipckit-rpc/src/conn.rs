@@ -6,15 +6,16 @@
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use ipckit::{Framed, MessageStream, Stream};
+use ipckit::{MessageStream, Stream};
 
 use crate::auth::{self, ChallengeDigest, HandshakeIo, MAX_HANDSHAKE_FRAME};
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing::{ContentLengthDecoder, Framing, encode_content_length};
 
-/// The receiving half.
+/// The receiving half: a message channel (one message, one frame: a
+/// message socket or pipe, shared memory, or length-prefixed frames on a
+/// byte stream), or `Content-Length` frames on a byte stream.
 pub(crate) enum Reader {
-    Framed(Framed<Stream>),
     ContentLength {
         stream: Stream,
         decoder: ContentLengthDecoder,
@@ -23,9 +24,8 @@ pub(crate) enum Reader {
     Message(MessageStream),
 }
 
-/// The sending half.
+/// The sending half, as [`Reader`].
 pub(crate) enum Writer {
-    Framed(Framed<Stream>),
     /// `pending`: the part of a frame a timed-out write left, sent first next time.
     ContentLength {
         stream: Stream,
@@ -86,36 +86,40 @@ impl Reader {
     /// The next frame; `None` at a clean end. A timeout is an error of kind
     /// [`ErrorKind::TimedOut`] and loses nothing.
     pub(crate) fn recv(&mut self, peer: &str) -> Result<Option<Vec<u8>>> {
-        let context = format!("receive from {peer}");
         match self {
-            Reader::Framed(f) => f.recv().map_err(|e| Error::io(&context, &e)),
-            Reader::Message(m) => m.recv().map_err(|e| Error::ipckit(&context, e)),
+            // The context of an error is written only for an error: this is
+            // the path of every call.
+            Reader::Message(m) => m
+                .recv()
+                .map_err(|e| Error::ipckit(&format!("receive from {peer}"), e)),
             Reader::ContentLength {
                 stream,
                 decoder,
                 buf,
-            } => loop {
-                if let Some(frame) = next_content_length(decoder, &context)? {
-                    return Ok(Some(frame));
+            } => {
+                let context = format!("receive from {peer}");
+                loop {
+                    if let Some(frame) = next_content_length(decoder, &context)? {
+                        return Ok(Some(frame));
+                    }
+                    let read = stream.read(buf);
+                    let n = match read {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(Error::io(&context, &e)),
+                    };
+                    if n == 0 {
+                        return content_length_end(decoder, &context);
+                    }
+                    decoder.extend(&buf[..n]);
                 }
-                let read = stream.read(buf);
-                let n = match read {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::io(&context, &e)),
-                };
-                if n == 0 {
-                    return content_length_end(decoder, &context);
-                }
-                decoder.extend(&buf[..n]);
-            },
+            }
         }
     }
 
     /// Bounds each later `recv` by `deadline` (`None`: wait for ever).
     fn set_deadline(&mut self, deadline: Option<Instant>) {
         match self {
-            Reader::Framed(f) => f.get_mut().set_read_deadline(deadline),
             Reader::ContentLength { stream, .. } => stream.set_read_deadline(deadline),
             Reader::Message(m) => m.set_read_deadline(deadline),
         }
@@ -124,7 +128,6 @@ impl Reader {
     /// Bounds each later `recv` (`None`: wait for ever).
     pub(crate) fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
         let r = match self {
-            Reader::Framed(f) => f.get_mut().set_read_timeout(timeout),
             Reader::ContentLength { stream, .. } => stream.set_read_timeout(timeout),
             Reader::Message(m) => m.set_read_timeout(timeout),
         };
@@ -135,7 +138,6 @@ impl Reader {
 impl FrameLimit for Reader {
     fn set_max(&mut self, max: usize) -> Result<()> {
         match self {
-            Reader::Framed(f) => f.set_max_message_size(max),
             Reader::ContentLength { decoder, .. } => {
                 decoder.set_max(max);
                 Ok(())
@@ -150,15 +152,11 @@ impl Writer {
     /// Sends one frame, giving up at `deadline`. A timed-out frame is finished
     /// before the next one, so the peer never sees a torn frame.
     pub(crate) fn send(&mut self, msg: &[u8], deadline: Option<Instant>, peer: &str) -> Result<()> {
-        let context = format!("send to {peer}");
+        let context = || format!("send to {peer}");
         match self {
-            Writer::Framed(f) => {
-                f.get_mut().set_write_deadline(deadline);
-                f.send(msg).map_err(|e| Error::io(&context, &e))
-            }
             Writer::Message(m) => {
                 m.set_write_deadline(deadline);
-                m.send(msg).map_err(|e| Error::ipckit(&context, e))
+                m.send(msg).map_err(|e| Error::ipckit(&context(), e))
             }
             Writer::ContentLength { stream, pending } => {
                 stream.set_write_deadline(deadline);
@@ -176,7 +174,7 @@ impl Writer {
                     }
                 };
                 pending.drain(..sent);
-                result.map_err(|e| Error::io(&context, &e))
+                result.map_err(|e| Error::io(&context(), &e))
             }
         }
     }
@@ -215,28 +213,24 @@ impl<R: FrameLimit, W> Halves<R, W> {
 pub(crate) type Conn = Halves<Reader, Writer>;
 
 impl Conn {
-    /// Frames a byte stream with `framing` (not [`Framing::Message`]).
+    /// Frames a byte stream with `framing`: `Content-Length` headers, or
+    /// else length-prefixed frames (the message channel over a byte stream).
     pub(crate) fn stream(stream: Stream, framing: Framing, max: usize) -> Result<Conn> {
+        if framing != Framing::ContentLength {
+            return Conn::message(MessageStream::from_stream(stream), max);
+        }
         let peer = stream.peer_addr().to_string();
         let second = stream
             .try_clone()
             .map_err(|e| Error::ipckit(&format!("clone the stream to {peer}"), e))?;
-        let (reader, writer) = match framing {
-            Framing::ContentLength => (
-                Reader::ContentLength {
-                    stream,
-                    decoder: ContentLengthDecoder::new(max),
-                    buf: vec![0; 64 * 1024],
-                },
-                Writer::ContentLength {
-                    stream: second,
-                    pending: Vec::new(),
-                },
-            ),
-            _ => (
-                Reader::Framed(Framed::new(stream)),
-                Writer::Framed(Framed::new(second)),
-            ),
+        let reader = Reader::ContentLength {
+            stream,
+            decoder: ContentLengthDecoder::new(max),
+            buf: vec![0; 64 * 1024],
+        };
+        let writer = Writer::ContentLength {
+            stream: second,
+            pending: Vec::new(),
         };
         Conn::new(reader, writer, peer, max)
     }

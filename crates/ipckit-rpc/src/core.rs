@@ -1,8 +1,9 @@
 //! The one server both faces run: the async [`crate::tokio::Server`] on the
 //! caller's runtime, the blocking [`crate::Server`] on a small private one.
-//! They differ only in where a call runs ([`Calls`]): as a tokio task (sync
-//! handlers on tokio's blocking pool), or on the blocking server's bounded
-//! [`Pool`].
+//! They differ only in where a call runs ([`Calls`]): on the connection's
+//! task or as a tokio task (slow sync handlers on tokio's blocking pool), or
+//! on the blocking server's bounded [`Pool`]; a quick sync call runs at once
+//! on either (see [`INLINE`]).
 //!
 //! A connection is a task that reads requests (an idle one costs nothing: it
 //! waits in the reactor) and an [`Outbox`] for its responses. A
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use ::tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -29,21 +31,24 @@ use crate::aconn::{Conn, Reader};
 use crate::budget::Budget;
 use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::Framing;
-use crate::jsonrpc::{Entry, Incoming, Request, Response, decode_incoming};
+use crate::jsonrpc::{Entry, Request, Response};
 use crate::methods::{CatchUnwind, Handler, Job, Methods, panicked};
+use crate::options::{ServerOptions, refuse_async_shm, reply_timed_out, too_large_response};
 use crate::outbox::{Outbox, Reply};
 use crate::pool::Pool;
-use crate::server::{ServerOptions, accept_pause, reply_timed_out, too_large_response};
+use crate::threaded::{self, Accepts};
 
-/// A call of the blocking server whose method's last call took at most this
-/// long runs at once on the connection's own thread (the hand-over to the
-/// pool and back would cost more than the call); others run on the pool.
+/// A sync call whose method's last call took at most this long runs at once
+/// where its request was read (the hand-over to the blocking server's pool,
+/// or to tokio's blocking pool, and back would cost more than the call);
+/// others run on the pool.
 const INLINE: Duration = Duration::from_micros(50);
 
 /// Where the calls of a server run.
 pub(crate) enum Calls {
-    /// As tokio tasks; sync handlers on tokio's blocking pool (the async
-    /// server, public with the `tokio` feature).
+    /// On the connection's task, or as tokio tasks of their own when they
+    /// wait; sync handlers on tokio's blocking pool unless quick (see
+    /// [`INLINE`]) (the async server, public with the `tokio` feature).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Tokio,
     /// On a bounded pool of threads (the blocking server: only sync
@@ -63,10 +68,20 @@ pub(crate) struct Core {
     quick: Quick,
 }
 
-/// A bound listener of either kind.
+/// A bound listener: a byte stream or a message channel of the runtime, or
+/// a message channel served on threads (`shm:`, see [`threaded`]).
 pub(crate) enum Listening {
     Stream(ipckit::tokio::Listener),
     Message(MessageListener),
+    Threaded(Accepts),
+}
+
+/// A connection just accepted.
+enum Accepted {
+    /// Served by a task of the runtime.
+    Task(Box<Conn>),
+    /// Served on a thread of its own.
+    Thread(ipckit::MessageStream),
 }
 
 impl Core {
@@ -77,14 +92,30 @@ impl Core {
         methods: Methods,
         calls: Calls,
     ) -> Result<(Arc<Core>, Listening)> {
+        // Over a byte stream (`tcp:`) a message channel sends length-prefixed
+        // frames: served as such, so that its unfinished frames are metered
+        // (by the framing, which has the limit: a byte-stream listener takes
+        // no maximum message size).
         let mut lopts = ListenerOptions::new();
         lopts.max_message_size(opts.max_frame_size);
-        // Over a byte stream (`tcp:`) a message channel sends length-prefixed
-        // frames: served as such, so that its unfinished frames are metered.
-        let listener = if opts.framing.is_message() && !is_tcp(&addr) {
+        let listener = if let Address::Shm(_) = &addr {
+            if matches!(calls, Calls::Tokio) {
+                refuse_async_shm(&addr, "server")?;
+            }
+            let listener = lopts.bind_message(addr).map_err(Error::from_ipckit)?;
+            let addr = listener.local_addr().to_string();
+            Listening::Threaded(
+                Accepts::start(listener)
+                    .map_err(|e| Error::io(&format!("start accepting on {addr}"), &e))?,
+            )
+        } else if opts.framing.is_message() && !is_tcp(&addr) {
             Listening::Message(lopts.bind_message_tokio(addr).map_err(Error::from_ipckit)?)
         } else {
-            Listening::Stream(lopts.bind_tokio(addr).map_err(Error::from_ipckit)?)
+            Listening::Stream(
+                ListenerOptions::new()
+                    .bind_tokio(addr)
+                    .map_err(Error::from_ipckit)?,
+            )
         };
         // A method is taken for slow until a call of it shows otherwise.
         let quick = methods
@@ -112,10 +143,11 @@ impl Listening {
         match self {
             Listening::Stream(l) => l.local_addr(),
             Listening::Message(l) => l.local_addr(),
+            Listening::Threaded(a) => a.local_addr(),
         }
     }
 
-    async fn accept(&self, core: &Core) -> ipckit::Result<Result<Conn>> {
+    async fn accept(&self, core: &Core) -> ipckit::Result<Result<Accepted>> {
         let (opts, max) = (&core.opts, core.opts.max_frame_size);
         match self {
             Listening::Stream(l) => {
@@ -124,9 +156,13 @@ impl Listening {
                     other => other,
                 };
                 let s = l.accept().await?;
-                Ok(Conn::stream(s, framing, max, Some(&core.budget)))
+                Ok(Conn::stream(s, framing, max, Some(&core.budget))
+                    .map(|c| Accepted::Task(Box::new(c))))
             }
-            Listening::Message(l) => Ok(Conn::message(l.accept().await?, max)),
+            Listening::Message(l) => {
+                Ok(Conn::message(l.accept().await?, max).map(|c| Accepted::Task(Box::new(c))))
+            }
+            Listening::Threaded(a) => Ok(Ok(Accepted::Thread(a.accept().await?))),
         }
     }
 }
@@ -158,13 +194,34 @@ pub(crate) async fn accept_loop(
                 backoff.on_success();
                 // A client that failed on the way in (gone already, say) is
                 // its own problem.
-                if let Ok(conn) = accepted {
-                    let serving = serve_conn(Arc::clone(&core), conn, stop.clone());
-                    conns.spawn(async move {
-                        // Held until the connection is done.
-                        let _slot = slot;
-                        serving.await;
-                    });
+                match (accepted, &core.calls) {
+                    (Ok(Accepted::Task(conn)), _) => {
+                        // Boxed: moved into the task's future, an unboxed one
+                        // would be stored twice there (the captured value and
+                        // the awaited one: ~3 KiB more for every connection).
+                        let serving = Box::pin(serve_conn(Arc::clone(&core), *conn, stop.clone()));
+                        conns.spawn(async move {
+                            // Held until the connection is done.
+                            let _slot = slot;
+                            serving.await;
+                        });
+                    }
+                    (Ok(Accepted::Thread(channel)), Calls::Pool(pool)) => {
+                        let (c, pool) = (Arc::clone(&core), Arc::clone(pool));
+                        let run = move |job, reply| c.run_pooled(&pool, job, reply);
+                        let done = threaded::spawn(
+                            core.opts.clone(),
+                            channel,
+                            stop.clone(),
+                            Arc::new(run),
+                        );
+                        conns.spawn(async move {
+                            let _slot = slot;
+                            let _ = done.await;
+                        });
+                    }
+                    // `bind` serves threaded listeners with a pool only.
+                    (Ok(Accepted::Thread(_)), Calls::Tokio) | (Err(_), _) => {}
                 }
             }
             // Out of descriptors (say): pause, longer while it lasts, and go
@@ -189,10 +246,12 @@ pub(crate) async fn accept_loop(
 async fn serve_conn(core: Arc<Core>, mut conn: Conn, mut stop: watch::Receiver<bool>) {
     let opts = &core.opts;
     if let Some(key) = &opts.authkey {
-        // A handshake in progress is abandoned when the server stops.
+        // A handshake in progress is abandoned when the server stops. Boxed:
+        // inline, its state would be part of every connection's task for the
+        // connection's whole life.
         let passed = ::tokio::select! {
             _ = stop.changed() => false,
-            r = conn.handshake(key, opts.digest, true, opts.handshake_timeout) => {
+            r = Box::pin(conn.handshake(key, opts.digest, true, opts.handshake_timeout)) => {
                 r.map_err(|e| opts.report(&e)).is_ok()
             }
         };
@@ -206,7 +265,7 @@ async fn serve_conn(core: Arc<Core>, mut conn: Conn, mut stop: watch::Receiver<b
         peer,
         ..
     } = conn;
-    let outbox = Outbox::new(writer, &peer, opts.reply_timeout);
+    let outbox = Outbox::new(writer, &peer, Some(opts.reply_timeout));
     let reporter = Arc::clone(&core);
     let writing = ::tokio::spawn(Arc::clone(&outbox).run(move |e| {
         let opts = &reporter.opts;
@@ -259,7 +318,7 @@ impl Connection<'_> {
                 biased;
                 _ = stop.changed() => return,
                 // The writer gave up: nothing more can be answered.
-                () = self.outbox.broken() => return,
+                _ = self.outbox.broken() => return,
                 got = async {
                     let slot = Arc::clone(self.slots).acquire_owned().await.ok();
                     (slot, reader.recv(peer).await)
@@ -283,25 +342,28 @@ impl Connection<'_> {
                     return;
                 }
             };
-            let job = match decode_incoming(&frame) {
-                Incoming::Invalid(resp) | Incoming::Single(Entry::Invalid(resp)) => {
-                    self.outbox.deliver(Reply {
-                        bytes: resp.encode(),
-                        slot,
-                    });
+            let job = match Job::from_frame(&frame) {
+                Ok(job) => job,
+                Err(bytes) => {
+                    self.outbox.deliver(Reply { bytes, slot });
                     continue;
                 }
-                Incoming::Single(Entry::Request(req)) => Job::One(req),
-                Incoming::Batch(entries) => Job::Batch(entries),
             };
-            self.start_call(job, slot, calls);
+            self.start_call(job, slot, calls).await;
             while calls.try_join_next().is_some() {}
         }
     }
 
     /// Starts one call (a request or a batch); its response goes to the
-    /// outbox.
-    fn start_call(&self, job: Job, slot: Option<OwnedSemaphorePermit>, calls: &mut JoinSet<()>) {
+    /// outbox. The async server polls the call once here: one that is done
+    /// at once (a quick sync method, see [`INLINE`], or an async one that
+    /// does not wait) costs no task; the others go on as tasks of their own.
+    async fn start_call(
+        &self,
+        job: Job,
+        slot: Option<OwnedSemaphorePermit>,
+        calls: &mut JoinSet<()>,
+    ) {
         let (c, outbox) = (Arc::clone(self.core), Arc::clone(self.outbox));
         let reply = move |out: Option<Vec<u8>>| {
             if let Some(bytes) = out {
@@ -309,41 +371,18 @@ impl Connection<'_> {
             }
         };
         match &self.core.calls {
-            Calls::Pool(pool) => {
-                let quick = match &job {
-                    Job::One(req) => c.quick.get(&req.method).cloned(),
-                    Job::Batch(_) => None,
-                };
-                let now = quick.as_ref().is_some_and(|q| q.load(Ordering::Relaxed));
-                let timed = move || {
-                    let started = Instant::now();
-                    let out = job.run_sync(&c.methods);
-                    if let Some(q) = &quick {
-                        q.store(started.elapsed() <= INLINE, Ordering::Relaxed);
-                    }
-                    reply(out);
-                };
-                if now {
-                    return timed();
-                }
-                let call = Box::new(timed);
-                // No thread of the pool can take it (none could be started):
-                // run it here.
-                if let Some(call) = pool.submit(call) {
-                    call();
-                }
-            }
+            Calls::Pool(pool) => c.run_pooled(pool, job, reply),
             Calls::Tokio => {
-                calls.spawn(async move {
+                let mut call = Box::pin(async move {
                     let out = match job {
-                        Job::One(req) => run(&c.methods, req).await.map(|r| r.encode()),
+                        Job::One(req) => run(&c, req).await.map(|r| r.encode()),
                         Job::Batch(entries) => {
                             let mut responses = Vec::new();
                             for e in entries {
                                 match e {
                                     Entry::Invalid(r) => responses.push(r),
                                     Entry::Request(req) => {
-                                        responses.extend(run(&c.methods, req).await);
+                                        responses.extend(run(&c, req).await);
                                     }
                                 }
                             }
@@ -352,22 +391,75 @@ impl Connection<'_> {
                     };
                     reply(out);
                 });
+                let done =
+                    std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx).is_ready())).await;
+                if !done {
+                    calls.spawn(call);
+                }
             }
         }
     }
 }
 
-/// Runs one call: a sync handler on tokio's blocking pool, an async one here;
-/// a panic in either becomes -32603 for this caller.
-async fn run(methods: &Methods, req: Request) -> Option<Response> {
+impl Core {
+    /// Runs `job` of the blocking server: here and now when its method's
+    /// last call was quick (see [`INLINE`]), else on `pool` (or here when no
+    /// thread of the pool can take it); `reply` gets its response.
+    pub(crate) fn run_pooled(
+        self: &Arc<Core>,
+        pool: &Arc<Pool>,
+        job: Job,
+        reply: impl FnOnce(Option<Vec<u8>>) + Send + 'static,
+    ) {
+        let quick = match &job {
+            Job::One(req) => self.quick.get(&req.method).cloned(),
+            Job::Batch(_) => None,
+        };
+        let now = quick.as_ref().is_some_and(|q| q.load(Ordering::Relaxed));
+        let c = Arc::clone(self);
+        let call = move || reply(timed(quick.as_deref(), || job.run_sync(&c.methods)));
+        if now {
+            return call();
+        }
+        // No thread of the pool can take it (none could be started): run it
+        // here.
+        if let Some(call) = pool.submit(Box::new(call)) {
+            call();
+        }
+    }
+}
+
+/// Runs `f`, and notes in `quick` (if given) whether it took at most [`INLINE`].
+fn timed<T>(quick: Option<&AtomicBool>, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = f();
+    if let Some(q) = quick {
+        q.store(started.elapsed() <= INLINE, Ordering::Relaxed);
+    }
+    out
+}
+
+/// Runs one call of the async server: a sync handler here when its last call
+/// was quick (see [`INLINE`]), else on tokio's blocking pool; an async one
+/// here. A panic in either becomes -32603 for this caller.
+async fn run(core: &Core, req: Request) -> Option<Response> {
     let name = req.method.clone();
-    let outcome = match methods.get(&req.method).cloned() {
+    let outcome = match core.methods.get(&req.method).cloned() {
         None => Err(RpcError::method_not_found(&req.method)),
         Some(Handler::Sync(f)) => {
             let params = req.params;
-            let ran =
-                ::tokio::task::spawn_blocking(move || catch_unwind(AssertUnwindSafe(|| f(params))))
-                    .await;
+            let quick = core.quick.get(&name).cloned();
+            let now = quick.as_ref().is_some_and(|q| q.load(Ordering::Relaxed));
+            let call = move || {
+                timed(quick.as_deref(), || {
+                    catch_unwind(AssertUnwindSafe(|| f(params)))
+                })
+            };
+            let ran = if now {
+                Ok(call())
+            } else {
+                ::tokio::task::spawn_blocking(call).await
+            };
             match ran {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(payload)) => Err(panicked(&name, &*payload)),
@@ -388,4 +480,29 @@ async fn run(methods: &Methods, req: Request) -> Option<Response> {
         }
     };
     req.id.map(|id| Response { id, outcome })
+}
+
+/// The pause after an accept fails with anything but a resource error (those
+/// pause as [`AcceptBackoff`] says).
+pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// How long an accept loop pauses after `err`, which it reports when it starts
+/// a burst of resource errors.
+pub(crate) fn accept_pause(
+    opts: &ServerOptions,
+    backoff: &mut AcceptBackoff,
+    err: ipckit::Error,
+) -> Duration {
+    match backoff.on_error(&err) {
+        Some(pause) => {
+            if backoff.failures() == 1 {
+                opts.report(&Error::ipckit(
+                    "accept a connection (the server pauses and goes on accepting)",
+                    err,
+                ));
+            }
+            pause
+        }
+        None => ACCEPT_ERROR_PAUSE,
+    }
 }

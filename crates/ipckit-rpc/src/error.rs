@@ -211,7 +211,9 @@ impl Error {
     pub(crate) fn ipckit(context: &str, err: ipckit::Error) -> Error {
         Error {
             kind: ErrorKind::from_ipckit(err.kind()),
-            message: format!("{context}: {err}"),
+            // `{:#}`: ipckit's text with its OS error, as this message is
+            // complete on its own.
+            message: format!("{context}: {err:#}"),
             rpc: None,
             ipckit: Some(Box::new(err)),
         }
@@ -222,7 +224,7 @@ impl Error {
     pub(crate) fn from_ipckit(err: ipckit::Error) -> Error {
         Error {
             kind: ErrorKind::from_ipckit(err.kind()),
-            message: err.to_string(),
+            message: format!("{err:#}"),
             rpc: None,
             ipckit: Some(Box::new(err)),
         }
@@ -273,8 +275,8 @@ impl fmt::Display for Error {
 /// `source()` is `None`: the cause's text is already part of the message.
 impl std::error::Error for Error {}
 
-/// An I/O failure of a channel this crate does not own (an implementation of
-/// [`HandshakeIo`](crate::auth::HandshakeIo), say): its kind follows the
+/// An I/O failure of a channel this crate does not own (one a caller's
+/// handshake code drives, say): its kind follows the
 /// `io::Error`'s (timeouts, a closed peer), its message is the error's text.
 impl From<io::Error> for Error {
     fn from(err: io::Error) -> Error {

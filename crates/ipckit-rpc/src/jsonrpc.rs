@@ -16,7 +16,8 @@
 
 use std::fmt;
 
-use serde_json::{Map, Number, Value};
+use serde::Serialize;
+use serde_json::{Number, Value};
 
 use crate::error::RpcError;
 
@@ -87,19 +88,45 @@ pub struct Request {
     pub id: Option<Id>,
 }
 
+/// A request as it is written: borrowed, so nothing is copied into a JSON
+/// object first; the members in the order a `serde_json::Map` writes them
+/// (sorted), so the text is the same as before.
+#[derive(Serialize)]
+struct RequestOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Value>,
+    jsonrpc: &'static str,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a Value>,
+}
+
+/// A response as it is written (see [`RequestOut`]).
+#[derive(Serialize)]
+struct ResponseOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+    id: Value,
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+}
+
+/// The JSON text of `out`, which holds only JSON values and strings.
+fn to_text(out: &impl Serialize) -> Vec<u8> {
+    // Serializing a `Value` or a string into a `Vec` cannot fail.
+    serde_json::to_vec(out).unwrap_or_default()
+}
+
 impl Request {
     /// The request as JSON text.
     pub fn encode(&self) -> Vec<u8> {
-        let mut obj = Map::new();
-        obj.insert("jsonrpc".into(), "2.0".into());
-        obj.insert("method".into(), self.method.clone().into());
-        if let Some(params) = &self.params {
-            obj.insert("params".into(), params.clone());
-        }
-        if let Some(id) = &self.id {
-            obj.insert("id".into(), id.to_value());
-        }
-        Value::Object(obj).to_string().into_bytes()
+        to_text(&RequestOut {
+            id: self.id.as_ref().map(Id::to_value),
+            jsonrpc: "2.0",
+            method: &self.method,
+            params: self.params.as_ref(),
+        })
     }
 }
 
@@ -121,30 +148,28 @@ impl Response {
         }
     }
 
-    fn to_value(&self) -> Value {
-        let mut obj = Map::new();
-        obj.insert("jsonrpc".into(), "2.0".into());
-        match &self.outcome {
-            Ok(result) => obj.insert("result".into(), result.clone()),
-            Err(err) => obj.insert(
-                "error".into(),
-                serde_json::to_value(err).unwrap_or(Value::Null),
-            ),
+    fn out(&self) -> ResponseOut<'_> {
+        let (result, error) = match &self.outcome {
+            Ok(result) => (Some(result), None),
+            // As a JSON object, so its members are sorted as before.
+            Err(err) => (None, Some(serde_json::to_value(err).unwrap_or(Value::Null))),
         };
-        obj.insert("id".into(), self.id.to_value());
-        Value::Object(obj)
+        ResponseOut {
+            error,
+            id: self.id.to_value(),
+            jsonrpc: "2.0",
+            result,
+        }
     }
 
     /// The response as JSON text.
     pub fn encode(&self) -> Vec<u8> {
-        self.to_value().to_string().into_bytes()
+        to_text(&self.out())
     }
 
     /// A batch of responses as one JSON array.
     pub fn encode_batch(responses: &[Response]) -> Vec<u8> {
-        Value::Array(responses.iter().map(Response::to_value).collect())
-            .to_string()
-            .into_bytes()
+        to_text(&responses.iter().map(Response::out).collect::<Vec<_>>())
     }
 }
 
@@ -348,6 +373,63 @@ fn response_from(value: Value) -> Result<Response, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The encoders write the text a `serde_json` object of the same members
+    /// writes (what they built before), byte for byte: peers see no change.
+    #[test]
+    fn the_text_written_is_that_of_a_json_object() {
+        let text = |v: Value| v.to_string().into_bytes();
+        let params = json!([1, {"b": 2, "a": "x\u{e9}\n"}]);
+        let cases = [
+            (
+                Request {
+                    method: "add".into(),
+                    params: Some(params.clone()),
+                    id: Some(Id::from(7)),
+                },
+                json!({"jsonrpc": "2.0", "method": "add", "params": params, "id": 7}),
+            ),
+            (
+                Request {
+                    method: "log".into(),
+                    params: None,
+                    id: None,
+                },
+                json!({"jsonrpc": "2.0", "method": "log"}),
+            ),
+            (
+                Request {
+                    method: "m".into(),
+                    params: Some(json!({})),
+                    id: Some(Id::String("a\"b".into())),
+                },
+                json!({"jsonrpc": "2.0", "method": "m", "params": {}, "id": "a\"b"}),
+            ),
+        ];
+        for (req, object) in cases {
+            assert_eq!(req.encode(), text(object), "{req:?}");
+        }
+        let ok = Response {
+            id: Id::from(3),
+            outcome: Ok(json!({"z": null, "a": [true]})),
+        };
+        let err = Response::error(
+            Id::Null,
+            RpcError::new(-32000, "no").with_data(json!({"k": 1})),
+        );
+        let ok_object = json!({"jsonrpc": "2.0", "result": {"z": null, "a": [true]}, "id": 3});
+        let err_object = json!({
+            "jsonrpc": "2.0",
+            "error": {"code": -32000, "message": "no", "data": {"k": 1}},
+            "id": null
+        });
+        assert_eq!(ok.encode(), text(ok_object.clone()));
+        assert_eq!(err.encode(), text(err_object.clone()));
+        assert_eq!(
+            Response::encode_batch(&[ok, err]),
+            text(json!([ok_object, err_object]))
+        );
+    }
 
     fn single(text: &str) -> Entry {
         match decode_incoming(text.as_bytes()) {

@@ -48,9 +48,11 @@ mod error;
 pub mod framing;
 pub mod jsonrpc;
 mod methods;
+mod options;
 mod outbox;
 mod pool;
 mod server;
+mod threaded;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
@@ -59,4 +61,5 @@ pub use client::{Client, ClientOptions};
 pub use error::{Error, ErrorKind, Result, RpcError};
 pub use framing::Framing;
 pub use methods::Methods;
-pub use server::{Server, ServerOptions};
+pub use options::ServerOptions;
+pub use server::Server;

@@ -1,5 +1,6 @@
 //! A connection's responses on their way out, in order, whole, and never
-//! with a thread waiting for the client.
+//! with a thread waiting for the client (the async client's requests go out
+//! the same way).
 //!
 //! A response goes out at once, on the thread that has it (a thread of the
 //! call pool, say), when nothing is queued before it and the OS takes it
@@ -23,7 +24,7 @@ use ::tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 
 use crate::aconn::Writer;
 use crate::error::{Error, ErrorKind, Result};
-use crate::server::lock;
+use crate::options::lock;
 
 /// A response, with the connection's slot of the request it answers: the
 /// slot is free once the response is written (or dropped).
@@ -50,17 +51,26 @@ struct State {
 pub(crate) struct Outbox {
     state: Mutex<State>,
     work: Notify,
-    broken: watch::Sender<bool>,
+    /// Why a send failed, once one has.
+    broken: watch::Sender<Option<Arc<str>>>,
     peer: Arc<str>,
     /// The runtime of the connection, entered by a thread outside it that
     /// sends (a transport's timers and threads belong to it).
     handle: Handle,
-    limit: Duration,
+    /// How long one send may take (`None`: no bound).
+    limit: Option<Duration>,
 }
 
-fn send_owned(mut writer: Writer, bytes: Vec<u8>, peer: Arc<str>, limit: Duration) -> Sending {
+fn send_owned(
+    mut writer: Writer,
+    bytes: Vec<u8>,
+    peer: Arc<str>,
+    limit: Option<Duration>,
+) -> Sending {
     Box::pin(async move {
-        writer.set_deadline(limit);
+        if let Some(limit) = limit {
+            writer.set_deadline(limit);
+        }
         let sent = writer.send(&bytes, &peer).await;
         (writer, sent)
     })
@@ -68,8 +78,9 @@ fn send_owned(mut writer: Writer, bytes: Vec<u8>, peer: Arc<str>, limit: Duratio
 
 impl Outbox {
     /// The outbox of a connection to `peer`, whose responses may each take
-    /// `limit` (the reply timeout). Call within the connection's runtime.
-    pub(crate) fn new(writer: Writer, peer: &str, limit: Duration) -> Arc<Outbox> {
+    /// `limit` (the reply timeout; `None`: as long as they take). Call within
+    /// the connection's runtime.
+    pub(crate) fn new(writer: Writer, peer: &str, limit: Option<Duration>) -> Arc<Outbox> {
         Arc::new(Outbox {
             state: Mutex::new(State {
                 writer: Some(writer),
@@ -79,7 +90,7 @@ impl Outbox {
                 closing: false,
             }),
             work: Notify::new(),
-            broken: watch::channel(false).0,
+            broken: watch::channel(None).0,
             peer: Arc::from(peer),
             handle: Handle::current(),
             limit,
@@ -109,7 +120,7 @@ impl Outbox {
                     return;
                 }
                 // The client has gone: not the server's failure.
-                Poll::Ready((_, Err(_))) => return self.break_off(&mut state),
+                Poll::Ready((_, Err(e))) => return self.break_off(&mut state, &e),
                 Poll::Pending => state.begun = Some((sending, reply.slot)),
             }
             drop(state);
@@ -121,19 +132,26 @@ impl Outbox {
         self.work.notify_one();
     }
 
-    /// Sends nothing more and drops what waits (freeing its slots).
-    fn break_off(&self, state: &mut State) {
+    /// Sends nothing more and drops what waits (freeing its slots); `why`
+    /// is the failed send's error.
+    fn break_off(&self, state: &mut State, why: &Error) {
         state.broken = true;
         state.begun = None;
         state.queue.clear();
-        self.broken.send_replace(true);
+        self.broken.send_replace(Some(why.to_string().into()));
         self.work.notify_one();
     }
 
-    /// Resolves once a send has failed.
-    pub(crate) async fn broken(&self) {
+    /// Resolves once a send has failed, with its error.
+    pub(crate) async fn broken(&self) -> Arc<str> {
         let mut rx = self.broken.subscribe();
-        let _ = rx.wait_for(|b| *b).await;
+        // The outbox holds the sender, so the wait ends only with a failure.
+        let why = rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|w| w.clone());
+        why.unwrap_or_else(|| "a send failed".into())
     }
 
     /// The connection is done: the writer task ends once everything is sent.
@@ -176,18 +194,22 @@ impl Outbox {
                 notified.await;
                 continue;
             };
-            let sent = ::tokio::time::timeout(self.limit, sending).await;
+            let sent = match self.limit {
+                Some(limit) => ::tokio::time::timeout(limit, sending).await,
+                None => Ok(sending.await),
+            };
             let mut state = lock(&self.state);
             match sent {
                 Ok((writer, Ok(()))) => state.writer = Some(writer),
-                Ok((_, Err(_))) => return self.break_off(&mut state),
+                Ok((_, Err(e))) => return self.break_off(&mut state, &e),
                 Err(_) => {
-                    self.break_off(&mut state);
-                    drop(state);
-                    return on_timeout(&Error::new(
+                    let e = Error::new(
                         ErrorKind::TimedOut,
                         format!("send to {}: timed out", self.peer),
-                    ));
+                    );
+                    self.break_off(&mut state, &e);
+                    drop(state);
+                    return on_timeout(&e);
                 }
             }
             drop(slot);

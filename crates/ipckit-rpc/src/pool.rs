@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::server::lock;
+use crate::options::lock;
 
 /// A call to run.
 pub(crate) type Job = Box<dyn FnOnce() + Send>;

@@ -1,10 +1,13 @@
 //! The async server and client, on tokio (the `tokio` feature).
 //!
 //! The same wire, options and methods as the blocking [`crate::Server`] and
-//! [`crate::Client`], on ipckit's tokio transports. Each connection has a
-//! reader task and a writer task; the writer takes whole frames from a queue,
-//! so a call that is cancelled or times out never tears a frame. The server
-//! is the one the blocking [`crate::Server`] runs too.
+//! [`crate::Client`], on ipckit's tokio transports. A client's connection has
+//! a reader task, and its requests go out through an outbox (as the server's
+//! responses): written at once by the calling task when nothing is queued
+//! and the OS takes it without waiting, else by a writer task; a send is an
+//! owned future, finished even if its call is dropped, so a call that is
+//! cancelled or times out never tears a frame. The server is the one the
+//! blocking [`crate::Server`] runs too.
 //!
 //! ```no_run
 //! # #[tokio::main] async fn main() -> ipckit_rpc::Result<()> {
@@ -26,13 +29,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::tokio::sync::{mpsc, oneshot, watch};
+use ::tokio::sync::{Semaphore, oneshot, watch};
 use ::tokio::task::JoinHandle;
 use ipckit::{Address, ToAddress};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::aconn::{Conn, Writer};
+use crate::aconn::Conn;
 use crate::client::{
     ClientOptions, Failure, Pending, Reply, ReplyTx, Route, closed_error, end_of, finish, route,
     timed_out, to_params,
@@ -41,37 +44,20 @@ use crate::core::{Calls, Core, accept_loop};
 use crate::error::{Error, ErrorKind, Result};
 use crate::jsonrpc::{Id, Request};
 use crate::methods::Methods;
-use crate::server::{ServerOptions, lock};
+use crate::options::{ServerOptions, lock, refuse_async_shm};
+use crate::outbox::{Outbox, Reply as OutgoingFrame};
 
-/// Frames waiting for the writer task, per connection.
+/// Requests of a client not yet written, per connection: a call or
+/// notification waits for one of these slots.
 const QUEUE: usize = 64;
-
-/// Starts the writer task of a client's connection: it sends the frames it
-/// is given, in order, until every sender is gone; `on_error` runs if a send
-/// fails, and the task ends (the senders then see the channel closed).
-fn spawn_writer(
-    mut writer: Writer,
-    peer: String,
-    on_error: impl FnOnce(Error) + Send + 'static,
-) -> (mpsc::Sender<Vec<u8>>, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-    let task = ::tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if let Err(e) = writer.send(&frame, &peer).await {
-                on_error(e);
-                return;
-            }
-        }
-    });
-    (tx, task)
-}
 
 // ---------------------------------------------------------------- server
 
 impl ServerOptions {
     /// Binds `addr` and serves `methods` on it from tokio tasks: sync handlers
-    /// on tokio's blocking pool, async ones as tasks. Must be called within a
-    /// tokio runtime.
+    /// on tokio's blocking pool (or at once, when the method's last call took
+    /// at most 50 µs), async ones as tasks. Must be called within a tokio
+    /// runtime.
     ///
     /// # Errors
     ///
@@ -166,6 +152,7 @@ impl ClientOptions {
         let addr = addr
             .to_address()
             .map_err(|e| Error::ipckit("connect the RPC client", e))?;
+        refuse_async_shm(&addr, "client")?;
         let copts = self.transport();
         let max = self.max_frame_size;
         let mut conn = if self.framing.is_message() {
@@ -227,11 +214,13 @@ impl ClientShared {
 /// # Cancel safety
 ///
 /// A dropped `call` future drops its pending entry; the request may still have
-/// been sent (whole: frames go out from a writer task), and its late response
-/// is dropped.
+/// been sent (whole: a frame begun is finished by the connection's writer
+/// task), and its late response is dropped.
 pub struct Client {
     shared: Arc<ClientShared>,
-    tx: mpsc::Sender<Vec<u8>>,
+    outbox: Arc<Outbox>,
+    /// The slots of requests not yet written ([`QUEUE`]).
+    sends: Arc<Semaphore>,
     reader: JoinHandle<()>,
     timeout: Option<Duration>,
 }
@@ -267,17 +256,24 @@ impl Client {
             next_id: AtomicU64::new(1),
             peer: peer.clone(),
         });
-        let s = Arc::clone(&shared);
-        let (tx, _writer) = spawn_writer(writer, peer, move |e| {
-            s.close(
-                ErrorKind::Disconnected,
-                format!("the connection failed: {e}"),
-            );
-        });
-        let s = Arc::clone(&shared);
+        let outbox = Outbox::new(writer, &peer, None);
+        // Without a limit on a send, nothing times out.
+        ::tokio::spawn(Arc::clone(&outbox).run(|_| {}));
+        let (s, out) = (Arc::clone(&shared), Arc::clone(&outbox));
         let reader = ::tokio::spawn(async move {
+            let broken = out.broken();
+            ::tokio::pin!(broken);
             loop {
-                match reader.recv(&s.peer).await {
+                let got = ::tokio::select! {
+                    why = &mut broken => {
+                        return s.close(
+                            ErrorKind::Disconnected,
+                            format!("the connection failed: {why}"),
+                        );
+                    }
+                    got = reader.recv(&s.peer) => got,
+                };
+                match got {
                     Ok(Some(frame)) => s.deliver(route(&frame)),
                     Ok(None) => {
                         return s.close(
@@ -294,10 +290,19 @@ impl Client {
         });
         Client {
             shared,
-            tx,
+            outbox,
+            sends: Arc::new(Semaphore::new(QUEUE)),
             reader,
             timeout,
         }
+    }
+
+    /// Sends `bytes` after the requests before it, once fewer than [`QUEUE`]
+    /// wait to be written (dropped once the connection has failed).
+    async fn send(&self, bytes: Vec<u8>) {
+        // The semaphore is never closed.
+        let slot = Arc::clone(&self.sends).acquire_owned().await.ok();
+        self.outbox.deliver(OutgoingFrame { bytes, slot });
     }
 
     /// Calls `method` with `params`, waiting at most the client's timeout.
@@ -338,12 +343,9 @@ impl Client {
             id: Some(Id::from(id)),
         };
         let exchange = async {
-            if self.tx.send(req.encode()).await.is_err() {
-                return Err(Failure::Closed(
-                    ErrorKind::Disconnected,
-                    "the connection is closed".into(),
-                ));
-            }
+            // A frame the outbox cannot send (the connection failed) fails
+            // this call when the reader closes the connection for it.
+            self.send(req.encode()).await;
             rx.await.unwrap_or_else(|_| {
                 Err(Failure::Closed(
                     ErrorKind::Disconnected,
@@ -381,12 +383,8 @@ impl Client {
             params,
             id: None,
         };
-        self.tx.send(req.encode()).await.map_err(|_| {
-            Error::new(
-                ErrorKind::Disconnected,
-                format!("{context}: the connection is closed"),
-            )
-        })
+        self.send(req.encode()).await;
+        Ok(())
     }
 
     /// The address of the server.
@@ -410,5 +408,8 @@ impl Drop for Forget<'_> {
 impl Drop for Client {
     fn drop(&mut self) {
         self.reader.abort();
+        // The requests queued still go out; then the writer is dropped, and
+        // the server sees the end.
+        self.outbox.close();
     }
 }

@@ -78,7 +78,7 @@ fn opts(framing: Framing) -> (ServerOptions, ClientOptions) {
     (s, c)
 }
 
-fn every_framing() -> [(Framing, String); 4] {
+fn every_framing() -> [(Framing, String); 5] {
     [
         (
             Framing::LengthPrefix,
@@ -90,6 +90,11 @@ fn every_framing() -> [(Framing, String); 4] {
         ),
         (Framing::Message, format!("pipe:{}", unique_name("rpc-msg"))),
         (Framing::LengthPrefix, "tcp:127.0.0.1:0".to_owned()),
+        // Shared memory carries messages whatever the framing says.
+        (
+            Framing::LengthPrefix,
+            format!("shm:{}", unique_name("rpc-shm")),
+        ),
     ]
 }
 
@@ -241,22 +246,23 @@ fn every_pending_call_fails_promptly_when_the_server_goes_away() {
     watchdog(limit(), || {
         for framing in [Framing::LengthPrefix, Framing::Message] {
             let addr = format!("pipe:{}", unique_name("rpc-gone"));
-            let mut lopts = ipckit::ListenerOptions::new();
-            lopts.max_message_size(1 << 20);
             // A raw server: reads three requests, answers none, and closes.
             let (ready_tx, ready_rx) = mpsc::channel();
             let server = {
                 let addr = addr.clone();
                 thread::spawn(move || {
                     if framing.is_message() {
-                        let l = lopts.bind_message(addr.as_str()).unwrap();
+                        let l = ipckit::ListenerOptions::new()
+                            .max_message_size(1 << 20)
+                            .bind_message(addr.as_str())
+                            .unwrap();
                         ready_tx.send(()).unwrap();
                         let ch = l.accept().unwrap();
                         for _ in 0..3 {
                             ch.recv().unwrap().unwrap();
                         }
                     } else {
-                        let l = lopts.bind(addr.as_str()).unwrap();
+                        let l = ipckit::Listener::bind(addr.as_str()).unwrap();
                         ready_tx.send(()).unwrap();
                         let mut f = Framed::new(l.accept().unwrap());
                         for _ in 0..3 {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ipckit::shm::ShmChannel;
 use ipckit::{MailslotSender, MessageStream, Stream};
 
 use crate::load::{Kind, echo_messages, echo_stream, fresh_addr, start_server};
@@ -73,7 +72,8 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
 fn serves(kind: Kind, addr: &str, server: &Proc) -> Result<(), String> {
     let a = addr.to_string();
     let r = match kind {
-        Kind::Message => util::bounded(Duration::from_secs(20), move || {
+        // `listen --echo shm:NAME` is a message listener (a region per client).
+        Kind::Message | Kind::Shm => util::bounded(Duration::from_secs(20), move || {
             echo_messages(&a, 7, 256 << 10)
         }),
         Kind::Mailslot => {
@@ -85,7 +85,6 @@ fn serves(kind: Kind, addr: &str, server: &Proc) -> Result<(), String> {
                 None => Err("the receiver did not print a message sent after the fault".into()),
             };
         }
-        Kind::Shm => util::bounded(Duration::from_secs(20), move || shm_echo(&a)),
         _ => util::bounded(Duration::from_secs(20), move || {
             echo_stream(&a, 7, 256 << 10)
         }),
@@ -108,17 +107,6 @@ pub(crate) fn timed_echo(kind: Kind, addr: &str, len: usize) -> (Result<(), Stri
     })
     .unwrap_or_else(|| Err("hung".into()));
     (r, t.elapsed())
-}
-
-fn shm_echo(addr: &str) -> Result<(), String> {
-    let mut ch = ShmChannel::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    ch.set_read_timeout(Some(Duration::from_secs(10)));
-    let msg = pattern(3, 64 << 10);
-    ch.send(&msg).map_err(|e| e.to_string())?;
-    match ch.recv() {
-        Ok(Some(m)) if m == msg => Ok(()),
-        other => Err(format!("echo: {other:?}")),
-    }
 }
 
 /// A client process (`ipckit connect`, or `send` for a mailslot) is SIGKILLed
@@ -177,24 +165,6 @@ fn kill_client(ctx: &Ctx, kind: Kind) -> Outcome {
     client.kill();
     let _ = feeder.join();
     let mut server = server;
-    if kind == Kind::Shm {
-        // A channel has one peer: its server must notice the death and end.
-        let st = server.exited_within(Duration::from_secs(10));
-        let figures = format!(
-            "fed={fed_bytes}B server-ended={}",
-            st.map_or("no".into(), |s| s
-                .code()
-                .map_or("by-a-signal".into(), |c| format!("exit-{c}")))
-        );
-        if st.is_none() {
-            return Err(format!(
-                "{figures}: `listen --echo shm:` still runs 10 s after its peer was SIGKILLed (it cannot see the death)"
-            ));
-        }
-        let (next, a2) = start_server(ctx, kind, &addr)?;
-        serves(kind, &a2, &next).map_err(|e| format!("{figures}: rebinding after: {e}"))?;
-        return Ok(format!("{figures} rebound+served lost=0"));
-    }
     if !server.alive() {
         return Err(format!(
             "fed={fed_bytes}B: the server exited after its client was killed: {}",
@@ -221,7 +191,9 @@ fn kill_server(ctx: &Ctx, kind: Kind) -> Outcome {
     let client = util::spawn(move || -> Result<String, String> {
         match kind {
             Kind::Shm => {
-                let ch = ShmChannel::connect(a.as_str()).map_err(|e| e.to_string())?;
+                // A client of `listen shm:`'s message listener: its channel
+                // is a region of its own.
+                let ch = MessageStream::connect(a.as_str()).map_err(|e| e.to_string())?;
                 ch.send(b"hello").map_err(|e| e.to_string())?;
                 ch.recv().map_err(|e| e.to_string())?;
                 let _ = tx.send(());
@@ -376,7 +348,8 @@ fn remove_stale(ctx: &Ctx, kind: Kind, addr: &str) {
         Kind::Mailslot => {
             std::fs::remove_file(ctx.xdg.join("ipckit").join(format!("{name}.dgram")))
         }
-        Kind::Shm => std::fs::remove_file(format!("/dev/shm/{name}")),
+        // The message listener's rendezvous socket (regions are per client).
+        Kind::Shm => std::fs::remove_file(ctx.sock_path(&format!("{name}.shm"))),
         Kind::UnixPath => std::fs::remove_file(name),
         _ => Ok(()),
     };
@@ -387,11 +360,6 @@ fn remove_stale(ctx: &Ctx, kind: Kind, addr: &str) {
 fn restart(ctx: &Ctx, kind: Kind) -> Outcome {
     let addr = fresh_addr(ctx, kind);
     let (mut first, _) = start_server(ctx, kind, &addr)?;
-    if kind == Kind::Shm {
-        // The first must have been joined once, like a real one.
-        shm_echo(&addr)?;
-        first.exited_within(Duration::from_secs(5));
-    }
     first.kill();
     let (second, _) = start_server(ctx, kind, &addr)
         .map_err(|e| format!("restarting on the name a killed server left: {e}"))?;

@@ -307,7 +307,8 @@ fn signal_cleanup(ctx: &Ctx) -> Outcome {
             let addr = fresh_addr(ctx, kind);
             let name = addr.split_once(':').map_or("", |(_, n)| n);
             let file = match kind {
-                Kind::Shm => std::path::PathBuf::from(format!("/dev/shm/{name}")),
+                // `listen shm:` is a message listener: its rendezvous socket.
+                Kind::Shm => ctx.sock_path(&format!("{name}.shm")),
                 Kind::Mailslot => ctx.xdg.join("ipckit").join(format!("{name}.dgram")),
                 _ => ctx.sock_path(name),
             };

@@ -105,7 +105,25 @@ fn start_server_with(
     } else {
         "listening on "
     };
-    let mut p = Proc::spawn(&mut cmd, raw_stdout)?;
+    let (p, at) = start_ready(&mut cmd, ready, addr, raw_stdout)?;
+    let addr = if kind == Kind::Tcp {
+        at
+    } else {
+        addr.to_string()
+    };
+    Ok((p, addr))
+}
+
+/// Starts a server (`cmd`, on `addr`) and waits up to 10 s for its `-v` line
+/// holding `ready`; the process and what follows `ready` on that line (the
+/// address it listens on).
+pub(crate) fn start_ready(
+    cmd: &mut std::process::Command,
+    ready: &str,
+    addr: &str,
+    raw_stdout: bool,
+) -> Result<(Proc, String), String> {
+    let mut p = Proc::spawn(cmd, raw_stdout)?;
     let line = p
         .stderr_line(ready, Duration::from_secs(10))
         .ok_or_else(|| {
@@ -116,12 +134,7 @@ fn start_server_with(
             )
         })?;
     let at = line.split_once(ready).map_or("", |(_, a)| a).to_string();
-    let addr = if kind == Kind::Tcp {
-        at
-    } else {
-        addr.to_string()
-    };
-    Ok((p, addr))
+    Ok((p, at))
 }
 
 /// Sends `len` bytes of `pattern(seed)` over a stream and reads the echo:

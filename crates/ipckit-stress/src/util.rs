@@ -398,10 +398,17 @@ pub(crate) fn cpu_ticks(pid: u32) -> u64 {
 /// A process's resident memory in KiB (`VmRSS`).
 #[cfg(unix)]
 pub(crate) fn rss_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS:")
+}
+
+/// The number of a `/proc/PID/status` line (`Threads:`, `VmRSS:` in KiB); 0
+/// when there is none.
+#[cfg(unix)]
+pub(crate) fn proc_status(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }

@@ -8,13 +8,32 @@
 //! - 64 KiB throughput one way, against `copy_from_slice` of the same bytes
 //!   between two 64 MiB buffers (memory speed), and of one hot 64 KiB chunk
 //!   over and over (cache speed);
-//! - the CPU time a receiver uses while it waits 1 s for nothing.
+//! - the same round trip and message rate between two tokio tasks
+//!   (`ipckit::tokio::shm`), against the blocking ones;
+//! - the CPU time a receiver uses while it waits 1 s for nothing;
+//! - between two processes, the channel against the bare ring
+//!   (`shm::baseline::BareRing`), one way and round trip (`shm/cross.rs`).
 //!
-//! `cargo bench -p ipckit --bench shm` (Unix). Figures: docs/BENCHMARKS.md.
+//! `cargo bench -p ipckit --bench shm` (Unix); `-- cross` runs the
+//! two-process part alone, `-- cross channel` its channel rows alone.
+//! Figures: docs/BENCHMARKS.md.
+
+#[cfg(unix)]
+#[path = "shm/cross.rs"]
+mod cross;
 
 #[cfg(unix)]
 fn main() {
+    if cross::peer() {
+        return;
+    }
+    if std::env::args().any(|a| a == "cross") {
+        cross::main(std::env::args().any(|a| a == "channel"));
+        return;
+    }
     unix::main();
+    println!();
+    cross::main(false);
 }
 
 #[cfg(not(unix))]
@@ -32,6 +51,7 @@ mod unix {
 
     use ipckit::ListenerOptions;
     use ipckit::shm::{ShmChannel, ShmListener};
+    use ipckit::tokio::shm::ShmChannel as TokioShm;
 
     fn pair(tag: &str) -> (ShmChannel, ShmChannel) {
         let addr = format!("shm:ipckit-bench-{tag}-{}", std::process::id());
@@ -106,6 +126,80 @@ mod unix {
         drop(a);
         echo.join().unwrap();
         samples
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Both ends of a new channel on tokio, in this process.
+    async fn tokio_pair(tag: &str) -> (TokioShm, TokioShm) {
+        let addr = format!("shm:ipckit-bench-{tag}-{}", std::process::id());
+        let mut listener = ListenerOptions::new()
+            .shm_capacity(1 << 20)
+            .bind_shm_tokio(addr.as_str())
+            .unwrap();
+        let client = TokioShm::connect(addr.as_str()).await.unwrap();
+        (listener.accept().await.unwrap(), client)
+    }
+
+    /// 64-byte round trips between two tokio tasks (a runtime of two workers).
+    fn tokio_round_trips() -> Vec<Duration> {
+        runtime().block_on(async {
+            let (a, b) = tokio_pair("trtt").await;
+            let (mut atx, mut arx) = a.split();
+            let echo = tokio::spawn(async move {
+                let (mut btx, mut brx) = b.split();
+                let mut msg = Vec::new();
+                while brx.recv_into(&mut msg).await.unwrap() {
+                    btx.send(&msg).await.unwrap();
+                }
+            });
+            let msg = [7u8; 64];
+            let mut back = Vec::new();
+            let rounds = ROUNDS / 4;
+            let mut samples = Vec::with_capacity(rounds);
+            for i in 0..rounds + 1000 {
+                let t = Instant::now();
+                atx.send(&msg).await.unwrap();
+                assert!(arx.recv_into(&mut back).await.unwrap());
+                if i >= 1000 {
+                    samples.push(t.elapsed());
+                }
+            }
+            drop(atx);
+            echo.await.unwrap();
+            samples
+        })
+    }
+
+    /// Messages per second between two tokio tasks, one way.
+    fn tokio_one_way(size: usize, count: usize) -> f64 {
+        runtime().block_on(async {
+            let (a, b) = tokio_pair(&format!("trate{size}")).await;
+            let reader = tokio::spawn(async move {
+                let (_, mut rx) = b.split();
+                let mut msg = Vec::new();
+                let mut n = 0;
+                while rx.recv_into(&mut msg).await.unwrap() {
+                    n += 1;
+                }
+                n
+            });
+            let (mut tx, _rx) = a.split();
+            let msg = vec![1u8; size];
+            let t = Instant::now();
+            for _ in 0..count {
+                tx.send(&msg).await.unwrap();
+            }
+            drop(tx);
+            assert_eq!(reader.await.unwrap(), count);
+            count as f64 / t.elapsed().as_secs_f64()
+        })
     }
 
     /// Messages per second, one way, `count` messages of `size` bytes.
@@ -231,8 +325,20 @@ mod unix {
             sock.as_secs_f64() / shm.as_secs_f64()
         );
 
+        let tokio_rtt = report("tokio shm round trip 64 B", tokio_round_trips());
+        println!(
+            "  ratio tokio / blocking shm p50: {:.1}x\n",
+            tokio_rtt.as_secs_f64() / shm.as_secs_f64()
+        );
+
         let rate = shm_one_way(64, 5_000_000);
         println!("shm 64 B messages, one way: {:.1} M/s", rate / 1e6);
+        let tokio_rate = tokio_one_way(64, 2_000_000);
+        println!(
+            "tokio shm 64 B messages, one way: {:.1} M/s ({:.0} % of blocking)",
+            tokio_rate / 1e6,
+            100.0 * tokio_rate / rate
+        );
         let chunks = 50_000;
         let shm_bw = shm_one_way(64 * 1024, chunks) * 64.0 * 1024.0;
         let cold_bw = memcpy_rate_cold(64 * 1024, chunks);

@@ -334,7 +334,8 @@ impl Address {
                 "a Windows pipe path cannot be served on Unix; use pipe:NAME for a portable name",
             )),
             (Address::Abstract(_), Os::OtherUnix) => Err(unsupported(
-                "abstract socket names exist only on Linux; use unix:/path or pipe:NAME",
+                "abstract socket names exist only on Linux, not on macOS or the BSDs; use \
+                 unix:/path or pipe:NAME",
             )),
             (Address::Abstract(name), Os::Linux) => {
                 let max = env.os.sun_path_len() - 1;

@@ -6,9 +6,14 @@
 //! [`raw_os_error`](Error::raw_os_error)), and says whether retrying can help
 //! ([`is_timeout`](Error::is_timeout), [`is_temporary`](Error::is_temporary)).
 //!
-//! The message is complete on its own (`connect to pipe:app: ...: No such file or
-//! directory (os error 2)`), so [`source`](std::error::Error::source) does not
-//! return the OS error again: reporters that walk the chain print it once.
+//! The text says what was attempted and, in ipckit's words, why it failed
+//! (`receive a message from pipe:app: an incoming message of 2000 bytes
+//! exceeds ...`); the operating system's own error, where the OS gave one, is
+//! not repeated in it but returned by [`source`](std::error::Error::source),
+//! as std's guidelines for error types ask, so a reporter that walks the chain
+//! (anyhow, `ipckit`'s CLI) prints each part once. The alternate form (`{:#}`)
+//! prints the whole chain on one line, `connect to pipe:app: No such file or
+//! directory (os error 2)`, as anyhow's does.
 //!
 //! Byte-level I/O (`Read`/`Write`) returns plain [`io::Error`]s straight from the
 //! operating system, as std does.
@@ -229,30 +234,50 @@ impl fmt::Debug for Error {
     }
 }
 
+/// What was attempted and why it failed; with `{:#}`, followed by the OS
+/// error (`: No such file or directory (os error 2)`) and its own causes.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        // A reason ipckit gave itself (an io::Error without an OS code: an
+        // oversized message, a squatted name) is part of the text; an OS
+        // error is the source.
+        if let Some(reason) = self.source.as_ref().filter(|e| e.raw_os_error().is_none()) {
+            write!(f, ": {reason}")?;
+        }
+        if f.alternate() {
+            let mut cause = std::error::Error::source(self);
+            while let Some(e) = cause {
+                write!(f, ": {e}")?;
+                cause = e.source();
+            }
         }
         Ok(())
     }
 }
 
-/// `source()` is `None`: the OS error's text is already part of this error's
-/// message; reach the OS error itself with [`Error::io_error`].
-impl std::error::Error for Error {}
+/// `source()` is the operating system's error under this one, if any: the
+/// [`io_error`](Error::io_error) when it has an OS code; for a reason ipckit
+/// gave itself (already part of the text), what lies under that reason.
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let io = self.source.as_ref()?;
+        if io.raw_os_error().is_some() {
+            Some(io)
+        } else {
+            io.source()
+        }
+    }
+}
 
-/// The error for an incoming message over the receiver's limit; it names both
-/// sizes. The message is never delivered in part.
-pub(crate) fn too_large(len: u64, max: usize) -> io::Error {
-    Error::new(
-        ErrorKind::FrameTooLarge,
-        format!(
-            "an incoming message of {len} bytes exceeds the maximum message size of {max} bytes"
-        ),
-    )
-    .into()
+/// An `io::Error` handed straight to the caller (by `Framed`) that carries a
+/// `sys` fault becomes one that carries the [`Error`] of the fault's kind, so
+/// it can be downcast to an [`Error`] like every other ipckit failure.
+pub(crate) fn lift_fault(e: io::Error) -> io::Error {
+    match fault_of(&e) {
+        Some(fault) => Error::new(ErrorKind::from_io(&e), fault.message.clone()).into(),
+        None => e,
+    }
 }
 
 /// Whether a receive error leaves the channel out of step with its peer (an
@@ -279,16 +304,44 @@ impl From<Error> for io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plain::too_large;
 
     #[test]
     fn io_errors_keep_their_code_and_context() {
         let err = Error::io("connect to pipe:x", io::Error::from_raw_os_error(2));
         assert_eq!(err.raw_os_error(), Some(2));
-        assert!(err.to_string().starts_with("connect to pipe:x: "));
-        assert!(err.to_string().contains("os error 2"), "{err}");
-        // Reporters that walk the chain must not print the OS error twice.
-        assert!(std::error::Error::source(&err).is_none());
+        // What was attempted; the OS error is the source, printed once by
+        // reporters that walk the chain, and by `{:#}`.
+        assert_eq!(err.to_string(), "connect to pipe:x");
+        let source = std::error::Error::source(&err).expect("the OS error");
+        let os = source.downcast_ref::<io::Error>().unwrap();
+        assert_eq!(os.raw_os_error(), Some(2));
+        let full = format!("{err:#}");
+        assert_eq!(full, format!("connect to pipe:x: {os}"));
+        assert!(full.contains("os error 2"), "{full}");
         assert_eq!(err.io_error().unwrap().raw_os_error(), Some(2));
+        // Through an io::Error, the chain still reaches the OS error.
+        let wrapped = io::Error::from(err);
+        let inner = std::error::Error::source(&wrapped).expect("the OS error");
+        assert!(inner.to_string().contains("os error 2"), "{inner}");
+
+        // A reason ipckit gave itself is part of the text, and not a source.
+        let reason = Error::io("receive on pipe:x", too_large(2000, 1000));
+        let text = reason.to_string();
+        assert!(text.starts_with("receive on pipe:x: "), "{text}");
+        assert!(
+            text.contains("2000 bytes") && text.contains("1000"),
+            "{text}"
+        );
+        assert!(std::error::Error::source(&reason).is_none());
+        assert_eq!(format!("{reason:#}"), text);
+        // ... and an OS error under such a reason is still reached.
+        let os_err = Error::io("open x", io::Error::from_raw_os_error(13));
+        let outer = Error::io("bind pipe:y", io::Error::from(os_err));
+        assert_eq!(outer.to_string(), "bind pipe:y: open x");
+        let under = std::error::Error::source(&outer).expect("the OS error");
+        assert!(under.to_string().contains("os error 13"), "{under}");
+        assert!(format!("{outer:#}").ends_with(&under.to_string()));
     }
 
     #[test]

@@ -38,15 +38,17 @@
 //!
 //! A [`MessageListener`] and a [`MessageStream`] carry whole messages over the
 //! same addresses: named pipes in message mode on Windows, `SOCK_SEQPACKET` on
-//! Linux, length-prefixed frames over TCP. [`Framed`] puts the same frames on
+//! Linux and FreeBSD, length-prefixed frames over a stream socket on macOS and
+//! over TCP. [`Framed`] puts the same frames on
 //! any byte stream. See [`message`].
 //!
 //! ## Async
 //!
 //! With the `tokio` feature, `ipckit::tokio::{Listener, Stream}` give the same
 //! endpoints, timeouts and deadlines on tokio's own named-pipe, Unix-socket and
-//! TCP types, and `ipckit::tokio::{MessageListener, MessageStream}` the message
-//! channels. With the `tonic` feature, `ipckit::tokio::tonic` runs a `tonic`
+//! TCP types, `ipckit::tokio::{MessageListener, MessageStream}` the message
+//! channels, and `ipckit::tokio::shm` the shared-memory channel (a waiting task
+//! holds no thread and uses no CPU). With the `tonic` feature, `ipckit::tokio::tonic` runs a `tonic`
 //! gRPC client and server over those streams.
 //!
 //! ## Mailslots
@@ -98,6 +100,27 @@ mod limits;
 pub mod mailslot;
 pub mod message;
 pub mod platform;
+/// OS-specific extensions, as `std::os`: settings only one OS has, reached
+/// through a trait of that OS's module so that code using them says which OS
+/// it is for, and the OS handles of ipckit's types.
+///
+/// Each module exists on its OS only (and in the documentation).
+pub mod os {
+    #[cfg(any(unix, doc))]
+    pub mod unix;
+    #[cfg(any(windows, doc))]
+    pub mod windows;
+
+    /// Keeps the extension traits implemented by ipckit's types only, so
+    /// that methods can be added to them.
+    mod sealed {
+        #[allow(unreachable_pub)] // named by the public traits, reachable by nobody
+        pub trait Sealed {}
+        impl Sealed for crate::ListenerOptions {}
+        impl Sealed for crate::shm::CreateOptions {}
+        impl Sealed for crate::MessageStream {}
+    }
+}
 pub mod registry;
 pub mod security;
 pub mod shm;

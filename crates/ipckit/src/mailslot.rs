@@ -59,6 +59,7 @@ use std::time::Duration;
 
 use crate::address::{Address, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
+use crate::stream::applies::Kind;
 use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
@@ -274,7 +275,7 @@ impl MailslotReceiver {
 /// # Ok::<(), ipckit::Error>(())
 /// ```
 pub struct MailslotSender {
-    inner: sys::MailslotSender,
+    pub(crate) inner: sys::MailslotSender,
     addr: Address,
 }
 
@@ -350,91 +351,56 @@ impl MailslotSender {
     }
 }
 
-impl ConnectOptions {
-    /// Opens the mailslot at `addr` for sending, checking its receiver as these
-    /// options say ([`require_server_user`](ConnectOptions::require_server_user),
-    /// [`server_user_any`](ConnectOptions::server_user_any)); the other options
-    /// do not apply to mailslots.
-    ///
-    /// # Platform-specific behavior
-    ///
-    /// ### Unix
-    ///
-    /// For `mailslot:NAME` the private runtime directory is checked as for
-    /// every portable name, and the receiver's socket file must belong to the
-    /// current user (by default) or to the user named: a datagram socket has
-    /// no peer credentials, but only its owner (or root) can have created the
-    /// file.
-    ///
-    /// ### Windows
-    ///
-    /// Windows tells a sender nothing about who created a mailslot, so nothing
-    /// is checked by default, and a rule set with `require_server_user` or
-    /// `server_user_is_current` is refused ([`ErrorKind::InvalidOption`]).
-    ///
-    /// # Errors
-    ///
-    /// See [`MailslotSender::connect`].
-    pub fn connect_mailslot(&self, addr: impl ToAddress) -> Result<MailslotSender> {
-        let addr = crate::registry::resolve(&addr.to_address()?)?;
-        let ep = addr.mailslot_endpoint(&sys::env())?;
-        let server_user = self
-            .server_user
-            .precheck(&addr, sys::MAILSLOT_RECEIVER_UNKNOWN)?;
-        let inner = sys::MailslotSender::connect(&ep).map_err(|e| Error::connect(&addr, &ep, e))?;
-        server_user.verify(&addr, "receiver", || inner.receiver_credentials())?;
-        Ok(MailslotSender { inner, addr })
-    }
-}
-
 /// Why a mailslot cannot check who sent a message.
 const NO_SENDER: &str = "a mailslot or datagram receiver learns nothing about who sent a message";
 
-impl ListenerOptions {
-    /// Creates a [`MailslotReceiver`] at `addr` that accepts messages up to this
-    /// options' [`max_message_size`](ListenerOptions::max_message_size).
-    ///
-    /// # Errors
-    ///
-    /// See [`MailslotReceiver::bind`].
-    pub fn bind_mailslot(&self, addr: impl ToAddress) -> Result<MailslotReceiver> {
-        self.check()?;
-        let addr = addr.to_address()?;
-        crate::security::refuse_identity_rule(
-            self.current_user_only,
-            "current_user_only",
-            &addr,
-            NO_SENDER,
-        )?;
-        let ep = addr.mailslot_endpoint(&sys::env())?;
-        let max = self.sys.max_message_size;
-        let inner = sys::MailslotReceiver::bind(&ep, self.config())
-            .map_err(|e| Error::bind(&addr, &ep, e))?;
-        Ok(MailslotReceiver { inner, addr, max })
-    }
+/// [`ConnectOptions::connect_mailslot`]: opens the mailslot at `addr` for
+/// sending, its receiver checked as `opts` say.
+pub(crate) fn connect_with(opts: &ConnectOptions, addr: impl ToAddress) -> Result<MailslotSender> {
+    let addr = crate::registry::resolve(&addr.to_address()?)?;
+    opts.check_for(Kind::MailslotSender, &addr)?;
+    let ep = addr.mailslot_endpoint(&sys::env())?;
+    let server_user = opts
+        .server_user
+        .precheck(&addr, sys::MAILSLOT_RECEIVER_UNKNOWN)?;
+    let inner = sys::MailslotSender::connect(&ep).map_err(|e| Error::connect(&addr, &ep, e))?;
+    server_user.verify(&addr, "receiver", || inner.receiver_credentials())?;
+    Ok(MailslotSender { inner, addr })
+}
 
-    /// Joins broadcast group `group` with a receiver that accepts messages up to
-    /// this options' maximum message size.
-    ///
-    /// # Errors
-    ///
-    /// See [`MailslotReceiver::join`].
-    pub fn join_mailslot_group(&self, group: &str) -> Result<MailslotReceiver> {
-        self.check()?;
-        let name = group_name(group)?;
-        crate::security::refuse_identity_rule(
-            self.current_user_only,
-            "current_user_only",
-            format!("broadcast group {name}"),
-            NO_SENDER,
-        )?;
-        let max = self.sys.max_message_size;
-        let inner = sys::join_group(&name, self.config())
-            .map_err(|e| Error::io(format!("join broadcast group {name}"), e))?;
-        Ok(MailslotReceiver {
-            inner,
-            addr: Address::Mailslot(name),
-            max,
-        })
-    }
+/// [`ListenerOptions::bind_mailslot`]: a receiver at `addr`.
+pub(crate) fn bind_with(opts: &ListenerOptions, addr: impl ToAddress) -> Result<MailslotReceiver> {
+    let addr = addr.to_address()?;
+    opts.check_for(Kind::Mailslot, &addr)?;
+    crate::security::refuse_identity_rule(
+        opts.current_user_only,
+        "current_user_only",
+        &addr,
+        NO_SENDER,
+    )?;
+    let ep = addr.mailslot_endpoint(&sys::env())?;
+    let max = opts.sys.max_message_size;
+    let inner =
+        sys::MailslotReceiver::bind(&ep, opts.config()).map_err(|e| Error::bind(&addr, &ep, e))?;
+    Ok(MailslotReceiver { inner, addr, max })
+}
+
+/// [`ListenerOptions::join_mailslot_group`]: a receiver in broadcast group `group`.
+pub(crate) fn join_with(opts: &ListenerOptions, group: &str) -> Result<MailslotReceiver> {
+    let name = group_name(group)?;
+    opts.check_for(Kind::MailslotGroup, &format_args!("broadcast group {name}"))?;
+    crate::security::refuse_identity_rule(
+        opts.current_user_only,
+        "current_user_only",
+        format!("broadcast group {name}"),
+        NO_SENDER,
+    )?;
+    let max = opts.sys.max_message_size;
+    let inner = sys::join_group(&name, opts.config())
+        .map_err(|e| Error::io(format!("join broadcast group {name}"), e))?;
+    Ok(MailslotReceiver {
+        inner,
+        addr: Address::Mailslot(name),
+        max,
+    })
 }

@@ -30,7 +30,8 @@ pub fn is_wine() -> bool {
 
 /// ipckit's private per-user directory, where portable names (`NAME`,
 /// `pipe:NAME`, `mailslot:NAME`) and broadcast groups live on Unix:
-/// `$XDG_RUNTIME_DIR/ipckit/`, else `/tmp/ipckit-UID/`. `None` on Windows, where a
+/// `$XDG_RUNTIME_DIR/ipckit/`, else on macOS `$TMPDIR/ipckit/` (macOS gives each
+/// user a private `$TMPDIR`), else `/tmp/ipckit-UID/`. `None` on Windows, where a
 /// portable name is a pipe name.
 ///
 /// The directory may not exist yet: it is created by the first listener that
@@ -86,8 +87,10 @@ pub fn pipe_names() -> io::Result<Vec<String>> {
 /// The socket file that a listener or a mailslot receiver bound at `addr`
 /// creates on this OS, if it creates one: on Unix, for `unix:/path` and portable
 /// names (`NAME`, `pipe:NAME`: `NAME.sock` in [`runtime_dir`]; `mailslot:NAME`:
-/// the receiver's datagram socket file). `None` for abstract, TCP, shared-memory
-/// and Windows addresses, and for text that names nothing valid here.
+/// the receiver's datagram socket file; `shm:NAME`: the rendezvous
+/// `NAME.shm.sock` of a [`MessageListener`](crate::MessageListener) there).
+/// `None` for abstract, TCP and Windows addresses, and for text that names
+/// nothing valid here.
 ///
 /// A process that is killed cannot remove the file its listener made; a signal
 /// handler can remove this path (and only if the file is still a socket).
@@ -107,6 +110,7 @@ pub fn socket_file(addr: &Address) -> Option<PathBuf> {
     let env = crate::sys::env();
     let ep = match addr {
         Address::Mailslot(_) => addr.mailslot_endpoint(&env),
+        Address::Shm(name) => crate::message::shm::rendezvous(name),
         _ => addr.stream_endpoint(&env),
     };
     match ep {
@@ -121,5 +125,5 @@ pub fn socket_file(addr: &Address) -> Option<PathBuf> {
 /// has exited is stale: the next `bind` of the name replaces it. `None` for a
 /// region that is not a channel, or that cannot be opened.
 pub fn shm_channel_creator(name: &str) -> Option<(u32, bool)> {
-    crate::sys::shm_channel::creator(name)
+    crate::sys::shm_join::creator(name)
 }

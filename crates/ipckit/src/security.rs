@@ -11,9 +11,9 @@
 //! | clients of portable names | refuse a pipe server of another user (its SID) | refuse a runtime directory that is not the user's own 0700 one, a server of another user (`SO_PEERCRED`), a mailslot or shm object of another user (or shm writable by others) |
 //!
 //! [`ListenerOptions`](crate::ListenerOptions) opens them up on purpose
-//! ([`mode`](crate::ListenerOptions::mode),
-//! [`security_descriptor`](crate::ListenerOptions::security_descriptor),
-//! [`accept_remote_clients`](crate::ListenerOptions::accept_remote_clients)) or
+//! (`mode` through [`os::unix::ListenerOptionsExt`](crate::os),
+//! `security_descriptor` and `accept_remote_clients` through
+//! `os::windows::ListenerOptionsExt`) or
 //! closes them further ([`current_user_only`](crate::ListenerOptions::current_user_only));
 //! [`ConnectOptions::require_server_user`](crate::ConnectOptions::require_server_user)
 //! lets a client refuse a server run by somebody else, and
@@ -31,6 +31,13 @@ use crate::address::{Address, Endpoint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 
+/// # Examples
+///
+/// ```
+/// let me = ipckit::security::UserId::current()?;
+/// println!("running as {me}");
+/// # Ok::<(), ipckit::Error>(())
+/// ```
 pub use crate::peer::UserId;
 
 impl UserId {
@@ -369,7 +376,7 @@ pub(crate) fn check_peer(
     }
 }
 
-/// Checks a Unix socket file mode given to `ListenerOptions::mode`: permission
+/// Checks a Unix socket file mode given to `os::unix::ListenerOptionsExt::mode`: permission
 /// bits only, and the owner keeps read and write.
 pub(crate) fn check_mode(mode: u32) -> Result<()> {
     if mode & !0o777 != 0 {

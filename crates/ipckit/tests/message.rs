@@ -435,3 +435,30 @@ fn a_peer_that_closes_with_messages_unread_still_delivers_its_own() {
         }
     });
 }
+
+/// Twice `net.core.wmem_max` is over the kernel's largest `SOCK_SEQPACKET`
+/// record whatever the sysctl says: between ipckit ends such a message goes
+/// by memfd, both ways, the client's even when the server has not accepted it
+/// yet (no greeting to wait for: the client finds the server process's name).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_message_over_the_kernel_record_limit_goes_whole_between_ipckit_ends() {
+    watchdog(limit(60), || {
+        let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let big = pattern(9, 2 * wmem_max + 1);
+        let addr = format!("@{}", unique_name("overlimit"));
+        let listener = MessageListener::bind(addr.as_str()).unwrap();
+        let client = MessageStream::connect(addr.as_str()).unwrap();
+        // Before any accept: without the server's name this would wait for a
+        // greeting that cannot come, then fail with FrameTooLarge.
+        client.send(&big).unwrap();
+        let server = listener.accept().unwrap();
+        assert!(server.recv().unwrap().unwrap() == big, "client to server");
+        server.send(&big).unwrap();
+        assert!(client.recv().unwrap().unwrap() == big, "server to client");
+    });
+}

@@ -13,51 +13,12 @@ mod util;
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use ipckit::ErrorKind;
 use ipckit::registry::{self, Event, Kind, Registration, State};
-use util::{Kid, child_role, slow_factor, this_test_as_child, unique_name, watchdog};
-
-/// The environment variable that places the registry.
-const REGISTRY_ENV: &str = if cfg!(windows) {
-    "LOCALAPPDATA"
-} else {
-    "XDG_RUNTIME_DIR"
-};
-
-fn limit() -> Duration {
-    Duration::from_secs(60 * u64::from(slow_factor()))
-}
-
-/// Runs `scenario` in a child of this program with a registry of its own, and
-/// fails with its output if it fails.
-fn isolated(scenario: &str) {
-    let scenario = scenario.to_owned();
-    watchdog(limit(), move || {
-        let base = std::env::temp_dir().join(unique_name("reg"));
-        std::fs::create_dir(&base).unwrap();
-        let mut cmd = this_test_as_child(&[], "child", "scenario", &scenario);
-        cmd.env(REGISTRY_ENV, &base)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let out = cmd.output().expect("run the scenario's child");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let _ = std::fs::remove_dir_all(&base);
-        println!("{text}");
-        assert!(out.status.success(), "scenario {scenario} failed:\n{text}");
-        assert!(
-            text.contains(&format!("SCENARIO {scenario} PASSED")),
-            "scenario {scenario} did not run:\n{text}"
-        );
-    });
-}
+use util::registry::{echo5, isolated, later, round_trip5, run_scenario};
+use util::{Kid, child_role, slow_factor, this_test_as_child, unique_name};
 
 /// A child that registers `name` at `addr` (kind stream, metadata
 /// `instance=<pid>`), says `REGISTERED <record path>`, and unregisters when
@@ -82,24 +43,23 @@ fn child() {
         return;
     };
     match role.as_str() {
-        "scenario" => {
-            match arg.as_str() {
-                "register_lookup_unregister" => register_lookup_unregister(),
-                "killed_owner" => killed_owner(),
-                "pid_reuse" => pid_reuse(),
-                "wait_woken" => wait_woken(),
-                "many_instances" => many_instances(),
-                "service_address" => service_address(),
-                "probe" => probe(),
-                "foreign_record" => foreign_record(),
-                "corrupt_record" => corrupt_record(),
-                "squatted_dir" => squatted_dir(),
-                "watch" => watch(),
-                "tokio_wait" => tokio_wait(),
-                other => panic!("unknown scenario {other}"),
-            }
-            println!("SCENARIO {arg} PASSED");
-        }
+        "scenario" => run_scenario(
+            &arg,
+            &[
+                ("register_lookup_unregister", register_lookup_unregister),
+                ("killed_owner", killed_owner),
+                ("pid_reuse", pid_reuse),
+                ("wait_woken", wait_woken),
+                ("many_instances", many_instances),
+                ("service_address", service_address),
+                ("probe", probe),
+                ("foreign_record", foreign_record),
+                ("corrupt_record", corrupt_record),
+                ("squatted_dir", squatted_dir),
+                ("watch", watch),
+                ("tokio_wait", tokio_wait),
+            ],
+        ),
         "register" => {
             let (name, addr) = arg.split_once(' ').unwrap();
             let reg = Registration::builder(name, addr, Kind::Stream)
@@ -232,12 +192,7 @@ fn wait_woken() {
     let mut latencies = Vec::new();
     for _ in 0..5 {
         let name = unique_name("late");
-        let mut kid = Kid::spawn(this_test_as_child(
-            &[],
-            "child",
-            "register-later",
-            &format!("{name} 300"),
-        ));
+        let mut kid = later("register-later", &name, 300);
         let begun = Instant::now();
         let found = registry::wait_for(&name, Duration::from_secs(30)).unwrap();
         let woke = SystemTime::now();
@@ -300,15 +255,11 @@ fn many_instances() {
 /// `service:NAME` connects to the first live instance: byte streams and
 /// message channels; no instance is `NotFound`, naming the service.
 fn service_address() {
-    use std::io::{Read, Write};
     let name = unique_name("svc");
     let addr = format!("pipe:{}", unique_name("ep"));
     let listener = ipckit::Listener::bind(addr.as_str()).unwrap();
     let server = std::thread::spawn(move || {
-        let mut s = listener.accept().unwrap();
-        let mut buf = [0; 5];
-        s.read_exact(&mut buf).unwrap();
-        s.write_all(&buf).unwrap();
+        echo5(&mut listener.accept().unwrap());
     });
     let err = ipckit::Stream::connect(format!("service:{name}")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
@@ -318,10 +269,7 @@ fn service_address() {
         .unwrap();
     let mut s = ipckit::Stream::connect(format!("service:{name}")).unwrap();
     assert_eq!(s.peer_addr().to_string(), addr);
-    s.write_all(b"hello").unwrap();
-    let mut back = [0; 5];
-    s.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"hello");
+    round_trip5(&mut s, b"hello");
     server.join().unwrap();
 
     let mname = unique_name("msvc");
@@ -363,41 +311,69 @@ fn probe() {
     assert_eq!(s.probe(), State::NotAnswering);
 }
 
-/// A record file owned by another user is ignored, and reported.
-fn foreign_record() {
+/// Gives the file or directory at `path` to another user, and returns how the
+/// registry names that owner; `None` (saying why, SKIPPED) where this machine
+/// has no way to. `visible` tells when the change shows (under Wine the
+/// `chown` runs as a Unix process that cannot be waited for).
+///
+/// Unix: root chowns it to uid 65534. Windows: under Wine only, where a file's
+/// owner SID comes from its Unix owner (the user's SID for this process's uid,
+/// Anonymous Logon, S-1-5-7, for any other) and a Windows program can run the
+/// Unix `chown`; Windows itself has no second account here, and Wine ignores
+/// an owner set through a security descriptor.
+fn give_to_other_user(path: &Path, test: &str, visible: impl Fn() -> bool) -> Option<&'static str> {
     #[cfg(unix)]
     {
-        if !util::users::can_switch_users("foreign_record") {
-            return;
+        let _ = visible; // chown has finished when it returns
+        if !util::users::can_switch_users(test) {
+            return None;
         }
-        let name = unique_name("svc");
-        let reg = Registration::builder(&name, "pipe:mine", Kind::Stream)
-            .register()
-            .unwrap();
-        let path = reg.service().record_path().to_owned();
-        let file = path.file_name().unwrap().to_str().unwrap();
-        let copy = path.with_file_name(file.replace(".json", "77.json"));
-        std::fs::copy(&path, &copy).unwrap();
-        std::os::unix::fs::chown(&copy, Some(util::users::OTHER_UID), None).unwrap();
-        let listing = registry::list().unwrap();
-        assert_eq!(listing.services.len(), 1, "{listing:?}");
-        let problem = listing
-            .problems
-            .iter()
-            .find(|p| p.path == copy)
-            .expect("the foreign record is reported");
-        assert!(
-            problem.reason.contains("owned by uid 65534"),
-            "{}",
-            problem.reason
-        );
-        assert_eq!(registry::lookup(&name).unwrap().len(), 1);
+        std::os::unix::fs::chown(path, Some(util::users::OTHER_UID), None).unwrap();
+        Some("owned by uid 65534")
     }
     #[cfg(windows)]
-    eprintln!(
-        "SKIPPED foreign_record on Windows: no second user account here to own a file (and \
-         giving a file another owner needs SeRestorePrivilege)"
-    );
+    {
+        if !ipckit::platform::is_wine() {
+            eprintln!("SKIPPED {test} on Windows: no second user account here to own a file");
+            return None;
+        }
+        let unix = util::win32::unix_path(path);
+        match util::win32::run_unix("/bin/chown", &["65534", &unix], visible) {
+            Ok(()) => Some("owned by S-1-5-7"),
+            Err(why) => {
+                eprintln!("SKIPPED {test} under Wine: {why}");
+                None
+            }
+        }
+    }
+}
+
+/// A record file owned by another user is ignored, and reported.
+fn foreign_record() {
+    let name = unique_name("svc");
+    let reg = Registration::builder(&name, "pipe:mine", Kind::Stream)
+        .register()
+        .unwrap();
+    let path = reg.service().record_path().to_owned();
+    let file = path.file_name().unwrap().to_str().unwrap();
+    let copy = path.with_file_name(file.replace(".json", "77.json"));
+    std::fs::copy(&path, &copy).unwrap();
+    let reported = || {
+        let listing = registry::list().unwrap();
+        listing.problems.iter().any(|p| p.path == copy)
+    };
+    let Some(owner) = give_to_other_user(&copy, "foreign_record", reported) else {
+        return;
+    };
+    let listing = registry::list().unwrap();
+    assert_eq!(listing.services.len(), 1, "{listing:?}");
+    let problem = listing
+        .problems
+        .iter()
+        .find(|p| p.path == copy)
+        .expect("the foreign record is reported");
+    assert!(problem.reason.contains(owner), "{}", problem.reason);
+    assert_eq!(registry::lookup(&name).unwrap().len(), 1);
 }
 
 /// A corrupt or truncated record is reported clearly and skipped; the others
@@ -444,29 +420,29 @@ fn corrupt_record() {
 /// A registry directory that another user owns, that others can write to, or
 /// that is a symlink is refused by services and clients alike.
 fn squatted_dir() {
+    let dir = registry::dir().unwrap();
+    let parent = dir.parent().unwrap().to_owned();
+    std::fs::create_dir_all(&parent).unwrap();
+    let refused = |needle: &str| {
+        let err = Registration::builder("svc", "pipe:x", Kind::Stream)
+            .register()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(needle), "{msg}");
+        assert!(msg.contains(&*dir.to_string_lossy()), "{msg}");
+        let err = registry::lookup("svc").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+        let err = registry::wait_for("svc", Duration::from_secs(1)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    };
+    let elsewhere = parent.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let dir = registry::dir().unwrap();
-        let parent = dir.parent().unwrap().to_owned();
-        std::fs::create_dir_all(&parent).unwrap();
         std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let refused = |needle: &str| {
-            let err = Registration::builder("svc", "pipe:x", Kind::Stream)
-                .register()
-                .unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
-            let msg = err.to_string();
-            assert!(msg.contains(needle), "{msg}");
-            assert!(msg.contains(&*dir.to_string_lossy()), "{msg}");
-            let err = registry::lookup("svc").unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
-            let err = registry::wait_for("svc", Duration::from_secs(1)).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
-        };
         // A symlink to a directory of the user's own.
-        let elsewhere = parent.join("elsewhere");
-        std::fs::create_dir(&elsewhere).unwrap();
         std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o700)).unwrap();
         std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
         refused("symlink");
@@ -475,28 +451,40 @@ fn squatted_dir() {
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         refused("writable by its group or by others");
-        // Owned by another user (root can make one).
-        if util::users::can_switch_users("squatted_dir (owner)") {
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-            std::os::unix::fs::chown(&dir, Some(util::users::OTHER_UID), None).unwrap();
-            refused("owned by uid 65534");
-        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
     #[cfg(windows)]
     {
         // A file where the directory should be: refused, never followed.
-        let dir = registry::dir().unwrap();
-        std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
         std::fs::write(&dir, b"squatter").unwrap();
         let err = Registration::builder("svc", "pipe:x", Kind::Stream)
             .register()
             .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(&*dir.to_string_lossy()), "{msg}");
-        eprintln!(
-            "SKIPPED on Windows: a directory owned by another user, and a junction (no second \
-             account here; junctions were not tried)"
-        );
+        std::fs::remove_file(&dir).unwrap();
+        // A Unix symlink, which Wine shows as a reparse point (CreateSymbolicLinkW
+        // creates nothing under Wine 8; Windows itself needs a privilege here).
+        if ipckit::platform::is_wine() {
+            let (target, link) = (
+                util::win32::unix_path(&elsewhere),
+                util::win32::unix_path(&dir),
+            );
+            let linked = || std::fs::symlink_metadata(&dir).is_ok();
+            util::win32::run_unix("/bin/ln", &["-s", &target, &link], linked).unwrap();
+            refused("symlink");
+            util::win32::run_unix("/bin/rm", &[&link], || !linked()).unwrap();
+        } else {
+            eprintln!(
+                "SKIPPED squatted_dir (symlink) on Windows: needs SeCreateSymbolicLinkPrivilege"
+            );
+        }
+        std::fs::create_dir(&dir).unwrap();
+    }
+    // Owned by another user.
+    let foreign = || registry::lookup("svc").is_err();
+    if let Some(owner) = give_to_other_user(&dir, "squatted_dir (owner)", foreign) {
+        refused(owner);
     }
 }
 
@@ -550,12 +538,7 @@ fn tokio_wait() {
         .build()
         .unwrap();
     let name = unique_name("async");
-    let mut kid = Kid::spawn(this_test_as_child(
-        &[],
-        "child",
-        "register-later",
-        &format!("{name} 200"),
-    ));
+    let mut kid = later("register-later", &name, 200);
     let found = rt
         .block_on(registry::tokio::wait_for(&name, Duration::from_secs(30)))
         .unwrap();

@@ -117,7 +117,9 @@ fn a_user_of_the_other_os_kind_is_refused_before_connecting() {
 }
 
 #[test]
-fn modes_without_owner_rw_or_with_special_bits_are_refused_everywhere() {
+#[cfg(unix)]
+fn modes_without_owner_rw_or_with_special_bits_are_refused() {
+    use ipckit::os::unix::ListenerOptionsExt;
     let name = format!("pipe:{}", unique_name("sec-mode"));
     for bad in [0o400, 0o200, 0o060, 0o4600, 0o1700] {
         let err = ListenerOptions::new()

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use ipckit::os::unix::ListenerOptionsExt;
 use ipckit::shm::{OpenOptions, SharedMemory, ShmChannel, ShmListener};
 use ipckit::{
     ConnectOptions, ErrorKind, Listener, ListenerOptions, MailslotSender, MessageStream, Stream,
@@ -125,7 +126,7 @@ fn client_child_entry() {
             for (kind, result) in kinds {
                 match result {
                     Ok(()) => println!("SENT {kind}"),
-                    Err(e) => println!("REFUSED {kind} {:?} {e}", e.kind()),
+                    Err(e) => println!("REFUSED {kind} {:?} {e:#}", e.kind()),
                 }
             }
             #[cfg(feature = "tokio")]
@@ -136,7 +137,7 @@ fn client_child_entry() {
                     .unwrap();
                 match rt.block_on(ipckit::tokio::Stream::connect(arg.as_str())) {
                     Ok(_) => println!("SENT tokio"),
-                    Err(e) => println!("REFUSED tokio {:?} {e}", e.kind()),
+                    Err(e) => println!("REFUSED tokio {:?} {e:#}", e.kind()),
                 }
             }
         }
@@ -151,7 +152,7 @@ fn client_child_entry() {
                 let _ = s.write_all(b"secret");
             }) {
                 Ok(()) => println!("SENT"),
-                Err(e) => println!("REFUSED {:?} {e}", e.kind()),
+                Err(e) => println!("REFUSED {:?} {e:#}", e.kind()),
             }
         }
         // Where portable names live for this process.

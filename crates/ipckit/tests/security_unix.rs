@@ -11,6 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
+use ipckit::os::unix::ListenerOptionsExt;
 use ipckit::security::UserId;
 use ipckit::{ConnectOptions, ErrorKind, Listener, ListenerOptions, MessageListener, Stream};
 use util::users::{self, OTHER_GID, OTHER_UID, TempDir, can_switch_users};
@@ -36,7 +37,7 @@ fn security_child_entry() {
                 let got = s.read_to_end(&mut rest);
                 println!("READ {:?} {}", got.map_err(|e| e.kind()), rest.len());
             }
-            Err(e) => println!("REFUSED {:?} {e}", e.raw_os_error()),
+            Err(e) => println!("REFUSED {:?} {e:#}", e.raw_os_error()),
         },
         // Connect a message channel to `arg` and wait for a message or the end.
         "connect_message" => match ipckit::MessageStream::connect(arg.as_str()) {
@@ -44,7 +45,7 @@ fn security_child_entry() {
                 println!("CONNECTED");
                 println!("RECV {:?}", m.recv().map_err(|e| e.kind()));
             }
-            Err(e) => println!("REFUSED {:?} {e}", e.raw_os_error()),
+            Err(e) => println!("REFUSED {:?} {e:#}", e.raw_os_error()),
         },
         // Serve `arg` (mode 0666), say so, and hold it until stdin closes.
         "serve" => {
@@ -63,7 +64,7 @@ fn security_child_entry() {
         // Bind the portable name `arg` (with XDG_RUNTIME_DIR set by the parent).
         "bind_portable" => match Listener::bind(format!("pipe:{arg}")) {
             Ok(_) => println!("BOUND"),
-            Err(e) => println!("REFUSED {:?} {e}", e.kind()),
+            Err(e) => println!("REFUSED {:?} {e:#}", e.kind()),
         },
         other => panic!("unknown role {other}"),
     }
@@ -191,8 +192,8 @@ fn current_user_only_refuses_a_client_of_another_user_and_goes_on() {
         let err = listener.access_control().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
         assert!(
-            err.to_string().contains("any local process may connect"),
-            "{err}"
+            format!("{err:#}").contains("any local process may connect"),
+            "{err:#}"
         );
         let mut kid = child_as(Some(&[]), "connect", &addr, &[]);
         let err = listener.accept().unwrap_err();
@@ -369,8 +370,8 @@ fn modes_are_validated_and_refused_where_they_cannot_apply() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidOption);
         assert!(
-            err.to_string().contains("abstract socket has no file"),
-            "{err}"
+            format!("{err:#}").contains("abstract socket has no file"),
+            "{err:#}"
         );
 
         // The mode applies to message and datagram sockets too.
@@ -390,14 +391,35 @@ fn modes_are_validated_and_refused_where_they_cannot_apply() {
         let _d2 = ipckit::MailslotReceiver::bind(format!("unix:{}", dpath2.display())).unwrap();
         assert_eq!(std::fs::metadata(&dpath2).unwrap().mode() & 0o777, 0o600);
 
-        // Windows-only options are accepted and ignored here: the default stays.
-        let wpath = dir.sock("w.sock");
-        let _w = ListenerOptions::new()
-            .security_descriptor("not SDDL at all")
-            .accept_remote_clients(true)
-            .bind(format!("unix:{}", wpath.display()))
-            .unwrap();
-        assert_eq!(std::fs::metadata(&wpath).unwrap().mode() & 0o777, 0o600);
+        // A mode where there is no socket file is refused, naming the option
+        // and the kind, not ignored (the Windows options are not even there:
+        // `ipckit::os::windows` does not exist on Unix).
+        let tcp = ListenerOptions::new()
+            .mode(0o660)
+            .bind("tcp:127.0.0.1:0")
+            .unwrap_err();
+        assert_eq!(tcp.kind(), ErrorKind::InvalidOption);
+        assert!(
+            tcp.to_string().contains("ListenerOptionsExt::mode"),
+            "{tcp}"
+        );
+        assert!(tcp.to_string().contains("a byte stream over TCP"), "{tcp}");
+        let shm = ListenerOptions::new()
+            .mode(0o660)
+            .bind_shm(format!("shm:{}", unique_name("sec-shm-mode")))
+            .unwrap_err();
+        assert!(shm.to_string().contains("a shared-memory channel"), "{shm}");
+        let dpath3 = dir.sock("dgram3.sock");
+        let backlog = ListenerOptions::new()
+            .backlog(8)
+            .bind_mailslot(format!("unix:{}", dpath3.display()))
+            .unwrap_err();
+        assert!(backlog.to_string().contains("backlog"), "{backlog}");
+        assert!(
+            backlog.to_string().contains("a mailslot receiver"),
+            "{backlog}"
+        );
+        assert!(!dpath3.exists(), "a refused bind creates nothing");
     });
 }
 

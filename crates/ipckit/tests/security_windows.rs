@@ -14,6 +14,7 @@ mod util;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use ipckit::os::windows::{CreateOptionsExt, ListenerOptionsExt};
 use ipckit::security::UserId;
 use ipckit::shm::{CreateOptions, OpenOptions, SharedMemory, ShmChannel, ShmListener};
 use ipckit::{ConnectOptions, ErrorKind, Listener, ListenerOptions, MessageListener, Stream};
@@ -50,7 +51,7 @@ fn security_child_entry() {
                 let _ = s.write_all(b"hi");
                 let _ = s.read_to_end(&mut Vec::new());
             }
-            Err(e) => println!("REFUSED {e}"),
+            Err(e) => println!("REFUSED {e:#}"),
         },
         other => panic!("unknown role {other}"),
     }
@@ -306,15 +307,14 @@ fn a_client_refuses_a_server_that_is_not_run_by_the_required_user() {
 }
 
 #[test]
-fn unix_only_options_are_ignored_and_remote_clients_are_an_explicit_opt_in() {
+fn remote_clients_are_an_explicit_opt_in_and_pipe_options_are_refused_elsewhere() {
     watchdog(limit(), || {
         let addr = format!("pipe:{}", unique_name("sec-opts"));
         let listener = ListenerOptions::new()
-            .mode(0o666)
             .accept_remote_clients(true)
             .bind(addr.as_str())
             .unwrap();
-        // The default DACL stays: a Unix mode does not widen it.
+        // The default DACL stays: admitting remote clients does not widen it.
         let sddl = listener.access_control().unwrap();
         assert!(sddl.contains(&format!(";;;{})", my_sid())), "{sddl}");
         let t = std::thread::spawn({
@@ -323,12 +323,20 @@ fn unix_only_options_are_ignored_and_remote_clients_are_an_explicit_opt_in() {
         });
         listener.accept().unwrap();
         t.join().unwrap();
-        // A mode the Unix side would refuse is still checked everywhere.
+        // A pipe option where there is no pipe is refused, naming the option
+        // and the kind, not ignored.
         let err = ListenerOptions::new()
-            .mode(0o400)
-            .bind(format!("pipe:{}", unique_name("sec-badmode")))
+            .max_instances(4)
+            .bind("tcp:127.0.0.1:0")
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidOption);
+        assert!(err.to_string().contains("max_instances"), "{err}");
+        assert!(err.to_string().contains("a byte stream over TCP"), "{err}");
+        let err = ListenerOptions::new()
+            .accept_remote_clients(true)
+            .bind_mailslot(format!("mailslot:{}", unique_name("sec-ms-remote")))
+            .unwrap_err();
+        assert!(err.to_string().contains("a mailslot receiver"), "{err}");
     });
 }
 
@@ -444,7 +452,7 @@ fn a_region_others_may_write_is_refused_by_name_unless_allowed() {
         let null = format!("shm:{}", unique_name("foreign-win-null"));
         let _n = region_with(&null, "D:NO_ACCESS_CONTROL");
         let err = SharedMemory::open(&null).unwrap_err();
-        if err.to_string().contains("os error 5") {
+        if format!("{err:#}").contains("os error 5") {
             // Wine grants nothing on a NULL DACL, where Windows grants all.
             println!("SKIPPED the NULL DACL case: the OS denies opening it: {err}");
         } else {

@@ -494,3 +494,64 @@ fn python_shared_memory_is_a_peer() {
     });
     assert_eq!(out, "ipckit");
 }
+
+/// The benchmark baseline (`shm::baseline::BareRing`): one thread sends
+/// 100 000 messages of 0 to 1024 bytes through a 4 KiB ring (so it fills and
+/// wraps over and over) while another receives, each in order and intact.
+#[test]
+fn the_bare_ring_carries_messages_in_order_between_two_threads() {
+    use ipckit::shm::baseline::BareRing;
+    const COUNT: u64 = 100_000;
+    watchdog(limit(120), || {
+        let name = shm("bare");
+        let rx = BareRing::create(&name, 4096).unwrap();
+        assert_eq!(rx.max_message(), 2040);
+        let sender = thread::spawn(move || {
+            let tx = BareRing::open(&name).unwrap();
+            for seq in 0..COUNT {
+                tx.send(&pattern(seq, size_of_seq(seq)));
+            }
+        });
+        let mut buf = vec![0u8; 2048];
+        let mut bytes = 0;
+        for seq in 0..COUNT {
+            let n = rx.recv(&mut buf);
+            let want = pattern(seq, size_of_seq(seq));
+            assert!(
+                buf[..n] == want[..],
+                "message {seq} ({} bytes) intact",
+                want.len()
+            );
+            bytes += n as u64;
+        }
+        sender.join().unwrap();
+        assert!(bytes > COUNT * 400, "sizes vary up to 1 KiB: {bytes}");
+    });
+}
+
+/// A bare ring has one writer and one reader: a second handle that sends is
+/// refused, as is a message over the maximum; a region that is not a bare
+/// ring is refused on open, naming why.
+#[test]
+fn the_bare_ring_refuses_a_second_writer_big_messages_and_other_regions() {
+    use ipckit::shm::baseline::BareRing;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let name = shm("bare-rules");
+    let a = BareRing::create(&name, 64).unwrap();
+    let b = BareRing::open(&name).unwrap();
+    a.send(b"first");
+    let second = catch_unwind(AssertUnwindSafe(|| b.send(b"second")));
+    let why = *second.unwrap_err().downcast::<String>().unwrap();
+    assert!(why.contains("writer"), "{why}");
+    let big = catch_unwind(AssertUnwindSafe(|| a.send(&[0; 25])));
+    let why = *big.unwrap_err().downcast::<String>().unwrap();
+    assert!(why.contains("maximum of 24 bytes"), "{why}");
+    let mut buf = [0u8; 8];
+    assert_eq!(b.recv(&mut buf), 5);
+    assert_eq!(&buf[..5], b"first");
+    drop(a);
+    let other = shm("not-a-ring");
+    let _region = SharedMemory::create(&other, 4096).unwrap();
+    let err = BareRing::open(&other).unwrap_err();
+    assert!(err.to_string().contains("not a bare ring"), "{err}");
+}

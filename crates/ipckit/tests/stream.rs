@@ -430,7 +430,9 @@ fn a_64_mib_transfer_arrives_whole() {
 }
 
 #[test]
+#[cfg(windows)]
 fn max_instances_out_of_range_is_refused() {
+    use ipckit::os::windows::ListenerOptionsExt;
     for n in [0u8, 255] {
         let err = ipckit::ListenerOptions::new()
             .max_instances(n)

@@ -2,32 +2,20 @@
 //! tokio, and their cancel safety.
 #![cfg(feature = "tokio")]
 
+#[path = "util/tokio.rs"]
+mod tokio_util;
 mod util;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use ipckit::tokio::{Framed, MessageListener, MessageStream};
 use ipckit::{ErrorKind, ListenerOptions};
 use tokio::task::JoinHandle;
+use tokio_util::run;
 use util::{pattern, slow_factor, unique_name, watchdog};
 
 fn limit(secs: u64) -> Duration {
     Duration::from_secs(secs * u64::from(slow_factor()))
-}
-
-fn run<F>(secs: u64, make: impl FnOnce() -> F + Send + 'static)
-where
-    F: Future<Output = ()>,
-{
-    watchdog(limit(secs), move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("build a tokio runtime");
-        rt.block_on(make());
-    });
 }
 
 fn addrs(tag: &str) -> Vec<String> {
@@ -269,5 +257,58 @@ fn dropping_a_listener_with_an_accept_in_flight_leaves_nothing_running() {
         // And nobody serves the name any more.
         let err = ipckit::MessageStream::connect(addr.as_str()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    });
+}
+
+/// `shm:NAME` on the tokio face, with a blocking peer on the other side each
+/// way: the same rendezvous and regions as the blocking face.
+#[test]
+fn shm_channels_work_with_a_blocking_peer_either_way() {
+    run(120, || async {
+        let sizes = [0, 1, 4096, 1 << 20, 3 << 20];
+        // An async listener, a blocking client (on a thread of its own).
+        let addr = format!("shm:{}", unique_name("tshm-l"));
+        let listener = MessageListener::bind(addr.as_str()).unwrap();
+        let server = echo_once(listener);
+        let client = {
+            let addr = addr.clone();
+            tokio::task::spawn_blocking(move || {
+                let client = ipckit::MessageStream::connect(addr.as_str()).unwrap();
+                for (seq, &size) in sizes.iter().enumerate() {
+                    let msg = pattern(seq as u64, size);
+                    client.send(&msg).unwrap();
+                    let back = client.recv().unwrap().expect("a reply");
+                    assert!(back == msg, "message {seq} of {size} bytes");
+                }
+            })
+        };
+        client.await.unwrap();
+        assert_eq!(server.await.unwrap().unwrap(), sizes.len() as u64);
+
+        // A blocking listener (on a thread), an async client.
+        let addr = format!("shm:{}", unique_name("tshm-c"));
+        let listener = ipckit::MessageListener::bind(addr.as_str()).unwrap();
+        let server = tokio::task::spawn_blocking(move || {
+            let channel = listener.accept().unwrap();
+            let mut n = 0u64;
+            while let Some(msg) = channel.recv().unwrap() {
+                channel.send(&msg).unwrap();
+                n += 1;
+            }
+            n
+        });
+        let client = MessageStream::connect(addr.as_str()).await.unwrap();
+        assert!(
+            client.peer_credentials().unwrap().pid.is_some(),
+            "from the rendezvous"
+        );
+        for (seq, &size) in sizes.iter().enumerate() {
+            let msg = pattern(seq as u64, size);
+            client.send(&msg).await.unwrap();
+            let back = client.recv().await.unwrap().expect("a reply");
+            assert!(back == msg, "message {seq} of {size} bytes");
+        }
+        drop(client);
+        assert_eq!(server.await.unwrap(), sizes.len() as u64);
     });
 }

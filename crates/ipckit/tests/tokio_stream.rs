@@ -2,9 +2,10 @@
 //! Unix, TCP everywhere — the blocking streams' semantics, on tokio.
 #![cfg(feature = "tokio")]
 
+#[path = "util/tokio.rs"]
+mod tokio_util;
 mod util;
 
-use std::future::Future;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -13,26 +14,11 @@ use ipckit::{ConnectOptions, ErrorKind, ListenerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use util::{skip_under_wine, slow_factor, unique_name, watchdog};
+use tokio_util::run;
+use util::{skip_under_wine, slow_factor, unique_name};
 
 fn limit(secs: u64) -> Duration {
     Duration::from_secs(secs * u64::from(slow_factor()))
-}
-
-/// Runs the future that `make` builds on a fresh multi-threaded runtime, all
-/// under the watchdog.
-fn run<F>(secs: u64, make: impl FnOnce() -> F + Send + 'static)
-where
-    F: Future<Output = ()>,
-{
-    watchdog(limit(secs), move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("build a tokio runtime");
-        rt.block_on(make());
-    });
 }
 
 /// Echoes every byte of `stream` back until the peer closes; returns the count.
@@ -102,11 +88,18 @@ fn echo_over_a_linux_abstract_name() {
 fn bind_with_options_and_connect_with_options() {
     run(20, || async {
         let addr = format!("pipe:{}", unique_name("topts"));
-        let listener = ListenerOptions::new()
-            .max_instances(4)
-            .buffer_sizes(8192, 8192)
-            .bind_tokio(addr.as_str())
-            .unwrap();
+        let mut opts = ListenerOptions::new();
+        #[cfg(windows)]
+        {
+            use ipckit::os::windows::ListenerOptionsExt;
+            opts.max_instances(4).buffer_sizes(8192, 8192);
+        }
+        #[cfg(unix)]
+        {
+            use ipckit::os::unix::ListenerOptionsExt;
+            opts.backlog(16).replace_stale(false);
+        }
+        let listener = opts.bind_tokio(addr.as_str()).unwrap();
         let server = echo_once(listener);
         let mut client = ConnectOptions::new()
             .timeout(limit(5))
@@ -120,13 +113,28 @@ fn bind_with_options_and_connect_with_options() {
         drop(client);
         assert_eq!(server.await.unwrap().unwrap(), 4);
 
+        #[cfg(windows)]
         for n in [0u8, 255] {
+            use ipckit::os::windows::ListenerOptionsExt;
             let err = ListenerOptions::new()
                 .max_instances(n)
                 .bind_tokio(format!("pipe:{}", unique_name("tmax")))
                 .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidOption);
         }
+        // An option the kind cannot use is refused on this face too.
+        let err = ListenerOptions::new()
+            .max_message_size(4096)
+            .bind_tokio(format!("pipe:{}", unique_name("tmsg")))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidOption);
+        assert!(err.to_string().contains("max_message_size"), "{err}");
+        let err = ConnectOptions::new()
+            .max_message_size(4096)
+            .connect_tokio(addr.as_str())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("a byte stream"), "{err}");
     });
 }
 

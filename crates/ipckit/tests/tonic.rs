@@ -5,6 +5,8 @@
 
 #[path = "../examples/tonic_greeter/greeter.rs"]
 mod greeter;
+#[path = "util/tokio.rs"]
+mod tokio_util;
 mod util;
 
 use std::future::Future;
@@ -22,28 +24,13 @@ use ipckit::{ConnectOptions, ErrorKind};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
+use tokio_util::{run, runtime};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
-use util::{slow_factor, unique_name, watchdog};
+use util::{slow_factor, unique_name};
 
 fn limit(secs: u64) -> Duration {
     Duration::from_secs(secs * u64::from(slow_factor()))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime")
-}
-
-/// Runs the future that `make` builds on a fresh runtime, under the watchdog.
-fn run<F>(secs: u64, make: impl FnOnce() -> F + Send + 'static)
-where
-    F: Future<Output = ()>,
-{
-    watchdog(limit(secs), move || runtime().block_on(make()));
 }
 
 /// The greeter of these tests. `SayHello` for a name starting with `hold`

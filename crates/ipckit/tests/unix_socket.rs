@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
+use ipckit::os::unix::ListenerOptionsExt;
 use ipckit::{ErrorKind, Listener, ListenerOptions, Stream};
 use util::{unique_name, watchdog};
 
@@ -91,7 +92,7 @@ fn a_file_that_is_not_a_socket_is_left_alone() {
     std::fs::write(&path, b"data").unwrap();
     let err = Listener::bind(format!("unix:{}", path.display())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AddrInUse);
-    assert!(err.to_string().contains("not a socket"), "{err}");
+    assert!(format!("{err:#}").contains("not a socket"), "{err:#}");
     assert_eq!(std::fs::read(&path).unwrap(), b"data");
     std::fs::remove_file(path).unwrap();
 }

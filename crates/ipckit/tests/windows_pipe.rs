@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ipckit::os::windows::ListenerOptionsExt;
 use ipckit::{ConnectOptions, ListenerOptions, Stream};
 use util::{slow_factor, unique_name, watchdog};
 

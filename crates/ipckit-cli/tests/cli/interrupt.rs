@@ -93,14 +93,14 @@ fn ctrl_c_removes_what_the_command_created() {
     assert_interrupt_removes(&proc, &member, "recv --broadcast");
     let _ = std::fs::remove_dir(dir.join(format!("{group}.group")));
 
-    if cfg!(target_os = "linux") {
-        let region = PathBuf::from("/dev/shm").join(&shm);
-        let addr = format!("shm:{shm}");
-        let mut proc = kids.ipckit(&["-v", "listen", &addr]);
-        let proc = watchdog(limit(), move || {
-            proc.listening_on();
-            proc
-        });
-        assert_interrupt_removes(&proc, &region, &format!("listen {addr}"));
-    }
+    // A shared-memory listener's file is its rendezvous socket (the
+    // channels' regions are created per client and unlinked once joined).
+    let addr = format!("shm:{shm}");
+    let mut proc = kids.ipckit(&["-v", "listen", &addr]);
+    let proc = watchdog(limit(), move || {
+        proc.listening_on();
+        proc
+    });
+    let rendezvous = dir.join(format!("{shm}.shm.sock"));
+    assert_interrupt_removes(&proc, &rendezvous, &format!("listen {addr}"));
 }

@@ -45,7 +45,9 @@ fn ls_shows_live_endpoints_with_their_owner_and_stale_socket_files() {
     let mut c = kids.ipckit(&["-v", "listen", &shm]);
     let mut r = kids.ipckit(&["-v", "recv", &slot]);
     let pids = [&s, &m, &c, &r].map(|p| p.with_child(|c| c.id()));
-    watchdog(limit(), move || {
+    // Kept until the end: dropping them would close the receiver's stderr,
+    // and its second `-v` line (the socket file) would then kill it (EPIPE).
+    let _servers = watchdog(limit(), move || {
         s.listening_on();
         m.listening_on();
         c.listening_on();
@@ -65,7 +67,7 @@ fn ls_shows_live_endpoints_with_their_owner_and_stale_socket_files() {
     for (addr, kind, state, pid) in [
         (&stream, "stream", "listening", pids[0]),
         (&message, "message", "listening", pids[1]),
-        (&shm, "shm-channel", "live", pids[2]),
+        (&shm, "shm-channel", "listening", pids[2]),
         (&slot, "mailslot", "bound", pids[3]),
     ] {
         let e = entry(&list, addr);

@@ -67,7 +67,12 @@ fn mailslot_errors_are_clear() {
     let kids = Children::new();
     kids.clean_up(&addr);
     let mut inbox = kids.ipckit(&["-v", "recv", &addr]);
-    watchdog(limit(), move || inbox.receiving());
+    // Kept until the end: dropping it would close the receiver's stderr, and
+    // its second `-v` line (the socket file) would then kill it (EPIPE).
+    let _inbox = watchdog(limit(), move || {
+        inbox.receiving();
+        inbox
+    });
     let (status, _, stderr) = run(&["recv", "--timeout", "1s", &addr]);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert_one_line_error(&stderr, &[&addr, "already"]);

@@ -26,6 +26,8 @@ fn call_prints_results_of_the_demo_methods() {
     for addr in [
         format!("pipe:{}", unique_name("cli-rpc")),
         "tcp:127.0.0.1:0".to_owned(),
+        // A channel of its own per call, through shared memory.
+        format!("shm:{}", unique_name("cli-rpc-shm")),
     ] {
         let at = serve_demo(&kids, &[], &addr);
         let (status, stdout, stderr) = run(&["call", &at, "add", "[2, 40]"]);

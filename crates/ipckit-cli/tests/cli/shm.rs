@@ -4,7 +4,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use crate::util::unique_name;
+use crate::util::{unique_name, watchdog};
 
 /// `shm create`, `write`, `read` and `rm` on a named region, and their errors.
 /// (On Windows `shm create` holds the region until its stdin ends.)
@@ -50,37 +50,42 @@ fn shm_regions_from_the_command_line() {
     assert_one_line_error(&stderr, &["a/b"]);
 }
 
-/// `listen --echo shm:NAME` and `connect -m shm:NAME`: messages whole, an empty
-/// line an empty message, through shared memory.
+/// `listen --echo shm:NAME` and `connect shm:NAME`: messages whole, an empty
+/// line an empty message, through shared memory; the echo server serves one
+/// client after another (and at once), each on a channel of its own.
 #[test]
 fn shm_channel_echo_from_the_command_line() {
     let addr = format!("shm:{}", unique_name("cli-shm-echo"));
     let kids = Children::new();
+    kids.clean_up(&addr);
     let mut server = kids.ipckit(&["-v", "listen", "--echo", &addr]);
-    let (status, stdout, stderr) = run_with_stdin(
-        &[
-            "connect",
-            "--retry",
-            "--timeout",
-            "10s",
-            "-m",
-            "--count",
-            "3",
-            &addr,
-        ],
-        b"one\n\nthree\n",
-    );
-    assert!(status.success(), "{status}: {stderr}");
-    assert_eq!(stdout, "one\n\nthree\n");
-    let ended = server.wait(limit());
-    // Its stderr says why, should it fail (seen once under heavy load).
-    let said = if ended.success() {
-        String::new()
-    } else {
-        server.stderr_to_end()
-    };
+    let mut first = kids.ipckit(&["connect", "--retry", "--timeout", "10s", &addr]);
+    // The first client is connected (its channel is joined) while the
+    // second one is served.
+    let got = watchdog(limit(), move || {
+        server.listening_on();
+        let stdin = first.stdin.as_mut().expect("stdin");
+        std::io::Write::write_all(stdin, b"first\n").expect("write");
+        let mut line = String::new();
+        let stdout = first.stdout.as_mut().expect("stdout");
+        std::io::BufRead::read_line(stdout, &mut line).expect("read");
+        (server, first, line)
+    });
+    let (server, first, line) = got;
+    assert_eq!(line, "first\n");
+    for _ in 0..2 {
+        let (status, stdout, stderr) = run_with_stdin(
+            &["connect", "-m", "--timeout", "10s", "--count", "3", &addr],
+            b"one\n\nthree\n",
+        );
+        assert!(status.success(), "{status}: {stderr}");
+        assert_eq!(stdout, "one\n\nthree\n");
+    }
     assert!(
-        ended.success(),
-        "the echo server ends with its peer, but: {ended}: {said}"
+        server
+            .with_child(|c| c.try_wait().expect("try_wait"))
+            .is_none(),
+        "the echo server goes on after its clients"
     );
+    drop(first);
 }

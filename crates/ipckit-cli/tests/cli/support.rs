@@ -115,9 +115,11 @@ impl Drop for Children {
                 Leftover::Socket(addr) if addr.starts_with("mailslot:") => {
                     let _ = ipckit::MailslotReceiver::bind(addr.as_str());
                 }
-                // A killed channel listener's region.
+                // A killed channel listener's region (`shm create`, the
+                // demo's one-peer channel) or rendezvous (`listen`).
                 Leftover::Socket(addr) if addr.starts_with("shm:") => {
                     let _ = ipckit::shm::SharedMemory::remove(addr.as_str());
+                    let _ = ipckit::MessageListener::bind(addr.as_str());
                 }
                 Leftover::Socket(addr) => {
                     let _ = ipckit::Listener::bind(addr.as_str());

@@ -145,7 +145,7 @@ impl PendingWrite {
 /// expects.
 #[derive(Debug)]
 pub(crate) struct Lines {
-    pub(super) stream: sys::Stream,
+    stream: sys::Stream,
     reader: Mutex<(LineBuf, Deframer)>,
     writer: Mutex<PendingWrite>,
 }
@@ -160,7 +160,7 @@ impl Lines {
     }
 
     /// Sends `msg`, which must be one JSON value, as one line.
-    pub(super) fn send(&self, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
+    pub(crate) fn send(&self, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
         check_json(msg)?;
         // Valid JSON holds a newline only as whitespace between tokens, never
         // inside a string: a space there means the same and keeps the line whole.
@@ -187,12 +187,7 @@ impl Lines {
     /// (`ECONNRESET`). Linux reports that once, after every byte the peer sent
     /// before it exited, so it is the end of the stream like a plain close: the
     /// end with no partial line buffered, the "cut short" error with one.
-    pub(super) fn recv(
-        &self,
-        out: &mut Vec<u8>,
-        max: usize,
-        limit: Option<Instant>,
-    ) -> io::Result<bool> {
+    fn recv_line(&self, out: &mut Vec<u8>, max: usize, limit: Option<Instant>) -> io::Result<bool> {
         let raw = |buf: &mut [u8]| match self.stream.read(buf, limit) {
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),
             other => other,
@@ -205,6 +200,39 @@ impl Lines {
             lines.next_line(out, max, raw)
         }
     }
+}
+
+impl Lines {
+    /// Receives the next message: a line that must be one JSON value. A line
+    /// that is not fails with `Protocol` for that message only
+    /// ([`is_bad_line`]); the next call goes on with the next line.
+    pub(crate) fn recv(
+        &self,
+        out: &mut Vec<u8>,
+        max: usize,
+        limit: Option<Instant>,
+    ) -> io::Result<bool> {
+        let more = self.recv_line(out, max, limit)?;
+        if more {
+            check_json(out)?;
+        }
+        Ok(more)
+    }
+
+    /// Shuts down reading, writing or both, as the stream allows (see
+    /// `sys::Stream::shutdown`): shutting down reading ends a `recv` waiting
+    /// now with the end of the channel.
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        self.stream.shutdown(how)
+    }
+}
+
+/// Whether a receive failed on a line that is not JSON: an error for that
+/// message only, the channel goes on.
+pub(crate) fn is_bad_line(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .is_some_and(|inner| inner.kind() == ErrorKind::Protocol)
 }
 
 /// Checks that `msg` is exactly one JSON value.

@@ -109,12 +109,12 @@ use std::fmt;
 use std::io;
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use self::json::Lines;
+#[cfg_attr(not(feature = "tokio"), allow(unused_imports))]
+pub(crate) use self::json::{Lines, is_bad_line as is_bad_json_line};
 use crate::error::{Error, ErrorKind, Result, breaks_channel};
 use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, Deadlines, check_max_message_size};
 use crate::sync::lock;
@@ -225,11 +225,6 @@ impl ChannelOptions {
     pub fn max_message_size(&mut self, bytes: usize) -> &mut ChannelOptions {
         self.max_message_size = bytes;
         self
-    }
-
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn get_serialization(&self) -> Serialization {
-        self.serialization
     }
 
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
@@ -517,7 +512,7 @@ impl Shared {
         match &self.conn {
             Conn::Messages(s) => s.close(),
             Conn::Json(l) => {
-                let _ = l.stream.shutdown(std::net::Shutdown::Both);
+                let _ = l.shutdown(std::net::Shutdown::Both);
             }
         }
     }
@@ -652,12 +647,7 @@ impl ChildChannel {
         let limit = self.settings.lim.read.until();
         let got = match &self.shared.conn {
             Conn::Messages(s) => s.recv(buf, self.settings.max, limit),
-            Conn::Json(l) => l.recv(buf, self.settings.max, limit).and_then(|more| {
-                if more {
-                    json::check_json(buf)?;
-                }
-                Ok(more)
-            }),
+            Conn::Json(l) => l.recv(buf, self.settings.max, limit),
         };
         got.map_err(|e| {
             buf.clear();
@@ -700,7 +690,7 @@ impl ChildChannel {
     pub fn shutdown_send(&self) -> Result<()> {
         match &self.shared.conn {
             Conn::Messages(s) => sys::child::shutdown_messages(s),
-            Conn::Json(l) => l.stream.shutdown(std::net::Shutdown::Write),
+            Conn::Json(l) => l.shutdown(std::net::Shutdown::Write),
         }
         .map_err(|e| {
             Error::io(
@@ -724,33 +714,7 @@ impl ChildChannel {
         self.settings.set_max_message_size(bytes)
     }
 
-    /// Bounds every later `recv` to `timeout` (None: no bound).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`] for a zero duration.
-    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.settings.lim.set_read_timeout(timeout)
-    }
-
-    /// Bounds every later `send` to `timeout` (None: no bound).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`] for a zero duration.
-    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.settings.lim.set_write_timeout(timeout)
-    }
-
-    /// An absolute time after which `recv` fails with `TimedOut`.
-    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.settings.lim.read.deadline = deadline;
-    }
-
-    /// An absolute time after which `send` fails with `TimedOut`.
-    pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.settings.lim.write.deadline = deadline;
-    }
+    crate::limits::deadline_setters!(settings.lim, "`recv`", "`send`");
 
     /// Another handle to the same channel, with this one's limits to start with.
     ///
@@ -768,8 +732,5 @@ impl ChildChannel {
 
 /// A JSON line that failed to parse: an error for that message only.
 fn is_bad_line(e: &io::Error, conn: &Conn) -> bool {
-    matches!(conn, Conn::Json(_))
-        && e.get_ref()
-            .and_then(|inner| inner.downcast_ref::<Error>())
-            .is_some_and(|inner| inner.kind() == ErrorKind::Protocol)
+    matches!(conn, Conn::Json(_)) && json::is_bad_line(e)
 }

@@ -84,3 +84,58 @@ impl Deadlines {
         self.write.deadline = deadline;
     }
 }
+
+/// The public timeout and deadline setters of a handle whose [`Deadlines`]
+/// are at `self.<path>`, with their docs; `$read` and `$write` name the calls
+/// they bound ("read", "`recv`"), an optional last text adds to the write
+/// deadline's doc. One block for every face that keeps its
+/// limits in `Deadlines` (the blocking streams and message channels, the
+/// tokio message and child channels).
+macro_rules! deadline_setters {
+    ($($field:ident).+, $read:literal, $write:literal $(, $write_note:literal)?) => {
+        #[doc = concat!("Bounds each later ", $read, " to `timeout` (None: no bound), as std's `set_read_timeout`.")]
+        ///
+        /// # Errors
+        ///
+        /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for a zero duration.
+        pub fn set_read_timeout(&mut self, timeout: Option<std::time::Duration>) -> $crate::Result<()> {
+            self.$($field).+.set_read_timeout(timeout)
+        }
+
+        #[doc = concat!("Bounds each later ", $write, " to `timeout` (None: no bound).")]
+        ///
+        /// # Errors
+        ///
+        /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for a zero duration.
+        pub fn set_write_timeout(&mut self, timeout: Option<std::time::Duration>) -> $crate::Result<()> {
+            self.$($field).+.set_write_timeout(timeout)
+        }
+
+        /// The read timeout.
+        pub fn read_timeout(&self) -> Option<std::time::Duration> {
+            self.$($field).+.read.timeout
+        }
+
+        /// The write timeout.
+        pub fn write_timeout(&self) -> Option<std::time::Duration> {
+            self.$($field).+.write.timeout
+        }
+
+        /// Sets both the read and the write deadline (Go's `SetDeadline`).
+        pub fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+            self.$($field).+.set_deadline(deadline);
+        }
+
+        #[doc = concat!("An absolute time after which each ", $read, " fails with `TimedOut` until the deadline is moved (Go's `SetReadDeadline`). A deadline in the past fails it at once.")]
+        pub fn set_read_deadline(&mut self, deadline: Option<std::time::Instant>) {
+            self.$($field).+.read.deadline = deadline;
+        }
+
+        #[doc = concat!("An absolute time after which each ", $write, " fails with `TimedOut` (Go's `SetWriteDeadline`). A deadline in the past fails it at once.")]
+        $(#[doc = $write_note])?
+        pub fn set_write_deadline(&mut self, deadline: Option<std::time::Instant>) {
+            self.$($field).+.write.deadline = deadline;
+        }
+    };
+}
+pub(crate) use deadline_setters;

@@ -3,9 +3,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
-use super::frame::{FrameReader, FrameWriter};
-use crate::error::breaks_channel;
-use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
+use super::frame::FrameState;
 
 /// Whole messages over any byte stream you hand in (`Read + Write`), in the
 /// length-prefixed frames of Python's `multiprocessing.connection`.
@@ -36,18 +34,12 @@ use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
 /// use with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
 pub struct Framed<S> {
     inner: S,
-    reader: FrameReader,
-    writer: FrameWriter,
-    max: usize,
-    broken: Option<String>,
+    frames: FrameState,
 }
 
 impl<S> fmt::Debug for Framed<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Framed")
-            .field("max_message_size", &self.max)
-            .field("broken", &self.broken)
-            .finish_non_exhaustive()
+        self.frames.fmt(f)
     }
 }
 
@@ -56,16 +48,13 @@ impl<S> Framed<S> {
     pub fn new(inner: S) -> Framed<S> {
         Framed {
             inner,
-            reader: FrameReader::default(),
-            writer: FrameWriter::default(),
-            max: DEFAULT_MAX_MESSAGE_SIZE,
-            broken: None,
+            frames: FrameState::default(),
         }
     }
 
     /// The largest incoming message accepted.
     pub fn max_message_size(&self) -> usize {
-        self.max
+        self.frames.max
     }
 
     /// Sets the largest incoming message accepted.
@@ -74,9 +63,7 @@ impl<S> Framed<S> {
     ///
     /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
     pub fn set_max_message_size(&mut self, bytes: usize) -> crate::Result<()> {
-        check_max_message_size(bytes)?;
-        self.max = bytes;
-        Ok(())
+        self.frames.set_max(bytes)
     }
 
     /// The stream.
@@ -94,10 +81,6 @@ impl<S> Framed<S> {
     pub fn into_inner(self) -> S {
         self.inner
     }
-
-    fn check(&self) -> io::Result<()> {
-        crate::message::frame::check_in_step(self.broken.as_deref())
-    }
 }
 
 impl<S: Read + Write> Framed<S> {
@@ -107,8 +90,8 @@ impl<S: Read + Write> Framed<S> {
     ///
     /// The stream's error; see the type's docs for what a failed send leaves.
     pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        self.check()?;
-        self.writer.write_to(&mut self.inner, msg)?;
+        self.frames.check()?;
+        self.frames.writer.write_to(&mut self.inner, msg)?;
         self.inner.flush()
     }
 
@@ -133,16 +116,14 @@ impl<S: Read + Write> Framed<S> {
     /// As for [`recv`](Framed::recv); on an error `buf` is left empty.
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
         buf.clear();
-        self.check()?;
-        match self.reader.read_from(&mut self.inner, self.max, buf) {
-            Ok(more) => Ok(more),
-            Err(e) => {
+        self.frames.check()?;
+        let frames = &mut self.frames;
+        frames
+            .reader
+            .read_from(&mut self.inner, frames.max, buf)
+            .map_err(|e| {
                 buf.clear();
-                if breaks_channel(&e) {
-                    self.broken = Some(e.to_string());
-                }
-                Err(e)
-            }
-        }
+                frames.failed(e)
+            })
     }
 }

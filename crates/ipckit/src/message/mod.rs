@@ -1,15 +1,21 @@
 //! Message channels: [`MessageListener`] and [`MessageStream`] carry whole
 //! messages, boundaries kept, over the native message transport of each OS.
 //!
-//! | address | Windows | Linux | elsewhere |
+//! | address | Windows | Linux, FreeBSD | macOS |
 //! |---|---|---|---|
-//! | `pipe:NAME`, `\\.\pipe\NAME`, `unix:/path`, `@NAME` | named pipe in message mode (`PIPE_TYPE_MESSAGE` + `PIPE_READMODE_MESSAGE`) | `SOCK_SEQPACKET` Unix socket | `SOCK_SEQPACKET` where the OS has it |
+//! | `pipe:NAME`, `\\.\pipe\NAME`, `unix:/path`, `@NAME` (Linux) | named pipe in message mode (`PIPE_TYPE_MESSAGE` + `PIPE_READMODE_MESSAGE`) | `SOCK_SEQPACKET` Unix socket | length-prefixed frames over a `SOCK_STREAM` Unix socket (macOS has no `SOCK_SEQPACKET` for Unix sockets) |
 //! | `tcp:HOST:PORT` | length-prefixed frames | length-prefixed frames | length-prefixed frames |
+//! | `shm:NAME` | a shared-memory channel per client (named events) | a shared-memory channel per client (futex) | the same |
 //!
 //! The frames are those of Python's `multiprocessing.connection`: a 4-byte
 //! big-endian length, or −1 and an 8-byte length for a message over 2^31 − 1
 //! bytes, then the message. [`Framed`] puts the same frames on any byte stream
-//! you hand it.
+//! you hand it. On macOS a local message channel carries exactly these frames
+//! too, so a Python `multiprocessing.connection` peer on its `AF_UNIX` socket
+//! reads them; a byte-stream client that connects to a message listener there
+//! is not refused (a stream socket cannot tell the two apart) but sees frames.
+//! macOS and FreeBSD are built and linted in CI; their channels have not run
+//! here.
 //!
 //! ```no_run
 //! let listener = ipckit::MessageListener::bind("pipe:msgs")?;
@@ -28,6 +34,45 @@
 //! # Ok::<(), ipckit::Error>(())
 //! ```
 //!
+//! # One contract
+//!
+//! Whatever the transport, a channel keeps the same promises: a message
+//! arrives whole or not at all, in order; an empty message is a message and
+//! the end is `None`; an incoming message over the receiver's limit fails
+//! with [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) (see below); a timeout loses nothing;
+//! a peer that goes away is the end (`None`), or [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected)
+//! in the middle of a message. `shutdown` and `peer_credentials` are
+//! [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) where the transport has no such thing.
+//!
+//! # Shared memory (`shm:NAME`)
+//!
+//! A shared-memory channel joins two processes, so a [`MessageListener`] at
+//! `shm:NAME` hands each client a channel of its own through a rendezvous: a
+//! message socket (Unix) or pipe (Windows) at the portable name `NAME.shm`,
+//! owner-only and checked as every listener's ([`ListenerOptions::current_user_only`]
+//! applies to it, and its peer's credentials are the channel's). For each
+//! client it creates a region `NAME.<64 random bits>` (rings of
+//! [`ListenerOptions::shm_capacity`] bytes), offers it, and waits up to 10 s
+//! for the client to join; the client checks the region's owner as it checks
+//! a server's user. From then on the messages go through the region, with
+//! the wake-ups of [`ShmChannel`](crate::shm::ShmChannel); the rendezvous is
+//! dropped. Differences from the other transports:
+//!
+//! - the channel knows the receiver's limit, so an oversized message is
+//!   refused to its *sender* (nothing is sent) and the channel goes on;
+//! - there is no half-close: `shutdown` is [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported); drop
+//!   every handle to end the channel;
+//! - the accept of a client that connects but never joins its region waits
+//!   for it (up to 10 s) before the next client is accepted;
+//! - the tokio face (`ipckit::tokio::MessageListener`, with the `tokio`
+//!   feature) serves and joins `shm:` the same way, so either end may be
+//!   blocking and the other async.
+//!
+//! A one-peer [`ShmListener`](crate::shm::ShmListener) at `shm:NAME` is
+//! another thing (the region itself at that name): join it with
+//! [`ShmChannel::connect`](crate::shm::ShmChannel::connect), not with a
+//! `MessageStream`.
+//!
 //! # Empty messages
 //!
 //! An empty message is a message: `send(b"")` is delivered as `Some(vec![])`,
@@ -42,6 +87,8 @@
 //!   systems a 0-byte read counts as an empty message while the peer is
 //!   connected, so an empty message sent just before the peer closes may read
 //!   as the end.)
+//! - **Frames (macOS)**: as for TCP below; the end of the channel is the end
+//!   of the stream between two frames.
 //! - **Frames (TCP, [`Framed`])**: a frame of length 0, as Python's
 //!   `send_bytes(b"")` writes it.
 //!
@@ -49,56 +96,84 @@
 //!
 //! Messages of any size up to the receiver's limit go whole. A named pipe
 //! reassembles a message larger than its read buffer across `ERROR_MORE_DATA`.
-//! A Linux `SOCK_SEQPACKET` record cannot exceed the socket's send buffer (about
-//! 208 KiB by default, at most twice `net.core.wmem_max`); a larger message is
-//! written to a sealed `memfd` and passed whole as one record carrying the file
-//! descriptor, which the receiving ipckit reads back. (A non-ipckit
-//! `SOCK_SEQPACKET` peer cannot send or receive records that large either.)
+//! A Linux `SOCK_SEQPACKET` record cannot exceed the socket's send buffer (208
+//! KiB by default): the first time a message does not fit, ipckit raises the
+//! buffer as far as `net.core.wmem_max` lets it, so records up to the kernel's
+//! limit (about 4 MiB here) go as plain records that any peer (Python, Go,
+//! socat) reads. A larger message goes to an ipckit peer through a sealed
+//! `memfd` passed in one record; to a peer that is not ipckit, `send` fails
+//! with [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge), naming the limit and the sysctl, and sends
+//! nothing. The ends recognise each other without showing a foreign peer
+//! anything; see `docs/PEERS.md` ("Large records and plain `SOCK_SEQPACKET`
+//! peers") for the wire and for the wait a client makes before it knows its
+//! server.
+//! FreeBSD has `SOCK_SEQPACKET` too and passes large messages the same way
+//! (its own `memfd_create`); on macOS, which has no `SOCK_SEQPACKET` for Unix
+//! sockets, message channels are length-prefixed frames on a stream socket and
+//! carry a message of any size up to the limit.
 //!
 //! # The maximum message size
 //!
 //! Each receiver has a limit ([`MessageStream::set_max_message_size`], default
 //! 64 MiB). An incoming message over it fails `recv` with
-//! [`ErrorKind::FrameTooLarge`], naming both
+//! [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge), naming both
 //! sizes; no part of it is delivered. The channel then **receives no more**:
 //! every later `recv` on it (and on its clones) fails with
-//! [`ErrorKind::Disconnected`]. Sending goes on, so the receiver can tell the
+//! [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected). Sending goes on, so the receiver can tell the
 //! peer why before it drops the channel (as Python's `recv_bytes(maxlength)`
 //! leaves a connection writable); the peer sees the end when the receiver's
 //! last handle is dropped (on Unix its sends fail from the refusal on).
+//!
+//! # Timeouts on `SOCK_SEQPACKET`
+//!
+//! A receive with a read timeout or deadline 50 ms or more away waits in the
+//! kernel's receive call, bounded by the socket's `SO_RCVTIMEO`, and the last
+//! 20 ms in `poll` (whose timer is precise): ipckit sets the socket's
+//! `SO_RCVTIMEO` a little below the nearest deadline it has met, once for a
+//! fixed read timeout; a receive without a deadline that meets it just waits
+//! again. Waiting in `poll` first (a `recvmsg` that finds nothing, then `poll`)
+//! cost two system calls per message more (docs/BENCHMARKS.md).
 
+pub(crate) mod conn;
 pub(crate) mod frame;
 mod framed;
+pub(crate) mod shm;
 
 use std::fmt;
-use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 pub use framed::Framed;
 
-use self::frame::{FrameReader, FrameWriter};
+use self::conn::{Conn, Shared};
+use self::shm::ShmConn;
 use crate::address::{Address, Endpoint, ToAddress};
-use crate::error::{Error, ErrorKind, Result, breaks_channel};
+use crate::error::{Error, Result, breaks_channel};
 use crate::limits::Deadlines;
 use crate::limits::{AcceptBackoff, accept_through, check_max_message_size};
 use crate::security::{self, PeerCredentials};
 use crate::stream::core::{self, Either};
 use crate::stream::{ConnectOptions, Listener, ListenerOptions, Stream};
-use crate::sync::lock;
 use crate::sys;
 
-enum ListenerKind {
+pub(crate) enum ListenerKind {
     Local(sys::MsgListener),
     Framed(Listener),
+    /// `shm:NAME`: the rendezvous, the name, and the ring capacity of the
+    /// channels it hands out (see `shm`).
+    Shm {
+        rendezvous: sys::MsgListener,
+        name: String,
+        capacity: usize,
+    },
 }
 
 /// A server endpoint that accepts message channels.
 ///
 /// This is a named pipe server in message mode on Windows, a listening
-/// `SOCK_SEQPACKET` Unix socket on Linux, and a TCP listener whose streams carry
-/// length-prefixed frames for `tcp:` addresses. A name is served by a byte
+/// `SOCK_SEQPACKET` Unix socket on Linux and FreeBSD, a listening `SOCK_STREAM`
+/// Unix socket whose connections carry length-prefixed frames on macOS, and a
+/// TCP listener whose streams carry the same frames for `tcp:` addresses. A name is served by a byte
 /// [`Listener`] or a `MessageListener`, not both: a client of the other kind is
 /// refused.
 ///
@@ -127,7 +202,8 @@ enum ListenerKind {
 #[doc(alias = "PIPE_TYPE_MESSAGE")]
 #[doc(alias = "SOCK_SEQPACKET")]
 pub struct MessageListener {
-    inner: ListenerKind,
+    /// Read by the OS handle impls of [`os`](crate::os) too.
+    pub(crate) inner: ListenerKind,
     addr: Address,
     max: usize,
     current_user_only: bool,
@@ -152,11 +228,18 @@ impl MessageListener {
         ListenerOptions::new().bind_message(addr)
     }
 
-    fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<MessageListener> {
-        let bound = core::bind::<_, std::net::TcpListener>(addr, opts, sys::MsgListener::bind)?;
-        let inner = match bound.inner {
-            Either::Local(l) => ListenerKind::Local(l),
-            Either::Tcp(l) => ListenerKind::Framed(Listener::from_tcp(l, bound.addr.clone())),
+    pub(crate) fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<MessageListener> {
+        let (ep, shm) = shm::listening(&addr, opts)?;
+        let bound =
+            core::bind_at::<_, std::net::TcpListener>(addr, ep, opts, sys::MsgListener::bind)?;
+        let inner = match (bound.inner, shm) {
+            (Either::Local(rendezvous), Some((name, capacity))) => ListenerKind::Shm {
+                rendezvous,
+                name,
+                capacity,
+            },
+            (Either::Local(l), None) => ListenerKind::Local(l),
+            (Either::Tcp(l), _) => ListenerKind::Framed(Listener::from_tcp(l, bound.addr.clone())),
         };
         Ok(MessageListener {
             inner,
@@ -171,20 +254,33 @@ impl MessageListener {
     /// # Errors
     ///
     /// The OS error, with the address in the message; with
-    /// [`ListenerOptions::current_user_only`], [`ErrorKind::PermissionDenied`]
+    /// [`ListenerOptions::current_user_only`], [`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied)
     /// for a client of another user, as [`Listener::accept`].
     pub fn accept(&self) -> Result<MessageStream> {
+        let local = |l: &sys::MsgListener| {
+            let s = l
+                .accept()
+                .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
+            security::verify_client(self.current_user_only, &self.addr, || s.peer_credentials())?;
+            Ok::<_, Error>(s)
+        };
         let conn = match &self.inner {
-            ListenerKind::Local(l) => {
-                let s = l
-                    .accept()
-                    .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
-                security::verify_client(self.current_user_only, &self.addr, || {
-                    s.peer_credentials()
-                })?;
-                Conn::Local(s)
-            }
+            ListenerKind::Local(l) => Conn::Local(local(l)?),
             ListenerKind::Framed(l) => Conn::framed(l.accept()?),
+            ListenerKind::Shm {
+                rendezvous,
+                name,
+                capacity,
+            } => {
+                let s = local(rendezvous)?;
+                let channel = shm::offer_channel(&s, name, *capacity, self.max).map_err(|e| {
+                    Error::io(format!("hand a channel to a client of {}", self.addr), e)
+                })?;
+                Conn::Shm(Box::new(ShmConn {
+                    channel,
+                    peer: s.peer_credentials().ok(),
+                }))
+            }
         };
         Ok(MessageStream::new(conn, self.addr.clone(), self.max))
     }
@@ -222,108 +318,6 @@ impl Iterator for IncomingMessages<'_> {
     }
 }
 
-/// A byte stream carrying length-prefixed frames, and the state of the frame
-/// each direction is in the middle of.
-struct FramedConn {
-    stream: Stream,
-    reader: Mutex<FrameReader>,
-    writer: Mutex<FrameWriter>,
-}
-
-enum Conn {
-    Local(sys::MsgStream),
-    Framed(Box<FramedConn>),
-}
-
-impl Conn {
-    fn framed(stream: Stream) -> Conn {
-        Conn::Framed(Box::new(FramedConn {
-            stream,
-            reader: Mutex::default(),
-            writer: Mutex::default(),
-        }))
-    }
-}
-
-/// One call's view of a byte stream: every read and write gives up at `limit`.
-struct Bounded<'a> {
-    stream: &'a Stream,
-    limit: Option<Instant>,
-}
-
-impl Read for Bounded<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.read_limited(buf, self.limit)
-    }
-}
-
-impl Write for Bounded<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write_limited(buf, self.limit)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The connection every clone of a [`MessageStream`] shares.
-struct Shared {
-    conn: Conn,
-    /// Why the channel was closed (an oversized message), once it was.
-    closed: OnceLock<String>,
-}
-
-impl Shared {
-    fn send(&self, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
-        match &self.conn {
-            Conn::Local(s) => s.send(msg, limit),
-            Conn::Framed(f) => lock(&f.writer).write_to(
-                &mut Bounded {
-                    stream: &f.stream,
-                    limit,
-                },
-                msg,
-            ),
-        }
-    }
-
-    fn recv(&self, out: &mut Vec<u8>, max: usize, limit: Option<Instant>) -> io::Result<bool> {
-        match &self.conn {
-            Conn::Local(s) => s.recv(out, max, limit),
-            Conn::Framed(f) => lock(&f.reader).read_from(
-                &mut Bounded {
-                    stream: &f.stream,
-                    limit,
-                },
-                max,
-                out,
-            ),
-        }
-    }
-
-    /// Receives no more after a message that put the channel out of step
-    /// (an oversized one); sending goes on, so the receiver can tell the peer
-    /// why before it drops the channel.
-    fn close(&self, why: String) {
-        let _ = self.closed.set(why);
-        match &self.conn {
-            Conn::Local(s) => drop(s.shutdown(Shutdown::Read)),
-            Conn::Framed(f) => drop(f.stream.shutdown(Shutdown::Read)),
-        }
-    }
-
-    fn check_open(&self, peer: &Address) -> Result<()> {
-        match self.closed.get() {
-            None => Ok(()),
-            Some(why) => Err(Error::new(
-                ErrorKind::Disconnected,
-                format!("the message channel to {peer} is closed: {why}"),
-            )),
-        }
-    }
-}
-
 /// A connected message channel: each [`send`](MessageStream::send) arrives as one
 /// [`recv`](MessageStream::recv), whole, in order.
 ///
@@ -350,7 +344,7 @@ impl Shared {
 ///
 /// As for [`Stream`]: a per-call timeout and a Go-style deadline for each
 /// direction, bounding the whole message. A `recv` that runs out of time fails
-/// with [`ErrorKind::TimedOut`] and loses nothing: the part of a message that had
+/// with [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) and loses nothing: the part of a message that had
 /// arrived is kept and the next `recv` finishes it. A `send` that runs out of time
 /// has sent nothing — except on a framed byte stream (`tcp:`), where part of the
 /// frame may already be out: then the message is committed, its rest goes out
@@ -359,14 +353,15 @@ impl Shared {
 /// On Windows a message larger than the pipe's buffer is taken by the reader
 /// while the write is still pending. A send timeout that cancels such a write
 /// after the reader took its first part withdraws the rest: the reader's `recv`
-/// then fails with [`ErrorKind::Protocol`] and closes the channel rather than
+/// then fails with [`ErrorKind::Protocol`](crate::ErrorKind::Protocol) and closes the channel rather than
 /// deliver a part (a message queued behind it of exactly the withdrawn size
 /// cannot be told from the rest). Give large sends generous timeouts.
 ///
 /// See the [module documentation](self) for empty messages, large messages and
 /// the maximum message size.
 pub struct MessageStream {
-    shared: Arc<Shared>,
+    /// Read by the OS handle impls of [`os`](crate::os) too.
+    pub(crate) shared: Arc<Shared>,
     peer: Address,
     lim: Deadlines,
     max: usize,
@@ -384,12 +379,9 @@ impl fmt::Debug for MessageStream {
 }
 
 impl MessageStream {
-    fn new(conn: Conn, peer: Address, max: usize) -> MessageStream {
+    pub(crate) fn new(conn: Conn, peer: Address, max: usize) -> MessageStream {
         MessageStream {
-            shared: Arc::new(Shared {
-                conn,
-                closed: OnceLock::new(),
-            }),
+            shared: Arc::new(Shared::new(conn)),
             peer,
             lim: Deadlines::default(),
             max,
@@ -401,13 +393,19 @@ impl MessageStream {
     /// # Errors
     ///
     /// The errors of [`Stream::connect`]. Connecting to a name that a byte
-    /// [`Listener`] serves fails with [`ErrorKind::Protocol`], saying so.
+    /// [`Listener`] serves fails with [`ErrorKind::Protocol`](crate::ErrorKind::Protocol), saying so.
     pub fn connect(addr: impl ToAddress) -> Result<MessageStream> {
         ConnectOptions::new().connect_message(addr)
     }
 
-    fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<MessageStream> {
-        let connecting = core::connecting(addr, opts)?;
+    pub(crate) fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<MessageStream> {
+        crate::registry::connect::connect_each(addr, opts, MessageStream::connect_one)
+    }
+
+    /// Connects to one address (not a `service:` name).
+    fn connect_one(addr: Address, opts: &ConnectOptions) -> Result<MessageStream> {
+        let connecting = core::connecting_with(addr, opts, shm::endpoint)?;
+        let rule = connecting.server_user.clone();
         let made = match &connecting.ep {
             Endpoint::Tcp { host, port } => {
                 crate::stream::connect_tcp(host, *port, opts.config()).map(Either::Tcp)
@@ -415,11 +413,42 @@ impl MessageStream {
             ep => sys::MsgStream::connect(ep, opts.config()).map(Either::Local),
         };
         let (conn, addr) = connecting.finish(made, sys::MsgStream::peer_credentials)?;
-        let conn = match conn {
-            Either::Local(s) => Conn::Local(s),
-            Either::Tcp(s) => Conn::framed(Stream::from_tcp(s, addr.clone())),
+        let conn = match (conn, &addr) {
+            (Either::Local(s), Address::Shm(name)) => {
+                let channel = shm::take_channel(&s, &addr, name, opts.max_message_size, &rule)?;
+                Conn::Shm(Box::new(ShmConn {
+                    channel,
+                    peer: s.peer_credentials().ok(),
+                }))
+            }
+            (Either::Local(s), _) => Conn::Local(s),
+            (Either::Tcp(s), _) => Conn::framed(Stream::from_tcp(s, addr.clone())),
         };
         Ok(MessageStream::new(conn, addr, opts.max_message_size))
+    }
+
+    /// A message channel over a connected byte stream: each message a
+    /// length-prefixed frame, as over `tcp:` (and as Python's
+    /// `multiprocessing.connection` frames its messages on any pipe or
+    /// socket), with the promises of every message channel: whole messages,
+    /// the maximum message size (64 MiB to start with), timeouts that lose
+    /// nothing, a frame cut short by a timed-out send finished first on the
+    /// next. The stream's own timeouts are not used: set the channel's.
+    ///
+    /// ```no_run
+    /// // A Python `multiprocessing.connection.Listener` on a Unix socket.
+    /// let stream = ipckit::Stream::connect("unix:/tmp/py.sock")?;
+    /// let channel = ipckit::MessageStream::from_stream(stream);
+    /// channel.send(b"hello")?;
+    /// # Ok::<(), ipckit::Error>(())
+    /// ```
+    pub fn from_stream(stream: Stream) -> MessageStream {
+        let peer = stream.peer_addr().clone();
+        MessageStream::new(
+            Conn::framed(stream),
+            peer,
+            crate::limits::DEFAULT_MAX_MESSAGE_SIZE,
+        )
     }
 
     /// Which process and user is on the other end, as
@@ -427,22 +456,22 @@ impl MessageStream {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Unsupported`] on `tcp:` channels; otherwise the OS error.
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) on `tcp:` channels; otherwise the OS error.
     #[doc(alias = "SO_PEERCRED")]
     pub fn peer_credentials(&self) -> Result<PeerCredentials> {
-        match &self.shared.conn {
-            Conn::Local(s) => security::credentials(s.peer_credentials(), &self.peer),
-            Conn::Framed(f) => f.stream.peer_credentials(),
-        }
+        self.shared.peer_credentials(&self.peer)
     }
 
     /// Sends `msg` as one message.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::TimedOut`] when the write timeout or deadline passes (see the
-    /// type's docs for what was sent), [`ErrorKind::Disconnected`] when the peer
-    /// has gone or the channel was closed, and the OS error otherwise.
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) when the write timeout or deadline passes (see the
+    /// type's docs for what was sent), [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) when the peer
+    /// has gone or the channel was closed, [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) for a
+    /// message over the kernel's `SOCK_SEQPACKET` record limit to a peer that is
+    /// not ipckit (nothing is sent; see "Large messages" in the module docs),
+    /// and the OS error otherwise.
     pub fn send(&self, msg: &[u8]) -> Result<()> {
         self.shared
             .send(msg, self.lim.write.until())
@@ -453,9 +482,9 @@ impl MessageStream {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::TimedOut`] when the read timeout or deadline passes (nothing
-    /// is lost), [`ErrorKind::FrameTooLarge`] for a message over the maximum
-    /// message size (the channel is then closed), [`ErrorKind::Protocol`] when a
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) when the read timeout or deadline passes (nothing
+    /// is lost), [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) for a message over the maximum
+    /// message size (the channel is then closed), [`ErrorKind::Protocol`](crate::ErrorKind::Protocol) when a
     /// framed peer breaks the framing, and the OS error otherwise.
     pub fn recv(&self) -> Result<Option<Vec<u8>>> {
         let mut msg = Vec::new();
@@ -501,56 +530,14 @@ impl MessageStream {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidOption`] for 0.
+    /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
     pub fn set_max_message_size(&mut self, bytes: usize) -> Result<()> {
         check_max_message_size(bytes)?;
         self.max = bytes;
         Ok(())
     }
 
-    /// Bounds every later `recv` to `timeout` (None: no bound).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`] for a zero duration.
-    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.lim.set_read_timeout(timeout)
-    }
-
-    /// Bounds every later `send` to `timeout` (None: no bound).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`] for a zero duration.
-    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.lim.set_write_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> Option<Duration> {
-        self.lim.read.timeout
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> Option<Duration> {
-        self.lim.write.timeout
-    }
-
-    /// Sets both the read and the write deadline (Go's `SetDeadline`).
-    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.lim.set_deadline(deadline);
-    }
-
-    /// An absolute time after which `recv` fails with `TimedOut` until the
-    /// deadline is moved. A deadline in the past fails at once.
-    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.lim.read.deadline = deadline;
-    }
-
-    /// An absolute time after which `send` fails with `TimedOut`.
-    pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.lim.write.deadline = deadline;
-    }
+    crate::limits::deadline_setters!(lim, "`recv`", "`send`");
 
     /// Shuts down the receiving half, the sending half, or both, for this
     /// handle and every clone of it. After `Shutdown::Read` every `recv`, the
@@ -559,7 +546,7 @@ impl MessageStream {
     ///
     /// # Errors
     ///
-    /// The OS error, and [`ErrorKind::Unsupported`] where the channel has no
+    /// The OS error, and [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) where the channel has no
     /// such half-close.
     ///
     /// # Platform-specific behavior
@@ -574,15 +561,11 @@ impl MessageStream {
     ///
     /// A named pipe has no half-close: `Read` ends the receives of this
     /// process's handles only (the peer is not told); `Write` and `Both` fail
-    /// with [`ErrorKind::Unsupported`]: drop every handle to close the channel.
+    /// with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): drop every handle to close the channel.
     /// Over `tcp:` this is Winsock's `shutdown`, which does not end a receive
     /// that is already waiting.
     pub fn shutdown(&self, how: Shutdown) -> Result<()> {
-        match &self.shared.conn {
-            Conn::Local(s) => s.shutdown(how),
-            Conn::Framed(f) => return f.stream.shutdown(how),
-        }
-        .map_err(|e| Error::io(format!("shut down the message channel to {}", self.peer), e))
+        self.shared.shutdown(how, &self.peer)
     }
 
     /// Another handle to the same channel, with this one's timeouts, deadlines
@@ -599,31 +582,5 @@ impl MessageStream {
             lim: self.lim,
             max: self.max,
         })
-    }
-}
-
-impl ListenerOptions {
-    /// Binds a [`MessageListener`] at `addr` with these options.
-    ///
-    /// # Errors
-    ///
-    /// See [`ListenerOptions::bind`]; also [`ErrorKind::InvalidOption`] for a
-    /// maximum message size of 0.
-    pub fn bind_message(&self, addr: impl ToAddress) -> Result<MessageListener> {
-        self.check()?;
-        MessageListener::bind_with(addr.to_address()?, self)
-    }
-}
-
-impl ConnectOptions {
-    /// Connects a [`MessageStream`] to `addr` with these options.
-    ///
-    /// # Errors
-    ///
-    /// See [`MessageStream::connect`]; also [`ErrorKind::InvalidOption`] for a
-    /// maximum message size of 0.
-    pub fn connect_message(&self, addr: impl ToAddress) -> Result<MessageStream> {
-        check_max_message_size(self.max_message_size)?;
-        MessageStream::connect_with(addr.to_address()?, self)
     }
 }

@@ -65,6 +65,7 @@
 //! Waiting uses `FindFirstChangeNotificationW`; the start time is the
 //! creation time from `GetProcessTimes`.
 
+pub(crate) mod connect;
 mod record;
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -440,14 +441,20 @@ pub fn resolve(addr: &Address) -> Result<Address> {
     let found = lookup(name)?;
     match found.into_iter().next() {
         Some(s) => Ok(s.record.address),
-        None => Err(Error::new(
-            ErrorKind::NotFound,
-            format!(
-                "resolve {addr}: no live instance of service {name:?} is registered (registry {})",
-                dir().map_or_else(|_| "-".into(), |d| d.display().to_string())
-            ),
-        )),
+        None => Err(not_registered(name)),
     }
+}
+
+/// The error for a service with no live instance.
+fn not_registered(name: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!(
+            "resolve service:{name}: no live instance of service {name:?} is registered \
+             (registry {})",
+            dir().map_or_else(|_| "-".into(), |d| d.display().to_string())
+        ),
+    )
 }
 
 /// A service registration being built: [`Registration::builder`], then

@@ -45,3 +45,31 @@ pub async fn wait_for(name: &str, timeout: Duration) -> Result<Service> {
     drop(guard);
     result
 }
+
+/// [`connect_each`](super::connect::connect_each), for the tokio faces: the
+/// waits do not block the runtime.
+pub(crate) async fn connect_each<C>(
+    addr: crate::Address,
+    opts: &crate::ConnectOptions,
+    mut attempt: impl AsyncFnMut(crate::Address, &crate::ConnectOptions) -> Result<C>,
+) -> Result<C> {
+    use super::connect::{Plan, Wait};
+    let crate::Address::Service(name) = &addr else {
+        return attempt(addr, opts).await;
+    };
+    let mut plan = Plan::new(name, opts);
+    loop {
+        for at in plan.instances()? {
+            match attempt(at.clone(), &plan.single).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => plan.failed(at, e),
+            }
+        }
+        match plan.wait()? {
+            Wait::Registration(limit) => {
+                drop(wait_for(name, limit.saturating_duration_since(Instant::now())).await?);
+            }
+            Wait::Pause(pause) => ::tokio::time::sleep(pause).await,
+        }
+    }
+}

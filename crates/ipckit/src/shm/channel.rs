@@ -33,48 +33,41 @@
 //!
 //! Messages of any size up to the receiver's maximum (default 64 MiB) travel
 //! whole, in chunks of up to half a ring. A receiver that finds nothing spins
-//! for 50 µs, then sleeps until the sender wakes it (a futex on Linux, a named
+//! for 50 µs, yields its CPU for up to 500 µs (so that a peer waiting for a
+//! CPU gets one), then sleeps until the sender wakes it (a futex on Linux, a named
 //! event on Windows); a sender that finds the ring full waits for room the
 //! same way, so nothing is ever dropped. While it sleeps, each side checks
 //! every 100 ms that the other process still runs: a peer that dies gives
-//! [`ErrorKind::Disconnected`] instead of a hang.
+//! [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) instead of a hang.
 //!
 //! One listener serves one peer: a shared-memory channel joins exactly two
 //! processes. Within each process, sends take turns and receives take turns
 //! (a lock each); [`ShmChannel::split`] gives the two halves without locks,
 //! the fastest form (a 64-byte round trip of about 0.2 µs on the machine of
 //! docs/BENCHMARKS.md, against about 48 µs over a Unix socket).
+//!
+//! The same channel on tokio is `ipckit::tokio::shm` (feature `tokio`): either
+//! end may be blocking and the other async.
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::core;
 use crate::address::{Address, ToAddress};
-use crate::error::{Error, ErrorKind, Result};
-use crate::plain::{RetrySchedule, deadline};
+use crate::error::Result;
+use crate::plain::deadline;
 use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
-fn shm_name(addr: &Address) -> Result<String> {
-    match addr {
-        Address::Shm(name) => Ok(name.clone()),
-        other => Err(Error::new(
-            ErrorKind::Unsupported,
-            format!("{other} is not a shared-memory channel address (shm:NAME)"),
-        )),
-    }
-}
-
 /// The creating end of a shared-memory channel, waiting for its one peer.
 pub struct ShmListener {
-    inner: sys::shm_channel::ShmListener,
+    inner: sys::shm_join::ShmListener,
     addr: Address,
 }
 
 impl fmt::Debug for ShmListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShmListener")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        core::fmt_end(f, "ShmListener", &self.addr)
     }
 }
 
@@ -84,7 +77,7 @@ impl ShmListener {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::AddrInUse`] when a live process holds the name (a region
+    /// [`ErrorKind::AddrInUse`](crate::ErrorKind::AddrInUse) when a live process holds the name (a region
     /// left by a process that exited is replaced), and the OS error otherwise.
     pub fn bind(addr: impl ToAddress) -> Result<ShmListener> {
         ListenerOptions::new().bind_shm(addr)
@@ -103,7 +96,7 @@ impl ShmListener {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::TimedOut`] when none came, and the errors of
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) when none came, and the errors of
     /// [`accept`](ShmListener::accept).
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<ShmChannel> {
         self.accept_until(deadline(Some(timeout)))
@@ -113,7 +106,7 @@ impl ShmListener {
         let inner = self
             .inner
             .accept(limit)
-            .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
+            .map_err(|e| core::accept_error(&self.addr, e))?;
         Ok(ShmChannel::new(inner, self.addr.clone()))
     }
 
@@ -156,9 +149,9 @@ impl ShmChannel {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NotFound`] when nobody listens there,
-    /// [`ErrorKind::Busy`] when the channel has its peer already,
-    /// [`ErrorKind::Protocol`] for a region that is not an ipckit channel (or
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when nobody listens there,
+    /// [`ErrorKind::Busy`](crate::ErrorKind::Busy) when the channel has its peer already,
+    /// [`ErrorKind::Protocol`](crate::ErrorKind::Protocol) for a region that is not an ipckit channel (or
     /// not of this version), and the OS error otherwise.
     pub fn connect(addr: impl ToAddress) -> Result<ShmChannel> {
         connect_with(addr, &ConnectOptions::new())
@@ -169,13 +162,13 @@ impl ShmChannel {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::FrameTooLarge`] for a message over the peer's maximum
-    /// (nothing is sent), [`ErrorKind::Disconnected`] when the peer closed its
-    /// end or its process died, [`ErrorKind::TimedOut`].
+    /// [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) for a message over the peer's maximum
+    /// (nothing is sent), [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) when the peer closed its
+    /// end or its process died, [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut).
     pub fn send(&self, msg: &[u8]) -> Result<()> {
         self.inner
             .send(msg, deadline(self.write_timeout))
-            .map_err(|e| Error::io(format!("send {} bytes on {}", msg.len(), self.addr), e))
+            .map_err(|e| core::send_error(&self.addr, msg.len(), e))
     }
 
     /// Receives the next message; `None` when the peer closed its end and
@@ -195,14 +188,14 @@ impl ShmChannel {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::TimedOut`] past the read timeout,
-    /// [`ErrorKind::Disconnected`] when the peer's process died (or closed in
-    /// the middle of a message), [`ErrorKind::FrameTooLarge`]/[`ErrorKind::Protocol`]
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) past the read timeout,
+    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) when the peer's process died (or closed in
+    /// the middle of a message), [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge)/[`ErrorKind::Protocol`](crate::ErrorKind::Protocol)
     /// when the peer broke the protocol (the incoming direction is closed).
     pub fn recv_into(&self, buf: &mut Vec<u8>) -> Result<bool> {
         self.inner
             .recv(buf, deadline(self.read_timeout))
-            .map_err(|e| Error::io(format!("receive on {}", self.addr), e))
+            .map_err(|e| core::recv_error(&self.addr, e))
     }
 
     /// Sets how long a `recv` may wait (`None`: for ever).
@@ -261,9 +254,7 @@ pub struct ShmSender {
 
 impl fmt::Debug for ShmSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShmSender")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        core::fmt_end(f, "ShmSender", &self.addr)
     }
 }
 
@@ -276,7 +267,7 @@ impl ShmSender {
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.inner
             .send(msg, deadline(self.timeout))
-            .map_err(|e| Error::io(format!("send {} bytes on {}", msg.len(), self.addr), e))
+            .map_err(|e| core::send_error(&self.addr, msg.len(), e))
     }
 
     /// Sets how long a `send` may wait for room (`None`: for ever).
@@ -299,9 +290,7 @@ pub struct ShmReceiver {
 
 impl fmt::Debug for ShmReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShmReceiver")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        core::fmt_end(f, "ShmReceiver", &self.addr)
     }
 }
 
@@ -324,7 +313,7 @@ impl ShmReceiver {
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
         self.inner
             .recv(buf, deadline(self.timeout))
-            .map_err(|e| Error::io(format!("receive on {}", self.addr), e))
+            .map_err(|e| core::recv_error(&self.addr, e))
     }
 
     /// Sets how long a `recv` may wait (`None`: for ever).
@@ -338,102 +327,18 @@ impl ShmReceiver {
     }
 }
 
-/// Why a shared-memory channel cannot check its peer's user: the region is
-/// owner-only, but the channel reads no identity from the OS.
-const NO_IDENTITY: &str =
-    "a shared-memory channel reads no peer identity from the OS (its region is owner-only)";
-
-fn connect_with(addr: impl ToAddress, opts: &ConnectOptions) -> Result<ShmChannel> {
-    let addr = crate::registry::resolve(&addr.to_address()?)?;
-    let name = shm_name(&addr)?;
-    let rule = opts.server_user.precheck(&addr, None)?;
-    let accept = |owner| {
-        crate::security::check_object_owner(
-            &rule,
-            &addr.to_string(),
-            owner,
-            crate::security::CONNECT_OPT_OUT,
-        )
-        .map_err(Into::into)
-    };
-    let mut pauses = RetrySchedule::until(deadline(opts.sys.timeout));
-    let inner = loop {
-        match sys::shm_channel::connect(&name, opts.max_message_size, &accept) {
-            Err(e) if opts.sys.retry_not_found && e.kind() == std::io::ErrorKind::NotFound => {
-                match pauses.next() {
-                    Some(pause) => std::thread::sleep(pause),
-                    // As every other transport: a retry that runs out of
-                    // time is a timeout, not a NotFound.
-                    None => break Err(crate::plain::timed_out("connect (nobody listening yet)")),
-                }
-            }
-            other => break other,
-        }
-    }
-    .map_err(|e| {
-        let mut what = format!("connect to {addr}");
-        if e.kind() == std::io::ErrorKind::NotFound {
-            what.push_str(": nobody listens there");
-        }
-        Error::io(what, e)
-    })?;
-    Ok(ShmChannel::new(inner, addr))
+/// Creates the channel region `addr` with `opts` ([`ListenerOptions::bind_shm`]).
+pub(crate) fn bind_with(opts: &ListenerOptions, addr: impl ToAddress) -> Result<ShmListener> {
+    let (inner, addr) = core::bind(opts, addr)?;
+    Ok(ShmListener { inner, addr })
 }
 
-impl ListenerOptions {
-    /// The bytes of each ring of a shared-memory channel (default 1 MiB, at
-    /// least 4 KiB, rounded up to a multiple of 64).
-    pub fn shm_capacity(&mut self, bytes: usize) -> &mut Self {
-        self.shm_capacity = bytes;
-        self
-    }
-
-    /// Creates a shared-memory channel at `addr` with these options' ring
-    /// capacity and maximum message size.
-    ///
-    /// # Errors
-    ///
-    /// See [`ShmListener::bind`]; [`ErrorKind::InvalidOption`] for a capacity
-    /// under 4 KiB.
-    pub fn bind_shm(&self, addr: impl ToAddress) -> Result<ShmListener> {
-        self.check()?;
-        let addr = addr.to_address()?;
-        let name = shm_name(&addr)?;
-        crate::security::refuse_identity_rule(
-            self.current_user_only,
-            "current_user_only",
-            &addr,
-            NO_IDENTITY,
-        )?;
-        if self.shm_capacity < sys::shm_channel::MIN_CAPACITY {
-            return Err(Error::new(
-                ErrorKind::InvalidOption,
-                format!(
-                    "a shared-memory ring needs at least {} bytes, not {}",
-                    sys::shm_channel::MIN_CAPACITY,
-                    self.shm_capacity
-                ),
-            ));
+pub(crate) fn connect_with(addr: impl ToAddress, opts: &ConnectOptions) -> Result<ShmChannel> {
+    let mut connecting = core::Connecting::new(addr, opts)?;
+    loop {
+        match connecting.attempt()? {
+            core::Attempt::Joined(inner) => return Ok(ShmChannel::new(*inner, connecting.addr)),
+            core::Attempt::Retry(pause) => std::thread::sleep(pause),
         }
-        let capacity = self.shm_capacity.next_multiple_of(64);
-        let inner = sys::shm_channel::ShmListener::bind(&name, capacity, self.sys.max_message_size)
-            .map_err(|e| Error::io(format!("bind {addr}"), e))?;
-        Ok(ShmListener { inner, addr })
-    }
-}
-
-impl ConnectOptions {
-    /// Joins the shared-memory channel at `addr`, accepting messages up to
-    /// these options' maximum message size; with
-    /// [`retry_not_found`](ConnectOptions::retry_not_found), keeps trying
-    /// while nobody listens there, up to the [`timeout`](ConnectOptions::timeout).
-    ///
-    /// # Errors
-    ///
-    /// See [`ShmChannel::connect`]; with `retry_not_found`,
-    /// [`ErrorKind::TimedOut`] when the timeout passes with nobody listening
-    /// (as for every transport).
-    pub fn connect_shm(&self, addr: impl ToAddress) -> Result<ShmChannel> {
-        connect_with(addr, self)
     }
 }

@@ -1,6 +1,7 @@
 //! Shared memory: named regions, file-backed mappings, and a message channel
 //! through a ring buffer that wakes its reader ([`ShmListener`] /
-//! [`ShmChannel`], in [`channel`]).
+//! [`ShmChannel`], in [`channel`]), and the bare ring it is measured against
+//! ([`baseline`]).
 //!
 //! | | Windows | Unix |
 //! |---|---|---|
@@ -33,7 +34,9 @@
 //! Agree on a protocol (or use the [`channel`], which has one) for anything
 //! more.
 
+pub mod baseline;
 pub mod channel;
+pub(crate) mod core;
 
 use std::fmt;
 use std::fs::{self, File};
@@ -46,6 +49,43 @@ use crate::sys;
 
 pub use channel::{ShmChannel, ShmListener, ShmReceiver, ShmSender};
 
+/// Checks that the regions of `shm:NAME` fit this OS's limit on
+/// shared-memory names, where ipckit appends `suffix` bytes to `NAME` (a
+/// message listener's per-client regions): a name too long fails here with
+/// [`ErrorKind::InvalidAddress`] naming the limit, not later with the OS's
+/// bare "file name too long".
+pub(crate) fn check_name_fits(name: &str, suffix: usize) -> Result<()> {
+    name_fits(name, suffix, sys::shm::NAME_LIMIT)
+}
+
+/// [`check_name_fits`] under the limit `limit` (the longest NAME, and the
+/// OS's rule), if any.
+fn name_fits(name: &str, suffix: usize, limit: Option<(usize, &str)>) -> Result<()> {
+    let Some((max, rule)) = limit else {
+        return Ok(());
+    };
+    if name.len() + suffix <= max {
+        return Ok(());
+    }
+    let room = max.saturating_sub(suffix);
+    let added = if suffix == 0 {
+        String::new()
+    } else {
+        format!(
+            ", and a shared-memory message listener adds {suffix} bytes to NAME for each \
+             client's region, so NAME may have at most {room} here"
+        )
+    };
+    Err(Error::new(
+        ErrorKind::InvalidAddress,
+        format!(
+            "shm:{name}: the name is {} bytes, too long for a shared-memory region on this \
+             OS: {rule}{added}",
+            name.len()
+        ),
+    ))
+}
+
 /// Turns `shm:NAME` (or a bare `NAME`) into the name, checked as an address.
 pub(crate) fn region_name(text: &str) -> Result<String> {
     let full = if text.starts_with("shm:") {
@@ -54,7 +94,10 @@ pub(crate) fn region_name(text: &str) -> Result<String> {
         format!("shm:{text}")
     };
     match full.parse::<Address>()? {
-        Address::Shm(name) => Ok(name),
+        Address::Shm(name) => {
+            check_name_fits(&name, 0)?;
+            Ok(name)
+        }
         _ => Err(Error::new(
             ErrorKind::InvalidAddress,
             format!("invalid shared-memory name {text:?}"),
@@ -123,37 +166,24 @@ impl OpenOptions {
 ///
 /// ```no_run
 /// // A region every authenticated user of this machine may read (Windows).
+/// # #[cfg(windows)] {
+/// use ipckit::os::windows::CreateOptionsExt;
 /// let region = ipckit::shm::CreateOptions::new()
 ///     .security_descriptor("D:P(A;;GA;;;SY)(A;;GA;;;OW)(A;;GR;;;AU)")
 ///     .create("shm:service-status", 4096)?;
+/// # }
 /// # Ok::<(), ipckit::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
-    sddl: Option<String>,
+    /// Windows: set by `os::windows::CreateOptionsExt::security_descriptor`.
+    pub(crate) sddl: Option<String>,
 }
 
 impl CreateOptions {
     /// The default options: a region only the current user can open.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The security descriptor of the file mapping, in SDDL, instead of the
-    /// default that grants only the current user and SYSTEM, like
-    /// [`ListenerOptions::security_descriptor`](crate::ListenerOptions::security_descriptor).
-    /// A descriptor that lets other users write the region makes the default
-    /// [`SharedMemory::open`] refuse it: they need
-    /// [`OpenOptions::allow_foreign`].
-    ///
-    /// # Platform-specific behavior
-    ///
-    /// Windows only. Unix ignores it (the object's mode stays 0600): it only
-    /// ever widens access, so ignoring it keeps the stricter default.
-    #[doc(alias = "SDDL")]
-    pub fn security_descriptor(&mut self, sddl: &str) -> &mut Self {
-        self.sddl = Some(sddl.to_owned());
-        self
     }
 
     /// Creates the region `name` of `size` bytes with these options.
@@ -450,5 +480,44 @@ impl Drop for SharedMemory {
         if let (true, Some(name)) = (self.remove_on_drop, &self.name) {
             let _ = sys::shm::unlink(name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// macOS's limit (the one short enough to meet in practice): 30 bytes of
+    /// NAME, and 13 for a message listener, whose client regions add 17.
+    const MACOS: Option<(usize, &str)> = Some((
+        30,
+        "macOS takes POSIX shared-memory names of at most 31 bytes",
+    ));
+
+    #[test]
+    fn names_must_leave_room_for_what_ipckit_adds() {
+        assert!(name_fits(&"a".repeat(30), 0, MACOS).is_ok());
+        let err = name_fits(&"a".repeat(31), 0, MACOS).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidAddress);
+        let text = err.to_string();
+        assert!(
+            text.contains("is 31 bytes") && text.contains("at most 31 bytes"),
+            "{text}"
+        );
+        assert!(!text.contains("listener"), "{text}");
+
+        assert!(name_fits(&"a".repeat(13), 17, MACOS).is_ok());
+        let text = name_fits(&"a".repeat(14), 17, MACOS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("adds 17 bytes") && text.contains("at most 13 here"),
+            "{text}"
+        );
+
+        assert!(
+            name_fits(&"a".repeat(5000), 17, None).is_ok(),
+            "no limit: the address rules decide"
+        );
     }
 }

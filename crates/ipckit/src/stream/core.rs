@@ -57,6 +57,17 @@ pub(crate) fn bind<L, T: TcpBind>(
     local: impl FnOnce(&Endpoint, &ListenConfig) -> io::Result<L>,
 ) -> Result<Bound<L, T>> {
     let ep = resolve(&addr)?;
+    bind_at(addr, ep, opts, local)
+}
+
+/// As [`bind`], at an endpoint the caller resolved (a message channel over
+/// shared memory binds its rendezvous endpoint; see `message::shm`).
+pub(crate) fn bind_at<L, T: TcpBind>(
+    addr: Address,
+    ep: Endpoint,
+    opts: &ListenerOptions,
+    local: impl FnOnce(&Endpoint, &ListenConfig) -> io::Result<L>,
+) -> Result<Bound<L, T>> {
     if matches!(ep, Endpoint::Tcp { .. }) {
         security::refuse_current_user_only(opts.current_user_only, &addr)?;
     }
@@ -87,14 +98,24 @@ pub(crate) fn bind<L, T: TcpBind>(
 pub(crate) struct Connecting {
     pub(crate) addr: Address,
     pub(crate) ep: Endpoint,
-    server_user: ServerUser,
+    /// The rule the server's user is checked against.
+    pub(crate) server_user: ServerUser,
 }
 
 /// Starts a connect to `addr` with `opts`: resolves it and checks what can be
-/// checked before any connection is made.
+/// checked before any connection is made. A `service:NAME` address was
+/// turned into its instances' addresses before (`registry::connect`).
 pub(crate) fn connecting(addr: Address, opts: &ConnectOptions) -> Result<Connecting> {
-    // `service:NAME` becomes the address of a live instance (the registry).
-    let addr = crate::registry::resolve(&addr)?;
+    connecting_with(addr, opts, resolve)
+}
+
+/// As [`connecting`], with the endpoint of the (registry-resolved) address
+/// found by `resolve`.
+pub(crate) fn connecting_with(
+    addr: Address,
+    opts: &ConnectOptions,
+    resolve: fn(&Address) -> Result<Endpoint>,
+) -> Result<Connecting> {
     let ep = resolve(&addr)?;
     let server_user = opts.server_user.precheck(&addr, unknown_server(&ep))?;
     Ok(Connecting {

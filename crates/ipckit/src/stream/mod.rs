@@ -1,13 +1,14 @@
 //! Byte streams: [`Listener`] and [`Stream`] over named pipes (Windows), Unix
 //! sockets (Unix) and TCP (everywhere), with timeouts and Go-style deadlines.
 
+pub(crate) mod applies;
 pub(crate) mod core;
 mod options;
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use crate::limits::{AcceptBackoff, ConnectionLimit, ConnectionSlot};
 pub use options::{ConnectOptions, ListenerOptions};
@@ -75,13 +76,15 @@ impl TcpBind for TcpListener {
 /// The server always keeps one pipe instance waiting, including between two calls
 /// to `accept`, so a client never finds the name missing while the server runs.
 /// Every instance gets a DACL that grants only the current user and SYSTEM
-/// (unless [`ListenerOptions::security_descriptor`] says otherwise) and rejects
+/// (unless `os::windows::ListenerOptionsExt::security_descriptor` says
+/// otherwise) and rejects
 /// remote clients; `bind` fails with [`ErrorKind::AddrInUse`] when the name
 /// already has instances (`FILE_FLAG_FIRST_PIPE_INSTANCE`), which is how a
 /// squatter that took the name first is noticed. See [`crate::security`].
 #[doc(alias = "CreateNamedPipeW")]
 pub struct Listener {
-    inner: ListenerKind,
+    /// Read by the OS handle impls of [`os`](crate::os) too.
+    pub(crate) inner: ListenerKind,
     addr: Address,
     current_user_only: bool,
 }
@@ -254,7 +257,8 @@ type StreamKind = Either<sys::Stream, TcpStream>;
 /// start after it is set; it does not interrupt a call already blocked in another
 /// thread.
 pub struct Stream {
-    inner: StreamKind,
+    /// Read by the OS handle impls of [`os`](crate::os) too.
+    pub(crate) inner: StreamKind,
     peer: Address,
     lim: Deadlines,
 }
@@ -309,7 +313,9 @@ fn connect_tcp_once(host: &str, port: u16, limit: Option<Instant>) -> io::Result
 }
 
 impl Stream {
-    fn new(inner: StreamKind, peer: Address) -> Stream {
+    /// A stream over `inner`, connected to `peer` (also the OS handle
+    /// conversions of [`os`](crate::os)).
+    pub(crate) fn new(inner: StreamKind, peer: Address) -> Stream {
         Stream {
             inner,
             peer,
@@ -338,15 +344,17 @@ impl Stream {
     }
 
     pub(crate) fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<Stream> {
-        let connecting = core::connecting(addr, opts)?;
-        let made = match &connecting.ep {
-            Endpoint::Tcp { host, port } => {
-                connect_tcp(host, *port, opts.config()).map(Either::Tcp)
-            }
-            ep => sys::Stream::connect(ep, opts.config()).map(Either::Local),
-        };
-        let (inner, addr) = connecting.finish(made, sys::Stream::peer_credentials)?;
-        Ok(Stream::new(inner, addr))
+        crate::registry::connect::connect_each(addr, opts, |addr, opts| {
+            let connecting = core::connecting(addr, opts)?;
+            let made = match &connecting.ep {
+                Endpoint::Tcp { host, port } => {
+                    connect_tcp(host, *port, opts.config()).map(Either::Tcp)
+                }
+                ep => sys::Stream::connect(ep, opts.config()).map(Either::Local),
+            };
+            let (inner, addr) = connecting.finish(made, sys::Stream::peer_credentials)?;
+            Ok(Stream::new(inner, addr))
+        })
     }
 
     /// The address this stream was connected to, or accepted on.
@@ -374,52 +382,12 @@ impl Stream {
         }
     }
 
-    /// Bounds every later read to `timeout` (None: no bound), as std's
-    /// `set_read_timeout`.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`] for a zero duration.
-    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.lim.set_read_timeout(timeout)
-    }
-
-    /// Bounds every later write to `timeout` (None: no bound).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`] for a zero duration.
-    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.lim.set_write_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> Option<Duration> {
-        self.lim.read.timeout
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> Option<Duration> {
-        self.lim.write.timeout
-    }
-
-    /// Sets both the read and the write deadline (Go's `SetDeadline`).
-    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.lim.set_deadline(deadline);
-    }
-
-    /// An absolute time after which reads fail with `TimedOut` until the deadline
-    /// is moved (Go's `SetReadDeadline`). A deadline in the past fails reads at once.
-    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.lim.read.deadline = deadline;
-    }
-
-    /// An absolute time after which writes fail with `TimedOut` (Go's
-    /// `SetWriteDeadline`). A write cut short by the deadline may have written part
-    /// of the buffer; `write` reports how much.
-    pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.lim.write.deadline = deadline;
-    }
+    crate::limits::deadline_setters!(
+        lim,
+        "read",
+        "write",
+        "A write cut short by the deadline may have written part of the buffer; `write` reports how much."
+    );
 
     /// A second handle to the same connection, for reading in one thread while
     /// writing in another.

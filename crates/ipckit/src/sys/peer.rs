@@ -1,7 +1,6 @@
 //! Peer credentials and user ids as plain data: what `sys` reads from the OS and returns,
-//! defined in `sys` so that it names nothing above it (re-exported as
-//! `ipckit::security::PeerCredentials`, whose
-//! methods live there).
+//! defined in `sys` so that it names nothing above it (the security module
+//! re-exports both types; their examples and further methods live there).
 
 /// Who is on the other end of a local connection. Each field is `None` where this
 /// OS does not say.
@@ -30,14 +29,6 @@ pub struct PeerCredentials {
 }
 
 /// A user as the operating system names it: a uid on Unix, a SID on Windows.
-///
-/// # Examples
-///
-/// ```
-/// let me = ipckit::security::UserId::current()?;
-/// println!("running as {me}");
-/// # Ok::<(), ipckit::Error>(())
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum UserId {

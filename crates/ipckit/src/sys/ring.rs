@@ -34,9 +34,11 @@ const MORE: u32 = 1;
 /// No record here: the next one is at offset 0.
 const WRAP: u32 = 2;
 
-/// A position value on its own cache line, so the writer's and the reader's
-/// stores do not contend.
-#[repr(C, align(64))]
+/// A position value on a 128-byte block of its own, so the writer's and the
+/// reader's stores do not contend: x86's adjacent-line prefetcher moves
+/// 64-byte lines in pairs, so two positions 64 bytes apart still bounce
+/// together (crossbeam's `CachePadded` pads to 128 on x86-64 for this).
+#[repr(C, align(128))]
 #[derive(Debug, Default)]
 pub(crate) struct Line(pub(crate) AtomicU64);
 
@@ -51,7 +53,7 @@ pub(crate) struct Positions {
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(size_of::<Positions>() == 128);
+const _: () = assert!(size_of::<Positions>() == 256);
 
 /// A ring whose records claim more than was published, or lengths and flags
 /// no writer of this protocol writes.

@@ -6,12 +6,16 @@
 //! | offset | what |
 //! |---|---|
 //! | 0 | [`Header`]: magic, version, sizes, state, the two pids, each side's maximum message size |
-//! | 64 | [`RingState`] of ring 0 (the creator writes, the opener reads) |
-//! | 256 | [`RingState`] of ring 1 (the opener writes, the creator reads) |
-//! | 512 | ring 0's bytes, `capacity` of them |
-//! | 512 + capacity | ring 1's bytes |
+//! | 128 | [`RingState`] of ring 0 (the creator writes, the opener reads) |
+//! | 512 | [`RingState`] of ring 1 (the opener writes, the creator reads) |
+//! | 1024 | ring 0's bytes, `capacity` of them |
+//! | 1024 + capacity | ring 1's bytes |
 //!
-//! Waiting never polls: a side spins for [`SPIN`], then announces itself in
+//! Each ring's write position, read position and flag words sit in 128-byte
+//! blocks of their own (see `ring::Line`).
+//!
+//! Waiting never polls for long: a side spins for [`SPIN`], yields its CPU
+//! for [`YIELD`], then announces itself in
 //! its ring's `*_waiting` word and sleeps on a futex (Linux) or a named event
 //! (Windows) until the other side, seeing the announcement after it published,
 //! bumps the matching `*_seq` word and wakes it. The announcement and the
@@ -25,6 +29,13 @@
 //! sleep anyway. Each sleep lasts at most
 //! [`PEER_CHECK`], after which the sleeper checks that the other process still
 //! runs, so a peer that died gives an error within about that long.
+//!
+//! Both faces take the same steps (`try_send_chunk`, `try_recv`, `announce`);
+//! they differ in the sleep alone. An async waiter (`shm_tokio`) announces
+//! itself the same way and sleeps while the sequence word holds the value it
+//! read before announcing, through a waker thread in `futex_waitv` (Linux) or
+//! a thread-pool wait on the same event (Windows): the Dekker argument above
+//! holds for it unchanged, and a notifier cannot tell the two kinds apart.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -32,40 +43,43 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering as StdOrderin
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::ObjectOwner;
 use super::ring::{Positions, Reader, Ring};
-use super::shm::{
-    Peer, Region, Wakers, current_pid, heavy_barrier, light_barrier, pid_alive, unlink,
-};
+use super::shm::{Peer, Region, Wakers, heavy_barrier, light_barrier};
 use crate::sys::plain::{Fault, FaultKind, timed_out};
 use crate::sys::sync::relock;
 use crate::sys::sync::{Ordering, compiler_fence, fence};
 
 /// `b"ipckitch"`: an ipckit channel region.
-const MAGIC: [u8; 8] = *b"ipckitch";
+pub(super) const MAGIC: [u8; 8] = *b"ipckitch";
 /// The layout version; a region of another version is refused.
-const VERSION: u32 = 1;
+pub(super) const VERSION: u32 = 2;
 /// Where the rings' bytes start.
-const DATA_OFFSET: usize = 512;
+pub(super) const DATA_OFFSET: usize = 1024;
 
 /// `Header::state`: the creator is still writing the header.
-const STATE_NEW: u32 = 0;
+pub(super) const STATE_NEW: u32 = 0;
 /// The creator waits for its peer.
-const STATE_LISTENING: u32 = 1;
+pub(super) const STATE_LISTENING: u32 = 1;
 /// Both sides are there.
-const STATE_CONNECTED: u32 = 2;
+pub(super) const STATE_CONNECTED: u32 = 2;
 
 /// The wake-up index of the state word (ring `i`'s data word is `2 i`, its
 /// space word `2 i + 1`).
-const STATE_WORD: usize = 4;
+pub(super) const STATE_WORD: usize = 4;
 
-/// How long a waiting side spins before it sleeps.
+/// How long a waiting side spins before it yields.
 pub(crate) const SPIN: Duration = Duration::from_micros(50);
+/// How long a waiting side then yields its CPU (`sched_yield`, checking
+/// between yields) before it sleeps. A peer that lost its CPU to another
+/// process for longer than the spin (common on a loaded machine) is usually
+/// back within this, and a sleep costs both sides system calls: the
+/// sleeper's barrier and futex wait, the notifier's wake.
+pub(crate) const YIELD: Duration = Duration::from_micros(500);
 /// The longest sleep between two checks that the peer still runs.
 pub(crate) const PEER_CHECK: Duration = Duration::from_millis(100);
 
 /// The longest sleep when the heavy barrier is not to be had (see `wait`).
-const UNCOVERED_SLEEP: Duration = Duration::from_millis(1);
+pub(super) const UNCOVERED_SLEEP: Duration = Duration::from_millis(1);
 
 /// The smallest and the default capacity of each ring.
 pub(crate) const MIN_CAPACITY: usize = 4096;
@@ -74,18 +88,18 @@ pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
 /// The fixed part of the region.
 #[repr(C)]
 #[derive(Debug)]
-struct Header {
-    magic: [u8; 8],
-    version: u32,
+pub(super) struct Header {
+    pub(super) magic: [u8; 8],
+    pub(super) version: u32,
     /// `DATA_OFFSET`, as the creator laid it out.
-    data_offset: u32,
+    pub(super) data_offset: u32,
     /// Bytes of each ring.
-    capacity: u64,
+    pub(super) capacity: u64,
     /// The largest message each side accepts: `[creator, opener]`.
-    max_message: [AtomicU64; 2],
-    state: AtomicU32,
-    creator_pid: AtomicU32,
-    opener_pid: AtomicU32,
+    pub(super) max_message: [AtomicU64; 2],
+    pub(super) state: AtomicU32,
+    pub(super) creator_pid: AtomicU32,
+    pub(super) opener_pid: AtomicU32,
     _reserved: [u32; 3],
     rings: [RingState; 2],
 }
@@ -105,11 +119,12 @@ struct RingState {
     writer_closed: AtomicU32,
     /// The reader has closed its end: writing is pointless.
     reader_closed: AtomicU32,
-    _reserved: [u32; 10],
+    /// To 128 bytes, so that the flag words share their block with nothing.
+    _reserved: [u32; 26],
 }
 
-const _: () = assert!(size_of::<RingState>() == 192);
-const _: () = assert!(std::mem::offset_of!(Header, rings) == 64);
+const _: () = assert!(size_of::<RingState>() == 384);
+const _: () = assert!(std::mem::offset_of!(Header, rings) == 128);
 const _: () = assert!(size_of::<Header>() <= DATA_OFFSET);
 
 /// The region's size for two rings of `capacity` bytes.
@@ -117,7 +132,7 @@ pub(crate) fn region_size(capacity: usize) -> Option<usize> {
     capacity.checked_mul(2)?.checked_add(DATA_OFFSET)
 }
 
-fn protocol(msg: String) -> io::Error {
+pub(super) fn protocol(msg: String) -> io::Error {
     Fault::io(FaultKind::Protocol, msg)
 }
 
@@ -134,10 +149,10 @@ struct Padded<T>(T);
 /// What both halves of one end share: the region and how to wake and watch
 /// the peer.
 #[derive(Debug)]
-struct Shared {
+pub(super) struct Shared {
     region: Region,
-    wakers: Wakers,
-    peer: Peer,
+    pub(super) wakers: Wakers,
+    pub(super) peer: Peer,
     /// The ring this end writes (0 for the creator); it reads the other.
     out: usize,
     capacity: usize,
@@ -159,19 +174,19 @@ struct Shared {
 /// would wait for the stores of the message to reach the reader's core.
 #[derive(Debug)]
 pub(crate) struct ShmSender {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     /// The writer's last look at the read position.
-    read_seen: u64,
+    pub(super) read_seen: u64,
 }
 
 /// The receiving half of an end: the one reader of the other ring.
 #[derive(Debug)]
 pub(crate) struct ShmReceiver {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     /// The part of a message received so far, so a receive that times out
     /// mid-message goes on where it stopped.
-    partial: Vec<u8>,
-    reader: Reader,
+    pub(super) partial: Vec<u8>,
+    pub(super) reader: Reader,
 }
 
 /// One end of a channel, both halves behind locks, each on cache lines of its
@@ -185,7 +200,7 @@ pub(crate) struct ShmChannel {
 }
 
 impl ShmChannel {
-    fn new(shared: Shared) -> ShmChannel {
+    pub(super) fn new(shared: Shared) -> ShmChannel {
         let (max_in, capacity) = (shared.max_in, shared.capacity);
         let shared = Arc::new(shared);
         ShmChannel {
@@ -273,6 +288,30 @@ impl Drop for ShmReceiver {
 }
 
 impl Shared {
+    /// One end's state: `out` is the ring it writes (0 for the creator).
+    pub(super) fn new(
+        region: Region,
+        wakers: Wakers,
+        peer: Peer,
+        out: usize,
+        capacity: usize,
+        max_in: usize,
+        max_out: usize,
+    ) -> Shared {
+        Shared {
+            region,
+            wakers,
+            peer,
+            out,
+            capacity,
+            max_in,
+            max_out,
+            broken: AtomicBool::new(false),
+            broken_why: Mutex::new(String::new()),
+            light: light_barrier(),
+        }
+    }
+
     fn header(&self) -> &Header {
         header(&self.region)
     }
@@ -294,61 +333,116 @@ impl Shared {
         }
     }
 
-    /// Sends `msg` whole, waiting for room until `limit`.
-    fn send(&self, read_seen: &mut u64, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
-        if msg.len() > self.max_out {
+    /// Refuses a message over the peer's maximum (nothing is sent).
+    pub(super) fn check_size(&self, len: usize) -> io::Result<()> {
+        if len > self.max_out {
             return Err(Fault::io(
                 FaultKind::TooLarge,
                 format!(
-                    "a message of {} bytes exceeds the peer's maximum message size of {} bytes",
-                    msg.len(),
+                    "a message of {len} bytes exceeds the peer's maximum message size of {} bytes",
                     self.max_out
                 ),
             ));
         }
-        let ring = self.ring(self.out);
+        Ok(())
+    }
+
+    /// The largest chunk of one record: a message goes out in chunks of up
+    /// to this many bytes.
+    pub(super) fn max_chunk(&self) -> usize {
+        self.ring(self.out).max_chunk()
+    }
+
+    /// Writes one chunk if it fits now and wakes the reader if it sleeps:
+    /// `Ok(false)` when the ring has no room for it, an error when the
+    /// reader closed its end.
+    pub(super) fn try_send_chunk(
+        &self,
+        read_seen: &mut u64,
+        chunk: &[u8],
+        more: bool,
+    ) -> io::Result<bool> {
         let rs = &self.header().rings[self.out];
-        let max = ring.max_chunk();
-        let mut chunks = msg.chunks(max).peekable();
+        if rs.reader_closed.load(StdOrdering::Acquire) != 0 {
+            return Err(disconnected("the peer closed the channel"));
+        }
+        if !self.ring(self.out).try_write(chunk, more, read_seen) {
+            return Ok(false);
+        }
+        // Wake the reader if it sleeps (the Dekker pair with `announce`).
+        self.notify(&rs.data_seq, &rs.reader_waiting, 2 * self.out);
+        Ok(true)
+    }
+
+    /// Whether a chunk of `len` bytes fits now, or the reader has gone.
+    pub(super) fn room_ready(&self, len: usize) -> bool {
+        self.ring(self.out).has_room(len, &mut 0)
+            || self.header().rings[self.out]
+                .reader_closed
+                .load(StdOrdering::Acquire)
+                != 0
+    }
+
+    /// What a writer waiting for room sleeps on.
+    pub(super) fn room_word(&self) -> WaitWord<'_> {
+        let rs = &self.header().rings[self.out];
+        WaitWord {
+            seq: &rs.space_seq,
+            waiting: &rs.writer_waiting,
+            index: 2 * self.out + 1,
+        }
+    }
+
+    /// Whether the incoming ring has something to read, or its writer closed.
+    pub(super) fn data_ready(&self, rd: &Reader) -> bool {
+        let inp = 1 - self.out;
+        self.ring(inp).has_data(rd)
+            || self.header().rings[inp]
+                .writer_closed
+                .load(StdOrdering::Acquire)
+                != 0
+    }
+
+    /// What a reader waiting for data sleeps on.
+    pub(super) fn data_word(&self) -> WaitWord<'_> {
+        let inp = 1 - self.out;
+        let rs = &self.header().rings[inp];
+        WaitWord {
+            seq: &rs.data_seq,
+            waiting: &rs.reader_waiting,
+            index: 2 * inp,
+        }
+    }
+
+    /// Sends `msg` whole, waiting for room until `limit`.
+    fn send(&self, read_seen: &mut u64, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
+        self.check_size(msg.len())?;
+        let mut chunks = msg.chunks(self.max_chunk()).peekable();
         let mut next: Option<&[u8]> = chunks.next().or(Some(&[]));
         while let Some(chunk) = next {
             let more = chunks.peek().is_some();
-            loop {
-                if rs.reader_closed.load(StdOrdering::Acquire) != 0 {
-                    return Err(disconnected("the peer closed the channel"));
-                }
-                if ring.try_write(chunk, more, read_seen) {
-                    break;
-                }
+            while !self.try_send_chunk(read_seen, chunk, more)? {
                 self.wait(
-                    || {
-                        ring.has_room(chunk.len(), &mut 0)
-                            || rs.reader_closed.load(StdOrdering::Acquire) != 0
-                    },
-                    &rs.space_seq,
-                    &rs.writer_waiting,
-                    2 * self.out + 1,
+                    || self.room_ready(chunk.len()),
+                    &self.room_word(),
                     limit,
                     "send",
                 )?;
             }
-            // Wake the reader if it sleeps (the Dekker pair with `wait`).
-            self.notify(&rs.data_seq, &rs.reader_waiting, 2 * self.out);
             next = chunks.next();
         }
         Ok(())
     }
 
-    /// Receives one whole message into `out` (replacing its contents), waiting
-    /// until `limit`; `false` at the end of the channel.
-    fn recv(
+    /// Reads what the incoming ring holds, without waiting: a whole message
+    /// moves into `out` (replacing its contents), the part of one that has
+    /// arrived so far stays in `partial` for the next call.
+    pub(super) fn try_recv(
         &self,
         partial: &mut Vec<u8>,
         rd: &mut Reader,
         out: &mut Vec<u8>,
-        limit: Option<Instant>,
-    ) -> io::Result<bool> {
-        out.clear();
+    ) -> io::Result<Received> {
         if self.broken.load(StdOrdering::Acquire) {
             return Err(protocol(relock(self.broken_why.lock()).clone()));
         }
@@ -373,7 +467,7 @@ impl Shared {
                     if !more {
                         std::mem::swap(out, partial);
                         partial.clear();
-                        return Ok(true);
+                        return Ok(Received::Message);
                     }
                 }
                 Ok(None) => {
@@ -384,24 +478,38 @@ impl Shared {
                     }
                     if rs.writer_closed.load(StdOrdering::Acquire) != 0 && !ring.has_data(rd) {
                         if partial.is_empty() {
-                            return Ok(false);
+                            return Ok(Received::End);
                         }
                         return Err(disconnected(
                             "the peer closed the channel in the middle of a message",
                         ));
                     }
-                    self.wait(
-                        || ring.has_data(rd) || rs.writer_closed.load(StdOrdering::Acquire) != 0,
-                        &rs.data_seq,
-                        &rs.reader_waiting,
-                        2 * inp,
-                        limit,
-                        "receive",
-                    )?;
+                    return Ok(Received::Nothing);
                 }
                 Err(corrupt) => {
                     let why = format!("the incoming ring is corrupt: {}", corrupt.0);
                     return Err(self.break_incoming(rs, partial, why));
+                }
+            }
+        }
+    }
+
+    /// Receives one whole message into `out` (replacing its contents), waiting
+    /// until `limit`; `false` at the end of the channel.
+    fn recv(
+        &self,
+        partial: &mut Vec<u8>,
+        rd: &mut Reader,
+        out: &mut Vec<u8>,
+        limit: Option<Instant>,
+    ) -> io::Result<bool> {
+        out.clear();
+        loop {
+            match self.try_recv(partial, rd, out)? {
+                Received::Message => return Ok(true),
+                Received::End => return Ok(false),
+                Received::Nothing => {
+                    self.wait(|| self.data_ready(rd), &self.data_word(), limit, "receive")?;
                 }
             }
         }
@@ -435,72 +543,131 @@ impl Shared {
         self.wakers.wake(index, seq);
     }
 
-    /// Waits until `ready()`: spins for [`SPIN`], then sleeps on `seq` after
-    /// announcing itself in `waiting`, checking the peer every [`PEER_CHECK`].
+    /// Announces that this side is about to sleep on `word` (the waiter's half
+    /// of the Dekker pair with `notify`): `None` when `ready()` holds after all
+    /// (the announcement is withdrawn), else the sequence value to sleep on
+    /// and whether the heavy barrier covered a light notifier (if not, sleep
+    /// at most [`UNCOVERED_SLEEP`]). The caller clears `word.waiting` when it
+    /// wakes.
+    pub(super) fn announce(&self, ready: impl Fn() -> bool, word: &WaitWord<'_>) -> Option<Sleep> {
+        let seen = word.seq.load(StdOrdering::Acquire);
+        word.waiting.store(1, StdOrdering::Relaxed);
+        fence(Ordering::SeqCst);
+        // A peer that skips its fence (`light`) is made to take one now; if
+        // that cannot be done, a wake-up may be missed, so sleep briefly.
+        let covered = heavy_barrier();
+        if ready() {
+            word.waiting.store(0, StdOrdering::Relaxed);
+            return None;
+        }
+        Some(Sleep { seen, covered })
+    }
+
+    /// Whether the peer's process has exited.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(super) fn peer_exited(&self) -> bool {
+        self.peer.exited()
+    }
+
+    /// Waits until `ready()`: spins for [`SPIN`], yields its CPU for
+    /// [`YIELD`], then sleeps on `word` after announcing itself, checking the
+    /// peer every [`PEER_CHECK`].
     fn wait(
         &self,
         ready: impl Fn() -> bool,
-        seq: &AtomicU32,
-        waiting: &AtomicU32,
-        index: usize,
+        word: &WaitWord<'_>,
         limit: Option<Instant>,
         what: &str,
     ) -> io::Result<()> {
-        let spin_end = Instant::now() + SPIN;
+        // The clock is read first after 64 spins: a message that comes within
+        // them (most, when both sides are busy) is not delayed by it.
+        let mut spin_end = None;
         let mut spins = 0u32;
+        let mut yielding = false;
         loop {
             if ready() {
                 return Ok(());
             }
             spins += 1;
-            if spins.is_multiple_of(64) {
+            if yielding || spins.is_multiple_of(64) {
                 let now = Instant::now();
-                if now >= spin_end || limit.is_some_and(|l| now >= l) {
+                let end = *spin_end.get_or_insert(now + SPIN);
+                if now >= end + YIELD || limit.is_some_and(|l| now >= l) {
                     break;
                 }
+                yielding = now >= end;
             }
-            std::hint::spin_loop();
+            if yielding {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
         loop {
-            let seen = seq.load(StdOrdering::Acquire);
-            waiting.store(1, StdOrdering::Relaxed);
-            fence(Ordering::SeqCst);
-            // A peer that skips its fence (`light`) is made to take one now; if
-            // that cannot be done, a wake-up may be missed, so sleep briefly.
-            let covered = heavy_barrier();
-            if ready() {
-                waiting.store(0, StdOrdering::Relaxed);
+            let Some(sleep) = self.announce(&ready, word) else {
                 return Ok(());
-            }
+            };
             let now = Instant::now();
             let slice = match limit {
                 Some(l) if now >= l => {
-                    waiting.store(0, StdOrdering::Relaxed);
+                    word.waiting.store(0, StdOrdering::Relaxed);
                     return Err(timed_out(what));
                 }
                 Some(l) => (l - now).min(PEER_CHECK),
                 None => PEER_CHECK,
             };
-            let slice = if covered {
+            let slice = if sleep.covered {
                 slice
             } else {
                 slice.min(UNCOVERED_SLEEP)
             };
-            self.wakers.wait(index, seq, seen, slice);
-            waiting.store(0, StdOrdering::Relaxed);
+            self.wakers.wait(word.index, word.seq, sleep.seen, slice);
+            word.waiting.store(0, StdOrdering::Relaxed);
             if ready() {
                 return Ok(());
             }
             if self.peer.exited() {
-                return Err(disconnected(
-                    "the peer process exited without closing the channel",
-                ));
+                return Err(peer_exited());
             }
         }
     }
 }
 
-fn header(region: &Region) -> &Header {
+/// The error of a wait that finds the peer's process gone.
+pub(super) fn peer_exited() -> io::Error {
+    disconnected("the peer process exited without closing the channel")
+}
+
+/// A word a side sleeps on: its sequence word (bumped by the notifier), its
+/// announcement word, and its wake-up index (`Wakers`).
+#[derive(Debug)]
+pub(super) struct WaitWord<'a> {
+    pub(super) seq: &'a AtomicU32,
+    pub(super) waiting: &'a AtomicU32,
+    pub(super) index: usize,
+}
+
+/// An announced sleep (`Shared::announce`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sleep {
+    /// The sequence value seen before the announcement: sleep while it holds.
+    pub(super) seen: u32,
+    /// Whether the heavy barrier ran (else sleep at most [`UNCOVERED_SLEEP`]).
+    pub(super) covered: bool,
+}
+
+/// What `Shared::try_recv` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Received {
+    /// A whole message, now in `out`.
+    Message,
+    /// The peer closed its end and everything was read.
+    End,
+    /// Nothing whole yet: wait for data.
+    Nothing,
+}
+
+pub(super) fn header(region: &Region) -> &Header {
     // SAFETY: the region is at least `DATA_OFFSET` bytes (checked at creation
     // and on open), page-aligned (a mapping's start), and `Header` is
     // `repr(C)` with fields valid for any bit pattern (bytes, integers and
@@ -508,265 +675,4 @@ fn header(region: &Region) -> &Header {
     // as long as `region`. Other processes change only the atomic fields after
     // the creator's initialisation.
     unsafe { &*region.mapping().as_ptr().cast::<Header>() }
-}
-
-/// The listening end: a region that waits for its one peer.
-#[derive(Debug)]
-pub(crate) struct ShmListener {
-    name: String,
-    region: Option<Region>,
-    wakers: Option<Wakers>,
-    capacity: usize,
-    max_in: usize,
-}
-
-impl ShmListener {
-    /// Creates channel region `name` with rings of `capacity` bytes (a multiple
-    /// of 8, at least [`MIN_CAPACITY`]). A leftover region whose creator has
-    /// exited is replaced; one whose creator runs is `AddrInUse`.
-    pub(crate) fn bind(name: &str, capacity: usize, max_in: usize) -> io::Result<ShmListener> {
-        let size = region_size(capacity)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "capacity too large"))?;
-        let region = match Region::create(name, size) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && stale(name) => {
-                let _ = unlink(name);
-                Region::create(name, size)
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                "a shared-memory region of that name exists, and it is not a channel \
-                 left by a process that has exited",
-            )),
-            other => other,
-        }?;
-        let wakers = match Wakers::create(name) {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = unlink(name);
-                return Err(e);
-            }
-        };
-        // SAFETY: the region was just created, zeroed, at least `DATA_OFFSET`
-        // bytes and page-aligned; nobody else writes its plain fields (an opener
-        // waits for `STATE_LISTENING`, stored last with release ordering).
-        let hdr = unsafe { &mut *region.mapping().as_ptr().cast::<Header>() };
-        hdr.magic = MAGIC;
-        hdr.version = VERSION;
-        hdr.data_offset = DATA_OFFSET as u32;
-        hdr.capacity = capacity as u64;
-        hdr.max_message[0].store(max_in as u64, StdOrdering::Relaxed);
-        hdr.creator_pid.store(current_pid(), StdOrdering::Relaxed);
-        hdr.state.store(STATE_LISTENING, StdOrdering::Release);
-        Ok(ShmListener {
-            name: name.to_owned(),
-            region: Some(region),
-            wakers: Some(wakers),
-            capacity,
-            max_in,
-        })
-    }
-
-    /// Waits until `limit` for the peer; then the name is removed (Unix: the
-    /// channel needs it no more, and nothing is left behind if a side dies).
-    pub(crate) fn accept(&mut self, limit: Option<Instant>) -> io::Result<ShmChannel> {
-        let (Some(region), Some(wakers)) = (&self.region, &self.wakers) else {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                "this shared-memory listener has accepted its one peer already",
-            ));
-        };
-        let hdr = header(region);
-        loop {
-            let state = hdr.state.load(StdOrdering::Acquire);
-            if state == STATE_CONNECTED {
-                break;
-            }
-            let now = Instant::now();
-            let slice = match limit {
-                Some(l) if now >= l => return Err(timed_out("accept")),
-                Some(l) => (l - now).min(PEER_CHECK),
-                None => PEER_CHECK,
-            };
-            wakers.wait(STATE_WORD, &hdr.state, state, slice);
-        }
-        let peer = Peer::watch(hdr.opener_pid.load(StdOrdering::Acquire));
-        let max_out =
-            usize::try_from(hdr.max_message[1].load(StdOrdering::Acquire)).unwrap_or(usize::MAX);
-        let _ = unlink(&self.name);
-        let (Some(region), Some(wakers)) = (self.region.take(), self.wakers.take()) else {
-            unreachable!("checked above");
-        };
-        Ok(ShmChannel::new(Shared {
-            region,
-            wakers,
-            peer,
-            out: 0,
-            capacity: self.capacity,
-            max_in: self.max_in,
-            max_out,
-            broken: AtomicBool::new(false),
-            broken_why: Mutex::new(String::new()),
-            light: light_barrier(),
-        }))
-    }
-}
-
-impl Drop for ShmListener {
-    fn drop(&mut self) {
-        if self.region.is_some() {
-            let _ = unlink(&self.name);
-        }
-    }
-}
-
-/// If region `name` is a channel: the id of the process that created it, and
-/// whether that process still runs.
-pub(crate) fn creator(name: &str) -> Option<(u32, bool)> {
-    let region = Region::open(name).ok()?;
-    if region.len() < DATA_OFFSET {
-        return None;
-    }
-    let hdr = header(&region);
-    if hdr.magic != MAGIC {
-        return None;
-    }
-    let pid = hdr.creator_pid.load(StdOrdering::Acquire);
-    Some((pid, pid_alive(pid)))
-}
-
-/// Whether region `name` is a channel whose creator has exited (or a region
-/// too small to be one, left by a crash during creation).
-fn stale(name: &str) -> bool {
-    let Ok(region) = Region::open(name) else {
-        return false;
-    };
-    if region.len() < DATA_OFFSET {
-        return false;
-    }
-    let hdr = header(&region);
-    hdr.magic == MAGIC && !pid_alive(hdr.creator_pid.load(StdOrdering::Acquire))
-}
-
-/// Refuses a region that is not an ipckit channel of this version, or whose
-/// sizes do not fit it.
-fn check(region: &Region) -> Result<usize, String> {
-    if region.len() < DATA_OFFSET {
-        return Err(format!(
-            "it is {} bytes, smaller than a channel header ({DATA_OFFSET} bytes)",
-            region.len()
-        ));
-    }
-    let hdr = header(region);
-    if hdr.magic != MAGIC {
-        return Err(format!(
-            "its magic is {:02x?}, not an ipckit channel's",
-            hdr.magic
-        ));
-    }
-    if hdr.version != VERSION {
-        return Err(format!(
-            "its layout version is {}, and this ipckit reads version {VERSION}",
-            hdr.version
-        ));
-    }
-    if hdr.data_offset as usize != DATA_OFFSET {
-        return Err(format!(
-            "its data offset is {}, not {DATA_OFFSET}",
-            hdr.data_offset
-        ));
-    }
-    let capacity = usize::try_from(hdr.capacity).unwrap_or(usize::MAX);
-    let fits = region_size(capacity).is_some_and(|size| size <= region.len());
-    if capacity < MIN_CAPACITY || capacity % 8 != 0 || !fits {
-        return Err(format!(
-            "its ring capacity of {} bytes does not fit a region of {} bytes",
-            hdr.capacity,
-            region.len()
-        ));
-    }
-    Ok(capacity)
-}
-
-/// Opens channel region `name` as the creator's peer, if `accept` accepts the
-/// region's owner (checked before anything in it is read or written).
-pub(crate) fn connect(
-    name: &str,
-    max_in: usize,
-    accept: &dyn Fn(io::Result<ObjectOwner>) -> io::Result<()>,
-) -> io::Result<ShmChannel> {
-    let region = Region::open(name)?;
-    accept(region.owner())?;
-    // A creator writes the magic, the fields, then the state: all-zero magic or
-    // the first state is a channel still being made (try again), not a foreign
-    // region.
-    if region.len() >= DATA_OFFSET
-        && (header(&region).magic == [0; 8]
-            || (header(&region).magic == MAGIC
-                && header(&region).state.load(StdOrdering::Acquire) == STATE_NEW))
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "the channel is still being created",
-        ));
-    }
-    let capacity = check(&region).map_err(|why| protocol(format!("refusing the region: {why}")))?;
-    let hdr = header(&region);
-    match hdr.state.load(StdOrdering::Acquire) {
-        STATE_LISTENING => {}
-        STATE_CONNECTED => {
-            return Err(io::Error::new(
-                io::ErrorKind::ResourceBusy,
-                "the channel has its peer already (a shared-memory channel joins two processes)",
-            ));
-        }
-        state => {
-            return Err(protocol(format!(
-                "refusing the region: its state word is {state}, which no ipckit channel has"
-            )));
-        }
-    }
-    let creator = hdr.creator_pid.load(StdOrdering::Acquire);
-    if !pid_alive(creator) {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("the channel was left by process {creator}, which has exited"),
-        ));
-    }
-    let wakers = Wakers::open(name)?;
-    for owner in wakers.owners() {
-        accept(owner)?;
-    }
-    hdr.max_message[1].store(max_in as u64, StdOrdering::Relaxed);
-    hdr.opener_pid.store(current_pid(), StdOrdering::Relaxed);
-    if hdr
-        .state
-        .compare_exchange(
-            STATE_LISTENING,
-            STATE_CONNECTED,
-            StdOrdering::AcqRel,
-            StdOrdering::Acquire,
-        )
-        .is_err()
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::ResourceBusy,
-            "another process joined the channel first",
-        ));
-    }
-    wakers.wake(STATE_WORD, &hdr.state);
-    let peer = Peer::watch(hdr.creator_pid.load(StdOrdering::Acquire));
-    let max_out =
-        usize::try_from(hdr.max_message[0].load(StdOrdering::Acquire)).unwrap_or(usize::MAX);
-    Ok(ShmChannel::new(Shared {
-        region,
-        wakers,
-        peer,
-        out: 1,
-        capacity,
-        max_in,
-        max_out,
-        broken: AtomicBool::new(false),
-        broken_why: Mutex::new(String::new()),
-        light: light_barrier(),
-    }))
 }

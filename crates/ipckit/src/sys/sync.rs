@@ -1,7 +1,7 @@
 //! The atomics of the shared-memory ring, from std, or from loom when built
 //! with `--cfg loom` so that loom can check the ring's index protocol (see
 //! `sys::ring`'s loom test and docs/TESTING.md); and the poison-tolerant lock
-//! helper every layer uses (re-exported at the crate root as `crate::sync`).
+//! helper every layer uses (re-exported at the crate root for the layers above).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU64, Ordering, fence};

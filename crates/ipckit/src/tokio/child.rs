@@ -2,16 +2,16 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use ::tokio::process::{Child, Command};
 
+use super::child_json::JsonLines;
 use super::in_runtime;
 use super::message::bounded;
 use crate::child::{
-    ChannelOptions, ChannelState, Conn, Serialization, Settings, SpawnTarget, adopt_parent,
+    ChannelOptions, ChannelState, Conn, Settings, SpawnTarget, adopt_parent, is_bad_json_line,
 };
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::limits::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::sys;
 
@@ -28,14 +28,14 @@ impl SpawnTarget for Command {
     }
 }
 
-/// Spawns a tokio [`Command`] with a [`Serialization::Messages`] channel; the
+/// Spawns a tokio [`Command`] with a [`Serialization::Messages`](crate::child::Serialization::Messages) channel; the
 /// async form of [`crate::child::CommandExt`].
 pub trait CommandExt {
     /// Spawns the command with a channel, inside a tokio runtime.
     ///
     /// # Errors
     ///
-    /// As for [`ChannelOptions::spawn`]; [`ErrorKind::Unsupported`] outside a
+    /// As for [`ChannelOptions::spawn`]; [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) outside a
     /// tokio runtime.
     fn spawn_with_channel(&mut self) -> Result<(Child, ChildChannel)>;
 }
@@ -59,51 +59,64 @@ impl ChannelOptions {
     ///
     /// # Errors
     ///
-    /// As for [`ChannelOptions::spawn`]; [`ErrorKind::Unsupported`] outside a
-    /// tokio runtime and, for now, for [`Serialization::Json`] (use the blocking
-    /// [`crate::child::ChildChannel`] for Node's channel).
+    /// As for [`ChannelOptions::spawn`]; [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) outside a
+    /// tokio runtime.
     pub fn spawn_tokio(&self, cmd: &mut Command) -> Result<(Child, ChildChannel)> {
-        if self.get_serialization() == Serialization::Json {
-            return Err(json_unsupported());
-        }
         spawn(self, cmd, self.get_max_message_size())
     }
 }
 
-fn json_unsupported() -> Error {
-    Error::new(
-        ErrorKind::Unsupported,
-        "async child channels carry ipckit messages only; Node's json channel is \
-         blocking only (ipckit::child::ChildChannel) for now",
-    )
-}
-
 /// The channel to the parent, for async use: the async form of
-/// [`crate::child::parent_channel`].
+/// [`crate::child::parent_channel`]; a Node parent's json channel too.
 ///
 /// # Errors
 ///
-/// As for [`crate::child::parent_channel`]; [`ErrorKind::Unsupported`] outside a
-/// tokio runtime and for a Node (json) channel. Refused, a Node channel is left
-/// as it was: the blocking [`crate::child::parent_channel`] can still take it.
+/// As for [`crate::child::parent_channel`]; [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) outside a
+/// tokio runtime.
 pub fn parent_channel() -> Result<ChildChannel> {
     in_runtime("take the channel to the parent process")?;
-    let (conn, _) = adopt_parent(false)?;
+    let (conn, _) = adopt_parent(true)?;
     ChildChannel::new(conn, "the parent process".into(), DEFAULT_MAX_MESSAGE_SIZE)
 }
 
+/// How the channel's messages travel.
+enum Io {
+    /// ipckit's messages: a message channel.
+    Messages(sys::tokio::MsgStream),
+    /// Node's json serialization: lines on a byte stream.
+    Json(JsonLines),
+}
+
 struct Shared {
-    io: sys::tokio::MsgStream,
+    io: Io,
     state: ChannelState,
 }
 
+impl Shared {
+    fn close(&self) {
+        match &self.io {
+            Io::Messages(s) => s.close(),
+            Io::Json(l) => {
+                let _ = l.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
 /// An async message channel between a parent and a child process: the async
-/// form of [`crate::child::ChildChannel`] (messages only).
+/// form of [`crate::child::ChildChannel`], with either serialization.
 ///
 /// # Cancel safety
 ///
 /// `recv` is cancel safe: a message is taken only by the call that returns it.
-/// A `send` dropped part-way sends the message whole or not at all.
+/// A `send` dropped part-way sends the message whole or not at all (on a json
+/// channel it runs to its end on tokio's blocking pool).
+///
+/// # Platform-specific behavior
+///
+/// A json channel (Node's) waits on tokio's blocking pool, on every OS: a
+/// waiting `recv` holds one of its threads (as a Windows message channel
+/// does). A messages channel on Unix waits in the reactor, with no thread.
 pub struct ChildChannel {
     shared: Arc<Shared>,
     settings: Settings,
@@ -121,9 +134,11 @@ impl fmt::Debug for ChildChannel {
 impl ChildChannel {
     fn new(conn: Conn, peer: String, max: usize) -> Result<ChildChannel> {
         let io = match conn {
-            Conn::Messages(s) => sys::tokio::MsgStream::from_blocking(s)
-                .map_err(|e| Error::io(format!("watch the channel to the {peer}"), e))?,
-            Conn::Json(_) => return Err(json_unsupported()),
+            Conn::Messages(s) => Io::Messages(
+                sys::tokio::MsgStream::from_blocking(s)
+                    .map_err(|e| Error::io(format!("watch the channel to the {peer}"), e))?,
+            ),
+            Conn::Json(lines) => Io::Json(JsonLines::new(lines)),
         };
         Ok(ChildChannel {
             shared: Arc::new(Shared {
@@ -147,14 +162,18 @@ impl ChildChannel {
     pub async fn send(&self, msg: &[u8]) -> Result<()> {
         self.shared.state.check_open()?;
         let limit = self.settings.lim.write.until();
-        bounded(limit, "send", self.shared.io.send(msg, limit))
-            .await
-            .map_err(|e| {
-                Error::io(
-                    format!("send a message to the {}", self.shared.state.peer()),
-                    e,
-                )
-            })
+        let op = async {
+            match &self.shared.io {
+                Io::Messages(s) => s.send(msg, limit).await,
+                Io::Json(l) => l.send(msg, limit).await,
+            }
+        };
+        bounded(limit, "send", op).await.map_err(|e| {
+            Error::io(
+                format!("send a message to the {}", self.shared.state.peer()),
+                e,
+            )
+        })
     }
 
     /// Receives the next message; `None` when the other process has closed the
@@ -166,13 +185,22 @@ impl ChildChannel {
     pub async fn recv(&self) -> Result<Option<Vec<u8>>> {
         self.shared.state.check_open()?;
         let mut out = Vec::new();
-        let op = self.shared.io.recv(&mut out, self.settings.max);
+        let max = self.settings.max;
+        let op = async {
+            match &self.shared.io {
+                Io::Messages(s) => s.recv(&mut out, max).await,
+                Io::Json(l) => l.recv(&mut out, max).await,
+            }
+        };
         match bounded(self.settings.lim.read.until(), "receive", op).await {
             Ok(more) => Ok(more.then_some(out)),
-            Err(e) => Err(self
-                .shared
-                .state
-                .recv_failed(e, false, || self.shared.io.close())),
+            Err(e) => {
+                let bad_line = matches!(self.shared.io, Io::Json(_)) && is_bad_json_line(&e);
+                Err(self
+                    .shared
+                    .state
+                    .recv_failed(e, bad_line, || self.shared.close()))
+            }
         }
     }
 
@@ -180,38 +208,12 @@ impl ChildChannel {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidOption`] for 0.
+    /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
     pub fn set_max_message_size(&mut self, bytes: usize) -> Result<()> {
         self.settings.set_max_message_size(bytes)
     }
 
-    /// Bounds every later `recv` to `timeout` (None: no bound).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`] for a zero duration.
-    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.settings.lim.set_read_timeout(timeout)
-    }
-
-    /// Bounds every later `send` to `timeout` (None: no bound).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`] for a zero duration.
-    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.settings.lim.set_write_timeout(timeout)
-    }
-
-    /// An absolute time after which `recv` fails with `TimedOut`.
-    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.settings.lim.read.deadline = deadline;
-    }
-
-    /// An absolute time after which `send` fails with `TimedOut`.
-    pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.settings.lim.write.deadline = deadline;
-    }
+    crate::limits::deadline_setters!(settings.lim, "`recv`", "`send`");
 
     /// Another handle to the same channel, with this one's limits.
     ///

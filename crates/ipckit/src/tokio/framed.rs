@@ -10,9 +10,7 @@ use std::task::{Context, Poll};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::error::breaks_channel;
-use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
-use crate::message::frame::{FrameReader, FrameWriter};
+use crate::message::frame::{FrameReader, FrameState, FrameWriter};
 
 /// A blocking-style reader over one poll: `Pending` reads as `WouldBlock`.
 struct PollRead<'a, 'b, R> {
@@ -121,18 +119,12 @@ pub(super) async fn write_frame<W: AsyncWrite + Unpin>(
 /// further use with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
 pub struct Framed<S> {
     io: S,
-    reader: FrameReader,
-    writer: FrameWriter,
-    max: usize,
-    broken: Option<String>,
+    frames: FrameState,
 }
 
 impl<S> fmt::Debug for Framed<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Framed")
-            .field("max_message_size", &self.max)
-            .field("broken", &self.broken)
-            .finish_non_exhaustive()
+        self.frames.fmt(f)
     }
 }
 
@@ -141,10 +133,7 @@ impl<S> Framed<S> {
     pub fn new(io: S) -> Framed<S> {
         Framed {
             io,
-            reader: FrameReader::default(),
-            writer: FrameWriter::default(),
-            max: DEFAULT_MAX_MESSAGE_SIZE,
-            broken: None,
+            frames: FrameState::default(),
         }
     }
 
@@ -154,14 +143,12 @@ impl<S> Framed<S> {
     ///
     /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
     pub fn set_max_message_size(&mut self, bytes: usize) -> crate::Result<()> {
-        check_max_message_size(bytes)?;
-        self.max = bytes;
-        Ok(())
+        self.frames.set_max(bytes)
     }
 
     /// The largest incoming message accepted.
     pub fn max_message_size(&self) -> usize {
-        self.max
+        self.frames.max
     }
 
     /// The stream.
@@ -172,10 +159,6 @@ impl<S> Framed<S> {
     /// The stream back; a frame half read or half written is dropped.
     pub fn into_inner(self) -> S {
         self.io
-    }
-
-    fn check(&self) -> io::Result<()> {
-        crate::message::frame::check_in_step(self.broken.as_deref())
     }
 }
 
@@ -188,8 +171,8 @@ impl<S: AsyncWrite + Unpin> Framed<S> {
     ///
     /// The stream's error.
     pub async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        self.check()?;
-        write_frame(&mut self.io, &mut self.writer, msg).await
+        self.frames.check()?;
+        write_frame(&mut self.io, &mut self.frames.writer, msg).await
     }
 }
 
@@ -203,16 +186,12 @@ impl<S: AsyncRead + Unpin> Framed<S> {
     /// The stream's error, [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) or
     /// [`ErrorKind::Protocol`](crate::ErrorKind::Protocol) (after which this `Framed` is closed).
     pub async fn recv(&mut self) -> io::Result<Option<Vec<u8>>> {
-        self.check()?;
+        self.frames.check()?;
         let mut out = Vec::new();
-        match read_frame(&mut self.io, &mut self.reader, self.max, &mut out).await {
+        let max = self.frames.max;
+        match read_frame(&mut self.io, &mut self.frames.reader, max, &mut out).await {
             Ok(more) => Ok(more.then_some(out)),
-            Err(e) => {
-                if breaks_channel(&e) {
-                    self.broken = Some(e.to_string());
-                }
-                Err(e)
-            }
+            Err(e) => Err(self.frames.failed(e)),
         }
     }
 }

@@ -62,10 +62,14 @@
 //! deadline restarts the clock.
 
 pub mod child;
+mod child_json;
 mod framed;
 mod limit;
 mod mailslot;
 mod message;
+mod message_shm;
+pub mod shm;
+mod timed;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
@@ -75,15 +79,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use ::tokio::net::{TcpListener, TcpStream, tcp};
 
-use self::limit::{Limit, timed_out};
+use self::limit::timed_out;
+use self::timed::{Timed, forward_async_io};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::limits::check_timeout;
 use crate::plain::{ConnectConfig, RetrySchedule, deadline};
-use crate::security::{self, PeerCredentials};
+use crate::security::{self, PeerCredentials, ServerUser};
+use crate::stream::applies::Kind;
 use crate::stream::core::{self, Either, TcpBind};
 use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
@@ -151,7 +155,8 @@ type ListenerKind = Either<sys::tokio::Listener, TcpListener>;
 /// including between two calls to `accept`.
 #[doc(alias = "CreateNamedPipeW")]
 pub struct Listener {
-    inner: ListenerKind,
+    /// Read by the OS handle impls of [`os`](crate::os) too.
+    pub(crate) inner: ListenerKind,
     addr: Address,
     current_user_only: bool,
 }
@@ -253,7 +258,7 @@ impl ListenerOptions {
     /// ```no_run
     /// # #[tokio::main] async fn main() -> Result<(), ipckit::Error> {
     /// let listener = ipckit::ListenerOptions::new()
-    ///     .max_instances(16)
+    ///     .current_user_only(true)
     ///     .bind_tokio("pipe:app")?;
     /// let stream = listener.accept().await?;
     /// # Ok(()) }
@@ -267,8 +272,9 @@ impl ListenerOptions {
     ///
     /// See [`Listener::bind`].
     pub fn bind_tokio(&self, addr: impl ToAddress) -> Result<Listener> {
-        self.check()?;
-        Listener::bind_with(addr.to_address()?, self)
+        let addr = addr.to_address()?;
+        self.check_for(Kind::stream(&addr), &addr)?;
+        Listener::bind_with(addr, self)
     }
 }
 
@@ -300,19 +306,44 @@ impl ConnectOptions {
     /// See [`Stream::connect`].
     pub async fn connect_tokio(&self, addr: impl ToAddress) -> Result<Stream> {
         let addr = addr.to_address()?;
+        self.check_for(Kind::stream(&addr), &addr)?;
         in_runtime(format!("connect to {addr}"))?;
-        let connecting = core::connecting(addr, self)?;
-        let made = match &connecting.ep {
-            Endpoint::Tcp { host, port } => connect_tcp(host, *port, self.config())
-                .await
-                .map(Either::Tcp),
-            ep => sys::tokio::connect(ep, self.config())
-                .await
-                .map(Either::Local),
-        };
-        let (io, addr) = connecting.finish(made, sys::tokio::peer_credentials)?;
-        Ok(Stream::new(io, addr))
+        crate::registry::tokio::connect_each(addr, self, async |addr, opts| {
+            let (io, addr, _) = connect_one(
+                addr,
+                opts,
+                core::resolve,
+                sys::tokio::connect,
+                sys::tokio::peer_credentials,
+            )
+            .await?;
+            Ok(Stream::new(io, addr))
+        })
+        .await
     }
+}
+
+/// Connects to one address (not a `service:` name) as both tokio faces do:
+/// to the endpoint `resolve` finds for it, over TCP or with `local`; a local
+/// server's user is checked with `creds`. Also gives the rule the server's
+/// user was checked with (for what the caller opens next).
+pub(super) async fn connect_one<L>(
+    addr: Address,
+    opts: &ConnectOptions,
+    resolve: fn(&Address) -> Result<Endpoint>,
+    local: impl AsyncFnOnce(&Endpoint, &ConnectConfig) -> io::Result<L>,
+    creds: impl FnOnce(&L) -> io::Result<PeerCredentials>,
+) -> Result<(Either<L, TcpStream>, Address, ServerUser)> {
+    let connecting = core::connecting_with(addr, opts, resolve)?;
+    let rule = connecting.server_user.clone();
+    let made = match &connecting.ep {
+        Endpoint::Tcp { host, port } => connect_tcp(host, *port, opts.config())
+            .await
+            .map(Either::Tcp),
+        ep => local(ep, opts.config()).await.map(Either::Local),
+    };
+    let (conn, addr) = connecting.finish(made, creds)?;
+    Ok((conn, addr, rule))
 }
 
 /// Connects over TCP, trying each address the host resolves to, all within the
@@ -355,7 +386,8 @@ type StreamIo = Either<sys::tokio::Stream, TcpStream>;
 
 /// A connected async byte stream: the async form of [`crate::Stream`].
 ///
-/// It implements tokio's [`AsyncRead`] and [`AsyncWrite`]. Reads and writes can
+/// It implements tokio's [`AsyncRead`](::tokio::io::AsyncRead) and
+/// [`AsyncWrite`](::tokio::io::AsyncWrite). Reads and writes can
 /// be bounded by a per-operation timeout and by Go-style deadlines (see the
 /// [module docs](self#timeouts-and-deadlines)); an operation that runs out of
 /// time fails with [`io::ErrorKind::TimedOut`], loses no data, and the stream
@@ -391,18 +423,17 @@ type StreamIo = Either<sys::tokio::Stream, TcpStream>;
 /// stream stays usable. Drop the stream — every half of it — to give the peer EOF.
 /// TCP streams half-close on every OS.
 pub struct Stream {
-    io: StreamIo,
+    /// Read by the OS handle impls of [`os`](crate::os) too.
+    pub(crate) inner: Timed<StreamIo>,
     peer: Address,
-    read: Limit,
-    write: Limit,
 }
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream")
             .field("peer", &self.peer)
-            .field("read", &self.read)
-            .field("write", &self.write)
+            .field("read", &self.inner.read)
+            .field("write", &self.inner.write)
             .finish_non_exhaustive()
     }
 }
@@ -410,10 +441,8 @@ impl fmt::Debug for Stream {
 impl Stream {
     fn new(io: StreamIo, peer: Address) -> Stream {
         Stream {
-            io,
+            inner: Timed::new(io),
             peer,
-            read: Limit::default(),
-            write: Limit::default(),
         }
     }
 
@@ -449,7 +478,7 @@ impl Stream {
     /// [`ErrorKind::Unsupported`] on `tcp:` streams; otherwise the OS error.
     #[doc(alias = "SO_PEERCRED")]
     pub fn peer_credentials(&self) -> Result<PeerCredentials> {
-        match &self.io {
+        match &self.inner.io {
             StreamIo::Local(s) => {
                 security::credentials(sys::tokio::peer_credentials(s), &self.peer)
             }
@@ -463,9 +492,7 @@ impl Stream {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "read")?;
-        self.read.set_timeout(timeout);
-        Ok(())
+        self.inner.set_read_timeout(timeout)
     }
 
     /// Bounds every later write to `timeout` (None: no bound).
@@ -474,39 +501,36 @@ impl Stream {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "write")?;
-        self.write.set_timeout(timeout);
-        Ok(())
+        self.inner.set_write_timeout(timeout)
     }
 
     /// The read timeout.
     pub fn read_timeout(&self) -> Option<Duration> {
-        self.read.timeout()
+        self.inner.read.timeout()
     }
 
     /// The write timeout.
     pub fn write_timeout(&self) -> Option<Duration> {
-        self.write.timeout()
+        self.inner.write.timeout()
     }
 
     /// Sets both the read and the write deadline (Go's `SetDeadline`).
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.read.set_deadline(deadline);
-        self.write.set_deadline(deadline);
+        self.inner.set_deadline(deadline);
     }
 
     /// An absolute time after which reads fail with `TimedOut` until the deadline
     /// is moved (Go's `SetReadDeadline`). A deadline in the past fails reads at
     /// once; a read already waiting fails when the deadline passes.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.read.set_deadline(deadline);
+        self.inner.read.set_deadline(deadline);
     }
 
     /// An absolute time after which writes fail with `TimedOut` (Go's
     /// `SetWriteDeadline`). A write returns the bytes it wrote before the
     /// deadline; it never reports a timeout after writing some.
     pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.write.set_deadline(deadline);
+        self.inner.write.set_deadline(deadline);
     }
 
     /// Splits the stream into a read half and a write half that can move to
@@ -533,128 +557,63 @@ impl Stream {
     /// peer reads EOF), as tokio's own halves do. A Windows pipe closes when both
     /// halves are dropped.
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        let (read, write) = match self.io {
+        let Timed { io, read, write } = self.inner;
+        let (r, w) = match io {
             StreamIo::Local(s) => {
                 let (r, w) = s.into_split();
-                (ReadIo::Local(r), WriteIo::Local(w))
+                (Either::Local(r), Either::Local(w))
             }
             StreamIo::Tcp(s) => {
                 let (r, w) = s.into_split();
-                (ReadIo::Tcp(r), WriteIo::Tcp(w))
+                (Either::Tcp(r), Either::Tcp(w))
             }
         };
+        let mut reader = Timed::new(r);
+        reader.read = read;
+        let mut writer = Timed::new(w);
+        writer.write = write;
         (
             OwnedReadHalf {
-                io: read,
+                inner: reader,
                 peer: self.peer.clone(),
-                limit: self.read,
             },
             OwnedWriteHalf {
-                io: write,
+                inner: writer,
                 peer: self.peer,
-                limit: self.write,
             },
         )
     }
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let io = &mut this.io;
-        this.read.poll(cx, "read", |cx| match io {
-            StreamIo::Local(s) => Pin::new(s).poll_read(cx, buf),
-            StreamIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-        })
-    }
-}
+forward_async_io!(read Stream);
+forward_async_io!(write Stream);
 
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let io = &mut this.io;
-        this.write.poll(cx, "write", |cx| match io {
-            StreamIo::Local(s) => Pin::new(s).poll_write(cx, buf),
-            StreamIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-        })
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let io = &mut this.io;
-        this.write.poll(cx, "write", |cx| match io {
-            StreamIo::Local(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            StreamIo::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        })
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            StreamIo::Local(s) => s.is_write_vectored(),
-            StreamIo::Tcp(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            StreamIo::Local(s) => Pin::new(s).poll_flush(cx),
-            StreamIo::Tcp(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            StreamIo::Local(s) => Pin::new(s).poll_shutdown(cx),
-            StreamIo::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
-
-enum ReadIo {
-    Local(sys::tokio::ReadHalf),
-    Tcp(tcp::OwnedReadHalf),
-}
-
-enum WriteIo {
-    Local(sys::tokio::WriteHalf),
-    Tcp(tcp::OwnedWriteHalf),
-}
+type ReadIo = Either<sys::tokio::ReadHalf, tcp::OwnedReadHalf>;
+type WriteIo = Either<sys::tokio::WriteHalf, tcp::OwnedWriteHalf>;
 
 /// The read half of a [`Stream`], from [`Stream::into_split`]; it implements
-/// [`AsyncRead`] with the stream's read timeout and deadline.
+/// [`AsyncRead`](::tokio::io::AsyncRead) with the stream's read timeout and
+/// deadline.
 pub struct OwnedReadHalf {
-    io: ReadIo,
+    inner: Timed<ReadIo>,
     peer: Address,
-    limit: Limit,
 }
 
 /// The write half of a [`Stream`], from [`Stream::into_split`]; it implements
-/// [`AsyncWrite`] with the stream's write timeout and deadline.
+/// [`AsyncWrite`](::tokio::io::AsyncWrite) with the stream's write timeout and
+/// deadline.
 ///
 /// `AsyncWriteExt::shutdown` behaves as on the whole [`Stream`].
 pub struct OwnedWriteHalf {
-    io: WriteIo,
+    inner: Timed<WriteIo>,
     peer: Address,
-    limit: Limit,
 }
 
 impl fmt::Debug for OwnedReadHalf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedReadHalf")
             .field("peer", &self.peer)
-            .field("limit", &self.limit)
+            .field("limit", &self.inner.read)
             .finish_non_exhaustive()
     }
 }
@@ -663,7 +622,7 @@ impl fmt::Debug for OwnedWriteHalf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedWriteHalf")
             .field("peer", &self.peer)
-            .field("limit", &self.limit)
+            .field("limit", &self.inner.write)
             .finish_non_exhaustive()
     }
 }
@@ -680,19 +639,17 @@ impl OwnedReadHalf {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "read")?;
-        self.limit.set_timeout(timeout);
-        Ok(())
+        self.inner.set_read_timeout(timeout)
     }
 
     /// The read timeout.
     pub fn read_timeout(&self) -> Option<Duration> {
-        self.limit.timeout()
+        self.inner.read.timeout()
     }
 
     /// Sets the read deadline, as [`Stream::set_read_deadline`].
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.limit.set_deadline(deadline);
+        self.inner.read.set_deadline(deadline);
     }
 }
 
@@ -708,82 +665,19 @@ impl OwnedWriteHalf {
     ///
     /// [`ErrorKind::InvalidOption`] for a zero duration.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        check_timeout(timeout, "write")?;
-        self.limit.set_timeout(timeout);
-        Ok(())
+        self.inner.set_write_timeout(timeout)
     }
 
     /// The write timeout.
     pub fn write_timeout(&self) -> Option<Duration> {
-        self.limit.timeout()
+        self.inner.write.timeout()
     }
 
     /// Sets the write deadline, as [`Stream::set_write_deadline`].
     pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.limit.set_deadline(deadline);
+        self.inner.write.set_deadline(deadline);
     }
 }
 
-impl AsyncRead for OwnedReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let io = &mut this.io;
-        this.limit.poll(cx, "read", |cx| match io {
-            ReadIo::Local(s) => Pin::new(s).poll_read(cx, buf),
-            ReadIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-        })
-    }
-}
-
-impl AsyncWrite for OwnedWriteHalf {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let io = &mut this.io;
-        this.limit.poll(cx, "write", |cx| match io {
-            WriteIo::Local(s) => Pin::new(s).poll_write(cx, buf),
-            WriteIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-        })
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let io = &mut this.io;
-        this.limit.poll(cx, "write", |cx| match io {
-            WriteIo::Local(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            WriteIo::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        })
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            WriteIo::Local(s) => s.is_write_vectored(),
-            WriteIo::Tcp(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            WriteIo::Local(s) => Pin::new(s).poll_flush(cx),
-            WriteIo::Tcp(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            WriteIo::Local(s) => Pin::new(s).poll_shutdown(cx),
-            WriteIo::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+forward_async_io!(read OwnedReadHalf);
+forward_async_io!(write OwnedWriteHalf);

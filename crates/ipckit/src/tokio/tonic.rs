@@ -263,9 +263,10 @@ type Accepting = Pin<Box<dyn Future<Output = Result<Stream>> + Send>>;
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), ipckit::Error> {
-/// let listener = ipckit::ListenerOptions::new()
-///     .max_instances(16)
-///     .bind_tokio("pipe:greeter")?;
+/// let mut opts = ipckit::ListenerOptions::new();
+/// #[cfg(windows)]
+/// ipckit::os::windows::ListenerOptionsExt::max_instances(&mut opts, 16);
+/// let listener = opts.bind_tokio("pipe:greeter")?;
 /// let incoming = ipckit::tokio::tonic::Incoming::new(listener);
 /// # drop(incoming); Ok(()) }
 /// ```

@@ -1,19 +1,19 @@
 //! Finding the channel: what a child inherits (its channel and nothing else),
 //! and the clear errors when there is none or it is of the wrong kind.
 
-#[cfg(unix)]
+#[cfg(all(unix, not(target_vendor = "apple")))]
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use ipckit::ErrorKind;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use ipckit::child::Serialization;
 use ipckit::child::{CommandExt, parent_channel};
-#[cfg(unix)]
-use serde_json::{Value, json};
+#[cfg(target_os = "linux")]
+use serde_json::Value;
 
 use crate::support::*;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use crate::util;
 use crate::util::watchdog;
 
@@ -72,7 +72,7 @@ fn a_process_not_started_with_a_channel_gets_a_clear_error() {
 }
 
 /// Runs `role` as a child with `vars` set and returns the lines of its stdout.
-#[cfg(unix)]
+#[cfg(all(unix, not(target_vendor = "apple")))]
 fn report(role: &str, vars: &[(&str, &str)]) -> Vec<String> {
     let mut cmd = child(role);
     cmd.stdout(Stdio::piped());
@@ -87,7 +87,9 @@ fn report(role: &str, vars: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
-#[cfg(unix)]
+// macOS: its message channels are stream sockets, so the "stream" object is
+// of the right kind there and this table does not apply (no SOCK_SEQPACKET).
+#[cfg(all(unix, not(target_vendor = "apple")))]
 #[test]
 fn only_an_inherited_socket_of_the_right_kind_is_taken() {
     watchdog(limit(60), || {
@@ -154,16 +156,6 @@ fn only_an_inherited_socket_of_the_right_kind_is_taken() {
             "{text}"
         );
         assert!(kid.0.wait().unwrap().success());
-    });
-}
-
-#[cfg(unix)]
-#[test]
-fn the_async_parent_channel_leaves_a_node_channel_for_the_blocking_one() {
-    watchdog(limit(60), || {
-        let (_child, channel) = spawn("async_then_blocking", Serialization::Json);
-        let got: Value = channel.recv_json().unwrap().unwrap();
-        assert_eq!(got, json!({ "async": "Unsupported" }));
     });
 }
 

@@ -154,7 +154,7 @@ fn async_channels_round_trip_both_ways() {
             drop(channel);
             assert!(big_child.wait().await.unwrap().success());
 
-            // An async parent and a blocking child; Json is refused clearly.
+            // An async parent and a blocking child.
             let mut cmd = tokio::process::Command::from(child("echo"));
             cmd.kill_on_drop(true);
             let (mut blocking_child, channel) =
@@ -163,11 +163,36 @@ fn async_channels_round_trip_both_ways() {
             assert_eq!(channel.recv().await.unwrap().as_deref(), Some(&b"ping"[..]));
             drop(channel);
             assert!(blocking_child.wait().await.unwrap().success());
-            let err = ChannelOptions::new()
-                .serialization(Serialization::Json)
-                .spawn_tokio(&mut tokio::process::Command::new("node"))
-                .unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::Unsupported);
         });
+    });
+}
+
+/// Node's json serialization on the async face, with Rust peers: an async
+/// parent of a blocking child, and a blocking parent of an async child.
+#[cfg(unix)]
+#[test]
+fn async_json_channels_with_a_rust_child() {
+    watchdog(limit(60), || {
+        runtime().block_on(async {
+            let mut cmd = tokio::process::Command::from(child("echo"));
+            cmd.kill_on_drop(true);
+            let (mut blocking_child, channel) = ChannelOptions::new()
+                .serialization(Serialization::Json)
+                .spawn_tokio(&mut cmd)
+                .unwrap();
+            for msg in [&br#"{"a": [1, "x\ny"]}"#[..], b"0", br#""z""#] {
+                channel.send(msg).await.unwrap();
+                assert_eq!(channel.recv().await.unwrap().as_deref(), Some(msg));
+            }
+            drop(channel);
+            assert!(blocking_child.wait().await.unwrap().success());
+        });
+        let (mut async_child, channel) = spawn("async_echo", Serialization::Json);
+        for v in [json!({ "async": [true, null] }), json!("ü\n")] {
+            channel.send_json(&v).unwrap();
+            assert_eq!(channel.recv_json::<Value>().unwrap(), Some(v));
+        }
+        drop(channel);
+        assert!(async_child.0.wait().unwrap().success());
     });
 }

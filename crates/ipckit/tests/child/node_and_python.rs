@@ -53,24 +53,39 @@ fn a_node_child_round_trips_json() {
     });
 }
 
+/// A tokio parent (`spawn_tokio`) of an unmodified Node child, on Node's json
+/// serialization.
+#[test]
+fn a_tokio_parent_round_trips_json_with_a_node_child() {
+    watchdog(limit(60), || {
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.arg(script("child_echo.js"));
+        runtime().block_on(tokio_parent_of_node(cmd, limit(30)));
+    });
+}
+
+/// Node's `child_process.fork` of this program as a blocking child (`echo`)
+/// and as a tokio one (`async_echo`, `ipckit::tokio::child::parent_channel`).
 #[test]
 fn a_node_parent_forks_a_rust_child() {
     watchdog(limit(60), || {
         let exe = std::env::current_exe().unwrap();
-        let out = Command::new("node")
-            .arg(script("fork_rust.js"))
-            .arg(&exe)
-            .args(CHILD_ARGS)
-            .env(ROLE, "echo")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.trim() == "ok 5",
-            "{stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        for role in ["echo", "async_echo"] {
+            let out = Command::new("node")
+                .arg(script("fork_rust.js"))
+                .arg(&exe)
+                .args(CHILD_ARGS)
+                .env(ROLE, role)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.trim() == "ok 5",
+                "{role}: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     });
 }
 

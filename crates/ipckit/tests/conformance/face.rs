@@ -1,6 +1,6 @@
 //! The faces the suite drives every transport through: the blocking and the
-//! tokio byte streams, and the blocking, tokio and shared-memory message
-//! channels, behind one small interface ([`Face`]) so that every case is
+//! tokio byte streams, the blocking and tokio message channels, and the
+//! blocking and tokio shared-memory channels, behind one small interface ([`Face`]) so that every case is
 //! written once. What only some faces have is a trait of its own
 //! ([`Deadlines`], [`Credentials`], [`HalfClose`]); a case that needs it says
 //! so in its bound, and runs only on the faces that have it.
@@ -296,9 +296,8 @@ impl Credentials for TokioMessages {
     }
 }
 
-/// `ipckit::shm::{ShmListener, ShmChannel}`: blocking only (there is no tokio
-/// shared-memory channel), and without deadlines, peer credentials or
-/// half-close.
+/// `ipckit::shm::{ShmListener, ShmChannel}`: without deadlines, peer
+/// credentials or half-close.
 pub(crate) struct ShmMessages;
 
 impl Face for ShmMessages {
@@ -331,5 +330,41 @@ impl Face for ShmMessages {
     }
     fn take(conn: &mut Self::Conn, _len: usize) -> io::Result<Option<Vec<u8>>> {
         Ok(conn.recv()?)
+    }
+}
+
+/// `ipckit::tokio::shm::{ShmListener, ShmChannel}`: as [`ShmMessages`].
+pub(crate) struct TokioShmMessages;
+
+impl Face for TokioShmMessages {
+    type Listener = ipckit::tokio::shm::ShmListener;
+    type Conn = ipckit::tokio::shm::ShmChannel;
+    const SIZES: &[usize] = &[0, 1, 4096];
+
+    fn bind(opts: &ListenerOptions, addr: &str) -> ipckit::Result<Self::Listener> {
+        opts.bind_shm_tokio(addr)
+    }
+    fn local_addr(listener: &Self::Listener) -> String {
+        listener.local_addr().to_string()
+    }
+    fn accept(listener: &mut Self::Listener) -> ipckit::Result<Self::Conn> {
+        rt().block_on(listener.accept())
+    }
+    fn connect(opts: &ConnectOptions, addr: &str) -> ipckit::Result<Self::Conn> {
+        rt().block_on(opts.connect_shm_tokio(addr))
+    }
+    fn set_read_timeout(conn: &mut Self::Conn, t: Option<Duration>) -> ipckit::Result<()> {
+        conn.set_read_timeout(t);
+        Ok(())
+    }
+    fn set_write_timeout(conn: &mut Self::Conn, t: Option<Duration>) -> ipckit::Result<()> {
+        conn.set_write_timeout(t);
+        Ok(())
+    }
+    fn put(conn: &mut Self::Conn, data: &[u8]) -> io::Result<()> {
+        Ok(rt().block_on(conn.send(data))?)
+    }
+    fn take(conn: &mut Self::Conn, _len: usize) -> io::Result<Option<Vec<u8>>> {
+        Ok(rt().block_on(conn.recv())?)
     }
 }

@@ -84,10 +84,13 @@ macro_rules! stream_rows {
     )*};
 }
 
-/// Message-channel rows, with the faces of their kind: `sockets`, the
-/// message socket or pipe (framed over TCP), blocking (with half-close) and
-/// tokio (which has no `shutdown`); `shm`, the shared-memory channel,
-/// blocking only, without deadlines, peer credentials or half-close.
+/// Message-channel rows, with the faces of their kind: `sockets`, a
+/// transport of `MessageListener`/`MessageStream` (the message socket or
+/// pipe, framed over TCP, a shared-memory channel per client), blocking
+/// (with half-close; `shm:` has its documented `Unsupported`) and tokio
+/// (which has no `shutdown`); `blocking`, such a transport with no tokio face
+/// (none today); `shm`, the one-peer `ShmListener`/`ShmChannel`, blocking and
+/// tokio, without deadlines, peer credentials or half-close.
 macro_rules! message_rows {
     ($($(#[$attr:meta])* $row:ident: $transport:expr, $faces:ident;)*) => {$(
         $(#[$attr])*
@@ -102,8 +105,12 @@ macro_rules! message_faces {
         face!(blocking: crate::face::BlockingMessages, $transport; core, sockets, half_close, messages);
         face!(tokio: crate::face::TokioMessages, $transport; core, sockets, messages);
     };
+    (blocking, $transport:expr) => {
+        face!(blocking: crate::face::BlockingMessages, $transport; core, sockets, half_close, messages);
+    };
     (shm, $transport:expr) => {
         face!(blocking: crate::face::ShmMessages, $transport; core, messages);
+        face!(tokio: crate::face::TokioShmMessages, $transport; core, messages);
     };
 }
 
@@ -128,6 +135,7 @@ mod message {
         #[cfg(target_os = "linux")]
         abstract_name: crate::transport::Transport::Abstract, sockets;
         tcp_framed: crate::transport::Transport::Tcp, sockets;
-        shm: crate::transport::Transport::Shm, shm;
+        shm: crate::transport::Transport::Shm, sockets;
+        shm_one_peer: crate::transport::Transport::Shm, shm;
     }
 }

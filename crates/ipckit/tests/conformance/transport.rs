@@ -22,7 +22,9 @@ pub(crate) enum Transport {
     Abstract,
     /// `tcp:127.0.0.1:PORT`: loopback TCP (messages are length-prefixed frames).
     Tcp,
-    /// `shm:NAME`: a shared-memory channel (messages only, blocking only).
+    /// `shm:NAME`: a shared-memory channel (messages only): a
+    /// `MessageListener`'s, many clients through its rendezvous (blocking
+    /// only), or a one-peer `ShmListener`'s (blocking and tokio).
     Shm,
 }
 
@@ -56,10 +58,15 @@ impl Transport {
         self != Transport::Tcp
     }
 
-    /// Whether a write half can be shut down alone: Windows named pipes
-    /// cannot (the documented `Unsupported`); TCP and Unix sockets can.
+    /// Whether a write half can be shut down alone: Windows named pipes and
+    /// shared-memory channels cannot (the documented `Unsupported`); TCP and
+    /// Unix sockets can.
     pub(crate) fn half_closes(self) -> bool {
-        !cfg!(windows) || self == Transport::Tcp
+        match self {
+            Transport::Tcp => true,
+            Transport::Shm => false,
+            _ => !cfg!(windows),
+        }
     }
 }
 

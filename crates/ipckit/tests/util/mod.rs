@@ -4,6 +4,7 @@
 //! `#[path = "../../ipckit/tests/util/mod.rs"] mod util;`).
 #![allow(dead_code)] // each test file uses a different subset
 
+pub(crate) mod registry;
 #[cfg(unix)]
 pub(crate) mod users;
 #[cfg(windows)]

@@ -61,3 +61,41 @@ impl Drop for Peer {
         let _ = self.child.wait();
     }
 }
+
+/// Under Wine, starts the Unix program `program` (a Unix path) with `args`
+/// (Wine starts a Unix executable that a Windows program names), then waits
+/// until `done` sees its work: Wine gives no handle of such a process to wait
+/// on or to read its exit status from. The error says why not.
+pub(crate) fn run_unix(
+    program: &str,
+    args: &[&str],
+    done: impl Fn() -> bool,
+) -> Result<(), String> {
+    use std::time::{Duration, Instant};
+    Command::new(format!("Z:{}", program.replace('/', r"\")))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {program} through Wine: {e}"))?;
+    let limit = Instant::now() + Duration::from_secs(10) * super::slow_factor();
+    while !done() {
+        if Instant::now() > limit {
+            return Err(format!("{program} {args:?} showed no effect within 10 s"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// The Unix path of a Windows path, under Wine (`winepath -u`).
+pub(crate) fn unix_path(path: &std::path::Path) -> String {
+    let out = Command::new("winepath")
+        .arg("-u")
+        .arg(path)
+        .output()
+        .expect("winepath runs under Wine");
+    assert!(out.status.success(), "winepath -u {}", path.display());
+    String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+}

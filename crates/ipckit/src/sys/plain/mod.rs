@@ -2,7 +2,7 @@
 //! endpoints it serves, the failures and outcomes it returns, the retry
 //! schedule. It is part of `sys` (like [`peer`](crate::sys::peer) and
 //! [`sync`](crate::sys::sync)) and names nothing above it; the layers above
-//! reach it as `crate::plain`, a re-export (scripts/check-layers.sh).
+//! reach it through a re-export at the crate root (scripts/check-layers.sh).
 
 mod broadcast;
 mod config;
@@ -15,3 +15,5 @@ pub(crate) use config::{ConnectConfig, DEFAULT_MAX_MESSAGE_SIZE, ListenConfig};
 pub(crate) use endpoint::{Endpoint, Env, Os};
 pub(crate) use fault::{Fault, FaultKind, OsErrorClass, fault_of, timed_out, too_large};
 pub(crate) use retry::{RetrySchedule, deadline};
+
+pub(crate) mod frame;

@@ -10,7 +10,8 @@
 //! of the channel for the child.
 //!
 //! Message channels are `SOCK_SEQPACKET` (with `SO_PASSCRED` on both ends, as
-//! for named message channels); Node's channel is `SOCK_STREAM`, as Node's own
+//! for named message channels; on macOS `SOCK_STREAM` carrying frames, as its
+//! named message channels); Node's channel is `SOCK_STREAM`, as Node's own
 //! `child_process.fork` makes it.
 #![allow(unsafe_code)]
 
@@ -22,9 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::io::{Errno, FdFlags};
-use rustix::net::{AddressFamily, Shutdown, SocketFlags, SocketType, sockopt};
+use rustix::net::{AddressFamily, Shutdown, SocketType, sockopt};
 
-use super::seqpacket::MsgStream;
+use super::MsgStream;
 use super::stream::{Stream, prepare};
 
 /// The end of a channel that goes to the child.
@@ -34,8 +35,7 @@ pub(crate) struct ChildEnd {
 }
 
 fn pair(ty: SocketType) -> io::Result<(OwnedFd, OwnedFd)> {
-    let (parent, child) =
-        rustix::net::socketpair(AddressFamily::UNIX, ty, SocketFlags::CLOEXEC, None)?;
+    let (parent, child) = super::socket::pair(ty)?;
     prepare(&parent, ty)?;
     prepare(&child, ty)?;
     Ok((above_stdio(parent)?, above_stdio(child)?))
@@ -54,9 +54,10 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
-/// A `SOCK_SEQPACKET` pair: the parent's message channel and the child's end.
+/// A message socket pair (`SOCK_SEQPACKET`; on macOS `SOCK_STREAM` carrying
+/// frames): the parent's message channel and the child's end.
 pub(crate) fn message_pair() -> io::Result<(MsgStream, ChildEnd)> {
-    let (parent, child) = pair(SocketType::SEQPACKET)?;
+    let (parent, child) = pair(super::MSG_SOCKET)?;
     Ok((MsgStream::from_fd(parent), ChildEnd { fd: child }))
 }
 
@@ -236,7 +237,7 @@ fn type_name(ty: SocketType) -> &'static str {
 
 /// The inherited message channel named by `token` (in the variable `var`).
 pub(crate) fn adopt_messages(token: &str, var: &str) -> io::Result<MsgStream> {
-    adopt(token, SocketType::SEQPACKET, var).map(MsgStream::from_fd)
+    adopt(token, super::MSG_SOCKET, var).map(MsgStream::adopted)
 }
 
 /// The inherited stream channel (Node's) named by `token` (in the variable `var`).

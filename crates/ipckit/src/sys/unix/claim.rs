@@ -49,9 +49,10 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
-use rustix::net::{SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{SocketAddrUnix, SocketType};
 
-use super::stream::{new_socket_of, peer_credentials};
+use super::socket::new_socket_of;
+use super::stream::peer_credentials;
 
 /// How long a binder waits for another process's bind of the same path. A bind
 /// holds the lock for microseconds; only a stopped or hung process holds it
@@ -207,7 +208,7 @@ pub(super) struct Live {
 /// the bind lock a refused connect means a stale file (see the module docs).
 pub(super) fn holder(addr: &SocketAddrUnix) -> io::Result<Holder> {
     for ty in [SocketType::STREAM, SocketType::SEQPACKET, SocketType::DGRAM] {
-        let probe = new_socket_of(ty, SocketFlags::empty())?;
+        let probe = new_socket_of(ty, false)?;
         // Not `SOCK_NONBLOCK`, which macOS lacks.
         rustix::io::ioctl_fionbio(&probe, true)?;
         match rustix::net::connect(&probe, addr) {

@@ -8,8 +8,7 @@
 
 use std::fs;
 use std::io;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,14 +18,13 @@ use std::time::{Duration, Instant};
 use rustix::buffer::spare_capacity;
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
-use rustix::net::{
-    RecvAncillaryBuffer, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
-};
+use rustix::net::{RecvFlags, SendFlags, SocketAddrUnix, SocketType};
 
 use super::claim::{self, BindLock, Holder};
 use super::fdio::Wait;
 use super::runtime_dir;
-use super::stream::{OwnFile, bind_socket, check_private_dir, new_socket_of, socket_addr};
+use super::socket::{NO_SIGNAL, new_socket_of};
+use super::stream::{OwnFile, bind_socket, check_private_dir, socket_addr};
 use crate::sys::peer::PeerCredentials;
 use crate::sys::plain::Broadcast as Delivery;
 use crate::sys::plain::Endpoint;
@@ -119,15 +117,7 @@ impl MailslotReceiver {
     /// The size of the next datagram, without waiting (`WouldBlock` when none
     /// is queued).
     fn peek(&self) -> io::Result<usize> {
-        let flags = RecvFlags::PEEK | RecvFlags::TRUNC | RecvFlags::DONTWAIT;
-        loop {
-            let mut none = RecvAncillaryBuffer::new(&mut [] as &mut [MaybeUninit<u8>]);
-            match rustix::net::recvmsg(&self.sock, &mut [], &mut none, flags) {
-                Ok(r) => return Ok(r.bytes),
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        super::fdio::peek_len(self.sock.as_fd())
     }
 
     /// Takes the datagram `peek` found (`len` bytes) into `out`.
@@ -169,6 +159,18 @@ pub(crate) struct MailslotSender {
     owner: Option<(u32, u32)>,
 }
 
+impl AsFd for MailslotSender {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+impl AsFd for MailslotReceiver {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
 impl MailslotSender {
     /// Connects to the receiver at `ep`; a portable name's directory is
     /// checked first, and the owner of the socket file is recorded.
@@ -182,7 +184,7 @@ impl MailslotSender {
             }
             _ => None,
         };
-        let sock = new_socket_of(SocketType::DGRAM, SocketFlags::empty())?;
+        let sock = new_socket_of(SocketType::DGRAM, false)?;
         rustix::net::connect(&sock, &addr)?;
         Ok(MailslotSender { sock, owner })
     }
@@ -221,9 +223,9 @@ fn send_to(
     dont_wait: bool,
 ) -> io::Result<()> {
     let flags = if dont_wait {
-        SendFlags::NOSIGNAL | SendFlags::DONTWAIT
+        NO_SIGNAL | SendFlags::DONTWAIT
     } else {
-        SendFlags::NOSIGNAL
+        NO_SIGNAL
     };
     loop {
         let sent = match to {
@@ -301,7 +303,7 @@ pub(crate) fn broadcast(name: &str, msg: &[u8]) -> io::Result<Delivery> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Delivery::default()),
         Err(e) => return Err(e),
     };
-    let sock = new_socket_of(SocketType::DGRAM, SocketFlags::empty())?;
+    let sock = new_socket_of(SocketType::DGRAM, false)?;
     let mut done = Delivery::default();
     let mut first_error = None;
     for entry in entries {

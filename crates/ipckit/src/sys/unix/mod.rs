@@ -1,18 +1,45 @@
 //! Unix: Unix domain sockets (path and Linux abstract names), byte streams and
-//! `SOCK_SEQPACKET` message channels, with poll-based deadlines.
+//! message channels, with poll-based deadlines.
+//!
+//! Linux, macOS and FreeBSD share this code; a file per OS exists only where
+//! the mechanism differs:
+//!
+//! | what | Linux | macOS | FreeBSD |
+//! |---|---|---|---|
+//! | message channels | `SOCK_SEQPACKET` (`seqpacket`) | frames over `SOCK_STREAM` (`stream_msg`) | `SOCK_SEQPACKET` (`seqpacket`) |
+//! | shm wake-ups (`wait/`) | futex | `os_sync_wait_on_address`, else `__ulock_wait` | `_umtx_op` |
+//! | peer exit (`exit_watch`) | pidfd | kqueue `EVFILT_PROC` | kqueue `EVFILT_PROC` |
+//! | peer credentials (`cred`) | `SO_PEERCRED` | `getpeereid` + `LOCAL_PEERPID` | `LOCAL_PEERCRED` |
+//! | socket flags (`socket`) | `SOCK_CLOEXEC`, `MSG_NOSIGNAL` | `fcntl`, `SO_NOSIGPIPE` | `SOCK_CLOEXEC`, `MSG_NOSIGNAL` |
+//!
+//! macOS and FreeBSD are type-checked and linted from Linux
+//! (`scripts/check-cross.sh`); nothing here has run on them.
 
 pub(crate) mod child;
 mod claim;
+mod cred;
 mod dgram;
+mod exit_watch;
 mod fdio;
+pub(crate) mod handles;
+#[cfg(not(target_vendor = "apple"))]
+mod large_records;
+mod msg_socket;
 pub(crate) mod registry;
 mod runtime_dir;
+#[cfg(not(target_vendor = "apple"))]
 mod seqpacket;
 pub(crate) mod shm;
+#[cfg(feature = "tokio")]
+pub(crate) mod shm_async;
+mod socket;
 mod stream;
+#[cfg(target_vendor = "apple")]
+mod stream_msg;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
 mod users;
+mod wait;
 
 use std::io;
 use std::net::TcpStream;
@@ -23,7 +50,18 @@ use std::time::Instant;
 use crate::sys::plain::{Env, Os, OsErrorClass};
 
 pub(crate) use dgram::{MailslotReceiver, MailslotSender, broadcast, join_group};
-pub(crate) use seqpacket::{MsgListener, MsgStream};
+pub(crate) use msg_socket::MsgListener;
+#[cfg(not(target_vendor = "apple"))]
+pub(crate) use seqpacket::MsgStream;
+#[cfg(target_vendor = "apple")]
+pub(crate) use stream_msg::MsgStream;
+
+/// The socket type of a message channel: `SOCK_SEQPACKET`, or on macOS (which
+/// has none for Unix sockets) `SOCK_STREAM` carrying frames.
+#[cfg(not(target_vendor = "apple"))]
+const MSG_SOCKET: rustix::net::SocketType = rustix::net::SocketType::SEQPACKET;
+#[cfg(target_vendor = "apple")]
+const MSG_SOCKET: rustix::net::SocketType = rustix::net::SocketType::STREAM;
 pub(crate) use stream::{Listener, Stream};
 pub(crate) use users::{current_owners, user_named};
 

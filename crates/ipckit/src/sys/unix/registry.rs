@@ -1,6 +1,7 @@
 //! The service registry's OS parts on Unix: its directory, who owns a record
 //! file, whether a process still runs (and since when), and the change
-//! notification that wakes a waiting client (inotify on Linux).
+//! notification that wakes a waiting client (inotify on Linux, a kqueue
+//! `EVFILT_VNODE` filter on the directory on macOS and FreeBSD).
 //!
 //! The directory is `services/` in ipckit's runtime directory, made and
 //! checked by the same rules as the runtime directory itself (owned by the
@@ -135,17 +136,30 @@ fn listening_in_proc_net_unix(text: &str, name: &str) -> bool {
 }
 
 /// Wakes a waiter when an entry of the registry directory is created, renamed
-/// into it or removed: inotify on Linux; elsewhere there is no notification
-/// and `wait` returns after at most `FALLBACK_POLL` (a poll, said so in the
-/// docs).
+/// into it or removed: inotify on Linux; on macOS and FreeBSD a kqueue
+/// watching the directory for writes (`NOTE_WRITE`: an entry made, renamed in
+/// or out, or removed; records are renamed into place); elsewhere there is no
+/// notification and `wait` returns after at most `FALLBACK_POLL` (a poll, said
+/// so in the docs).
 #[derive(Debug)]
 pub(crate) struct DirWatcher {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fd: std::os::fd::OwnedFd,
+    /// The kqueue, declared before the directory it watches so that it
+    /// closes first (its filter names the directory's descriptor).
+    #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+    kq: std::os::fd::OwnedFd,
+    #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+    _dir: std::os::fd::OwnedFd,
 }
 
 /// How often a waiter re-reads the directory where no notification exists.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd"
+)))]
 const FALLBACK_POLL: Duration = Duration::from_millis(100);
 
 impl DirWatcher {
@@ -166,8 +180,43 @@ impl DirWatcher {
         Ok(DirWatcher { fd })
     }
 
+    /// A kqueue with an `EVFILT_VNODE` filter on the directory.
+    #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+    #[allow(unsafe_code)]
+    pub(crate) fn new(dir: &Path) -> io::Result<DirWatcher> {
+        use rustix::event::kqueue::{Event, EventFilter, EventFlags, VnodeEvents, kevent, kqueue};
+        use rustix::fs::{Mode, OFlags};
+        use std::os::fd::AsRawFd;
+        let dir_fd = rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let kq = kqueue()?;
+        rustix::io::fcntl_setfd(&kq, rustix::io::FdFlags::CLOEXEC)?;
+        let change = [Event::new(
+            EventFilter::Vnode {
+                vnode: dir_fd.as_raw_fd(),
+                flags: VnodeEvents::WRITE | VnodeEvents::DELETE | VnodeEvents::RENAME,
+            },
+            EventFlags::ADD | EventFlags::CLEAR,
+            std::ptr::null_mut(),
+        )];
+        let mut none: [std::mem::MaybeUninit<Event>; 0] = [];
+        // SAFETY: the filter names `dir_fd`, which the returned watcher owns
+        // and closes only after the kqueue (field order); the event list is
+        // empty and the zero timeout makes the call only register it.
+        unsafe { kevent(&kq, &change, &mut none[..], Some(Duration::ZERO)) }?;
+        Ok(DirWatcher { kq, _dir: dir_fd })
+    }
+
     /// No notification here: `wait` polls.
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_vendor = "apple",
+        target_os = "freebsd"
+    )))]
     pub(crate) fn new(_dir: &Path) -> io::Result<DirWatcher> {
         Ok(DirWatcher {})
     }
@@ -216,8 +265,37 @@ impl DirWatcher {
         }
     }
 
+    /// Waits until the kqueue reports a change (`true`; also on a signal, which
+    /// only means "look again") or `timeout` passed (`false`). `EV_CLEAR`
+    /// resets the filter once its event is taken.
+    #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+    #[allow(unsafe_code)]
+    pub(crate) fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
+        use rustix::event::kqueue::{Event, kevent};
+        let mut events: Vec<Event> = Vec::with_capacity(4);
+        // SAFETY: the only filter names the directory descriptor this watcher
+        // owns, open as long as the kqueue; no change is submitted.
+        match unsafe {
+            kevent(
+                &self.kq,
+                &[],
+                rustix::buffer::spare_capacity(&mut events),
+                Some(timeout),
+            )
+        } {
+            Ok(n) => Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Sleeps for the fallback poll period (or less, to `timeout`).
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_vendor = "apple",
+        target_os = "freebsd"
+    )))]
     pub(crate) fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
         std::thread::sleep(timeout.min(FALLBACK_POLL));
         Ok(true)

@@ -1,5 +1,7 @@
-//! ipckit's private per-user directory for portable names on Unix:
-//! `$XDG_RUNTIME_DIR/ipckit/`, else `/tmp/ipckit-EUID/`, mode 0700.
+//! ipckit's private per-user directory for portable names on Unix, mode 0700:
+//! `$XDG_RUNTIME_DIR/ipckit/` where that is set; else, on macOS, `ipckit/` in
+//! `$TMPDIR` (macOS gives each user a private one, `/var/folders/.../T/`);
+//! else `/tmp/ipckit-EUID/`.
 //!
 //! Servers create it ([`ensure`]); clients only check it ([`check`]), with the
 //! same rules, so that a directory another user made (or a symlink) is used by
@@ -13,13 +15,25 @@ use std::path::{Path, PathBuf};
 /// Where portable names live for the current user: the effective uid, the one
 /// [`ensure`] and [`check`] require as the directory's owner.
 pub(super) fn path() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir).join("ipckit"),
-        _ => PathBuf::from(format!(
-            "/tmp/ipckit-{}",
-            rustix::process::geteuid().as_raw()
-        )),
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_absolute())
+    };
+    if let Some(dir) = absolute("XDG_RUNTIME_DIR") {
+        return dir.join("ipckit");
     }
+    // macOS's per-user temporary directory (a socket path there must still
+    // fit the 104 bytes of `sun_path`: the address resolver checks).
+    if cfg!(target_vendor = "apple")
+        && let Some(dir) = absolute("TMPDIR")
+    {
+        return dir.join("ipckit");
+    }
+    PathBuf::from(format!(
+        "/tmp/ipckit-{}",
+        rustix::process::geteuid().as_raw()
+    ))
 }
 
 /// `e` with what was being done to which directory in front.

@@ -4,80 +4,28 @@
 //! (`MSG_PEEK | MSG_TRUNC`), so a record larger than any buffer is read whole,
 //! and one over the limit is refused before a byte of it is taken.
 //!
-//! A record cannot exceed the sender's `SO_SNDBUF` (`EMSGSIZE`). On Linux a larger
-//! message goes through a sealed `memfd`: the record carries [`LARGE_MAGIC`] and
-//! the length as payload, and the file descriptor as `SCM_RIGHTS`; the receiver
-//! reads the message back from the file. Only a record with exactly that payload
-//! and one descriptor is taken for such a message; descriptors on any other
-//! record are closed unread.
+//! A message larger than one record can be goes through a sealed `memfd`, to an
+//! ipckit peer only; see `large_records` for the kernel's limit and for how each
+//! end learns whether the other is ipckit. Only a record with exactly that
+//! payload and one descriptor is taken for such a message; descriptors on any
+//! other record are closed unread.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rustix::buffer::spare_capacity;
 use rustix::event::PollFlags;
 use rustix::io::Errno;
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendFlags, SocketFlags,
-    SocketType,
-};
+use rustix::net::sockopt::{Timeout, set_socket_timeout};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendFlags};
 
-use super::fdio::Wait;
-use super::stream::{OwnFile, bind_socket, connect_socket};
-use crate::sys::plain::Endpoint;
-use crate::sys::plain::{ConnectConfig, ListenConfig};
-use crate::sys::plain::{Fault, FaultKind, too_large};
-
-/// The payload of a record that passes a large message as a `memfd`, followed
-/// by the message length (8 bytes, little-endian).
-const LARGE_MAGIC: &[u8; 16] = b"\0ipckit-memfd-1\0";
-const LARGE_RECORD: usize = LARGE_MAGIC.len() + 8;
-
-/// A listening `SOCK_SEQPACKET` socket.
-#[derive(Debug)]
-pub(crate) struct MsgListener {
-    // Declared first, so the file is removed before the socket closes.
-    _file: Option<OwnFile>,
-    sock: OwnedFd,
-}
-
-impl MsgListener {
-    pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<MsgListener> {
-        let (sock, file) = bind_socket(ep, opts, SocketType::SEQPACKET)?;
-        Ok(MsgListener { _file: file, sock })
-    }
-
-    /// Makes `accept` fail with `WouldBlock` instead of waiting (the async layer).
-    #[cfg(feature = "tokio")]
-    pub(crate) fn set_nonblocking(&self) -> io::Result<()> {
-        Ok(rustix::io::ioctl_fionbio(&self.sock, true)?)
-    }
-
-    pub(crate) fn accept(&self) -> io::Result<MsgStream> {
-        loop {
-            match rustix::net::accept_with(&self.sock, SocketFlags::CLOEXEC) {
-                Ok(sock) => return Ok(MsgStream::from_fd(sock)),
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-impl std::os::fd::AsRawFd for MsgListener {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.sock)
-    }
-}
-
-impl std::os::fd::AsRawFd for MsgStream {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.sock)
-    }
-}
+use super::fdio::{self, Wait};
+use super::large_records::{self as large, GREETING, LARGE_MAGIC, LARGE_RECORD, Peer};
+use crate::sys::plain::too_large;
 
 /// What `peek` found next.
 enum Next {
@@ -92,12 +40,23 @@ const CRED_SPACE: usize = rustix::cmsg_space!(ScmCredentials(1));
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const CRED_SPACE: usize = 0;
 
+/// A receive whose deadline is at least this far waits in the kernel's
+/// `recvmsg` bounded by `SO_RCVTIMEO` rather than in `poll` (see `peek`).
+const KERNEL_WAIT_FROM: Duration = Duration::from_millis(50);
+/// How much sooner than the deadline `SO_RCVTIMEO` ends: the kernel rounds
+/// it up to a scheduler tick (at most 10 ms), and the rest is waited in `poll`.
+const KERNEL_WAIT_MARGIN: Duration = Duration::from_millis(20);
+
 /// A connected `SOCK_SEQPACKET` socket.
 #[derive(Debug)]
 pub(crate) struct MsgStream {
     sock: OwnedFd,
     /// Held from peek to read (see `recv_with`).
     recv_turn: Mutex<()>,
+    /// Whether the peer is ipckit, and may be sent memfd records.
+    peer: Peer,
+    /// The socket's `SO_RCVTIMEO` in nanoseconds, 0 while unset (see `peek`).
+    recv_timeout: AtomicU64,
 }
 
 /// `DONTWAIT` unless the call blocks in the kernel.
@@ -109,21 +68,54 @@ fn recv_flags(wait: Wait) -> RecvFlags {
     }
 }
 
-fn protocol(message: String) -> io::Error {
-    Fault::io(FaultKind::Protocol, message)
-}
-
 impl MsgStream {
-    pub(crate) fn connect(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<MsgStream> {
-        let sock = connect_socket(ep, opts, SocketType::SEQPACKET)?;
-        Ok(MsgStream::from_fd(sock))
+    /// A client just accepted by a listener (`msg_socket`); one that is
+    /// ipckit (see `large_records`) is greeted.
+    pub(crate) fn accepted(sock: OwnedFd) -> MsgStream {
+        let addr = rustix::net::getpeername(&sock).ok().flatten();
+        let ipckit = large::is_marker(addr);
+        if ipckit {
+            large::greet(sock.as_fd());
+        }
+        MsgStream::with_peer(sock, Peer::known(ipckit))
     }
 
-    /// Adopts a connected socket.
+    /// A socket just connected to a listener (`msg_socket`).
+    pub(crate) fn connected(sock: OwnedFd) -> MsgStream {
+        MsgStream::with_peer(sock, Peer::server())
+    }
+
+    /// Called once a listener is bound: lets this process's clients learn
+    /// that their server is ipckit (see `large_records`).
+    pub(crate) fn listening() {
+        large::advertise_server();
+    }
+
+    /// Adopts a connected socket whose peer greets this end if it is ipckit
+    /// (the parent's end of a child channel).
     pub(crate) fn from_fd(sock: OwnedFd) -> MsgStream {
+        MsgStream::with_peer(sock, Peer::greeted())
+    }
+
+    /// Adopts a connected socket a caller gave up (`From<OwnedFd>`): its peer
+    /// is taken for foreign, so it is never sent an ipckit-private record.
+    pub(crate) fn foreign(sock: OwnedFd) -> MsgStream {
+        MsgStream::with_peer(sock, Peer::known(false))
+    }
+
+    /// Adopts a child channel's end handed over by an ipckit parent, and greets
+    /// the parent.
+    pub(crate) fn adopted(sock: OwnedFd) -> MsgStream {
+        large::greet(sock.as_fd());
+        MsgStream::with_peer(sock, Peer::known(true))
+    }
+
+    fn with_peer(sock: OwnedFd, peer: Peer) -> MsgStream {
         MsgStream {
             sock,
             recv_turn: Mutex::new(()),
+            peer,
+            recv_timeout: AtomicU64::new(0),
         }
     }
 
@@ -145,12 +137,97 @@ impl MsgStream {
         self.send_with(msg, Wait::Never)
     }
 
+    /// Sends one record; a message too large for one goes by memfd to an
+    /// ipckit peer, and fails with `TooLarge` to any other (see
+    /// `large_records`).
     fn send_with(&self, msg: &[u8], wait: Wait) -> io::Result<()> {
-        match self.send_record(&[IoSlice::new(msg)], None, wait) {
-            Err(e) if e.raw_os_error() == Some(Errno::MSGSIZE.raw_os_error()) => {
-                self.send_large(msg, wait, e)
+        let mut result = self.send_record(&[IoSlice::new(msg)], None, wait);
+        if matches!(&result, Err(e) if large::record_too_large(e))
+            && large::raise_send_buffer(self.as_fd(), &self.peer)?
+        {
+            result = self.send_record(&[IoSlice::new(msg)], None, wait);
+        }
+        match result {
+            Err(e) if large::record_too_large(&e) => {
+                if !self.peer_is_ipckit(wait)? {
+                    return Err(large::over_limit(self.as_fd(), msg.len(), e));
+                }
+                let file = large::memfd_of(msg)?;
+                let header = large::large_header(msg.len());
+                self.send_record(&large::large_iov(&header), Some(file.as_fd()), wait)
             }
             other => other,
+        }
+    }
+
+    /// Whether the peer is known to be ipckit, waiting for its first record
+    /// until the greeting deadline (or `wait`'s limit, if sooner) when that is
+    /// not known yet. Without waiting (the async layer), `greeting_pending`.
+    fn peer_is_ipckit(&self, wait: Wait) -> io::Result<bool> {
+        let until = self.peer.greeting_deadline();
+        self.peer.ask_server(self.as_fd());
+        loop {
+            if self.peer.is_known() || self.learn_from_first_record()? {
+                return Ok(self.peer.is_ipckit());
+            }
+            if Instant::now() >= until {
+                return Ok(false);
+            }
+            match wait {
+                Wait::Never => return Err(greeting_pending()),
+                Wait::Until(limit) if limit < until => {
+                    fdio::wait(self.as_fd(), PollFlags::IN, limit, "send")?;
+                }
+                _ => match fdio::wait(self.as_fd(), PollFlags::IN, until, "send") {
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(false),
+                    other => other?,
+                },
+            }
+        }
+    }
+
+    /// Until when a message over the kernel's limit waits to learn whether
+    /// the peer is ipckit.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn greeting_deadline(&self) -> Instant {
+        self.peer.greeting_deadline()
+    }
+
+    /// Looks (without taking it) at the first record, if one has arrived, and
+    /// learns from it who the peer is; whether something was learned (the end
+    /// of the channel counts: nothing more will come).
+    pub(crate) fn learn_from_first_record(&self) -> io::Result<bool> {
+        if self.peer.is_known() {
+            return Ok(true);
+        }
+        match self.peek_greeting(RecvFlags::DONTWAIT)? {
+            Some(greeting) => {
+                self.peer.learn(greeting);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Looks at the next record without taking it: whether it is a greeting;
+    /// `None` when none is waiting. The end of the channel counts as a record
+    /// that is not a greeting.
+    fn peek_greeting(&self, flags: RecvFlags) -> io::Result<Option<bool>> {
+        let mut head = [0u8; GREETING.len()];
+        let mut space = [MaybeUninit::uninit(); CRED_SPACE];
+        let flags = flags | RecvFlags::PEEK | RecvFlags::TRUNC;
+        loop {
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut iov = [IoSliceMut::new(&mut head)];
+            match rustix::net::recvmsg(&self.sock, &mut iov, &mut control, flags) {
+                Ok(r) => {
+                    let fds = r.flags.contains(ReturnFlags::CTRUNC);
+                    return Ok(Some(r.bytes == GREETING.len() && !fds && &head == GREETING));
+                }
+                Err(Errno::INTR | Errno::CONNRESET) => continue,
+                Err(Errno::AGAIN) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -163,7 +240,7 @@ impl MsgStream {
         wait: Wait,
     ) -> io::Result<()> {
         wait.check("send")?;
-        let mut flags = SendFlags::NOSIGNAL;
+        let mut flags = super::socket::NO_SIGNAL;
         if wait.dont_block() {
             flags |= SendFlags::DONTWAIT;
         }
@@ -181,46 +258,6 @@ impl MsgStream {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    /// A message too large for one record: written to a sealed memfd whose
-    /// descriptor travels in a record of its own.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn send_large(&self, msg: &[u8], wait: Wait, _: io::Error) -> io::Result<()> {
-        use rustix::fs::{MemfdFlags, SealFlags};
-        let file = rustix::fs::memfd_create(
-            "ipckit-message",
-            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-        )?;
-        let mut done = 0;
-        while done < msg.len() {
-            match rustix::io::pwrite(&file, &msg[done..], done as u64) {
-                Ok(n) => done += n,
-                Err(Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        rustix::fs::fcntl_add_seals(
-            &file,
-            SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
-        )?;
-        let len = (msg.len() as u64).to_le_bytes();
-        self.send_record(
-            &[IoSlice::new(LARGE_MAGIC), IoSlice::new(&len)],
-            Some(file.as_fd()),
-            wait,
-        )
-    }
-
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    fn send_large(&self, msg: &[u8], _: Wait, e: io::Error) -> io::Result<()> {
-        Err(io::Error::new(
-            e.kind(),
-            format!(
-                "a message of {} bytes is larger than a SOCK_SEQPACKET record can be here ({e})",
-                msg.len()
-            ),
-        ))
     }
 
     pub(crate) fn recv(
@@ -243,10 +280,23 @@ impl MsgStream {
     fn recv_with(&self, out: &mut Vec<u8>, max: usize, wait: Wait) -> io::Result<bool> {
         wait.check("receive")?;
         let _turn = crate::sys::sync::lock(&self.recv_turn);
-        let next = self.peek(wait)?;
-        let (len, has_fds) = match next {
-            Next::End => return Ok(false),
-            Next::Record { len, has_fds } => (len, has_fds),
+        let (len, has_fds) = loop {
+            let (len, has_fds) = match self.peek(wait)? {
+                Next::End => return Ok(false),
+                Next::Record { len, has_fds } => (len, has_fds),
+            };
+            if !self.peer.take_greeting_turn() {
+                break (len, has_fds);
+            }
+            // The first record: a greeting says the peer is ipckit, and is
+            // taken here, never delivered. Learned before it is taken, so a
+            // sender that looks next finds the peer known.
+            let greeting = self.peek_greeting(RecvFlags::DONTWAIT)? == Some(true);
+            self.peer.learn(greeting);
+            if !greeting {
+                break (len, has_fds);
+            }
+            self.take_record()?;
         };
         if len == 0 && !has_fds {
             return self.take_empty();
@@ -263,7 +313,7 @@ impl MsgStream {
             match rustix::net::recv(&self.sock, spare_capacity(out), RecvFlags::DONTWAIT) {
                 Ok((_, got)) if got == len => return Ok(true),
                 Ok((_, got)) => {
-                    return Err(protocol(format!(
+                    return Err(large::protocol(format!(
                         "a record changed size between peek and read ({len} then {got} bytes): \
                          is another process reading this socket?"
                     )));
@@ -284,18 +334,32 @@ impl MsgStream {
     /// `stream::prepare`) and the end carries none, which tells them apart.
     /// Elsewhere a 0-byte read is taken for an empty message while the peer is
     /// connected, and for the end once it has hung up.
+    ///
+    /// A receive with a deadline waits in `recvmsg` itself while the deadline
+    /// is [`KERNEL_WAIT_FROM`] or more away, bounded by `SO_RCVTIMEO` (set only
+    /// when the deadline is nearer than the value in force, and then with room
+    /// to spare, so a fixed read timeout sets it once), and in `poll` for the
+    /// last stretch, whose timer is precise. Waiting in `poll` first cost two
+    /// system calls per message more (a `recvmsg` that finds nothing, and the
+    /// `poll`): `ipckit bench message`, docs/BENCHMARKS.md. A receive without a
+    /// deadline that meets a `SO_RCVTIMEO` left by another clone's receive
+    /// simply waits again.
     fn peek(&self, wait: Wait) -> io::Result<Next> {
-        let flags = RecvFlags::PEEK | RecvFlags::TRUNC | recv_flags(wait);
         let mut space = [MaybeUninit::uninit(); CRED_SPACE];
         loop {
+            let flags = RecvFlags::PEEK | RecvFlags::TRUNC | self.recv_wait(wait)?;
             let mut control = RecvAncillaryBuffer::new(&mut space);
             match rustix::net::recvmsg(&self.sock, &mut [], &mut control, flags) {
                 Ok(r) => {
                     let has_fds = r.flags.contains(ReturnFlags::CTRUNC);
-                    let is_record = r.bytes > 0 || has_fds || self.was_record(&mut control)?;
+                    // (Outside Linux a non-empty record reads as 0 bytes, cut.)
+                    let is_record = r.bytes > 0
+                        || has_fds
+                        || r.flags.contains(ReturnFlags::TRUNC)
+                        || self.was_record(&mut control)?;
                     return Ok(if is_record {
                         Next::Record {
-                            len: r.bytes,
+                            len: super::fdio::full_len(self.as_fd(), r.bytes, r.flags)?,
                             has_fds,
                         }
                     } else {
@@ -303,7 +367,12 @@ impl MsgStream {
                     });
                 }
                 Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => wait.again(self.as_fd(), PollFlags::IN, "receive")?,
+                Err(Errno::AGAIN) if flags.contains(RecvFlags::DONTWAIT) => {
+                    wait.again(self.as_fd(), PollFlags::IN, "receive")?;
+                }
+                // The kernel's wait (`SO_RCVTIMEO`) ended: go on as `wait`
+                // says (`recv_wait` fails it once its deadline has passed).
+                Err(Errno::AGAIN) => continue,
                 // The peer closed with records of ours unread. Linux reports
                 // that once, ahead of the records the peer sent before closing:
                 // go on to those, then the end.
@@ -311,6 +380,33 @@ impl MsgStream {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// How the next `recvmsg` of `peek` waits: `DONTWAIT` to wait in `poll`
+    /// (or not at all), none to wait in the kernel, `SO_RCVTIMEO` lowered
+    /// first if the deadline is nearer than it.
+    fn recv_wait(&self, wait: Wait) -> io::Result<RecvFlags> {
+        let Wait::Until(limit) = wait else {
+            return Ok(recv_flags(wait));
+        };
+        let left = limit.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(super::fdio::timed_out("receive"));
+        }
+        if left < KERNEL_WAIT_FROM {
+            return Ok(RecvFlags::DONTWAIT);
+        }
+        let bound = left - KERNEL_WAIT_MARGIN;
+        let now = self.recv_timeout.load(Ordering::Relaxed);
+        if now == 0 || u128::from(now) > bound.as_nanos() {
+            // Room to spare: the next call's deadline, a little nearer than
+            // this one's, finds it in force.
+            let set = bound - bound / 16;
+            set_socket_timeout(&self.sock, Timeout::Recv, Some(set))?;
+            let nanos = u64::try_from(set.as_nanos()).unwrap_or(u64::MAX).max(1);
+            self.recv_timeout.store(nanos, Ordering::Relaxed);
+        }
+        Ok(RecvFlags::empty())
     }
 
     /// Whether a peeked 0-byte read was a record: on Linux, whether it carried
@@ -332,9 +428,14 @@ impl MsgStream {
 
     /// Takes the empty record `peek` found.
     fn take_empty(&self) -> io::Result<bool> {
+        self.take_record().map(|()| true)
+    }
+
+    /// Takes the record `peek` found, its bytes discarded.
+    fn take_record(&self) -> io::Result<()> {
         loop {
             match rustix::net::recv(&self.sock, &mut [0u8; 0][..], RecvFlags::DONTWAIT) {
-                Ok(_) | Err(Errno::AGAIN) => return Ok(true),
+                Ok(_) | Err(Errno::AGAIN) => return Ok(()),
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -381,7 +482,7 @@ impl MsgStream {
         if len > max as u64 {
             return Err(too_large(len, max));
         }
-        read_file(&fds[0], len as usize, out)?;
+        large::read_file(&fds[0], len as usize, out)?;
         Ok(true)
     }
 
@@ -392,38 +493,101 @@ impl MsgStream {
     /// Shuts down one direction or both (`shutdown(2)`): after `Read`, a
     /// receive, the one waiting now included, finds the end of the channel.
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
-        let how = match how {
-            std::net::Shutdown::Read => rustix::net::Shutdown::Read,
-            std::net::Shutdown::Write => rustix::net::Shutdown::Write,
-            std::net::Shutdown::Both => rustix::net::Shutdown::Both,
-        };
-        Ok(rustix::net::shutdown(&self.sock, how)?)
+        super::socket::shutdown(self.sock.as_fd(), how)
     }
 }
 
-/// Reads `len` bytes from the start of a passed memfd into `out`.
-fn read_file(file: &OwnedFd, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
-    let size = rustix::fs::fstat(file)?.st_size;
-    if u64::try_from(size).ok() != Some(len as u64) {
-        return Err(protocol(format!(
-            "a large message's file holds {size} bytes, not the {len} its record announced"
-        )));
+/// The error `try_send` gives while a message over the kernel's limit waits
+/// to learn whether the peer is ipckit: the async layer waits for the peer's
+/// first record (see `awaits_greeting`), then tries again.
+#[derive(Debug)]
+struct GreetingPending;
+
+impl std::fmt::Display for GreetingPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("waiting for the peer's first record, to learn whether it is ipckit")
     }
-    out.reserve_exact(len);
-    while out.len() < len {
-        let at = out.len() as u64;
-        match rustix::io::pread(file, spare_capacity(out), at) {
-            Ok(0) => {
-                return Err(protocol(format!(
-                    "a large message's file ended after {} of {len} bytes",
-                    out.len()
-                )));
-            }
-            Ok(_) => {}
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
+}
+
+impl std::error::Error for GreetingPending {}
+
+fn greeting_pending() -> io::Error {
+    io::Error::other(GreetingPending)
+}
+
+/// Whether `try_send` is waiting to learn who the peer is.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn awaits_greeting(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|e| e.is::<GreetingPending>())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rustix::net::SocketType;
+
+    use super::*;
+
+    fn pair() -> (MsgStream, MsgStream) {
+        let (a, b) = super::super::socket::pair(SocketType::SEQPACKET).unwrap();
+        super::super::stream::prepare(&a, SocketType::SEQPACKET).unwrap();
+        super::super::stream::prepare(&b, SocketType::SEQPACKET).unwrap();
+        let known = |s| MsgStream::with_peer(s, Peer::known(false));
+        (known(a), known(b))
     }
-    out.truncate(len);
-    Ok(())
+
+    /// A receive with a far deadline waits in the kernel under `SO_RCVTIMEO`,
+    /// set once for a fixed timeout, and still ends at its deadline (the last
+    /// stretch in `poll`); a record that comes while it waits is taken, and a
+    /// receive without a deadline afterwards is not cut short by what the
+    /// earlier one left set.
+    #[test]
+    fn a_receive_waits_in_the_kernel_until_its_deadline() {
+        let (a, b) = pair();
+        let timeout = Duration::from_millis(300);
+        let mut out = Vec::new();
+        let started = Instant::now();
+        let err = b.recv(&mut out, 1024, Some(started + timeout)).unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(took >= timeout && took < timeout * 3, "{took:?}");
+        let set = b.recv_timeout.load(Ordering::Relaxed);
+        assert!(set > 0 && u128::from(set) < timeout.as_nanos(), "{set}");
+
+        // The same timeout again: SO_RCVTIMEO stays as it was.
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            a.send(b"late", None).unwrap();
+            a
+        });
+        let more = b
+            .recv(&mut out, 1024, Some(Instant::now() + timeout))
+            .unwrap();
+        assert!(more && out == b"late", "{out:?}");
+        assert_eq!(b.recv_timeout.load(Ordering::Relaxed), set);
+        let a = sender.join().unwrap();
+
+        // Without a deadline: waits past SO_RCVTIMEO for the record. (A
+        // watchdog: a wrong loop here would hang.)
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(timeout);
+            a.send(b"", None).unwrap();
+            a
+        });
+        let (done_tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            out.clear();
+            let first = b.recv(&mut out, 1024, None).unwrap() && out.is_empty();
+            let _ = done_tx.send(first);
+            let _ = done_tx.send(!b.recv(&mut out, 1024, None).unwrap());
+        });
+        let watchdog = Duration::from_secs(20);
+        assert!(done.recv_timeout(watchdog).unwrap(), "the empty record");
+        drop(sender.join().unwrap());
+        assert!(
+            done.recv_timeout(watchdog).unwrap(),
+            "the end after the peer closed"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Shared memory on Unix: POSIX named regions (`shm_open`), file-backed
-//! mappings (`mmap` of a file), futex wake-ups on words in a region (Linux), and
-//! watching a peer process for its exit (`pidfd_open`, else `kill(pid, 0)`).
+//! mappings (`mmap` of a file), wake-ups on words in a region (`wait`: futex,
+//! `os_sync_wait_on_address`, `_umtx_op`), and watching a peer process for its
+//! exit (`exit_watch`: pidfd, kqueue; else `kill(pid, 0)`).
 //!
 //! `shm:NAME` is the POSIX name `/NAME`, the name Python's
 //! `multiprocessing.shared_memory.SharedMemory(name="NAME")` uses, created with
@@ -10,7 +11,7 @@
 use std::ffi::c_void;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
 use rustix::shm;
 
+use super::exit_watch::{self, Watch};
 use crate::sys::ObjectOwner;
 use crate::sys::peer::PeerCredentials;
 
@@ -80,6 +82,26 @@ impl Drop for Mapping {
         let _ = unsafe { munmap(self.ptr.as_ptr().cast::<c_void>(), self.len) };
     }
 }
+
+/// The longest `NAME` of `shm:NAME` this OS takes (its POSIX name is `/NAME`),
+/// and the rule that sets it.
+#[cfg(target_vendor = "apple")]
+pub(crate) const NAME_LIMIT: Option<(usize, &str)> = Some((
+    30,
+    "macOS takes POSIX shared-memory names of at most 31 bytes, the leading '/' \
+     included (PSHMNAMLEN)",
+));
+#[cfg(target_os = "freebsd")]
+pub(crate) const NAME_LIMIT: Option<(usize, &str)> = Some((
+    1022,
+    "FreeBSD takes POSIX shared-memory paths of at most 1023 bytes, the leading '/' \
+     included (MAXPATHLEN)",
+));
+#[cfg(not(any(target_vendor = "apple", target_os = "freebsd")))]
+pub(crate) const NAME_LIMIT: Option<(usize, &str)> = Some((
+    255,
+    "a region is the file /dev/shm/NAME, and a file name has at most 255 bytes (NAME_MAX)",
+));
 
 /// The POSIX name of `shm:NAME`.
 fn posix_name(name: &str) -> String {
@@ -191,40 +213,7 @@ pub(crate) fn map_file(file: &File) -> io::Result<Mapping> {
     Mapping::map(file, len)
 }
 
-/// Waits for `word` to change from `seen`, for at most `timeout`, or until
-/// [`wake`]. It may return early for no reason; callers recheck.
-///
-/// Linux: `FUTEX_WAIT` without `FUTEX_PRIVATE_FLAG`, so it works across
-/// processes on a word in shared memory. Elsewhere: sleeps a little.
-#[cfg(target_os = "linux")]
-pub(crate) fn wait(word: &AtomicU32, seen: u32, timeout: Duration) {
-    use rustix::thread::futex;
-    let ts = futex::Timespec {
-        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
-    // EAGAIN (the word had changed), EINTR and ETIMEDOUT are all "look again".
-    let _ = futex::wait(word, futex::Flags::empty(), seen, Some(&ts));
-}
-
-/// Wakes every thread of every process waiting on `word` in [`wait`].
-#[cfg(target_os = "linux")]
-pub(crate) fn wake(word: &AtomicU32) {
-    let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
-}
-
-/// Without futexes: a short sleep, at most `timeout`.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn wait(word: &AtomicU32, seen: u32, timeout: Duration) {
-    use std::sync::atomic::Ordering;
-    if word.load(Ordering::Acquire) == seen {
-        std::thread::sleep(timeout.min(Duration::from_micros(500)));
-    }
-}
-
-/// Without futexes, waiters sleep briefly and look again: nothing to do.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn wake(_word: &AtomicU32) {}
+pub(crate) use super::wait::{wait, wake};
 
 /// Per-channel wake-up state: nothing on Unix (the futex words are in the
 /// region itself). On Windows it holds the named events.
@@ -260,29 +249,36 @@ impl Wakers {
 #[derive(Debug)]
 pub(crate) struct Peer {
     pid: u32,
-    /// A pidfd where the kernel has them: immune to pid reuse.
-    pidfd: Option<OwnedFd>,
+    /// A descriptor readable once it exits (see `exit_watch`), where the OS
+    /// gives one: immune to pid reuse.
+    watch: Watch,
 }
 
 impl Peer {
     pub(crate) fn watch(pid: u32) -> Peer {
-        let pidfd = i32::try_from(pid)
+        let watch = i32::try_from(pid)
             .ok()
             .and_then(rustix::process::Pid::from_raw)
-            .and_then(|p| {
-                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-            });
-        Peer { pid, pidfd }
+            .map_or(Watch::Gone, exit_watch::watch);
+        Peer { pid, watch }
+    }
+
+    /// The descriptor readable once the process has exited (a pidfd, or a
+    /// kqueue watching it: see `exit_watch`), for tokio's reactor.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match &self.watch {
+            Watch::Fd(fd) => Some(fd.as_fd()),
+            Watch::Gone | Watch::Unavailable => None,
+        }
     }
 
     /// Whether the process has exited (a zombie counts as exited).
     pub(crate) fn exited(&self) -> bool {
-        match &self.pidfd {
-            Some(fd) => {
-                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-                matches!(rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default())), Ok(n) if n > 0)
-            }
-            None => !pid_alive(self.pid),
+        match &self.watch {
+            Watch::Fd(fd) => exit_watch::exited(fd).unwrap_or(false),
+            Watch::Gone => true,
+            Watch::Unavailable => !pid_alive(self.pid),
         }
     }
 }
@@ -340,7 +336,18 @@ pub(crate) fn heavy_barrier() -> bool {
 }
 
 /// Whether a region opened with length `opened` was created with `size`
-/// bytes: Unix keeps the exact size.
+/// bytes: Linux and FreeBSD keep the exact size.
+#[cfg(not(target_vendor = "apple"))]
 pub(crate) fn opened_len_matches(opened: usize, size: usize) -> bool {
     opened == size
+}
+
+/// macOS rounds a POSIX region's size up to whole pages (`fstat` tells the
+/// rounded size), as Windows does.
+#[cfg(target_vendor = "apple")]
+pub(crate) fn opened_len_matches(opened: usize, size: usize) -> bool {
+    // SAFETY: `sysconf` only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = usize::try_from(page).unwrap_or(1).max(1);
+    opened == size || opened == size.next_multiple_of(page)
 }

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
+use rustix::net::{SocketAddrUnix, SocketType, sockopt};
 
 use super::claim::{self, BindLock, Holder};
+pub(super) use super::cred::peer_credentials;
+use super::socket::{new_socket_of, set_up_accepted};
 use super::{fdio, runtime_dir};
 use crate::sys::peer::PeerCredentials;
 use crate::sys::plain::Endpoint;
@@ -28,17 +30,6 @@ pub(super) fn socket_addr(ep: &Endpoint) -> io::Result<SocketAddrUnix> {
             "not a Unix socket endpoint",
         )),
     }
-}
-
-/// A new Unix socket of type `ty`, close-on-exec, with `extra` flags (the async
-/// layer adds `NONBLOCK`).
-pub(super) fn new_socket_of(ty: SocketType, extra: SocketFlags) -> io::Result<OwnedFd> {
-    Ok(rustix::net::socket_with(
-        AddressFamily::UNIX,
-        ty,
-        SocketFlags::CLOEXEC | extra,
-        None,
-    )?)
 }
 
 /// The socket file a listener created. Dropping it removes the file if it is
@@ -79,6 +70,7 @@ impl Listener {
 
     pub(crate) fn accept(&self) -> io::Result<Stream> {
         let (sock, _) = self.sock.accept()?;
+        set_up_accepted(&sock)?;
         Ok(Stream { sock })
     }
 
@@ -136,7 +128,7 @@ pub(super) fn bind_socket(
         ));
     }
     let addr = socket_addr(ep)?;
-    let fd = new_socket_of(ty, SocketFlags::empty())?;
+    let fd = new_socket_of(ty, false)?;
     prepare(&fd, ty)?;
     // Held until this function returns, after `listen`: racing binders of the
     // same path, stale-file replacement included, go one at a time (see `claim`).
@@ -232,6 +224,18 @@ pub(crate) struct Stream {
     sock: UnixStream,
 }
 
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
 impl Stream {
     /// Adopts a connected stream socket (a child-process channel's end).
     pub(super) fn from_fd(fd: OwnedFd) -> Stream {
@@ -278,29 +282,6 @@ impl Stream {
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         peer_credentials(self.sock.as_fd())
     }
-}
-
-/// The credentials the kernel recorded for the peer of a connected Unix socket:
-/// `SO_PEERCRED` (the peer's pid and effective uid and gid when it called
-/// `connect` or `listen`).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
-    let cred = sockopt::socket_peercred(fd)?;
-    Ok(PeerCredentials {
-        pid: u32::try_from(cred.pid.as_raw_nonzero().get()).ok(),
-        uid: Some(cred.uid.as_raw()),
-        gid: Some(cred.gid.as_raw()),
-        sid: None,
-    })
-}
-
-/// Peer credentials are implemented for Linux only so far.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(super) fn peer_credentials(_fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "peer credentials are implemented on Linux only (SO_PEERCRED)",
-    ))
 }
 
 /// Connects a Unix socket of type `ty` to `ep`, retrying while nobody listens
@@ -382,8 +363,12 @@ fn connect_once(
     ty: SocketType,
     limit: Option<Instant>,
 ) -> io::Result<OwnedFd> {
-    let fd = new_socket_of(ty, SocketFlags::empty())?;
+    let fd = new_socket_of(ty, false)?;
     prepare(&fd, ty)?;
+    #[cfg(not(target_vendor = "apple"))]
+    if ty == SocketType::SEQPACKET {
+        super::large_records::bind_marker(fd.as_fd());
+    }
     if let Some(limit) = limit {
         let left = limit.saturating_duration_since(Instant::now());
         if left.is_zero() {

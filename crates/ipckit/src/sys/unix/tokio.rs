@@ -13,13 +13,14 @@ use ::tokio::io::unix::AsyncFd;
 use ::tokio::net::{UnixListener, UnixStream};
 use ::tokio::time::{Instant, sleep, timeout_at};
 use rustix::io::Errno;
-use rustix::net::{SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{SocketAddrUnix, SocketType};
 
 use super::fdio::timed_out;
-use super::stream::{
-    self, OwnFile, check_private_dir, is_absent, new_socket_of, socket_addr, wrong_kind,
-};
-use super::{dgram, seqpacket};
+#[cfg(not(target_vendor = "apple"))]
+use super::seqpacket;
+use super::socket::{new_socket_of, set_up_accepted};
+use super::stream::{self, OwnFile, check_private_dir, is_absent, socket_addr, wrong_kind};
+use super::{MsgListener as BlockingMsgListener, MsgStream as BlockingMsgStream, dgram};
 use crate::sys::plain::Endpoint;
 use crate::sys::plain::RetrySchedule;
 use crate::sys::plain::{ConnectConfig, ListenConfig};
@@ -40,6 +41,12 @@ pub(crate) struct Listener {
     sock: UnixListener,
 }
 
+impl std::os::fd::AsFd for Listener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
 impl Listener {
     /// Binds through the blocking layer, then adopts the socket.
     ///
@@ -56,6 +63,7 @@ impl Listener {
     /// backlog only in the poll that returns it.
     pub(crate) async fn accept(&self) -> io::Result<Stream> {
         let (sock, _) = self.sock.accept().await?;
+        set_up_accepted(&sock)?;
         Ok(sock)
     }
 }
@@ -90,7 +98,7 @@ pub(crate) async fn connect(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<S
 /// One non-blocking connection attempt. A full backlog is `WouldBlock` (Linux
 /// refuses at once with `EAGAIN` rather than queueing a non-blocking connect).
 async fn connect_once(addr: &SocketAddrUnix) -> io::Result<Stream> {
-    let fd = new_socket_of(SocketType::STREAM, SocketFlags::NONBLOCK)?;
+    let fd = new_socket_of(SocketType::STREAM, true)?;
     let in_progress = match rustix::net::connect(&fd, addr) {
         Ok(()) => false,
         Err(Errno::INPROGRESS | Errno::INTR) => true,
@@ -129,21 +137,22 @@ fn watch<T: std::os::fd::AsRawFd>(sock: T) -> io::Result<AsyncFd<T>> {
     unsafe { AsyncFd::register(sock) }.map_err(io::Error::from)
 }
 
-/// An async message channel: the blocking layer's `SOCK_SEQPACKET` socket,
-/// watched by the reactor. Every call on it is non-blocking (`MSG_DONTWAIT`), so
+/// An async message channel: the blocking layer's message socket
+/// (`SOCK_SEQPACKET`; frames over `SOCK_STREAM` on macOS), watched by the
+/// reactor. Every call on it is non-blocking (`MSG_DONTWAIT`), so
 /// the socket itself stays in blocking mode.
 #[derive(Debug)]
 pub(crate) struct MsgStream {
-    io: AsyncFd<seqpacket::MsgStream>,
+    io: AsyncFd<BlockingMsgStream>,
 }
 
 impl MsgStream {
-    fn new(sock: seqpacket::MsgStream) -> io::Result<MsgStream> {
+    fn new(sock: BlockingMsgStream) -> io::Result<MsgStream> {
         Ok(MsgStream { io: watch(sock)? })
     }
 
     /// Adopts a blocking channel (a child-process channel's end).
-    pub(crate) fn from_blocking(sock: seqpacket::MsgStream) -> io::Result<MsgStream> {
+    pub(crate) fn from_blocking(sock: BlockingMsgStream) -> io::Result<MsgStream> {
         MsgStream::new(sock)
     }
 
@@ -158,7 +167,9 @@ impl MsgStream {
     }
 
     /// Cancel safe: a record goes out whole in the poll that returns, or not at
-    /// all. The caller bounds the call; `_limit` is for the Windows layer.
+    /// all. (macOS: once part of a frame is out the message is committed; a
+    /// dropped future leaves the rest to go out, whole, before the next
+    /// frame.) The caller bounds the call; `_limit` is for the Windows layer.
     pub(crate) async fn send(
         &self,
         msg: &[u8],
@@ -166,10 +177,56 @@ impl MsgStream {
     ) -> io::Result<()> {
         loop {
             let mut ready = self.io.writable().await?;
-            if let Ok(result) = ready.try_io(|s| s.get_ref().try_send(msg)) {
+            match ready.try_io(|s| s.get_ref().try_send(msg)) {
+                #[cfg(not(target_vendor = "apple"))]
+                Ok(Err(e)) if seqpacket::awaits_greeting(&e) => {
+                    drop(ready);
+                    self.learn_peer().await?;
+                }
+                Ok(result) => {
+                    result?;
+                    break;
+                }
+                Err(_would_block) => {}
+            }
+        }
+        self.flush().await
+    }
+
+    /// Writes the rest of a committed frame (macOS).
+    #[cfg(target_vendor = "apple")]
+    async fn flush(&self) -> io::Result<()> {
+        loop {
+            let mut ready = self.io.writable().await?;
+            if let Ok(result) = ready.try_io(|s| s.get_ref().try_flush()) {
                 return result;
             }
         }
+    }
+
+    /// Waits until the peer's first record says whether it is ipckit, or the
+    /// greeting deadline passes (a message over the kernel's record limit
+    /// waits for this; see `large_records`).
+    #[cfg(not(target_vendor = "apple"))]
+    async fn learn_peer(&self) -> io::Result<()> {
+        let sock = self.io.get_ref();
+        let learn = async {
+            loop {
+                let mut ready = self.io.readable().await?;
+                if sock.learn_from_first_record()? {
+                    return Ok(());
+                }
+                ready.clear_ready();
+            }
+        };
+        let until = Instant::from_std(sock.greeting_deadline());
+        timeout_at(until, learn).await.unwrap_or(Ok(()))
+    }
+
+    /// A record goes out whole or not at all: nothing is ever left to write.
+    #[cfg(not(target_vendor = "apple"))]
+    async fn flush(&self) -> io::Result<()> {
+        Ok(())
     }
 
     pub(crate) fn close(&self) {
@@ -186,15 +243,15 @@ impl MsgStream {
     }
 }
 
-/// A listening `SOCK_SEQPACKET` socket, bound by the blocking layer.
+/// A listening message socket, bound by the blocking layer.
 #[derive(Debug)]
 pub(crate) struct MsgListener {
-    io: AsyncFd<seqpacket::MsgListener>,
+    io: AsyncFd<BlockingMsgListener>,
 }
 
 impl MsgListener {
     pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<MsgListener> {
-        let sock = seqpacket::MsgListener::bind(ep, opts)?;
+        let sock = BlockingMsgListener::bind(ep, opts)?;
         sock.set_nonblocking()?;
         Ok(MsgListener { io: watch(sock)? })
     }
@@ -211,12 +268,24 @@ impl MsgListener {
     }
 }
 
+impl std::os::fd::AsFd for MsgListener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
+    }
+}
+
+impl std::os::fd::AsFd for MsgStream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
+    }
+}
+
 /// Connects a message channel. A Unix connect does not wait for the server to
 /// accept, so it runs on the blocking pool (where retries and the timeout work
 /// as in the blocking layer); dropping the future closes what it connected.
 pub(crate) async fn connect_message(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<MsgStream> {
     let (ep, opts) = (ep.clone(), opts.clone());
-    let sock = ::tokio::task::spawn_blocking(move || seqpacket::MsgStream::connect(&ep, &opts))
+    let sock = ::tokio::task::spawn_blocking(move || BlockingMsgStream::connect(&ep, &opts))
         .await
         .map_err(io::Error::other)??;
     MsgStream::new(sock)

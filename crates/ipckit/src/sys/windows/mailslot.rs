@@ -29,7 +29,7 @@
 use std::fmt;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle};
 use std::path::PathBuf;
 use std::ptr;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -154,6 +154,13 @@ pub(crate) struct MailslotReceiver {
     stop: Event,
     /// A group member's marker file, removed on drop (see `mailslot_group`).
     marker: Option<PathBuf>,
+}
+
+/// The mailslot handle (for the public receiver's `AsHandle`).
+impl AsHandle for MailslotReceiver {
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        self.handle.as_handle()
+    }
 }
 
 impl fmt::Debug for MailslotReceiver {

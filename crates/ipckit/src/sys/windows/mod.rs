@@ -11,7 +11,7 @@
 //! - `handle`: owned handles and events.
 //! - `tokio` (feature `tokio`): the async listener and streams, on tokio's named
 //!   pipes; `tokio_message` and `tokio_mailslot`: the async message channels
-//!   and mailslot receivers, on the blocking pool (`tokio_blocking`).
+//!   and mailslot receivers, on the blocking pool (`crate::sys::tokio_blocking`).
 //! - `pipe_list`: the names in `\\.\pipe\` (`pipe_names`).
 //! - `security`: the current-user DACL every named object is created with (or
 //!   a listener's SDDL), peer process ids and user SIDs, descriptors read back.
@@ -35,9 +35,9 @@ pub(crate) mod registry;
 mod security;
 pub(crate) mod shm;
 #[cfg(feature = "tokio")]
-pub(crate) mod tokio;
+pub(crate) mod shm_async;
 #[cfg(feature = "tokio")]
-mod tokio_blocking;
+pub(crate) mod tokio;
 #[cfg(feature = "tokio")]
 mod tokio_mailslot;
 #[cfg(feature = "tokio")]

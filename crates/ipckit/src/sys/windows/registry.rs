@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io;
-use std::os::windows::fs::OpenOptionsExt;
+use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
 use std::os::windows::io::{AsHandle, AsRawHandle};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,9 +17,10 @@ use windows_sys::Win32::Foundation::{
     FILETIME, HANDLE, INVALID_HANDLE_VALUE, STILL_ACTIVE, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    CreateDirectoryW, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
-    FILE_NOTIFY_CHANGE_FILE_NAME, FILE_NOTIFY_CHANGE_LAST_WRITE, FindCloseChangeNotification,
-    FindFirstChangeNotificationW, FindNextChangeNotification, READ_CONTROL,
+    CreateDirectoryW, FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS,
+    FILE_FLAG_OPEN_REPARSE_POINT, FILE_NOTIFY_CHANGE_FILE_NAME, FILE_NOTIFY_CHANGE_LAST_WRITE,
+    FindCloseChangeNotification, FindFirstChangeNotificationW, FindNextChangeNotification,
+    GetFileAttributesW, INVALID_FILE_ATTRIBUTES, READ_CONTROL,
 };
 use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
 use windows_sys::Win32::System::Threading::{
@@ -70,13 +71,27 @@ pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
     check_dir(dir)
 }
 
+/// Whether `path` (whose own metadata is `meta`) is a link of any kind: a
+/// symlink, a junction, or any other reparse point. The attributes are read
+/// by path too (`GetFileAttributesW`): under Wine a handle opened on a Unix
+/// symlink shows its target's, and only the path shows the reparse point.
+fn is_link(path: &Path, meta: &fs::Metadata) -> bool {
+    let wide = wide(&path.to_string_lossy());
+    // SAFETY: `wide` is NUL-terminated and outlives the call.
+    let attrs = unsafe { GetFileAttributesW(wide.as_ptr()) };
+    let by_path = attrs != INVALID_FILE_ATTRIBUTES && attrs & FILE_ATTRIBUTE_REPARSE_POINT != 0;
+    by_path
+        || meta.file_type().is_symlink()
+        || meta.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0
+}
+
 /// Refuses the registry directory or its parent unless each is a directory
-/// (not a symlink or junction) owned by the current user.
+/// (not a symlink, junction or other reparse point) owned by the current user.
 pub(crate) fn check_dir(dir: &Path) -> io::Result<()> {
     let parent = dir.parent().unwrap_or(dir);
     for d in [parent, dir] {
         let meta = fs::symlink_metadata(d)?;
-        let why = if meta.file_type().is_symlink() || !meta.is_dir() {
+        let why = if is_link(d, &meta) || !meta.is_dir() {
             Some("it is not a directory but a symlink, a junction or a file".to_owned())
         } else {
             foreign_owner(d)?
@@ -126,7 +141,7 @@ fn foreign_owner(path: &Path) -> io::Result<Option<String>> {
 /// a regular file (not a link) owned by the current user.
 pub(crate) fn foreign_record(path: &Path) -> io::Result<Option<String>> {
     let meta = fs::symlink_metadata(path)?;
-    if meta.file_type().is_symlink() || !meta.is_file() {
+    if is_link(path, &meta) || !meta.is_file() {
         return Ok(Some(
             "it is not a regular file (a link or some other file)".into(),
         ));

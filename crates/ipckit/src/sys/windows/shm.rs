@@ -34,6 +34,10 @@ use super::handle::{owned, wide};
 use super::object_owner::{EVENT_WRITE, SECTION_WRITE, object_owner};
 use super::security::SecurityAttributes;
 
+/// The longest `NAME` of `shm:NAME` this OS takes beyond the address rules:
+/// none (a `Local\NAME` object name may be far longer than an address name).
+pub(crate) const NAME_LIMIT: Option<(usize, &str)> = None;
+
 /// A view of a file mapping in this process, unmapped on drop; it holds the
 /// mapping's handle, which keeps a named mapping (and its name) alive.
 #[derive(Debug)]
@@ -301,6 +305,12 @@ impl Wakers {
             .collect()
     }
 
+    /// The event of word `index`.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn event(&self, index: usize) -> std::os::windows::io::BorrowedHandle<'_> {
+        self.events[index].as_handle()
+    }
+
     /// Waits for a wake of word `index`, for at most `timeout`. It may return
     /// early (a wake meant for an earlier wait); callers recheck the word.
     pub(crate) fn wait(&self, index: usize, _word: &AtomicU32, _seen: u32, timeout: Duration) {
@@ -336,6 +346,12 @@ impl Peer {
             pid,
             process: owned(raw).ok(),
         }
+    }
+
+    /// The process handle, signalled once the process has exited.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn handle(&self) -> Option<std::os::windows::io::BorrowedHandle<'_>> {
+        self.process.as_ref().map(AsHandle::as_handle)
     }
 
     /// Whether the process has exited (or could not be opened at all: it was

@@ -13,12 +13,10 @@ use std::io;
 use std::sync::Arc;
 
 use ::tokio::sync::Mutex;
-use ::tokio::task::{JoinHandle, spawn_blocking};
+use ::tokio::task::JoinHandle;
 
 use super::mailslot;
-use super::tokio_blocking::in_flight;
-
-type Received = (io::Result<()>, Vec<u8>);
+use crate::sys::tokio_blocking::{Received, recv_in_flight};
 
 /// An async mailslot receiver: the blocking receiver, driven on the blocking
 /// pool.
@@ -26,7 +24,7 @@ type Received = (io::Result<()>, Vec<u8>);
 pub(crate) struct MailslotReceiver {
     inner: Arc<mailslot::MailslotReceiver>,
     /// The `recv` in flight, if any.
-    receiving: Mutex<Option<JoinHandle<Received>>>,
+    receiving: Mutex<Option<JoinHandle<Received<()>>>>,
 }
 
 impl MailslotReceiver {
@@ -42,15 +40,9 @@ impl MailslotReceiver {
     /// Receives one whole message, appended to `out` (which callers pass
     /// empty); waits as long as it takes. Cancel safe (see the module docs).
     pub(crate) async fn recv(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        let (result, msg) = in_flight(&self.receiving, || {
-            let inner = Arc::clone(&self.inner);
-            spawn_blocking(move || {
-                let mut msg = Vec::new();
-                let result = inner.recv(&mut msg, None);
-                (result, msg)
-            })
-        })
-        .await?;
+        let inner = Arc::clone(&self.inner);
+        let (result, msg) =
+            recv_in_flight(&self.receiving, move |msg| inner.recv(msg, None)).await?;
         if out.is_empty() {
             *out = msg;
         } else {

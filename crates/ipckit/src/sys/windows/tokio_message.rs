@@ -20,18 +20,16 @@ use ::tokio::sync::Mutex;
 use ::tokio::task::{JoinHandle, spawn_blocking};
 
 use super::message;
-use super::tokio_blocking::in_flight;
 use crate::sys::plain::Endpoint;
 use crate::sys::plain::{ConnectConfig, ListenConfig};
-
-type Received = (io::Result<bool>, Vec<u8>);
+use crate::sys::tokio_blocking::{Received, in_flight, recv_in_flight};
 
 /// An async message channel: the blocking channel, driven on the blocking pool.
 #[derive(Debug)]
 pub(crate) struct MsgStream {
     inner: Arc<message::MsgStream>,
     /// The `recv` in flight, if any.
-    receiving: Mutex<Option<JoinHandle<Received>>>,
+    receiving: Mutex<Option<JoinHandle<Received<bool>>>>,
 }
 
 impl MsgStream {
@@ -49,15 +47,9 @@ impl MsgStream {
 
     /// Cancel safe (see the module docs).
     pub(crate) async fn recv(&self, out: &mut Vec<u8>, max: usize) -> io::Result<bool> {
-        let (result, msg) = in_flight(&self.receiving, || {
-            let inner = Arc::clone(&self.inner);
-            spawn_blocking(move || {
-                let mut msg = Vec::new();
-                let result = inner.recv(&mut msg, max, None);
-                (result, msg)
-            })
-        })
-        .await?;
+        let inner = Arc::clone(&self.inner);
+        let (result, msg) =
+            recv_in_flight(&self.receiving, move |msg| inner.recv(msg, max, None)).await?;
         *out = msg;
         result
     }

@@ -1,7 +1,15 @@
-//! Builders for listeners and client connections.
+//! Builders for listeners and client connections, and every kind's
+//! blocking finishers: byte streams here, the others in a file per kind
+//! (`message.rs`, `mailslot.rs`, `shm.rs`). The tokio finishers are in
+//! `crate::tokio` (the `tokio` feature).
+
+mod mailslot;
+mod message;
+mod shm;
 
 use std::time::Duration;
 
+use super::applies::{Kind, Opt, Set, refuse_unused};
 use super::{Listener, Stream};
 use crate::address::ToAddress;
 use crate::error::{Error, ErrorKind, Result};
@@ -15,11 +23,32 @@ use crate::security::{ServerUser, UserId};
 /// replaced while a live one is an error, and on Windows unlimited pipe instances
 /// with 64 KiB buffers.
 ///
+/// The settings of one OS are set through its extension trait,
+/// [`os::unix::ListenerOptionsExt`](crate::os) (`mode`, `backlog`,
+/// `replace_stale`) or [`os::windows::ListenerOptionsExt`](crate::os)
+/// (`max_instances`, `buffer_sizes`, `security_descriptor`,
+/// `accept_remote_clients`), so code that sets them says which OS it is for.
+/// The finishers refuse an option the kind they make cannot use (a pipe
+/// instance limit on `tcp:`, a maximum message size on a byte stream, a ring
+/// capacity on anything but a shared-memory channel) with
+/// [`ErrorKind::InvalidOption`] naming the option and the kind: no option is
+/// ignored.
+///
 /// # Examples
 ///
 /// ```no_run
 /// let mut opts = ipckit::ListenerOptions::new();
-/// opts.max_instances(16).buffer_sizes(1 << 16, 1 << 16);
+/// opts.current_user_only(true);
+/// #[cfg(windows)]
+/// {
+///     use ipckit::os::windows::ListenerOptionsExt;
+///     opts.max_instances(16).buffer_sizes(1 << 16, 1 << 16);
+/// }
+/// #[cfg(unix)]
+/// {
+///     use ipckit::os::unix::ListenerOptionsExt;
+///     opts.backlog(64);
+/// }
 /// let listener = opts.bind("pipe:app")?;
 /// # Ok::<(), ipckit::Error>(())
 /// ```
@@ -29,6 +58,8 @@ pub struct ListenerOptions {
     pub(crate) sys: ListenConfig,
     pub(crate) shm_capacity: usize,
     pub(crate) current_user_only: bool,
+    /// Which options were set, to refuse those a kind cannot use.
+    set: Set,
 }
 
 impl Default for ListenerOptions {
@@ -37,6 +68,7 @@ impl Default for ListenerOptions {
             sys: ListenConfig::default(),
             shm_capacity: crate::sys::shm_channel::DEFAULT_CAPACITY,
             current_user_only: false,
+            set: Set::default(),
         }
     }
 }
@@ -47,107 +79,15 @@ impl ListenerOptions {
         Self::default()
     }
 
-    /// The most pipe instances (connected clients plus the one waiting) the server
-    /// allows, 1 to 254; unlimited by default.
-    ///
-    /// # Platform-specific behavior
-    ///
-    /// Windows only (`nMaxInstances` of `CreateNamedPipeW`); Unix sockets and TCP
-    /// have no such limit and ignore it.
-    pub fn max_instances(&mut self, n: u8) -> &mut Self {
-        self.sys.max_instances = Some(n);
-        self
-    }
-
-    /// The sizes the OS reserves for each instance's input and output buffers.
-    ///
-    /// # Platform-specific behavior
-    ///
-    /// Windows only (`nInBufferSize`/`nOutBufferSize`); elsewhere ignored.
-    pub fn buffer_sizes(&mut self, input: u32, output: u32) -> &mut Self {
-        self.sys.in_buffer = input;
-        self.sys.out_buffer = output;
-        self
-    }
-
-    /// Whether `bind` replaces a Unix socket file that nobody listens on (default
-    /// true). A file a live listener serves is never replaced.
-    ///
-    /// Binding is atomic among ipckit processes, replacement included: of
-    /// several processes binding one path at once exactly one wins, the others
-    /// fail with [`ErrorKind::AddrInUse`] naming the winner's pid where it can
-    /// be read. They take turns on a lock file `SOCKET.lock` beside the socket
-    /// file, which the winner removes once it listens (docs/SECURITY.md).
-    pub fn replace_stale(&mut self, yes: bool) -> &mut Self {
-        self.sys.replace_stale = yes;
-        self
-    }
-
-    /// The listen backlog for Unix sockets (default 1024, capped by the kernel).
-    pub fn backlog(&mut self, n: i32) -> &mut Self {
-        self.sys.backlog = n;
-        self
-    }
-
     /// The largest message a [`MessageListener`](crate::MessageListener)'s
-    /// streams accept (default 64 MiB); byte streams ignore it. See
+    /// streams, a [`MailslotReceiver`](crate::MailslotReceiver) or a
+    /// shared-memory channel accept (default 64 MiB). See
     /// [`MessageStream::set_max_message_size`](crate::MessageStream::set_max_message_size).
+    /// A byte-stream listener ([`bind`](Self::bind)) has no messages and
+    /// refuses it ([`ErrorKind::InvalidOption`]).
     pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
+        self.set.add(Opt::MaxMessageSize);
         self.sys.max_message_size = bytes;
-        self
-    }
-
-    /// The mode of the socket file a Unix listener creates, instead of the
-    /// owner-only 0600: for example `0o660` to admit the members of the file's
-    /// group (the creating process's group, or the directory's with setgid).
-    ///
-    /// Only the permission bits are allowed and the owner must keep read and
-    /// write; `bind` refuses anything else with [`ErrorKind::InvalidOption`].
-    /// The mode is set on the file before the socket listens, so no client
-    /// connects under the default first. A client also needs search (`x`)
-    /// permission on every directory above the file: the private directory of
-    /// portable names is 0700 and admits nobody else whatever the mode, so a
-    /// group socket needs an explicit path (`unix:/srv/app/app.sock`).
-    ///
-    /// # Platform-specific behavior
-    ///
-    /// Unix only. Windows ignores it (use
-    /// [`security_descriptor`](Self::security_descriptor)): it only ever widens
-    /// access, so ignoring it keeps the stricter default. A Linux abstract
-    /// socket has no file and no mode; `bind` refuses a mode for one.
-    #[doc(alias = "chmod")]
-    pub fn mode(&mut self, mode: u32) -> &mut Self {
-        self.sys.mode = Some(mode);
-        self
-    }
-
-    /// The security descriptor of the pipes (and mailslots) the listener creates,
-    /// in SDDL, instead of the default that grants only the current user and
-    /// SYSTEM. For example `"D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;AU)"` admits
-    /// every authenticated user.
-    ///
-    /// This corresponds to `ConvertStringSecurityDescriptorToSecurityDescriptorW`;
-    /// a text it cannot parse makes `bind` fail with [`ErrorKind::InvalidOption`]
-    /// naming the text.
-    ///
-    /// # Platform-specific behavior
-    ///
-    /// Windows only. Unix ignores it (use [`mode`](Self::mode)): it only ever
-    /// widens access, so ignoring it keeps the stricter default.
-    #[doc(alias = "SDDL")]
-    pub fn security_descriptor(&mut self, sddl: &str) -> &mut Self {
-        self.sys.sddl = Some(sddl.to_owned());
-        self
-    }
-
-    /// Whether clients on other machines may connect over SMB (default false:
-    /// `PIPE_REJECT_REMOTE_CLIENTS`). They still need the descriptor's permission.
-    ///
-    /// # Platform-specific behavior
-    ///
-    /// Windows only; Unix sockets are local by nature and ignore it.
-    pub fn accept_remote_clients(&mut self, yes: bool) -> &mut Self {
-        self.sys.accept_remote = yes;
         self
     }
 
@@ -158,8 +98,8 @@ impl ListenerOptions {
     /// stays usable, so an accept loop should go on after that error.
     ///
     /// The file mode and DACL already keep other users out by default; this
-    /// check holds even where they do not (a group [`mode`](Self::mode), an
-    /// abstract socket, a wide [`security_descriptor`](Self::security_descriptor)).
+    /// check holds even where they do not (a group `mode`, an abstract socket,
+    /// a wide `security_descriptor`: see [`os`](crate::os)).
     ///
     /// # Platform-specific behavior
     ///
@@ -178,12 +118,32 @@ impl ListenerOptions {
     /// # Errors
     ///
     /// See [`Listener::bind`]; also [`ErrorKind::InvalidOption`] for a
-    /// `max_instances` of 0 or 255, a bad [`mode`](Self::mode) or
-    /// [`security_descriptor`](Self::security_descriptor), or
-    /// [`current_user_only`](Self::current_user_only) on `tcp:`.
+    /// `max_instances` of 0 or 255, a bad `mode` or `security_descriptor`,
+    /// [`current_user_only`](Self::current_user_only) on `tcp:`, and an option
+    /// a byte stream (or TCP) cannot use.
     pub fn bind(&self, addr: impl ToAddress) -> Result<Listener> {
+        let addr = addr.to_address()?;
+        self.check_for(Kind::stream(&addr), &addr)?;
+        Listener::bind_with(addr, self)
+    }
+
+    /// The settings `sys` takes, to set `opt` in them: the one way the OS
+    /// extension traits ([`os`](crate::os)) change these options.
+    pub(crate) fn os_setting(&mut self, opt: Opt) -> &mut ListenConfig {
+        self.set.add(opt);
+        &mut self.sys
+    }
+
+    /// Notes that `opt` was set (by a setter declared beside its kind).
+    pub(crate) fn mark(&mut self, opt: Opt) {
+        self.set.add(opt);
+    }
+
+    /// Refuses option values no listener can use, then the options that
+    /// `kind` at `place` cannot use.
+    pub(crate) fn check_for(&self, kind: Kind, place: &dyn std::fmt::Display) -> Result<()> {
         self.check()?;
-        Listener::bind_with(addr.to_address()?, self)
+        refuse_unused(self.set, kind, place)
     }
 
     /// The settings `sys` takes from these options.
@@ -226,6 +186,8 @@ pub struct ConnectOptions {
     pub(crate) sys: ConnectConfig,
     pub(crate) max_message_size: usize,
     pub(crate) server_user: ServerUser,
+    /// Which options were set, to refuse those a kind cannot use.
+    set: Set,
 }
 
 impl Default for ConnectOptions {
@@ -234,6 +196,7 @@ impl Default for ConnectOptions {
             sys: ConnectConfig::default(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             server_user: ServerUser::Default,
+            set: Set::default(),
         }
     }
 }
@@ -255,6 +218,7 @@ impl ConnectOptions {
     /// The longest `connect` may take, retries included. On Windows this bounds
     /// the wait for a free instance of a busy pipe.
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.set.add(Opt::Timeout);
         self.sys.timeout = Some(timeout);
         self
     }
@@ -262,13 +226,18 @@ impl ConnectOptions {
     /// Keep trying while nobody listens at the address yet (until the timeout, or
     /// for ever without one), instead of failing at once with `NotFound`.
     pub fn retry_not_found(&mut self, yes: bool) -> &mut Self {
+        // Off is the default: never refused, whatever the kind.
+        self.set.switch(Opt::RetryNotFound, yes);
         self.sys.retry_not_found = yes;
         self
     }
 
-    /// The largest message a [`MessageStream`](crate::MessageStream) connected
-    /// with these options accepts (default 64 MiB); byte streams ignore it.
+    /// The largest message a [`MessageStream`](crate::MessageStream) or a
+    /// shared-memory channel connected with these options accepts (default 64
+    /// MiB). A byte stream ([`connect`](Self::connect)) and a mailslot sender
+    /// refuse it ([`ErrorKind::InvalidOption`]).
     pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
+        self.set.add(Opt::MaxMessageSize);
         self.max_message_size = bytes;
         self
     }
@@ -336,8 +305,17 @@ impl ConnectOptions {
     ///
     /// # Errors
     ///
-    /// See [`Stream::connect`].
+    /// See [`Stream::connect`]; also [`ErrorKind::InvalidOption`] for
+    /// [`max_message_size`](Self::max_message_size), which a byte stream
+    /// cannot use.
     pub fn connect(&self, addr: impl ToAddress) -> Result<Stream> {
-        Stream::connect_with(addr.to_address()?, self)
+        let addr = addr.to_address()?;
+        self.check_for(Kind::stream(&addr), &addr)?;
+        Stream::connect_with(addr, self)
+    }
+
+    /// Refuses the options that `kind` at `place` cannot use.
+    pub(crate) fn check_for(&self, kind: Kind, place: &dyn std::fmt::Display) -> Result<()> {
+        refuse_unused(self.set, kind, place)
     }
 }

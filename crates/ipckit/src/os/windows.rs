@@ -1,0 +1,101 @@
+//! Windows-specific extensions, as `std::os::windows`: the settings only a
+//! named pipe, a mailslot or a file mapping has, and the handle of each
+//! one-handle type (`AsHandle`, `AsRawHandle`, `From<OwnedHandle>`,
+//! implemented on the types themselves).
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # #[cfg(windows)] {
+//! use ipckit::os::windows::ListenerOptionsExt;
+//!
+//! let listener = ipckit::ListenerOptions::new()
+//!     .max_instances(16)
+//!     .buffer_sizes(1 << 16, 1 << 16)
+//!     .bind("pipe:app")?;
+//! # }
+//! # Ok::<(), ipckit::Error>(())
+//! ```
+
+use crate::ListenerOptions;
+use crate::shm::CreateOptions;
+use crate::stream::applies::Opt;
+
+/// Named-pipe (and mailslot) settings of [`ListenerOptions`]. A finisher whose
+/// kind cannot use one (`tcp:`, a shared-memory channel, a mailslot for the
+/// pipe-only ones) refuses it with
+/// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption).
+pub trait ListenerOptionsExt: super::sealed::Sealed {
+    /// The most pipe instances (connected clients plus the one waiting) the
+    /// server allows, 1 to 254; unlimited by default (`nMaxInstances` of
+    /// `CreateNamedPipeW`).
+    fn max_instances(&mut self, n: u8) -> &mut Self;
+
+    /// The sizes the OS reserves for each pipe instance's input and output
+    /// buffers (`nInBufferSize`/`nOutBufferSize`; default 64 KiB each).
+    fn buffer_sizes(&mut self, input: u32, output: u32) -> &mut Self;
+
+    /// The security descriptor of the pipes (and mailslots) the listener
+    /// creates, in SDDL, instead of the default that grants only the current
+    /// user and SYSTEM. For example `"D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;AU)"`
+    /// admits every authenticated user.
+    ///
+    /// This corresponds to `ConvertStringSecurityDescriptorToSecurityDescriptorW`;
+    /// a text it cannot parse makes `bind` fail with
+    /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) naming the
+    /// text.
+    #[doc(alias = "SDDL")]
+    fn security_descriptor(&mut self, sddl: &str) -> &mut Self;
+
+    /// Whether clients on other machines may connect over SMB (default false:
+    /// `PIPE_REJECT_REMOTE_CLIENTS`). They still need the descriptor's
+    /// permission.
+    fn accept_remote_clients(&mut self, yes: bool) -> &mut Self;
+}
+
+impl ListenerOptionsExt for ListenerOptions {
+    fn max_instances(&mut self, n: u8) -> &mut Self {
+        self.os_setting(Opt::MaxInstances).max_instances = Some(n);
+        self
+    }
+
+    fn buffer_sizes(&mut self, input: u32, output: u32) -> &mut Self {
+        let sys = self.os_setting(Opt::BufferSizes);
+        sys.in_buffer = input;
+        sys.out_buffer = output;
+        self
+    }
+
+    fn security_descriptor(&mut self, sddl: &str) -> &mut Self {
+        self.os_setting(Opt::SecurityDescriptor).sddl = Some(sddl.to_owned());
+        self
+    }
+
+    fn accept_remote_clients(&mut self, yes: bool) -> &mut Self {
+        self.os_setting(Opt::AcceptRemoteClients).accept_remote = yes;
+        self
+    }
+}
+
+/// Windows settings of a shared-memory region's [`CreateOptions`].
+pub trait CreateOptionsExt: super::sealed::Sealed {
+    /// The security descriptor of the file mapping, in SDDL, instead of the
+    /// default that grants only the current user and SYSTEM, like
+    /// [`ListenerOptionsExt::security_descriptor`]. A descriptor that lets
+    /// other users write the region makes the default
+    /// [`SharedMemory::open`](crate::shm::SharedMemory::open) refuse it: they
+    /// need [`OpenOptions::allow_foreign`](crate::shm::OpenOptions::allow_foreign).
+    #[doc(alias = "SDDL")]
+    fn security_descriptor(&mut self, sddl: &str) -> &mut Self;
+}
+
+impl CreateOptionsExt for CreateOptions {
+    fn security_descriptor(&mut self, sddl: &str) -> &mut Self {
+        self.sddl = Some(sddl.to_owned());
+        self
+    }
+}
+
+// The handles of ipckit's types (`AsHandle`, `AsRawHandle`).
+#[cfg(windows)]
+mod handles;

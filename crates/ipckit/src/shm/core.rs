@@ -1,0 +1,172 @@
+//! The shared-memory channel's policy, once for both faces ([`super::channel`]
+//! and `crate::tokio::shm`): address checks, options, the owner check of a
+//! region before it is read, the retry while nobody listens, and the error
+//! context. The faces differ only in how they wait (a thread sleep or a tokio
+//! sleep between the same pauses; a futex or a registered wake-up).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::address::{Address, ToAddress};
+use crate::error::{Error, ErrorKind, Result};
+use crate::plain::{RetrySchedule, deadline, timed_out};
+use crate::security::ServerUser;
+use crate::stream::applies::Kind;
+use crate::stream::{ConnectOptions, ListenerOptions};
+use crate::sys;
+
+/// Why a shared-memory channel cannot check its peer's user: the region is
+/// owner-only, but the channel reads no identity from the OS.
+const NO_IDENTITY: &str =
+    "a shared-memory channel reads no peer identity from the OS (its region is owner-only)";
+
+fn shm_name(addr: &Address) -> Result<String> {
+    match addr {
+        Address::Shm(name) => {
+            super::check_name_fits(name, 0)?;
+            Ok(name.clone())
+        }
+        other => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("{other} is not a shared-memory channel address (shm:NAME)"),
+        )),
+    }
+}
+
+/// Creates the channel region `addr` with `opts`' ring capacity and maximum
+/// message size.
+pub(crate) fn bind(
+    opts: &ListenerOptions,
+    addr: impl ToAddress,
+) -> Result<(sys::shm_join::ShmListener, Address)> {
+    opts.check()?;
+    let addr = addr.to_address()?;
+    opts.check_for(Kind::Shm, &addr)?;
+    let name = shm_name(&addr)?;
+    crate::security::refuse_identity_rule(
+        opts.current_user_only,
+        "current_user_only",
+        &addr,
+        NO_IDENTITY,
+    )?;
+    let capacity = ring_capacity(opts)?;
+    let inner = sys::shm_join::ShmListener::bind(&name, capacity, opts.sys.max_message_size)
+        .map_err(|e| Error::io(format!("bind {addr}"), e))?;
+    Ok((inner, addr))
+}
+
+/// The ring capacity `opts` ask for, checked and rounded up to a multiple of 64.
+pub(crate) fn ring_capacity(opts: &ListenerOptions) -> Result<usize> {
+    if opts.shm_capacity < sys::shm_channel::MIN_CAPACITY {
+        return Err(Error::new(
+            ErrorKind::InvalidOption,
+            format!(
+                "a shared-memory ring needs at least {} bytes, not {}",
+                sys::shm_channel::MIN_CAPACITY,
+                opts.shm_capacity
+            ),
+        ));
+    }
+    Ok(opts.shm_capacity.next_multiple_of(64))
+}
+
+/// Joins the channel region `name` as its creator's peer, accepting messages
+/// up to `max_in`, if its owner passes `rule` (named as `addr` in errors).
+pub(crate) fn join_region(
+    name: &str,
+    addr: &Address,
+    max_in: usize,
+    rule: &ServerUser,
+) -> std::io::Result<sys::shm_channel::ShmChannel> {
+    let accept = |owner| {
+        crate::security::check_object_owner(
+            rule,
+            &addr.to_string(),
+            owner,
+            crate::security::CONNECT_OPT_OUT,
+        )
+        .map_err(Into::into)
+    };
+    sys::shm_join::connect(name, max_in, &accept)
+}
+
+/// A connect in progress: the resolved address, the rule for the region's
+/// owner, and the pauses left while nobody listens.
+pub(crate) struct Connecting {
+    pub(crate) addr: Address,
+    name: String,
+    rule: ServerUser,
+    max_in: usize,
+    retry: bool,
+    pauses: RetrySchedule,
+}
+
+/// What one attempt gave.
+pub(crate) enum Attempt {
+    Joined(Box<sys::shm_channel::ShmChannel>),
+    /// Nobody listens yet: try again after this pause.
+    Retry(Duration),
+}
+
+impl Connecting {
+    pub(crate) fn new(addr: impl ToAddress, opts: &ConnectOptions) -> Result<Connecting> {
+        let addr = crate::registry::resolve(&addr.to_address()?)?;
+        opts.check_for(Kind::Shm, &addr)?;
+        let name = shm_name(&addr)?;
+        let rule = opts.server_user.precheck(&addr, None)?;
+        Ok(Connecting {
+            addr,
+            name,
+            rule,
+            max_in: opts.max_message_size,
+            retry: opts.sys.retry_not_found,
+            pauses: RetrySchedule::until(deadline(opts.sys.timeout)),
+        })
+    }
+
+    /// Opens the region once (its owner checked before anything in it is
+    /// read).
+    pub(crate) fn attempt(&mut self) -> Result<Attempt> {
+        let joined = match join_region(&self.name, &self.addr, self.max_in, &self.rule) {
+            Err(e) if self.retry && e.kind() == std::io::ErrorKind::NotFound => {
+                match self.pauses.next() {
+                    Some(pause) => return Ok(Attempt::Retry(pause)),
+                    // As every other transport: a retry that runs out of
+                    // time is a timeout, not a NotFound.
+                    None => Err(timed_out("connect (nobody listening yet)")),
+                }
+            }
+            other => other,
+        };
+        joined.map(|ch| Attempt::Joined(Box::new(ch))).map_err(|e| {
+            let mut what = format!("connect to {}", self.addr);
+            if e.kind() == std::io::ErrorKind::NotFound {
+                what.push_str(": nobody listens there");
+            }
+            Error::io(what, e)
+        })
+    }
+}
+
+/// The error of an accept on `addr`.
+pub(crate) fn accept_error(addr: &Address, e: std::io::Error) -> Error {
+    Error::io(format!("accept on {addr}"), e)
+}
+
+/// The error of a send of `len` bytes on `addr`.
+pub(crate) fn send_error(addr: &Address, len: usize, e: std::io::Error) -> Error {
+    Error::io(format!("send {len} bytes on {addr}"), e)
+}
+
+/// The error of a receive on `addr`.
+pub(crate) fn recv_error(addr: &Address, e: std::io::Error) -> Error {
+    Error::io(format!("receive on {addr}"), e)
+}
+
+/// The `Debug` of a listener or a half, on either face: its type and
+/// address (the rest is internal).
+pub(crate) fn fmt_end(f: &mut fmt::Formatter<'_>, name: &str, addr: &Address) -> fmt::Result {
+    f.debug_struct(name)
+        .field("addr", addr)
+        .finish_non_exhaustive()
+}

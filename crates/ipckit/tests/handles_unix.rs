@@ -1,0 +1,252 @@
+//! The descriptors of ipckit's types (`ipckit::os::unix`): `AsFd`/`AsRawFd`
+//! hand out the socket itself, so poll(2) sees what the type will read, and
+//! `From<OwnedFd>` adopts a connected socket that another library made.
+#![cfg(unix)]
+
+mod util;
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use ipckit::os::unix::MessageStreamExt;
+use ipckit::{
+    Address, ErrorKind, Listener, MailslotReceiver, MailslotSender, MessageListener, MessageStream,
+    Stream,
+};
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
+use util::{unique_name, watchdog};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether `fd` is readable within `ms` milliseconds, by poll(2).
+fn readable(fd: impl AsFd, ms: i64) -> bool {
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: ms / 1000,
+        tv_nsec: (ms % 1000) * 1_000_000,
+    };
+    poll(&mut fds, Some(&timeout)).unwrap() == 1 && fds[0].revents().contains(PollFlags::IN)
+}
+
+#[test]
+fn a_stream_and_a_listener_lend_the_socket_that_poll_waits_on() {
+    watchdog(LIMIT, || {
+        for addr in [
+            format!("pipe:{}", unique_name("fd")),
+            "tcp:127.0.0.1:0".to_owned(),
+        ] {
+            let listener = Listener::bind(addr.as_str()).unwrap();
+            let addr = listener.local_addr().to_string();
+            assert!(!readable(&listener, 0), "{addr}: nobody connected yet");
+            let mut client = Stream::connect(addr.as_str()).unwrap();
+            // The listener's socket turns readable once a client waits.
+            assert!(readable(&listener, 10_000), "{addr}: a client waits");
+            let mut server = listener.accept().unwrap();
+            assert!(!readable(&client, 0), "{addr}: nothing sent yet");
+            server.write_all(b"ping").unwrap();
+            assert!(readable(&client, 10_000), "{addr}: the bytes are there");
+            let mut got = [0; 4];
+            client.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"ping");
+            // The raw descriptor is the same socket, and it is a stream one.
+            assert_eq!(client.as_raw_fd(), client.as_fd().as_raw_fd());
+            assert_eq!(sockopt::socket_type(&client).unwrap(), SocketType::STREAM);
+            assert_ne!(client.as_raw_fd(), server.as_raw_fd());
+        }
+    });
+}
+
+#[test]
+fn a_connected_unix_socket_is_adopted_with_its_peers_name() {
+    watchdog(LIMIT, || {
+        let addr = format!("pipe:{}", unique_name("adopt"));
+        let listener = Listener::bind(addr.as_str()).unwrap();
+        let path = ipckit::platform::socket_file(&addr.parse().unwrap()).unwrap();
+        // Made by std, handed over as an OwnedFd.
+        let std_client = UnixStream::connect(&path).unwrap();
+        let mut client = Stream::from(OwnedFd::from(std_client));
+        assert_eq!(client.peer_addr(), &Address::UnixPath(path.clone()));
+        let mut server = listener.accept().unwrap();
+        client.write_all(b"adopted").unwrap();
+        let mut got = [0; 7];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"adopted");
+        // ipckit's own calls work on it: the deadline, the peer's credentials.
+        client
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let err = client.read(&mut got).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        let creds = client.peer_credentials().unwrap();
+        assert_eq!(creds.pid, Some(std::process::id()));
+    });
+}
+
+#[test]
+fn a_socketpair_end_and_a_tcp_connection_are_adopted() {
+    watchdog(LIMIT, || {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut ours = Stream::from(OwnedFd::from(a));
+        assert_eq!(ours.peer_addr().to_string(), "unix:", "no name to report");
+        let mut theirs = b;
+        ours.write_all(b"pair").unwrap();
+        let mut got = [0; 4];
+        theirs.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"pair");
+
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let std_client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut client = Stream::from(OwnedFd::from(std_client));
+        assert_eq!(
+            client.peer_addr(),
+            &Address::Tcp {
+                host: "127.0.0.1".into(),
+                port
+            }
+        );
+        let (mut server, _) = tcp.accept().unwrap();
+        client.write_all(b"tcp").unwrap();
+        let mut got = [0; 3];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"tcp");
+        // A TCP stream has no local peer: the TCP path is taken, not the Unix one.
+        let err = client.peer_credentials().unwrap_err();
+        assert!(err.to_string().contains("TCP"), "{err}");
+    });
+}
+
+#[test]
+fn mailslot_ends_lend_their_datagram_sockets() {
+    watchdog(LIMIT, || {
+        let addr = format!("mailslot:{}", unique_name("fd-ms"));
+        let inbox = MailslotReceiver::bind(addr.as_str()).unwrap();
+        let sender = MailslotSender::connect(addr.as_str()).unwrap();
+        assert_eq!(sockopt::socket_type(&inbox).unwrap(), SocketType::DGRAM);
+        assert_eq!(sockopt::socket_type(&sender).unwrap(), SocketType::DGRAM);
+        assert!(!readable(&inbox, 0), "nothing sent yet");
+        sender.send(b"hello").unwrap();
+        assert!(readable(&inbox, 10_000), "the datagram is queued");
+        assert_eq!(inbox.recv().unwrap(), b"hello");
+        assert!(!readable(&inbox, 0), "taken");
+        assert_ne!(inbox.as_raw_fd(), sender.as_raw_fd());
+    });
+}
+
+/// The socket type of this OS's message channels.
+fn message_socket() -> SocketType {
+    if cfg!(target_os = "macos") {
+        SocketType::STREAM
+    } else {
+        SocketType::SEQPACKET
+    }
+}
+
+#[test]
+fn a_message_listener_lends_its_socket_and_a_message_stream_says_whether_it_has_one() {
+    watchdog(LIMIT, || {
+        for addr in [
+            format!("pipe:{}", unique_name("fd-msg")),
+            "tcp:127.0.0.1:0".to_owned(),
+            format!("shm:{}", unique_name("fd-shm")),
+        ] {
+            let listener = MessageListener::bind(addr.as_str()).unwrap();
+            let addr = listener.local_addr().to_string();
+            assert!(!readable(&listener, 0), "{addr}: nobody connected yet");
+            // A shm: client waits for its region during connect: connect on a thread.
+            let connecting = {
+                let addr = addr.clone();
+                std::thread::spawn(move || MessageStream::connect(addr.as_str()).unwrap())
+            };
+            // The listening socket (for shm:, the rendezvous) turns readable.
+            assert!(readable(&listener, 10_000), "{addr}: a client waits");
+            let server = listener.accept().unwrap();
+            let client = connecting.join().unwrap();
+            assert_eq!(listener.as_raw_fd(), listener.as_fd().as_raw_fd());
+            let Some(fd) = client.try_as_fd() else {
+                assert!(addr.starts_with("shm:"), "{addr}: a socket channel has one");
+                assert!(server.try_as_fd().is_none(), "{addr}: nor the server's end");
+                continue;
+            };
+            assert!(
+                !addr.starts_with("shm:"),
+                "{addr}: a region has no descriptor"
+            );
+            let kind = sockopt::socket_type(fd).unwrap();
+            if addr.starts_with("tcp:") {
+                assert_eq!(kind, SocketType::STREAM, "{addr}");
+            } else {
+                assert_eq!(kind, message_socket(), "{addr}");
+            }
+            // The server's end: the client's may hold ipckit's greeting already.
+            let fd = server.try_as_fd().unwrap();
+            assert!(!readable(fd, 0), "{addr}: nothing sent yet");
+            client.send(b"ping").unwrap();
+            assert!(readable(fd, 10_000), "{addr}: the message is there");
+            assert_eq!(server.recv().unwrap().as_deref(), Some(&b"ping"[..]));
+        }
+    });
+}
+
+#[test]
+fn a_connected_message_socket_is_adopted_as_a_foreign_peer() {
+    watchdog(LIMIT, || {
+        let addr = format!("pipe:{}", unique_name("adopt-msg"));
+        let listener = MessageListener::bind(addr.as_str()).unwrap();
+        let path = ipckit::platform::socket_file(&addr.parse().unwrap()).unwrap();
+        // A message socket made outside ipckit, handed over as an OwnedFd.
+        let sock = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            message_socket(),
+            SocketFlags::empty(), // CLOEXEC is not a socket() flag on macOS; a test needs none
+            None,
+        )
+        .unwrap();
+        rustix::net::connect(&sock, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+        let client = MessageStream::from(sock);
+        assert_eq!(client.peer_addr(), &Address::UnixPath(path.clone()));
+        let server = listener.accept().unwrap();
+        client.send(b"adopted").unwrap();
+        assert_eq!(server.recv().unwrap().as_deref(), Some(&b"adopted"[..]));
+        server.send(b"back").unwrap();
+        assert_eq!(client.recv().unwrap().as_deref(), Some(&b"back"[..]));
+        let creds = client.peer_credentials().unwrap();
+        assert_eq!(creds.pid, Some(std::process::id()));
+        if cfg!(target_os = "linux") {
+            // Taken for foreign: a message too large for one record is refused,
+            // never sent as an ipckit-private memfd record.
+            let err = client.send(&vec![7; 16 << 20]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::FrameTooLarge, "{err}");
+        }
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert_eq!(
+            MessageStream::from(OwnedFd::from(a))
+                .peer_addr()
+                .to_string(),
+            "unix:",
+            "no name to report"
+        );
+    });
+}
+
+#[test]
+fn a_tokio_message_listener_lends_its_socket() {
+    watchdog(LIMIT, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = format!("pipe:{}", unique_name("fd-tmsg"));
+        let listener = rt.block_on(async { ipckit::tokio::MessageListener::bind(addr.as_str()) });
+        let listener = listener.unwrap();
+        assert!(!readable(&listener, 0), "nobody connected yet");
+        // A blocking client on the other side.
+        let _client = MessageStream::connect(addr.as_str()).unwrap();
+        assert!(readable(&listener, 10_000), "a client waits");
+        assert_eq!(listener.as_raw_fd(), listener.as_fd().as_raw_fd());
+        rt.block_on(listener.accept()).unwrap();
+    });
+}
