@@ -272,6 +272,11 @@ wine_cargo_test() {
 # so no test program starts while an idle server is shutting down (a program
 # caught in that window dies with "wine client error: ... recvmsg: Connection
 # reset by peer" and no result line). `cleanup` stops it.
+# A server that an earlier phase started (wineboot, node.exe --version) may
+# still be lingering, and `wineserver -p` fails (status 2) while one runs: stop
+# it and wait for it to be gone first (the lock above makes it ours).
+wineserver -k 2>/dev/null || true
+wineserver -w
 wineserver -p
 # run_logged FILE COMMAND...: runs COMMAND with its output in FILE, shown as it
 # comes; returns its status. Not `| tee`: the Wine services a test starts

@@ -456,7 +456,7 @@ async fn attempt<F: Future>(n: u64, op: F) -> Option<F::Output> {
 #[test]
 fn dropped_sends_and_receives_lose_nothing() {
     const COUNT: u64 = 5000;
-    run(120, || async {
+    run(40, || async {
         let addr = shm("tcancel");
         let mut l = listener(&addr, 4096);
         let client = ShmChannel::connect(addr.as_str()).await.unwrap();

@@ -8,7 +8,8 @@
 //! `Notify`. The event is a latch: a `SetEvent` between the task's
 //! announcement and the registration leaves it signalled, and the
 //! registration fires at once, so no wake-up is lost. The peer's exit is a
-//! second registration, on its process handle.
+//! second registration, on its process handle. Like a blocking waiter, an
+//! async one sleeps at most `PEER_CHECK` before it looks again.
 #![allow(unsafe_code)]
 
 use std::any::Any;
@@ -26,6 +27,7 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::shm::{Peer, Wakers};
+use crate::sys::shm_channel::PEER_CHECK;
 
 /// What keeps a watched object open while the thread pool waits for it: the
 /// channel (or the listener's region and events) that holds its handle.
@@ -127,7 +129,12 @@ impl Sleeper {
             Some(process) => Some(register(process, &self.notify, keep)?),
             None => None,
         };
-        woken.await;
+        // At most one peer-check slice, as a blocking waiter sleeps in
+        // `WaitForSingleObject`: the caller rechecks the word and the peer, so a
+        // registration whose wait never fires costs a slice instead of the task
+        // (under Wine in CI, once, a tokio shm test with thousands of cancelled
+        // waits hung until its watchdog; 45 runs here did not repeat it).
+        let _ = tokio::time::timeout(PEER_CHECK, woken).await;
         Ok(())
     }
 }
