@@ -151,8 +151,8 @@ use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, Result, breaks_channel};
 use crate::limits::Deadlines;
 use crate::limits::{AcceptBackoff, accept_through, check_max_message_size};
-use crate::security::{self, PeerCredentials};
-use crate::stream::core::{self, Either};
+use crate::security::PeerCredentials;
+use crate::stream::core::{self, Either, Serving};
 use crate::stream::{ConnectOptions, Listener, ListenerOptions, Stream};
 use crate::sys;
 
@@ -204,15 +204,13 @@ pub(crate) enum ListenerKind {
 pub struct MessageListener {
     /// Read by the OS handle impls of [`os`](crate::os) too.
     pub(crate) inner: ListenerKind,
-    addr: Address,
+    serving: Serving,
     max: usize,
-    current_user_only: bool,
 }
 
 impl fmt::Debug for MessageListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MessageListener")
-            .field("addr", &self.addr)
+        (self.serving.debug(f, "MessageListener"))
             .field("max_message_size", &self.max)
             .finish_non_exhaustive()
     }
@@ -239,13 +237,14 @@ impl MessageListener {
                 capacity,
             },
             (Either::Local(l), None) => ListenerKind::Local(l),
-            (Either::Tcp(l), _) => ListenerKind::Framed(Listener::from_tcp(l, bound.addr.clone())),
+            (Either::Tcp(l), _) => {
+                ListenerKind::Framed(Listener::from_tcp(l, bound.serving.addr().clone()))
+            }
         };
         Ok(MessageListener {
             inner,
-            addr: bound.addr,
+            serving: bound.serving,
             max: opts.sys.max_message_size,
-            current_user_only: bound.current_user_only,
         })
     }
 
@@ -258,10 +257,8 @@ impl MessageListener {
     /// for a client of another user, as [`Listener::accept`].
     pub fn accept(&self) -> Result<MessageStream> {
         let local = |l: &sys::MsgListener| {
-            let s = l
-                .accept()
-                .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
-            security::verify_client(self.current_user_only, &self.addr, || s.peer_credentials())?;
+            let s = self.serving.accepted(l.accept())?;
+            self.serving.verify(|| s.peer_credentials())?;
             Ok::<_, Error>(s)
         };
         let conn = match &self.inner {
@@ -273,16 +270,21 @@ impl MessageListener {
                 capacity,
             } => {
                 let s = local(rendezvous)?;
-                let channel = shm::offer_channel(&s, name, *capacity, self.max).map_err(|e| {
-                    Error::io(format!("hand a channel to a client of {}", self.addr), e)
-                })?;
+                let channel = self.serving.context(
+                    "hand a channel to a client of",
+                    shm::offer_channel(&s, name, *capacity, self.max),
+                )?;
                 Conn::Shm(Box::new(ShmConn {
                     channel,
                     peer: s.peer_credentials().ok(),
                 }))
             }
         };
-        Ok(MessageStream::new(conn, self.addr.clone(), self.max))
+        Ok(MessageStream::new(
+            conn,
+            self.serving.addr().clone(),
+            self.max,
+        ))
     }
 
     /// An endless iterator over incoming message channels that rides out
@@ -298,7 +300,7 @@ impl MessageListener {
     /// The address this listener serves; for `tcp:` with port 0, the port the OS
     /// chose.
     pub fn local_addr(&self) -> &Address {
-        &self.addr
+        self.serving.addr()
     }
 }
 

@@ -10,6 +10,7 @@
 //!   without a connection) and after (its credentials), name the address in
 //!   the error; the TCP retry rule and its give-up error;
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
@@ -35,12 +36,63 @@ pub(crate) trait TcpBind: Sized {
     fn bound_addr(&self) -> io::Result<SocketAddr>;
 }
 
-/// What a bind produced: the endpoint, the address it serves, and whether
-/// `accept` must refuse clients of other users.
+/// What a bind produced: the endpoint and what the listener serves.
 pub(crate) struct Bound<L, T> {
     pub(crate) inner: Either<L, T>,
-    pub(crate) addr: Address,
-    pub(crate) current_user_only: bool,
+    pub(crate) serving: Serving,
+}
+
+/// What a listener of any face (blocking or tokio, stream or message) keeps
+/// beside its endpoint, and the policy of its `accept`, written once: the
+/// address it serves, whether a local client of another user is refused, and
+/// the error context that names the address.
+#[derive(Clone)]
+pub(crate) struct Serving {
+    addr: Address,
+    current_user_only: bool,
+}
+
+impl Serving {
+    pub(crate) fn new(addr: Address, current_user_only: bool) -> Serving {
+        Serving {
+            addr,
+            current_user_only,
+        }
+    }
+
+    /// The address served; for `tcp:` with port 0, the port the OS chose.
+    pub(crate) fn addr(&self) -> &Address {
+        &self.addr
+    }
+
+    /// What an accept returned, its error naming the address.
+    pub(crate) fn accepted<S>(&self, r: io::Result<S>) -> Result<S> {
+        self.context("accept on", r)
+    }
+
+    /// `r`, its error saying `what` and the address (e.g. "hand a channel to
+    /// a client of").
+    pub(crate) fn context<S>(&self, what: &str, r: io::Result<S>) -> Result<S> {
+        r.map_err(|e| Error::io(format!("{what} {}", self.addr), e))
+    }
+
+    /// Refuses a local client of another user when the listener was bound
+    /// with `current_user_only` (`found` reads the client's credentials).
+    pub(crate) fn verify(&self, found: impl FnOnce() -> io::Result<PeerCredentials>) -> Result<()> {
+        security::verify_client(self.current_user_only, &self.addr, found)
+    }
+
+    /// The `Debug` output of a listener called `name`: its address, and
+    /// `extra` fields the caller adds before finishing.
+    pub(crate) fn debug<'a, 'b>(
+        &self,
+        f: &'a mut fmt::Formatter<'b>,
+        name: &str,
+    ) -> fmt::DebugStruct<'a, 'b> {
+        let mut d = f.debug_struct(name);
+        d.field("addr", &self.addr);
+        d
+    }
 }
 
 /// Where `addr` lives on this OS, as a stream (or message channel) endpoint.
@@ -88,8 +140,7 @@ pub(crate) fn bind_at<L, T: TcpBind>(
     };
     Ok(Bound {
         inner,
-        addr,
-        current_user_only: opts.current_user_only,
+        serving: Serving::new(addr, opts.current_user_only),
     })
 }
 

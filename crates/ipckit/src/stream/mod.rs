@@ -13,7 +13,7 @@ use std::time::Instant;
 pub use crate::limits::{AcceptBackoff, ConnectionLimit, ConnectionSlot};
 pub use options::{ConnectOptions, ListenerOptions};
 
-use self::core::{Either, TcpBind};
+use self::core::{Either, Serving, TcpBind};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Deadlines;
@@ -85,15 +85,12 @@ impl TcpBind for TcpListener {
 pub struct Listener {
     /// Read by the OS handle impls of [`os`](crate::os) too.
     pub(crate) inner: ListenerKind,
-    addr: Address,
-    current_user_only: bool,
+    serving: Serving,
 }
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        self.serving.debug(f, "Listener").finish_non_exhaustive()
     }
 }
 
@@ -116,8 +113,7 @@ impl Listener {
         let bound = core::bind::<_, TcpListener>(addr, opts, sys::Listener::bind)?;
         Ok(Listener {
             inner: bound.inner,
-            addr: bound.addr,
-            current_user_only: bound.current_user_only,
+            serving: bound.serving,
         })
     }
 
@@ -126,8 +122,7 @@ impl Listener {
     pub(crate) fn from_tcp(l: TcpListener, addr: Address) -> Listener {
         Listener {
             inner: Either::Tcp(l),
-            addr,
-            current_user_only: false,
+            serving: Serving::new(addr, false),
         }
     }
 
@@ -140,15 +135,14 @@ impl Listener {
     /// for a client of another user (its connection is closed, the listener
     /// stays usable).
     pub fn accept(&self) -> Result<Stream> {
-        let kind = match &self.inner {
+        let kind = self.serving.accepted(match &self.inner {
             ListenerKind::Local(l) => l.accept().map(StreamKind::Local),
             ListenerKind::Tcp(l) => l.accept().map(|(s, _)| StreamKind::Tcp(s)),
-        }
-        .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
+        })?;
         if let StreamKind::Local(s) = &kind {
-            security::verify_client(self.current_user_only, &self.addr, || s.peer_credentials())?;
+            self.serving.verify(|| s.peer_credentials())?;
         }
-        Ok(Stream::new(kind, self.addr.clone()))
+        Ok(Stream::new(kind, self.serving.addr().clone()))
     }
 
     /// Who the operating system lets open this listener's endpoint, as text, read
@@ -174,14 +168,14 @@ impl Listener {
     #[doc(alias = "GetSecurityInfo")]
     pub fn access_control(&self) -> Result<String> {
         match &self.inner {
-            ListenerKind::Local(l) => l
-                .describe_access()
-                .map_err(|e| Error::io(format!("read the access control of {}", self.addr), e)),
+            ListenerKind::Local(l) => self
+                .serving
+                .context("read the access control of", l.describe_access()),
             ListenerKind::Tcp(_) => Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
                     "{} is a TCP listener: the OS keeps no access control for it",
-                    self.addr
+                    self.serving.addr()
                 ),
             )),
         }
@@ -206,7 +200,7 @@ impl Listener {
     /// The address this listener serves; for `tcp:` with port 0, the port the OS
     /// chose.
     pub fn local_addr(&self) -> &Address {
-        &self.addr
+        self.serving.addr()
     }
 }
 

@@ -23,7 +23,7 @@ use crate::message::shm;
 use crate::plain::timed_out;
 use crate::security::{self, PeerCredentials};
 use crate::stream::applies::Kind;
-use crate::stream::core::{self, Either};
+use crate::stream::core::{self, Either, Serving};
 use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
@@ -55,15 +55,13 @@ pub struct MessageListener {
     /// For `shm:NAME`: the name and the ring capacity of the channels it
     /// hands out.
     shm: Option<(String, usize)>,
-    addr: Address,
+    serving: Serving,
     max: usize,
-    current_user_only: bool,
 }
 
 impl fmt::Debug for MessageListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MessageListener")
-            .field("addr", &self.addr)
+        (self.serving.debug(f, "MessageListener"))
             .field("max_message_size", &self.max)
             .finish_non_exhaustive()
     }
@@ -88,9 +86,8 @@ impl MessageListener {
         Ok(MessageListener {
             inner: bound.inner,
             shm,
-            addr: bound.addr,
+            serving: bound.serving,
             max: opts.sys.max_message_size,
-            current_user_only: bound.current_user_only,
         })
     }
 
@@ -107,36 +104,34 @@ impl MessageListener {
     ///
     /// The OS error, with the address in the message.
     pub async fn accept(&self) -> Result<MessageStream> {
-        let accepted = match &self.inner {
+        let accepted = self.serving.accepted(match &self.inner {
             ListenerKind::Local(l) => l.accept().await.map(Either::Local),
             ListenerKind::Tcp(l) => l.accept().await.map(|(s, _)| Either::Tcp(s)),
-        }
-        .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
+        })?;
         let conn = match (accepted, &self.shm) {
             (Either::Local(s), shm) => {
-                security::verify_client(self.current_user_only, &self.addr, || {
-                    s.peer_credentials()
-                })?;
+                self.serving.verify(|| s.peer_credentials())?;
                 match shm {
                     None => Conn::Local(s),
-                    Some((name, capacity)) => Conn::Shm(Box::new(
-                        offer_channel(&s, name, *capacity, self.max)
-                            .await
-                            .map_err(|e| {
-                                Error::io(format!("hand a channel to a client of {}", self.addr), e)
-                            })?,
-                    )),
+                    Some((name, capacity)) => Conn::Shm(Box::new(self.serving.context(
+                        "hand a channel to a client of",
+                        offer_channel(&s, name, *capacity, self.max).await,
+                    )?)),
                 }
             }
             (Either::Tcp(s), _) => Conn::framed(s),
         };
-        Ok(MessageStream::new(conn, self.addr.clone(), self.max))
+        Ok(MessageStream::new(
+            conn,
+            self.serving.addr().clone(),
+            self.max,
+        ))
     }
 
     /// The address this listener serves; for `tcp:` with port 0, the port the OS
     /// chose.
     pub fn local_addr(&self) -> &Address {
-        &self.addr
+        self.serving.addr()
     }
 }
 

@@ -88,7 +88,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::plain::{ConnectConfig, RetrySchedule, deadline};
 use crate::security::{self, PeerCredentials, ServerUser};
 use crate::stream::applies::Kind;
-use crate::stream::core::{self, Either, TcpBind};
+use crate::stream::core::{self, Either, Serving, TcpBind};
 use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
@@ -157,15 +157,12 @@ type ListenerKind = Either<sys::tokio::Listener, TcpListener>;
 pub struct Listener {
     /// Read by the OS handle impls of [`os`](crate::os) too.
     pub(crate) inner: ListenerKind,
-    addr: Address,
-    current_user_only: bool,
+    serving: Serving,
 }
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        self.serving.debug(f, "Listener").finish_non_exhaustive()
     }
 }
 
@@ -206,8 +203,7 @@ impl Listener {
         let bound = core::bind::<_, TcpListener>(addr, opts, sys::tokio::Listener::bind)?;
         Ok(Listener {
             inner: bound.inner,
-            addr: bound.addr,
-            current_user_only: bound.current_user_only,
+            serving: bound.serving,
         })
     }
 
@@ -228,23 +224,20 @@ impl Listener {
     /// for a client of another user, as [`crate::Listener::accept`].
     #[doc(alias = "ConnectNamedPipe")]
     pub async fn accept(&self) -> Result<Stream> {
-        let io = match &self.inner {
+        let io = self.serving.accepted(match &self.inner {
             ListenerKind::Local(l) => l.accept().await.map(StreamIo::Local),
             ListenerKind::Tcp(l) => l.accept().await.map(|(s, _)| StreamIo::Tcp(s)),
-        }
-        .map_err(|e| Error::io(format!("accept on {}", self.addr), e))?;
+        })?;
         if let StreamIo::Local(s) = &io {
-            security::verify_client(self.current_user_only, &self.addr, || {
-                sys::tokio::peer_credentials(s)
-            })?;
+            self.serving.verify(|| sys::tokio::peer_credentials(s))?;
         }
-        Ok(Stream::new(io, self.addr.clone()))
+        Ok(Stream::new(io, self.serving.addr().clone()))
     }
 
     /// The address this listener serves; for `tcp:` with port 0, the port the OS
     /// chose.
     pub fn local_addr(&self) -> &Address {
-        &self.addr
+        self.serving.addr()
     }
 }
 
