@@ -250,3 +250,26 @@ fn a_tokio_message_listener_lends_its_socket() {
         rt.block_on(listener.accept()).unwrap();
     });
 }
+
+#[test]
+fn a_tokio_mailslot_receiver_lends_its_datagram_socket() {
+    watchdog(LIMIT, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = format!("mailslot:{}", unique_name("fd-tms"));
+        let inbox = rt.block_on(async { ipckit::tokio::MailslotReceiver::bind(addr.as_str()) });
+        let inbox = inbox.unwrap();
+        assert_eq!(sockopt::socket_type(&inbox).unwrap(), SocketType::DGRAM);
+        assert!(!readable(&inbox, 0), "nothing sent yet");
+        MailslotSender::connect(addr.as_str())
+            .unwrap()
+            .send(b"hello")
+            .unwrap();
+        assert!(readable(&inbox, 10_000), "the datagram is queued");
+        assert_eq!(rt.block_on(inbox.recv()).unwrap(), b"hello");
+        assert!(!readable(&inbox, 0), "taken");
+        assert_eq!(inbox.as_raw_fd(), inbox.as_fd().as_raw_fd());
+    });
+}

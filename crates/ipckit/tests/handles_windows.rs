@@ -27,3 +27,24 @@ fn a_mailslot_receiver_lends_the_mailslot_handle() {
         MailslotReceiver::bind(addr.as_str()).expect("free once the last handle closed");
     });
 }
+
+#[test]
+fn a_tokio_mailslot_receiver_lends_the_mailslot_handle() {
+    watchdog(Duration::from_secs(60), || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = format!("mailslot:{}", unique_name("h-tms"));
+        let inbox = rt.block_on(async { ipckit::tokio::MailslotReceiver::bind(addr.as_str()) });
+        let inbox = inbox.unwrap();
+        assert_eq!(inbox.as_raw_handle(), inbox.as_handle().as_raw_handle());
+        let dup = inbox.as_handle().try_clone_to_owned().unwrap();
+        drop(inbox);
+        // The duplicate is the mailslot: its name is still taken.
+        let err = MailslotReceiver::bind(addr.as_str()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err:#}");
+        drop(dup);
+        MailslotReceiver::bind(addr.as_str()).expect("free once the last handle closed");
+    });
+}

@@ -30,7 +30,8 @@ use crate::sys;
 /// [`recv`](MailslotReceiver::recv) is cancel safe: a dropped `recv` (a lost
 /// `select!` branch, an expired `tokio::time::timeout`) loses no message.
 pub struct MailslotReceiver {
-    inner: sys::tokio::MailslotReceiver,
+    /// Read by the OS handle impls of [`os`](crate::os) too.
+    pub(crate) inner: sys::tokio::MailslotReceiver,
     addr: Address,
     max: usize,
 }

@@ -48,6 +48,8 @@ raw_fd! {
     crate::tokio::Listener;
     #[cfg(feature = "tokio")]
     crate::tokio::MessageListener;
+    #[cfg(feature = "tokio")]
+    crate::tokio::MailslotReceiver;
 }
 
 /// The socket of the connection: a Unix socket or a TCP one.
@@ -172,6 +174,14 @@ impl AsFd for crate::tokio::Listener {
 /// The listening socket (the message socket, or tokio's `TcpListener`).
 #[cfg(feature = "tokio")]
 impl AsFd for crate::tokio::MessageListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+/// The datagram socket the messages arrive on, watched by tokio's reactor.
+#[cfg(feature = "tokio")]
+impl AsFd for crate::tokio::MailslotReceiver {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.as_fd()
     }

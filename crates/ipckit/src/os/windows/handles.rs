@@ -1,6 +1,6 @@
 //! `AsHandle`/`AsRawHandle` on each type that is one handle on Windows.
 //!
-//! Only the mailslot receiver is: a pipe [`Listener`](crate::Listener) is a
+//! Only the mailslot receiver is (blocking and tokio): a pipe [`Listener`](crate::Listener) is a
 //! series of pipe instances (one waits while others are connected), and a
 //! [`Stream`](crate::Stream) is a pipe handle or, for `tcp:`, a socket, which
 //! is no `HANDLE` to std (`AsSocket`), so neither can promise one handle.
@@ -22,6 +22,22 @@ impl AsHandle for MailslotReceiver {
 }
 
 impl AsRawHandle for MailslotReceiver {
+    fn as_raw_handle(&self) -> RawHandle {
+        self.as_handle().as_raw_handle()
+    }
+}
+
+/// The mailslot handle the messages arrive on (a waiting `recv` reads it on
+/// tokio's blocking pool).
+#[cfg(feature = "tokio")]
+impl AsHandle for crate::tokio::MailslotReceiver {
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        self.inner.as_handle()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl AsRawHandle for crate::tokio::MailslotReceiver {
     fn as_raw_handle(&self) -> RawHandle {
         self.as_handle().as_raw_handle()
     }

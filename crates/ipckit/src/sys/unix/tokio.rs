@@ -280,6 +280,12 @@ impl std::os::fd::AsFd for MsgStream {
     }
 }
 
+impl std::os::fd::AsFd for MailslotReceiver {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
+    }
+}
+
 /// Connects a message channel. A Unix connect does not wait for the server to
 /// accept, so it runs on the blocking pool (where retries and the timeout work
 /// as in the blocking layer); dropping the future closes what it connected.

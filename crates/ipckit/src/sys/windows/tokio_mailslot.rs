@@ -27,6 +27,14 @@ pub(crate) struct MailslotReceiver {
     receiving: Mutex<Option<JoinHandle<Received<()>>>>,
 }
 
+/// The mailslot handle (`CreateMailslotW`), shared with the `recv` in
+/// flight on the blocking pool.
+impl std::os::windows::io::AsHandle for MailslotReceiver {
+    fn as_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        self.inner.as_handle()
+    }
+}
+
 impl MailslotReceiver {
     /// Never fails; a `Result` as on Unix, where registering with the reactor
     /// can.
