@@ -43,7 +43,13 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             None,
             kill_client,
         );
-        let kinds = [Pipe, Message, Tcp, Mailslot];
+        // Not tcp: Wine 8 can leave the socket of a killed tokio server open
+        // in wineserver. Seen with `ss` after 11 of about 90 kills (mid-transfer or
+        // with the server's read pending): the connection stays ESTABLISHED,
+        // held by `wineserver64` alone, so no client of any kind hears of the
+        // kill. Windows closes a terminated process's sockets; Linux runs
+        // kill-server/tcp, and kill-client and half-close run tcp here.
+        let kinds = [Pipe, Message, Mailslot];
         per_kind(&mut v, "kill-server", &kinds, None, kill_server);
         per_kind(&mut v, "restart", &[Pipe, Mailslot], None, restart);
         per_kind(&mut v, "half-close", &[Tcp], None, half_close);
@@ -188,6 +194,14 @@ fn kill_server(ctx: &Ctx, kind: Kind) -> Outcome {
     let (mut server, addr) = start_server(ctx, kind, &fresh_addr(ctx, kind))?;
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let a = addr.clone();
+    // What the byte-stream client has seen so far, for a report on a hang.
+    let state = Arc::new(std::sync::Mutex::new(String::from("connecting")));
+    let seen = Arc::clone(&state);
+    let note = move |what: String| *seen.lock().unwrap_or_else(|p| p.into_inner()) = what;
+    let wrote = Arc::new(std::sync::Mutex::new(String::from(
+        "the writer has not ended",
+    )));
+    let writer_state = Arc::clone(&wrote);
     let client = util::spawn(move || -> Result<String, String> {
         match kind {
             Kind::Shm => {
@@ -229,7 +243,10 @@ fn kill_server(ctx: &Ctx, kind: Kind) -> Outcome {
                 let w = s.try_clone().map_err(|e| e.to_string())?;
                 let writer = util::spawn(move || {
                     let chunk = pattern(1, 64 << 10);
-                    (0..4096).find_map(|_| (&w).write_all(&chunk).err())
+                    let end = (0..4096).find_map(|_| (&w).write_all(&chunk).err());
+                    *writer_state.lock().unwrap_or_else(|p| p.into_inner()) =
+                        format!("the writer ended: {end:?}");
+                    end
                 });
                 let mut buf = vec![0; 64 << 10];
                 let mut n = 0;
@@ -237,6 +254,7 @@ fn kill_server(ctx: &Ctx, kind: Kind) -> Outcome {
                     n += s.read(&mut buf).map_err(|e| e.to_string())?;
                 }
                 let _ = tx.send(());
+                note(format!("reading after {n} bytes"));
                 let end = loop {
                     match s.read(&mut buf) {
                         Ok(0) => break format!("read: the end after {n} bytes"),
@@ -244,6 +262,7 @@ fn kill_server(ctx: &Ctx, kind: Kind) -> Outcome {
                         Err(e) => break format!("read: {e}"),
                     }
                 };
+                note(format!("{end}; the writer has not ended"));
                 let w = writer.join().map_err(|_| "writer panicked")?;
                 Ok(format!(
                     "{end}; write: {}",
@@ -259,7 +278,11 @@ fn kill_server(ctx: &Ctx, kind: Kind) -> Outcome {
     let got = util::bounded(Duration::from_secs(10), move || client.join());
     remove_stale(ctx, kind, &addr);
     match got {
-        None => Err("the client of a killed server hung (no error within 10 s)".into()),
+        None => Err(format!(
+            "the client of a killed server hung (no error within 10 s; {}; {})",
+            state.lock().unwrap_or_else(|p| p.into_inner()),
+            wrote.lock().unwrap_or_else(|p| p.into_inner())
+        )),
         Some(Err(_)) => Err("the client panicked".into()),
         Some(Ok(Err(e))) => Err(e),
         Some(Ok(Ok(how))) => Ok(format!("client ended: {how}")),
