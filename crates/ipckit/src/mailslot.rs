@@ -144,18 +144,65 @@ fn bytes(n: usize) -> String {
 /// ```
 pub struct MailslotReceiver {
     pub(crate) inner: sys::MailslotReceiver,
-    addr: Address,
-    max: usize,
+    inbox: Inbox,
 }
 
 impl fmt::Debug for MailslotReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MailslotReceiver")
+        self.inbox.debug(f, "MailslotReceiver")
+    }
+}
+
+/// What both faces of a receiver keep beside their OS object, and the policy
+/// they share: the address served (`mailslot:NAME`, or a group's name), the
+/// largest message taken, the context of a failed receive.
+pub(crate) struct Inbox {
+    pub(crate) addr: Address,
+    pub(crate) max: usize,
+}
+
+impl Inbox {
+    pub(crate) fn debug(&self, f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
+        f.debug_struct(name)
             .field("addr", &self.addr)
             .field("max_message_size", &self.max)
             .finish_non_exhaustive()
     }
+
+    /// A failed receive, naming the address.
+    pub(crate) fn recv_error(&self, e: std::io::Error) -> Error {
+        Error::io(format!("receive on {}", self.addr), e)
+    }
 }
+
+/// `pending`, `local_addr` and `max_message_size` of a receiver face that
+/// keeps an [`Inbox`] in `self.inbox` and its OS object in `self.inner`.
+macro_rules! inbox_accessors {
+    () => {
+        /// What is queued: the next message's size and, where the OS counts
+        /// them, how many messages wait (`GetMailslotInfo`'s contract).
+        ///
+        /// # Errors
+        ///
+        /// The OS error.
+        pub fn pending(&self) -> $crate::Result<$crate::mailslot::Pending> {
+            $crate::mailslot::Pending::of(self.inner.pending(), &self.inbox.addr)
+        }
+
+        /// The address this receiver serves (`mailslot:NAME`, or for a group
+        /// member the group's name as `mailslot:GROUP`).
+        pub fn local_addr(&self) -> &$crate::Address {
+            &self.inbox.addr
+        }
+
+        /// The largest message this receiver accepts.
+        pub fn max_message_size(&self) -> usize {
+            self.inbox.max
+        }
+    };
+}
+#[cfg(feature = "tokio")]
+pub(crate) use inbox_accessors;
 
 impl MailslotReceiver {
     /// Creates the receiver of `addr` (`mailslot:NAME`; on Unix also
@@ -231,34 +278,15 @@ impl MailslotReceiver {
         buf.clear();
         self.inner.recv(buf, timeout).map_err(|e| {
             buf.clear();
-            Error::io(format!("receive on {}", self.addr), e)
+            self.inbox.recv_error(e)
         })
     }
 
-    /// What is queued: the next message's size and, where the OS counts them,
-    /// how many messages wait (`GetMailslotInfo`'s contract).
-    ///
-    /// # Errors
-    ///
-    /// The OS error.
-    pub fn pending(&self) -> Result<Pending> {
-        Pending::of(self.inner.pending(), &self.addr)
-    }
-
-    /// The address this receiver serves (`mailslot:NAME`, or for a group member
-    /// the group's name as `mailslot:GROUP`).
-    pub fn local_addr(&self) -> &Address {
-        &self.addr
-    }
-
-    /// The largest message this receiver accepts.
-    pub fn max_message_size(&self) -> usize {
-        self.max
-    }
+    inbox_accessors!();
 
     #[cfg(feature = "tokio")]
-    pub(crate) fn into_parts(self) -> (sys::MailslotReceiver, Address, usize) {
-        (self.inner, self.addr, self.max)
+    pub(crate) fn into_parts(self) -> (sys::MailslotReceiver, Inbox) {
+        (self.inner, self.inbox)
     }
 }
 
@@ -382,7 +410,10 @@ pub(crate) fn bind_with(opts: &ListenerOptions, addr: impl ToAddress) -> Result<
     let max = opts.sys.max_message_size;
     let inner =
         sys::MailslotReceiver::bind(&ep, opts.config()).map_err(|e| Error::bind(&addr, &ep, e))?;
-    Ok(MailslotReceiver { inner, addr, max })
+    Ok(MailslotReceiver {
+        inner,
+        inbox: Inbox { addr, max },
+    })
 }
 
 /// [`ListenerOptions::join_mailslot_group`]: a receiver in broadcast group `group`.
@@ -400,7 +431,9 @@ pub(crate) fn join_with(opts: &ListenerOptions, group: &str) -> Result<MailslotR
         .map_err(|e| Error::io(format!("join broadcast group {name}"), e))?;
     Ok(MailslotReceiver {
         inner,
-        addr: Address::Mailslot(name),
-        max,
+        inbox: Inbox {
+            addr: Address::Mailslot(name),
+            max,
+        },
     })
 }

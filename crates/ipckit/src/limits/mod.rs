@@ -139,3 +139,33 @@ macro_rules! deadline_setters {
     };
 }
 pub(crate) use deadline_setters;
+
+/// `peer_addr`, `max_message_size` and `set_max_message_size` of a message
+/// channel face that keeps its peer in `self.peer` and its limit in
+/// `self.max` (the blocking and the tokio `MessageStream`).
+macro_rules! message_accessors {
+    () => {
+        /// The address this channel was connected to, or accepted on.
+        pub fn peer_addr(&self) -> &$crate::Address {
+            &self.peer
+        }
+
+        /// The largest incoming message this handle accepts.
+        pub fn max_message_size(&self) -> usize {
+            self.max
+        }
+
+        /// Sets the largest incoming message this handle accepts (default 64
+        /// MiB, or the option the listener or connection was made with).
+        ///
+        /// # Errors
+        ///
+        /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
+        pub fn set_max_message_size(&mut self, bytes: usize) -> $crate::Result<()> {
+            $crate::limits::check_max_message_size(bytes)?;
+            self.max = bytes;
+            Ok(())
+        }
+    };
+}
+pub(crate) use message_accessors;

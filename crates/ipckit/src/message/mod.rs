@@ -150,7 +150,7 @@ use self::shm::ShmConn;
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, Result, breaks_channel};
 use crate::limits::Deadlines;
-use crate::limits::{AcceptBackoff, accept_through, check_max_message_size};
+use crate::limits::{AcceptBackoff, accept_through};
 use crate::security::PeerCredentials;
 use crate::stream::core::{self, Either, Serving};
 use crate::stream::{ConnectOptions, Listener, ListenerOptions, Stream};
@@ -517,27 +517,7 @@ impl MessageStream {
         }
     }
 
-    /// The address this channel was connected to, or accepted on.
-    pub fn peer_addr(&self) -> &Address {
-        &self.peer
-    }
-
-    /// The largest incoming message this handle accepts.
-    pub fn max_message_size(&self) -> usize {
-        self.max
-    }
-
-    /// Sets the largest incoming message this handle accepts (default 64 MiB, or
-    /// the option the listener or connection was made with).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
-    pub fn set_max_message_size(&mut self, bytes: usize) -> Result<()> {
-        check_max_message_size(bytes)?;
-        self.max = bytes;
-        Ok(())
-    }
+    crate::limits::message_accessors!();
 
     crate::limits::deadline_setters!(lim, "`recv`", "`send`");
 

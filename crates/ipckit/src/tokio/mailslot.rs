@@ -3,9 +3,9 @@
 use std::fmt;
 
 use super::in_runtime;
-use crate::address::{Address, ToAddress};
+use crate::address::ToAddress;
 use crate::error::{Error, Result};
-use crate::mailslot::Pending;
+use crate::mailslot::Inbox;
 use crate::sys;
 
 /// The receiving end of a mailslot on tokio: the async form of
@@ -32,16 +32,12 @@ use crate::sys;
 pub struct MailslotReceiver {
     /// Read by the OS handle impls of [`os`](crate::os) too.
     pub(crate) inner: sys::tokio::MailslotReceiver,
-    addr: Address,
-    max: usize,
+    inbox: Inbox,
 }
 
 impl fmt::Debug for MailslotReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MailslotReceiver")
-            .field("addr", &self.addr)
-            .field("max_message_size", &self.max)
-            .finish_non_exhaustive()
+        self.inbox.debug(f, "MailslotReceiver")
     }
 }
 
@@ -79,11 +75,11 @@ impl MailslotReceiver {
     /// [`crate::ErrorKind::Unsupported`] outside a tokio runtime, and the OS
     /// error from registering with the reactor.
     pub fn new(receiver: crate::MailslotReceiver) -> Result<MailslotReceiver> {
-        let (inner, addr, max) = receiver.into_parts();
-        in_runtime(format!("adopt the receiver of {addr}"))?;
+        let (inner, inbox) = receiver.into_parts();
+        in_runtime(format!("adopt the receiver of {}", inbox.addr))?;
         let inner = sys::tokio::MailslotReceiver::new(inner)
-            .map_err(|e| Error::io(format!("register the receiver of {addr}"), e))?;
-        Ok(MailslotReceiver { inner, addr, max })
+            .map_err(|e| Error::io(format!("register the receiver of {}", inbox.addr), e))?;
+        Ok(MailslotReceiver { inner, inbox })
     }
 
     /// Waits for the next message.
@@ -96,26 +92,9 @@ impl MailslotReceiver {
         self.inner
             .recv(&mut msg)
             .await
-            .map_err(|e| Error::io(format!("receive on {}", self.addr), e))?;
+            .map_err(|e| self.inbox.recv_error(e))?;
         Ok(msg)
     }
 
-    /// What is queued (see [`crate::MailslotReceiver::pending`]).
-    ///
-    /// # Errors
-    ///
-    /// The OS error.
-    pub fn pending(&self) -> Result<Pending> {
-        Pending::of(self.inner.pending(), &self.addr)
-    }
-
-    /// The address this receiver serves.
-    pub fn local_addr(&self) -> &Address {
-        &self.addr
-    }
-
-    /// The largest message this receiver accepts.
-    pub fn max_message_size(&self) -> usize {
-        self.max
-    }
+    crate::mailslot::inbox_accessors!();
 }

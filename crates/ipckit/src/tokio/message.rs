@@ -353,26 +353,7 @@ impl MessageStream {
         }
     }
 
-    /// The address this channel was connected to, or accepted on.
-    pub fn peer_addr(&self) -> &Address {
-        &self.peer
-    }
-
-    /// The largest incoming message this handle accepts.
-    pub fn max_message_size(&self) -> usize {
-        self.max
-    }
-
-    /// Sets the largest incoming message this handle accepts.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`] for 0.
-    pub fn set_max_message_size(&mut self, bytes: usize) -> Result<()> {
-        check_max_message_size(bytes)?;
-        self.max = bytes;
-        Ok(())
-    }
+    crate::limits::message_accessors!();
 
     crate::limits::deadline_setters!(lim, "`recv`", "`send`");
 
