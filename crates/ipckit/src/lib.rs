@@ -119,6 +119,7 @@ pub mod os {
         impl Sealed for crate::ListenerOptions {}
         impl Sealed for crate::shm::CreateOptions {}
         impl Sealed for crate::MessageStream {}
+        impl Sealed for crate::Stream {}
     }
 }
 pub mod registry;

@@ -1,7 +1,9 @@
 //! Windows-specific extensions, as `std::os::windows`: the settings only a
 //! named pipe, a mailslot or a file mapping has, and the handle of each
-//! one-handle type (`AsHandle`, `AsRawHandle`, `From<OwnedHandle>`,
-//! implemented on the types themselves).
+//! one-handle type (`AsHandle`, `AsRawHandle`, implemented on the types
+//! themselves), of the streams (`StreamExt`, `MessageStreamExt`: a pipe
+//! handle or a socket), and the adoption of a pipe handle made elsewhere
+//! (`TryFrom<OwnedHandle>` on `Stream` and `MessageStream`).
 //!
 //! # Examples
 //!
@@ -96,6 +98,33 @@ impl CreateOptionsExt for CreateOptions {
     }
 }
 
-// The handles of ipckit's types (`AsHandle`, `AsRawHandle`).
+/// The OS object of a [`Stream`](crate::Stream): one pipe handle for a
+/// named pipe, one socket for `tcp:`, so the type has neither `AsHandle`
+/// nor `AsSocket`, and these say which it is.
+// Windows only, even in documentation built elsewhere: `std::os::windows`
+// exists on Windows only.
+#[cfg(windows)]
+pub trait StreamExt: super::sealed::Sealed {
+    /// The pipe handle (`pipe:`, `\\.\pipe\`), or `None` for `tcp:`.
+    fn try_as_handle(&self) -> Option<std::os::windows::io::BorrowedHandle<'_>>;
+
+    /// The socket of a `tcp:` stream, or `None` for a pipe.
+    fn try_as_socket(&self) -> Option<std::os::windows::io::BorrowedSocket<'_>>;
+}
+
+/// The OS object of a [`MessageStream`](crate::MessageStream): a
+/// message-mode pipe handle, the socket of `tcp:` (carrying ipckit's frames,
+/// not whole messages: wait on it, do not read it), or, for a shared-memory
+/// channel, none of either (a mapped region and events).
+#[cfg(windows)]
+pub trait MessageStreamExt: super::sealed::Sealed {
+    /// The message-mode pipe handle, or `None` for `tcp:` and `shm:`.
+    fn try_as_handle(&self) -> Option<std::os::windows::io::BorrowedHandle<'_>>;
+
+    /// The socket of a `tcp:` channel, or `None` for a pipe and `shm:`.
+    fn try_as_socket(&self) -> Option<std::os::windows::io::BorrowedSocket<'_>>;
+}
+
+// The handles of ipckit's types (`AsHandle`, `AsRawHandle`, `TryFrom<OwnedHandle>`).
 #[cfg(windows)]
 mod handles;

@@ -1,6 +1,8 @@
-//! `AsHandle`/`AsRawHandle` on each type that is one handle on Windows.
+//! `AsHandle`/`AsRawHandle` on each type that is one handle on Windows, the
+//! pipe handle or socket of the streams (`StreamExt`, `MessageStreamExt`),
+//! and `TryFrom<OwnedHandle>` for pipe ends made elsewhere.
 //!
-//! Only the mailslot receiver is (blocking and tokio): a pipe [`Listener`](crate::Listener) is a
+//! Only the mailslot receiver is one handle (blocking and tokio): a pipe [`Listener`](crate::Listener) is a
 //! series of pipe instances (one waits while others are connected), and a
 //! [`Stream`](crate::Stream) is a pipe handle or, for `tcp:`, a socket, which
 //! is no `HANDLE` to std (`AsSocket`), so neither can promise one handle.
@@ -10,9 +12,95 @@
 //! [`MessageStream`](crate::MessageStream) is a pipe handle, a TCP socket,
 //! or a shared-memory channel (a mapped region and two events).
 
-use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, RawHandle};
+use std::os::windows::io::{
+    AsHandle, AsRawHandle, AsSocket, BorrowedHandle, BorrowedSocket, OwnedHandle, RawHandle,
+};
 
-use crate::MailslotReceiver;
+use super::{MessageStreamExt, StreamExt};
+use crate::address::Address;
+use crate::error::{Error, Result};
+use crate::limits::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::message::conn::Conn;
+use crate::stream::core::Either;
+use crate::sys;
+use crate::{MailslotReceiver, MessageStream, Stream};
+
+impl StreamExt for Stream {
+    fn try_as_handle(&self) -> Option<BorrowedHandle<'_>> {
+        match &self.inner {
+            Either::Local(s) => Some(s.handle()),
+            Either::Tcp(_) => None,
+        }
+    }
+
+    fn try_as_socket(&self) -> Option<BorrowedSocket<'_>> {
+        match &self.inner {
+            Either::Local(_) => None,
+            Either::Tcp(s) => Some(s.as_socket()),
+        }
+    }
+}
+
+impl MessageStreamExt for MessageStream {
+    fn try_as_handle(&self) -> Option<BorrowedHandle<'_>> {
+        match &self.shared.conn {
+            Conn::Local(s) => Some(s.handle()),
+            Conn::Framed(_) | Conn::Shm(_) => None,
+        }
+    }
+
+    fn try_as_socket(&self) -> Option<BorrowedSocket<'_>> {
+        match &self.shared.conn {
+            Conn::Framed(f) => f.stream.try_as_socket(),
+            Conn::Local(_) | Conn::Shm(_) => None,
+        }
+    }
+}
+
+/// The address an adopted pipe handle shows: `\\.\pipe\NAME` where the
+/// OS tells the name, else `\\.\pipe\` alone.
+fn pipe_address(name: Option<String>) -> Address {
+    Address::PipePath {
+        host: ".".into(),
+        name: name.unwrap_or_default(),
+    }
+}
+
+/// Adopts a connected end (client or server) of a byte-mode named pipe,
+/// opened for overlapped I/O (`FILE_FLAG_OVERLAPPED`), as std's
+/// `From<OwnedHandle>` adopts a file: the caller vouches for the overlapped
+/// flag, which Windows cannot be asked about. A handle that is no named pipe,
+/// or a message-mode one, is refused (and closed) with an error saying what
+/// it is. [`peer_addr`](Stream::peer_addr) is the pipe's path.
+impl TryFrom<OwnedHandle> for Stream {
+    type Error = Error;
+
+    fn try_from(handle: OwnedHandle) -> Result<Stream> {
+        let (s, name) = sys::Stream::adopt(handle)
+            .map_err(|e| Error::io("adopt a pipe handle as a Stream", e))?;
+        Ok(Stream::new(Either::Local(s), pipe_address(name)))
+    }
+}
+
+/// Adopts a connected end (client or server) of a message-mode named pipe
+/// (`PIPE_TYPE_MESSAGE`), opened for overlapped I/O, and reads it in message
+/// mode from now on (`PIPE_READMODE_MESSAGE`). As for [`Stream`], the caller
+/// vouches for the overlapped flag; a handle that is no named pipe, or a
+/// byte-mode one, is refused (and closed). The peer is taken for a foreign
+/// program; the maximum incoming message is the default (64 MiB).
+impl TryFrom<OwnedHandle> for MessageStream {
+    type Error = Error;
+
+    fn try_from(handle: OwnedHandle) -> Result<MessageStream> {
+        let (s, name) = sys::MsgStream::adopt(handle)
+            .map_err(|e| Error::io("adopt a pipe handle as a MessageStream", e))?;
+        Ok(MessageStream::new(
+            Conn::Local(s),
+            pipe_address(name),
+            DEFAULT_MAX_MESSAGE_SIZE,
+        ))
+    }
+}
 
 /// The mailslot handle (`CreateMailslotW`) the messages arrive on.
 impl AsHandle for MailslotReceiver {

@@ -23,8 +23,7 @@ use std::time::Instant;
 use windows_sys::Win32::Foundation::{ERROR_BROKEN_PIPE, ERROR_PIPE_NOT_CONNECTED};
 use windows_sys::Win32::Storage::FileSystem::{ReadFile, WriteFile};
 use windows_sys::Win32::System::Pipes::{
-    DisconnectNamedPipe, GetNamedPipeInfo, PIPE_READMODE_MESSAGE, PIPE_TYPE_MESSAGE, PeekNamedPipe,
-    SetNamedPipeHandleState,
+    DisconnectNamedPipe, PIPE_READMODE_MESSAGE, PeekNamedPipe, SetNamedPipeHandleState,
 };
 
 use super::handle::Event;
@@ -151,6 +150,28 @@ impl MsgStream {
 
     pub(crate) fn connect(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<MsgStream> {
         MsgStream::new(client_handle(ep, opts)?, false)
+    }
+
+    /// The pipe handle, lent.
+    pub(crate) fn handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        self.handle.as_handle()
+    }
+
+    /// Adopts `handle`, which the caller vouches is a connected pipe end
+    /// opened for overlapped I/O; refuses one that is no named pipe or a
+    /// byte-mode one, and reads it in message mode from now on. With the
+    /// pipe's name, where the OS tells it.
+    pub(crate) fn adopt(handle: OwnedHandle) -> io::Result<(MsgStream, Option<String>)> {
+        let end = super::adopt::pipe_end(handle.as_handle())?;
+        if !end.message {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the handle is a byte-mode pipe (PIPE_TYPE_BYTE): adopt it as a Stream",
+            ));
+        }
+        read_messages(&handle)?;
+        let name = super::adopt::pipe_name(handle.as_handle());
+        Ok((MsgStream::new(handle, end.server)?, name))
     }
 
     pub(crate) fn peer_credentials(&self) -> io::Result<crate::sys::peer::PeerCredentials> {
@@ -445,14 +466,7 @@ impl MsgStream {
 /// `PIPE_READMODE_MESSAGE`.
 pub(super) fn client_handle(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<OwnedHandle> {
     let handle = connect_handle(ep, opts)?;
-    let mode = PIPE_READMODE_MESSAGE;
-    // SAFETY: `handle` is a live pipe client handle with write access (for
-    // FILE_WRITE_ATTRIBUTES); `mode` is valid for reads during the call and
-    // the two null pointers leave the collection settings alone.
-    let ok =
-        unsafe { SetNamedPipeHandleState(handle.as_raw_handle(), &mode, ptr::null(), ptr::null()) };
-    if ok == 0 {
-        let err = io::Error::last_os_error();
+    if let Err(err) = read_messages(&handle) {
         // A byte-type pipe cannot be read in message mode.
         return Err(if serves_bytes(&handle) {
             wrong_kind()
@@ -463,19 +477,21 @@ pub(super) fn client_handle(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<O
     Ok(handle)
 }
 
+/// Switches `handle`'s end to `PIPE_READMODE_MESSAGE`.
+fn read_messages(handle: &OwnedHandle) -> io::Result<()> {
+    let mode = PIPE_READMODE_MESSAGE;
+    // SAFETY: `handle` is a live pipe handle; `mode` is valid for reads during
+    // the call and the two null pointers leave the collection settings alone.
+    // The call fails (and changes nothing) without FILE_WRITE_ATTRIBUTES.
+    let ok =
+        unsafe { SetNamedPipeHandleState(handle.as_raw_handle(), &mode, ptr::null(), ptr::null()) };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Whether the pipe behind `handle` is a byte-type pipe.
 fn serves_bytes(handle: &OwnedHandle) -> bool {
-    let mut flags = 0u32;
-    // SAFETY: `handle` is a live pipe handle with read access; `flags` is valid
-    // for a write during the call and the other out-pointers are optional.
-    let ok = unsafe {
-        GetNamedPipeInfo(
-            handle.as_raw_handle(),
-            &mut flags,
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-        )
-    };
-    ok != 0 && flags & PIPE_TYPE_MESSAGE == 0
+    super::adopt::pipe_end(handle.as_handle()).is_ok_and(|end| !end.message)
 }

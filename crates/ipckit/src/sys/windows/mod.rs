@@ -17,9 +17,11 @@
 //!   a listener's SDDL), peer process ids and user SIDs, descriptors read back.
 //! - `object_owner`: who owns a kernel object and whom its DACL lets write it
 //!   (checked by shared-memory clients); account names to SIDs.
+//! - `adopt`: what a pipe handle made elsewhere is (end, type, name).
 //! - `wine`: Wine detection.
 #![allow(unsafe_code)]
 
+mod adopt;
 pub(crate) mod child;
 mod crt_fds;
 mod first_instance;

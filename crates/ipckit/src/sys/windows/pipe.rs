@@ -289,6 +289,26 @@ impl Stream {
         Stream::new(handle)
     }
 
+    /// The pipe handle, lent.
+    pub(crate) fn handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        self.handle.as_handle()
+    }
+
+    /// Adopts `handle`, which the caller vouches is a connected pipe end
+    /// opened for overlapped I/O; refuses one that is no named pipe or a
+    /// message-mode one. With the pipe's name, where the OS tells it.
+    pub(crate) fn adopt(handle: OwnedHandle) -> io::Result<(Stream, Option<String>)> {
+        if super::adopt::pipe_end(handle.as_handle())?.message {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the handle is a message-mode pipe (PIPE_TYPE_MESSAGE): adopt it as a \
+                 MessageStream",
+            ));
+        }
+        let name = super::adopt::pipe_name(handle.as_handle());
+        Ok((Stream::new(handle)?, name))
+    }
+
     pub(crate) fn read(&self, buf: &mut [u8], limit: Option<Instant>) -> io::Result<usize> {
         let event = lock(&self.read_event);
         let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);

@@ -27,8 +27,7 @@ use windows_sys::Win32::Security::{
     PSECURITY_DESCRIPTOR, PSID, RevertToSelf, SECURITY_ATTRIBUTES, TOKEN_QUERY,
 };
 use windows_sys::Win32::System::Pipes::{
-    GetNamedPipeClientProcessId, GetNamedPipeInfo, GetNamedPipeServerProcessId,
-    ImpersonateNamedPipeClient, PIPE_SERVER_END,
+    GetNamedPipeClientProcessId, GetNamedPipeServerProcessId, ImpersonateNamedPipeClient,
 };
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetCurrentThread, OpenProcess, OpenProcessToken, OpenThreadToken,
@@ -219,22 +218,7 @@ fn client_sid_by_impersonation(pipe: BorrowedHandle<'_>) -> io::Result<String> {
 /// The process id and user SID of the other end of pipe `handle` (either end).
 pub(super) fn peer_credentials(handle: BorrowedHandle<'_>) -> io::Result<PeerCredentials> {
     let raw = handle.as_raw_handle();
-    let mut flags = 0;
-    // SAFETY: `raw` is a live pipe handle; `flags` is a valid out-pointer and the
-    // other out-pointers may be null.
-    let ok = unsafe {
-        GetNamedPipeInfo(
-            raw,
-            &mut flags,
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-        )
-    };
-    if ok == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let server_end = flags & PIPE_SERVER_END != 0;
+    let server_end = super::adopt::named_pipe_end(handle)?.server;
     let mut pid = 0u32;
     let ok = if server_end {
         // SAFETY: `raw` is a live server end; `pid` is a valid out-pointer.
