@@ -641,11 +641,20 @@ pub struct Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field("peer", &self.shared.peer)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        debug_client(f, &self.shared.peer, self.timeout)
     }
+}
+
+/// The `Debug` of a client of either face: its peer and default timeout.
+pub(crate) fn debug_client(
+    f: &mut fmt::Formatter<'_>,
+    peer: &str,
+    timeout: Option<Duration>,
+) -> fmt::Result {
+    f.debug_struct("Client")
+        .field("peer", &peer)
+        .field("timeout", &timeout)
+        .finish_non_exhaustive()
 }
 
 impl Client {

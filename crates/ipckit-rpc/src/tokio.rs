@@ -227,10 +227,7 @@ pub struct Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field("peer", &self.shared.peer)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        crate::client::debug_client(f, &self.shared.peer, self.timeout)
     }
 }
 
