@@ -200,10 +200,46 @@ impl SpawnTarget for Command {
     }
 }
 
-/// The parent's end of a channel before it is wrapped (blocking or async).
-pub(crate) enum Conn {
-    Messages(sys::MsgStream),
-    Json(Lines),
+/// A channel's connection: ipckit's messages or Node's JSON lines. With the
+/// defaults, the parent's end before it is wrapped (and the blocking face's
+/// connection); the tokio face holds its async forms.
+pub(crate) enum Conn<M = sys::MsgStream, J = Lines> {
+    Messages(M),
+    Json(J),
+}
+
+/// How a connection of either face is closed, both ways, once a receive
+/// broke it.
+pub(crate) trait Closing {
+    fn close(&self);
+}
+
+impl Closing for sys::MsgStream {
+    fn close(&self) {
+        sys::MsgStream::close(self);
+    }
+}
+
+impl Closing for Lines {
+    fn close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl<M: Closing, J: Closing> Conn<M, J> {
+    pub(crate) fn serialization(&self) -> Serialization {
+        match self {
+            Conn::Messages(_) => Serialization::Messages,
+            Conn::Json(_) => Serialization::Json,
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        match self {
+            Conn::Messages(s) => s.close(),
+            Conn::Json(l) => l.close(),
+        }
+    }
 }
 
 impl ChannelOptions {
@@ -500,23 +536,87 @@ impl ChannelState {
     }
 }
 
-/// What every clone of a [`ChildChannel`] shares.
-struct Shared {
-    conn: Conn,
-    state: ChannelState,
-    serialization: Serialization,
+/// What every clone of a child channel (either face) shares.
+pub(crate) struct Shared<M = sys::MsgStream, J = Lines> {
+    pub(crate) conn: Conn<M, J>,
+    pub(crate) state: ChannelState,
 }
 
-impl Shared {
-    fn close(&self) {
-        match &self.conn {
-            Conn::Messages(s) => s.close(),
-            Conn::Json(l) => {
-                let _ = l.shutdown(std::net::Shutdown::Both);
-            }
-        }
+impl<M: Closing, J: Closing> Shared<M, J> {
+    pub(crate) fn new(conn: Conn<M, J>, peer: String) -> Arc<Shared<M, J>> {
+        Arc::new(Shared {
+            conn,
+            state: ChannelState::new(peer),
+        })
+    }
+
+    pub(crate) fn close(&self) {
+        self.conn.close();
     }
 }
+
+/// What both faces' `ChildChannel` have the same way (each keeps `shared`
+/// and `settings`): its `Debug`, the serialization, the peer, the size limit,
+/// the deadline setters and `try_clone`.
+macro_rules! channel_face {
+    ($ty:ident) => {
+        impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("peer", &self.shared.state.peer())
+                    .field("serialization", &self.serialization())
+                    .field("settings", &self.settings)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $ty {
+            /// The serialization of this channel.
+            pub fn serialization(&self) -> crate::child::Serialization {
+                self.shared.conn.serialization()
+            }
+
+            /// Who is at the other end: `child process PID (PROGRAM)` or `the
+            /// parent process`.
+            pub fn peer(&self) -> &str {
+                self.shared.state.peer()
+            }
+
+            /// The largest incoming message this handle accepts.
+            pub fn max_message_size(&self) -> usize {
+                self.settings.max
+            }
+
+            /// Sets the largest incoming message this handle accepts (default
+            /// 64 MiB).
+            ///
+            /// # Errors
+            ///
+            /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption)
+            /// for 0.
+            pub fn set_max_message_size(&mut self, bytes: usize) -> crate::error::Result<()> {
+                self.settings.set_max_message_size(bytes)
+            }
+
+            crate::limits::deadline_setters!(settings.lim, "`recv`", "`send`");
+
+            /// Another handle to the same channel, with this one's limits to
+            /// start with.
+            ///
+            /// # Errors
+            ///
+            /// None today; the `Result` leaves room for transports that must
+            /// duplicate an OS handle.
+            pub fn try_clone(&self) -> crate::error::Result<$ty> {
+                Ok($ty {
+                    shared: ::std::sync::Arc::clone(&self.shared),
+                    settings: self.settings,
+                })
+            }
+        }
+    };
+}
+pub(crate) use channel_face;
 
 /// A message channel between a parent and a child process: each
 /// [`send`](ChildChannel::send) arrives as one [`recv`](ChildChannel::recv),
@@ -540,40 +640,14 @@ pub struct ChildChannel {
     settings: Settings,
 }
 
-impl fmt::Debug for ChildChannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChildChannel")
-            .field("peer", &self.shared.state.peer())
-            .field("serialization", &self.shared.serialization)
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
+channel_face!(ChildChannel);
 
 impl ChildChannel {
     fn new(conn: Conn, peer: String, opts: &ChannelOptions) -> ChildChannel {
         ChildChannel {
-            shared: Arc::new(Shared {
-                serialization: match conn {
-                    Conn::Messages(_) => Serialization::Messages,
-                    Conn::Json(_) => Serialization::Json,
-                },
-                conn,
-                state: ChannelState::new(peer),
-            }),
+            shared: Shared::new(conn, peer),
             settings: Settings::new(opts.max_message_size),
         }
-    }
-
-    /// The serialization of this channel.
-    pub fn serialization(&self) -> Serialization {
-        self.shared.serialization
-    }
-
-    /// Who is at the other end: `child process PID (PROGRAM)` or `the parent
-    /// process`.
-    pub fn peer(&self) -> &str {
-        self.shared.state.peer()
     }
 
     /// Sends `msg` as one message. With [`Serialization::Json`] it must be one
@@ -697,35 +771,6 @@ impl ChildChannel {
                 format!("end the channel to the {}", self.shared.state.peer()),
                 e,
             )
-        })
-    }
-
-    /// The largest incoming message this handle accepts.
-    pub fn max_message_size(&self) -> usize {
-        self.settings.max
-    }
-
-    /// Sets the largest incoming message this handle accepts (default 64 MiB).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`] for 0.
-    pub fn set_max_message_size(&mut self, bytes: usize) -> Result<()> {
-        self.settings.set_max_message_size(bytes)
-    }
-
-    crate::limits::deadline_setters!(settings.lim, "`recv`", "`send`");
-
-    /// Another handle to the same channel, with this one's limits to start with.
-    ///
-    /// # Errors
-    ///
-    /// None today; the `Result` leaves room for transports that must duplicate
-    /// an OS handle.
-    pub fn try_clone(&self) -> Result<ChildChannel> {
-        Ok(ChildChannel {
-            shared: Arc::clone(&self.shared),
-            settings: self.settings,
         })
     }
 }

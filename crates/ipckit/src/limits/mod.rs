@@ -169,3 +169,21 @@ macro_rules! message_accessors {
     };
 }
 pub(crate) use message_accessors;
+
+/// The `Debug` of a message channel face that keeps `peer`, `lim` and `max`
+/// (the blocking and the tokio `MessageStream`).
+macro_rules! message_debug {
+    ($ty:ident) => {
+        impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("peer", &self.peer)
+                    .field("read", &self.lim.read)
+                    .field("write", &self.lim.write)
+                    .field("max_message_size", &self.max)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use message_debug;

@@ -9,6 +9,62 @@ use crate::error::{Error, ErrorKind, breaks_channel, lift_fault};
 use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
 pub(crate) use crate::plain::frame::{FrameReader, FrameWriter};
 
+/// What both faces' `Framed<S>` (each keeps `inner: S` and `frames:
+/// FrameState`) have the same way: its `Debug`, `new`, the size limit and
+/// the access to the stream.
+macro_rules! framed_face {
+    () => {
+        impl<S> ::std::fmt::Debug for Framed<S> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                self.frames.fmt(f)
+            }
+        }
+
+        impl<S> Framed<S> {
+            /// Frames messages on `inner`, with the default maximum message
+            /// size (64 MiB).
+            pub fn new(inner: S) -> Framed<S> {
+                Framed {
+                    inner,
+                    frames: crate::message::frame::FrameState::default(),
+                }
+            }
+
+            /// The largest incoming message accepted.
+            pub fn max_message_size(&self) -> usize {
+                self.frames.max
+            }
+
+            /// Sets the largest incoming message accepted.
+            ///
+            /// # Errors
+            ///
+            /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
+            pub fn set_max_message_size(&mut self, bytes: usize) -> crate::Result<()> {
+                self.frames.set_max(bytes)
+            }
+
+            /// The stream.
+            pub fn get_ref(&self) -> &S {
+                &self.inner
+            }
+
+            /// The stream, mutably (set its timeouts, say). Reading or writing
+            /// it directly puts the framing out of step.
+            pub fn get_mut(&mut self) -> &mut S {
+                &mut self.inner
+            }
+
+            /// The stream back. A frame that was half read or half written is
+            /// dropped.
+            pub fn into_inner(self) -> S {
+                self.inner
+            }
+        }
+    };
+}
+pub(crate) use framed_face;
+
 /// What a `Framed` (blocking or tokio) keeps beside its stream: the frame
 /// each direction is in the middle of, the maximum incoming message, and
 /// why it fell out of step, once it did.

@@ -1,6 +1,5 @@
 //! [`Framed`]: message framing on any byte stream.
 
-use std::fmt;
 use std::io::{self, Read, Write};
 
 use super::frame::FrameState;
@@ -37,51 +36,7 @@ pub struct Framed<S> {
     frames: FrameState,
 }
 
-impl<S> fmt::Debug for Framed<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.frames.fmt(f)
-    }
-}
-
-impl<S> Framed<S> {
-    /// Frames messages on `inner`, with the default maximum message size (64 MiB).
-    pub fn new(inner: S) -> Framed<S> {
-        Framed {
-            inner,
-            frames: FrameState::default(),
-        }
-    }
-
-    /// The largest incoming message accepted.
-    pub fn max_message_size(&self) -> usize {
-        self.frames.max
-    }
-
-    /// Sets the largest incoming message accepted.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
-    pub fn set_max_message_size(&mut self, bytes: usize) -> crate::Result<()> {
-        self.frames.set_max(bytes)
-    }
-
-    /// The stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The stream, mutably (set its timeouts, say). Reading or writing it
-    /// directly puts the framing out of step.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The stream back. A frame that was half read or half written is dropped.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+crate::message::frame::framed_face!();
 
 impl<S: Read + Write> Framed<S> {
     /// Sends `msg` as one frame.

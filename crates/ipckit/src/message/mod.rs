@@ -139,7 +139,6 @@ pub(crate) mod frame;
 mod framed;
 pub(crate) mod shm;
 
-use std::fmt;
 use std::net::Shutdown;
 use std::sync::Arc;
 
@@ -208,24 +207,16 @@ pub struct MessageListener {
     max: usize,
 }
 
-impl fmt::Debug for MessageListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        (self.serving.debug(f, "MessageListener"))
-            .field("max_message_size", &self.max)
-            .finish_non_exhaustive()
-    }
-}
-
-impl MessageListener {
+core::listener_face! {
     /// Binds a message listener at `addr` with the default [`ListenerOptions`].
     ///
     /// # Errors
     ///
     /// The errors of [`Listener::bind`].
-    pub fn bind(addr: impl ToAddress) -> Result<MessageListener> {
-        ListenerOptions::new().bind_message(addr)
-    }
+    MessageListener, bind_message, max
+}
 
+impl MessageListener {
     pub(crate) fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<MessageListener> {
         let (ep, shm) = shm::listening(&addr, opts)?;
         let bound =
@@ -296,12 +287,6 @@ impl MessageListener {
             backoff: AcceptBackoff::new(),
         }
     }
-
-    /// The address this listener serves; for `tcp:` with port 0, the port the OS
-    /// chose.
-    pub fn local_addr(&self) -> &Address {
-        self.serving.addr()
-    }
 }
 
 /// The iterator returned by [`MessageListener::incoming`].
@@ -369,16 +354,7 @@ pub struct MessageStream {
     max: usize,
 }
 
-impl fmt::Debug for MessageStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MessageStream")
-            .field("peer", &self.peer)
-            .field("read", &self.lim.read)
-            .field("write", &self.lim.write)
-            .field("max_message_size", &self.max)
-            .finish_non_exhaustive()
-    }
-}
+crate::limits::message_debug!(MessageStream);
 
 impl MessageStream {
     pub(crate) fn new(conn: Conn, peer: Address, max: usize) -> MessageStream {

@@ -49,7 +49,6 @@
 //! The same channel on tokio is `ipckit::tokio::shm` (feature `tokio`): either
 //! end may be blocking and the other async.
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::core;
@@ -63,12 +62,6 @@ use crate::sys;
 pub struct ShmListener {
     inner: sys::shm_join::ShmListener,
     addr: Address,
-}
-
-impl fmt::Debug for ShmListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        core::fmt_end(f, "ShmListener", &self.addr)
-    }
 }
 
 impl ShmListener {
@@ -110,33 +103,27 @@ impl ShmListener {
         Ok(ShmChannel::new(inner, self.addr.clone()))
     }
 
-    /// The address this listener serves.
-    pub fn local_addr(&self) -> &Address {
-        &self.addr
-    }
+    core::listener_accessors!();
 }
 
 /// One end of a shared-memory message channel.
 pub struct ShmChannel {
     inner: sys::shm_channel::ShmChannel,
     addr: Address,
+    capacity: usize,
+    max_in: usize,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
 }
 
-impl fmt::Debug for ShmChannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShmChannel")
-            .field("addr", &self.addr)
-            .field("capacity", &self.inner.capacity())
-            .field("max_message_size", &self.inner.max_message_size())
-            .finish_non_exhaustive()
-    }
-}
+core::channel_accessors!(ShmChannel);
+core::end_debug!(ShmListener, ShmSender, ShmReceiver);
 
 impl ShmChannel {
     fn new(inner: sys::shm_channel::ShmChannel, addr: Address) -> ShmChannel {
         ShmChannel {
+            capacity: inner.capacity(),
+            max_in: inner.max_message_size(),
             inner,
             addr,
             read_timeout: None,
@@ -208,21 +195,6 @@ impl ShmChannel {
         self.write_timeout = timeout;
     }
 
-    /// The largest message this end accepts.
-    pub fn max_message_size(&self) -> usize {
-        self.inner.max_message_size()
-    }
-
-    /// The bytes of each direction's ring.
-    pub fn capacity(&self) -> usize {
-        self.inner.capacity()
-    }
-
-    /// The channel's address.
-    pub fn peer_addr(&self) -> &Address {
-        &self.addr
-    }
-
     /// Splits the channel into its sending and receiving halves, for two
     /// threads. The halves take `&mut self` and no lock, so a send or receive
     /// that finds the ring ready costs no atomic read-modify-write: the fastest
@@ -252,12 +224,6 @@ pub struct ShmSender {
     timeout: Option<Duration>,
 }
 
-impl fmt::Debug for ShmSender {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        core::fmt_end(f, "ShmSender", &self.addr)
-    }
-}
-
 impl ShmSender {
     /// As [`ShmChannel::send`].
     ///
@@ -270,15 +236,7 @@ impl ShmSender {
             .map_err(|e| core::send_error(&self.addr, msg.len(), e))
     }
 
-    /// Sets how long a `send` may wait for room (`None`: for ever).
-    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
-        self.timeout = timeout;
-    }
-
-    /// The largest message the peer accepts.
-    pub fn peer_max_message_size(&self) -> usize {
-        self.inner.max_message_size()
-    }
+    core::sender_accessors!();
 }
 
 /// The receiving half of a [`ShmChannel`] ([`ShmChannel::split`]).
@@ -286,12 +244,6 @@ pub struct ShmReceiver {
     inner: sys::shm_channel::ShmReceiver,
     addr: Address,
     timeout: Option<Duration>,
-}
-
-impl fmt::Debug for ShmReceiver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        core::fmt_end(f, "ShmReceiver", &self.addr)
-    }
 }
 
 impl ShmReceiver {
@@ -316,15 +268,7 @@ impl ShmReceiver {
             .map_err(|e| core::recv_error(&self.addr, e))
     }
 
-    /// Sets how long a `recv` may wait (`None`: for ever).
-    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
-        self.timeout = timeout;
-    }
-
-    /// The largest message this end accepts.
-    pub fn max_message_size(&self) -> usize {
-        self.inner.max_message_size()
-    }
+    core::receiver_accessors!();
 }
 
 /// Creates the channel region `addr` with `opts` ([`ListenerOptions::bind_shm`]).

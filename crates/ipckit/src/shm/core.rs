@@ -163,6 +163,98 @@ pub(crate) fn recv_error(addr: &Address, e: std::io::Error) -> Error {
     Error::io(format!("receive on {addr}"), e)
 }
 
+/// What both faces of the channel's types show the same way: the `Debug` of
+/// the listener and the halves (type and address), the accessors of a
+/// listener, a channel and each half. Each face's types keep the fields these
+/// read (`addr`; a channel's `capacity` and `max_in`; a half's `inner` and
+/// `timeout`).
+macro_rules! end_debug {
+    ($($ty:ident),+) => {
+        $(impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                crate::shm::core::fmt_end(f, stringify!($ty), &self.addr)
+            }
+        })+
+    };
+}
+pub(crate) use end_debug;
+
+/// A listener's `local_addr` (see [`end_debug`]).
+macro_rules! listener_accessors {
+    () => {
+        /// The address this listener serves.
+        pub fn local_addr(&self) -> &Address {
+            &self.addr
+        }
+    };
+}
+pub(crate) use listener_accessors;
+
+/// A channel's `Debug` and its size and address getters (see [`end_debug`]).
+macro_rules! channel_accessors {
+    ($ty:ident) => {
+        impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("addr", &self.addr)
+                    .field("capacity", &self.capacity)
+                    .field("max_message_size", &self.max_in)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $ty {
+            /// The largest message this end accepts.
+            pub fn max_message_size(&self) -> usize {
+                self.max_in
+            }
+
+            /// The bytes of each direction's ring.
+            pub fn capacity(&self) -> usize {
+                self.capacity
+            }
+
+            /// The channel's address.
+            pub fn peer_addr(&self) -> &Address {
+                &self.addr
+            }
+        }
+    };
+}
+pub(crate) use channel_accessors;
+
+/// A sending half's timeout setter and the peer's limit (see [`end_debug`]).
+macro_rules! sender_accessors {
+    () => {
+        /// Sets how long a `send` may wait for room (`None`: for ever).
+        pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+            self.timeout = timeout;
+        }
+
+        /// The largest message the peer accepts.
+        pub fn peer_max_message_size(&self) -> usize {
+            self.inner.max_message_size()
+        }
+    };
+}
+pub(crate) use sender_accessors;
+
+/// A receiving half's timeout setter and its limit (see [`end_debug`]).
+macro_rules! receiver_accessors {
+    () => {
+        /// Sets how long a `recv` may wait (`None`: for ever).
+        pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+            self.timeout = timeout;
+        }
+
+        /// The largest message this end accepts.
+        pub fn max_message_size(&self) -> usize {
+            self.inner.max_message_size()
+        }
+    };
+}
+pub(crate) use receiver_accessors;
+
 /// The `Debug` of a listener or a half, on either face: its type and
 /// address (the rest is internal).
 pub(crate) fn fmt_end(f: &mut fmt::Formatter<'_>, name: &str, addr: &Address) -> fmt::Result {

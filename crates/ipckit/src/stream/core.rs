@@ -100,6 +100,37 @@ pub(crate) fn resolve(addr: &Address) -> Result<Endpoint> {
     addr.stream_endpoint(&sys::env())
 }
 
+/// What every listener that keeps a [`Serving`] in a field `serving` (blocking
+/// or tokio, stream or message) has the same way: its `Debug` (with its
+/// `max_message_size` where it has one, in the field named last), `bind` with
+/// the default options through the given finisher (its docs given first), and
+/// `local_addr`.
+macro_rules! listener_face {
+    ($(#[$doc:meta])* $ty:ident, $finisher:ident $(, $max:ident)?) => {
+        impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                let mut d = self.serving.debug(f, stringify!($ty));
+                $(d.field("max_message_size", &self.$max);)?
+                d.finish_non_exhaustive()
+            }
+        }
+
+        impl $ty {
+            $(#[$doc])*
+            pub fn bind(addr: impl crate::address::ToAddress) -> crate::error::Result<$ty> {
+                crate::stream::ListenerOptions::new().$finisher(addr)
+            }
+
+            /// The address this listener serves; for `tcp:` with port 0, the
+            /// port the OS chose.
+            pub fn local_addr(&self) -> &crate::address::Address {
+                self.serving.addr()
+            }
+        }
+    };
+}
+pub(crate) use listener_face;
+
 /// Binds `addr` with `opts`: the local endpoint with `local`, a `tcp:` one
 /// with `T`; the error names the address; a `tcp:` address with port 0
 /// becomes the port the OS chose.

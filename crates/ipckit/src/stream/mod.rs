@@ -88,13 +88,7 @@ pub struct Listener {
     serving: Serving,
 }
 
-impl fmt::Debug for Listener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.serving.debug(f, "Listener").finish_non_exhaustive()
-    }
-}
-
-impl Listener {
+core::listener_face! {
     /// Binds a listener at `addr` with the default [`ListenerOptions`].
     ///
     /// # Errors
@@ -105,16 +99,14 @@ impl Listener {
     /// `SO_PEERCRED`, Windows `GetNamedPipeServerProcessId`); otherwise the OS
     /// error with the address in the message. Of several binds of one name at
     /// the same instant, in one process or many, exactly one succeeds.
-    pub fn bind(addr: impl ToAddress) -> Result<Listener> {
-        ListenerOptions::new().bind(addr)
-    }
+    Listener, bind
+}
 
+impl Listener {
     pub(crate) fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
-        let bound = core::bind::<_, TcpListener>(addr, opts, sys::Listener::bind)?;
-        Ok(Listener {
-            inner: bound.inner,
-            serving: bound.serving,
-        })
+        let core::Bound { inner, serving } =
+            core::bind::<_, TcpListener>(addr, opts, sys::Listener::bind)?;
+        Ok(Listener { inner, serving })
     }
 
     /// A listener over a TCP listener the core bound at `addr` (a message
@@ -195,12 +187,6 @@ impl Listener {
             listener: self,
             backoff: AcceptBackoff::new(),
         }
-    }
-
-    /// The address this listener serves; for `tcp:` with port 0, the port the OS
-    /// chose.
-    pub fn local_addr(&self) -> &Address {
-        self.serving.addr()
     }
 }
 

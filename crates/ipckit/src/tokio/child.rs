@@ -1,6 +1,5 @@
 //! Async child-process channels: the async form of [`crate::child`].
 
-use std::fmt;
 use std::sync::Arc;
 
 use ::tokio::process::{Child, Command};
@@ -9,7 +8,7 @@ use super::child_json::JsonLines;
 use super::in_runtime;
 use super::message::bounded;
 use crate::child::{
-    ChannelOptions, ChannelState, Conn, Settings, SpawnTarget, adopt_parent, is_bad_json_line,
+    ChannelOptions, Closing, Conn, Settings, Shared, SpawnTarget, adopt_parent, is_bad_json_line,
 };
 use crate::error::{Error, Result};
 use crate::limits::DEFAULT_MAX_MESSAGE_SIZE;
@@ -79,27 +78,15 @@ pub fn parent_channel() -> Result<ChildChannel> {
     ChildChannel::new(conn, "the parent process".into(), DEFAULT_MAX_MESSAGE_SIZE)
 }
 
-/// How the channel's messages travel.
-enum Io {
-    /// ipckit's messages: a message channel.
-    Messages(sys::tokio::MsgStream),
-    /// Node's json serialization: lines on a byte stream.
-    Json(JsonLines),
-}
-
-struct Shared {
-    io: Io,
-    state: ChannelState,
-}
-
-impl Shared {
+impl Closing for sys::tokio::MsgStream {
     fn close(&self) {
-        match &self.io {
-            Io::Messages(s) => s.close(),
-            Io::Json(l) => {
-                let _ = l.shutdown(std::net::Shutdown::Both);
-            }
-        }
+        sys::tokio::MsgStream::close(self);
+    }
+}
+
+impl Closing for JsonLines {
+    fn close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -118,40 +105,27 @@ impl Shared {
 /// waiting `recv` holds one of its threads (as a Windows message channel
 /// does). A messages channel on Unix waits in the reactor, with no thread.
 pub struct ChildChannel {
-    shared: Arc<Shared>,
+    /// ipckit's messages on a message channel, or Node's json serialization:
+    /// lines on a byte stream.
+    shared: Arc<Shared<sys::tokio::MsgStream, JsonLines>>,
     settings: Settings,
 }
 
-impl fmt::Debug for ChildChannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChildChannel")
-            .field("peer", &self.shared.state.peer())
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
+crate::child::channel_face!(ChildChannel);
 
 impl ChildChannel {
     fn new(conn: Conn, peer: String, max: usize) -> Result<ChildChannel> {
         let io = match conn {
-            Conn::Messages(s) => Io::Messages(
+            Conn::Messages(s) => Conn::Messages(
                 sys::tokio::MsgStream::from_blocking(s)
                     .map_err(|e| Error::io(format!("watch the channel to the {peer}"), e))?,
             ),
-            Conn::Json(lines) => Io::Json(JsonLines::new(lines)),
+            Conn::Json(lines) => Conn::Json(JsonLines::new(lines)),
         };
         Ok(ChildChannel {
-            shared: Arc::new(Shared {
-                io,
-                state: ChannelState::new(peer),
-            }),
+            shared: Shared::new(io, peer),
             settings: Settings::new(max),
         })
-    }
-
-    /// Who is at the other end.
-    pub fn peer(&self) -> &str {
-        self.shared.state.peer()
     }
 
     /// Sends `msg` as one message.
@@ -163,9 +137,9 @@ impl ChildChannel {
         self.shared.state.check_open()?;
         let limit = self.settings.lim.write.until();
         let op = async {
-            match &self.shared.io {
-                Io::Messages(s) => s.send(msg, limit).await,
-                Io::Json(l) => l.send(msg, limit).await,
+            match &self.shared.conn {
+                Conn::Messages(s) => s.send(msg, limit).await,
+                Conn::Json(l) => l.send(msg, limit).await,
             }
         };
         bounded(limit, "send", op).await.map_err(|e| {
@@ -187,43 +161,20 @@ impl ChildChannel {
         let mut out = Vec::new();
         let max = self.settings.max;
         let op = async {
-            match &self.shared.io {
-                Io::Messages(s) => s.recv(&mut out, max).await,
-                Io::Json(l) => l.recv(&mut out, max).await,
+            match &self.shared.conn {
+                Conn::Messages(s) => s.recv(&mut out, max).await,
+                Conn::Json(l) => l.recv(&mut out, max).await,
             }
         };
         match bounded(self.settings.lim.read.until(), "receive", op).await {
             Ok(more) => Ok(more.then_some(out)),
             Err(e) => {
-                let bad_line = matches!(self.shared.io, Io::Json(_)) && is_bad_json_line(&e);
+                let bad_line = matches!(self.shared.conn, Conn::Json(_)) && is_bad_json_line(&e);
                 Err(self
                     .shared
                     .state
                     .recv_failed(e, bad_line, || self.shared.close()))
             }
         }
-    }
-
-    /// Sets the largest incoming message this handle accepts (default 64 MiB).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
-    pub fn set_max_message_size(&mut self, bytes: usize) -> Result<()> {
-        self.settings.set_max_message_size(bytes)
-    }
-
-    crate::limits::deadline_setters!(settings.lim, "`recv`", "`send`");
-
-    /// Another handle to the same channel, with this one's limits.
-    ///
-    /// # Errors
-    ///
-    /// None today.
-    pub fn try_clone(&self) -> Result<ChildChannel> {
-        Ok(ChildChannel {
-            shared: Arc::clone(&self.shared),
-            settings: self.settings,
-        })
     }
 }

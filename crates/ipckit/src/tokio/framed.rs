@@ -2,7 +2,6 @@
 //! blocking layer, driven by polls. A pending poll becomes a `WouldBlock` the
 //! codec keeps its place on, so a dropped future loses nothing.
 
-use std::fmt;
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
@@ -118,49 +117,11 @@ pub(super) async fn write_frame<W: AsyncWrite + Unpin>(
 /// [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) error, after which this `Framed` refuses any
 /// further use with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
 pub struct Framed<S> {
-    io: S,
+    inner: S,
     frames: FrameState,
 }
 
-impl<S> fmt::Debug for Framed<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.frames.fmt(f)
-    }
-}
-
-impl<S> Framed<S> {
-    /// Frames messages on `io`, with the default maximum message size (64 MiB).
-    pub fn new(io: S) -> Framed<S> {
-        Framed {
-            io,
-            frames: FrameState::default(),
-        }
-    }
-
-    /// Sets the largest incoming message accepted.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::InvalidOption`](crate::ErrorKind::InvalidOption) for 0.
-    pub fn set_max_message_size(&mut self, bytes: usize) -> crate::Result<()> {
-        self.frames.set_max(bytes)
-    }
-
-    /// The largest incoming message accepted.
-    pub fn max_message_size(&self) -> usize {
-        self.frames.max
-    }
-
-    /// The stream.
-    pub fn get_ref(&self) -> &S {
-        &self.io
-    }
-
-    /// The stream back; a frame half read or half written is dropped.
-    pub fn into_inner(self) -> S {
-        self.io
-    }
-}
+crate::message::frame::framed_face!();
 
 /// Sending needs only the write side: a `Framed` of a write half
 /// (`OwnedWriteHalf`) sends while one of the read half receives.
@@ -172,7 +133,7 @@ impl<S: AsyncWrite + Unpin> Framed<S> {
     /// The stream's error.
     pub async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         self.frames.check()?;
-        write_frame(&mut self.io, &mut self.frames.writer, msg).await
+        write_frame(&mut self.inner, &mut self.frames.writer, msg).await
     }
 }
 
@@ -189,7 +150,7 @@ impl<S: AsyncRead + Unpin> Framed<S> {
         self.frames.check()?;
         let mut out = Vec::new();
         let max = self.frames.max;
-        match read_frame(&mut self.io, &mut self.frames.reader, max, &mut out).await {
+        match read_frame(&mut self.inner, &mut self.frames.reader, max, &mut out).await {
             Ok(more) => Ok(more.then_some(out)),
             Err(e) => Err(self.frames.failed(e)),
         }

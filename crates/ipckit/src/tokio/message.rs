@@ -1,7 +1,6 @@
 //! Async message channels: the async form of [`crate::MessageListener`] and
 //! [`crate::MessageStream`].
 
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::sync::{Arc, OnceLock};
@@ -59,15 +58,7 @@ pub struct MessageListener {
     max: usize,
 }
 
-impl fmt::Debug for MessageListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        (self.serving.debug(f, "MessageListener"))
-            .field("max_message_size", &self.max)
-            .finish_non_exhaustive()
-    }
-}
-
-impl MessageListener {
+core::listener_face! {
     /// Binds an async message listener at `addr` with the default
     /// [`ListenerOptions`]. It must be called inside a tokio runtime.
     ///
@@ -75,10 +66,10 @@ impl MessageListener {
     ///
     /// The errors of [`crate::Listener::bind`], and [`ErrorKind::Unsupported`]
     /// outside a tokio runtime.
-    pub fn bind(addr: impl ToAddress) -> Result<MessageListener> {
-        ListenerOptions::new().bind_message_tokio(addr)
-    }
+    MessageListener, bind_message_tokio, max
+}
 
+impl MessageListener {
     fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<MessageListener> {
         in_runtime(format!("bind {addr}"))?;
         let (ep, shm) = shm::listening(&addr, opts)?;
@@ -126,12 +117,6 @@ impl MessageListener {
             self.serving.addr().clone(),
             self.max,
         ))
-    }
-
-    /// The address this listener serves; for `tcp:` with port 0, the port the OS
-    /// chose.
-    pub fn local_addr(&self) -> &Address {
-        self.serving.addr()
     }
 }
 
@@ -201,16 +186,7 @@ pub struct MessageStream {
     max: usize,
 }
 
-impl fmt::Debug for MessageStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MessageStream")
-            .field("peer", &self.peer)
-            .field("read", &self.lim.read)
-            .field("write", &self.lim.write)
-            .field("max_message_size", &self.max)
-            .finish_non_exhaustive()
-    }
-}
+crate::limits::message_debug!(MessageStream);
 
 /// Runs `op` until `limit`, if any.
 pub(super) async fn bounded<T>(

@@ -160,25 +160,7 @@ pub struct Listener {
     serving: Serving,
 }
 
-impl fmt::Debug for Listener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.serving.debug(f, "Listener").finish_non_exhaustive()
-    }
-}
-
-impl TcpBind for TcpListener {
-    fn bind_tcp(host: &str, port: u16) -> io::Result<TcpListener> {
-        let std = std::net::TcpListener::bind((host, port))?;
-        std.set_nonblocking(true)?;
-        TcpListener::from_std(std)
-    }
-
-    fn bound_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.local_addr()
-    }
-}
-
-impl Listener {
+core::listener_face! {
     /// Binds an async listener at `addr` with the default [`ListenerOptions`].
     ///
     /// Binding does not wait, so this is not `async`; it must be called inside a
@@ -194,17 +176,27 @@ impl Listener {
     ///
     /// Inside a tokio runtime whose I/O driver is disabled, as tokio's own
     /// `from_std` constructors do.
-    pub fn bind(addr: impl ToAddress) -> Result<Listener> {
-        ListenerOptions::new().bind_tokio(addr)
+    Listener, bind_tokio
+}
+
+impl TcpBind for TcpListener {
+    fn bind_tcp(host: &str, port: u16) -> io::Result<TcpListener> {
+        let std = std::net::TcpListener::bind((host, port))?;
+        std.set_nonblocking(true)?;
+        TcpListener::from_std(std)
     }
 
+    fn bound_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.local_addr()
+    }
+}
+
+impl Listener {
     fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
         in_runtime(format!("bind {addr}"))?;
-        let bound = core::bind::<_, TcpListener>(addr, opts, sys::tokio::Listener::bind)?;
-        Ok(Listener {
-            inner: bound.inner,
-            serving: bound.serving,
-        })
+        let core::Bound { inner, serving } =
+            core::bind::<_, TcpListener>(addr, opts, sys::tokio::Listener::bind)?;
+        Ok(Listener { inner, serving })
     }
 
     /// Waits for the next client and returns the connected stream.
@@ -232,12 +224,6 @@ impl Listener {
             self.serving.verify(|| sys::tokio::peer_credentials(s))?;
         }
         Ok(Stream::new(io, self.serving.addr().clone()))
-    }
-
-    /// The address this listener serves; for `tcp:` with port 0, the port the OS
-    /// chose.
-    pub fn local_addr(&self) -> &Address {
-        self.serving.addr()
     }
 }
 

@@ -67,7 +67,6 @@
 //! as `tokio::time::timeout` would (with the cancel safety above), and fail it
 //! with [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut).
 
-use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
@@ -103,12 +102,6 @@ pub struct ShmListener {
     addr: Address,
 }
 
-impl fmt::Debug for ShmListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        core::fmt_end(f, "ShmListener", &self.addr)
-    }
-}
-
 impl ShmListener {
     /// Creates the channel region `addr` (`shm:NAME`) with the default
     /// options ([`ListenerOptions::bind_shm_tokio`] for others).
@@ -138,10 +131,7 @@ impl ShmListener {
         Ok(ShmChannel::new(inner, self.addr.clone()))
     }
 
-    /// The address this listener serves.
-    pub fn local_addr(&self) -> &Address {
-        &self.addr
-    }
+    core::listener_accessors!();
 }
 
 /// One end of a shared-memory message channel on tokio: the async form of
@@ -156,15 +146,8 @@ pub struct ShmChannel {
     max_in: usize,
 }
 
-impl fmt::Debug for ShmChannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShmChannel")
-            .field("addr", &self.addr)
-            .field("capacity", &self.capacity)
-            .field("max_message_size", &self.max_in)
-            .finish_non_exhaustive()
-    }
-}
+core::channel_accessors!(ShmChannel);
+core::end_debug!(ShmListener, ShmSender, ShmReceiver);
 
 impl ShmChannel {
     fn new(inner: sys::shm_channel::ShmChannel, addr: Address) -> ShmChannel {
@@ -269,21 +252,6 @@ impl ShmChannel {
         self.tx.get_mut().timeout = timeout;
     }
 
-    /// The largest message this end accepts.
-    pub fn max_message_size(&self) -> usize {
-        self.max_in
-    }
-
-    /// The bytes of each direction's ring.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// The channel's address.
-    pub fn peer_addr(&self) -> &Address {
-        &self.addr
-    }
-
     /// Splits the channel into its sending and receiving halves, for two
     /// tasks; each keeps this channel's timeout for its direction, and
     /// dropping one closes its direction.
@@ -297,12 +265,6 @@ pub struct ShmSender {
     inner: AsyncSender,
     addr: Address,
     timeout: Option<Duration>,
-}
-
-impl fmt::Debug for ShmSender {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        core::fmt_end(f, "ShmSender", &self.addr)
-    }
 }
 
 impl ShmSender {
@@ -344,15 +306,7 @@ impl ShmSender {
         self.inner.committed()
     }
 
-    /// Sets how long a `send` may wait for room (`None`: for ever).
-    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
-        self.timeout = timeout;
-    }
-
-    /// The largest message the peer accepts.
-    pub fn peer_max_message_size(&self) -> usize {
-        self.inner.max_message_size()
-    }
+    core::sender_accessors!();
 }
 
 /// The receiving half of a [`ShmChannel`] ([`ShmChannel::split`]).
@@ -360,12 +314,6 @@ pub struct ShmReceiver {
     inner: AsyncReceiver,
     addr: Address,
     timeout: Option<Duration>,
-}
-
-impl fmt::Debug for ShmReceiver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        core::fmt_end(f, "ShmReceiver", &self.addr)
-    }
 }
 
 impl ShmReceiver {
@@ -399,15 +347,7 @@ impl ShmReceiver {
             .map_err(|e| core::recv_error(&self.addr, e))
     }
 
-    /// Sets how long a `recv` may wait (`None`: for ever).
-    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
-        self.timeout = timeout;
-    }
-
-    /// The largest message this end accepts.
-    pub fn max_message_size(&self) -> usize {
-        self.inner.max_message_size()
-    }
+    core::receiver_accessors!();
 }
 
 impl ListenerOptions {
