@@ -1,9 +1,22 @@
 //! Copies in and out of a mapping of shared memory, bounds-checked.
 #![allow(unsafe_code)]
 
+use std::io;
 use std::ptr;
 
 use super::shm::Mapping;
+
+/// Refuses to map an empty `what` (region or file): no OS maps 0 bytes, and
+/// its own error would not say why.
+pub(crate) fn check_mappable(len: usize, what: &str) -> io::Result<()> {
+    if len == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot map an empty {what} (0 bytes)"),
+        ));
+    }
+    Ok(())
+}
 
 /// Copies `buf.len()` bytes at `offset` of `map` into `buf`; `false` if the
 /// range is not inside the mapping.

@@ -42,12 +42,7 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     /// Maps all `len` bytes of `fd`, shared and writable.
     fn map(fd: impl AsFd, len: usize) -> io::Result<Mapping> {
-        if len == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "cannot map an empty region (0 bytes)",
-            ));
-        }
+        crate::sys::mem::check_mappable(len, "region")?;
         // SAFETY: a null hint lets the kernel choose a fresh range, so no existing
         // memory of this process is replaced; `fd` is open for reading and
         // writing and at least `len` bytes long (callers size or measure it).

@@ -438,16 +438,7 @@ impl MsgStream {
     /// of the channel; the peer is not told. A pipe has no half-close, so
     /// `Write` and `Both` are unsupported.
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        match how {
-            Shutdown::Read => {
-                self.read_stop.set();
-                Ok(())
-            }
-            _ => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "a named pipe cannot be half-closed; drop every handle to the channel instead",
-            )),
-        }
+        super::pipe::shutdown_end(&self.read_stop, how, "channel")
     }
 
     /// Makes the peer see the end of the channel now: a server end disconnects

@@ -360,16 +360,7 @@ impl Stream {
     /// now included, with the end of the stream (0 bytes); the peer is not
     /// told. A pipe has no half-close, so `Write` and `Both` are unsupported.
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        match how {
-            Shutdown::Read => {
-                self.read_stop.set();
-                Ok(())
-            }
-            _ => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "named pipes have no half-close; drop every handle to the stream to close it",
-            )),
-        }
+        shutdown_end(&self.read_stop, how, "stream")
     }
 }
 
@@ -393,6 +384,22 @@ pub(super) fn connect_handle(ep: &Endpoint, opts: &ConnectConfig) -> io::Result<
             },
             _ => return Err(err),
         }
+    }
+}
+
+/// `shutdown` of a pipe end, byte (a `what` of "stream") or message
+/// ("channel"): `Read` sets `read_stop`, which ends every read of the end;
+/// a pipe has no half-close, so `Write` and `Both` are unsupported.
+pub(super) fn shutdown_end(read_stop: &Event, how: Shutdown, what: &str) -> io::Result<()> {
+    match how {
+        Shutdown::Read => {
+            read_stop.set();
+            Ok(())
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("a named pipe has no half-close; drop every handle to the {what} to close it"),
+        )),
     }
 }
 

@@ -129,12 +129,7 @@ impl Region {
     /// [`create`](Self::create) with the security descriptor `sddl` (SDDL)
     /// instead of the current-user DACL.
     pub(crate) fn create_with(name: &str, len: usize, sddl: Option<&str>) -> io::Result<Region> {
-        if len == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "cannot map an empty region (0 bytes)",
-            ));
-        }
+        crate::sys::mem::check_mappable(len, "region")?;
         let wide = object_name(name);
         let size = len as u64;
         let security = SecurityAttributes::new(sddl)?;
@@ -207,12 +202,7 @@ pub(crate) fn unlink(_name: &str) -> io::Result<()> {
 pub(crate) fn map_file(file: &File) -> io::Result<Mapping> {
     let len = usize::try_from(file.metadata()?.len())
         .map_err(|_| io::Error::other("file too large to map"))?;
-    if len == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "cannot map an empty file (0 bytes)",
-        ));
-    }
+    crate::sys::mem::check_mappable(len, "file")?;
     // SAFETY: `file` is a live file handle opened for reading and writing; a
     // zero maximum size maps the whole file; no name, default security.
     let raw = unsafe {
