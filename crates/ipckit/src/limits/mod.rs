@@ -140,9 +140,10 @@ macro_rules! deadline_setters {
 }
 pub(crate) use deadline_setters;
 
-/// `peer_addr`, `max_message_size` and `set_max_message_size` of a message
-/// channel face that keeps its peer in `self.peer` and its limit in
-/// `self.max` (the blocking and the tokio `MessageStream`).
+/// `peer_addr`, `max_message_size`, `set_max_message_size` and `try_clone` of
+/// a message channel face that keeps its peer in `self.peer`, its limit in
+/// `self.max`, its deadlines in `self.lim` and the rest in `self.shared` (the
+/// blocking and the tokio `MessageStream`).
 macro_rules! message_accessors {
     () => {
         /// The address this channel was connected to, or accepted on.
@@ -165,6 +166,22 @@ macro_rules! message_accessors {
             $crate::limits::check_max_message_size(bytes)?;
             self.max = bytes;
             Ok(())
+        }
+
+        /// Another handle to the same channel, with this one's timeouts,
+        /// deadlines and maximum message size to start with.
+        ///
+        /// # Errors
+        ///
+        /// None today; the `Result` leaves room for transports that must
+        /// duplicate an OS handle.
+        pub fn try_clone(&self) -> $crate::Result<Self> {
+            Ok(Self {
+                shared: ::std::sync::Arc::clone(&self.shared),
+                peer: self.peer.clone(),
+                lim: self.lim,
+                max: self.max,
+            })
         }
     };
 }

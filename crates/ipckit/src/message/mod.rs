@@ -525,20 +525,4 @@ impl MessageStream {
     pub fn shutdown(&self, how: Shutdown) -> Result<()> {
         self.shared.shutdown(how, &self.peer)
     }
-
-    /// Another handle to the same channel, with this one's timeouts, deadlines
-    /// and maximum message size to start with.
-    ///
-    /// # Errors
-    ///
-    /// None today; the `Result` leaves room for transports that must duplicate
-    /// an OS handle.
-    pub fn try_clone(&self) -> Result<MessageStream> {
-        Ok(MessageStream {
-            shared: Arc::clone(&self.shared),
-            peer: self.peer.clone(),
-            lim: self.lim,
-            max: self.max,
-        })
-    }
 }

@@ -332,21 +332,6 @@ impl MessageStream {
     crate::limits::message_accessors!();
 
     crate::limits::deadline_setters!(lim, "`recv`", "`send`");
-
-    /// Another handle to the same channel, with this one's limits to start with.
-    ///
-    /// # Errors
-    ///
-    /// None today; the `Result` leaves room for transports that must duplicate
-    /// an OS handle.
-    pub fn try_clone(&self) -> Result<MessageStream> {
-        Ok(MessageStream {
-            shared: Arc::clone(&self.shared),
-            peer: self.peer.clone(),
-            lim: self.lim,
-            max: self.max,
-        })
-    }
 }
 
 impl ListenerOptions {
