@@ -12,6 +12,17 @@
 //! deadline; a watchdog ends the whole run after `$IPCKIT_STRESS_BUDGET`
 //! seconds (default 330). Only processes this run started are ever killed.
 
+/// `println!` for the suite's report: a reader that closed our stdout (`|
+/// head`) ends the run quietly, as `ipckit` does, instead of a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[cfg(unix)]
 mod badinput;
 mod faults;
@@ -78,7 +89,7 @@ mod run {
     pub(crate) fn main() -> ExitCode {
         let args: Vec<String> = std::env::args().skip(1).collect();
         if args.iter().any(|a| a == "-h" || a == "--help") {
-            println!(
+            say!(
                 "usage: ipckit-stress [--list] [FILTER...]\n\
                  Runs the scenarios whose name holds a FILTER (all without one).\n\
                  env: IPCKIT_BIN (the ipckit binary), IPCKIT_STRESS_BUDGET (seconds, default 330)"
@@ -88,7 +99,7 @@ mod run {
         let all = scenarios();
         if args.iter().any(|a| a == "--list") {
             for s in &all {
-                println!("{}", s.name);
+                say!("{}", s.name);
             }
             return ExitCode::SUCCESS;
         }
@@ -249,11 +260,11 @@ mod run {
             match outcome {
                 Ok(fig) if fig.starts_with("skipped") => {
                     skipped += 1;
-                    println!("SKIP {:<34} {fig}", s.name);
+                    say!("SKIP {:<34} {fig}", s.name);
                 }
                 Ok(fig) => {
                     lock(&COUNTS).0 += 1;
-                    println!("PASS {:<34} {fig} time={took}", s.name);
+                    say!("PASS {:<34} {fig} time={took}", s.name);
                 }
                 Err(why) => {
                     lock(&COUNTS).1 += 1;
@@ -261,16 +272,16 @@ mod run {
                         .needs
                         .map(|n| format!(" [needs: {n}]"))
                         .unwrap_or_default();
-                    println!("FAIL {:<34} {why} time={took}{needs}", s.name);
+                    say!("FAIL {:<34} {why} time={took}{needs}", s.name);
                 }
             }
         }
         if let Err(left) = leftovers(&ctx.xdg) {
             lock(&COUNTS).1 += 1;
-            println!("FAIL {:<34} {left}", "leftovers");
+            say!("FAIL {:<34} {left}", "leftovers");
         }
         let (passed, failed) = *lock(&COUNTS);
-        println!(
+        say!(
             "total time {}{}",
             util::secs(started.elapsed()),
             if skipped > 0 {
@@ -279,7 +290,7 @@ mod run {
                 String::new()
             }
         );
-        println!("{passed} passed, {failed} failed");
+        say!("{passed} passed, {failed} failed");
         if failed == 0 {
             ExitCode::SUCCESS
         } else {
@@ -347,12 +358,12 @@ mod run {
         thread::spawn(move || {
             thread::sleep(Duration::from_secs(budget));
             let n = util::kill_all_children();
-            println!(
+            say!(
                 "FAIL watchdog: the run exceeded its budget of {budget}s during scenario {}; killed its {n} child processes",
                 lock(&CURRENT)
             );
             let (passed, failed) = *lock(&COUNTS);
-            println!("{passed} passed, {} failed", failed + 1);
+            say!("{passed} passed, {} failed", failed + 1);
             std::process::exit(1);
         });
     }
