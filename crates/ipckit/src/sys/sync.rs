@@ -4,7 +4,7 @@
 //! helper every layer uses (re-exported at the crate root for the layers above).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering, fence};
+pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::compiler_fence;
 #[cfg(not(loom))]
