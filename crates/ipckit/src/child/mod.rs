@@ -640,7 +640,7 @@ pub struct ChildChannel {
     settings: Settings,
 }
 
-channel_face!(ChildChannel);
+crate::child::channel_face!(ChildChannel);
 
 impl ChildChannel {
     fn new(conn: Conn, peer: String, opts: &ChannelOptions) -> ChildChannel {
