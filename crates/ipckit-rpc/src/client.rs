@@ -15,7 +15,7 @@ use crate::conn::{Conn, Reader, Writer};
 use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
 use crate::jsonrpc::{Id, Request, Response, Responses, decode_responses};
-use crate::options::{check_size, lock};
+use crate::options::{DEFAULT_HANDSHAKE_TIMEOUT, check_size, debug_wire, lock, wire_setters};
 use ipckit::security::UserId;
 use ipckit::{ConnectOptions, ToAddress};
 
@@ -42,11 +42,7 @@ pub struct ClientOptions {
 
 impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientOptions")
-            .field("framing", &self.framing)
-            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
-            .field("digest", &self.digest)
-            .field("max_frame_size", &self.max_frame_size)
+        debug_wire!(f, "ClientOptions", self)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
@@ -64,7 +60,7 @@ impl Default for ClientOptions {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             timeout: None,
             connect_timeout: None,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             server_check: ConnectOptions::new(),
         }
     }
@@ -77,29 +73,23 @@ impl ClientOptions {
         ClientOptions::default()
     }
 
-    /// How the connection is framed; it must match the server's.
-    pub fn framing(&mut self, framing: Framing) -> &mut Self {
-        self.framing = framing;
-        self
-    }
-
-    /// Passes the `multiprocessing.connection` authkey handshake on connecting.
-    pub fn authkey(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
-        self.authkey = Some(key.as_ref().to_vec());
-        self
-    }
-
-    /// Which challenge the client sends the server (default: `{sha256}`).
-    pub fn challenge_digest(&mut self, digest: ChallengeDigest) -> &mut Self {
-        self.digest = digest;
-        self
-    }
-
-    /// The largest response accepted; a larger one closes the connection and
-    /// fails every call in flight with [`ErrorKind::FrameTooLarge`].
-    pub fn max_frame_size(&mut self, bytes: usize) -> &mut Self {
-        self.max_frame_size = bytes;
-        self
+    wire_setters! {
+        // framing:
+        /// How the connection is framed; it must match the server's.
+        ;
+        // authkey:
+        /// Passes the `multiprocessing.connection` authkey handshake on connecting.
+        ;
+        // challenge_digest:
+        /// Which challenge the client sends the server (default: `{sha256}`).
+        ;
+        // max_frame_size:
+        /// The largest response accepted; a larger one closes the connection and
+        /// fails every call in flight with [`ErrorKind::FrameTooLarge`].
+        ;
+        // handshake_timeout:
+        /// How long the server has to pass the handshake.
+        ;
     }
 
     /// The timeout of [`Client::call`] (default: none).
@@ -113,12 +103,6 @@ impl ClientOptions {
     /// must finish within what is left of this too.
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.connect_timeout = Some(timeout);
-        self
-    }
-
-    /// How long the server has to pass the handshake.
-    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.handshake_timeout = timeout;
         self
     }
 
