@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::ChallengeDigest;
+use crate::auth::{ChallengeDigest, Handshake};
 use crate::conn::{Conn, Reader, Writer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
@@ -160,6 +160,17 @@ impl ClientOptions {
         }
     }
 
+    /// The handshake of a connection begun at `started`, if the client has an
+    /// authkey: within [`handshake_limit`](Self::handshake_limit).
+    pub(crate) fn handshake(&self, started: Instant) -> Option<Handshake<'_>> {
+        self.authkey.as_deref().map(|key| Handshake {
+            key,
+            digest: self.digest,
+            accepting: false,
+            timeout: self.handshake_limit(started),
+        })
+    }
+
     /// The options of the connection: a message channel takes the frame
     /// limit; over a byte stream the framing enforces it.
     pub(crate) fn transport(&self) -> ConnectOptions {
@@ -202,9 +213,8 @@ impl ClientOptions {
                 max,
             )?
         };
-        if let Some(key) = &self.authkey {
-            let limit = self.handshake_limit(started);
-            conn.handshake(key, self.digest, false, limit)?;
+        if let Some(hs) = self.handshake(started) {
+            conn.handshake(hs)?;
         }
         Client::start(conn, self.timeout)
     }

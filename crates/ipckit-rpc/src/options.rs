@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipckit::stream::ConnectionLimit;
 
-use crate::auth::ChallengeDigest;
+use crate::auth::{ChallengeDigest, Handshake};
 use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
 use crate::jsonrpc::{Id, Response};
@@ -269,6 +269,16 @@ impl ServerOptions {
     ) -> &mut Self {
         self.on_error = Some(Arc::new(hook));
         self
+    }
+
+    /// The handshake of each connection, if the server has an authkey.
+    pub(crate) fn handshake(&self) -> Option<Handshake<'_>> {
+        self.authkey.as_deref().map(|key| Handshake {
+            key,
+            digest: self.digest,
+            accepting: true,
+            timeout: self.handshake_timeout,
+        })
     }
 
     pub(crate) fn report(&self, err: &Error) {

@@ -173,9 +173,8 @@ impl ClientOptions {
                 None,
             )?
         };
-        if let Some(key) = &self.authkey {
-            let limit = self.handshake_limit(started);
-            conn.handshake(key, self.digest, false, limit).await?;
+        if let Some(hs) = self.handshake(started) {
+            conn.handshake(hs).await?;
         }
         Ok(Client::start(conn, self.timeout))
     }
