@@ -8,10 +8,13 @@ use std::time::Duration;
 use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ipckit::tokio::{Framed, MessageStream, OwnedReadHalf, OwnedWriteHalf};
 
-use crate::auth::{self, ChallengeDigest, MAX_HANDSHAKE_FRAME};
+use crate::auth::{self, ChallengeDigest, Handshake, handshake_timed_out};
 use crate::budget::{Budget, Metered, refused};
-use crate::conn::{FrameLimit, content_length_end, handshake_frame, next_content_length};
-use crate::error::{Error, ErrorKind, Result};
+use crate::conn::{
+    FrameLimit, content_length_end, handshake_frame, limit_decoder, next_content_length,
+    second_handle,
+};
+use crate::error::{Error, Result};
 use crate::framing::{ContentLengthDecoder, Framing, encode_content_length};
 
 pub(crate) enum Reader {
@@ -74,16 +77,12 @@ impl Reader {
 }
 
 impl FrameLimit for Reader {
-    fn set_max(&mut self, max: usize) -> Result<()> {
+    fn limit(&mut self, max: usize) -> ipckit::Result<()> {
         match self {
             Reader::Framed(f) => f.set_max_message_size(max),
-            Reader::ContentLength { decoder, .. } => {
-                decoder.set_max(max);
-                Ok(())
-            }
+            Reader::ContentLength { decoder, .. } => limit_decoder(decoder, max),
             Reader::Message(m) => m.set_max_message_size(max),
         }
-        .map_err(|e| Error::ipckit("set the maximum frame size", e))
     }
 }
 
@@ -152,9 +151,7 @@ impl Conn {
     /// whole from the OS, so nothing is held unfinished.
     pub(crate) fn message(channel: MessageStream, max: usize) -> Result<Conn> {
         let peer = channel.peer_addr().to_string();
-        let second = channel
-            .try_clone()
-            .map_err(|e| Error::ipckit(&format!("clone the channel to {peer}"), e))?;
+        let second = second_handle(channel.try_clone(), &peer)?;
         Conn::new(Reader::Message(channel), Writer::Message(second), peer, max)
     }
 
@@ -187,18 +184,12 @@ impl Conn {
         auth::check_verdict(&self.recv_handshake().await?)
     }
 
-    /// Runs the authkey handshake, the accepting side's way round (deliver a
-    /// challenge, then answer one) or the connecting side's, within `timeout`.
-    pub(crate) async fn handshake(
-        &mut self,
-        key: &[u8],
-        digest: ChallengeDigest,
-        accepting: bool,
-        timeout: Duration,
-    ) -> Result<()> {
-        self.reader.set_max(MAX_HANDSHAKE_FRAME)?;
+    /// Runs the authkey handshake `hs`, given up once its timeout has passed.
+    pub(crate) async fn handshake(&mut self, hs: Handshake<'_>) -> Result<()> {
+        self.begin_handshake()?;
+        let (key, digest) = (hs.key, hs.digest);
         let steps = async {
-            if accepting {
+            if hs.accepting {
                 self.deliver(key, digest).await?;
                 self.answer(key).await
             } else {
@@ -206,19 +197,9 @@ impl Conn {
                 self.deliver(key, digest).await
             }
         };
-        let result = match ::tokio::time::timeout(timeout, steps).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::new(
-                ErrorKind::TimedOut,
-                format!("the handshake did not finish within {timeout:?}"),
-            )),
-        };
-        result.map_err(|e| {
-            Error::new(
-                e.kind(),
-                format!("authkey handshake with {}: {e}", self.peer),
-            )
-        })?;
-        self.reader.set_max(self.max)
+        let result = ::tokio::time::timeout(hs.timeout, steps)
+            .await
+            .unwrap_or_else(|_| Err(handshake_timed_out(hs.timeout)));
+        self.end_handshake(result)
     }
 }

@@ -20,6 +20,8 @@
 //! and `sha384`; `sha3_256` and `sha3_384`, which CPython also allows, are
 //! refused with an error that says so.
 
+use std::time::Duration;
+
 use hmac::{Hmac, Mac};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -250,6 +252,25 @@ pub fn answer_peer(io: &mut impl HandshakeIo, key: &[u8]) -> Result<()> {
     let challenge = io.recv_frame()?;
     io.send_frame(&answer(key, &challenge)?)?;
     check_verdict(&io.recv_frame()?)
+}
+
+/// The handshake a connection of this crate runs: with `key`, the accepting
+/// side's way round (deliver a `digest` challenge, then answer one) or the
+/// connecting side's, within `timeout`.
+#[derive(Clone, Copy)]
+pub(crate) struct Handshake<'a> {
+    pub(crate) key: &'a [u8],
+    pub(crate) digest: ChallengeDigest,
+    pub(crate) accepting: bool,
+    pub(crate) timeout: Duration,
+}
+
+/// The error of a handshake that did not finish within `timeout`.
+pub(crate) fn handshake_timed_out(timeout: Duration) -> Error {
+    Error::new(
+        ErrorKind::TimedOut,
+        format!("the handshake did not finish within {timeout:?}"),
+    )
 }
 
 #[cfg(test)]

@@ -1,21 +1,22 @@
-//! The blocking [`Client`] and the [`ClientOptions`] both clients share.
+//! The blocking [`Client`] and the [`ClientOptions`] both clients share
+//! (what both do with their calls is in `pending`).
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
-use crate::auth::ChallengeDigest;
+use crate::auth::{ChallengeDigest, Handshake};
 use crate::conn::{Conn, Reader, Writer};
-use crate::error::{Error, ErrorKind, Result, RpcError};
+use crate::error::{Error, ErrorKind, Result};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
-use crate::jsonrpc::{Id, Request, Response, Responses, decode_responses};
-use crate::options::{check_size, lock};
+use crate::options::{DEFAULT_HANDSHAKE_TIMEOUT, check_size, debug_wire, lock, wire_setters};
+use crate::pending::{
+    Begun, Failure, Ledger, Reply, ReplyTx, Route, closed_error, debug_client, end_of, finish,
+    route, timed_out,
+};
 use ipckit::security::UserId;
 use ipckit::{ConnectOptions, ToAddress};
 
@@ -42,11 +43,7 @@ pub struct ClientOptions {
 
 impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientOptions")
-            .field("framing", &self.framing)
-            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
-            .field("digest", &self.digest)
-            .field("max_frame_size", &self.max_frame_size)
+        debug_wire!(f, "ClientOptions", self)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
@@ -64,7 +61,7 @@ impl Default for ClientOptions {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             timeout: None,
             connect_timeout: None,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             server_check: ConnectOptions::new(),
         }
     }
@@ -77,29 +74,23 @@ impl ClientOptions {
         ClientOptions::default()
     }
 
-    /// How the connection is framed; it must match the server's.
-    pub fn framing(&mut self, framing: Framing) -> &mut Self {
-        self.framing = framing;
-        self
-    }
-
-    /// Passes the `multiprocessing.connection` authkey handshake on connecting.
-    pub fn authkey(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
-        self.authkey = Some(key.as_ref().to_vec());
-        self
-    }
-
-    /// Which challenge the client sends the server (default: `{sha256}`).
-    pub fn challenge_digest(&mut self, digest: ChallengeDigest) -> &mut Self {
-        self.digest = digest;
-        self
-    }
-
-    /// The largest response accepted; a larger one closes the connection and
-    /// fails every call in flight with [`ErrorKind::FrameTooLarge`].
-    pub fn max_frame_size(&mut self, bytes: usize) -> &mut Self {
-        self.max_frame_size = bytes;
-        self
+    wire_setters! {
+        // framing:
+        /// How the connection is framed; it must match the server's.
+        ;
+        // authkey:
+        /// Passes the `multiprocessing.connection` authkey handshake on connecting.
+        ;
+        // challenge_digest:
+        /// Which challenge the client sends the server (default: `{sha256}`).
+        ;
+        // max_frame_size:
+        /// The largest response accepted; a larger one closes the connection and
+        /// fails every call in flight with [`ErrorKind::FrameTooLarge`].
+        ;
+        // handshake_timeout:
+        /// How long the server has to pass the handshake.
+        ;
     }
 
     /// The timeout of [`Client::call`] (default: none).
@@ -113,12 +104,6 @@ impl ClientOptions {
     /// must finish within what is left of this too.
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.connect_timeout = Some(timeout);
-        self
-    }
-
-    /// How long the server has to pass the handshake.
-    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.handshake_timeout = timeout;
         self
     }
 
@@ -175,6 +160,17 @@ impl ClientOptions {
         }
     }
 
+    /// The handshake of a connection begun at `started`, if the client has an
+    /// authkey: within [`handshake_limit`](Self::handshake_limit).
+    pub(crate) fn handshake(&self, started: Instant) -> Option<Handshake<'_>> {
+        self.authkey.as_deref().map(|key| Handshake {
+            key,
+            digest: self.digest,
+            accepting: false,
+            timeout: self.handshake_limit(started),
+        })
+    }
+
     /// The options of the connection: a message channel takes the frame
     /// limit; over a byte stream the framing enforces it.
     pub(crate) fn transport(&self) -> ConnectOptions {
@@ -217,42 +213,11 @@ impl ClientOptions {
                 max,
             )?
         };
-        if let Some(key) = &self.authkey {
-            let limit = self.handshake_limit(started);
-            conn.handshake(key, self.digest, false, limit)?;
+        if let Some(hs) = self.handshake(started) {
+            conn.handshake(hs)?;
         }
         Client::start(conn, self.timeout)
     }
-}
-
-/// Why a pending call ended without a result.
-#[derive(Debug, Clone)]
-pub(crate) enum Failure {
-    Rpc(RpcError),
-    Closed(ErrorKind, String),
-}
-
-pub(crate) type Reply = std::result::Result<Value, Failure>;
-
-/// The calls in flight of one connection, and whether it is closed. Shared by
-/// the blocking and the async client: `S` is how a reply reaches its caller.
-pub(crate) struct Pending<S> {
-    pub(crate) calls: HashMap<u64, S>,
-    pub(crate) closed: Option<(ErrorKind, String)>,
-}
-
-impl<S> Default for Pending<S> {
-    fn default() -> Pending<S> {
-        Pending {
-            calls: HashMap::new(),
-            closed: None,
-        }
-    }
-}
-
-/// How a reply reaches the call waiting for it.
-pub(crate) trait ReplyTx {
-    fn reply(self, reply: Reply);
 }
 
 /// Where a blocking call's reply is left, and how its caller is woken (for
@@ -271,187 +236,6 @@ impl ReplyTx for Arc<Mailbox> {
     }
 }
 
-impl<S: ReplyTx> Pending<S> {
-    /// Marks the connection closed: every call in flight fails at once with
-    /// `why`, and so does every later one.
-    ///
-    /// Every reply is given while `pending` is held (the lock order is
-    /// `pending`, then a mailbox): a call that finds its entry gone once it
-    /// has timed out then finds its reply there too, never a moment early.
-    pub(crate) fn close(pending: &Mutex<Pending<S>>, kind: ErrorKind, why: String) {
-        let mut p = lock(pending);
-        p.closed.get_or_insert((kind, why.clone()));
-        for (_, tx) in p.calls.drain() {
-            tx.reply(Err(Failure::Closed(kind, why.clone())));
-        }
-    }
-
-    /// Registers call `id` (its reply goes to `tx`), unless the connection
-    /// has closed: then the error of the call (`context`) says why.
-    pub(crate) fn register(
-        pending: &Mutex<Pending<S>>,
-        id: u64,
-        tx: S,
-        context: &str,
-    ) -> Result<()> {
-        let mut p = lock(pending);
-        if let Some(closed) = &p.closed {
-            return Err(closed_error(context, closed));
-        }
-        p.calls.insert(id, tx);
-        Ok(())
-    }
-
-    /// Fails with why the connection closed, if it has (`context`: what was
-    /// being done).
-    pub(crate) fn check_open(pending: &Mutex<Pending<S>>, context: &str) -> Result<()> {
-        match &lock(pending).closed {
-            Some(closed) => Err(closed_error(context, closed)),
-            None => Ok(()),
-        }
-    }
-
-    /// Hands the replies of one message to their calls. Returns why the
-    /// connection must close, if it must.
-    pub(crate) fn deliver(pending: &Mutex<Pending<S>>, route: Route) -> Option<String> {
-        match route {
-            Route::Replies(replies) => {
-                let mut p = lock(pending);
-                for (id, reply) in replies {
-                    if let Some(tx) = p.calls.remove(&id) {
-                        tx.reply(reply);
-                    }
-                }
-            }
-            Route::FailAll(e) => {
-                for (_, tx) in lock(pending).calls.drain() {
-                    tx.reply(Err(Failure::Rpc(e.clone())));
-                }
-            }
-            Route::Ignore => {}
-            Route::Broken(why) => {
-                return Some(format!(
-                    "the server sent a message that is not a JSON-RPC response ({why}); the connection is closed"
-                ));
-            }
-            Route::WantsAuthkey => {
-                return Some(
-                    "the server asks for an authkey: it began multiprocessing.connection's \
-                     authkey handshake (#CHALLENGE#); connect with the server's authkey \
-                     (ClientOptions::authkey, `ipckit call --authkey KEY`)"
-                        .into(),
-                );
-            }
-        }
-        None
-    }
-}
-
-/// What to do with one message from the server, decoded.
-pub(crate) enum Route {
-    /// Replies for these ids.
-    Replies(Vec<(u64, Reply)>),
-    /// An error response with a null id: the server could not read one of our
-    /// messages, and which one cannot be told; every call in flight fails.
-    FailAll(RpcError),
-    /// A message to ignore (a server-to-client request, a reply to an id not
-    /// ours).
-    Ignore,
-    /// Not a response: the connection is out of step.
-    Broken(String),
-    /// The server began multiprocessing's authkey handshake: it wants an
-    /// authkey this client was not given.
-    WantsAuthkey,
-}
-
-pub(crate) fn route(frame: &[u8]) -> Route {
-    if frame.starts_with(crate::auth::CHALLENGE) {
-        return Route::WantsAuthkey;
-    }
-    let responses = match decode_responses(frame) {
-        Ok(Responses::Single(r)) => vec![r],
-        Ok(Responses::Batch(rs)) => rs,
-        Ok(Responses::ServerRequest(_)) => return Route::Ignore,
-        Err(why) => return Route::Broken(why),
-    };
-    let mut replies = Vec::new();
-    for Response { id, outcome } in responses {
-        match (id.as_u64(), outcome) {
-            (Some(n), outcome) => replies.push((n, outcome.map_err(Failure::Rpc))),
-            (None, Err(e)) if id == Id::Null => return Route::FailAll(e),
-            (None, _) => {}
-        }
-    }
-    if replies.is_empty() {
-        Route::Ignore
-    } else {
-        Route::Replies(replies)
-    }
-}
-
-/// The params of a call: what `params` serializes to, which must be an array
-/// or an object, or nothing (`()`).
-pub(crate) fn to_params<P: Serialize>(context: &str, params: P) -> Result<Option<Value>> {
-    match serde_json::to_value(params) {
-        Ok(Value::Null) => Ok(None),
-        Ok(v @ (Value::Array(_) | Value::Object(_))) => Ok(Some(v)),
-        Ok(v) => Err(Error::new(
-            ErrorKind::Serialization,
-            format!(
-                "{context}: JSON-RPC params are an array or an object (a tuple, a Vec, a struct, a map) or none (()), not {v}"
-            ),
-        )),
-        Err(e) => Err(Error::new(
-            ErrorKind::Serialization,
-            format!("{context}: the params do not serialize to JSON: {e}"),
-        )),
-    }
-}
-
-/// The result of a call, or its failure, as the caller's type.
-pub(crate) fn finish<R: DeserializeOwned>(context: &str, reply: Reply) -> Result<R> {
-    match reply {
-        Ok(value) => serde_json::from_value(value).map_err(|e| {
-            Error::new(
-                ErrorKind::Serialization,
-                format!("{context}: the result does not fit the type asked for: {e}"),
-            )
-        }),
-        Err(Failure::Rpc(e)) => Err(Error::rpc(context, e)),
-        Err(Failure::Closed(kind, why)) => Err(Error::new(kind, format!("{context}: {why}"))),
-    }
-}
-
-/// The error of a call on a connection that has closed.
-pub(crate) fn closed_error(context: &str, closed: &(ErrorKind, String)) -> Error {
-    Error::new(closed.0, format!("{context}: {}", closed.1))
-}
-
-/// How a receive error ends the connection: its kind, and why, for the calls
-/// it fails. (A Windows pipe reports the server's end closing as an error.)
-pub(crate) fn end_of(e: &Error) -> (ErrorKind, String) {
-    match e.kind() {
-        k @ (ErrorKind::FrameTooLarge | ErrorKind::Protocol) => {
-            (k, format!("the connection failed: {e}"))
-        }
-        ErrorKind::Disconnected => (
-            ErrorKind::Disconnected,
-            format!("the server closed the connection ({e})"),
-        ),
-        _ => (
-            ErrorKind::Disconnected,
-            format!("the connection failed: {e}"),
-        ),
-    }
-}
-
-pub(crate) fn timed_out(context: &str, timeout: Duration) -> Error {
-    Error::new(
-        ErrorKind::TimedOut,
-        format!("{context}: no response within {timeout:?}"),
-    )
-}
-
 struct Shared {
     /// `None` once the connection is closed: dropping the writer closes the
     /// last handle, so the server sees the end.
@@ -459,21 +243,19 @@ struct Shared {
     /// The reading half, taken in turn by the calls waiting for replies; `None`
     /// once the connection has ended.
     reader: Mutex<Option<Reader>>,
-    pending: Mutex<Pending<Arc<Mailbox>>>,
-    next_id: AtomicU64,
-    peer: String,
+    calls: Ledger<Arc<Mailbox>>,
 }
 
 impl Shared {
     /// Closes the connection: every call in flight fails at once with `why`.
     fn close(&self, kind: ErrorKind, why: String) {
         lock(&self.writer).take();
-        Pending::close(&self.pending, kind, why);
+        self.calls.close(kind, why);
     }
 
     fn send(&self, frame: &[u8], deadline: Option<Instant>) -> Result<()> {
         match &mut *lock(&self.writer) {
-            Some(w) => w.send(frame, deadline, &self.peer),
+            Some(w) => w.send(frame, deadline, &self.calls.peer),
             None => Err(Error::new(
                 ErrorKind::Disconnected,
                 "the connection is closed",
@@ -482,7 +264,7 @@ impl Shared {
     }
 
     fn deliver(&self, route: Route) {
-        if let Some(why) = Pending::deliver(&self.pending, route) {
+        if let Some(why) = self.calls.deliver(route) {
             self.close(ErrorKind::Protocol, why);
         }
     }
@@ -553,7 +335,7 @@ impl Shared {
             let Some(reader) = turn.as_mut() else {
                 // Ended: `close` has failed every call, this one included,
                 // unless it was failed already and taken; say why again.
-                let closed = lock(&self.pending).closed.clone();
+                let closed = lock(&self.calls.pending).closed.clone();
                 let (kind, why) =
                     closed.unwrap_or((ErrorKind::Disconnected, "the connection has ended".into()));
                 return Some(Err(Failure::Closed(kind, why)));
@@ -579,7 +361,7 @@ impl Shared {
                 self.close(kind, why);
                 continue;
             }
-            match reader.recv(&self.peer) {
+            match reader.recv(&self.calls.peer) {
                 Ok(Some(frame)) => self.deliver(route(&frame)),
                 Ok(None) => {
                     *turn = None;
@@ -600,7 +382,7 @@ impl Shared {
 
     /// Wakes another call in flight to take its turn to read.
     fn hand_over(&self, leaving: u64) {
-        let next = lock(&self.pending)
+        let next = lock(&self.calls.pending)
             .calls
             .iter()
             .find(|(id, _)| **id != leaving)
@@ -641,20 +423,8 @@ pub struct Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug_client(f, &self.shared.peer, self.timeout)
+        debug_client(f, &self.shared.calls.peer, self.timeout)
     }
-}
-
-/// The `Debug` of a client of either face: its peer and default timeout.
-pub(crate) fn debug_client(
-    f: &mut fmt::Formatter<'_>,
-    peer: &str,
-    timeout: Option<Duration>,
-) -> fmt::Result {
-    f.debug_struct("Client")
-        .field("peer", &peer)
-        .field("timeout", &timeout)
-        .finish_non_exhaustive()
 }
 
 impl Client {
@@ -680,9 +450,7 @@ impl Client {
         let shared = Arc::new(Shared {
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(Some(reader)),
-            pending: Mutex::new(Pending::default()),
-            next_id: AtomicU64::new(1),
-            peer,
+            calls: Ledger::new(peer),
         });
         Ok(Client { shared, timeout })
     }
@@ -714,19 +482,11 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<R> {
         let s = &self.shared;
-        let context = format!("call {method:?} on {}", s.peer);
-        let params = to_params(&context, params)?;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
         let mailbox = Arc::new(Mailbox::default());
-        Pending::register(&s.pending, id, Arc::clone(&mailbox), &context)?;
-        let req = Request {
-            method: method.to_owned(),
-            params,
-            id: Some(Id::from(id)),
-        };
-        if let Err(e) = s.send(&req.encode(), deadline) {
-            let mut p = lock(&s.pending);
+        let Begun { context, id, frame } = s.calls.call(method, params, Arc::clone(&mailbox))?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        if let Err(e) = s.send(&frame, deadline) {
+            let mut p = lock(&s.calls.pending);
             p.calls.remove(&id);
             // Closed meanwhile: say why, not just that it is.
             if let Some(closed) = &p.closed {
@@ -737,7 +497,7 @@ impl Client {
         let reply = match s.wait(id, &mailbox, deadline) {
             Some(reply) => reply,
             None => {
-                lock(&s.pending).calls.remove(&id);
+                s.calls.forget(id);
                 // The reply may have come in the meantime.
                 match lock(&mailbox.reply).take() {
                     Some(reply) => reply,
@@ -758,22 +518,15 @@ impl Client {
     /// [`ErrorKind::Disconnected`] when the connection has ended, and the
     /// params errors of [`call_timeout`](Client::call_timeout).
     pub fn notify<P: Serialize>(&self, method: &str, params: P) -> Result<()> {
-        let s = &self.shared;
-        let context = format!("notify {method:?} on {}", s.peer);
-        let params = to_params(&context, params)?;
-        Pending::check_open(&s.pending, &context)?;
-        let req = Request {
-            method: method.to_owned(),
-            params,
-            id: None,
-        };
-        s.send(&req.encode(), None)
+        let (context, frame) = self.shared.calls.notification(method, params)?;
+        self.shared
+            .send(&frame, None)
             .map_err(|e| Error::new(e.kind(), format!("{context}: {e}")))
     }
 
     /// The address of the server.
     pub fn peer(&self) -> &str {
-        &self.shared.peer
+        &self.shared.calls.peer
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ipckit::{MessageStream, Stream};
 
-use crate::auth::{self, ChallengeDigest, HandshakeIo, MAX_HANDSHAKE_FRAME};
+use crate::auth::{self, Handshake, HandshakeIo, MAX_HANDSHAKE_FRAME, handshake_timed_out};
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing::{ContentLengthDecoder, Framing, encode_content_length};
 
@@ -136,15 +136,11 @@ impl Reader {
 }
 
 impl FrameLimit for Reader {
-    fn set_max(&mut self, max: usize) -> Result<()> {
+    fn limit(&mut self, max: usize) -> ipckit::Result<()> {
         match self {
-            Reader::ContentLength { decoder, .. } => {
-                decoder.set_max(max);
-                Ok(())
-            }
+            Reader::ContentLength { decoder, .. } => limit_decoder(decoder, max),
             Reader::Message(m) => m.set_max_message_size(max),
         }
-        .map_err(|e| Error::ipckit("set the maximum frame size", e))
     }
 }
 
@@ -192,7 +188,21 @@ pub(crate) struct Halves<R, W> {
 
 /// A reader half whose largest frame can be set (smaller for the handshake).
 pub(crate) trait FrameLimit {
-    fn set_max(&mut self, max: usize) -> Result<()>;
+    /// Sets the largest frame: the decoder's of a reader that cuts the frames
+    /// itself, else the channel's.
+    fn limit(&mut self, max: usize) -> ipckit::Result<()>;
+
+    /// [`limit`](FrameLimit::limit), its failure said as such.
+    fn set_max(&mut self, max: usize) -> Result<()> {
+        self.limit(max)
+            .map_err(|e| Error::ipckit("set the maximum frame size", e))
+    }
+}
+
+/// Sets the largest frame of a `Content-Length` reader (which cannot fail).
+pub(crate) fn limit_decoder(decoder: &mut ContentLengthDecoder, max: usize) -> ipckit::Result<()> {
+    decoder.set_max(max);
+    Ok(())
 }
 
 impl<R: FrameLimit, W> Halves<R, W> {
@@ -207,6 +217,25 @@ impl<R: FrameLimit, W> Halves<R, W> {
         conn.reader.set_max(max)?;
         Ok(conn)
     }
+
+    /// Holds the reader to the handshake's frame limit, for the handshake.
+    pub(crate) fn begin_handshake(&mut self) -> Result<()> {
+        self.reader.set_max(MAX_HANDSHAKE_FRAME)
+    }
+
+    /// Ends the handshake that gave `result`: a failure says with whom;
+    /// after a success the reader takes the connection's frames again.
+    pub(crate) fn end_handshake(&mut self, result: Result<()>) -> Result<()> {
+        let peer = &self.peer;
+        result.map_err(|e| Error::new(e.kind(), format!("authkey handshake with {peer}: {e}")))?;
+        self.reader.set_max(self.max)
+    }
+}
+
+/// The writer's handle of a message channel to `peer`: what cloning the
+/// reader's gave.
+pub(crate) fn second_handle<M>(cloned: ipckit::Result<M>, peer: &str) -> Result<M> {
+    cloned.map_err(|e| Error::ipckit(&format!("clone the channel to {peer}"), e))
 }
 
 /// A blocking connection.
@@ -238,22 +267,15 @@ impl Conn {
     /// A message channel: one message, one JSON text.
     pub(crate) fn message(channel: MessageStream, max: usize) -> Result<Conn> {
         let peer = channel.peer_addr().to_string();
-        let second = channel
-            .try_clone()
-            .map_err(|e| Error::ipckit(&format!("clone the channel to {peer}"), e))?;
+        let second = second_handle(channel.try_clone(), &peer)?;
         Conn::new(Reader::Message(channel), Writer::Message(second), peer, max)
     }
 
-    /// Runs the authkey handshake, the accepting side's way round (deliver a
-    /// challenge, then answer one) or the connecting side's, within `timeout`.
-    pub(crate) fn handshake(
-        &mut self,
-        key: &[u8],
-        digest: ChallengeDigest,
-        accepting: bool,
-        timeout: Duration,
-    ) -> Result<()> {
-        self.reader.set_max(MAX_HANDSHAKE_FRAME)?;
+    /// Runs the authkey handshake `hs`, each of its reads and writes bounded
+    /// by its deadline.
+    pub(crate) fn handshake(&mut self, hs: Handshake<'_>) -> Result<()> {
+        self.begin_handshake()?;
+        let (key, digest, timeout) = (hs.key, hs.digest, hs.timeout);
         let deadline = Instant::now() + timeout;
         self.reader.set_deadline(Some(deadline));
         let mut io = HandshakeConn {
@@ -261,15 +283,15 @@ impl Conn {
             deadline,
             timeout,
         };
-        let result = if accepting {
+        let result = if hs.accepting {
             auth::deliver(&mut io, key, digest).and_then(|()| auth::answer_peer(&mut io, key))
         } else {
             auth::answer_peer(&mut io, key).and_then(|()| auth::deliver(&mut io, key, digest))
         };
-        let peer = &self.peer;
-        result.map_err(|e| Error::new(e.kind(), format!("authkey handshake with {peer}: {e}")))?;
-        self.reader.set_deadline(None);
-        self.reader.set_max(self.max)
+        if result.is_ok() {
+            self.reader.set_deadline(None);
+        }
+        self.end_handshake(result)
     }
 }
 
@@ -288,10 +310,7 @@ impl HandshakeIo for HandshakeConn<'_> {
     /// Waits until the deadline.
     fn recv_frame(&mut self) -> Result<Vec<u8>> {
         match self.conn.reader.recv(&self.conn.peer) {
-            Err(e) if e.kind() == ErrorKind::TimedOut => Err(Error::new(
-                ErrorKind::TimedOut,
-                format!("the handshake did not finish within {:?}", self.timeout),
-            )),
+            Err(e) if e.kind() == ErrorKind::TimedOut => Err(handshake_timed_out(self.timeout)),
             other => handshake_frame(other),
         }
     }

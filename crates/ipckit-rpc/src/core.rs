@@ -245,13 +245,13 @@ pub(crate) async fn accept_loop(
 /// responses go out, and closes it.
 async fn serve_conn(core: Arc<Core>, mut conn: Conn, mut stop: watch::Receiver<bool>) {
     let opts = &core.opts;
-    if let Some(key) = &opts.authkey {
+    if let Some(hs) = opts.handshake() {
         // A handshake in progress is abandoned when the server stops. Boxed:
         // inline, its state would be part of every connection's task for the
         // connection's whole life.
         let passed = ::tokio::select! {
             _ = stop.changed() => false,
-            r = Box::pin(conn.handshake(key, opts.digest, true, opts.handshake_timeout)) => {
+            r = Box::pin(conn.handshake(hs)) => {
                 r.map_err(|e| opts.report(&e)).is_ok()
             }
         };

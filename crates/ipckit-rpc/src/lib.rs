@@ -50,6 +50,7 @@ pub mod jsonrpc;
 mod methods;
 mod options;
 mod outbox;
+mod pending;
 mod pool;
 mod server;
 mod threaded;

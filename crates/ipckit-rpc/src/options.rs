@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipckit::stream::ConnectionLimit;
 
-use crate::auth::ChallengeDigest;
+use crate::auth::{ChallengeDigest, Handshake};
 use crate::error::{Error, ErrorKind, Result, RpcError};
 use crate::framing::{DEFAULT_MAX_FRAME_SIZE, Framing};
 use crate::jsonrpc::{Id, Response};
@@ -17,6 +17,69 @@ const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// [`ServerOptions::max_buffered_bytes`]'s default.
 pub(crate) const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 << 20;
+
+/// The handshake timeout of both options' defaults.
+pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The setters of what both ends of a connection are told alike
+/// ([`ServerOptions`] and `ClientOptions`: the framing, the authkey and its
+/// challenge, the frame limit, the handshake timeout), each with the doc its
+/// side gives it: five doc blocks in that order, each ended by `;`. The
+/// options keep these in fields of the same names.
+macro_rules! wire_setters {
+    (
+        $(#[$framing:meta])* ;
+        $(#[$authkey:meta])* ;
+        $(#[$digest:meta])* ;
+        $(#[$max:meta])* ;
+        $(#[$handshake:meta])* ;
+    ) => {
+        $(#[$framing])*
+        pub fn framing(&mut self, framing: $crate::Framing) -> &mut Self {
+            self.framing = framing;
+            self
+        }
+
+        $(#[$authkey])*
+        pub fn authkey(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
+            self.authkey = Some(key.as_ref().to_vec());
+            self
+        }
+
+        $(#[$digest])*
+        pub fn challenge_digest(&mut self, digest: $crate::ChallengeDigest) -> &mut Self {
+            self.digest = digest;
+            self
+        }
+
+        $(#[$max])*
+        pub fn max_frame_size(&mut self, bytes: usize) -> &mut Self {
+            self.max_frame_size = bytes;
+            self
+        }
+
+        $(#[$handshake])*
+        pub fn handshake_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+            self.handshake_timeout = timeout;
+            self
+        }
+    };
+}
+pub(crate) use wire_setters;
+
+/// The `Debug` of either options (`$opts`, named `$name`), begun with the
+/// fields set by [`wire_setters!`] but the handshake timeout: the framing,
+/// the authkey (hidden), the digest and the frame limit.
+macro_rules! debug_wire {
+    ($f:expr, $name:literal, $opts:expr) => {
+        $f.debug_struct($name)
+            .field("framing", &$opts.framing)
+            .field("authkey", &$opts.authkey.as_ref().map(|_| "<hidden>"))
+            .field("digest", &$opts.digest)
+            .field("max_frame_size", &$opts.max_frame_size)
+    };
+}
+pub(crate) use debug_wire;
 
 /// Locks `m`, whether or not a thread panicked while holding it (the data of
 /// every lock here stays consistent across a panic).
@@ -57,11 +120,7 @@ pub(crate) type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
 impl fmt::Debug for ServerOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerOptions")
-            .field("framing", &self.framing)
-            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
-            .field("digest", &self.digest)
-            .field("max_frame_size", &self.max_frame_size)
+        debug_wire!(f, "ServerOptions", self)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("handshake_timeout", &self.handshake_timeout)
@@ -84,7 +143,7 @@ impl Default for ServerOptions {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_concurrent_calls: 64,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             reply_timeout: DEFAULT_REPLY_TIMEOUT,
             max_connections: None,
             on_error: None,
@@ -110,30 +169,24 @@ impl ServerOptions {
         ServerOptions::default()
     }
 
-    /// How each connection is framed.
-    pub fn framing(&mut self, framing: Framing) -> &mut Self {
-        self.framing = framing;
-        self
-    }
-
-    /// Requires every client to pass the `multiprocessing.connection` authkey
-    /// handshake (see [`auth`](crate::auth)) before its first call.
-    pub fn authkey(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
-        self.authkey = Some(key.as_ref().to_vec());
-        self
-    }
-
-    /// Which challenge the server sends (default: the `{sha256}` one of Python 3.12).
-    pub fn challenge_digest(&mut self, digest: ChallengeDigest) -> &mut Self {
-        self.digest = digest;
-        self
-    }
-
-    /// The largest incoming frame (a request or a batch); a larger one is
-    /// answered with -32600 and the connection closed.
-    pub fn max_frame_size(&mut self, bytes: usize) -> &mut Self {
-        self.max_frame_size = bytes;
-        self
+    wire_setters! {
+        // framing:
+        /// How each connection is framed.
+        ;
+        // authkey:
+        /// Requires every client to pass the `multiprocessing.connection` authkey
+        /// handshake (see [`auth`](crate::auth)) before its first call.
+        ;
+        // challenge_digest:
+        /// Which challenge the server sends (default: the `{sha256}` one of Python 3.12).
+        ;
+        // max_frame_size:
+        /// The largest incoming frame (a request or a batch); a larger one is
+        /// answered with -32600 and the connection closed.
+        ;
+        // handshake_timeout:
+        /// How long a client has to pass the handshake.
+        ;
     }
 
     /// The most bytes the server holds, for all its connections together, in
@@ -164,12 +217,6 @@ impl ServerOptions {
     /// until its response is sent (default 64).
     pub fn max_concurrent_calls(&mut self, n: usize) -> &mut Self {
         self.max_concurrent_calls = n;
-        self
-    }
-
-    /// How long a client has to pass the handshake.
-    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.handshake_timeout = timeout;
         self
     }
 
@@ -222,6 +269,16 @@ impl ServerOptions {
     ) -> &mut Self {
         self.on_error = Some(Arc::new(hook));
         self
+    }
+
+    /// The handshake of each connection, if the server has an authkey.
+    pub(crate) fn handshake(&self) -> Option<Handshake<'_>> {
+        self.authkey.as_deref().map(|key| Handshake {
+            key,
+            digest: self.digest,
+            accepting: true,
+            timeout: self.handshake_timeout,
+        })
     }
 
     pub(crate) fn report(&self, err: &Error) {

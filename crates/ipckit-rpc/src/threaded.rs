@@ -188,8 +188,8 @@ fn serve(opts: &ServerOptions, channel: MessageStream, stop: &watch::Receiver<bo
         Ok(conn) => conn,
         Err(e) => return opts.report(&e),
     };
-    if let Some(key) = &opts.authkey
-        && let Err(e) = conn.handshake(key, opts.digest, true, opts.handshake_timeout)
+    if let Some(hs) = opts.handshake()
+        && let Err(e) = conn.handshake(hs)
     {
         return opts.report(&e);
     }

@@ -25,8 +25,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::tokio::sync::{Semaphore, oneshot, watch};
@@ -36,16 +35,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::aconn::Conn;
-use crate::client::{
-    ClientOptions, Failure, Pending, Reply, ReplyTx, Route, closed_error, end_of, finish, route,
-    timed_out, to_params,
-};
+use crate::client::ClientOptions;
 use crate::core::{Calls, Core, accept_loop};
 use crate::error::{Error, ErrorKind, Result};
-use crate::jsonrpc::{Id, Request};
 use crate::methods::Methods;
 use crate::options::{ServerOptions, lock, refuse_async_shm};
 use crate::outbox::{Outbox, Reply as OutgoingFrame};
+use crate::pending::{
+    Begun, Failure, Ledger, Reply, ReplyTx, closed_error, debug_client, end_of, finish, route,
+    timed_out,
+};
 
 /// Requests of a client not yet written, per connection: a call or
 /// notification waits for one of these slots.
@@ -174,36 +173,20 @@ impl ClientOptions {
                 None,
             )?
         };
-        if let Some(key) = &self.authkey {
-            let limit = self.handshake_limit(started);
-            conn.handshake(key, self.digest, false, limit).await?;
+        if let Some(hs) = self.handshake(started) {
+            conn.handshake(hs).await?;
         }
         Ok(Client::start(conn, self.timeout))
     }
 }
 
-struct ClientShared {
-    pending: Mutex<Pending<oneshot::Sender<Reply>>>,
-    next_id: AtomicU64,
-    peer: String,
-}
+/// The calls of an async client's connection.
+type ClientShared = Ledger<oneshot::Sender<Reply>>;
 
 impl ReplyTx for oneshot::Sender<Reply> {
     fn reply(self, reply: Reply) {
         // The call may have given up (timed out); then nobody wants it.
         let _ = self.send(reply);
-    }
-}
-
-impl ClientShared {
-    fn close(&self, kind: ErrorKind, why: String) {
-        Pending::close(&self.pending, kind, why);
-    }
-
-    fn deliver(&self, route: Route) {
-        if let Some(why) = Pending::deliver(&self.pending, route) {
-            self.close(ErrorKind::Protocol, why);
-        }
     }
 }
 
@@ -227,7 +210,7 @@ pub struct Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::client::debug_client(f, &self.shared.peer, self.timeout)
+        debug_client(f, &self.shared.peer, self.timeout)
     }
 }
 
@@ -248,11 +231,7 @@ impl Client {
             peer,
             ..
         } = conn;
-        let shared = Arc::new(ClientShared {
-            pending: Mutex::new(Pending::default()),
-            next_id: AtomicU64::new(1),
-            peer: peer.clone(),
-        });
+        let shared = Arc::new(ClientShared::new(peer.clone()));
         let outbox = Outbox::new(writer, &peer, None);
         // Without a limit on a send, nothing times out.
         ::tokio::spawn(Arc::clone(&outbox).run(|_| {}));
@@ -271,7 +250,11 @@ impl Client {
                     got = reader.recv(&s.peer) => got,
                 };
                 match got {
-                    Ok(Some(frame)) => s.deliver(route(&frame)),
+                    Ok(Some(frame)) => {
+                        if let Some(why) = s.deliver(route(&frame)) {
+                            s.close(ErrorKind::Protocol, why);
+                        }
+                    }
                     Ok(None) => {
                         return s.close(
                             ErrorKind::Disconnected,
@@ -327,22 +310,16 @@ impl Client {
         params: P,
         timeout: Option<Duration>,
     ) -> Result<R> {
-        let s = &self.shared;
-        let context = format!("call {method:?} on {}", s.peer);
-        let params = to_params(&context, params)?;
-        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        Pending::register(&s.pending, id, tx, &context)?;
-        let _guard = Forget { shared: s, id };
-        let req = Request {
-            method: method.to_owned(),
-            params,
-            id: Some(Id::from(id)),
+        let Begun { context, id, frame } = self.shared.call(method, params, tx)?;
+        let _guard = Forget {
+            shared: &self.shared,
+            id,
         };
         let exchange = async {
             // A frame the outbox cannot send (the connection failed) fails
             // this call when the reader closes the connection for it.
-            self.send(req.encode()).await;
+            self.send(frame).await;
             rx.await.unwrap_or_else(|_| {
                 Err(Failure::Closed(
                     ErrorKind::Disconnected,
@@ -358,7 +335,7 @@ impl Client {
             },
         };
         if let Err(Failure::Closed(..)) = &reply
-            && let Some(closed) = &lock(&s.pending).closed
+            && let Some(closed) = &lock(&self.shared.pending).closed
         {
             return Err(closed_error(&context, closed));
         }
@@ -371,16 +348,8 @@ impl Client {
     ///
     /// As for [`crate::Client::notify`].
     pub async fn notify<P: Serialize>(&self, method: &str, params: P) -> Result<()> {
-        let s = &self.shared;
-        let context = format!("notify {method:?} on {}", s.peer);
-        let params = to_params(&context, params)?;
-        Pending::check_open(&s.pending, &context)?;
-        let req = Request {
-            method: method.to_owned(),
-            params,
-            id: None,
-        };
-        self.send(req.encode()).await;
+        let (_, frame) = self.shared.notification(method, params)?;
+        self.send(frame).await;
         Ok(())
     }
 
@@ -398,7 +367,7 @@ struct Forget<'a> {
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        lock(&self.shared.pending).calls.remove(&self.id);
+        self.shared.forget(self.id);
     }
 }
 
