@@ -2,7 +2,7 @@
 //! (what both do with their calls is in `pending`).
 
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, TryLockError};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -17,6 +17,7 @@ use crate::pending::{
     Begun, Failure, Ledger, Reply, ReplyTx, Route, closed_error, debug_client, end_of, finish,
     route, timed_out,
 };
+use crate::signal::Signal;
 use ipckit::security::UserId;
 use ipckit::{ConnectOptions, ToAddress};
 
@@ -225,7 +226,7 @@ impl ClientOptions {
 #[derive(Default)]
 struct Mailbox {
     reply: Mutex<Option<Reply>>,
-    woken: Condvar,
+    woken: Signal,
 }
 
 impl ReplyTx for Arc<Mailbox> {
@@ -311,10 +312,7 @@ impl Shared {
                     let slice = deadline.map_or(TICK, |d| {
                         d.saturating_duration_since(Instant::now()).min(TICK)
                     });
-                    let _ = mailbox
-                        .woken
-                        .wait_timeout(reply, slice)
-                        .unwrap_or_else(|p| p.into_inner());
+                    drop(mailbox.woken.wait_timeout(reply, slice));
                 }
             }
         }

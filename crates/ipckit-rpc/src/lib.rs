@@ -53,6 +53,7 @@ mod outbox;
 mod pending;
 mod pool;
 mod server;
+mod signal;
 mod threaded;
 #[cfg(feature = "tokio")]
 pub mod tokio;

@@ -15,7 +15,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use crate::conn::{Conn, Writer};
 use crate::error::{Error, ErrorKind};
 use crate::methods::Job;
 use crate::options::{ServerOptions, lock, reply_timed_out, too_large_response};
+use crate::signal::Signal;
 
 /// Where a response goes once its call is done (`None`: a notification).
 pub(crate) type Reply = Box<dyn FnOnce(Option<Vec<u8>>) + Send>;
@@ -131,7 +132,7 @@ struct Out {
     opts: ServerOptions,
     /// Calls whose response is not yet sent.
     in_flight: Mutex<usize>,
-    changed: Condvar,
+    changed: Signal,
     most: usize,
     /// A send failed: nothing more can be answered.
     broken: AtomicBool,
@@ -156,7 +157,7 @@ impl Out {
     fn take_slot(&self) {
         let mut n = lock(&self.in_flight);
         while *n >= self.most {
-            n = self.changed.wait(n).unwrap_or_else(|p| p.into_inner());
+            n = self.changed.wait(n);
         }
         *n += 1;
     }
@@ -178,7 +179,7 @@ impl Out {
     fn drain(&self) {
         let mut n = lock(&self.in_flight);
         while *n > 0 {
-            n = self.changed.wait(n).unwrap_or_else(|p| p.into_inner());
+            n = self.changed.wait(n);
         }
     }
 }
@@ -207,7 +208,7 @@ fn serve(opts: &ServerOptions, channel: MessageStream, stop: &watch::Receiver<bo
         peer,
         opts: opts.clone(),
         in_flight: Mutex::new(0),
-        changed: Condvar::new(),
+        changed: Signal::default(),
         most: opts.max_concurrent_calls,
         broken: AtomicBool::new(false),
     });
