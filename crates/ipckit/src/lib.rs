@@ -120,6 +120,10 @@ pub mod os {
         impl Sealed for crate::shm::CreateOptions {}
         impl Sealed for crate::MessageStream {}
         impl Sealed for crate::Stream {}
+        #[cfg(feature = "tokio")]
+        impl Sealed for crate::tokio::MessageStream {}
+        #[cfg(feature = "tokio")]
+        impl Sealed for crate::tokio::Stream {}
     }
 }
 pub mod registry;

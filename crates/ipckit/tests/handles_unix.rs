@@ -273,3 +273,144 @@ fn a_tokio_mailslot_receiver_lends_its_datagram_socket() {
         assert_eq!(inbox.as_raw_fd(), inbox.as_fd().as_raw_fd());
     });
 }
+
+#[test]
+fn a_tokio_message_stream_says_whether_it_has_a_socket() {
+    watchdog(LIMIT, || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        for addr in [
+            format!("pipe:{}", unique_name("fd-tms2")),
+            "tcp:127.0.0.1:0".to_owned(),
+            format!("shm:{}", unique_name("fd-tshm")),
+        ] {
+            let (server, client) = rt.block_on(async {
+                let listener = ipckit::tokio::MessageListener::bind(addr.as_str()).unwrap();
+                let addr = listener.local_addr().to_string();
+                let connecting = tokio::spawn(async move {
+                    ipckit::tokio::MessageStream::connect(addr.as_str()).await
+                });
+                let server = listener.accept().await.unwrap();
+                (server, connecting.await.unwrap().unwrap())
+            });
+            let Some(fd) = client.try_as_fd() else {
+                assert!(addr.starts_with("shm:"), "{addr}: a socket channel has one");
+                assert!(server.try_as_fd().is_none(), "{addr}: nor the server's end");
+                continue;
+            };
+            assert!(
+                !addr.starts_with("shm:"),
+                "{addr}: a region has no descriptor"
+            );
+            let kind = sockopt::socket_type(fd).unwrap();
+            if addr.starts_with("tcp:") {
+                assert_eq!(kind, SocketType::STREAM, "{addr}");
+            } else {
+                assert_eq!(kind, message_socket(), "{addr}");
+            }
+            // Both ends of one connection: the same kind, another descriptor.
+            let theirs = server.try_as_fd().unwrap();
+            assert_eq!(sockopt::socket_type(theirs).unwrap(), kind, "{addr}");
+            assert_ne!(theirs.as_raw_fd(), fd.as_raw_fd(), "{addr}");
+            assert!(!readable(theirs, 0), "{addr}: nothing sent yet");
+            rt.block_on(client.send(b"ping")).unwrap();
+            assert!(readable(theirs, 10_000), "{addr}: the message is there");
+            let got = rt.block_on(server.recv()).unwrap();
+            assert_eq!(got.as_deref(), Some(&b"ping"[..]), "{addr}");
+            // The view stays valid while the stream is used from both sides.
+            assert_eq!(sockopt::socket_type(theirs).unwrap(), kind, "{addr}");
+        }
+    });
+}
+
+/// A child that writes one JSON line on its channel (`NODE_CHANNEL_FD`, a
+/// stream socket) and then waits for its stdin to end. bash: dash redirects
+/// only descriptors 0 to 9, and a channel's may be higher.
+fn json_child() -> std::process::Command {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args([
+        "-c",
+        "printf '{\"hi\":1}\\n' >&\"$NODE_CHANNEL_FD\"; read -r _",
+    ])
+    .stdin(std::process::Stdio::piped());
+    cmd
+}
+
+#[test]
+fn child_channels_lend_their_socket() {
+    use ipckit::child::{ChannelOptions, Serialization};
+    watchdog(LIMIT, || {
+        // ipckit's messages: a message socket, whatever the child runs.
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "read -r _"])
+            .stdin(std::process::Stdio::piped());
+        let (mut child, channel) = ChannelOptions::new().spawn(&mut cmd).unwrap();
+        assert_eq!(
+            sockopt::socket_type(&channel).unwrap(),
+            message_socket(),
+            "a messages channel"
+        );
+        assert_eq!(channel.as_raw_fd(), channel.as_fd().as_raw_fd());
+        assert!(!readable(&channel, 0), "the child said nothing");
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        assert!(
+            readable(&channel, 10_000),
+            "the end of the channel is readable"
+        );
+        assert_eq!(channel.recv().unwrap(), None);
+
+        // Node's JSON lines: a stream socket, readable once the child wrote.
+        let mut child_cmd = json_child();
+        let (mut child, channel) = ChannelOptions::new()
+            .serialization(Serialization::Json)
+            .spawn(&mut child_cmd)
+            .unwrap();
+        assert_eq!(sockopt::socket_type(&channel).unwrap(), SocketType::STREAM);
+        assert!(readable(&channel, 10_000), "the child's line is there");
+        assert_eq!(channel.recv().unwrap().as_deref(), Some(&b"{\"hi\":1}"[..]));
+        drop(child.stdin.take());
+        child.wait().unwrap();
+    });
+}
+
+#[test]
+fn tokio_child_channels_lend_their_socket() {
+    use ipckit::child::{ChannelOptions, Serialization};
+    watchdog(LIMIT, || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut cmd = tokio::process::Command::new("sh");
+            cmd.args(["-c", "read -r _"])
+                .stdin(std::process::Stdio::piped());
+            let (mut child, channel) = ChannelOptions::new().spawn_tokio(&mut cmd).unwrap();
+            assert_eq!(sockopt::socket_type(&channel).unwrap(), message_socket());
+            assert_eq!(channel.as_raw_fd(), channel.as_fd().as_raw_fd());
+            assert!(!readable(&channel, 0), "the child said nothing");
+            drop(child.stdin.take());
+            child.wait().await.unwrap();
+            assert_eq!(channel.recv().await.unwrap(), None);
+
+            let mut cmd = tokio::process::Command::from(json_child());
+            let (mut child, channel) = ChannelOptions::new()
+                .serialization(Serialization::Json)
+                .spawn_tokio(&mut cmd)
+                .unwrap();
+            assert_eq!(sockopt::socket_type(&channel).unwrap(), SocketType::STREAM);
+            assert!(readable(&channel, 10_000), "the child's line is there");
+            assert_eq!(
+                channel.recv().await.unwrap().as_deref(),
+                Some(&b"{\"hi\":1}"[..])
+            );
+            drop(child.stdin.take());
+            child.wait().await.unwrap();
+        });
+    });
+}

@@ -159,3 +159,153 @@ fn message_pipe_ends_are_adopted_and_wrong_handles_refused() {
         drop((client, server));
     });
 }
+
+/// The tokio streams lend what the blocking ones do: a pipe stream its pipe
+/// handle (a duplicate adopted is a working stream to the same server), a
+/// `tcp:` one its socket, a shared-memory channel neither.
+#[test]
+fn tokio_streams_lend_their_pipe_handle_or_socket() {
+    use ipckit::os::windows::{MessageStreamExt, StreamExt};
+    use ipckit::{MessageStream, Stream};
+    use std::io::Write;
+
+    watchdog(Duration::from_secs(120), || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use tokio::io::AsyncReadExt;
+            // Byte streams.
+            let name = unique_name("h-tpipe");
+            let listener = ipckit::tokio::Listener::bind(format!("pipe:{name}").as_str()).unwrap();
+            let client = ipckit::tokio::Stream::connect(format!("pipe:{name}").as_str())
+                .await
+                .unwrap();
+            let mut server = listener.accept().await.unwrap();
+            assert!(client.try_as_socket().is_none(), "a pipe has no socket");
+            let dup = client
+                .try_as_handle()
+                .unwrap()
+                .try_clone_to_owned()
+                .unwrap();
+            let mut adopted = Stream::try_from(dup).unwrap();
+            tokio::task::spawn_blocking(move || adopted.write_all(b"ping").unwrap())
+                .await
+                .unwrap();
+            let mut got = [0u8; 4];
+            server.read_exact(&mut got).await.unwrap();
+            assert_eq!(
+                &got, b"ping",
+                "the adopted duplicate talks to the same server"
+            );
+
+            let listener = ipckit::tokio::Listener::bind("tcp:127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().to_string();
+            let client = ipckit::tokio::Stream::connect(addr.as_str()).await.unwrap();
+            let _server = listener.accept().await.unwrap();
+            assert!(
+                client.try_as_handle().is_none(),
+                "{addr}: a socket is no HANDLE"
+            );
+            assert!(client.try_as_socket().is_some(), "{addr}: the socket");
+
+            // Message channels.
+            for addr in [
+                format!("pipe:{}", unique_name("h-tmsg")),
+                "tcp:127.0.0.1:0".to_owned(),
+                format!("shm:{}", unique_name("h-tshm")),
+            ] {
+                let listener = ipckit::tokio::MessageListener::bind(addr.as_str()).unwrap();
+                let addr = listener.local_addr().to_string();
+                let connecting = {
+                    let addr = addr.clone();
+                    tokio::spawn(async move {
+                        ipckit::tokio::MessageStream::connect(addr.as_str()).await
+                    })
+                };
+                let server = listener.accept().await.unwrap();
+                let client = connecting.await.unwrap().unwrap();
+                let (handle, socket) = (client.try_as_handle(), client.try_as_socket());
+                if addr.starts_with("shm:") {
+                    assert!(handle.is_none() && socket.is_none(), "{addr}: neither");
+                } else if addr.starts_with("tcp:") {
+                    assert!(handle.is_none() && socket.is_some(), "{addr}: the socket");
+                    assert!(server.try_as_socket().is_some(), "{addr}: the server's too");
+                } else {
+                    assert!(socket.is_none(), "{addr}: a pipe has no socket");
+                    let dup = handle.unwrap().try_clone_to_owned().unwrap();
+                    // A message-mode pipe end: adopted as a message channel.
+                    let adopted = MessageStream::try_from(dup).unwrap();
+                    tokio::task::spawn_blocking(move || adopted.send(b"ping").unwrap())
+                        .await
+                        .unwrap();
+                    let got = server.recv().await.unwrap();
+                    assert_eq!(got.as_deref(), Some(&b"ping"[..]), "{addr}");
+                }
+            }
+        });
+    });
+}
+
+/// A child that exits at once: this test program, running no test.
+fn quick_child() -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "no test has this name"])
+        .stdout(std::process::Stdio::null());
+    cmd
+}
+
+/// A child channel lends its pipe: message-mode for ipckit's messages (a
+/// duplicate adopts as a `MessageStream`, not as a byte `Stream`), byte-mode
+/// for Node's JSON lines (the other way round); on both faces.
+#[test]
+fn child_channels_lend_their_pipe_handle() {
+    use ipckit::child::{ChannelOptions, Serialization};
+    use ipckit::{MessageStream, Stream};
+
+    watchdog(Duration::from_secs(120), || {
+        let check = |handle: std::os::windows::io::BorrowedHandle<'_>, json: bool| {
+            let (one, other) = (
+                handle.try_clone_to_owned().unwrap(),
+                handle.try_clone_to_owned().unwrap(),
+            );
+            if json {
+                Stream::try_from(one).expect("a byte pipe");
+                MessageStream::try_from(other).expect_err("not message-mode");
+            } else {
+                MessageStream::try_from(one).expect("a message-mode pipe");
+                Stream::try_from(other).expect_err("not byte-mode");
+            }
+        };
+        for json in [false, true] {
+            let mut opts = ChannelOptions::new();
+            if json {
+                opts.serialization(Serialization::Json);
+            }
+            let (mut child, channel) = opts.spawn(&mut quick_child()).unwrap();
+            assert_eq!(channel.as_raw_handle(), channel.as_handle().as_raw_handle());
+            check(channel.as_handle(), json);
+            child.wait().unwrap();
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for json in [false, true] {
+                let mut opts = ChannelOptions::new();
+                if json {
+                    opts.serialization(Serialization::Json);
+                }
+                let mut cmd = tokio::process::Command::from(quick_child());
+                let (mut child, channel) = opts.spawn_tokio(&mut cmd).unwrap();
+                assert_eq!(channel.as_raw_handle(), channel.as_handle().as_raw_handle());
+                check(channel.as_handle(), json);
+                child.wait().await.unwrap();
+            }
+        });
+    });
+}

@@ -151,6 +151,11 @@ pub(crate) struct Lines {
 }
 
 impl Lines {
+    /// The byte stream the lines go over (for the OS handle impls of `os`).
+    pub(crate) fn stream(&self) -> &sys::Stream {
+        &self.stream
+    }
+
     pub(super) fn new(stream: sys::Stream) -> Lines {
         Lines {
             stream,

@@ -636,7 +636,8 @@ pub(crate) use channel_face;
 /// See the [module documentation](self) for the serializations and the end of
 /// the channel.
 pub struct ChildChannel {
-    shared: Arc<Shared>,
+    /// Read by the OS handle impls of [`os`](crate::os) too.
+    pub(crate) shared: Arc<Shared>,
     settings: Settings,
 }
 

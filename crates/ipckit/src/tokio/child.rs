@@ -107,7 +107,7 @@ impl Closing for JsonLines {
 pub struct ChildChannel {
     /// ipckit's messages on a message channel, or Node's json serialization:
     /// lines on a byte stream.
-    shared: Arc<Shared<sys::tokio::MsgStream, JsonLines>>,
+    pub(crate) shared: Arc<Shared<sys::tokio::MsgStream, JsonLines>>,
     settings: Settings,
 }
 

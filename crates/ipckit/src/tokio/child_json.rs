@@ -23,13 +23,18 @@ use crate::sys::tokio_blocking::{Received, recv_in_flight};
 
 /// A json channel whose calls wait on the blocking pool.
 #[derive(Debug)]
-pub(super) struct JsonLines {
+pub(crate) struct JsonLines {
     lines: Arc<Lines>,
     /// The `recv` in flight, if any.
     receiving: Mutex<Option<JoinHandle<Received<bool>>>>,
 }
 
 impl JsonLines {
+    /// The lines' byte stream (for the OS handle impls of `os`).
+    pub(crate) fn lines(&self) -> &Lines {
+        &self.lines
+    }
+
     pub(super) fn new(lines: Lines) -> JsonLines {
         JsonLines {
             lines: Arc::new(lines),

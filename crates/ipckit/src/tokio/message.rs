@@ -121,12 +121,15 @@ impl MessageListener {
 }
 
 /// Each direction of a framed TCP stream, with the frame it is in the middle of.
-struct FramedConn {
+pub(crate) struct FramedConn {
     reader: Mutex<(OwnedReadHalf, FrameReader)>,
     writer: Mutex<(OwnedWriteHalf, FrameWriter)>,
+    /// The socket the halves share, lent by `os` (the halves stay here, never
+    /// taken out, until this is dropped).
+    pub(crate) socket: sys::socket_view::SocketView,
 }
 
-enum Conn {
+pub(crate) enum Conn {
     Local(sys::tokio::MsgStream),
     Framed(Box<FramedConn>),
     Shm(Box<ShmConn>),
@@ -134,16 +137,18 @@ enum Conn {
 
 impl Conn {
     fn framed(stream: ::tokio::net::TcpStream) -> Conn {
+        let socket = sys::socket_view::SocketView::of(&stream);
         let (r, w) = stream.into_split();
         Conn::Framed(Box::new(FramedConn {
             reader: Mutex::new((r, FrameReader::default())),
             writer: Mutex::new((w, FrameWriter::default())),
+            socket,
         }))
     }
 }
 
-struct Shared {
-    conn: Conn,
+pub(crate) struct Shared {
+    pub(crate) conn: Conn,
     closed: OnceLock<String>,
 }
 
@@ -180,7 +185,8 @@ struct Shared {
 /// one that runs out fails with [`ErrorKind::TimedOut`] and, as above, loses
 /// nothing.
 pub struct MessageStream {
-    shared: Arc<Shared>,
+    /// Read by the OS handle impls of [`os`](crate::os) too.
+    pub(crate) shared: Arc<Shared>,
     peer: Address,
     lim: Deadlines,
     max: usize,

@@ -22,7 +22,7 @@ use crate::sys::shm_tokio::{AsyncReceiver, AsyncSender};
 /// A shared-memory channel of an async message stream: each direction behind
 /// an async lock (sends take turns, receives take turns), and who the peer
 /// was on the rendezvous.
-pub(super) struct ShmConn {
+pub(crate) struct ShmConn {
     tx: Mutex<AsyncSender>,
     rx: Mutex<AsyncReceiver>,
     pub(super) peer: Option<PeerCredentials>,

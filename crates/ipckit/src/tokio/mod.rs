@@ -62,12 +62,12 @@
 //! deadline restarts the clock.
 
 pub mod child;
-mod child_json;
+pub(crate) mod child_json;
 mod framed;
 mod limit;
 mod mailslot;
-mod message;
-mod message_shm;
+pub(crate) mod message;
+pub(crate) mod message_shm;
 pub mod shm;
 mod timed;
 #[cfg(feature = "tonic")]

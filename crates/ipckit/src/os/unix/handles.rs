@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use super::MessageStreamExt;
 use crate::address::Address;
+use crate::child::Conn as ChildConn;
 use crate::limits::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::message::ListenerKind;
 use crate::message::conn::Conn;
@@ -50,6 +51,9 @@ raw_fd! {
     crate::tokio::MessageListener;
     #[cfg(feature = "tokio")]
     crate::tokio::MailslotReceiver;
+    crate::child::ChildChannel;
+    #[cfg(feature = "tokio")]
+    crate::tokio::child::ChildChannel;
 }
 
 /// The socket of the connection: a Unix socket or a TCP one.
@@ -184,5 +188,42 @@ impl AsFd for crate::tokio::MessageListener {
 impl AsFd for crate::tokio::MailslotReceiver {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.as_fd()
+    }
+}
+
+/// The socket of the channel: a message socket, or tcp:'s socket (shared by
+/// the stream's two halves); `None` for a shared-memory channel.
+#[cfg(feature = "tokio")]
+impl MessageStreamExt for crate::tokio::MessageStream {
+    fn try_as_fd(&self) -> Option<BorrowedFd<'_>> {
+        use crate::tokio::message::Conn;
+        match &self.shared.conn {
+            Conn::Local(s) => Some(s.as_fd()),
+            Conn::Framed(f) => Some(f.socket.borrow()),
+            Conn::Shm(_) => None,
+        }
+    }
+}
+
+/// The socket to the other process: a message socket (ipckit's messages)
+/// or a stream socket (Node's JSON lines). Poll it for readiness; do not read
+/// it (the channel's framing and its buffered bytes are the channel's).
+impl AsFd for crate::child::ChildChannel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.shared.conn {
+            ChildConn::Messages(s) => s.as_fd(),
+            ChildConn::Json(l) => l.stream().as_fd(),
+        }
+    }
+}
+
+/// The socket to the other process, as the blocking channel's.
+#[cfg(feature = "tokio")]
+impl AsFd for crate::tokio::child::ChildChannel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.shared.conn {
+            ChildConn::Messages(s) => s.as_fd(),
+            ChildConn::Json(l) => l.lines().stream().as_fd(),
+        }
     }
 }

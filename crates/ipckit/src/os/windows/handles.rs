@@ -2,7 +2,8 @@
 //! pipe handle or socket of the streams (`StreamExt`, `MessageStreamExt`),
 //! and `TryFrom<OwnedHandle>` for pipe ends made elsewhere.
 //!
-//! Only the mailslot receiver is one handle (blocking and tokio): a pipe [`Listener`](crate::Listener) is a
+//! Only the mailslot receiver and the child channels are one handle
+//! (blocking and tokio): a pipe [`Listener`](crate::Listener) is a
 //! series of pipe instances (one waits while others are connected), and a
 //! [`Stream`](crate::Stream) is a pipe handle or, for `tcp:`, a socket, which
 //! is no `HANDLE` to std (`AsSocket`), so neither can promise one handle.
@@ -18,6 +19,7 @@ use std::os::windows::io::{
 
 use super::{MessageStreamExt, StreamExt};
 use crate::address::Address;
+use crate::child::Conn as ChildConn;
 use crate::error::{Error, Result};
 use crate::limits::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::message::conn::Conn;
@@ -126,6 +128,81 @@ impl AsHandle for crate::tokio::MailslotReceiver {
 
 #[cfg(feature = "tokio")]
 impl AsRawHandle for crate::tokio::MailslotReceiver {
+    fn as_raw_handle(&self) -> RawHandle {
+        self.as_handle().as_raw_handle()
+    }
+}
+
+/// As the blocking [`Stream`]'s: the pipe handle, or `tcp:`'s socket.
+#[cfg(feature = "tokio")]
+impl StreamExt for crate::tokio::Stream {
+    fn try_as_handle(&self) -> Option<BorrowedHandle<'_>> {
+        match &self.inner.io {
+            Either::Local(s) => Some(s.handle()),
+            Either::Tcp(_) => None,
+        }
+    }
+
+    fn try_as_socket(&self) -> Option<BorrowedSocket<'_>> {
+        match &self.inner.io {
+            Either::Local(_) => None,
+            Either::Tcp(s) => Some(s.as_socket()),
+        }
+    }
+}
+
+/// As the blocking [`MessageStream`]'s: the message-mode pipe handle, or
+/// `tcp:`'s socket (shared by the stream's two halves); neither for `shm:`.
+#[cfg(feature = "tokio")]
+impl MessageStreamExt for crate::tokio::MessageStream {
+    fn try_as_handle(&self) -> Option<BorrowedHandle<'_>> {
+        use crate::tokio::message::Conn;
+        match &self.shared.conn {
+            Conn::Local(s) => Some(s.handle()),
+            Conn::Framed(_) | Conn::Shm(_) => None,
+        }
+    }
+
+    fn try_as_socket(&self) -> Option<BorrowedSocket<'_>> {
+        use crate::tokio::message::Conn;
+        match &self.shared.conn {
+            Conn::Framed(f) => Some(f.socket.borrow()),
+            Conn::Local(_) | Conn::Shm(_) => None,
+        }
+    }
+}
+
+/// The pipe to the other process: a message-mode pipe (ipckit's messages)
+/// or a byte pipe (Node's JSON lines). Wait on it; do not read it (the
+/// channel's framing and its buffered bytes are the channel's).
+impl AsHandle for crate::child::ChildChannel {
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        match &self.shared.conn {
+            ChildConn::Messages(s) => s.handle(),
+            ChildConn::Json(l) => l.stream().handle(),
+        }
+    }
+}
+
+impl AsRawHandle for crate::child::ChildChannel {
+    fn as_raw_handle(&self) -> RawHandle {
+        self.as_handle().as_raw_handle()
+    }
+}
+
+/// The pipe to the other process, as the blocking channel's.
+#[cfg(feature = "tokio")]
+impl AsHandle for crate::tokio::child::ChildChannel {
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        match &self.shared.conn {
+            ChildConn::Messages(s) => s.handle(),
+            ChildConn::Json(l) => l.lines().stream().handle(),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl AsRawHandle for crate::tokio::child::ChildChannel {
     fn as_raw_handle(&self) -> RawHandle {
         self.as_handle().as_raw_handle()
     }

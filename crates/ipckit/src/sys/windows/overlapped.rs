@@ -149,7 +149,14 @@ fn run_inner(
     }
     let raw = handle.as_raw_handle();
     let mut ov = OVERLAPPED {
-        hEvent: event.raw(),
+        // The low bit set keeps the completion off any I/O completion port
+        // the pipe's file object is associated with (documented for
+        // ReadFile/WriteFile and honoured by Wine): a handle adopted from, or
+        // duplicated into, an async runtime (tokio's, .NET's) shares that
+        // port, whose owner would take this OVERLAPPED for one of its own
+        // (mio called a null callback and crashed). Waits on the tagged
+        // value work: the kernel ignores a handle's two low bits.
+        hEvent: event.raw().map_addr(|a| a | 1),
         ..OVERLAPPED::default()
     };
     // Whether the operation may still be running; `false` once it has finished.

@@ -244,6 +244,15 @@ impl Stream {
     }
 
     /// Two halves sharing the pipe; it closes when both are dropped.
+    /// The pipe handle (for the OS handle impls of `os`).
+    pub(crate) fn handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        use std::os::windows::io::AsHandle;
+        match &*self.pipe {
+            Pipe::Server(p) => p.as_handle(),
+            Pipe::Client(p) => p.as_handle(),
+        }
+    }
+
     pub(crate) fn into_split(self) -> (ReadHalf, WriteHalf) {
         (
             ReadHalf {

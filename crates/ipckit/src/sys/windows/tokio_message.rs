@@ -33,6 +33,11 @@ pub(crate) struct MsgStream {
 }
 
 impl MsgStream {
+    /// The message-mode pipe handle (for the OS handle impls of `os`).
+    pub(crate) fn handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        self.inner.handle()
+    }
+
     fn new(inner: message::MsgStream) -> MsgStream {
         MsgStream {
             inner: Arc::new(inner),
