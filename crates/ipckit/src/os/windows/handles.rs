@@ -11,7 +11,11 @@
 //! [`MessageListener`](crate::MessageListener) is a series of message-mode
 //! pipe instances (or a TCP socket), and a
 //! [`MessageStream`](crate::MessageStream) is a pipe handle, a TCP socket,
-//! or a shared-memory channel (a mapped region and two events).
+//! or a shared-memory channel (a mapped region and two events). A
+//! [`MailslotSender`](crate::MailslotSender) lends none: it closes its handle
+//! once a send has not completed in time (a receiver gone or stopped, whose
+//! mailslot the handle would keep alive), so it cannot promise one for as
+//! long as it lives.
 
 use std::os::windows::io::{
     AsHandle, AsRawHandle, AsSocket, BorrowedHandle, BorrowedSocket, OwnedHandle, RawHandle,
