@@ -110,8 +110,6 @@ impl ShmListener {
 pub struct ShmChannel {
     inner: sys::shm_channel::ShmChannel,
     addr: Address,
-    capacity: usize,
-    max_in: usize,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
 }
@@ -120,10 +118,14 @@ core::channel_accessors!(ShmChannel);
 core::end_debug!(ShmListener, ShmSender, ShmReceiver);
 
 impl ShmChannel {
+    /// The ring capacity and this end's maximum message size, as the region
+    /// holds them (for `core::channel_accessors!`).
+    fn sizes(&self) -> (usize, usize) {
+        (self.inner.capacity(), self.inner.max_message_size())
+    }
+
     fn new(inner: sys::shm_channel::ShmChannel, addr: Address) -> ShmChannel {
         ShmChannel {
-            capacity: inner.capacity(),
-            max_in: inner.max_message_size(),
             inner,
             addr,
             read_timeout: None,

@@ -166,8 +166,8 @@ pub(crate) fn recv_error(addr: &Address, e: std::io::Error) -> Error {
 /// What both faces of the channel's types show the same way: the `Debug` of
 /// the listener and the halves (type and address), the accessors of a
 /// listener, a channel and each half. Each face's types keep the fields these
-/// read (`addr`; a channel's `capacity` and `max_in`; a half's `inner` and
-/// `timeout`).
+/// read (`addr`; a channel's `sizes()`, its ring capacity and maximum
+/// incoming message; a half's `inner` and `timeout`).
 macro_rules! end_debug {
     ($($ty:ident),+) => {
         $(impl ::std::fmt::Debug for $ty {
@@ -197,8 +197,8 @@ macro_rules! channel_accessors {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.debug_struct(stringify!($ty))
                     .field("addr", &self.addr)
-                    .field("capacity", &self.capacity)
-                    .field("max_message_size", &self.max_in)
+                    .field("capacity", &self.sizes().0)
+                    .field("max_message_size", &self.sizes().1)
                     .finish_non_exhaustive()
             }
         }
@@ -206,12 +206,12 @@ macro_rules! channel_accessors {
         impl $ty {
             /// The largest message this end accepts.
             pub fn max_message_size(&self) -> usize {
-                self.max_in
+                self.sizes().1
             }
 
             /// The bytes of each direction's ring.
             pub fn capacity(&self) -> usize {
-                self.capacity
+                self.sizes().0
             }
 
             /// The channel's address.

@@ -150,6 +150,13 @@ core::channel_accessors!(ShmChannel);
 core::end_debug!(ShmListener, ShmSender, ShmReceiver);
 
 impl ShmChannel {
+    /// The ring capacity and this end's maximum message size, read before
+    /// the channel was split into its halves (for
+    /// `core::channel_accessors!`).
+    fn sizes(&self) -> (usize, usize) {
+        (self.capacity, self.max_in)
+    }
+
     fn new(inner: sys::shm_channel::ShmChannel, addr: Address) -> ShmChannel {
         let (capacity, max_in) = (inner.capacity(), inner.max_message_size());
         let (tx, rx) = inner.split();
