@@ -26,8 +26,13 @@ impl SocketView {
     /// The descriptor, borrowed for as long as this view is.
     #[allow(unsafe_code)]
     pub(crate) fn borrow(&self) -> BorrowedFd<'_> {
-        // SAFETY: by the type's contract the socket is open for as long as
-        // the struct holding this view lives, which outlives `&self`.
+        // SAFETY: the one maker of a view, `tokio::message::Conn::framed`,
+        // stores it in a `FramedConn` beside the two halves of the stream it
+        // was made from; no code takes those halves out or replaces them (they
+        // are only locked and used in place), and the socket is closed only
+        // when the last half is dropped, with that `FramedConn`. `&self`
+        // borrows a field of the `FramedConn`, so for the returned lifetime
+        // the `FramedConn`, its halves and the descriptor are alive.
         unsafe { BorrowedFd::borrow_raw(self.0) }
     }
 }
@@ -42,8 +47,9 @@ impl SocketView {
     /// The socket, borrowed for as long as this view is.
     #[allow(unsafe_code)]
     pub(crate) fn borrow(&self) -> BorrowedSocket<'_> {
-        // SAFETY: by the type's contract the socket is open for as long as
-        // the struct holding this view lives, which outlives `&self`.
+        // SAFETY: as for the Unix `borrow`: the view is a field of the
+        // `FramedConn` that owns both halves of its socket in place until it
+        // is dropped, so the socket outlives the returned borrow of `&self`.
         unsafe { BorrowedSocket::borrow_raw(self.0) }
     }
 }
