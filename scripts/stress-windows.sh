@@ -19,6 +19,13 @@ export WINEPREFIX=$OUT/wineprefix
 export WINEARCH=win64
 export WINEDEBUG=-all
 export DISPLAY=
+# Line tables only in the Windows builds (backtraces keep their files and
+# lines): with full debug info every test program is 100-140 MB and linking
+# the workspace's 57 of them with mingw's ld took most of the build. The same
+# in scripts/test-windows.sh and scripts/stress-windows.sh, so the one
+# doesn't rebuild the standard library the other built.
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+export CARGO_PROFILE_TEST_DEBUG=line-tables-only
 
 [[ -f $WINEPREFIX/system.reg ]] \
     || { echo "no Wine prefix in $WINEPREFIX: run scripts/test-windows.sh once first" >&2; exit 2; }

@@ -36,6 +36,13 @@ export WINEARCH=win64
 export WINEDEBUG=-all
 # No display here; Wine falls back to its null driver instead of waiting for X.
 export DISPLAY=
+# Line tables only in the Windows builds (backtraces keep their files and
+# lines): with full debug info every test program is 100-140 MB and linking
+# the workspace's 57 of them with mingw's ld took most of the build. The same
+# in scripts/test-windows.sh and scripts/stress-windows.sh, so the one
+# doesn't rebuild the standard library the other built.
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+export CARGO_PROFILE_TEST_DEBUG=line-tables-only
 
 # One run at a time per repository: runs share the target dir, the log and the Wine
 # prefix, and the final `wineserver -k` of one run would kill the test programs of
