@@ -375,6 +375,7 @@ impl Connection<'_> {
             Calls::Tokio => {
                 let mut call = Box::pin(async move {
                     let out = match job {
+                        Job::Plain(call) => run(&c, call.into_request()).await.map(|r| r.encode()),
                         Job::One(req) => run(&c, req).await.map(|r| r.encode()),
                         Job::Batch(entries) => {
                             let mut responses = Vec::new();
@@ -412,6 +413,7 @@ impl Core {
         reply: impl FnOnce(Option<Vec<u8>>) + Send + 'static,
     ) {
         let quick = match &job {
+            Job::Plain(call) => self.quick.get(&call.method).cloned(),
             Job::One(req) => self.quick.get(&req.method).cloned(),
             Job::Batch(_) => None,
         };
@@ -446,7 +448,7 @@ async fn run(core: &Core, req: Request) -> Option<Response> {
     let name = req.method.clone();
     let outcome = match core.methods.get(&req.method).cloned() {
         None => Err(RpcError::method_not_found(&req.method)),
-        Some(Handler::Sync(f)) => {
+        Some(Handler::Sync(f, _)) => {
             let params = req.params;
             let quick = core.quick.get(&name).cloned();
             let now = quick.as_ref().is_some_and(|q| q.load(Ordering::Relaxed));

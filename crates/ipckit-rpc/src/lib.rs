@@ -45,6 +45,7 @@ mod client;
 mod conn;
 mod core;
 mod error;
+mod fast;
 pub mod framing;
 pub mod jsonrpc;
 mod methods;

@@ -12,18 +12,24 @@ use std::task::{Context, Poll};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::RpcError;
-use crate::jsonrpc::{Entry, Incoming, Request, Response, decode_incoming};
+use crate::fast::{self, Call};
+use crate::jsonrpc::{Entry, Id, Incoming, Request, Response, decode_incoming};
 
 pub(crate) type Outcome = Result<Value, RpcError>;
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 type SyncFn = dyn Fn(Option<Value>) -> Outcome + Send + Sync;
+/// A blocking handler over JSON text ([`fast`]): `None` when the params do
+/// not fit its type (its [`SyncFn`] then says why, in the general words).
+type TextFn = dyn Fn(Option<&RawValue>) -> Option<Result<Box<RawValue>, RpcError>> + Send + Sync;
 type AsyncFn = dyn Fn(Option<Value>) -> BoxFuture + Send + Sync;
 
 #[derive(Clone)]
 pub(crate) enum Handler {
-    Sync(Arc<SyncFn>),
+    /// A blocking handler, over values and over JSON text.
+    Sync(Arc<SyncFn>, Arc<TextFn>),
     Async(#[cfg_attr(not(feature = "tokio"), allow(dead_code))] Arc<AsyncFn>),
 }
 
@@ -72,11 +78,13 @@ fn params_of<P: DeserializeOwned>(method: &str, params: Option<Value>) -> Result
 }
 
 fn result_of<R: Serialize>(method: &str, result: Result<R, RpcError>) -> Outcome {
-    serde_json::to_value(result?).map_err(|e| {
-        RpcError::internal(format!(
-            "the result of {method:?} does not serialize to JSON: {e}"
-        ))
-    })
+    serde_json::to_value(result?).map_err(|e| not_json(method, e))
+}
+
+fn not_json(method: &str, e: serde_json::Error) -> RpcError {
+    RpcError::internal(format!(
+        "the result of {method:?} does not serialize to JSON: {e}"
+    ))
 }
 
 /// The -32603 error a panicking handler's caller gets.
@@ -109,12 +117,19 @@ impl Methods {
         R: Serialize,
         F: Fn(P) -> Result<R, RpcError> + Send + Sync + 'static,
     {
-        let method = name.to_owned();
+        let handler = Arc::new(handler);
+        let (method, h) = (name.to_owned(), Arc::clone(&handler));
         let f = move |params: Option<Value>| -> Outcome {
             let p = params_of::<P>(&method, params)?;
-            result_of(&method, handler(p))
+            result_of(&method, h(p))
         };
-        self.map.insert(name.to_owned(), Handler::Sync(Arc::new(f)));
+        let method = name.to_owned();
+        let text = move |params: Option<&RawValue>| {
+            let p: P = serde_json::from_str(params.map_or("null", |p| p.get())).ok()?;
+            Some(handler(p).and_then(|r| fast::result_text(&r).map_err(|e| not_json(&method, e))))
+        };
+        self.map
+            .insert(name.to_owned(), Handler::Sync(Arc::new(f), Arc::new(text)));
         self
     }
 
@@ -168,7 +183,7 @@ impl Methods {
     pub(crate) fn run_sync(&self, req: Request) -> Option<Response> {
         let outcome = match self.get(&req.method) {
             None => Err(RpcError::method_not_found(&req.method)),
-            Some(Handler::Sync(f)) => catch_unwind(AssertUnwindSafe(|| f(req.params)))
+            Some(Handler::Sync(f, _)) => catch_unwind(AssertUnwindSafe(|| f(req.params)))
                 .unwrap_or_else(|p| Err(panicked(&req.method, &*p))),
             Some(Handler::Async(_)) => Err(RpcError::internal(format!(
                 "internal error: {:?} is an async method, which this blocking server cannot run",
@@ -176,6 +191,30 @@ impl Methods {
             ))),
         };
         req.id.map(|id| Response { id, outcome })
+    }
+
+    /// Runs a plain call ([`fast`]) here and now: its response's text. The
+    /// same as [`run_sync`](Methods::run_sync) of the same request, without a
+    /// `Value` where the handler's types allow.
+    pub(crate) fn run_text(&self, call: Call) -> Option<Vec<u8>> {
+        let Some(Handler::Sync(f, text)) = self.get(&call.method) else {
+            return self.run_sync(call.into_request()).map(|r| r.encode());
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            match text(call.params.as_deref()) {
+                Some(Ok(result)) => Ok(result),
+                Some(Err(e)) => Err(e),
+                // The params do not fit: the general path says why (and runs
+                // the handler if they fit a `Value` after all).
+                None => f(call.params.as_deref().map(fast::to_value))
+                    .and_then(|v| fast::result_text(&v).map_err(|e| not_json(&call.method, e))),
+            }
+        }))
+        .unwrap_or_else(|p| Err(panicked(&call.method, &*p)));
+        Some(match outcome {
+            Ok(result) => fast::result_out(call.id, &result),
+            Err(e) => Response::error(Id::from(call.id), e).encode(),
+        })
     }
 
     /// Runs a batch here and now: the one array of its responses, or nothing
@@ -194,6 +233,8 @@ impl Methods {
 
 /// What one incoming message asks the server to run.
 pub(crate) enum Job {
+    /// A plain call, read without a `Value` ([`fast`]).
+    Plain(Call),
     One(Request),
     Batch(Vec<Entry>),
 }
@@ -202,6 +243,9 @@ impl Job {
     /// What a frame asks for: a job to run, or the bytes of the error
     /// response to an invalid one.
     pub(crate) fn from_frame(frame: &[u8]) -> Result<Job, Vec<u8>> {
+        if let Some(call) = fast::call_in(frame) {
+            return Ok(Job::Plain(call));
+        }
         match decode_incoming(frame) {
             Incoming::Invalid(resp) | Incoming::Single(Entry::Invalid(resp)) => Err(resp.encode()),
             Incoming::Single(Entry::Request(req)) => Ok(Job::One(req)),
@@ -212,6 +256,7 @@ impl Job {
     /// Runs the job here and now: the bytes of its response, if it has one.
     pub(crate) fn run_sync(self, methods: &Methods) -> Option<Vec<u8>> {
         match self {
+            Job::Plain(call) => methods.run_text(call),
             Job::One(req) => methods.run_sync(req).map(|r| r.encode()),
             Job::Batch(entries) => methods.run_batch_sync(entries),
         }

@@ -11,9 +11,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::{Error, ErrorKind, Result, RpcError};
-use crate::jsonrpc::{Id, Request, Response, Responses, decode_responses};
+use crate::fast;
+use crate::jsonrpc::{Id, Response, Responses, decode_responses};
 use crate::options::lock;
 
 /// Why a pending call ended without a result.
@@ -23,7 +25,15 @@ pub(crate) enum Failure {
     Closed(ErrorKind, String),
 }
 
-pub(crate) type Reply = std::result::Result<Value, Failure>;
+/// A call's result as it came: JSON text (a response read by
+/// [`fast`](crate::fast)) or a value (one read by the general decoder).
+#[derive(Debug)]
+pub(crate) enum Payload {
+    Text(Box<RawValue>),
+    Value(Value),
+}
+
+pub(crate) type Reply = std::result::Result<Payload, Failure>;
 
 /// The calls in flight of one connection, and whether it is closed. Shared by
 /// the blocking and the async client: `S` is how a reply reaches its caller.
@@ -96,7 +106,7 @@ impl<S: ReplyTx> Ledger<S> {
     /// that has closed (why it did).
     pub(crate) fn call<P: Serialize>(&self, method: &str, params: P, tx: S) -> Result<Begun> {
         let context = format!("call {method:?} on {}", self.peer);
-        let params = to_params(&context, params)?;
+        let params = params_text(&context, &params)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut p = lock(&self.pending);
@@ -105,12 +115,7 @@ impl<S: ReplyTx> Ledger<S> {
             }
             p.calls.insert(id, tx);
         }
-        let frame = Request {
-            method: method.to_owned(),
-            params,
-            id: Some(Id::from(id)),
-        }
-        .encode();
+        let frame = fast::call_out(Some(id), method, params.as_deref());
         Ok(Begun { context, id, frame })
     }
 
@@ -126,17 +131,11 @@ impl<S: ReplyTx> Ledger<S> {
         params: P,
     ) -> Result<(String, Vec<u8>)> {
         let context = format!("notify {method:?} on {}", self.peer);
-        let params = to_params(&context, params)?;
+        let params = params_text(&context, &params)?;
         if let Some(closed) = &lock(&self.pending).closed {
             return Err(closed_error(&context, closed));
         }
-        let frame = Request {
-            method: method.to_owned(),
-            params,
-            id: None,
-        }
-        .encode();
-        Ok((context, frame))
+        Ok((context, fast::call_out(None, method, params.as_deref())))
     }
 
     /// Drops call `id` (timed out, or its caller gone): its reply, if one
@@ -202,6 +201,9 @@ pub(crate) fn route(frame: &[u8]) -> Route {
     if frame.starts_with(crate::auth::CHALLENGE) {
         return Route::WantsAuthkey;
     }
+    if let Some((id, result)) = fast::result_in(frame) {
+        return Route::Replies(vec![(id, Ok(Payload::Text(result)))]);
+    }
     let responses = match decode_responses(frame) {
         Ok(Responses::Single(r)) => vec![r],
         Ok(Responses::Batch(rs)) => rs,
@@ -211,7 +213,9 @@ pub(crate) fn route(frame: &[u8]) -> Route {
     let mut replies = Vec::new();
     for Response { id, outcome } in responses {
         match (id.as_u64(), outcome) {
-            (Some(n), outcome) => replies.push((n, outcome.map_err(Failure::Rpc))),
+            (Some(n), outcome) => {
+                replies.push((n, outcome.map(Payload::Value).map_err(Failure::Rpc)));
+            }
             (None, Err(e)) if id == Id::Null => return Route::FailAll(e),
             (None, _) => {}
         }
@@ -223,9 +227,24 @@ pub(crate) fn route(frame: &[u8]) -> Route {
     }
 }
 
+/// The params of a call as JSON text: what `params` serializes to, which must
+/// be an array or an object, or nothing (`()`).
+fn params_text<P: Serialize>(context: &str, params: &P) -> Result<Option<Box<RawValue>>> {
+    match fast::params_out(params) {
+        Ok(text) => Ok(text),
+        // Why not, in the words of the general path.
+        Err(()) => to_params(context, params).and_then(|_| {
+            Err(Error::new(
+                ErrorKind::Serialization,
+                format!("{context}: the params do not serialize to JSON text"),
+            ))
+        }),
+    }
+}
+
 /// The params of a call: what `params` serializes to, which must be an array
 /// or an object, or nothing (`()`).
-pub(crate) fn to_params<P: Serialize>(context: &str, params: P) -> Result<Option<Value>> {
+fn to_params<P: Serialize>(context: &str, params: P) -> Result<Option<Value>> {
     match serde_json::to_value(params) {
         Ok(Value::Null) => Ok(None),
         Ok(v @ (Value::Array(_) | Value::Object(_))) => Ok(Some(v)),
@@ -244,16 +263,20 @@ pub(crate) fn to_params<P: Serialize>(context: &str, params: P) -> Result<Option
 
 /// The result of a call, or its failure, as the caller's type.
 pub(crate) fn finish<R: DeserializeOwned>(context: &str, reply: Reply) -> Result<R> {
-    match reply {
-        Ok(value) => serde_json::from_value(value).map_err(|e| {
-            Error::new(
-                ErrorKind::Serialization,
-                format!("{context}: the result does not fit the type asked for: {e}"),
-            )
-        }),
-        Err(Failure::Rpc(e)) => Err(Error::rpc(context, e)),
-        Err(Failure::Closed(kind, why)) => Err(Error::new(kind, format!("{context}: {why}"))),
-    }
+    let result = match reply {
+        Ok(Payload::Text(text)) => fast::from_raw(&text),
+        Ok(Payload::Value(value)) => serde_json::from_value(value),
+        Err(Failure::Rpc(e)) => return Err(Error::rpc(context, e)),
+        Err(Failure::Closed(kind, why)) => {
+            return Err(Error::new(kind, format!("{context}: {why}")));
+        }
+    };
+    result.map_err(|e| {
+        Error::new(
+            ErrorKind::Serialization,
+            format!("{context}: the result does not fit the type asked for: {e}"),
+        )
+    })
 }
 
 /// The error of a call on a connection that has closed.
@@ -296,4 +319,35 @@ pub(crate) fn debug_client(
         .field("peer", &peer)
         .field("timeout", &timeout)
         .finish_non_exhaustive()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result read as text (the fast path) and one read as a value (the
+    /// general decoder) reach the caller alike, mistakes included.
+    #[test]
+    fn a_result_as_text_or_as_a_value_gives_the_same_answer() {
+        let text = r#"{"z":[1,"x"],"a":null}"#;
+        let as_text = || Ok(Payload::Text(RawValue::from_string(text.into()).unwrap()));
+        let as_value = || Ok(Payload::Value(serde_json::from_str(text).unwrap()));
+        let v1: Value = finish("c", as_text()).unwrap();
+        let v2: Value = finish("c", as_value()).unwrap();
+        assert_eq!(v1.to_string(), v2.to_string());
+        let e1 = finish::<(u8,)>("c", as_text()).unwrap_err();
+        let e2 = finish::<(u8,)>("c", as_value()).unwrap_err();
+        assert_eq!(e1.to_string(), e2.to_string());
+        assert_eq!(e1.kind(), ErrorKind::Serialization);
+    }
+
+    /// Params that are not an array, an object or `()` are refused with the
+    /// general path's words, and nothing is sent.
+    #[test]
+    fn params_of_the_wrong_kind_are_refused_in_the_general_words() {
+        let e = params_text("call \"m\" on x", &7).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Serialization);
+        assert!(e.to_string().contains("not 7"), "{e}");
+        assert!(params_text("c", &()).unwrap().is_none());
+    }
 }
