@@ -249,7 +249,27 @@ mod unix {
         rates[rates.len() / 2]
     }
 
+    /// `-- shm`: only the Unix-socket and `shm:` rows on one connection,
+    /// what the `shm:` target compares (quick to rerun and to profile).
+    fn shm_only() {
+        let (mut unix, mut shm) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            unix.push(blocking_rate(1, Transport::Unix));
+            shm.push(blocking_rate(1, Transport::Shm));
+        }
+        let (unix, shm) = (median(unix), median(shm));
+        println!("1 connection, calls one after another:");
+        println!("  ipckit-rpc blocking       {unix:>10.0} calls/s");
+        println!(
+            "  ipckit-rpc blocking, shm: {shm:>10.0} calls/s  ({:.2}x unix)",
+            shm / unix
+        );
+    }
+
     pub(super) fn main() {
+        if std::env::args().skip(1).any(|a| a == "shm") {
+            return shm_only();
+        }
         println!(
             "small calls per second over Unix sockets (and shm:, tcp:): the median of \
              {ROUNDS} rounds of {RUN:?} each, the rows taking turns\n"

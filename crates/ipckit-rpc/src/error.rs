@@ -198,7 +198,7 @@ impl Error {
     }
 
     /// The server's JSON-RPC error for a call (`context` names the call).
-    pub(crate) fn rpc(context: &str, err: RpcError) -> Error {
+    pub(crate) fn rpc(context: impl std::fmt::Display, err: RpcError) -> Error {
         Error {
             kind: ErrorKind::Rpc,
             message: format!("{context}: {err}"),

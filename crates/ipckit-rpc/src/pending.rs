@@ -65,10 +65,24 @@ pub(crate) struct Ledger<S> {
     pub(crate) peer: String,
 }
 
-/// A call begun: the context of its errors (`call "m" on PEER`), its id, and
-/// its request, encoded.
-pub(crate) struct Begun {
-    pub(crate) context: String,
+/// What the errors of a call begin with (`call "m" on PEER`): written out
+/// only when there is one, not on every call.
+#[derive(Clone, Copy)]
+pub(crate) struct Context<'a> {
+    verb: &'static str,
+    method: &'a str,
+    peer: &'a str,
+}
+
+impl fmt::Display for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?} on {}", self.verb, self.method, self.peer)
+    }
+}
+
+/// A call begun: the context of its errors, its id, and its request, encoded.
+pub(crate) struct Begun<'a> {
+    pub(crate) context: Context<'a>,
     pub(crate) id: u64,
     pub(crate) frame: Vec<u8>,
 }
@@ -104,8 +118,17 @@ impl<S: ReplyTx> Ledger<S> {
     ///
     /// Params that are not JSON-RPC params (see [`to_params`]); a connection
     /// that has closed (why it did).
-    pub(crate) fn call<P: Serialize>(&self, method: &str, params: P, tx: S) -> Result<Begun> {
-        let context = format!("call {method:?} on {}", self.peer);
+    pub(crate) fn call<'a, P: Serialize>(
+        &'a self,
+        method: &'a str,
+        params: P,
+        tx: S,
+    ) -> Result<Begun<'a>> {
+        let context = Context {
+            verb: "call",
+            method,
+            peer: &self.peer,
+        };
         let params = params_text(&context, &params)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
@@ -125,12 +148,16 @@ impl<S: ReplyTx> Ledger<S> {
     /// # Errors
     ///
     /// As for [`call`](Ledger::call).
-    pub(crate) fn notification<P: Serialize>(
-        &self,
-        method: &str,
+    pub(crate) fn notification<'a, P: Serialize>(
+        &'a self,
+        method: &'a str,
         params: P,
-    ) -> Result<(String, Vec<u8>)> {
-        let context = format!("notify {method:?} on {}", self.peer);
+    ) -> Result<(Context<'a>, Vec<u8>)> {
+        let context = Context {
+            verb: "notify",
+            method,
+            peer: &self.peer,
+        };
         let params = params_text(&context, &params)?;
         if let Some(closed) = &lock(&self.pending).closed {
             return Err(closed_error(&context, closed));
@@ -229,7 +256,7 @@ pub(crate) fn route(frame: &[u8]) -> Route {
 
 /// The params of a call as JSON text: what `params` serializes to, which must
 /// be an array or an object, or nothing (`()`).
-fn params_text<P: Serialize>(context: &str, params: &P) -> Result<Option<Box<RawValue>>> {
+fn params_text<P: Serialize>(context: &Context<'_>, params: &P) -> Result<Option<Box<RawValue>>> {
     match fast::params_out(params) {
         Ok(text) => Ok(text),
         // Why not, in the words of the general path.
@@ -244,7 +271,7 @@ fn params_text<P: Serialize>(context: &str, params: &P) -> Result<Option<Box<Raw
 
 /// The params of a call: what `params` serializes to, which must be an array
 /// or an object, or nothing (`()`).
-fn to_params<P: Serialize>(context: &str, params: P) -> Result<Option<Value>> {
+fn to_params<P: Serialize>(context: &Context<'_>, params: P) -> Result<Option<Value>> {
     match serde_json::to_value(params) {
         Ok(Value::Null) => Ok(None),
         Ok(v @ (Value::Array(_) | Value::Object(_))) => Ok(Some(v)),
@@ -262,7 +289,7 @@ fn to_params<P: Serialize>(context: &str, params: P) -> Result<Option<Value>> {
 }
 
 /// The result of a call, or its failure, as the caller's type.
-pub(crate) fn finish<R: DeserializeOwned>(context: &str, reply: Reply) -> Result<R> {
+pub(crate) fn finish<R: DeserializeOwned>(context: &Context<'_>, reply: Reply) -> Result<R> {
     let result = match reply {
         Ok(Payload::Text(text)) => fast::from_raw(&text),
         Ok(Payload::Value(value)) => serde_json::from_value(value),
@@ -280,7 +307,7 @@ pub(crate) fn finish<R: DeserializeOwned>(context: &str, reply: Reply) -> Result
 }
 
 /// The error of a call on a connection that has closed.
-pub(crate) fn closed_error(context: &str, closed: &(ErrorKind, String)) -> Error {
+pub(crate) fn closed_error(context: &Context<'_>, closed: &(ErrorKind, String)) -> Error {
     Error::new(closed.0, format!("{context}: {}", closed.1))
 }
 
@@ -302,7 +329,7 @@ pub(crate) fn end_of(e: &Error) -> (ErrorKind, String) {
     }
 }
 
-pub(crate) fn timed_out(context: &str, timeout: Duration) -> Error {
+pub(crate) fn timed_out(context: &Context<'_>, timeout: Duration) -> Error {
     Error::new(
         ErrorKind::TimedOut,
         format!("{context}: no response within {timeout:?}"),
@@ -325,6 +352,12 @@ pub(crate) fn debug_client(
 mod tests {
     use super::*;
 
+    const C: Context<'static> = Context {
+        verb: "call",
+        method: "m",
+        peer: "x",
+    };
+
     /// A result read as text (the fast path) and one read as a value (the
     /// general decoder) reach the caller alike, mistakes included.
     #[test]
@@ -332,22 +365,23 @@ mod tests {
         let text = r#"{"z":[1,"x"],"a":null}"#;
         let as_text = || Ok(Payload::Text(RawValue::from_string(text.into()).unwrap()));
         let as_value = || Ok(Payload::Value(serde_json::from_str(text).unwrap()));
-        let v1: Value = finish("c", as_text()).unwrap();
-        let v2: Value = finish("c", as_value()).unwrap();
+        let v1: Value = finish(&C, as_text()).unwrap();
+        let v2: Value = finish(&C, as_value()).unwrap();
         assert_eq!(v1.to_string(), v2.to_string());
-        let e1 = finish::<(u8,)>("c", as_text()).unwrap_err();
-        let e2 = finish::<(u8,)>("c", as_value()).unwrap_err();
+        let e1 = finish::<(u8,)>(&C, as_text()).unwrap_err();
+        let e2 = finish::<(u8,)>(&C, as_value()).unwrap_err();
         assert_eq!(e1.to_string(), e2.to_string());
         assert_eq!(e1.kind(), ErrorKind::Serialization);
+        assert!(e1.to_string().starts_with("call \"m\" on x: "), "{e1}");
     }
 
     /// Params that are not an array, an object or `()` are refused with the
     /// general path's words, and nothing is sent.
     #[test]
     fn params_of_the_wrong_kind_are_refused_in_the_general_words() {
-        let e = params_text("call \"m\" on x", &7).unwrap_err();
+        let e = params_text(&C, &7).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Serialization);
         assert!(e.to_string().contains("not 7"), "{e}");
-        assert!(params_text("c", &()).unwrap().is_none());
+        assert!(params_text(&C, &()).unwrap().is_none());
     }
 }
