@@ -65,6 +65,7 @@ pub(crate) mod shm_join;
 pub(crate) mod shm_tokio;
 #[cfg(feature = "tokio")]
 pub(crate) mod socket_view;
+pub(crate) mod spin;
 pub(crate) mod sync;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio_blocking;

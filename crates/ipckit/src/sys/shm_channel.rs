@@ -14,8 +14,9 @@
 //! Each ring's write position, read position and flag words sit in 128-byte
 //! blocks of their own (see `ring::Line`).
 //!
-//! Waiting never polls for long: a side spins for [`SPIN`], yields its CPU
-//! for [`YIELD`], then announces itself in
+//! Waiting never polls for long: a side spins (for at most
+//! [`SPIN`](crate::sys::spin::SPIN); less while its spins go unanswered, see
+//! `sys::spin`), yields its CPU for a while, then announces itself in
 //! its ring's `*_waiting` word and sleeps on a futex (Linux) or a named event
 //! (Windows) until the other side, seeing the announcement after it published,
 //! bumps the matching `*_seq` word and wakes it. The announcement and the
@@ -46,6 +47,7 @@ use std::time::{Duration, Instant};
 use super::ring::{Positions, Reader, Ring};
 use super::shm::{Peer, Region, Wakers, heavy_barrier, light_barrier};
 use crate::sys::plain::{Fault, FaultKind, timed_out};
+use crate::sys::spin::Spin;
 use crate::sys::sync::relock;
 use crate::sys::sync::{Ordering, compiler_fence, fence};
 
@@ -67,14 +69,6 @@ pub(super) const STATE_CONNECTED: u32 = 2;
 /// space word `2 i + 1`).
 pub(super) const STATE_WORD: usize = 4;
 
-/// How long a waiting side spins before it yields.
-pub(crate) const SPIN: Duration = Duration::from_micros(50);
-/// How long a waiting side then yields its CPU (`sched_yield`, checking
-/// between yields) before it sleeps. A peer that lost its CPU to another
-/// process for longer than the spin (common on a loaded machine) is usually
-/// back within this, and a sleep costs both sides system calls: the
-/// sleeper's barrier and futex wait, the notifier's wake.
-pub(crate) const YIELD: Duration = Duration::from_micros(500);
 /// The longest sleep between two checks that the peer still runs.
 pub(crate) const PEER_CHECK: Duration = Duration::from_millis(100);
 
@@ -167,6 +161,8 @@ pub(super) struct Shared {
     /// Whether this process notifies with a compiler fence only (see
     /// `shm::light_barrier`).
     light: bool,
+    /// How long this end's waits spin (`sys::spin`).
+    spin: Spin,
 }
 
 /// The sending half of an end: the one writer of its ring. No lock: the
@@ -309,6 +305,7 @@ impl Shared {
             broken: AtomicBool::new(false),
             broken_why: Mutex::new(String::new()),
             light: light_barrier(),
+            spin: Spin::default(),
         }
     }
 
@@ -569,8 +566,8 @@ impl Shared {
         self.peer.exited()
     }
 
-    /// Waits until `ready()`: spins for [`SPIN`], yields its CPU for
-    /// [`YIELD`], then sleeps on `word` after announcing itself, checking the
+    /// Waits until `ready()`: spins and yields its CPU as `self.spin` plans
+    /// (and learns from the outcome), then sleeps on `word` after announcing itself, checking the
     /// peer every [`PEER_CHECK`].
     fn wait(
         &self,
@@ -581,18 +578,20 @@ impl Shared {
     ) -> io::Result<()> {
         // The clock is read first after 64 spins: a message that comes within
         // them (most, when both sides are busy) is not delayed by it.
+        let plan = self.spin.plan();
         let mut spin_end = None;
         let mut spins = 0u32;
         let mut yielding = false;
         loop {
             if ready() {
+                self.spin.record(plan, !yielding);
                 return Ok(());
             }
             spins += 1;
             if yielding || spins.is_multiple_of(64) {
                 let now = Instant::now();
-                let end = *spin_end.get_or_insert(now + SPIN);
-                if now >= end + YIELD || limit.is_some_and(|l| now >= l) {
+                let end = *spin_end.get_or_insert(now + plan.spin);
+                if now >= end + plan.yield_for || limit.is_some_and(|l| now >= l) {
                     break;
                 }
                 yielding = now >= end;
@@ -603,6 +602,7 @@ impl Shared {
                 std::hint::spin_loop();
             }
         }
+        self.spin.record(plan, false);
         loop {
             let Some(sleep) = self.announce(&ready, word) else {
                 return Ok(());
