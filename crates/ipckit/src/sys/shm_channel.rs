@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use super::ring::{Positions, Reader, Ring};
 use super::shm::{Peer, Region, Wakers, heavy_barrier, light_barrier};
 use crate::sys::plain::{Fault, FaultKind, timed_out};
-use crate::sys::spin::Spin;
+use crate::sys::spin::{Spin, YIELD};
 use crate::sys::sync::relock;
 use crate::sys::sync::{Ordering, compiler_fence, fence};
 
@@ -591,7 +591,7 @@ impl Shared {
             if yielding || spins.is_multiple_of(64) {
                 let now = Instant::now();
                 let end = *spin_end.get_or_insert(now + plan.spin);
-                if now >= end + plan.yield_for || limit.is_some_and(|l| now >= l) {
+                if now >= end + YIELD || limit.is_some_and(|l| now >= l) {
                     break;
                 }
                 yielding = now >= end;
