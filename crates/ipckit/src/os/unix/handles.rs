@@ -136,7 +136,7 @@ impl AsFd for MessageListener {
 
 impl MessageStreamExt for MessageStream {
     fn try_as_fd(&self) -> Option<BorrowedFd<'_>> {
-        match &self.shared.conn {
+        match self.state.conn() {
             Conn::Local(s) => Some(s.as_fd()),
             Conn::Framed(f) => Some(f.stream.as_fd()),
             Conn::Shm(_) => None,
@@ -197,7 +197,7 @@ impl AsFd for crate::tokio::MailslotReceiver {
 impl MessageStreamExt for crate::tokio::MessageStream {
     fn try_as_fd(&self) -> Option<BorrowedFd<'_>> {
         use crate::tokio::message::Conn;
-        match &self.shared.conn {
+        match self.state.conn() {
             Conn::Local(s) => Some(s.as_fd()),
             Conn::Framed(f) => Some(f.socket.borrow()),
             Conn::Shm(_) => None,

@@ -49,14 +49,14 @@ impl StreamExt for Stream {
 
 impl MessageStreamExt for MessageStream {
     fn try_as_handle(&self) -> Option<BorrowedHandle<'_>> {
-        match &self.shared.conn {
+        match self.state.conn() {
             Conn::Local(s) => Some(s.handle()),
             Conn::Framed(_) | Conn::Shm(_) => None,
         }
     }
 
     fn try_as_socket(&self) -> Option<BorrowedSocket<'_>> {
-        match &self.shared.conn {
+        match self.state.conn() {
             Conn::Framed(f) => f.stream.try_as_socket(),
             Conn::Local(_) | Conn::Shm(_) => None,
         }
@@ -161,7 +161,7 @@ impl StreamExt for crate::tokio::Stream {
 impl MessageStreamExt for crate::tokio::MessageStream {
     fn try_as_handle(&self) -> Option<BorrowedHandle<'_>> {
         use crate::tokio::message::Conn;
-        match &self.shared.conn {
+        match self.state.conn() {
             Conn::Local(s) => Some(s.handle()),
             Conn::Framed(_) | Conn::Shm(_) => None,
         }
@@ -169,7 +169,7 @@ impl MessageStreamExt for crate::tokio::MessageStream {
 
     fn try_as_socket(&self) -> Option<BorrowedSocket<'_>> {
         use crate::tokio::message::Conn;
-        match &self.shared.conn {
+        match self.state.conn() {
             Conn::Framed(f) => Some(f.socket.borrow()),
             Conn::Local(_) | Conn::Shm(_) => None,
         }
