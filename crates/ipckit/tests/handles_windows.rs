@@ -1,7 +1,8 @@
 //! The handle of a mailslot receiver (`ipckit::os::windows`): `AsHandle`
 //! lends the mailslot itself, so a duplicate of it keeps the mailslot, and
-//! its name, alive after the receiver is dropped; the streams lend their pipe
-//! handle or socket, and adopt pipe handles made elsewhere.
+//! its name, alive after the receiver is dropped; a mailslot sender lends its
+//! client handle while borrowed mutably; the streams lend their pipe handle or
+//! socket, and adopt pipe handles made elsewhere.
 #![cfg(windows)]
 
 mod util;
@@ -47,6 +48,43 @@ fn a_tokio_mailslot_receiver_lends_the_mailslot_handle() {
         assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err:#}");
         drop(dup);
         MailslotReceiver::bind(addr.as_str()).expect("free once the last handle closed");
+    });
+}
+
+/// A mailslot sender lends its mailslot client handle while it is borrowed
+/// mutably: a duplicate of it, written to as a file, is a writer to the same
+/// mailslot (each write one message, between the sender's own).
+#[test]
+fn a_mailslot_sender_lends_its_client_handle() {
+    use ipckit::MailslotSender;
+    use ipckit::os::windows::MailslotSenderExt;
+    use std::io::Write;
+
+    watchdog(Duration::from_secs(60), || {
+        let addr = format!("mailslot:{}", unique_name("h-mss"));
+        let inbox = MailslotReceiver::bind(addr.as_str()).unwrap();
+        let mut sender = MailslotSender::connect(addr.as_str()).unwrap();
+        sender.send(b"first, by the sender").unwrap();
+        let dup = sender
+            .try_as_handle()
+            .expect("a sender whose sends went through lends its handle")
+            .try_clone_to_owned()
+            .unwrap();
+        // Another receiver, so that a handle lent to the wrong mailslot fails.
+        let other = format!("mailslot:{}", unique_name("h-mso"));
+        let other = MailslotReceiver::bind(other.as_str()).unwrap();
+        std::fs::File::from(dup)
+            .write_all(b"then through the lent handle")
+            .unwrap();
+        sender.send(b"last, by the sender").unwrap();
+        let limit = Duration::from_secs(10);
+        assert_eq!(inbox.recv_timeout(limit).unwrap(), b"first, by the sender");
+        assert_eq!(
+            inbox.recv_timeout(limit).unwrap(),
+            b"then through the lent handle"
+        );
+        assert_eq!(inbox.recv_timeout(limit).unwrap(), b"last, by the sender");
+        assert_eq!(other.try_recv().unwrap(), None, "nothing went elsewhere");
     });
 }
 
