@@ -5,11 +5,10 @@ use std::future::Future;
 use std::io;
 use std::time::Instant;
 
-use ::tokio::net::TcpListener;
-use ::tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use ::tokio::net::{TcpListener, TcpStream};
 use ::tokio::sync::Mutex;
 
-use super::framed::{read_frame, write_frame};
+use super::framed::{TcpRef, read_frame, write_frame};
 use super::message_shm::{ShmConn, offer_channel, take_channel};
 use super::{connect_one, in_runtime};
 use crate::address::{Address, ToAddress};
@@ -119,13 +118,29 @@ impl MessageListener {
     }
 }
 
-/// Each direction of a framed TCP stream, with the frame it is in the middle of.
+/// A framed TCP stream and the frame each direction is in the middle of.
+/// The stream is not split: each direction reaches it through `&TcpStream`
+/// ([`TcpRef`]) under its own lock, so `os` lends the socket (a plain borrow
+/// of `stream`) while a `recv` or `send` holds its lock.
 pub(crate) struct FramedConn {
-    reader: Mutex<(OwnedReadHalf, FrameReader)>,
-    writer: Mutex<(OwnedWriteHalf, FrameWriter)>,
-    /// The socket the halves share, lent by `os` (the halves stay here, never
-    /// taken out, until this is dropped).
-    pub(crate) socket: sys::socket_view::SocketView,
+    /// Read by the OS handle impls of [`os`](crate::os) too.
+    pub(crate) stream: TcpStream,
+    reader: Mutex<FrameReader>,
+    writer: Mutex<FrameWriter>,
+}
+
+/// Sends the peer the end of the stream (FIN) before the socket closes, as
+/// tokio's `OwnedWriteHalf` does when dropped: a peer that reads it sees the
+/// end of the channel, not a reset, even when bytes it sent were left unread
+/// here (a message over the limit).
+impl Drop for FramedConn {
+    fn drop(&mut self) {
+        use ::tokio::io::AsyncWrite;
+        // A `TcpStream`'s `poll_shutdown` is `shutdown(Write)` at once, never
+        // `Pending`: no waker is needed.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = std::pin::Pin::new(&mut self.stream).poll_shutdown(&mut cx);
+    }
 }
 
 pub(crate) enum Conn {
@@ -135,13 +150,11 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
-    fn framed(stream: ::tokio::net::TcpStream) -> Conn {
-        let socket = sys::socket_view::SocketView::of(&stream);
-        let (r, w) = stream.into_split();
+    fn framed(stream: TcpStream) -> Conn {
         Conn::Framed(Box::new(FramedConn {
-            reader: Mutex::new((r, FrameReader::default())),
-            writer: Mutex::new((w, FrameWriter::default())),
-            socket,
+            stream,
+            reader: Mutex::new(FrameReader::default()),
+            writer: Mutex::new(FrameWriter::default()),
         }))
     }
 }
@@ -150,7 +163,7 @@ impl CloseReceiving for Conn {
     fn close_receiving(&self) {
         match self {
             Conn::Local(s) => s.close_receiving(),
-            // The halves close when the last handle drops; nothing reads them
+            // The socket closes when the last handle drops; nothing reads it
             // again meanwhile (the state's `check_open`).
             Conn::Framed(_) | Conn::Shm(_) => {}
         }
@@ -263,9 +276,8 @@ impl MessageStream {
                 // every idle connection's task (10,000 idle clients: 43 -> 146 MiB).
                 Conn::Shm(c) => Box::pin(c.send(msg)).await,
                 Conn::Framed(f) => {
-                    let mut guard = f.writer.lock().await;
-                    let (io, writer) = &mut *guard;
-                    write_frame(io, writer, msg).await
+                    let mut writer = f.writer.lock().await;
+                    write_frame(&mut TcpRef(&f.stream), &mut writer, msg).await
                 }
             }
         };
@@ -289,9 +301,8 @@ impl MessageStream {
                 // Boxed, as in `send`.
                 Conn::Shm(c) => Box::pin(c.recv(&mut out, max)).await,
                 Conn::Framed(f) => {
-                    let mut guard = f.reader.lock().await;
-                    let (io, reader) = &mut *guard;
-                    read_frame(io, reader, max, &mut out).await
+                    let mut reader = f.reader.lock().await;
+                    read_frame(&mut TcpRef(&f.stream), &mut reader, max, &mut out).await
                 }
             }
         };

@@ -163,7 +163,7 @@ impl StreamExt for crate::tokio::Stream {
 }
 
 /// As the blocking [`MessageStream`]'s: the message-mode pipe handle, or
-/// `tcp:`'s socket (shared by the stream's two halves); neither for `shm:`.
+/// `tcp:`'s socket; neither for `shm:`.
 #[cfg(feature = "tokio")]
 impl MessageStreamExt for crate::tokio::MessageStream {
     fn try_as_handle(&self) -> Option<BorrowedHandle<'_>> {
@@ -177,7 +177,7 @@ impl MessageStreamExt for crate::tokio::MessageStream {
     fn try_as_socket(&self) -> Option<BorrowedSocket<'_>> {
         use crate::tokio::message::Conn;
         match self.state.conn() {
-            Conn::Framed(f) => Some(f.socket.borrow()),
+            Conn::Framed(f) => Some(f.stream.as_socket()),
             Conn::Local(_) | Conn::Shm(_) => None,
         }
     }
