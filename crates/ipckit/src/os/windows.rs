@@ -107,6 +107,12 @@ impl CreateOptionsExt for CreateOptions {
 #[cfg(windows)]
 pub trait StreamExt: super::sealed::Sealed {
     /// The pipe handle (`pipe:`, `\\.\pipe\`), or `None` for `tcp:`.
+    ///
+    /// The tokio `ipckit::tokio::Stream` reads ahead: tokio's reactor (mio)
+    /// keeps a read pending on the pipe, into a buffer of its own, whenever
+    /// that buffer is empty. What the peer sends goes to that stream, not to
+    /// a read through this handle or a duplicate of it (which waits): use the
+    /// handle of a tokio stream to write, or to ask the OS about the pipe.
     fn try_as_handle(&self) -> Option<std::os::windows::io::BorrowedHandle<'_>>;
 
     /// The socket of a `tcp:` stream, or `None` for a pipe.
