@@ -174,13 +174,7 @@ where
     F::MessageStream: MessageStreamExt,
 {
     let face = F::NAME;
-    for addr in [
-        format!("pipe:{}", unique_name("fd-msg")),
-        "tcp:127.0.0.1:0".to_owned(),
-        format!("shm:{}", unique_name("fd-shm")),
-    ] {
-        let listener = F::bind_message(&addr);
-        let addr = F::message_addr(&listener);
+    for (listener, addr) in F::message_listeners("fd-msg") {
         assert!(
             !readable(&listener, 0),
             "{face} {addr}: nobody connected yet"

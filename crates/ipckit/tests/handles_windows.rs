@@ -93,9 +93,7 @@ where
 
     let face = F::NAME;
     let name = unique_name("h-adopt");
-    let listener = F::bind(&format!("pipe:{name}"));
-    let client = F::connect(&format!("pipe:{name}"));
-    let mut server = F::accept(&listener);
+    let (_, client, mut server) = F::pair(&format!("pipe:{name}"));
     assert!(
         client.try_as_socket().is_none(),
         "{face}: a pipe has no socket"
@@ -124,10 +122,7 @@ where
         assert_eq!(&got, b"pong", "{face}");
     }
 
-    let tcp = F::bind("tcp:127.0.0.1:0");
-    let addr = F::local_addr(&tcp);
-    let client = F::connect(&addr);
-    let mut accepted = F::accept(&tcp);
+    let (addr, client, mut accepted) = F::pair("tcp:127.0.0.1:0");
     assert!(
         client.try_as_handle().is_none(),
         "{face} {addr}: a socket is no HANDLE"
@@ -212,13 +207,7 @@ where
     F::MessageStream: MessageStreamExt,
 {
     let face = F::NAME;
-    for addr in [
-        format!("pipe:{}", unique_name("h-tmsg")),
-        "tcp:127.0.0.1:0".to_owned(),
-        format!("shm:{}", unique_name("h-tshm")),
-    ] {
-        let listener = F::bind_message(&addr);
-        let addr = F::message_addr(&listener);
+    for (listener, addr) in F::message_listeners("h-msg") {
         let connecting = F::connect_message(&addr);
         let server = F::accept_message(&listener);
         let client = connecting();

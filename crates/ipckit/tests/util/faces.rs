@@ -51,6 +51,33 @@ pub(crate) trait Face {
     fn write_all(stream: &mut Self::Stream, data: &[u8]);
     fn read_exact(stream: &mut Self::Stream, len: usize) -> Vec<u8>;
 
+    /// Binds `addr`, connects a client and accepts it: the address bound
+    /// (the port of `tcp:…:0` filled in), the client and the server's end.
+    fn pair(addr: &str) -> (String, Self::Stream, Self::Stream) {
+        let listener = Self::bind(addr);
+        let addr = Self::local_addr(&listener);
+        let client = Self::connect(&addr);
+        let server = Self::accept(&listener);
+        (addr, client, server)
+    }
+
+    /// A message listener of each kind, local (`pipe:`), `tcp:` and `shm:`,
+    /// names made from `tag`, with the address to connect to.
+    fn message_listeners(tag: &str) -> Vec<(Self::MessageListener, String)> {
+        [
+            format!("pipe:{}", crate::util::unique_name(tag)),
+            "tcp:127.0.0.1:0".to_owned(),
+            format!("shm:{}", crate::util::unique_name(&format!("{tag}-shm"))),
+        ]
+        .iter()
+        .map(|addr| {
+            let listener = Self::bind_message(addr);
+            let addr = Self::message_addr(&listener);
+            (listener, addr)
+        })
+        .collect()
+    }
+
     fn bind_message(addr: &str) -> Self::MessageListener;
     fn message_addr(listener: &Self::MessageListener) -> String;
     /// Starts connecting to `addr` (a `shm:` client waits in `connect` for
