@@ -118,6 +118,7 @@ pub mod os {
         pub trait Sealed {}
         impl Sealed for crate::ListenerOptions {}
         impl Sealed for crate::shm::CreateOptions {}
+        impl Sealed for crate::MailslotSender {}
         impl Sealed for crate::MessageStream {}
         impl Sealed for crate::Stream {}
         #[cfg(feature = "tokio")]

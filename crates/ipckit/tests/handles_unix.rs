@@ -1,8 +1,14 @@
 //! The descriptors of ipckit's types (`ipckit::os::unix`): `AsFd`/`AsRawFd`
 //! hand out the socket itself, so poll(2) sees what the type will read, and
-//! `From<OwnedFd>` adopts a connected socket that another library made.
+//! `From<OwnedFd>` adopts a connected socket that another library made. A
+//! case that both faces have is written once (`fn case<F: Face>`) and run
+//! for each (`case::blocking`, `case::tokio`).
 #![cfg(unix)]
 
+#[path = "util/faces.rs"]
+mod faces;
+#[path = "util/tokio.rs"]
+mod tokio_util;
 mod util;
 
 use std::io::{Read, Write};
@@ -10,10 +16,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use faces::{Face, both_faces};
 use ipckit::os::unix::MessageStreamExt;
 use ipckit::{
-    Address, ErrorKind, Listener, MailslotReceiver, MailslotSender, MessageListener, MessageStream,
-    Stream,
+    Address, ErrorKind, Listener, MailslotSender, MessageListener, MessageStream, Stream,
 };
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
@@ -31,33 +37,46 @@ fn readable(fd: impl AsFd, ms: i64) -> bool {
     poll(&mut fds, Some(&timeout)).unwrap() == 1 && fds[0].revents().contains(PollFlags::IN)
 }
 
-#[test]
-fn a_stream_and_a_listener_lend_the_socket_that_poll_waits_on() {
-    watchdog(LIMIT, || {
-        for addr in [
-            format!("pipe:{}", unique_name("fd")),
-            "tcp:127.0.0.1:0".to_owned(),
-        ] {
-            let listener = Listener::bind(addr.as_str()).unwrap();
-            let addr = listener.local_addr().to_string();
-            assert!(!readable(&listener, 0), "{addr}: nobody connected yet");
-            let mut client = Stream::connect(addr.as_str()).unwrap();
-            // The listener's socket turns readable once a client waits.
-            assert!(readable(&listener, 10_000), "{addr}: a client waits");
-            let mut server = listener.accept().unwrap();
-            assert!(!readable(&client, 0), "{addr}: nothing sent yet");
-            server.write_all(b"ping").unwrap();
-            assert!(readable(&client, 10_000), "{addr}: the bytes are there");
-            let mut got = [0; 4];
-            client.read_exact(&mut got).unwrap();
-            assert_eq!(&got, b"ping");
-            // The raw descriptor is the same socket, and it is a stream one.
-            assert_eq!(client.as_raw_fd(), client.as_fd().as_raw_fd());
-            assert_eq!(sockopt::socket_type(&client).unwrap(), SocketType::STREAM);
-            assert_ne!(client.as_raw_fd(), server.as_raw_fd());
-        }
-    });
+fn streams_and_listeners_lend_the_socket_that_poll_waits_on<F: Face>()
+where
+    F::Listener: AsFd + AsRawFd,
+    F::Stream: AsFd + AsRawFd,
+{
+    let face = F::NAME;
+    for addr in [
+        format!("pipe:{}", unique_name("fd")),
+        "tcp:127.0.0.1:0".to_owned(),
+    ] {
+        let listener = F::bind(&addr);
+        let addr = F::local_addr(&listener);
+        assert!(
+            !readable(&listener, 0),
+            "{face} {addr}: nobody connected yet"
+        );
+        let mut client = F::connect(&addr);
+        // The listener's socket turns readable once a client waits.
+        assert!(readable(&listener, 10_000), "{face} {addr}: a client waits");
+        let mut server = F::accept(&listener);
+        assert!(!readable(&client, 0), "{face} {addr}: nothing sent yet");
+        F::write_all(&mut server, b"ping");
+        assert!(
+            readable(&client, 10_000),
+            "{face} {addr}: the bytes are there"
+        );
+        assert_eq!(F::read_exact(&mut client, 4), b"ping");
+        assert!(!readable(&client, 0), "{face} {addr}: taken");
+        // The raw descriptor is the same socket, and it is a stream one.
+        assert_eq!(client.as_raw_fd(), client.as_fd().as_raw_fd());
+        assert_eq!(listener.as_raw_fd(), listener.as_fd().as_raw_fd());
+        assert_eq!(sockopt::socket_type(&client).unwrap(), SocketType::STREAM);
+        assert_ne!(client.as_raw_fd(), server.as_raw_fd());
+    }
 }
+
+both_faces!(
+    streams_and_listeners_lend_the_socket_that_poll_waits_on,
+    crate::LIMIT
+);
 
 #[test]
 fn a_connected_unix_socket_is_adopted_with_its_peers_name() {
@@ -119,22 +138,26 @@ fn a_socketpair_end_and_a_tcp_connection_are_adopted() {
     });
 }
 
-#[test]
-fn mailslot_ends_lend_their_datagram_sockets() {
-    watchdog(LIMIT, || {
-        let addr = format!("mailslot:{}", unique_name("fd-ms"));
-        let inbox = MailslotReceiver::bind(addr.as_str()).unwrap();
-        let sender = MailslotSender::connect(addr.as_str()).unwrap();
-        assert_eq!(sockopt::socket_type(&inbox).unwrap(), SocketType::DGRAM);
-        assert_eq!(sockopt::socket_type(&sender).unwrap(), SocketType::DGRAM);
-        assert!(!readable(&inbox, 0), "nothing sent yet");
-        sender.send(b"hello").unwrap();
-        assert!(readable(&inbox, 10_000), "the datagram is queued");
-        assert_eq!(inbox.recv().unwrap(), b"hello");
-        assert!(!readable(&inbox, 0), "taken");
-        assert_ne!(inbox.as_raw_fd(), sender.as_raw_fd());
-    });
+fn mailslot_ends_lend_their_datagram_sockets<F: Face>()
+where
+    F::MailslotReceiver: AsFd + AsRawFd,
+{
+    let face = F::NAME;
+    let addr = format!("mailslot:{}", unique_name("fd-ms"));
+    let inbox = F::bind_mailslot(&addr);
+    let sender = MailslotSender::connect(addr.as_str()).unwrap();
+    assert_eq!(sockopt::socket_type(&inbox).unwrap(), SocketType::DGRAM);
+    assert_eq!(sockopt::socket_type(&sender).unwrap(), SocketType::DGRAM);
+    assert!(!readable(&inbox, 0), "{face}: nothing sent yet");
+    sender.send(b"hello").unwrap();
+    assert!(readable(&inbox, 10_000), "{face}: the datagram is queued");
+    assert_eq!(F::recv_mailslot(&inbox), b"hello");
+    assert!(!readable(&inbox, 0), "{face}: taken");
+    assert_eq!(inbox.as_raw_fd(), inbox.as_fd().as_raw_fd());
+    assert_ne!(inbox.as_raw_fd(), sender.as_raw_fd());
 }
+
+both_faces!(mailslot_ends_lend_their_datagram_sockets, crate::LIMIT);
 
 /// The socket type of this OS's message channels.
 fn message_socket() -> SocketType {
@@ -145,51 +168,70 @@ fn message_socket() -> SocketType {
     }
 }
 
-#[test]
-fn a_message_listener_lends_its_socket_and_a_message_stream_says_whether_it_has_one() {
-    watchdog(LIMIT, || {
-        for addr in [
-            format!("pipe:{}", unique_name("fd-msg")),
-            "tcp:127.0.0.1:0".to_owned(),
-            format!("shm:{}", unique_name("fd-shm")),
-        ] {
-            let listener = MessageListener::bind(addr.as_str()).unwrap();
-            let addr = listener.local_addr().to_string();
-            assert!(!readable(&listener, 0), "{addr}: nobody connected yet");
-            // A shm: client waits for its region during connect: connect on a thread.
-            let connecting = {
-                let addr = addr.clone();
-                std::thread::spawn(move || MessageStream::connect(addr.as_str()).unwrap())
-            };
-            // The listening socket (for shm:, the rendezvous) turns readable.
-            assert!(readable(&listener, 10_000), "{addr}: a client waits");
-            let server = listener.accept().unwrap();
-            let client = connecting.join().unwrap();
-            assert_eq!(listener.as_raw_fd(), listener.as_fd().as_raw_fd());
-            let Some(fd) = client.try_as_fd() else {
-                assert!(addr.starts_with("shm:"), "{addr}: a socket channel has one");
-                assert!(server.try_as_fd().is_none(), "{addr}: nor the server's end");
-                continue;
-            };
+fn message_listeners_lend_their_socket_and_message_streams_say_whether_they_have_one<F: Face>()
+where
+    F::MessageListener: AsFd + AsRawFd,
+    F::MessageStream: MessageStreamExt,
+{
+    let face = F::NAME;
+    for (listener, addr) in F::message_listeners("fd-msg") {
+        assert!(
+            !readable(&listener, 0),
+            "{face} {addr}: nobody connected yet"
+        );
+        let connecting = F::connect_message(&addr);
+        // The listening socket (for shm:, the rendezvous) turns readable.
+        assert!(readable(&listener, 10_000), "{face} {addr}: a client waits");
+        let server = F::accept_message(&listener);
+        let client = connecting();
+        assert_eq!(listener.as_raw_fd(), listener.as_fd().as_raw_fd());
+        let Some(fd) = client.try_as_fd() else {
             assert!(
-                !addr.starts_with("shm:"),
-                "{addr}: a region has no descriptor"
+                addr.starts_with("shm:"),
+                "{face} {addr}: a socket channel has one"
             );
-            let kind = sockopt::socket_type(fd).unwrap();
-            if addr.starts_with("tcp:") {
-                assert_eq!(kind, SocketType::STREAM, "{addr}");
-            } else {
-                assert_eq!(kind, message_socket(), "{addr}");
-            }
-            // The server's end: the client's may hold ipckit's greeting already.
-            let fd = server.try_as_fd().unwrap();
-            assert!(!readable(fd, 0), "{addr}: nothing sent yet");
-            client.send(b"ping").unwrap();
-            assert!(readable(fd, 10_000), "{addr}: the message is there");
-            assert_eq!(server.recv().unwrap().as_deref(), Some(&b"ping"[..]));
+            assert!(
+                server.try_as_fd().is_none(),
+                "{face} {addr}: nor the server's end"
+            );
+            continue;
+        };
+        assert!(
+            !addr.starts_with("shm:"),
+            "{face} {addr}: a region has no descriptor"
+        );
+        let kind = sockopt::socket_type(fd).unwrap();
+        if addr.starts_with("tcp:") {
+            assert_eq!(kind, SocketType::STREAM, "{face} {addr}");
+        } else {
+            assert_eq!(kind, message_socket(), "{face} {addr}");
         }
-    });
+        // Both ends of one connection: the same kind, another descriptor.
+        // The server's end is polled: the client's may hold ipckit's
+        // greeting already.
+        let theirs = server.try_as_fd().unwrap();
+        assert_eq!(sockopt::socket_type(theirs).unwrap(), kind, "{face} {addr}");
+        assert_ne!(theirs.as_raw_fd(), fd.as_raw_fd(), "{face} {addr}");
+        assert!(!readable(theirs, 0), "{face} {addr}: nothing sent yet");
+        F::send(&client, b"ping");
+        assert!(
+            readable(theirs, 10_000),
+            "{face} {addr}: the message is there"
+        );
+        assert_eq!(
+            F::recv(&server).as_deref(),
+            Some(&b"ping"[..]),
+            "{face} {addr}"
+        );
+        // The descriptor stays valid while the channel is used from both sides.
+        assert_eq!(sockopt::socket_type(theirs).unwrap(), kind, "{face} {addr}");
+    }
 }
+
+both_faces!(
+    message_listeners_lend_their_socket_and_message_streams_say_whether_they_have_one,
+    crate::LIMIT
+);
 
 #[test]
 fn a_connected_message_socket_is_adopted_as_a_foreign_peer() {
@@ -232,100 +274,6 @@ fn a_connected_message_socket_is_adopted_as_a_foreign_peer() {
     });
 }
 
-#[test]
-fn a_tokio_message_listener_lends_its_socket() {
-    watchdog(LIMIT, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let addr = format!("pipe:{}", unique_name("fd-tmsg"));
-        let listener = rt.block_on(async { ipckit::tokio::MessageListener::bind(addr.as_str()) });
-        let listener = listener.unwrap();
-        assert!(!readable(&listener, 0), "nobody connected yet");
-        // A blocking client on the other side.
-        let _client = MessageStream::connect(addr.as_str()).unwrap();
-        assert!(readable(&listener, 10_000), "a client waits");
-        assert_eq!(listener.as_raw_fd(), listener.as_fd().as_raw_fd());
-        rt.block_on(listener.accept()).unwrap();
-    });
-}
-
-#[test]
-fn a_tokio_mailslot_receiver_lends_its_datagram_socket() {
-    watchdog(LIMIT, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let addr = format!("mailslot:{}", unique_name("fd-tms"));
-        let inbox = rt.block_on(async { ipckit::tokio::MailslotReceiver::bind(addr.as_str()) });
-        let inbox = inbox.unwrap();
-        assert_eq!(sockopt::socket_type(&inbox).unwrap(), SocketType::DGRAM);
-        assert!(!readable(&inbox, 0), "nothing sent yet");
-        MailslotSender::connect(addr.as_str())
-            .unwrap()
-            .send(b"hello")
-            .unwrap();
-        assert!(readable(&inbox, 10_000), "the datagram is queued");
-        assert_eq!(rt.block_on(inbox.recv()).unwrap(), b"hello");
-        assert!(!readable(&inbox, 0), "taken");
-        assert_eq!(inbox.as_raw_fd(), inbox.as_fd().as_raw_fd());
-    });
-}
-
-#[test]
-fn a_tokio_message_stream_says_whether_it_has_a_socket() {
-    watchdog(LIMIT, || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        for addr in [
-            format!("pipe:{}", unique_name("fd-tms2")),
-            "tcp:127.0.0.1:0".to_owned(),
-            format!("shm:{}", unique_name("fd-tshm")),
-        ] {
-            let (server, client) = rt.block_on(async {
-                let listener = ipckit::tokio::MessageListener::bind(addr.as_str()).unwrap();
-                let addr = listener.local_addr().to_string();
-                let connecting = tokio::spawn(async move {
-                    ipckit::tokio::MessageStream::connect(addr.as_str()).await
-                });
-                let server = listener.accept().await.unwrap();
-                (server, connecting.await.unwrap().unwrap())
-            });
-            let Some(fd) = client.try_as_fd() else {
-                assert!(addr.starts_with("shm:"), "{addr}: a socket channel has one");
-                assert!(server.try_as_fd().is_none(), "{addr}: nor the server's end");
-                continue;
-            };
-            assert!(
-                !addr.starts_with("shm:"),
-                "{addr}: a region has no descriptor"
-            );
-            let kind = sockopt::socket_type(fd).unwrap();
-            if addr.starts_with("tcp:") {
-                assert_eq!(kind, SocketType::STREAM, "{addr}");
-            } else {
-                assert_eq!(kind, message_socket(), "{addr}");
-            }
-            // Both ends of one connection: the same kind, another descriptor.
-            let theirs = server.try_as_fd().unwrap();
-            assert_eq!(sockopt::socket_type(theirs).unwrap(), kind, "{addr}");
-            assert_ne!(theirs.as_raw_fd(), fd.as_raw_fd(), "{addr}");
-            assert!(!readable(theirs, 0), "{addr}: nothing sent yet");
-            rt.block_on(client.send(b"ping")).unwrap();
-            assert!(readable(theirs, 10_000), "{addr}: the message is there");
-            let got = rt.block_on(server.recv()).unwrap();
-            assert_eq!(got.as_deref(), Some(&b"ping"[..]), "{addr}");
-            // The view stays valid while the stream is used from both sides.
-            assert_eq!(sockopt::socket_type(theirs).unwrap(), kind, "{addr}");
-        }
-    });
-}
-
 /// A child that writes one JSON line on its channel (`NODE_CHANNEL_FD`, a
 /// stream socket) and then waits for its stdin to end. bash: dash redirects
 /// only descriptors 0 to 9, and a channel's may be higher.
@@ -339,78 +287,42 @@ fn json_child() -> std::process::Command {
     cmd
 }
 
-#[test]
-fn child_channels_lend_their_socket() {
+fn child_channels_lend_their_socket<F: Face>()
+where
+    F::ChildChannel: AsFd + AsRawFd,
+{
     use ipckit::child::{ChannelOptions, Serialization};
-    watchdog(LIMIT, || {
-        // ipckit's messages: a message socket, whatever the child runs.
-        let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", "read -r _"])
-            .stdin(std::process::Stdio::piped());
-        let (mut child, channel) = ChannelOptions::new().spawn(&mut cmd).unwrap();
-        assert_eq!(
-            sockopt::socket_type(&channel).unwrap(),
-            message_socket(),
-            "a messages channel"
-        );
-        assert_eq!(channel.as_raw_fd(), channel.as_fd().as_raw_fd());
-        assert!(!readable(&channel, 0), "the child said nothing");
-        drop(child.stdin.take());
-        child.wait().unwrap();
-        assert!(
-            readable(&channel, 10_000),
-            "the end of the channel is readable"
-        );
-        assert_eq!(channel.recv().unwrap(), None);
+    let face = F::NAME;
+    // ipckit's messages: a message socket, whatever the child runs.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "read -r _"])
+        .stdin(std::process::Stdio::piped());
+    let (child, channel) = F::spawn(&ChannelOptions::new(), cmd);
+    assert_eq!(
+        sockopt::socket_type(&channel).unwrap(),
+        message_socket(),
+        "{face}: a messages channel"
+    );
+    assert_eq!(channel.as_raw_fd(), channel.as_fd().as_raw_fd());
+    assert!(!readable(&channel, 0), "{face}: the child said nothing");
+    F::end(child);
+    assert!(
+        readable(&channel, 10_000),
+        "{face}: the end of the channel is readable"
+    );
+    assert_eq!(F::child_recv(&channel), None);
 
-        // Node's JSON lines: a stream socket, readable once the child wrote.
-        let mut child_cmd = json_child();
-        let (mut child, channel) = ChannelOptions::new()
-            .serialization(Serialization::Json)
-            .spawn(&mut child_cmd)
-            .unwrap();
-        assert_eq!(sockopt::socket_type(&channel).unwrap(), SocketType::STREAM);
-        assert!(readable(&channel, 10_000), "the child's line is there");
-        assert_eq!(channel.recv().unwrap().as_deref(), Some(&b"{\"hi\":1}"[..]));
-        drop(child.stdin.take());
-        child.wait().unwrap();
-    });
+    // Node's JSON lines: a stream socket, readable once the child wrote.
+    let mut opts = ChannelOptions::new();
+    opts.serialization(Serialization::Json);
+    let (child, channel) = F::spawn(&opts, json_child());
+    assert_eq!(sockopt::socket_type(&channel).unwrap(), SocketType::STREAM);
+    assert!(
+        readable(&channel, 10_000),
+        "{face}: the child's line is there"
+    );
+    assert_eq!(F::child_recv(&channel).as_deref(), Some(&b"{\"hi\":1}"[..]));
+    F::end(child);
 }
 
-#[test]
-fn tokio_child_channels_lend_their_socket() {
-    use ipckit::child::{ChannelOptions, Serialization};
-    watchdog(LIMIT, || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut cmd = tokio::process::Command::new("sh");
-            cmd.args(["-c", "read -r _"])
-                .stdin(std::process::Stdio::piped());
-            let (mut child, channel) = ChannelOptions::new().spawn_tokio(&mut cmd).unwrap();
-            assert_eq!(sockopt::socket_type(&channel).unwrap(), message_socket());
-            assert_eq!(channel.as_raw_fd(), channel.as_fd().as_raw_fd());
-            assert!(!readable(&channel, 0), "the child said nothing");
-            drop(child.stdin.take());
-            child.wait().await.unwrap();
-            assert_eq!(channel.recv().await.unwrap(), None);
-
-            let mut cmd = tokio::process::Command::from(json_child());
-            let (mut child, channel) = ChannelOptions::new()
-                .serialization(Serialization::Json)
-                .spawn_tokio(&mut cmd)
-                .unwrap();
-            assert_eq!(sockopt::socket_type(&channel).unwrap(), SocketType::STREAM);
-            assert!(readable(&channel, 10_000), "the child's line is there");
-            assert_eq!(
-                channel.recv().await.unwrap().as_deref(),
-                Some(&b"{\"hi\":1}"[..])
-            );
-            drop(child.stdin.take());
-            child.wait().await.unwrap();
-        });
-    });
-}
+both_faces!(child_channels_lend_their_socket, crate::LIMIT);

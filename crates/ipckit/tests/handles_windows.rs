@@ -1,110 +1,149 @@
 //! The handle of a mailslot receiver (`ipckit::os::windows`): `AsHandle`
 //! lends the mailslot itself, so a duplicate of it keeps the mailslot, and
-//! its name, alive after the receiver is dropped; the streams lend their pipe
-//! handle or socket, and adopt pipe handles made elsewhere.
+//! its name, alive after the receiver is dropped; a mailslot sender lends its
+//! client handle while borrowed mutably; the streams lend their pipe handle or
+//! socket, and adopt pipe handles made elsewhere. A case that both faces have
+//! is written once (`fn case<F: Face>`) and run for each (`case::blocking`,
+//! `case::tokio`).
 #![cfg(windows)]
 
+#[path = "util/faces.rs"]
+mod faces;
+#[path = "util/tokio.rs"]
+mod tokio_util;
 mod util;
 
 use std::os::windows::io::{AsHandle, AsRawHandle};
 use std::time::Duration;
 
-use ipckit::{ErrorKind, MailslotReceiver};
+use faces::{Face, both_faces};
+use ipckit::os::windows::{MessageStreamExt, StreamExt};
+use ipckit::{ErrorKind, MailslotReceiver, MessageStream, Stream};
 use util::{unique_name, watchdog};
 
-#[test]
-fn a_mailslot_receiver_lends_the_mailslot_handle() {
-    watchdog(Duration::from_secs(60), || {
-        let addr = format!("mailslot:{}", unique_name("h-ms"));
-        let inbox = MailslotReceiver::bind(addr.as_str()).unwrap();
-        assert_eq!(inbox.as_raw_handle(), inbox.as_handle().as_raw_handle());
-        // DuplicateHandle: fails on anything but a live handle.
-        let dup = inbox.as_handle().try_clone_to_owned().unwrap();
-        drop(inbox);
-        // The duplicate is the mailslot: its name is still taken.
-        let err = MailslotReceiver::bind(addr.as_str()).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err:#}");
-        drop(dup);
-        MailslotReceiver::bind(addr.as_str()).expect("free once the last handle closed");
-    });
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn mailslot_receivers_lend_the_mailslot_handle<F: Face>()
+where
+    F::MailslotReceiver: AsHandle + AsRawHandle,
+{
+    let face = F::NAME;
+    let addr = format!("mailslot:{}", unique_name("h-ms"));
+    let inbox = F::bind_mailslot(&addr);
+    assert_eq!(inbox.as_raw_handle(), inbox.as_handle().as_raw_handle());
+    // DuplicateHandle: fails on anything but a live handle.
+    let dup = inbox.as_handle().try_clone_to_owned().unwrap();
+    drop(inbox);
+    // The duplicate is the mailslot: its name is still taken.
+    let err = MailslotReceiver::bind(addr.as_str()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AddrInUse, "{face}: {err:#}");
+    drop(dup);
+    MailslotReceiver::bind(addr.as_str()).expect("free once the last handle closed");
 }
 
+both_faces!(mailslot_receivers_lend_the_mailslot_handle, crate::LIMIT);
+
+/// A mailslot sender lends its mailslot client handle while it is borrowed
+/// mutably: a duplicate of it, written to as a file, is a writer to the same
+/// mailslot (each write one message, between the sender's own).
 #[test]
-fn a_tokio_mailslot_receiver_lends_the_mailslot_handle() {
+fn a_mailslot_sender_lends_its_client_handle() {
+    use ipckit::MailslotSender;
+    use ipckit::os::windows::MailslotSenderExt;
+    use std::io::Write;
+
     watchdog(Duration::from_secs(60), || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        let addr = format!("mailslot:{}", unique_name("h-mss"));
+        let inbox = MailslotReceiver::bind(addr.as_str()).unwrap();
+        let mut sender = MailslotSender::connect(addr.as_str()).unwrap();
+        sender.send(b"first, by the sender").unwrap();
+        let dup = sender
+            .try_as_handle()
+            .expect("a sender whose sends went through lends its handle")
+            .try_clone_to_owned()
             .unwrap();
-        let addr = format!("mailslot:{}", unique_name("h-tms"));
-        let inbox = rt.block_on(async { ipckit::tokio::MailslotReceiver::bind(addr.as_str()) });
-        let inbox = inbox.unwrap();
-        assert_eq!(inbox.as_raw_handle(), inbox.as_handle().as_raw_handle());
-        let dup = inbox.as_handle().try_clone_to_owned().unwrap();
-        drop(inbox);
-        // The duplicate is the mailslot: its name is still taken.
-        let err = MailslotReceiver::bind(addr.as_str()).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err:#}");
-        drop(dup);
-        MailslotReceiver::bind(addr.as_str()).expect("free once the last handle closed");
+        // Another receiver, so that a handle lent to the wrong mailslot fails.
+        let other = format!("mailslot:{}", unique_name("h-mso"));
+        let other = MailslotReceiver::bind(other.as_str()).unwrap();
+        std::fs::File::from(dup)
+            .write_all(b"then through the lent handle")
+            .unwrap();
+        sender.send(b"last, by the sender").unwrap();
+        let limit = Duration::from_secs(10);
+        assert_eq!(inbox.recv_timeout(limit).unwrap(), b"first, by the sender");
+        assert_eq!(
+            inbox.recv_timeout(limit).unwrap(),
+            b"then through the lent handle"
+        );
+        assert_eq!(inbox.recv_timeout(limit).unwrap(), b"last, by the sender");
+        assert_eq!(other.try_recv().unwrap(), None, "nothing went elsewhere");
     });
 }
 
 /// A pipe stream lends its pipe handle (no socket), a `tcp:` stream its
 /// socket (no handle); a duplicate of the pipe handle, adopted with
-/// `TryFrom<OwnedHandle>`, is a working stream to the same server.
-#[test]
-fn a_pipe_stream_lends_its_handle_and_an_adopted_handle_is_a_stream() {
-    use ipckit::os::windows::StreamExt;
-    use ipckit::{Listener, Stream};
+/// `TryFrom<OwnedHandle>`, is a working stream to the same server (reading
+/// too, unless the face reads ahead on the original: tokio's), and a
+/// duplicate of the socket writes to the same peer.
+fn streams_lend_their_pipe_handle_or_socket<F: Face>()
+where
+    F::Stream: StreamExt,
+{
     use std::io::{Read, Write};
 
-    watchdog(Duration::from_secs(60), || {
-        let name = unique_name("h-adopt");
-        let listener = Listener::bind(format!("pipe:{name}").as_str()).unwrap();
-        let client = Stream::connect(format!("pipe:{name}").as_str()).unwrap();
-        let mut server = listener.accept().unwrap();
-        assert!(client.try_as_socket().is_none());
-        let dup = client
-            .try_as_handle()
-            .unwrap()
-            .try_clone_to_owned()
-            .unwrap();
-        let mut adopted = Stream::try_from(dup).unwrap();
-        let shown = adopted.peer_addr().to_string();
-        assert!(
-            shown.contains(&name),
-            "adopted peer_addr {shown} names the pipe {name}"
-        );
-        adopted.write_all(b"ping").unwrap();
+    let face = F::NAME;
+    let name = unique_name("h-adopt");
+    let (_, client, mut server) = F::pair(&format!("pipe:{name}"));
+    assert!(
+        client.try_as_socket().is_none(),
+        "{face}: a pipe has no socket"
+    );
+    let dup = client
+        .try_as_handle()
+        .unwrap()
+        .try_clone_to_owned()
+        .unwrap();
+    let mut adopted = Stream::try_from(dup).unwrap();
+    let shown = adopted.peer_addr().to_string();
+    assert!(
+        shown.contains(&name),
+        "{face}: adopted peer_addr {shown} names the pipe {name}"
+    );
+    adopted.write_all(b"ping").unwrap();
+    assert_eq!(
+        F::read_exact(&mut server, 4),
+        b"ping",
+        "{face}: the adopted duplicate talks to the same server"
+    );
+    if !F::READS_AHEAD {
+        F::write_all(&mut server, b"pong");
         let mut got = [0u8; 4];
-        server.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"ping");
-        server.write_all(b"pong").unwrap();
         adopted.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"pong");
+        assert_eq!(&got, b"pong", "{face}");
+    }
 
-        let tcp = Listener::bind("tcp:127.0.0.1:0").unwrap();
-        let t = Stream::connect(tcp.local_addr().to_string().as_str()).unwrap();
-        let mut accepted = tcp.accept().unwrap();
-        assert!(t.try_as_handle().is_none());
-        let socket = t.try_as_socket().expect("a tcp: stream lends its socket");
-        // WSADuplicateSocket: a copy of the socket writes to the same peer.
-        let mut copy = std::net::TcpStream::from(socket.try_clone_to_owned().unwrap());
-        copy.write_all(b"sock").unwrap();
-        accepted.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"sock");
-        drop(client);
-    });
+    let (addr, client, mut accepted) = F::pair("tcp:127.0.0.1:0");
+    assert!(
+        client.try_as_handle().is_none(),
+        "{face} {addr}: a socket is no HANDLE"
+    );
+    let socket = client
+        .try_as_socket()
+        .expect("a tcp: stream lends its socket");
+    // WSADuplicateSocket: a copy of the socket writes to the same peer.
+    let mut copy = std::net::TcpStream::from(socket.try_clone_to_owned().unwrap());
+    copy.write_all(b"sock").unwrap();
+    assert_eq!(F::read_exact(&mut accepted, 4), b"sock", "{face} {addr}");
 }
+
+both_faces!(streams_lend_their_pipe_handle_or_socket, crate::LIMIT);
 
 /// A message-mode pipe end, client or server, adopted as a `MessageStream`
 /// keeps message boundaries (an empty message among them); the handles of
 /// the wrong kind are refused with an error that says what they are.
 #[test]
 fn message_pipe_ends_are_adopted_and_wrong_handles_refused() {
-    use ipckit::os::windows::{MessageStreamExt, StreamExt};
-    use ipckit::{Listener, MessageListener, MessageStream, Stream};
+    use ipckit::{Listener, MessageListener};
     use std::os::windows::io::OwnedHandle;
 
     watchdog(Duration::from_secs(60), || {
@@ -160,94 +199,61 @@ fn message_pipe_ends_are_adopted_and_wrong_handles_refused() {
     });
 }
 
-/// The tokio streams lend what the blocking ones do: a pipe stream its pipe
-/// handle (a duplicate adopted is a working stream to the same server), a
-/// `tcp:` one its socket, a shared-memory channel neither.
-#[test]
-fn tokio_streams_lend_their_pipe_handle_or_socket() {
-    use ipckit::os::windows::{MessageStreamExt, StreamExt};
-    use ipckit::{MessageStream, Stream};
-    use std::io::Write;
-
-    watchdog(Duration::from_secs(120), || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            use tokio::io::AsyncReadExt;
-            // Byte streams.
-            let name = unique_name("h-tpipe");
-            let listener = ipckit::tokio::Listener::bind(format!("pipe:{name}").as_str()).unwrap();
-            let client = ipckit::tokio::Stream::connect(format!("pipe:{name}").as_str())
-                .await
-                .unwrap();
-            let mut server = listener.accept().await.unwrap();
-            assert!(client.try_as_socket().is_none(), "a pipe has no socket");
-            let dup = client
-                .try_as_handle()
-                .unwrap()
-                .try_clone_to_owned()
-                .unwrap();
-            let mut adopted = Stream::try_from(dup).unwrap();
-            tokio::task::spawn_blocking(move || adopted.write_all(b"ping").unwrap())
-                .await
-                .unwrap();
-            let mut got = [0u8; 4];
-            server.read_exact(&mut got).await.unwrap();
-            assert_eq!(
-                &got, b"ping",
-                "the adopted duplicate talks to the same server"
-            );
-
-            let listener = ipckit::tokio::Listener::bind("tcp:127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().to_string();
-            let client = ipckit::tokio::Stream::connect(addr.as_str()).await.unwrap();
-            let _server = listener.accept().await.unwrap();
+/// A message stream lends its message-mode pipe handle (a duplicate adopted
+/// is a working channel to the same server), the socket of `tcp:` (a
+/// duplicate is connected to the listener's port), or neither for `shm:`.
+fn message_streams_lend_their_pipe_handle_or_socket<F: Face>()
+where
+    F::MessageStream: MessageStreamExt,
+{
+    let face = F::NAME;
+    for (listener, addr) in F::message_listeners("h-msg") {
+        let connecting = F::connect_message(&addr);
+        let server = F::accept_message(&listener);
+        let client = connecting();
+        let (handle, socket) = (client.try_as_handle(), client.try_as_socket());
+        if addr.starts_with("shm:") {
             assert!(
-                client.try_as_handle().is_none(),
-                "{addr}: a socket is no HANDLE"
+                handle.is_none() && socket.is_none(),
+                "{face} {addr}: neither"
             );
-            assert!(client.try_as_socket().is_some(), "{addr}: the socket");
-
-            // Message channels.
-            for addr in [
-                format!("pipe:{}", unique_name("h-tmsg")),
-                "tcp:127.0.0.1:0".to_owned(),
-                format!("shm:{}", unique_name("h-tshm")),
-            ] {
-                let listener = ipckit::tokio::MessageListener::bind(addr.as_str()).unwrap();
-                let addr = listener.local_addr().to_string();
-                let connecting = {
-                    let addr = addr.clone();
-                    tokio::spawn(async move {
-                        ipckit::tokio::MessageStream::connect(addr.as_str()).await
-                    })
-                };
-                let server = listener.accept().await.unwrap();
-                let client = connecting.await.unwrap().unwrap();
-                let (handle, socket) = (client.try_as_handle(), client.try_as_socket());
-                if addr.starts_with("shm:") {
-                    assert!(handle.is_none() && socket.is_none(), "{addr}: neither");
-                } else if addr.starts_with("tcp:") {
-                    assert!(handle.is_none() && socket.is_some(), "{addr}: the socket");
-                    assert!(server.try_as_socket().is_some(), "{addr}: the server's too");
-                } else {
-                    assert!(socket.is_none(), "{addr}: a pipe has no socket");
-                    let dup = handle.unwrap().try_clone_to_owned().unwrap();
-                    // A message-mode pipe end: adopted as a message channel.
-                    let adopted = MessageStream::try_from(dup).unwrap();
-                    tokio::task::spawn_blocking(move || adopted.send(b"ping").unwrap())
-                        .await
-                        .unwrap();
-                    let got = server.recv().await.unwrap();
-                    assert_eq!(got.as_deref(), Some(&b"ping"[..]), "{addr}");
-                }
-            }
-        });
-    });
+            assert!(
+                server.try_as_handle().is_none() && server.try_as_socket().is_none(),
+                "{face} {addr}: nor the server's end"
+            );
+        } else if addr.starts_with("tcp:") {
+            assert!(handle.is_none(), "{face} {addr}: a socket is no HANDLE");
+            let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+            // A duplicate of each end's socket is that end of the connection.
+            let copy = std::net::TcpStream::from(socket.unwrap().try_clone_to_owned().unwrap());
+            assert_eq!(copy.peer_addr().unwrap().port(), port, "{face} {addr}");
+            let theirs = server.try_as_socket().expect("the server's end too");
+            let theirs = std::net::TcpStream::from(theirs.try_clone_to_owned().unwrap());
+            assert_eq!(theirs.local_addr().unwrap().port(), port, "{face} {addr}");
+            assert_eq!(
+                theirs.peer_addr().unwrap(),
+                copy.local_addr().unwrap(),
+                "{face} {addr}: the two ends of one connection"
+            );
+        } else {
+            assert!(socket.is_none(), "{face} {addr}: a pipe has no socket");
+            let dup = handle.unwrap().try_clone_to_owned().unwrap();
+            // A message-mode pipe end: adopted as a message channel.
+            let adopted = MessageStream::try_from(dup).unwrap();
+            adopted.send(b"ping").unwrap();
+            assert_eq!(
+                F::recv(&server).as_deref(),
+                Some(&b"ping"[..]),
+                "{face} {addr}"
+            );
+        }
+    }
 }
+
+both_faces!(
+    message_streams_lend_their_pipe_handle_or_socket,
+    crate::LIMIT
+);
 
 /// A child that exits at once: this test program, running no test.
 fn quick_child() -> std::process::Command {
@@ -259,53 +265,41 @@ fn quick_child() -> std::process::Command {
 
 /// A child channel lends its pipe: message-mode for ipckit's messages (a
 /// duplicate adopts as a `MessageStream`, not as a byte `Stream`), byte-mode
-/// for Node's JSON lines (the other way round); on both faces.
-#[test]
-fn child_channels_lend_their_pipe_handle() {
+/// for Node's JSON lines (the other way round).
+fn child_channels_lend_their_pipe_handle<F: Face>()
+where
+    F::ChildChannel: AsHandle + AsRawHandle,
+{
     use ipckit::child::{ChannelOptions, Serialization};
-    use ipckit::{MessageStream, Stream};
 
-    watchdog(Duration::from_secs(120), || {
-        let check = |handle: std::os::windows::io::BorrowedHandle<'_>, json: bool| {
-            let (one, other) = (
-                handle.try_clone_to_owned().unwrap(),
-                handle.try_clone_to_owned().unwrap(),
-            );
-            if json {
-                Stream::try_from(one).expect("a byte pipe");
-                MessageStream::try_from(other).expect_err("not message-mode");
-            } else {
-                MessageStream::try_from(one).expect("a message-mode pipe");
-                Stream::try_from(other).expect_err("not byte-mode");
-            }
-        };
-        for json in [false, true] {
-            let mut opts = ChannelOptions::new();
-            if json {
-                opts.serialization(Serialization::Json);
-            }
-            let (mut child, channel) = opts.spawn(&mut quick_child()).unwrap();
-            assert_eq!(channel.as_raw_handle(), channel.as_handle().as_raw_handle());
-            check(channel.as_handle(), json);
-            child.wait().unwrap();
+    let face = F::NAME;
+    for json in [false, true] {
+        let mut opts = ChannelOptions::new();
+        if json {
+            opts.serialization(Serialization::Json);
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            for json in [false, true] {
-                let mut opts = ChannelOptions::new();
-                if json {
-                    opts.serialization(Serialization::Json);
-                }
-                let mut cmd = tokio::process::Command::from(quick_child());
-                let (mut child, channel) = opts.spawn_tokio(&mut cmd).unwrap();
-                assert_eq!(channel.as_raw_handle(), channel.as_handle().as_raw_handle());
-                check(channel.as_handle(), json);
-                child.wait().await.unwrap();
-            }
-        });
-    });
+        let (child, channel) = F::spawn(&opts, quick_child());
+        assert_eq!(channel.as_raw_handle(), channel.as_handle().as_raw_handle());
+        let handle = channel.as_handle();
+        let (one, other) = (
+            handle.try_clone_to_owned().unwrap(),
+            handle.try_clone_to_owned().unwrap(),
+        );
+        if json {
+            assert!(Stream::try_from(one).is_ok(), "{face}: a byte pipe");
+            assert!(
+                MessageStream::try_from(other).is_err(),
+                "{face}: not message-mode"
+            );
+        } else {
+            assert!(
+                MessageStream::try_from(one).is_ok(),
+                "{face}: a message-mode pipe"
+            );
+            assert!(Stream::try_from(other).is_err(), "{face}: not byte-mode");
+        }
+        F::end(child);
+    }
 }
+
+both_faces!(child_channels_lend_their_pipe_handle, crate::LIMIT);

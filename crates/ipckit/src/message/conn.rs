@@ -10,13 +10,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use super::frame::{FrameReader, FrameWriter};
 use super::shm::ShmConn;
+use super::state::CloseReceiving;
 use crate::address::Address;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::peer::PeerCredentials;
 use crate::plain::too_large;
 use crate::security;
@@ -70,23 +71,9 @@ impl Write for Bounded<'_> {
     }
 }
 
-/// The connection every clone of a [`MessageStream`](crate::MessageStream) shares.
-pub(crate) struct Shared {
-    pub(crate) conn: Conn,
-    /// Why the channel was closed (an oversized message), once it was.
-    closed: OnceLock<String>,
-}
-
-impl Shared {
-    pub(crate) fn new(conn: Conn) -> Shared {
-        Shared {
-            conn,
-            closed: OnceLock::new(),
-        }
-    }
-
+impl Conn {
     pub(crate) fn send(&self, msg: &[u8], limit: Option<Instant>) -> io::Result<()> {
-        match &self.conn {
+        match self {
             Conn::Local(s) => s.send(msg, limit),
             Conn::Framed(f) => lock(&f.writer).write_to(
                 &mut Bounded {
@@ -105,7 +92,7 @@ impl Shared {
         max: usize,
         limit: Option<Instant>,
     ) -> io::Result<bool> {
-        match &self.conn {
+        match self {
             Conn::Local(s) => s.recv(out, max, limit),
             Conn::Framed(f) => lock(&f.reader).read_from(
                 &mut Bounded {
@@ -125,32 +112,8 @@ impl Shared {
         }
     }
 
-    /// Receives no more after a message that put the channel out of step
-    /// (an oversized one); sending goes on, so the receiver can tell the peer
-    /// why before it drops the channel.
-    pub(crate) fn close(&self, why: String) {
-        let _ = self.closed.set(why);
-        match &self.conn {
-            Conn::Local(s) => drop(s.shutdown(Shutdown::Read)),
-            Conn::Framed(f) => drop(f.stream.shutdown(Shutdown::Read)),
-            // `closed` alone stops the receives of this process; the peer's
-            // sends go on into the ring until it is full.
-            Conn::Shm(_) => {}
-        }
-    }
-
-    pub(crate) fn check_open(&self, peer: &Address) -> Result<()> {
-        match self.closed.get() {
-            None => Ok(()),
-            Some(why) => Err(Error::new(
-                ErrorKind::Disconnected,
-                format!("the message channel to {peer} is closed: {why}"),
-            )),
-        }
-    }
-
     pub(crate) fn peer_credentials(&self, peer: &Address) -> Result<PeerCredentials> {
-        match &self.conn {
+        match self {
             Conn::Local(s) => security::credentials(s.peer_credentials(), peer),
             Conn::Framed(f) => f.stream.peer_credentials(),
             Conn::Shm(c) => super::shm::credentials(c.peer.as_ref(), peer),
@@ -158,7 +121,7 @@ impl Shared {
     }
 
     pub(crate) fn shutdown(&self, how: Shutdown, peer: &Address) -> Result<()> {
-        match &self.conn {
+        match self {
             Conn::Local(s) => s.shutdown(how),
             Conn::Framed(f) => return f.stream.shutdown(how),
             Conn::Shm(_) => Err(io::Error::new(
@@ -167,5 +130,17 @@ impl Shared {
             )),
         }
         .map_err(|e| Error::io(format!("shut down the message channel to {peer}"), e))
+    }
+}
+
+impl CloseReceiving for Conn {
+    fn close_receiving(&self) {
+        match self {
+            Conn::Local(s) => drop(s.shutdown(Shutdown::Read)),
+            Conn::Framed(f) => drop(f.stream.shutdown(Shutdown::Read)),
+            // The state's `closed` alone stops the receives of this process;
+            // the peer's sends go on into the ring until it is full.
+            Conn::Shm(_) => {}
+        }
     }
 }

@@ -138,17 +138,17 @@ pub(crate) mod conn;
 pub(crate) mod frame;
 mod framed;
 pub(crate) mod shm;
+pub(crate) mod state;
 
 use std::net::Shutdown;
-use std::sync::Arc;
 
 pub use framed::Framed;
 
-use self::conn::{Conn, Shared};
+use self::conn::Conn;
 use self::shm::ShmConn;
+use self::state::State;
 use crate::address::{Address, Endpoint, ToAddress};
-use crate::error::{Error, Result, breaks_channel};
-use crate::limits::Deadlines;
+use crate::error::{Error, Result};
 use crate::limits::{AcceptBackoff, accept_through};
 use crate::security::PeerCredentials;
 use crate::stream::core::{self, Either, Serving};
@@ -348,21 +348,15 @@ impl Iterator for IncomingMessages<'_> {
 /// the maximum message size.
 pub struct MessageStream {
     /// Read by the OS handle impls of [`os`](crate::os) too.
-    pub(crate) shared: Arc<Shared>,
-    peer: Address,
-    lim: Deadlines,
-    max: usize,
+    pub(crate) state: State<Conn>,
 }
 
-crate::limits::message_debug!(MessageStream);
+state::message_face!(MessageStream);
 
 impl MessageStream {
     pub(crate) fn new(conn: Conn, peer: Address, max: usize) -> MessageStream {
         MessageStream {
-            shared: Arc::new(Shared::new(conn)),
-            peer,
-            lim: Deadlines::default(),
-            max,
+            state: State::new(conn, peer, max),
         }
     }
 
@@ -437,7 +431,7 @@ impl MessageStream {
     /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) on `tcp:` channels; otherwise the OS error.
     #[doc(alias = "SO_PEERCRED")]
     pub fn peer_credentials(&self) -> Result<PeerCredentials> {
-        self.shared.peer_credentials(&self.peer)
+        self.state.conn().peer_credentials(&self.state.peer)
     }
 
     /// Sends `msg` as one message.
@@ -451,9 +445,8 @@ impl MessageStream {
     /// not ipckit (nothing is sent; see "Large messages" in the module docs),
     /// and the OS error otherwise.
     pub fn send(&self, msg: &[u8]) -> Result<()> {
-        self.shared
-            .send(msg, self.lim.write.until())
-            .map_err(|e| Error::io(format!("send a message to {}", self.peer), e))
+        let state = &self.state;
+        state.sent(state.conn().send(msg, state.lim.write.until()))
     }
 
     /// Receives the next message; `None` when the peer has closed the channel.
@@ -477,25 +470,14 @@ impl MessageStream {
     /// As for [`recv`](MessageStream::recv). On an error `buf` is left empty.
     pub fn recv_into(&self, buf: &mut Vec<u8>) -> Result<bool> {
         buf.clear();
-        self.shared.check_open(&self.peer)?;
-        match self.shared.recv(buf, self.max, self.lim.read.until()) {
-            Ok(more) => Ok(more),
-            Err(e) => {
-                buf.clear();
-                let broken = breaks_channel(&e);
-                let err = Error::io(format!("receive a message from {}", self.peer), e);
-                // Out of step with the peer from here on: close, never go on.
-                if broken {
-                    self.shared.close(err.to_string());
-                }
-                Err(err)
-            }
+        let state = &self.state;
+        state.check_open()?;
+        let got = state.conn().recv(buf, state.max, state.lim.read.until());
+        if got.is_err() {
+            buf.clear();
         }
+        state.received(got)
     }
-
-    crate::limits::message_accessors!();
-
-    crate::limits::deadline_setters!(lim, "`recv`", "`send`");
 
     /// Shuts down the receiving half, the sending half, or both, for this
     /// handle and every clone of it. After `Shutdown::Read` every `recv`, the
@@ -523,6 +505,6 @@ impl MessageStream {
     /// Over `tcp:` this is Winsock's `shutdown`, which does not end a receive
     /// that is already waiting.
     pub fn shutdown(&self, how: Shutdown) -> Result<()> {
-        self.shared.shutdown(how, &self.peer)
+        self.state.conn().shutdown(how, &self.state.peer)
     }
 }

@@ -2,7 +2,8 @@
 //! named pipe, a mailslot or a file mapping has, and the handle of each
 //! one-handle type (`AsHandle`, `AsRawHandle`, implemented on the types
 //! themselves), of the streams (`StreamExt`, `MessageStreamExt`: a pipe
-//! handle or a socket), and the adoption of a pipe handle made elsewhere
+//! handle or a socket), of a mailslot sender while it is borrowed mutably
+//! (`MailslotSenderExt`), and the adoption of a pipe handle made elsewhere
 //! (`TryFrom<OwnedHandle>` on `Stream` and `MessageStream`).
 //!
 //! # Examples
@@ -106,6 +107,12 @@ impl CreateOptionsExt for CreateOptions {
 #[cfg(windows)]
 pub trait StreamExt: super::sealed::Sealed {
     /// The pipe handle (`pipe:`, `\\.\pipe\`), or `None` for `tcp:`.
+    ///
+    /// The tokio `ipckit::tokio::Stream` reads ahead: tokio's reactor (mio)
+    /// keeps a read pending on the pipe, into a buffer of its own, whenever
+    /// that buffer is empty. What the peer sends goes to that stream, not to
+    /// a read through this handle or a duplicate of it (which waits): use the
+    /// handle of a tokio stream to write, or to ask the OS about the pipe.
     fn try_as_handle(&self) -> Option<std::os::windows::io::BorrowedHandle<'_>>;
 
     /// The socket of a `tcp:` stream, or `None` for a pipe.
@@ -123,6 +130,36 @@ pub trait MessageStreamExt: super::sealed::Sealed {
 
     /// The socket of a `tcp:` channel, or `None` for a pipe and `shm:`.
     fn try_as_socket(&self) -> Option<std::os::windows::io::BorrowedSocket<'_>>;
+}
+
+/// The handle of a [`MailslotSender`](crate::MailslotSender): a mailslot
+/// client handle (`CreateFileW` on `\\.\mailslot\NAME`, opened for
+/// overlapped writes), which the sender holds until a send has not completed
+/// in time (a receiver gone or stopped: under Wine the handle would keep its
+/// mailslot, and the name, alive) and then closes. So the type has no
+/// `AsHandle`, and the loan takes `&mut self`: while the handle is lent no
+/// `send` can run, so none can close it.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[cfg(windows)] {
+/// use ipckit::os::windows::MailslotSenderExt;
+///
+/// let mut logs = ipckit::MailslotSender::connect("mailslot:logs")?;
+/// if let Some(handle) = logs.try_as_handle() {
+///     // A duplicate writes to the same mailslot, each write one message.
+///     let _copy = handle.try_clone_to_owned()?;
+/// }
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(windows)]
+pub trait MailslotSenderExt: super::sealed::Sealed {
+    /// The mailslot client handle, or `None` once a send gave it up (every
+    /// send has failed with
+    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) since).
+    fn try_as_handle(&mut self) -> Option<std::os::windows::io::BorrowedHandle<'_>>;
 }
 
 // The handles of ipckit's types (`AsHandle`, `AsRawHandle`, `TryFrom<OwnedHandle>`).

@@ -63,8 +63,6 @@ pub(crate) mod shm_channel;
 pub(crate) mod shm_join;
 #[cfg(feature = "tokio")]
 pub(crate) mod shm_tokio;
-#[cfg(feature = "tokio")]
-pub(crate) mod socket_view;
 pub(crate) mod spin;
 pub(crate) mod sync;
 #[cfg(feature = "tokio")]

@@ -47,6 +47,66 @@ impl<W: AsyncWrite> Write for PollWrite<'_, '_, W> {
     }
 }
 
+/// A TCP stream driven through `&TcpStream`: readiness from tokio's reactor
+/// (`poll_read_ready`, `poll_write_ready`), then a non-blocking `try_read` or
+/// `try_write`, the loop tokio's own `AsyncRead` of a `TcpStream` runs. The
+/// two directions keep separate wakers, so one task may read while another
+/// writes; each direction must have one user at a time (the framed channel's
+/// locks see to that). It never shuts the stream down: the channel does, when
+/// dropped.
+pub(super) struct TcpRef<'a>(pub(super) &'a ::tokio::net::TcpStream);
+
+impl AsyncRead for TcpRef<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            // `try_read` clears the readiness on `WouldBlock`, so the next
+            // `poll_read_ready` waits for the reactor again.
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TcpRef<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// TCP sends what it is given; there is nothing to flush.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Not through this view: the channel shuts its stream down when dropped.
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a framed channel's socket is not shut down through a reference",
+        )))
+    }
+}
+
 fn pending_on_would_block<T>(result: io::Result<T>) -> Poll<io::Result<T>> {
     match result {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,

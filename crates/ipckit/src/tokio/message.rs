@@ -3,22 +3,20 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use ::tokio::net::TcpListener;
-use ::tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use ::tokio::net::{TcpListener, TcpStream};
 use ::tokio::sync::Mutex;
 
-use super::framed::{read_frame, write_frame};
+use super::framed::{TcpRef, read_frame, write_frame};
 use super::message_shm::{ShmConn, offer_channel, take_channel};
 use super::{connect_one, in_runtime};
 use crate::address::{Address, ToAddress};
-use crate::error::{Error, ErrorKind, Result, breaks_channel};
-use crate::limits::Deadlines;
+use crate::error::Result;
 use crate::limits::check_max_message_size;
 use crate::message::frame::{FrameReader, FrameWriter};
 use crate::message::shm;
+use crate::message::state::{self, CloseReceiving, State};
 use crate::plain::timed_out;
 use crate::security::{self, PeerCredentials};
 use crate::stream::applies::Kind;
@@ -64,7 +62,7 @@ core::listener_face! {
     ///
     /// # Errors
     ///
-    /// The errors of [`crate::Listener::bind`], and [`ErrorKind::Unsupported`]
+    /// The errors of [`crate::Listener::bind`], and [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
     /// outside a tokio runtime.
     MessageListener, bind_message_tokio, max
 }
@@ -120,13 +118,29 @@ impl MessageListener {
     }
 }
 
-/// Each direction of a framed TCP stream, with the frame it is in the middle of.
+/// A framed TCP stream and the frame each direction is in the middle of.
+/// The stream is not split: each direction reaches it through `&TcpStream`
+/// ([`TcpRef`]) under its own lock, so `os` lends the socket (a plain borrow
+/// of `stream`) while a `recv` or `send` holds its lock.
 pub(crate) struct FramedConn {
-    reader: Mutex<(OwnedReadHalf, FrameReader)>,
-    writer: Mutex<(OwnedWriteHalf, FrameWriter)>,
-    /// The socket the halves share, lent by `os` (the halves stay here, never
-    /// taken out, until this is dropped).
-    pub(crate) socket: sys::socket_view::SocketView,
+    /// Read by the OS handle impls of [`os`](crate::os) too.
+    pub(crate) stream: TcpStream,
+    reader: Mutex<FrameReader>,
+    writer: Mutex<FrameWriter>,
+}
+
+/// Sends the peer the end of the stream (FIN) before the socket closes, as
+/// tokio's `OwnedWriteHalf` does when dropped: a peer that reads it sees the
+/// end of the channel, not a reset, even when bytes it sent were left unread
+/// here (a message over the limit).
+impl Drop for FramedConn {
+    fn drop(&mut self) {
+        use ::tokio::io::AsyncWrite;
+        // A `TcpStream`'s `poll_shutdown` is `shutdown(Write)` at once, never
+        // `Pending`: no waker is needed.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = std::pin::Pin::new(&mut self.stream).poll_shutdown(&mut cx);
+    }
 }
 
 pub(crate) enum Conn {
@@ -136,20 +150,24 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
-    fn framed(stream: ::tokio::net::TcpStream) -> Conn {
-        let socket = sys::socket_view::SocketView::of(&stream);
-        let (r, w) = stream.into_split();
+    fn framed(stream: TcpStream) -> Conn {
         Conn::Framed(Box::new(FramedConn {
-            reader: Mutex::new((r, FrameReader::default())),
-            writer: Mutex::new((w, FrameWriter::default())),
-            socket,
+            stream,
+            reader: Mutex::new(FrameReader::default()),
+            writer: Mutex::new(FrameWriter::default()),
         }))
     }
 }
 
-pub(crate) struct Shared {
-    pub(crate) conn: Conn,
-    closed: OnceLock<String>,
+impl CloseReceiving for Conn {
+    fn close_receiving(&self) {
+        match self {
+            Conn::Local(s) => s.close_receiving(),
+            // The socket closes when the last handle drops; nothing reads it
+            // again meanwhile (the state's `check_open`).
+            Conn::Framed(_) | Conn::Shm(_) => {}
+        }
+    }
 }
 
 /// A connected async message channel: the async form of [`crate::MessageStream`].
@@ -182,17 +200,14 @@ pub(crate) struct Shared {
 /// # Timeouts
 ///
 /// A read or write timeout or deadline bounds each `recv` or `send` as a whole;
-/// one that runs out fails with [`ErrorKind::TimedOut`] and, as above, loses
+/// one that runs out fails with [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) and, as above, loses
 /// nothing.
 pub struct MessageStream {
     /// Read by the OS handle impls of [`os`](crate::os) too.
-    pub(crate) shared: Arc<Shared>,
-    peer: Address,
-    lim: Deadlines,
-    max: usize,
+    pub(crate) state: State<Conn>,
 }
 
-crate::limits::message_debug!(MessageStream);
+state::message_face!(MessageStream);
 
 /// Runs `op` until `limit`, if any.
 pub(super) async fn bounded<T>(
@@ -216,13 +231,7 @@ pub(super) async fn bounded<T>(
 impl MessageStream {
     fn new(conn: Conn, peer: Address, max: usize) -> MessageStream {
         MessageStream {
-            shared: Arc::new(Shared {
-                conn,
-                closed: OnceLock::new(),
-            }),
-            peer,
-            lim: Deadlines::default(),
-            max,
+            state: State::new(conn, peer, max),
         }
     }
 
@@ -232,7 +241,7 @@ impl MessageStream {
     /// # Errors
     ///
     /// The errors of [`crate::MessageStream::connect`], and
-    /// [`ErrorKind::Unsupported`] outside a tokio runtime.
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) outside a tokio runtime.
     pub async fn connect(addr: impl ToAddress) -> Result<MessageStream> {
         ConnectOptions::new().connect_message_tokio(addr).await
     }
@@ -242,13 +251,14 @@ impl MessageStream {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Unsupported`] on `tcp:` channels; otherwise the OS error.
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) on `tcp:` channels; otherwise the OS error.
     #[doc(alias = "SO_PEERCRED")]
     pub fn peer_credentials(&self) -> Result<PeerCredentials> {
-        match &self.shared.conn {
-            Conn::Local(s) => security::credentials(s.peer_credentials(), &self.peer),
-            Conn::Framed(_) => Err(crate::stream::no_tcp_credentials(&self.peer)),
-            Conn::Shm(c) => shm::credentials(c.peer.as_ref(), &self.peer),
+        let peer = &self.state.peer;
+        match self.state.conn() {
+            Conn::Local(s) => security::credentials(s.peer_credentials(), peer),
+            Conn::Framed(_) => Err(crate::stream::no_tcp_credentials(peer)),
+            Conn::Shm(c) => shm::credentials(c.peer.as_ref(), peer),
         }
     }
 
@@ -258,23 +268,20 @@ impl MessageStream {
     ///
     /// As for [`crate::MessageStream::send`].
     pub async fn send(&self, msg: &[u8]) -> Result<()> {
-        let limit = self.lim.write.until();
+        let limit = self.state.lim.write.until();
         let op = async {
-            match &self.shared.conn {
+            match self.state.conn() {
                 Conn::Local(s) => s.send(msg, limit).await,
                 // Boxed: the shm future is large, and inline it would grow
                 // every idle connection's task (10,000 idle clients: 43 -> 146 MiB).
                 Conn::Shm(c) => Box::pin(c.send(msg)).await,
                 Conn::Framed(f) => {
-                    let mut guard = f.writer.lock().await;
-                    let (io, writer) = &mut *guard;
-                    write_frame(io, writer, msg).await
+                    let mut writer = f.writer.lock().await;
+                    write_frame(&mut TcpRef(&f.stream), &mut writer, msg).await
                 }
             }
         };
-        bounded(limit, "send", op)
-            .await
-            .map_err(|e| Error::io(format!("send a message to {}", self.peer), e))
+        self.state.sent(bounded(limit, "send", op).await)
     }
 
     /// Receives the next message; `None` when the peer has closed the channel.
@@ -282,62 +289,26 @@ impl MessageStream {
     /// # Errors
     ///
     /// As for [`crate::MessageStream::recv`]; after
-    /// [`ErrorKind::FrameTooLarge`] the channel receives no more (sending
+    /// [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) the channel receives no more (sending
     /// goes on).
     pub async fn recv(&self) -> Result<Option<Vec<u8>>> {
-        self.check_open()?;
+        self.state.check_open()?;
         let mut out = Vec::new();
-        let max = self.max;
+        let max = self.state.max;
         let op = async {
-            match &self.shared.conn {
+            match self.state.conn() {
                 Conn::Local(s) => s.recv(&mut out, max).await,
                 // Boxed, as in `send`.
                 Conn::Shm(c) => Box::pin(c.recv(&mut out, max)).await,
                 Conn::Framed(f) => {
-                    let mut guard = f.reader.lock().await;
-                    let (io, reader) = &mut *guard;
-                    read_frame(io, reader, max, &mut out).await
+                    let mut reader = f.reader.lock().await;
+                    read_frame(&mut TcpRef(&f.stream), &mut reader, max, &mut out).await
                 }
             }
         };
-        match bounded(self.lim.read.until(), "receive", op).await {
-            Ok(more) => Ok(more.then_some(out)),
-            Err(e) => {
-                let broken = breaks_channel(&e);
-                let err = Error::io(format!("receive a message from {}", self.peer), e);
-                if broken {
-                    let _ = self.shared.closed.set(err.to_string());
-                    self.close_io();
-                }
-                Err(err)
-            }
-        }
+        let got = bounded(self.state.lim.read.until(), "receive", op).await;
+        Ok(self.state.received(got)?.then_some(out))
     }
-
-    /// Receives no more, after a message that put the channel out of step;
-    /// sending goes on, so the receiver can tell the peer why.
-    fn close_io(&self) {
-        match &self.shared.conn {
-            Conn::Local(s) => s.close_receiving(),
-            // The halves close when the last handle drops; nothing reads them
-            // again meanwhile (`check_open`).
-            Conn::Framed(_) | Conn::Shm(_) => {}
-        }
-    }
-
-    fn check_open(&self) -> Result<()> {
-        match self.shared.closed.get() {
-            None => Ok(()),
-            Some(why) => Err(Error::new(
-                ErrorKind::Disconnected,
-                format!("the message channel to {} is closed: {why}", self.peer),
-            )),
-        }
-    }
-
-    crate::limits::message_accessors!();
-
-    crate::limits::deadline_setters!(lim, "`recv`", "`send`");
 }
 
 impl ListenerOptions {

@@ -2,6 +2,7 @@
 //! watchdog. Include with `#[path = "util/tokio.rs"] mod tokio_util;` next to
 //! `mod util;` (a module of its own: not every crate that includes `util` has
 //! tokio).
+#![allow(dead_code)] // each test file uses a different subset
 
 use std::future::Future;
 use std::time::Duration;

@@ -136,7 +136,7 @@ impl AsFd for MessageListener {
 
 impl MessageStreamExt for MessageStream {
     fn try_as_fd(&self) -> Option<BorrowedFd<'_>> {
-        match &self.shared.conn {
+        match self.state.conn() {
             Conn::Local(s) => Some(s.as_fd()),
             Conn::Framed(f) => Some(f.stream.as_fd()),
             Conn::Shm(_) => None,
@@ -191,15 +191,15 @@ impl AsFd for crate::tokio::MailslotReceiver {
     }
 }
 
-/// The socket of the channel: a message socket, or tcp:'s socket (shared by
-/// the stream's two halves); `None` for a shared-memory channel.
+/// The socket of the channel: a message socket, or tcp:'s socket; `None`
+/// for a shared-memory channel.
 #[cfg(feature = "tokio")]
 impl MessageStreamExt for crate::tokio::MessageStream {
     fn try_as_fd(&self) -> Option<BorrowedFd<'_>> {
         use crate::tokio::message::Conn;
-        match &self.shared.conn {
+        match self.state.conn() {
             Conn::Local(s) => Some(s.as_fd()),
-            Conn::Framed(f) => Some(f.socket.borrow()),
+            Conn::Framed(f) => Some(f.stream.as_fd()),
             Conn::Shm(_) => None,
         }
     }

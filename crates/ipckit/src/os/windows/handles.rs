@@ -12,16 +12,17 @@
 //! pipe instances (or a TCP socket), and a
 //! [`MessageStream`](crate::MessageStream) is a pipe handle, a TCP socket,
 //! or a shared-memory channel (a mapped region and two events). A
-//! [`MailslotSender`](crate::MailslotSender) lends none: it closes its handle
-//! once a send has not completed in time (a receiver gone or stopped, whose
-//! mailslot the handle would keep alive), so it cannot promise one for as
-//! long as it lives.
+//! [`MailslotSender`](crate::MailslotSender) has no `AsHandle` either: it
+//! closes its handle once a send has not completed in time (a receiver gone
+//! or stopped, whose mailslot the handle would keep alive), so it cannot
+//! promise one for as long as it lives; `MailslotSenderExt` lends it for as
+//! long as the sender is borrowed mutably (no send meanwhile), until then.
 
 use std::os::windows::io::{
     AsHandle, AsRawHandle, AsSocket, BorrowedHandle, BorrowedSocket, OwnedHandle, RawHandle,
 };
 
-use super::{MessageStreamExt, StreamExt};
+use super::{MailslotSenderExt, MessageStreamExt, StreamExt};
 use crate::address::Address;
 use crate::child::Conn as ChildConn;
 use crate::error::{Error, Result};
@@ -29,7 +30,7 @@ use crate::limits::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::message::conn::Conn;
 use crate::stream::core::Either;
 use crate::sys;
-use crate::{MailslotReceiver, MessageStream, Stream};
+use crate::{MailslotReceiver, MailslotSender, MessageStream, Stream};
 
 impl StreamExt for Stream {
     fn try_as_handle(&self) -> Option<BorrowedHandle<'_>> {
@@ -49,17 +50,23 @@ impl StreamExt for Stream {
 
 impl MessageStreamExt for MessageStream {
     fn try_as_handle(&self) -> Option<BorrowedHandle<'_>> {
-        match &self.shared.conn {
+        match self.state.conn() {
             Conn::Local(s) => Some(s.handle()),
             Conn::Framed(_) | Conn::Shm(_) => None,
         }
     }
 
     fn try_as_socket(&self) -> Option<BorrowedSocket<'_>> {
-        match &self.shared.conn {
+        match self.state.conn() {
             Conn::Framed(f) => f.stream.try_as_socket(),
             Conn::Local(_) | Conn::Shm(_) => None,
         }
+    }
+}
+
+impl MailslotSenderExt for MailslotSender {
+    fn try_as_handle(&mut self) -> Option<BorrowedHandle<'_>> {
+        self.inner.handle_mut()
     }
 }
 
@@ -156,12 +163,12 @@ impl StreamExt for crate::tokio::Stream {
 }
 
 /// As the blocking [`MessageStream`]'s: the message-mode pipe handle, or
-/// `tcp:`'s socket (shared by the stream's two halves); neither for `shm:`.
+/// `tcp:`'s socket; neither for `shm:`.
 #[cfg(feature = "tokio")]
 impl MessageStreamExt for crate::tokio::MessageStream {
     fn try_as_handle(&self) -> Option<BorrowedHandle<'_>> {
         use crate::tokio::message::Conn;
-        match &self.shared.conn {
+        match self.state.conn() {
             Conn::Local(s) => Some(s.handle()),
             Conn::Framed(_) | Conn::Shm(_) => None,
         }
@@ -169,8 +176,8 @@ impl MessageStreamExt for crate::tokio::MessageStream {
 
     fn try_as_socket(&self) -> Option<BorrowedSocket<'_>> {
         use crate::tokio::message::Conn;
-        match &self.shared.conn {
-            Conn::Framed(f) => Some(f.socket.borrow()),
+        match self.state.conn() {
+            Conn::Framed(f) => Some(f.stream.as_socket()),
             Conn::Local(_) | Conn::Shm(_) => None,
         }
     }

@@ -463,6 +463,15 @@ impl MailslotSender {
         ))
     }
 
+    /// The mailslot client handle, or `None` once a send gave it up. The
+    /// `&mut` borrow is what makes the loan sound: no `send` (which takes
+    /// `&self`) can close the handle while it is lent.
+    pub(crate) fn handle_mut(&mut self) -> Option<BorrowedHandle<'_>> {
+        relock(self.handle.get_mut())
+            .as_ref()
+            .map(|(open, _)| open.as_handle())
+    }
+
     /// Opens the mailslot at `path` (NUL-terminated) for writing.
     ///
     /// `FILE_SHARE_WRITE` as well as `FILE_SHARE_READ`: Windows before Vista,
