@@ -37,6 +37,8 @@
 //! no wake-ups, both sides spinning), `shm_channel` (the channel's header and its
 //! waiting), `shm_join` (creating and joining a channel region), `shm_tokio`
 //! (the channel's async waits, on each platform's `shm_async`), `mem` (bounds-checked copies in and out of a mapping).
+//! `spin` (safe, beside them) is how long a blocking channel end spins before
+//! it sleeps, learnt from its last waits.
 //!
 //! - `wine_version()`: the Wine version when running under Wine (Windows only; `None`
 //!   elsewhere).
