@@ -268,47 +268,6 @@ mod tests {
         );
     }
 
-    /// A call read here and the same call read by the general decoder (a
-    /// string id sends it there) get the same answer, errors included.
-    #[test]
-    fn a_plain_call_is_answered_as_the_general_path_answers_it() {
-        use crate::error::RpcError;
-        use crate::methods::{Job, Methods};
-        let mut methods = Methods::new();
-        methods
-            .method("add", |(a, b): (i64, i64)| Ok(a + b))
-            .method("pair", |(a,): (String,)| Ok((a, json!({"z": 1, "a": 2}))))
-            .method("fail", |(): ()| -> Result<(), RpcError> {
-                Err(RpcError::new(7, "no").with_data(json!([1])))
-            })
-            .method("boom", |(): ()| -> Result<(), RpcError> { panic!("boom") })
-            .method("any", |v: Value| Ok(v));
-        let answer = |text: String| -> Value {
-            let job = Job::from_frame(text.as_bytes()).unwrap();
-            let out = job.run_sync(&methods).unwrap();
-            let mut v: Value = serde_json::from_slice(&out).unwrap();
-            v["id"] = Value::Null;
-            v
-        };
-        for (method, params) in [
-            ("add", "[1,2]"),
-            ("add", r#"["x",2]"#),
-            ("add", "[1]"),
-            ("add", r#"{"a":1}"#),
-            ("pair", r#"["s"]"#),
-            ("fail", "[]"),
-            ("boom", "[]"),
-            ("any", r#"{"b":[1,{"d":1,"c":2}],"a":null}"#),
-            ("nope", "[]"),
-        ] {
-            let fast =
-                format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":{params},"id":3}}"#);
-            let general = fast.replace(r#""id":3"#, r#""id":"3""#);
-            assert!(call_in(fast.as_bytes()).is_some() && call_in(general.as_bytes()).is_none());
-            assert_eq!(answer(fast), answer(general), "{method} {params}");
-        }
-    }
-
     #[test]
     fn params_that_are_not_an_array_or_an_object_are_refused() {
         assert!(matches!(params_out(&()), Ok(None)));
