@@ -95,6 +95,7 @@ impl<'a> Ring<'a> {
     }
 
     /// The largest payload of one record.
+    #[inline]
     pub(crate) fn max_chunk(&self) -> usize {
         self.cap / 2 - RECORD_HEADER
     }
@@ -135,6 +136,7 @@ impl<'a> Ring<'a> {
 
     /// Whether a record of `len` payload bytes fits now (called by the writer;
     /// `read_seen` as for [`try_write`](Ring::try_write)).
+    #[inline]
     pub(crate) fn has_room(&self, len: usize, read_seen: &mut u64) -> bool {
         self.place(self.pos.write.0.load(Ordering::Relaxed), len, read_seen)
             .2
@@ -197,6 +199,7 @@ impl<'a> Ring<'a> {
     /// record, flagged to go on in the next if `more`; `false` if it does not
     /// fit now. `read_seen` is the writer's own memory of the read position
     /// (start at 0), kept from call to call.
+    #[inline]
     pub(crate) fn try_write(&self, chunk: &[u8], more: bool, read_seen: &mut u64) -> bool {
         debug_assert!(chunk.len() <= self.max_chunk());
         let w = self.pos.write.0.load(Ordering::Relaxed);
@@ -223,6 +226,7 @@ impl<'a> Ring<'a> {
     /// where `more` says the message goes on in the next record, or `None`
     /// when nothing is published. It moves the reader's own position; the
     /// shared one follows in [`publish_if_due`](Ring::publish_if_due).
+    #[inline]
     pub(crate) fn try_read(
         &self,
         out: &mut Vec<u8>,
@@ -282,6 +286,7 @@ impl<'a> Ring<'a> {
     /// store can take the position's cache line from a writer that looks at it,
     /// so a reader that runs behind stores it seldom. Returns whether it
     /// stored.
+    #[inline]
     pub(crate) fn publish_if_due(&self, rd: &mut Reader) -> bool {
         let due = rd.pos - rd.published >= (self.cap / 8) as u64 || rd.pos == rd.write_seen;
         if due && rd.pos != rd.published {
@@ -293,6 +298,7 @@ impl<'a> Ring<'a> {
     }
 
     /// Whether the writer has published past the reader's position.
+    #[inline]
     pub(crate) fn has_data(&self, rd: &Reader) -> bool {
         self.pos.write.0.load(Ordering::Acquire) != rd.pos
     }

@@ -353,6 +353,7 @@ impl Shared {
     /// Writes one chunk if it fits now and wakes the reader if it sleeps:
     /// `Ok(false)` when the ring has no room for it, an error when the
     /// reader closed its end.
+    #[inline]
     pub(super) fn try_send_chunk(
         &self,
         read_seen: &mut u64,
@@ -434,6 +435,7 @@ impl Shared {
     /// Reads what the incoming ring holds, without waiting: a whole message
     /// moves into `out` (replacing its contents), the part of one that has
     /// arrived so far stays in `partial` for the next call.
+    #[inline]
     pub(super) fn try_recv(
         &self,
         partial: &mut Vec<u8>,
