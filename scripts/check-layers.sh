@@ -47,24 +47,43 @@ echo "check-layers: sys names only crate::sys"
 # `crate::MODULE`; comments (doc links included) are not imports. `tsort`
 # reports a loop in that graph.
 module_cycles() {
+    # The top-level modules of a crate (`name.rs`, or a folder `name/` with
+    # every file below it counted as `name`) and the `crate::x` they name
+    # outside comments; `tsort` reports any loop.
     local src=$1
     local edges=""
-    local file module dep
-    for file in "$src"/*.rs "$src"/*/mod.rs; do
-        [ -e "$file" ] || continue
-        module=$(basename "$file" .rs)
-        [ "$module" = mod ] && module=$(basename "$(dirname "$file")")
+    local file module dep rel
+    while IFS= read -r file; do
+        rel=${file#"$src"/}
+        case $rel in
+        lib.rs | main.rs) continue ;;
+        */*) module=${rel%%/*} ;;
+        *) module=${rel%.rs} ;;
+        esac
         for dep in $(grep -vE '^[[:space:]]*//' "$file" | grep -oE 'crate::[a-z_]+' | sed 's/crate:://' | sort -u); do
             [ "$dep" = "$module" ] && continue
             edges+="$module $dep"$'\n'
         done
-    done
+    done < <(find "$src" -name '*.rs' | sort)
     tsort <<<"$edges" 2>&1 >/dev/null | grep -E 'loop|^tsort: ' || true
 }
-loops=$(module_cycles crates/ipckit-rpc/src)
-if [ -n "$loops" ]; then
-    echo "check-layers: ipckit-rpc has an import cycle:" >&2
+# ipckit's own top-level modules still name each other in loops (stream's
+# options and connect with registry, message, mailslot, shm): known, issue 17;
+# they are printed, and every other crate must have none.
+known_loops=ipckit
+for crate in crates/*/; do
+    [ -d "$crate/src" ] || continue
+    name=$(basename "$crate")
+    loops=$(module_cycles "${crate%/}/src")
+    [ -n "$loops" ] || continue
+    if [ "$name" = "$known_loops" ]; then
+        echo "check-layers: known import cycles in $name (issue 17, not yet untangled):"
+        echo "$loops" | grep -v 'input contains a loop' | sed 's/^tsort: /  /' | sort -u | tr '\n' ' '
+        echo
+        continue
+    fi
+    echo "check-layers: $name has an import cycle between its modules:" >&2
     echo "$loops" >&2
     exit 1
-fi
-echo "check-layers: ipckit-rpc has no import cycle"
+done
+echo "check-layers: no import cycle between the modules of any other crate"

@@ -182,6 +182,14 @@ pub(crate) fn relay_with<SendError: Failure + PeerGone, RecvError: Failure>(
     }
 }
 
+/// Whether a write failed because the peer is gone (its end closed).
+pub(crate) fn is_peer_gone(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+    )
+}
+
 /// The next event of a relay; `None` once `quit_after` has passed since the
 /// end of stdin (`connect -q DUR`, as `nc -q`): the relay then ends, exit 0.
 pub(crate) fn next_event<T>(
@@ -230,7 +238,7 @@ impl PeerGone for ipckit::Error {
 
 impl PeerGone for io::Error {
     fn peer_gone(&self) -> bool {
-        crate::relay::is_peer_gone(self)
+        is_peer_gone(self)
     }
 }
 

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use ipckit::{Address, ConnectOptions, ErrorKind, Listener, Stream};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
-use crate::message::next_event;
+use crate::message::{is_peer_gone, next_event};
 use crate::{serve, stdout_error};
 
 const BUF_SIZE: usize = 64 * 1024;
@@ -196,13 +196,6 @@ fn stdin_to_stream(mut stream: &Stream) -> Result<()> {
         }
         Err(e) => Err(e.into()),
     }
-}
-
-pub(crate) fn is_peer_gone(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
-    )
 }
 
 fn stream_to_stdout(stream: &Stream) -> Result<()> {

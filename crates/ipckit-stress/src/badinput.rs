@@ -31,7 +31,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         Scenario::new("badinput/message", 60, Some(MSG_32600), |c| {
             rpc_corpus(c, Framing::Message)
         }),
-        Scenario::new("badinput/authkey", 60, None, crate::handshake::authkey),
         Scenario::new("badinput/memfd-records", 30, None, memfd_records),
     ]
 }

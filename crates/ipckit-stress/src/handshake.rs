@@ -8,6 +8,7 @@ use ipckit_rpc::Framing;
 use ipckit_rpc::auth::{self, ChallengeDigest};
 
 use crate::badinput::{Raw, good_call, start_demo};
+use crate::run::Scenario;
 use crate::util::{self, Ctx, Outcome};
 
 const KEY: &[u8] = b"stress-key";
@@ -126,7 +127,12 @@ fn cases() -> Vec<(&'static str, Step)> {
 
 /// The authkey handshake, broken every way a client can break it, against
 /// `ipckit serve-demo --authkey`.
-pub(crate) fn authkey(ctx: &Ctx) -> Outcome {
+/// The handshake's scenario (listed with the bad-input ones).
+pub(crate) fn scenarios() -> Vec<Scenario> {
+    vec![Scenario::new("badinput/authkey", 60, None, authkey)]
+}
+
+fn authkey(ctx: &Ctx) -> Outcome {
     let key = std::str::from_utf8(KEY).unwrap_or_default();
     let (mut server, addr) = start_demo(ctx, Framing::LengthPrefix, Some(key))?;
     let cases = cases();

@@ -377,6 +377,7 @@ mod run {
             all.extend(crate::rpc_faults::scenarios());
             all.extend(crate::security::scenarios());
             all.extend(crate::badinput::scenarios());
+            all.extend(crate::handshake::scenarios());
         }
         all.extend(crate::scale::scenarios());
         all

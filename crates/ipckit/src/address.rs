@@ -388,6 +388,12 @@ impl Address {
 }
 
 impl Address {
+    /// Where the rendezvous of `shm:NAME` lives: the portable name
+    /// `NAME.shm` (a Unix socket file or a named pipe).
+    pub(crate) fn shm_rendezvous(name: &str, env: &Env) -> Result<Endpoint> {
+        Address::Name(format!("{name}.shm")).stream_endpoint(env)
+    }
+
     /// Where a mailslot (datagram) address lives on this OS: `mailslot:NAME` is
     /// `\\.\mailslot\NAME` on Windows and a datagram socket file `NAME.dgram`
     /// in the private per-user directory on Unix; on Unix a socket file

@@ -110,7 +110,7 @@ pub fn socket_file(addr: &Address) -> Option<PathBuf> {
     let env = crate::sys::env();
     let ep = match addr {
         Address::Mailslot(_) => addr.mailslot_endpoint(&env),
-        Address::Shm(name) => crate::message::shm::rendezvous(name),
+        Address::Shm(name) => Address::shm_rendezvous(name, &env),
         _ => addr.stream_endpoint(&env),
     };
     match ep {

@@ -38,7 +38,7 @@ pub(crate) const MAX_OFFER: usize = 4096;
 
 /// Where the rendezvous of `shm:NAME` lives: the portable name `NAME.shm`.
 pub(crate) fn rendezvous(name: &str) -> Result<Endpoint> {
-    Address::Name(format!("{name}.shm")).stream_endpoint(&sys::env())
+    Address::shm_rendezvous(name, &sys::env())
 }
 
 /// The endpoint a message channel at `addr` binds or connects: its own, or

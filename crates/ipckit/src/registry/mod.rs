@@ -201,7 +201,7 @@ pub fn probe(addr: &Address) -> State {
     let present = match addr {
         Address::Tcp { host, port } => Some(tcp_answers(host, *port)),
         Address::Shm(name) => {
-            Some(crate::platform::shm_channel_creator(name).is_some_and(|(_, live)| live))
+            Some(crate::sys::shm_join::creator(name).is_some_and(|(_, live)| live))
         }
         Address::Mailslot(_) => Some(crate::MailslotSender::connect(addr).is_ok()),
         Address::Service(_) => match resolve(addr) {
