@@ -73,6 +73,12 @@ fn some_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     u64::deserialize(d).map(Some)
 }
 
+/// Whether `frame` may be one JSON object: anything else (a batch, text that
+/// is not JSON) goes straight to the general decoder, not parsed twice.
+fn is_object(frame: &[u8]) -> bool {
+    frame.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
 /// Whether `raw` is JSON-RPC params: an array or an object.
 fn is_params(raw: &RawValue) -> bool {
     matches!(raw.get().as_bytes().first(), Some(b'[' | b'{'))
@@ -82,6 +88,9 @@ fn is_params(raw: &RawValue) -> bool {
 /// and valid params; `None` for anything else, which the general decoder
 /// answers.
 pub(crate) fn call_in(frame: &[u8]) -> Option<Call> {
+    if !is_object(frame) {
+        return None;
+    }
     let c: CallIn<'_> = serde_json::from_slice(frame).ok()?;
     if c.jsonrpc != "2.0" || c.params.is_some_and(|p| !is_params(p)) {
         return None;
@@ -105,6 +114,9 @@ struct ResultIn<'a> {
 /// The id and the result of the response in `frame`, if it is one successful
 /// response with a number for its id; `None` for anything else.
 pub(crate) fn result_in(frame: &[u8]) -> Option<(u64, Box<RawValue>)> {
+    if !is_object(frame) {
+        return None;
+    }
     let r: ResultIn<'_> = serde_json::from_slice(frame).ok()?;
     (r.jsonrpc == "2.0").then(|| (r.id, r.result.to_owned()))
 }
@@ -195,7 +207,7 @@ mod tests {
         };
         assert_eq!(Some(params), req.params);
         assert_eq!(Some(Id::from(7)), req.id);
-        let no_params = call_in(br#"{"id":1,"jsonrpc":"2.0","method":"m"}"#).unwrap();
+        let no_params = call_in(br#" \n{"id":1,"jsonrpc":"2.0","method":"m"}"#).unwrap();
         assert!(no_params.params.is_none());
     }
 
