@@ -207,7 +207,7 @@ mod tests {
         };
         assert_eq!(Some(params), req.params);
         assert_eq!(Some(Id::from(7)), req.id);
-        let no_params = call_in(br#" \n{"id":1,"jsonrpc":"2.0","method":"m"}"#).unwrap();
+        let no_params = call_in(b" \n{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"m\"}").unwrap();
         assert!(no_params.params.is_none());
     }
 
