@@ -99,6 +99,7 @@ mod error;
 mod limits;
 pub mod mailslot;
 pub mod message;
+mod options;
 pub mod platform;
 /// OS-specific extensions, as `std::os`: settings only one OS has, reached
 /// through a trait of that OS's module so that code using them says which OS
@@ -132,6 +133,7 @@ pub mod security;
 pub mod shm;
 pub mod stream;
 mod sys;
+mod transport;
 // What `sys` defines and the layers above share: the plain data and configs it
 // takes and returns (`plain`, `peer`) and the atomics/lock shim (`sync`). They
 // live in `sys`, which names nothing above it (scripts/check-layers.sh).
@@ -143,4 +145,5 @@ pub use address::{Address, ToAddress};
 pub use error::{Error, ErrorKind, Result};
 pub use mailslot::{MailslotReceiver, MailslotSender};
 pub use message::{Framed, MessageListener, MessageStream};
-pub use stream::{ConnectOptions, Incoming, Listener, ListenerOptions, Stream};
+pub use options::{ConnectOptions, ListenerOptions};
+pub use stream::{Incoming, Listener, Stream};

@@ -137,6 +137,7 @@
 pub(crate) mod conn;
 pub(crate) mod frame;
 mod framed;
+mod options;
 pub(crate) mod shm;
 pub(crate) mod state;
 
@@ -151,9 +152,9 @@ use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, Result};
 use crate::limits::{AcceptBackoff, accept_through};
 use crate::security::PeerCredentials;
-use crate::stream::core::{self, Either, Serving};
 use crate::stream::{ConnectOptions, Listener, ListenerOptions, Stream};
 use crate::sys;
+use crate::transport::{self, Either, Serving};
 
 pub(crate) enum ListenerKind {
     Local(sys::MsgListener),
@@ -207,7 +208,7 @@ pub struct MessageListener {
     max: usize,
 }
 
-core::listener_face! {
+transport::listener_face! {
     /// Binds a message listener at `addr` with the default [`ListenerOptions`].
     ///
     /// # Errors
@@ -220,7 +221,7 @@ impl MessageListener {
     pub(crate) fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<MessageListener> {
         let (ep, shm) = shm::listening(&addr, opts)?;
         let bound =
-            core::bind_at::<_, std::net::TcpListener>(addr, ep, opts, sys::MsgListener::bind)?;
+            transport::bind_at::<_, std::net::TcpListener>(addr, ep, opts, sys::MsgListener::bind)?;
         let inner = match (bound.inner, shm) {
             (Either::Local(rendezvous), Some((name, capacity))) => ListenerKind::Shm {
                 rendezvous,
@@ -376,11 +377,11 @@ impl MessageStream {
 
     /// Connects to one address (not a `service:` name).
     fn connect_one(addr: Address, opts: &ConnectOptions) -> Result<MessageStream> {
-        let connecting = core::connecting_with(addr, opts, shm::endpoint)?;
+        let connecting = transport::connecting_with(addr, opts, shm::endpoint)?;
         let rule = connecting.server_user.clone();
         let made = match &connecting.ep {
             Endpoint::Tcp { host, port } => {
-                crate::stream::connect_tcp(host, *port, opts.config()).map(Either::Tcp)
+                crate::transport::tcp::connect(host, *port, opts.config()).map(Either::Tcp)
             }
             ep => sys::MsgStream::connect(ep, opts.config()).map(Either::Local),
         };

@@ -49,7 +49,7 @@ pub(crate) fn endpoint(addr: &Address) -> Result<Endpoint> {
             crate::shm::check_name_fits(name, CLIENT_SUFFIX)?;
             rendezvous(name)
         }
-        other => crate::stream::core::resolve(other),
+        other => crate::transport::resolve(other),
     }
 }
 
@@ -61,7 +61,7 @@ const CLIENT_SUFFIX: usize = 17;
 /// for the channels it hands out. Both faces' `bind`.
 pub(crate) fn listening(
     addr: &Address,
-    opts: &crate::stream::ListenerOptions,
+    opts: &crate::options::ListenerOptions,
 ) -> Result<(Endpoint, Option<(String, usize)>)> {
     let ep = endpoint(addr)?;
     let shm = match addr {

@@ -17,7 +17,7 @@
 //! ```
 
 use crate::ListenerOptions;
-use crate::stream::applies::Opt;
+use crate::options::applies::Opt;
 
 /// Unix socket settings of [`ListenerOptions`]. A finisher whose kind cannot
 /// use one (`tcp:`, a shared-memory channel) refuses it with

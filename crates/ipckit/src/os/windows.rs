@@ -21,8 +21,8 @@
 //! ```
 
 use crate::ListenerOptions;
+use crate::options::applies::Opt;
 use crate::shm::CreateOptions;
-use crate::stream::applies::Opt;
 
 /// Named-pipe (and mailslot) settings of [`ListenerOptions`]. A finisher whose
 /// kind cannot use one (`tcp:`, a shared-memory channel, a mailslot for the

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::address::Address;
 use crate::error::{Error, ErrorKind, Result};
+use crate::options::ConnectOptions;
 use crate::plain::{RetrySchedule, deadline};
-use crate::stream::ConnectOptions;
 
 /// The pause between rounds while instances are registered but none answers.
 const ROUND_PAUSE: Duration = Duration::from_millis(50);

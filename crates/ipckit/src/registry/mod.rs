@@ -203,7 +203,10 @@ pub fn probe(addr: &Address) -> State {
         Address::Shm(name) => {
             Some(crate::sys::shm_join::creator(name).is_some_and(|(_, live)| live))
         }
-        Address::Mailslot(_) => Some(crate::MailslotSender::connect(addr).is_ok()),
+        Address::Mailslot(_) => Some(
+            addr.mailslot_endpoint(&sys::env())
+                .is_ok_and(|ep| sys::MailslotSender::connect(&ep).is_ok()),
+        ),
         Address::Service(_) => match resolve(addr) {
             Ok(addr) => return probe(&addr),
             Err(_) => Some(false),

@@ -54,8 +54,8 @@ use std::time::{Duration, Instant};
 use super::core;
 use crate::address::{Address, ToAddress};
 use crate::error::Result;
+use crate::options::{ConnectOptions, ListenerOptions};
 use crate::plain::deadline;
-use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
 /// The creating end of a shared-memory channel, waiting for its one peer.

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use crate::address::{Address, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
+use crate::options::applies::Kind;
+use crate::options::{ConnectOptions, ListenerOptions};
 use crate::plain::{RetrySchedule, deadline, timed_out};
 use crate::security::ServerUser;
-use crate::stream::applies::Kind;
-use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
 /// Why a shared-memory channel cannot check its peer's user: the region is

@@ -37,6 +37,7 @@
 pub mod baseline;
 pub mod channel;
 pub(crate) mod core;
+mod options;
 
 use std::fmt;
 use std::fs::{self, File};

@@ -1,46 +1,26 @@
 //! Byte streams: [`Listener`] and [`Stream`] over named pipes (Windows), Unix
 //! sockets (Unix) and TCP (everywhere), with timeouts and Go-style deadlines.
 
-pub(crate) mod applies;
-pub(crate) mod core;
 mod options;
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::Instant;
 
 pub use crate::limits::{AcceptBackoff, ConnectionLimit, ConnectionSlot};
-pub use options::{ConnectOptions, ListenerOptions};
+pub use crate::options::{ConnectOptions, ListenerOptions};
 
-use self::core::{Either, Serving, TcpBind};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Deadlines;
 use crate::limits::accept_through;
-use crate::plain::{ConnectConfig, RetrySchedule, deadline};
+use crate::transport::{self, Either, Serving, tcp};
+
 use crate::security::{self, PeerCredentials};
 use crate::sys;
 
-/// `peer_credentials` on a TCP stream: the OS knows no local user for it.
-pub(crate) fn no_tcp_credentials(addr: &Address) -> Error {
-    Error::new(
-        ErrorKind::Unsupported,
-        format!("{addr} is a TCP connection: its peer has no local process or user to report"),
-    )
-}
-
 type ListenerKind = Either<sys::Listener, TcpListener>;
-
-impl TcpBind for TcpListener {
-    fn bind_tcp(host: &str, port: u16) -> io::Result<TcpListener> {
-        TcpListener::bind((host, port))
-    }
-
-    fn bound_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.local_addr()
-    }
-}
 
 /// A server endpoint that accepts byte-stream connections.
 ///
@@ -88,7 +68,7 @@ pub struct Listener {
     serving: Serving,
 }
 
-core::listener_face! {
+transport::listener_face! {
     /// Binds a listener at `addr` with the default [`ListenerOptions`].
     ///
     /// # Errors
@@ -104,8 +84,8 @@ core::listener_face! {
 
 impl Listener {
     pub(crate) fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
-        let core::Bound { inner, serving } =
-            core::bind::<_, TcpListener>(addr, opts, sys::Listener::bind)?;
+        let transport::Bound { inner, serving } =
+            transport::bind::<_, TcpListener>(addr, opts, sys::Listener::bind)?;
         Ok(Listener { inner, serving })
     }
 
@@ -253,45 +233,6 @@ impl fmt::Debug for Stream {
     }
 }
 
-pub(crate) fn connect_tcp(host: &str, port: u16, opts: &ConnectConfig) -> io::Result<TcpStream> {
-    let limit = deadline(opts.timeout);
-    let mut pauses = RetrySchedule::until(limit);
-    loop {
-        match connect_tcp_once(host, port, limit) {
-            Err(e) if core::retry_tcp(opts, &e) => match pauses.next() {
-                Some(pause) => std::thread::sleep(pause),
-                None => return Err(core::tcp_gave_up()),
-            },
-            other => return other,
-        }
-    }
-}
-
-/// One try at every address the host resolves to, within one overall limit.
-fn connect_tcp_once(host: &str, port: u16, limit: Option<Instant>) -> io::Result<TcpStream> {
-    let mut last = None;
-    for sa in (host, port).to_socket_addrs()? {
-        let tried = match limit {
-            Some(limit) => {
-                let left = limit.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "connect did not succeed before its timeout",
-                    ));
-                }
-                TcpStream::connect_timeout(&sa, left)
-            }
-            None => TcpStream::connect(sa),
-        };
-        match tried {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(core::no_address))
-}
-
 impl Stream {
     /// A stream over `inner`, connected to `peer` (also the OS handle
     /// conversions of [`os`](crate::os)).
@@ -325,10 +266,10 @@ impl Stream {
 
     pub(crate) fn connect_with(addr: Address, opts: &ConnectOptions) -> Result<Stream> {
         crate::registry::connect::connect_each(addr, opts, |addr, opts| {
-            let connecting = core::connecting(addr, opts)?;
+            let connecting = transport::connecting(addr, opts)?;
             let made = match &connecting.ep {
                 Endpoint::Tcp { host, port } => {
-                    connect_tcp(host, *port, opts.config()).map(Either::Tcp)
+                    tcp::connect(host, *port, opts.config()).map(Either::Tcp)
                 }
                 ep => sys::Stream::connect(ep, opts.config()).map(Either::Local),
             };
@@ -358,7 +299,7 @@ impl Stream {
     pub fn peer_credentials(&self) -> Result<PeerCredentials> {
         match &self.inner {
             StreamKind::Local(s) => security::credentials(s.peer_credentials(), &self.peer),
-            StreamKind::Tcp(_) => Err(no_tcp_credentials(&self.peer)),
+            StreamKind::Tcp(_) => Err(tcp::no_credentials(&self.peer)),
         }
     }
 

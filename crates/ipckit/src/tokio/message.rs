@@ -17,12 +17,12 @@ use crate::limits::check_max_message_size;
 use crate::message::frame::{FrameReader, FrameWriter};
 use crate::message::shm;
 use crate::message::state::{self, CloseReceiving, State};
+use crate::options::applies::Kind;
+use crate::options::{ConnectOptions, ListenerOptions};
 use crate::plain::timed_out;
 use crate::security::{self, PeerCredentials};
-use crate::stream::applies::Kind;
-use crate::stream::core::{self, Either, Serving};
-use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
+use crate::transport::{self, Either, Serving};
 
 pub(crate) type ListenerKind = Either<sys::tokio::MsgListener, TcpListener>;
 
@@ -56,7 +56,7 @@ pub struct MessageListener {
     max: usize,
 }
 
-core::listener_face! {
+transport::listener_face! {
     /// Binds an async message listener at `addr` with the default
     /// [`ListenerOptions`]. It must be called inside a tokio runtime.
     ///
@@ -71,7 +71,8 @@ impl MessageListener {
     fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<MessageListener> {
         in_runtime(format!("bind {addr}"))?;
         let (ep, shm) = shm::listening(&addr, opts)?;
-        let bound = core::bind_at::<_, TcpListener>(addr, ep, opts, sys::tokio::MsgListener::bind)?;
+        let bound =
+            transport::bind_at::<_, TcpListener>(addr, ep, opts, sys::tokio::MsgListener::bind)?;
         Ok(MessageListener {
             inner: bound.inner,
             shm,
@@ -257,7 +258,7 @@ impl MessageStream {
         let peer = &self.state.peer;
         match self.state.conn() {
             Conn::Local(s) => security::credentials(s.peer_credentials(), peer),
-            Conn::Framed(_) => Err(crate::stream::no_tcp_credentials(peer)),
+            Conn::Framed(_) => Err(crate::transport::tcp::no_credentials(peer)),
             Conn::Shm(c) => shm::credentials(c.peer.as_ref(), peer),
         }
     }

@@ -85,12 +85,12 @@ use self::limit::timed_out;
 use self::timed::{Timed, forward_async_io};
 use crate::address::{Address, Endpoint, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
+use crate::options::applies::Kind;
+use crate::options::{ConnectOptions, ListenerOptions};
 use crate::plain::{ConnectConfig, RetrySchedule, deadline};
 use crate::security::{self, PeerCredentials, ServerUser};
-use crate::stream::applies::Kind;
-use crate::stream::core::{self, Either, Serving, TcpBind};
-use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
+use crate::transport::{self, Either, Serving, TcpBind};
 
 pub use framed::Framed;
 pub use mailslot::MailslotReceiver;
@@ -160,7 +160,7 @@ pub struct Listener {
     serving: Serving,
 }
 
-core::listener_face! {
+transport::listener_face! {
     /// Binds an async listener at `addr` with the default [`ListenerOptions`].
     ///
     /// Binding does not wait, so this is not `async`; it must be called inside a
@@ -194,8 +194,8 @@ impl TcpBind for TcpListener {
 impl Listener {
     fn bind_with(addr: Address, opts: &ListenerOptions) -> Result<Listener> {
         in_runtime(format!("bind {addr}"))?;
-        let core::Bound { inner, serving } =
-            core::bind::<_, TcpListener>(addr, opts, sys::tokio::Listener::bind)?;
+        let transport::Bound { inner, serving } =
+            transport::bind::<_, TcpListener>(addr, opts, sys::tokio::Listener::bind)?;
         Ok(Listener { inner, serving })
     }
 
@@ -291,7 +291,7 @@ impl ConnectOptions {
             let (io, addr, _) = connect_one(
                 addr,
                 opts,
-                core::resolve,
+                transport::resolve,
                 sys::tokio::connect,
                 sys::tokio::peer_credentials,
             )
@@ -313,7 +313,7 @@ pub(super) async fn connect_one<L>(
     local: impl AsyncFnOnce(&Endpoint, &ConnectConfig) -> io::Result<L>,
     creds: impl FnOnce(&L) -> io::Result<PeerCredentials>,
 ) -> Result<(Either<L, TcpStream>, Address, ServerUser)> {
-    let connecting = core::connecting_with(addr, opts, resolve)?;
+    let connecting = transport::connecting_with(addr, opts, resolve)?;
     let rule = connecting.server_user.clone();
     let made = match &connecting.ep {
         Endpoint::Tcp { host, port } => connect_tcp(host, *port, opts.config())
@@ -340,9 +340,9 @@ async fn connect_tcp(host: &str, port: u16, opts: &ConnectConfig) -> io::Result<
                 .unwrap_or_else(|_| Err(timed_out("connect"))),
         };
         match tried {
-            Err(e) if core::retry_tcp(opts, &e) => match pauses.next() {
+            Err(e) if transport::retry_tcp(opts, &e) => match pauses.next() {
                 Some(pause) => ::tokio::time::sleep(pause).await,
-                None => return Err(core::tcp_gave_up()),
+                None => return Err(transport::tcp_gave_up()),
             },
             other => return other,
         }
@@ -358,7 +358,7 @@ async fn connect_tcp_once(host: &str, port: u16) -> io::Result<TcpStream> {
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(core::no_address))
+    Err(last.unwrap_or_else(transport::no_address))
 }
 
 type StreamIo = Either<sys::tokio::Stream, TcpStream>;
@@ -461,7 +461,7 @@ impl Stream {
             StreamIo::Local(s) => {
                 security::credentials(sys::tokio::peer_credentials(s), &self.peer)
             }
-            StreamIo::Tcp(_) => Err(crate::stream::no_tcp_credentials(&self.peer)),
+            StreamIo::Tcp(_) => Err(crate::transport::tcp::no_credentials(&self.peer)),
         }
     }
 

@@ -75,9 +75,9 @@ use ::tokio::sync::Mutex;
 use super::in_runtime;
 use crate::address::{Address, ToAddress};
 use crate::error::Result;
+use crate::options::{ConnectOptions, ListenerOptions};
 use crate::plain::timed_out;
 use crate::shm::core;
-use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
 use crate::sys::shm_tokio::{AsyncReceiver, AsyncSender};
 

@@ -11,8 +11,8 @@ use crate::child::Conn as ChildConn;
 use crate::limits::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::message::ListenerKind;
 use crate::message::conn::Conn;
-use crate::stream::core::Either;
 use crate::sys::handles::{Adopted, UnixName, adopt_message, adopt_stream};
+use crate::transport::Either;
 use crate::{Listener, MailslotReceiver, MailslotSender, MessageListener, MessageStream, Stream};
 
 /// Either arm's descriptor.

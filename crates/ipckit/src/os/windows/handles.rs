@@ -28,8 +28,8 @@ use crate::child::Conn as ChildConn;
 use crate::error::{Error, Result};
 use crate::limits::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::message::conn::Conn;
-use crate::stream::core::Either;
 use crate::sys;
+use crate::transport::Either;
 use crate::{MailslotReceiver, MailslotSender, MessageStream, Stream};
 
 impl StreamExt for Stream {

@@ -3,10 +3,10 @@
 //! [`ListenerOptions::join_mailslot_group`] (their tokio form is in
 //! `crate::tokio`, with the `tokio` feature).
 
-use super::{ConnectOptions, ListenerOptions};
 use crate::address::ToAddress;
 use crate::error::Result;
 use crate::mailslot::{MailslotReceiver, MailslotSender};
+use crate::options::{ConnectOptions, ListenerOptions};
 
 impl ConnectOptions {
     /// Opens the mailslot at `addr` for sending, checking its receiver as these

@@ -3,11 +3,11 @@
 //! [`ConnectOptions::connect_shm`] (their tokio forms are in
 //! `crate::tokio::shm`, with the `tokio` feature).
 
-use super::{ConnectOptions, ListenerOptions};
 use crate::address::ToAddress;
 use crate::error::Result;
+use crate::options::applies::Opt;
+use crate::options::{ConnectOptions, ListenerOptions};
 use crate::shm::{ShmChannel, ShmListener};
-use crate::stream::applies::Opt;
 
 impl ListenerOptions {
     /// The bytes of each ring of a shared-memory channel (default 1 MiB, at

@@ -1,7 +1,9 @@
-//! The policy every stream-like face follows, written once: the blocking
-//! [`Listener`](crate::Listener) / [`Stream`](crate::Stream), the message
-//! channels (blocking and tokio) and the tokio streams call these and differ
-//! only in how they wait.
+//! Local or TCP: the policy every stream-like face follows, written once. The
+//! blocking [`Listener`](crate::Listener) / [`Stream`](crate::Stream), the
+//! message channels (blocking and tokio) and the tokio streams call these and
+//! differ only in how they wait. It sits below all of them (it names
+//! `options`, `security`, `address` and `sys`, none of the faces); `tcp`
+//! holds the blocking faces' TCP.
 //!
 //! - bind: resolve the address, refuse `current_user_only` on TCP, bind the
 //!   local endpoint (a `sys` call the face passes in) or TCP, name the address
@@ -16,11 +18,13 @@ use std::net::SocketAddr;
 
 use crate::address::{Address, Endpoint};
 use crate::error::{Error, Result};
+use crate::options::{ConnectOptions, ListenerOptions};
 use crate::peer::PeerCredentials;
 use crate::plain::{ConnectConfig, ListenConfig};
 use crate::security::{self, ServerUser, unknown_server};
-use crate::stream::{ConnectOptions, ListenerOptions};
 use crate::sys;
+
+pub(crate) mod tcp;
 
 /// One endpoint of a face: a local one (`sys`) or a TCP one.
 pub(crate) enum Either<L, T> {
@@ -118,7 +122,7 @@ macro_rules! listener_face {
         impl $ty {
             $(#[$doc])*
             pub fn bind(addr: impl crate::address::ToAddress) -> crate::error::Result<$ty> {
-                crate::stream::ListenerOptions::new().$finisher(addr)
+                crate::options::ListenerOptions::new().$finisher(addr)
             }
 
             /// The address this listener serves; for `tcp:` with port 0, the

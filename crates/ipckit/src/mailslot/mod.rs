@@ -54,13 +54,15 @@
 //! network, in messages of at most 424 bytes. ipckit does not use it: groups are
 //! local to this machine.)
 
+mod options;
+
 use std::fmt;
 use std::time::Duration;
 
 use crate::address::{Address, ToAddress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::stream::applies::Kind;
-use crate::stream::{ConnectOptions, ListenerOptions};
+use crate::options::applies::Kind;
+use crate::options::{ConnectOptions, ListenerOptions};
 use crate::sys;
 
 /// What is queued at a receiver ([`MailslotReceiver::pending`]).

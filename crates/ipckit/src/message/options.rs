@@ -2,12 +2,12 @@
 //! [`ConnectOptions::connect_message`] (their tokio forms are in
 //! `crate::tokio`, with the `tokio` feature).
 
-use super::{ConnectOptions, ListenerOptions};
 use crate::address::ToAddress;
 use crate::error::Result;
 use crate::limits::check_max_message_size;
 use crate::message::{MessageListener, MessageStream};
-use crate::stream::applies::Kind;
+use crate::options::applies::Kind;
+use crate::options::{ConnectOptions, ListenerOptions};
 
 impl ListenerOptions {
     /// Binds a [`MessageListener`] at `addr` with these options.

@@ -1,23 +1,26 @@
-//! Builders for listeners and client connections, and every kind's
-//! blocking finishers: byte streams here, the others in a file per kind
-//! (`message.rs`, `mailslot.rs`, `shm.rs`). The tokio finishers are in
-//! `crate::tokio` (the `tokio` feature).
+//! The builders for listeners and client connections, [`ListenerOptions`]
+//! and [`ConnectOptions`], with the settings every kind shares, and which
+//! option applies to which kind ([`applies`]). Each kind declares its
+//! finishers (`bind`, `bind_message`, `connect_shm`, ...) and its own
+//! settings beside its type: `stream/options.rs`, `message/options.rs`,
+//! `mailslot/options.rs`, `shm/options.rs`, and the tokio forms in
+//! `crate::tokio`. This module names none of them (their types are named in
+//! its docs only), so every kind can build on it.
+//!
+//! Public as `ipckit::{ListenerOptions, ConnectOptions}` and
+//! `ipckit::stream::{ListenerOptions, ConnectOptions}`.
 
-mod mailslot;
-mod message;
-mod shm;
+pub(crate) mod applies;
 
 use std::time::Duration;
 
-use super::applies::{Kind, Opt, Set, refuse_unused};
-use super::{Listener, Stream};
-use crate::address::ToAddress;
+use self::applies::{Kind, Opt, Set, refuse_unused};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size};
 use crate::plain::{ConnectConfig, ListenConfig};
 use crate::security::{ServerUser, UserId};
 
-/// Options for [`Listener::bind`], like tokio's `ServerOptions`: set once, bind many.
+/// Options for [`Listener::bind`](crate::Listener::bind), like tokio's `ServerOptions`: set once, bind many.
 ///
 /// The defaults are the safe ones: owner-only access, a stale Unix socket file is
 /// replaced while a live one is an error, and on Windows unlimited pipe instances
@@ -113,20 +116,6 @@ impl ListenerOptions {
         self
     }
 
-    /// Binds a listener at `addr` with these options.
-    ///
-    /// # Errors
-    ///
-    /// See [`Listener::bind`]; also [`ErrorKind::InvalidOption`] for a
-    /// `max_instances` of 0 or 255, a bad `mode` or `security_descriptor`,
-    /// [`current_user_only`](Self::current_user_only) on `tcp:`, and an option
-    /// a byte stream (or TCP) cannot use.
-    pub fn bind(&self, addr: impl ToAddress) -> Result<Listener> {
-        let addr = addr.to_address()?;
-        self.check_for(Kind::stream(&addr), &addr)?;
-        Listener::bind_with(addr, self)
-    }
-
     /// The settings `sys` takes, to set `opt` in them: the one way the OS
     /// extension traits ([`os`](crate::os)) change these options.
     pub(crate) fn os_setting(&mut self, opt: Opt) -> &mut ListenConfig {
@@ -169,7 +158,7 @@ impl ListenerOptions {
     }
 }
 
-/// Options for [`Stream::connect`].
+/// Options for [`Stream::connect`](crate::Stream::connect).
 ///
 /// # Examples
 ///
@@ -299,19 +288,6 @@ impl ConnectOptions {
     /// The settings `sys` takes from these options.
     pub(crate) fn config(&self) -> &ConnectConfig {
         &self.sys
-    }
-
-    /// Connects to `addr` with these options.
-    ///
-    /// # Errors
-    ///
-    /// See [`Stream::connect`]; also [`ErrorKind::InvalidOption`] for
-    /// [`max_message_size`](Self::max_message_size), which a byte stream
-    /// cannot use.
-    pub fn connect(&self, addr: impl ToAddress) -> Result<Stream> {
-        let addr = addr.to_address()?;
-        self.check_for(Kind::stream(&addr), &addr)?;
-        Stream::connect_with(addr, self)
     }
 
     /// Refuses the options that `kind` at `place` cannot use.
