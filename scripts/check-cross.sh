@@ -5,18 +5,27 @@
 # toolchain. Nothing is linked and nothing runs: no macOS or FreeBSD machine
 # is involved (design notes: "Other Unix systems from Linux").
 #
-#   bash scripts/check-cross.sh [TARGET...]
+#   bash scripts/check-cross.sh
 #
-# e.g.  bash scripts/check-cross.sh x86_64-unknown-freebsd
-#
-# Per target, two runs (as the Linux CI lints; on aarch64-apple-darwin, whose
-# cfgs Intel macOS covers, only the libraries and binary with all features):
-# every target of the three
-# packages (tests, examples, benches) with all features (tokio, tonic; the
-# tests' dev-dependencies turn them on anyway), then the libraries and the
-# binary alone with default features, where the tokio-only code is compiled
-# out and must still be clean. One target dir, $REPO/target-cross (ignored by
-# git), for all targets: each target's standard library is built once and kept.
+# Four cargo runs:
+#   1. Intel macOS: every target of the three packages (tests, examples,
+#      benches) with all features (tokio, tonic; the tests' dev-dependencies
+#      turn them on anyway);
+#   2. FreeBSD: the libraries and the binary with all features (the tests'
+#      code is the same for every Unix but Linux, bar one `cfg!` in the
+#      CLI's bench test: run 1 checks it, and skipping the test-only
+#      dependencies here saves CI minutes);
+#   3. `ipckit`'s library alone with default features, for both Intel
+#      targets at once: alone, because ipckit-rpc turns ipckit's tokio feature on for
+#      every package built beside it, and the code compiled without tokio
+#      must be clean too (ipckit-rpc and the CLI have no OS-specific code
+#      that depends on their features; Linux's clippy covers them);
+#   4. Apple silicon: `ipckit`'s library with all features. It has the cfgs
+#      of Intel macOS and no code depends on the architecture (no
+#      `target_arch` anywhere): this catches what differs in the standard
+#      library and libc for aarch64 (types, constants).
+# One target dir, $REPO/target-cross (ignored by git), for all targets: each
+# target's standard library is built once and kept.
 #
 # Made for Debian 12, run as root when packages are missing (it installs them
 # as scripts/test-windows.sh does).
@@ -65,41 +74,44 @@ debian_rust_toolchain
 # ---------------------------------------------------------------- clippy
 
 cd "$REPO"
-targets=("$@")
-((${#targets[@]})) || targets=("${DEFAULT_TARGETS[@]}")
+(($# == 0)) || die "no arguments are taken (the targets are fixed: ${DEFAULT_TARGETS[*]})"
 names=()
 secs=()
 start=$EPOCHREALTIME
-for target in "${targets[@]}"; do
+# run NAME TARGETS ARGS...: one `cargo clippy` over the space-separated
+# TARGETS; its time goes to the summary.
+run() {
+    local name=$1 target_args=() t t0=$EPOCHREALTIME
+    for t in $2; do target_args+=(--target "$t"); done
+    shift 2
     echo
-    echo "== $target"
-    t0=$EPOCHREALTIME
-    runs=("--all-targets --all-features" "")
-    # Apple silicon has the cfgs of Intel macOS but its architecture: its
-    # libraries and binary with every feature; the tests and the
-    # default-feature run are covered on Intel (CI time).
-    [[ $target == aarch64-apple-darwin ]] && runs=("--all-features")
-    for features in "${runs[@]}"; do
-        echo "-- cargo clippy ${CRATES[*]} ${features:-(libraries and binary, default features)}"
-        # shellcheck disable=SC2086 # $features is meant to split
-        PATH=/usr/bin:$PATH \
-            RUSTC=/usr/bin/rustc \
-            RUSTC_BOOTSTRAP=1 \
-            /usr/bin/cargo clippy "${CRATES[@]}" $features --no-deps --keep-going \
-            -Zbuild-std=std,panic_abort \
-            --target "$target" \
-            --target-dir "$OUT" \
-            -- -D warnings \
-            || die "cargo clippy for $target ${features:-(default features)} failed; see above"
-    done
-    names+=("$target")
+    echo "== $name: cargo clippy $* (${target_args[*]})"
+    PATH=/usr/bin:$PATH \
+        RUSTC=/usr/bin/rustc \
+        RUSTC_BOOTSTRAP=1 \
+        /usr/bin/cargo clippy "$@" --no-deps --keep-going \
+        -Zbuild-std=std,panic_abort \
+        "${target_args[@]}" \
+        --target-dir "$OUT" \
+        -- -D warnings \
+        || die "cargo clippy ($name) failed; see above"
+    names+=("$name")
     secs+=("$(elapsed "$t0")")
-    echo "== $target: clean in ${secs[-1]}s"
-done
+    echo "== $name: clean in ${secs[-1]}s"
+}
+intel="x86_64-apple-darwin x86_64-unknown-freebsd"
+run "macOS, all targets, all features" x86_64-apple-darwin \
+    "${CRATES[@]}" --all-targets --all-features
+run "FreeBSD, libraries and binary, all features" x86_64-unknown-freebsd \
+    "${CRATES[@]}" --all-features
+run "macOS+FreeBSD, libraries, default features" "$intel" \
+    -p ipckit --lib
+run "Apple silicon, ipckit, all features" aarch64-apple-darwin \
+    -p ipckit --lib --all-features
 
 echo
 echo "== summary (checked and linted; not linked, not run)"
 for i in "${!names[@]}"; do
-    printf '   %-30s %8ss\n' "${names[$i]}" "${secs[$i]}"
+    printf "   %-46s %8ss\n" "${names[$i]}" "${secs[$i]}"
 done
-printf '   %-30s %8ss\n' "total" "$(elapsed "$start")"
+printf "   %-46s %8ss\n" "total" "$(elapsed "$start")"
