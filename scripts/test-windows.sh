@@ -220,25 +220,28 @@ echo "IPCKIT_WIN32_PEERS=$IPCKIT_WIN32_PEERS ($(ls "$PEERS_DIR" | wc -l) program
 # ---------------------------------------------------------------- 5. clippy
 
 # The Linux `cargo clippy` never sees the Windows code (`cfg(windows)`), so lint
-# it here, for this target, with and without the optional features, the way CI
-# lints Linux (`-D warnings`). Only on a whole run: a run with test filters or
-# other arguments skips it. --no-deps: the standard library and the crates.io
-# dependencies are not linted.
+# it here, for this target, the way CI lints Linux (`-D warnings`): every
+# target of the workspace with every feature, then ipckit's library alone
+# with its default features (alone: ipckit-rpc and the tests' dev-dependencies
+# turn ipckit's tokio feature on for anything built beside them, so this is
+# the one run where the code compiled without tokio is checked). Only on a
+# whole run: a run with test filters or other arguments skips it. --no-deps:
+# the standard library and the crates.io dependencies are not linted.
 if (($# == 0)); then
     phase "cargo clippy ($TARGET)"
     cd "$REPO"
-    for features in "" "--features ipckit/tokio,ipckit/tonic"; do
+    for features in "--workspace --all-targets --all-features" "-p ipckit --lib"; do
         # shellcheck disable=SC2086 # $features is meant to split
         PATH=/usr/bin:$PATH \
             RUSTC=/usr/bin/rustc \
             RUSTC_BOOTSTRAP=1 \
             CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
-            /usr/bin/cargo clippy --workspace --all-targets $features --no-deps \
+            /usr/bin/cargo clippy $features --no-deps \
             -Zbuild-std=std,panic_abort \
             --target "$TARGET" \
             --target-dir "$OUT" \
             -- -D warnings \
-            || die "cargo clippy for $TARGET ${features:-(default features)} failed; see above"
+            || die "cargo clippy for $TARGET ($features) failed; see above"
     done
     end_phase
 fi
