@@ -36,6 +36,7 @@ use crate::methods::{CatchUnwind, Handler, Job, Methods, panicked};
 use crate::options::{ServerOptions, refuse_async_shm, reply_timed_out, too_large_response};
 use crate::outbox::{Outbox, Reply};
 use crate::pool::Pool;
+use crate::serving;
 use crate::threaded::{self, Accepts};
 
 /// A sync call whose method's last call took at most this long runs at once
@@ -61,6 +62,8 @@ type Quick = HashMap<String, Arc<AtomicBool>>;
 
 /// What a server serves and how.
 pub(crate) struct Core {
+    /// Which server this is (see [`serving`]).
+    pub(crate) id: serving::Id,
     pub(crate) methods: Methods,
     pub(crate) opts: ServerOptions,
     budget: Arc<Budget>,
@@ -124,6 +127,7 @@ impl Core {
             .map(|name| (name.to_owned(), Arc::new(AtomicBool::new(false))))
             .collect();
         let core = Arc::new(Core {
+            id: serving::Id::next(),
             methods,
             opts: opts.clone(),
             budget: Budget::new(opts.max_buffered_bytes),
@@ -419,7 +423,12 @@ impl Core {
         };
         let now = quick.as_ref().is_some_and(|q| q.load(Ordering::Relaxed));
         let c = Arc::clone(self);
-        let call = move || reply(timed(quick.as_deref(), || job.run_sync(&c.methods)));
+        let call = move || {
+            let out = serving::run_sync(c.id, || {
+                timed(quick.as_deref(), || job.run_sync(&c.methods))
+            });
+            reply(out);
+        };
         if now {
             return call();
         }
@@ -452,9 +461,12 @@ async fn run(core: &Core, req: Request) -> Option<Response> {
             let params = req.params;
             let quick = core.quick.get(&name).cloned();
             let now = quick.as_ref().is_some_and(|q| q.load(Ordering::Relaxed));
+            let id = core.id;
             let call = move || {
-                timed(quick.as_deref(), || {
-                    catch_unwind(AssertUnwindSafe(|| f(params)))
+                serving::run_sync(id, || {
+                    timed(quick.as_deref(), || {
+                        catch_unwind(AssertUnwindSafe(|| f(params)))
+                    })
                 })
             };
             let ran = if now {
@@ -473,7 +485,7 @@ async fn run(core: &Core, req: Request) -> Option<Response> {
         Some(Handler::Async(f)) => {
             let params = req.params;
             match catch_unwind(AssertUnwindSafe(|| f(params))) {
-                Ok(fut) => match CatchUnwind(fut).await {
+                Ok(fut) => match serving::run_async(core.id, CatchUnwind(fut)).await {
                     Ok(outcome) => outcome,
                     Err(payload) => Err(panicked(&name, &*payload)),
                 },

@@ -54,6 +54,7 @@ mod outbox;
 mod pending;
 mod pool;
 mod server;
+mod serving;
 mod signal;
 mod threaded;
 #[cfg(feature = "tokio")]

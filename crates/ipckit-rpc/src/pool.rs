@@ -117,15 +117,21 @@ impl Pool {
 
     /// Runs the jobs queued, then ends every thread and waits for them.
     pub(crate) fn close(&self) {
+        for t in self.end() {
+            let _ = t.join();
+        }
+    }
+
+    /// Tells every thread to end once the jobs queued have run, without
+    /// waiting; their handles.
+    pub(crate) fn end(&self) -> Vec<JoinHandle<()>> {
         let threads = {
             let mut state = lock(&self.state);
             state.closed = true;
             std::mem::take(&mut state.threads)
         };
         self.work.notify_all();
-        for t in threads {
-            let _ = t.join();
-        }
+        threads
     }
 
     /// How many threads have been started.

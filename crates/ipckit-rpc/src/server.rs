@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::methods::Methods;
 use crate::options::{ServerOptions, lock};
 use crate::pool::Pool;
+use crate::serving;
 
 /// The threads of the blocking server's runtime that serve all its
 /// connections.
@@ -169,6 +170,14 @@ impl Server {
     /// that does not read its responses holds it up for at most the
     /// [`reply_timeout`](ServerOptions::reply_timeout). Dropping the server
     /// does the same.
+    ///
+    /// # From one of its own handlers
+    ///
+    /// Called (or the server dropped) inside one of this server's handlers
+    /// (a `"shutdown"` method), it starts the same stop and returns at once,
+    /// since the call in flight that asked cannot finish before it returns:
+    /// that call's response is still sent, and a thread of the server's
+    /// finishes the stop once it has.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -178,10 +187,51 @@ impl Server {
             return;
         };
         let _ = self.stop.send(true);
-        // Returns (disconnected) when the accept loop has ended.
-        let _ = lock(&self.ended).recv();
+        let rest = Rest {
+            // Disconnected when the accept loop, and so every connection, has
+            // ended; the server keeps a receiver that is so already.
+            ended: std::mem::replace(&mut *lock(&self.ended), mpsc::channel().1),
+            pool: Arc::clone(&self.pool),
+            runtime: Some(runtime),
+        };
+        if !serving::inside(self.core.id) {
+            return rest.finish();
+        }
+        let spawned = std::thread::Builder::new()
+            .name("ipckit-rpc-stop".into())
+            .spawn(move || rest.finish());
+        // Without a thread (none could be started) the rest is dropped,
+        // which stops the runtime without waiting for it.
+        drop(spawned);
+    }
+}
+
+/// What a stop waits for after telling the server to stop.
+struct Rest {
+    ended: mpsc::Receiver<()>,
+    pool: Arc<Pool>,
+    /// `None` once disposed of.
+    runtime: Option<Runtime>,
+}
+
+impl Rest {
+    fn finish(mut self) {
+        let _ = self.ended.recv();
         self.pool.close();
-        dispose(runtime);
+        if let Some(runtime) = self.runtime.take() {
+            dispose(runtime);
+        }
+    }
+}
+
+impl Drop for Rest {
+    fn drop(&mut self) {
+        // Only when `finish` never ran: a stop must not block here (this may
+        // be a thread of the runtime itself).
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+            drop(self.pool.end());
+        }
     }
 }
 

@@ -45,6 +45,7 @@ use crate::pending::{
     Begun, Failure, Ledger, Reply, ReplyTx, closed_error, debug_client, end_of, finish, route,
     timed_out,
 };
+use crate::serving;
 
 /// Requests of a client not yet written, per connection: a call or
 /// notification waits for one of these slots.
@@ -69,8 +70,10 @@ impl ServerOptions {
         let (core, listener) = Core::bind(self, addr, methods, Calls::Tokio)?;
         let local = listener.local_addr().clone();
         let (stop_tx, stop_rx) = watch::channel(false);
+        let id = core.id;
         let task = ::tokio::spawn(accept_loop(core, listener, stop_rx));
         Ok(Server {
+            id,
             stop: stop_tx,
             task,
             local,
@@ -85,6 +88,7 @@ impl ServerOptions {
 /// connection), so calls finish in any order. The blocking [`crate::Server`]
 /// is this same server on a private runtime.
 pub struct Server {
+    id: serving::Id,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     local: Address,
@@ -122,8 +126,18 @@ impl Server {
     /// # Cancel safety
     ///
     /// Dropping this future leaves the server stopping in the background.
+    ///
+    /// # From one of its own handlers
+    ///
+    /// Awaited inside one of this server's handlers (a `"shutdown"` method),
+    /// it starts the same stop and returns at once, since the call in flight
+    /// that asked cannot finish before it returns: that call's response is
+    /// still sent, and the server finishes stopping in the background.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        if serving::inside(self.id) {
+            return;
+        }
         let _ = (&mut self.task).await;
     }
 }
