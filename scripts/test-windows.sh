@@ -94,8 +94,12 @@ die() {
 cleanup() {
     # Stop the wineserver of *our* prefix (and any Wine process still running in
     # it, e.g. a child a failed test left behind). Other prefixes are untouched.
+    # Wait until it has gone: a Wine program started right after this script
+    # (scripts/stress-windows.sh, in CI) could otherwise reach the dying
+    # wineserver and end at once (seen in CI: exit 66 in 1 s, no output).
     if [[ -d $WINEPREFIX ]] && command -v wineserver >/dev/null; then
         wineserver -k 2>/dev/null || true
+        wineserver -w 2>/dev/null || true
     fi
 }
 trap cleanup EXIT
