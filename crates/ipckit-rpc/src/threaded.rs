@@ -229,6 +229,12 @@ fn serve(opts: &ServerOptions, channel: MessageStream, stop: &watch::Receiver<bo
                 break;
             }
         };
+        // A request that arrives once the server stops is not run (as on
+        // the runtime's connections, which stop reading): the wait above
+        // sees a stop only every STOP_CHECK.
+        if *stop.borrow() {
+            break;
+        }
         match Job::from_frame(&frame) {
             Err(bytes) => out.send(&bytes),
             Ok(job) => {

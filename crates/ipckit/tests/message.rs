@@ -462,3 +462,20 @@ fn a_message_over_the_kernel_record_limit_goes_whole_between_ipckit_ends() {
         assert!(client.recv().unwrap().unwrap() == big, "server to client");
     });
 }
+
+/// A shared-memory server that closes a client's rendezvous before it offers
+/// a channel (it is stopping, or it turned the client away) is a peer that
+/// went away, not one that broke the protocol: `Disconnected`. Here a plain
+/// message listener stands on the rendezvous and hangs up on every client.
+#[test]
+fn a_shm_server_that_hangs_up_before_its_offer_is_disconnected() {
+    watchdog(limit(30), || {
+        let name = unique_name("shm-hangup");
+        let rendezvous = MessageListener::bind(format!("pipe:{name}.shm").as_str()).unwrap();
+        let hangs_up = thread::spawn(move || drop(rendezvous.accept().unwrap()));
+        let err = MessageStream::connect(format!("shm:{name}").as_str()).unwrap_err();
+        hangs_up.join().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        assert!(err.to_string().contains("without an offer"), "{err}");
+    });
+}

@@ -130,10 +130,13 @@ pub(crate) fn offered_region(
 ) -> Result<String> {
     let got = got.map_err(|e| Error::io(taking(addr), e))?;
     if !got {
+        // The server went away (it is stopping, or turned this client away):
+        // a peer gone, not a broken protocol.
         return Err(Error::new(
-            ErrorKind::Protocol,
+            ErrorKind::Disconnected,
             format!(
-                "{}: the server closed the rendezvous without an offer",
+                "{}: the server closed the rendezvous without an offer (it stopped, or \
+                 turned this client away)",
                 taking(addr)
             ),
         ));
