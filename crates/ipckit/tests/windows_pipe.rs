@@ -53,3 +53,37 @@ fn a_busy_pipe_times_out_then_connects_when_an_instance_frees() {
         t.join().unwrap();
     });
 }
+
+/// A client without a connect timeout that waits for a busy pipe's instance
+/// is told when the server goes away instead of waiting for ever: its wait
+/// ends in slices, and the name is gone. (Under Wine one long
+/// `WaitNamedPipeW` never ended: an RPC client connecting to a stopping
+/// server hung.)
+#[test]
+fn a_client_waiting_for_a_busy_pipe_learns_that_the_server_went_away() {
+    watchdog(limit(30), || {
+        let addr = format!("pipe:{}", unique_name("busy-gone"));
+        let listener = ListenerOptions::new()
+            .max_instances(1)
+            .bind(addr.as_str())
+            .unwrap();
+        let first = Stream::connect(addr.as_str()).unwrap();
+        let served = listener.accept().unwrap();
+        // No timeout: only the server's going away can end this connect.
+        let waiting = {
+            let addr = addr.clone();
+            thread::spawn(move || Stream::connect(addr.as_str()))
+        };
+        // The second client is waiting (or about to): the server goes away.
+        thread::sleep(Duration::from_millis(300));
+        assert!(
+            !waiting.is_finished(),
+            "the busy pipe let a second client in"
+        );
+        drop(listener);
+        drop(served);
+        drop(first);
+        let err = waiting.join().unwrap().unwrap_err();
+        assert_eq!(err.kind(), ipckit::ErrorKind::NotFound, "{err:?}");
+    });
+}

@@ -6,7 +6,7 @@ use std::net::Shutdown;
 use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
 use std::ptr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
     ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED,
@@ -17,10 +17,9 @@ use windows_sys::Win32::Storage::FileSystem::{
     PIPE_ACCESS_DUPLEX, ReadFile, SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT, WriteFile,
 };
 use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, NAMED_PIPE_MODE, NMPWAIT_WAIT_FOREVER,
-    PIPE_ACCEPT_REMOTE_CLIENTS, PIPE_READMODE_BYTE, PIPE_READMODE_MESSAGE,
-    PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_TYPE_MESSAGE, PIPE_UNLIMITED_INSTANCES,
-    PIPE_WAIT, WaitNamedPipeW,
+    ConnectNamedPipe, CreateNamedPipeW, NAMED_PIPE_MODE, PIPE_ACCEPT_REMOTE_CLIENTS,
+    PIPE_READMODE_BYTE, PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE,
+    PIPE_TYPE_MESSAGE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT, WaitNamedPipeW,
 };
 
 use super::first_instance::create_first;
@@ -422,10 +421,19 @@ fn open_client(path: &[u16]) -> io::Result<OwnedHandle> {
     owned(raw)
 }
 
-/// Waits (bounded by `limit`) until an instance of a busy pipe is free.
+/// The longest single `WaitNamedPipeW` of a connect. A server that goes away
+/// while a client waits for one of its busy instances (it stops: its free
+/// instance closes first, then the connected ones) may never end that wait
+/// (under Wine it did not: a connect to a stopping server hung for ever), so
+/// the client waits in slices and opens the pipe again after each: a name
+/// that has gone is then `ERROR_FILE_NOT_FOUND`.
+const BUSY_SLICE: Duration = Duration::from_millis(200);
+
+/// Waits (bounded by `limit`, and by [`BUSY_SLICE`] at a time) until an
+/// instance of a busy pipe may be free; the caller opens the pipe again.
 fn wait_for_instance(path: &[u16], limit: Option<Instant>) -> io::Result<()> {
-    let ms = match limit {
-        None => NMPWAIT_WAIT_FOREVER,
+    let slice = match limit {
+        None => BUSY_SLICE,
         Some(limit) => {
             let left = limit.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -434,21 +442,31 @@ fn wait_for_instance(path: &[u16], limit: Option<Instant>) -> io::Result<()> {
                     "every pipe instance stayed busy until the connect timeout",
                 ));
             }
-            u32::try_from(left.as_millis().max(1)).unwrap_or(NMPWAIT_WAIT_FOREVER - 1)
+            left.min(BUSY_SLICE)
         }
     };
+    let ms = u32::try_from(slice.as_millis().max(1)).unwrap_or(u32::MAX - 1);
     // SAFETY: `path` is NUL-terminated and outlives the call.
     if unsafe { WaitNamedPipeW(path.as_ptr(), ms) } != 0 {
         return Ok(());
     }
     let err = io::Error::last_os_error();
     match err.raw_os_error().map(|c| c as u32) {
-        Some(ERROR_SEM_TIMEOUT) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "every pipe instance stayed busy until the connect timeout",
-        )),
+        // Still busy after this slice: the caller tries again, and the next
+        // wait says whether the connect timeout has passed.
+        Some(ERROR_SEM_TIMEOUT) => Ok(()),
         // The server went away or is between instances: let the caller retry.
         Some(ERROR_FILE_NOT_FOUND) => Ok(()),
-        _ => Err(err),
+        // The wait is only a hint; the next open says what is there. Wine
+        // fails it with code 676 while a pipe's last instances close. A short
+        // pause keeps a wait that keeps failing from spinning.
+        _ => {
+            std::thread::sleep(BUSY_RETRY);
+            Ok(())
+        }
     }
 }
+
+/// The pause after a `WaitNamedPipeW` that failed for another reason than
+/// a timeout or a name that has gone.
+const BUSY_RETRY: Duration = Duration::from_millis(10);
