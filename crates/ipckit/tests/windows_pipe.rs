@@ -8,23 +8,30 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ipckit::os::windows::ListenerOptionsExt;
-use ipckit::{ConnectOptions, ListenerOptions, Stream};
+use ipckit::{ConnectOptions, Listener, ListenerOptions, Stream};
 use util::{slow_factor, unique_name, watchdog};
 
 fn limit(secs: u64) -> Duration {
     Duration::from_secs(secs * u64::from(slow_factor()))
 }
 
+/// A pipe of one instance, taken: its address, listener and both ends of the
+/// connection on that instance.
+fn busy_pipe(tag: &str) -> (String, Listener, Stream, Stream) {
+    let addr = format!("pipe:{}", unique_name(tag));
+    let listener = ListenerOptions::new()
+        .max_instances(1)
+        .bind(addr.as_str())
+        .unwrap();
+    let first = Stream::connect(addr.as_str()).unwrap();
+    let served = listener.accept().unwrap();
+    (addr, listener, first, served)
+}
+
 #[test]
 fn a_busy_pipe_times_out_then_connects_when_an_instance_frees() {
     watchdog(limit(30), || {
-        let addr = format!("pipe:{}", unique_name("busy"));
-        let listener = ListenerOptions::new()
-            .max_instances(1)
-            .bind(addr.as_str())
-            .unwrap();
-        let first = Stream::connect(addr.as_str()).unwrap();
-        let served = listener.accept().unwrap();
+        let (addr, listener, first, served) = busy_pipe("busy");
 
         // The only instance is taken: a second client waits, then gives up.
         let mut opts = ConnectOptions::new();
@@ -62,13 +69,7 @@ fn a_busy_pipe_times_out_then_connects_when_an_instance_frees() {
 #[test]
 fn a_client_waiting_for_a_busy_pipe_learns_that_the_server_went_away() {
     watchdog(limit(30), || {
-        let addr = format!("pipe:{}", unique_name("busy-gone"));
-        let listener = ListenerOptions::new()
-            .max_instances(1)
-            .bind(addr.as_str())
-            .unwrap();
-        let first = Stream::connect(addr.as_str()).unwrap();
-        let served = listener.accept().unwrap();
+        let (addr, listener, first, served) = busy_pipe("busy-gone");
         // No timeout: only the server's going away can end this connect.
         let waiting = {
             let addr = addr.clone();
