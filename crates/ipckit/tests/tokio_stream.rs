@@ -576,3 +576,74 @@ mod unix {
         });
     }
 }
+
+/// A server whose runtime stops right after it dropped its listener and its
+/// connections (as a private runtime is, in an RPC server that stops) leaves
+/// nothing behind: each client reads the end, and the name is gone. Under
+/// Wine the instance a client had connected to while the accept was being
+/// given up stayed open for the life of the process: tokio closes a pipe's
+/// handle only once its runtime has seen the completion of the read it
+/// cancelled on drop, and a stopped runtime never sees it; the name stayed
+/// busy, and a client waited for a free instance for ever.
+#[test]
+fn a_runtime_stopped_right_after_its_listener_leaves_nothing_behind() {
+    util::watchdog(limit(60), || {
+        for round in 0..20 {
+            let addr = format!("pipe:{}", unique_name(&format!("trtstop{round}")));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let (served, waiting) = rt.block_on(async {
+                let listener = Listener::bind(addr.as_str()).unwrap();
+                // One client accepted and served.
+                let addr1 = addr.clone();
+                let (accepted, client) = tokio::join!(
+                    listener.accept(),
+                    tokio::task::spawn_blocking(move || ipckit::Stream::connect(addr1.as_str()))
+                );
+                let (mut accepted, client) = (accepted.unwrap(), client.unwrap().unwrap());
+                accepted.write_all(b"hi").await.unwrap();
+                // Another that connects while an accept is being given up.
+                let addr2 = addr.clone();
+                let (tx, rx) = oneshot::channel();
+                let connecting = std::thread::spawn(move || {
+                    let s = ipckit::Stream::connect(addr2.as_str());
+                    let _ = tx.send(());
+                    s
+                });
+                tokio::select! {
+                    biased;
+                    _ = rx => {}
+                    _ = listener.accept() => {}
+                }
+                let waiting = connecting.join().unwrap().unwrap();
+                drop(accepted);
+                drop(listener);
+                (client, waiting)
+            });
+            drop(rt);
+            let mut served = served;
+            let mut got = [0; 2];
+            std::io::Read::read_exact(&mut served, &mut got).unwrap();
+            assert_eq!(&got, b"hi", "round {round}");
+            for (which, mut client) in [("served", served), ("waiting", waiting)] {
+                client.set_read_timeout(Some(limit(5))).unwrap();
+                let mut buf = [0; 1];
+                match std::io::Read::read(&mut client, &mut buf) {
+                    Ok(0) => {}
+                    Ok(n) => panic!("round {round}: the {which} client read {n} bytes"),
+                    Err(e) => assert_ne!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut,
+                        "round {round}: the {which} client never saw the end"
+                    ),
+                }
+            }
+            let mut opts = ConnectOptions::new();
+            opts.timeout(limit(2));
+            let err = opts.connect(addr.as_str()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound, "round {round}: {err}");
+        }
+    });
+}

@@ -1,7 +1,7 @@
 //! Owned handles and events: every raw handle becomes an `OwnedHandle` here.
 
 use std::io;
-use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
 use std::ptr;
 
 use windows_sys::Win32::Foundation::WAIT_OBJECT_0;
@@ -38,6 +38,11 @@ impl Event {
 
     pub(super) fn raw(&self) -> HANDLE {
         self.0.as_raw_handle()
+    }
+
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(super) fn handle(&self) -> BorrowedHandle<'_> {
+        self.0.as_handle()
     }
 
     /// Signals the event; it stays signalled (manual reset).

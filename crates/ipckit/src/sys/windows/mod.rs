@@ -7,6 +7,10 @@
 //! - `mailslot`: mailslots (`MailslotReceiver`, `MailslotSender`), overlapped
 //!   reads sized by `GetMailslotInfo`; `mailslot_group`: broadcast groups of
 //!   them (`join_group`, `broadcast`), registered by marker files.
+//! - `pipe_instances`: how a server creates its pipe's instances (shared by
+//!   the blocking and the async listener).
+//! - `pipe_waiting` (feature `tokio`): the instance the async listener keeps
+//!   waiting, awaited through the thread pool and closed at once on drop.
 //! - `overlapped`: one overlapped operation bounded by a deadline.
 //! - `handle`: owned handles and events.
 //! - `tokio` (feature `tokio`): the async listener and streams, on tokio's named
@@ -32,7 +36,10 @@ mod message;
 mod object_owner;
 mod overlapped;
 mod pipe;
+mod pipe_instances;
 mod pipe_list;
+#[cfg(feature = "tokio")]
+mod pipe_waiting;
 pub(crate) mod registry;
 mod security;
 pub(crate) mod shm;

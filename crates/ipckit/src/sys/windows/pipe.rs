@@ -13,41 +13,18 @@ use windows_sys::Win32::Foundation::{
     ERROR_SEM_TIMEOUT, GENERIC_READ, GENERIC_WRITE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    CreateFileW, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, OPEN_EXISTING,
-    PIPE_ACCESS_DUPLEX, ReadFile, SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT, WriteFile,
+    CreateFileW, FILE_FLAG_OVERLAPPED, OPEN_EXISTING, ReadFile, SECURITY_IDENTIFICATION,
+    SECURITY_SQOS_PRESENT, WriteFile,
 };
-use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, NAMED_PIPE_MODE, PIPE_ACCEPT_REMOTE_CLIENTS,
-    PIPE_READMODE_BYTE, PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE,
-    PIPE_TYPE_MESSAGE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT, WaitNamedPipeW,
-};
+use windows_sys::Win32::System::Pipes::{ConnectNamedPipe, WaitNamedPipeW};
 
-use super::first_instance::create_first;
-use super::handle::{Event, owned, wide};
-use super::security::{SecurityAttributes, describe, peer_credentials};
+use super::handle::{Event, owned};
+use super::pipe_instances::{Instances, pipe_path};
+use super::security::{describe, peer_credentials};
 use super::{overlapped, timed_out};
 use crate::sys::peer::PeerCredentials;
 use crate::sys::plain::Endpoint;
 use crate::sys::plain::{ConnectConfig, ListenConfig, RetrySchedule, deadline};
-
-fn pipe_path(ep: &Endpoint) -> io::Result<Vec<u16>> {
-    match ep {
-        Endpoint::Pipe(path) => Ok(wide(path)),
-        _ => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "not a named-pipe endpoint",
-        )),
-    }
-}
-
-/// `PIPE_REJECT_REMOTE_CLIENTS`, unless the options accept remote clients.
-pub(super) fn remote_mode(opts: &ListenConfig) -> NAMED_PIPE_MODE {
-    if opts.accept_remote {
-        PIPE_ACCEPT_REMOTE_CLIENTS
-    } else {
-        PIPE_REJECT_REMOTE_CLIENTS
-    }
-}
 
 /// Refuses to bind a name that already has instances (another server's, maybe a
 /// squatter's). `FILE_FLAG_FIRST_PIPE_INSTANCE` is the guard that holds against
@@ -102,42 +79,18 @@ fn server_pid(_path: &[u16]) -> &'static str {
 
 pub(super) use crate::sys::sync::lock;
 
-/// What the instances of a pipe carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum PipeKind {
-    /// A byte stream (`PIPE_TYPE_BYTE | PIPE_READMODE_BYTE`).
-    Bytes,
-    /// Whole messages (`PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE`).
-    Messages,
-}
-
-impl PipeKind {
-    fn mode(self) -> NAMED_PIPE_MODE {
-        match self {
-            PipeKind::Bytes => PIPE_TYPE_BYTE | PIPE_READMODE_BYTE,
-            PipeKind::Messages => PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE,
-        }
-    }
-}
+pub(super) use super::pipe_instances::PipeKind;
 
 /// A named-pipe server that always keeps one instance waiting for a client.
 #[derive(Debug)]
 pub(crate) struct Listener {
-    path: Vec<u16>,
-    kind: PipeKind,
-    max_instances: u32,
-    in_buffer: u32,
-    out_buffer: u32,
+    instances: Instances,
     /// The instance clients connect to next; `None` only after creating the next
     /// instance failed (for example at the instance limit).
     waiting: Mutex<Option<OwnedHandle>>,
     event: Event,
     /// Signalled to give up a waiting `accept` for good (see `abort`).
     stop: Event,
-    /// The descriptor every instance is created with.
-    security: SecurityAttributes,
-    /// `PIPE_REJECT_REMOTE_CLIENTS` unless the listener opted out.
-    remote: NAMED_PIPE_MODE,
 }
 
 impl Listener {
@@ -151,52 +104,13 @@ impl Listener {
         opts: &ListenConfig,
         kind: PipeKind,
     ) -> io::Result<Listener> {
-        let mut listener = Listener {
-            path: pipe_path(ep)?,
-            kind,
-            max_instances: opts
-                .max_instances
-                .map_or(PIPE_UNLIMITED_INSTANCES, u32::from),
-            in_buffer: opts.in_buffer,
-            out_buffer: opts.out_buffer,
-            waiting: Mutex::new(None),
+        let (instances, first) = Instances::first(ep, opts, kind)?;
+        Ok(Listener {
+            instances,
+            waiting: Mutex::new(Some(first)),
             event: Event::new()?,
             stop: Event::new()?,
-            security: SecurityAttributes::new(opts.sddl.as_deref())?,
-            remote: remote_mode(opts),
-        };
-        let first = create_first(&listener.path, || listener.create_instance(true))?;
-        *listener
-            .waiting
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(first);
-        Ok(listener)
-    }
-
-    fn create_instance(&self, first: bool) -> io::Result<OwnedHandle> {
-        let mut open = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED;
-        if first {
-            open |= FILE_FLAG_FIRST_PIPE_INSTANCE;
-        }
-        let mode = self.kind.mode() | PIPE_WAIT | self.remote;
-        let raw = self.security.with(|sa| {
-            // SAFETY: `self.path` is NUL-terminated and outlives the call; `sa`
-            // points to SECURITY_ATTRIBUTES whose descriptor `self.security` owns,
-            // valid for the whole call (`with`). The result is checked by `owned`.
-            unsafe {
-                CreateNamedPipeW(
-                    self.path.as_ptr(),
-                    open,
-                    mode,
-                    self.max_instances,
-                    self.out_buffer,
-                    self.in_buffer,
-                    0,
-                    sa,
-                )
-            }
-        });
-        owned(raw)
+        })
     }
 
     /// The owner and DACL of the pipe, as SDDL, read from the waiting instance.
@@ -219,7 +133,7 @@ impl Listener {
         let mut waiting = lock(&self.waiting);
         let instance = match waiting.take() {
             Some(h) => h,
-            None => self.create_instance(false)?,
+            None => self.instances.next()?,
         };
         let connected = overlapped::run_stoppable(
             instance.as_handle(),
@@ -242,7 +156,7 @@ impl Listener {
         // Put the next instance in place before handing this one out, so the name
         // never disappears between accepts. At the instance limit there is none
         // to create yet; the next accept creates it.
-        *waiting = self.create_instance(false).ok();
+        *waiting = self.instances.next().ok();
         Ok(instance)
     }
 

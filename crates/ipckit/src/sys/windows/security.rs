@@ -148,12 +148,6 @@ impl SecurityAttributes {
         };
         f(&sa)
     }
-
-    /// `with`, for callers that take the pointer as `*mut c_void` (tokio).
-    #[cfg(feature = "tokio")]
-    pub(super) fn with_void<T>(&self, f: impl FnOnce(*mut c_void) -> T) -> T {
-        self.with(|sa| f(sa as *mut c_void))
-    }
 }
 
 /// A token of `process` (TOKEN_QUERY).

@@ -34,7 +34,7 @@ use crate::sys::shm_channel::PEER_CHECK;
 pub(crate) type Keep = Arc<dyn Any + Send + Sync>;
 
 /// A wait of the thread pool on one object, unregistered on drop.
-struct Registration {
+pub(super) struct Registration {
     wait: HANDLE,
     /// An `Arc<Notify>` turned into the callback's context.
     notify: *const Notify,
@@ -56,7 +56,7 @@ unsafe extern "system" fn signalled(ctx: *mut c_void, _timed_out: bool) {
     notify.notify_one();
 }
 
-fn register(
+pub(super) fn register(
     object: BorrowedHandle<'_>,
     notify: &Arc<Notify>,
     keep: Keep,

@@ -1,28 +1,28 @@
 //! Async named pipes on tokio's `NamedPipeServer` and `NamedPipeClient`.
 //!
-//! The server mirrors the blocking one: the first instance is created with
+//! The server mirrors the blocking one (its instances made by the same
+//! `pipe_instances` recipe): the first instance is created with
 //! `FILE_FLAG_FIRST_PIPE_INSTANCE`, remote clients are rejected, and one instance
 //! always waits for the next client — the next one is created before a connected
-//! one is handed out. Clients retry a busy pipe (`ERROR_PIPE_BUSY`) with short
+//! one is handed out. The waiting instance is tokio's only once connected
+//! (`pipe_waiting`). Clients retry a busy pipe (`ERROR_PIPE_BUSY`) with short
 //! sleeps in the runtime instead of the blocking `WaitNamedPipeW`.
 
 use std::io;
-use std::os::windows::io::AsHandle;
+use std::os::windows::io::{AsHandle, IntoRawHandle};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use ::tokio::net::windows::named_pipe::{
-    ClientOptions, NamedPipeClient, NamedPipeServer, ServerOptions,
-};
+use ::tokio::net::windows::named_pipe::{ClientOptions, NamedPipeClient, NamedPipeServer};
 use ::tokio::sync::Mutex;
 use ::tokio::time::{Instant, sleep};
 use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY};
 
-use super::first_instance::create_first;
-use super::security::SecurityAttributes;
+use super::pipe_instances::{Instances, PipeKind};
+use super::pipe_waiting::Waiting;
 pub(crate) use super::tokio_mailslot::MailslotReceiver;
 pub(crate) use super::tokio_message::{MsgListener, MsgStream, connect_message};
 use crate::sys::peer::PeerCredentials;
@@ -45,91 +45,65 @@ fn pipe_path(ep: &Endpoint) -> io::Result<&str> {
 }
 
 /// A named-pipe server that always keeps one instance waiting for a client.
+/// The waiting instance is ours, not tokio's, until a client has connected
+/// (see `pipe_waiting`): dropping the listener closes it at once.
 #[derive(Debug)]
 pub(crate) struct Listener {
-    path: String,
-    /// The options of every instance after the first.
-    options: ServerOptions,
-    /// The descriptor every instance is created with.
-    security: SecurityAttributes,
+    instances: Instances,
     /// The instance clients connect to next; `None` only after creating the next
     /// instance failed (for example at the instance limit). An async mutex, held
     /// across the wait for a client, so one accept at a time drives the instance.
-    waiting: Mutex<Option<NamedPipeServer>>,
+    waiting: Mutex<Option<Waiting>>,
 }
 
 impl Listener {
-    /// Creates the first instance. Panics outside a tokio runtime (registering the
-    /// handle with the reactor).
     pub(crate) fn bind(ep: &Endpoint, opts: &ListenConfig) -> io::Result<Listener> {
-        let path = pipe_path(ep)?.to_owned();
-        let security = SecurityAttributes::new(opts.sddl.as_deref())?;
-        let mut options = ServerOptions::new();
-        options
-            .reject_remote_clients(!opts.accept_remote)
-            .in_buffer_size(opts.in_buffer)
-            .out_buffer_size(opts.out_buffer);
-        if let Some(n) = opts.max_instances {
-            // `ListenConfig` refuses 0 and 255; tokio panics above 254.
-            options.max_instances(usize::from(n.min(254)));
-        }
-        let first = create_first(&super::handle::wide(&path), || {
-            create(options.clone().first_pipe_instance(true), &path, &security)
-        })?;
+        let (instances, first) = Instances::first(ep, opts, PipeKind::Bytes)?;
         Ok(Listener {
-            path,
-            options,
-            security,
-            waiting: Mutex::new(Some(first)),
+            instances,
+            waiting: Mutex::new(Some(Waiting::new(first)?)),
         })
     }
 
     /// A new instance after the first.
-    fn create(&self) -> io::Result<NamedPipeServer> {
-        create(&self.options, &self.path, &self.security)
+    fn next(&self) -> io::Result<Waiting> {
+        Waiting::new(self.instances.next()?)
     }
 
-    /// Waits for a client on the waiting instance.
+    /// Waits for a client on the waiting instance. Panics outside a tokio
+    /// runtime (registering the connected instance with the reactor).
     ///
-    /// Cancel safe: the instance stays in `waiting` while its `ConnectNamedPipe`
-    /// is pending, and tokio's `connect` is itself cancel safe, so a client that
-    /// connects while no accept is running is returned by the next one.
+    /// Cancel safe: the instance stays in `waiting` while its connect is in
+    /// flight, and `Waiting::connected` is itself cancel safe, so a client
+    /// that connects while no accept is running is returned by the next one.
     pub(crate) async fn accept(&self) -> io::Result<Stream> {
         let mut waiting = self.waiting.lock().await;
-        let server = match waiting.take() {
-            Some(server) => server,
-            None => self.create()?,
+        let instance = match waiting.take() {
+            Some(instance) => instance,
+            None => self.next()?,
         };
         // Back in its place before the first await: dropping this future leaves
         // the instance (and a client that connects to it) for the next accept.
-        let server = waiting.insert(server);
-        if let Err(e) = server.connect().await {
+        let instance = waiting.insert(instance);
+        if let Err(e) = instance.connected().await {
             // This instance is of no more use; put a fresh one in its place.
-            *waiting = self.create().ok();
+            *waiting = self.next().ok();
             return Err(e);
         }
         // Put the next instance in place before handing this one out, so the name
         // never disappears between accepts. At the instance limit there is none
         // to create yet; the next accept creates it.
-        let next = self.create().ok();
-        match std::mem::replace(&mut *waiting, next) {
-            Some(connected) => Ok(Stream::new(Pipe::Server(connected))),
-            None => unreachable!("the lock is held and the slot was filled above"),
-        }
+        let next = self.next().ok();
+        let Some(connected) = std::mem::replace(&mut *waiting, next) else {
+            unreachable!("the lock is held and the slot was filled above")
+        };
+        let handle = connected.into_connected().into_raw_handle();
+        // SAFETY: `handle` is a connected, overlapped server instance that this
+        // listener owned alone (`into_raw_handle` gave that up) and that no
+        // completion port knows yet; tokio takes it over, closing it on error.
+        let server = unsafe { NamedPipeServer::from_raw_handle(handle) }?;
+        Ok(Stream::new(Pipe::Server(server)))
     }
-}
-
-/// Creates a pipe instance with `options` and the descriptor of `security`.
-fn create(
-    options: &ServerOptions,
-    path: &str,
-    security: &SecurityAttributes,
-) -> io::Result<NamedPipeServer> {
-    security.with_void(|sa| {
-        // SAFETY: `sa` points to a valid SECURITY_ATTRIBUTES whose descriptor
-        // `security` owns, for the whole call (`with_void`), as tokio requires.
-        unsafe { options.create_with_security_attributes_raw(path, sa) }
-    })
 }
 
 /// The process id and user SID of the other end of `stream`.
