@@ -594,7 +594,7 @@ fn a_runtime_stopped_right_after_its_listener_leaves_nothing_behind() {
                 .enable_all()
                 .build()
                 .unwrap();
-            let (served, waiting) = rt.block_on(async {
+            let (mut served, waiting) = rt.block_on(async {
                 let listener = Listener::bind(addr.as_str()).unwrap();
                 // One client accepted and served.
                 let addr1 = addr.clone();
@@ -623,7 +623,6 @@ fn a_runtime_stopped_right_after_its_listener_leaves_nothing_behind() {
                 (client, waiting)
             });
             drop(rt);
-            let mut served = served;
             let mut got = [0; 2];
             std::io::Read::read_exact(&mut served, &mut got).unwrap();
             assert_eq!(&got, b"hi", "round {round}");

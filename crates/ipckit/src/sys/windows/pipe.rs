@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
-    ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED,
-    ERROR_SEM_TIMEOUT, GENERIC_READ, GENERIC_WRITE,
+    ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY, ERROR_SEM_TIMEOUT, GENERIC_READ,
+    GENERIC_WRITE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FILE_FLAG_OVERLAPPED, OPEN_EXISTING, ReadFile, SECURITY_IDENTIFICATION,
@@ -19,7 +19,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::Pipes::{ConnectNamedPipe, WaitNamedPipeW};
 
 use super::handle::{Event, owned};
-use super::pipe_instances::{Instances, pipe_path};
+use super::pipe_instances::{CLIENT_CAME, Instances, pipe_path};
 use super::security::{describe, peer_credentials};
 use super::{overlapped, timed_out};
 use crate::sys::peer::PeerCredentials;
@@ -141,7 +141,7 @@ impl Listener {
             &self.stop,
             None,
             "accept",
-            &[ERROR_PIPE_CONNECTED, ERROR_NO_DATA],
+            &CLIENT_CAME,
             |ov| {
                 // SAFETY: `instance` is a live pipe server handle opened with
                 // FILE_FLAG_OVERLAPPED; `ov` stays in place until `run` has waited

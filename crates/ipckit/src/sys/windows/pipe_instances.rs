@@ -6,6 +6,7 @@
 use std::io;
 use std::os::windows::io::OwnedHandle;
 
+use windows_sys::Win32::Foundation::{ERROR_NO_DATA, ERROR_PIPE_CONNECTED};
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, PIPE_ACCESS_DUPLEX,
 };
@@ -37,6 +38,12 @@ impl PipeKind {
         }
     }
 }
+
+/// The errors of `ConnectNamedPipe` that mean a client has come: it
+/// connected before the call (`ERROR_PIPE_CONNECTED`), or connected and left
+/// again (`ERROR_NO_DATA`: its stream reads the end at once). Both accepts,
+/// blocking and async, take them as success.
+pub(super) const CLIENT_CAME: [u32; 2] = [ERROR_PIPE_CONNECTED, ERROR_NO_DATA];
 
 /// The NUL-terminated path of a pipe endpoint.
 pub(super) fn pipe_path(ep: &Endpoint) -> io::Result<Vec<u16>> {

@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use windows_sys::Win32::Foundation::{ERROR_IO_PENDING, ERROR_NO_DATA, ERROR_PIPE_CONNECTED};
+use windows_sys::Win32::Foundation::ERROR_IO_PENDING;
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 use windows_sys::Win32::System::Pipes::ConnectNamedPipe;
 
 use super::handle::Event;
+use super::pipe_instances::CLIENT_CAME;
 use super::shm_async::{Keep, register};
 
 /// The longest a wait relies on the thread pool's callback before it looks
@@ -100,9 +101,7 @@ impl Waiting {
             let err = io::Error::last_os_error();
             match err.raw_os_error().map(|c| c as u32) {
                 Some(ERROR_IO_PENDING) => self.issued = true,
-                // A client connected before the call (and maybe left again:
-                // its stream then reads the end at once).
-                Some(ERROR_PIPE_CONNECTED | ERROR_NO_DATA) => return Ok(()),
+                Some(code) if CLIENT_CAME.contains(&code) => return Ok(()),
                 _ => return Err(err),
             }
         }
@@ -124,7 +123,7 @@ impl Waiting {
         }
         let err = io::Error::last_os_error();
         match err.raw_os_error().map(|c| c as u32) {
-            Some(ERROR_PIPE_CONNECTED | ERROR_NO_DATA) => Ok(()),
+            Some(code) if CLIENT_CAME.contains(&code) => Ok(()),
             _ => Err(err),
         }
     }
